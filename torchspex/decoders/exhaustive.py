@@ -1,0 +1,55 @@
+"""Exact spectrum by evaluating all ``2^n`` masks and one fast Walsh-Hadamard transform."""
+
+from __future__ import annotations
+
+import torch
+
+from torchspex.decoders.base import BudgetTooSmallError, Evaluator
+from torchspex.fourier import SparseSpectrum, dense_to_spectrum, fwht
+
+__all__ = ["MAX_EXHAUSTIVE_FEATURES", "all_masks", "decode_exhaustive"]
+
+#: Largest number of features the exhaustive method accepts (2^20 ~ 1e6 evaluations).
+MAX_EXHAUSTIVE_FEATURES = 20
+
+
+def all_masks(n_features: int) -> torch.Tensor:
+    """Every mask ``bool [2^n, n]``; row ``x`` keeps feature ``i`` iff bit ``i`` of ``x`` is set.
+
+    Example:
+        >>> all_masks(2).int()
+        tensor([[0, 0],
+                [1, 0],
+                [0, 1],
+                [1, 1]], dtype=torch.int32)
+    """
+    rows = torch.arange(1 << n_features).unsqueeze(1)
+    return ((rows >> torch.arange(n_features)) & 1).bool()
+
+
+def check_exhaustive(n_features: int, n_samples: int | None) -> None:
+    """Raises when ``n_features`` is too large or ``n_samples`` below ``2^n``."""
+    if n_features > MAX_EXHAUSTIVE_FEATURES:
+        raise ValueError(
+            f"method='exhaustive' evaluates all 2^n masks and supports n_features <= "
+            f"{MAX_EXHAUSTIVE_FEATURES}; got n_features={n_features}. Use method='spex' or "
+            "method='proxyspex' for more features."
+        )
+    if n_samples is not None and n_samples < (1 << n_features):
+        raise BudgetTooSmallError(
+            f"method='exhaustive' needs n_samples >= 2^{n_features} = {1 << n_features}; got "
+            f"{n_samples}. Raise `n_samples` or use method='spex' or 'proxyspex'.",
+            1 << n_features,
+        )
+
+
+def decode_exhaustive(evaluator: Evaluator, n_features: int) -> tuple[SparseSpectrum, dict]:
+    """Evaluates every mask and returns the exact Fourier spectrum (all ``2^n`` terms).
+
+    .. math:: F(K) = 2^{-n} \\sum_x f(x) (-1)^{|K \\cap x|}
+    """
+    masks = all_masks(n_features)
+    values = evaluator(masks)
+    coefficients = fwht(values, dim=0) / (1 << n_features)
+    keep = torch.ones(1 << n_features, dtype=torch.bool)
+    return dense_to_spectrum(coefficients, n_features, "Fourier", keep=keep), {"exact": True}

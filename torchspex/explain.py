@@ -1,0 +1,123 @@
+"""Functional entry point for plain value functions (the spectralexplain-style user)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from torchspex.decoders.base import Evaluator, ValueFunction
+from torchspex.decoders.dispatch import check_method, decode
+from torchspex.fourier import canonical_index
+from torchspex.interactions import Interactions, _check_order
+
+__all__ = ["explain"]
+
+
+def check_n_features(n_features: int) -> int:
+    """Validates a feature count."""
+    if isinstance(n_features, bool) or not isinstance(n_features, int):
+        raise TypeError(f"`n_features` must be an int; got {type(n_features).__name__}.")
+    if n_features < 1:
+        raise ValueError(f"`n_features` must be >= 1; got {n_features}.")
+    return n_features
+
+
+def check_n_samples(n_samples: int | None) -> int | None:
+    """Validates a budget."""
+    if n_samples is None:
+        return None
+    if isinstance(n_samples, bool) or not isinstance(n_samples, int):
+        raise TypeError(f"`n_samples` must be an int or None; got {type(n_samples).__name__}.")
+    if n_samples < 1:
+        raise ValueError(f"`n_samples` must be >= 1; got {n_samples}.")
+    return n_samples
+
+
+def check_generator(generator: torch.Generator | int | None) -> torch.Generator:
+    """A fresh generator from ``None`` (seed 0) or an int seed; a generator is used as given."""
+    if generator is None:
+        return torch.Generator().manual_seed(0)
+    if isinstance(generator, bool):
+        raise TypeError("`generator` must be a torch.Generator, an int seed or None; got bool.")
+    if isinstance(generator, int):
+        return torch.Generator().manual_seed(generator)
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(
+            "`generator` must be a torch.Generator, an int seed or None; got "
+            f"{type(generator).__name__}."
+        )
+    return generator
+
+
+def explain(
+    value_function: ValueFunction,
+    n_features: int,
+    *,
+    method: str = "spex",
+    n_samples: int | None = None,
+    max_order: int | None = None,
+    index: str = "FBII",
+    generator: torch.Generator | int | None = None,
+    feature_names: Sequence[str] | None = None,
+    mask_format: str = "torch",
+    batch_size: int | None = None,
+    **decoder_options: Any,
+) -> Interactions:
+    """Learns the sparse Fourier spectrum of a value function and returns its interactions.
+
+    Args:
+        value_function: ``masks -> values``; masks are ``bool [m, n_features]`` (True = feature
+            kept; a torch tensor, or a NumPy array with ``mask_format="numpy"``); values are
+            ``[m]`` or ``[m, n_outputs]``, torch or NumPy.
+        n_features: number of features ``n``.
+        method: ``"spex"`` (Kang et al., 2025), ``"proxyspex"`` (Butler et al., 2025) or
+            ``"exhaustive"`` (all ``2^n`` masks, exact, ``n <= 20``).
+        n_samples: the most value-function evaluations to spend (distinct masks).
+        max_order: order cap of the interactions reported (and the decoder's target order).
+        index: interaction index of the result (``"FBII"``, ``"SII"``, ``"k-SII"``, ...).
+        generator: ``torch.Generator`` or int seed; ``None`` means seed 0 (deterministic).
+        feature_names: display labels.
+        mask_format: ``"torch"`` or ``"numpy"``: what ``value_function`` receives.
+        batch_size: most masks per ``value_function`` call (``None``: as many as the method
+            asks for at once).
+        **decoder_options: method-specific settings.
+
+    Returns:
+        :class:`~torchspex.Interactions` with the learned spectrum.
+
+    Raises:
+        ValueError: for an unknown method or index, a bad order or budget, a value function
+            returning the wrong number of values or NaN/inf.
+        TypeError: for arguments of the wrong type.
+
+    Example:
+        >>> f = lambda masks: 2.0 * masks[:, 0] * masks[:, 1] + masks[:, 2]
+        >>> result = explain(f, 3, method="exhaustive", index="Moebius")
+        >>> result.to_dict()
+        {(2,): 1.0, (0, 1): 2.0}
+    """
+    n_features = check_n_features(n_features)
+    method = check_method(method)
+    index = canonical_index(index)
+    max_order = _check_order(max_order, n_features)
+    n_samples = check_n_samples(n_samples)
+    generator = check_generator(generator)
+    evaluator = Evaluator(
+        value_function, n_features, n_samples=n_samples, mask_format=mask_format,
+        batch_size=batch_size,
+    )
+    spectrum, info = decode(
+        method, evaluator, n_features, n_samples=n_samples, max_order=max_order,
+        generator=generator, **decoder_options,
+    )
+    return Interactions(
+        spectrum.prune(atol=0.0),
+        index=index,
+        max_order=max_order,
+        n_evaluations=evaluator.n_evaluations,
+        feature_names=feature_names,
+        method=method,
+        info=info,
+    )

@@ -1,0 +1,203 @@
+"""The sparse spectrum container."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from torchspex.fourier._sets import (
+    coalesce,
+    indices_to_support,
+    normalize_indices,
+    set_sizes,
+    support_to_indices,
+)
+from torchspex.fourier.indices import canonical_index
+
+__all__ = ["SparseSpectrum"]
+
+
+@dataclass(frozen=True, eq=False)
+class SparseSpectrum:
+    """A sparse set function: one coefficient (or vector of them) per feature set.
+
+    The terms are stored in *index form*: ``indices[i]`` holds the sorted features of term ``i``
+    padded with ``-1``, so memory is ``O(s * max_order)`` rather than ``O(s * n_features)``.
+    ``support`` gives the bool ``[s, n_features]`` view on demand.
+
+    Attributes:
+        indices: ``int64 [s, d]`` feature indices of each term, ascending, ``-1`` padded.
+        coefficients: ``float [s, *out]``; ``out`` is ``()`` for a scalar output, ``(o,)`` for
+            several outputs, ``(B,)`` or ``(B, o)`` for a batch of explained examples.
+        n_features: number of features ``n``.
+        basis: ``"Fourier"`` (``f(x) = sum_K F[K] (-1)^{|K & x|}``), ``"Moebius"``
+            (``f(x) = sum_S a[S] prod_{i in S} x_i``) or the name of an interaction index.
+
+    Example:
+        >>> spec = SparseSpectrum.from_support(
+        ...     torch.tensor([[False, False], [True, True]]), torch.tensor([1.0, 0.5]))
+        >>> spec.evaluate(torch.tensor([[True, False], [True, True]]))
+        tensor([0.5000, 1.5000])
+    """
+
+    indices: Tensor
+    coefficients: Tensor
+    n_features: int
+    basis: str = "Fourier"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.n_features, int) or isinstance(self.n_features, bool):
+            raise TypeError(f"`n_features` must be an int; got {type(self.n_features).__name__}.")
+        if self.n_features < 0:
+            raise ValueError(f"`n_features` must be >= 0; got {self.n_features}.")
+        if not isinstance(self.indices, Tensor) or self.indices.dim() != 2:
+            raise ValueError("`indices` must be an int64 tensor [n_terms, width].")
+        if self.indices.dtype != torch.long:
+            raise TypeError(f"`indices` must be int64; got {self.indices.dtype}.")
+        if not isinstance(self.coefficients, Tensor) or self.coefficients.dim() < 1:
+            raise ValueError("`coefficients` must be a tensor [n_terms, *out].")
+        if self.coefficients.shape[0] != self.indices.shape[0]:
+            raise ValueError(
+                f"`coefficients` has {self.coefficients.shape[0]} rows but `indices` has "
+                f"{self.indices.shape[0]}; they must match."
+            )
+        if self.indices.numel() and int(self.indices.max()) >= self.n_features:
+            raise ValueError(
+                f"`indices` refers to feature {int(self.indices.max())} but `n_features` is "
+                f"{self.n_features}."
+            )
+        object.__setattr__(self, "basis", canonical_index(self.basis))
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def from_support(
+        cls, support: Tensor, coefficients: Tensor, basis: str = "Fourier"
+    ) -> SparseSpectrum:
+        """Builds a spectrum from a bool support ``[s, n]`` and coefficients ``[s, *out]``."""
+        if support.dim() != 2:
+            raise ValueError(f"`support` must be 2-D [s, n]; got shape {tuple(support.shape)}.")
+        return cls(support_to_indices(support.bool()), coefficients, support.shape[1], basis)
+
+    @classmethod
+    def from_sets(
+        cls,
+        sets: list[tuple[int, ...]],
+        coefficients: Tensor | list[float],
+        n_features: int,
+        basis: str = "Fourier",
+    ) -> SparseSpectrum:
+        """Builds a spectrum from a list of feature tuples (duplicates are summed).
+
+        Example:
+            >>> SparseSpectrum.from_sets([(), (0, 2)], [1.0, 2.0], 3).to_dict()
+            {(): 1.0, (0, 2): 2.0}
+        """
+        coefficients = torch.as_tensor(coefficients, dtype=torch.float64)
+        width = max((len(s) for s in sets), default=0)
+        idx = torch.full((len(sets), width), -1, dtype=torch.long)
+        for i, s in enumerate(sets):
+            if len(s):
+                idx[i, : len(s)] = torch.as_tensor(list(s), dtype=torch.long)
+        return cls(normalize_indices(idx), coefficients, n_features, basis).coalesce()
+
+    @classmethod
+    def zeros(cls, n_features: int, out_shape: tuple[int, ...] = (), basis: str = "Fourier",
+              dtype: torch.dtype = torch.float64) -> SparseSpectrum:
+        """A spectrum with no terms."""
+        return cls(torch.zeros(0, 0, dtype=torch.long), torch.zeros((0, *out_shape), dtype=dtype),
+                   n_features, basis)
+
+    # ------------------------------------------------------------------ views
+    @property
+    def n_terms(self) -> int:
+        """Number of stored terms ``s``."""
+        return self.indices.shape[0]
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        """Trailing shape of the coefficients."""
+        return tuple(self.coefficients.shape[1:])
+
+    @property
+    def orders(self) -> Tensor:
+        """Size of each term, ``int64 [s]``."""
+        return set_sizes(self.indices)
+
+    @property
+    def max_size(self) -> int:
+        """Largest term size present (0 for an empty spectrum)."""
+        return int(self.orders.max()) if self.n_terms else 0
+
+    @property
+    def support(self) -> Tensor:
+        """Bool ``[s, n_features]`` view of the terms."""
+        return indices_to_support(self.indices, self.n_features)
+
+    def sets(self) -> list[tuple[int, ...]]:
+        """The terms as a list of feature tuples."""
+        return [tuple(v for v in row if v >= 0) for row in self.indices.tolist()]
+
+    def to_dict(self) -> dict[tuple[int, ...], float | list]:
+        """``{feature tuple: coefficient}`` (a list when the coefficients are not scalar)."""
+        return dict(zip(self.sets(), self.coefficients.tolist()))
+
+    # ------------------------------------------------------------------ transforms
+    def replace(self, **changes: object) -> SparseSpectrum:
+        """A copy with some fields replaced."""
+        fields = {
+            "indices": self.indices,
+            "coefficients": self.coefficients,
+            "n_features": self.n_features,
+            "basis": self.basis,
+        }
+        fields.update(changes)
+        return SparseSpectrum(**fields)  # type: ignore[arg-type]
+
+    def coalesce(self) -> SparseSpectrum:
+        """Sorts the terms canonically and sums duplicates."""
+        idx, coef = coalesce(normalize_indices(self.indices), self.coefficients, self.n_features)
+        return self.replace(indices=idx, coefficients=coef)
+
+    def prune(self, atol: float = 0.0, max_order: int | None = None) -> SparseSpectrum:
+        """Drops terms whose coefficients are all ``<= atol`` in magnitude or above ``max_order``."""
+        if self.n_terms == 0:
+            return self
+        flat = self.coefficients.reshape(self.n_terms, -1)
+        if flat.shape[1] == 0:
+            keep = torch.ones(self.n_terms, dtype=torch.bool, device=flat.device)
+        else:
+            keep = flat.abs().amax(dim=1) > atol
+        if max_order is not None:
+            keep &= self.orders <= max_order
+        idx = normalize_indices(self.indices[keep]) if self.indices.shape[1] else self.indices[keep]
+        return self.replace(indices=idx, coefficients=self.coefficients[keep])
+
+    def to(self, *args: object, **kwargs: object) -> SparseSpectrum:
+        """Moves/casts the coefficients (``indices`` follow the device)."""
+        coef = self.coefficients.to(*args, **kwargs)  # type: ignore[arg-type]
+        return self.replace(indices=self.indices.to(coef.device), coefficients=coef)
+
+    def evaluate(self, masks: Tensor, chunk_size: int | None = None) -> Tensor:
+        """Evaluates the set function on a batch of masks.
+
+        Args:
+            masks: ``bool [m, n_features]``, True = feature kept.
+            chunk_size: masks per chunk (bounds memory to ``chunk_size * s * d``).
+
+        Returns:
+            ``[m, *out]`` values in the coefficients' dtype.
+
+        Raises:
+            ValueError: if the basis is not Fourier or Moebius, or the masks have the wrong width.
+        """
+        from torchspex.fourier.transforms import evaluate
+
+        return evaluate(self, masks, chunk_size=chunk_size)
+
+    def __repr__(self) -> str:
+        return (
+            f"SparseSpectrum(basis={self.basis!r}, n_features={self.n_features}, "
+            f"n_terms={self.n_terms}, max_size={self.max_size}, out_shape={self.out_shape})"
+        )

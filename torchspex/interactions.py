@@ -1,0 +1,318 @@
+"""The result type: a learned spectrum and views of it in any interaction index."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Hashable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from torchspex.fourier import SparseSpectrum, canonical_index, fourier_to_index
+from torchspex.fourier.indices import FIRST_ORDER
+
+__all__ = ["Interactions"]
+
+_FORMAT_VERSION = 1
+#: Values below this fraction of ``sum_K |F(K)|`` are round-off and are not listed.
+_ZERO_TOL = 1e-13
+
+
+def _check_order(max_order: int | None, n_features: int) -> int | None:
+    if max_order is None:
+        return None
+    if isinstance(max_order, bool) or not isinstance(max_order, int):
+        raise TypeError(f"`max_order` must be an int or None; got {type(max_order).__name__}.")
+    if not 1 <= max_order <= max(n_features, 1):
+        raise ValueError(
+            f"`max_order` must be between 1 and n_features={n_features}; got {max_order}."
+        )
+    return max_order
+
+
+class Interactions:
+    """Interactions of a set function, read from its learned sparse Fourier spectrum.
+
+    The Fourier spectrum is the single source of truth: every index, order cap, plot or export
+    is a cheap view of it, and never queries the model again.
+
+    Args:
+        spectrum: the learned Fourier spectrum, coefficients ``[s, *out]``.
+        index: interaction index for the default view (see :data:`torchspex.INDEX_NAMES`).
+        max_order: order cap of the default view (``None``: no cap).
+        n_evaluations: number of value-function (model) evaluations used to learn the spectrum.
+        feature_names: display labels, one per feature.
+        feature_ids: the identifiers results are keyed by (default ``0 .. n-1``); e.g. the
+            original feature-mask group ids when they had gaps.
+        method: the decoder that produced the spectrum.
+        info: extra decoder diagnostics (kept in ``save``/``load``).
+
+    Example:
+        >>> spec = SparseSpectrum.from_sets([(), (0,), (0, 1)], [1.0, -0.5, 0.25], 2)
+        >>> result = Interactions(spec, index="Moebius")
+        >>> result[(0, 1)]
+        1.0
+        >>> result.baseline_value  # f(all features removed)
+        0.75
+    """
+
+    def __init__(
+        self,
+        spectrum: SparseSpectrum,
+        index: str = "FBII",
+        max_order: int | None = None,
+        n_evaluations: int = 0,
+        feature_names: Sequence[str] | None = None,
+        feature_ids: Sequence[Hashable] | None = None,
+        method: str = "",
+        info: dict[str, Any] | None = None,
+    ) -> None:
+        if not isinstance(spectrum, SparseSpectrum):
+            raise TypeError(f"`spectrum` must be a SparseSpectrum; got {type(spectrum).__name__}.")
+        if spectrum.basis != "Fourier":
+            raise ValueError(f"`spectrum` must be in the Fourier basis; got {spectrum.basis!r}.")
+        n = spectrum.n_features
+        self.spectrum = spectrum
+        self.index = canonical_index(index)
+        self.max_order = 1 if self.index in FIRST_ORDER else _check_order(max_order, n)
+        self.n_evaluations = int(n_evaluations)
+        self.feature_ids = tuple(range(n)) if feature_ids is None else tuple(feature_ids)
+        if len(self.feature_ids) != n:
+            raise ValueError(f"`feature_ids` must have {n} entries; got {len(self.feature_ids)}.")
+        self.feature_names = (
+            [str(i) for i in self.feature_ids] if feature_names is None else list(feature_names)
+        )
+        if len(self.feature_names) != n:
+            raise ValueError(
+                f"`feature_names` must have {n} entries; got {len(self.feature_names)}."
+            )
+        self.method = method
+        self.info = dict(info or {})
+        self._values: SparseSpectrum | None = None
+        self._lookup: dict[tuple[int, ...], int] | None = None
+        self._position = {fid: i for i, fid in enumerate(self.feature_ids)}
+
+    # ------------------------------------------------------------------ basic facts
+    @property
+    def n_features(self) -> int:
+        """Number of features (players)."""
+        return self.spectrum.n_features
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        """Trailing shape of every value (``()`` for a scalar output)."""
+        return self.spectrum.out_shape
+
+    @property
+    def values(self) -> SparseSpectrum:
+        """The interactions in ``index`` up to ``max_order``, as a sparse set-indexed tensor."""
+        if self._values is None:
+            view = fourier_to_index(self.spectrum, self.index, self.max_order)
+            self._values = view.prune(atol=_ZERO_TOL * self._scale())
+        return self._values
+
+    def _scale(self) -> float:
+        coef = self.spectrum.coefficients
+        return float(coef.abs().sum(dim=0).max()) if coef.numel() else 0.0
+
+    @property
+    def baseline_value(self) -> float | Tensor:
+        """The value with every feature removed, ``f(0) = sum_K F(K)``."""
+        return self._scalar(self.spectrum.coefficients.sum(dim=0))
+
+    @property
+    def full_value(self) -> float | Tensor:
+        """The value with every feature kept, ``f(1) = sum_K (-1)^{|K|} F(K)``."""
+        ones = torch.ones(1, self.n_features, dtype=torch.bool)
+        return self._scalar(self.spectrum.evaluate(ones)[0])
+
+    def _scalar(self, value: Tensor) -> float | Tensor:
+        return value.item() if value.dim() == 0 else value
+
+    # ------------------------------------------------------------------ views
+    def to_index(self, index: str, max_order: int | None = None) -> Interactions:
+        """The same spectrum viewed in another index (no new model calls).
+
+        Example:
+            >>> spec = SparseSpectrum.from_sets([(0, 1)], [1.0], 2)
+            >>> Interactions(spec).to_index("SV").to_dict()
+            {(): 1.0, (0,): -1.0, (1,): -1.0}
+        """
+        return Interactions(
+            self.spectrum,
+            index=index,
+            max_order=max_order,
+            n_evaluations=self.n_evaluations,
+            feature_names=self.feature_names,
+            feature_ids=self.feature_ids,
+            method=self.method,
+            info=self.info,
+        )
+
+    def select(self, *output: int) -> Interactions:
+        """The interactions of one output (e.g. one example of a batch, or one class).
+
+        ``result.select(b)`` indexes the first trailing dimension, ``select(b, c)`` two of them.
+        """
+        coef = self.spectrum.coefficients[(slice(None), *output)]
+        out = Interactions(
+            self.spectrum.replace(coefficients=coef),
+            self.index,
+            self.max_order,
+            self.n_evaluations,
+            self.feature_names,
+            self.feature_ids,
+            self.method,
+            self.info,
+        )
+        return out
+
+    def _key(self, features: Sequence[Hashable]) -> tuple[int, ...]:
+        try:
+            return tuple(sorted(self._position[f] for f in features))
+        except KeyError as err:
+            raise KeyError(
+                f"feature {err.args[0]!r} is not one of this result's feature ids"
+            ) from None
+
+    def __getitem__(self, features: Sequence[Hashable] | Hashable) -> float | Tensor:
+        """The value of one interaction, keyed by a tuple of feature ids (0 when absent)."""
+        if not isinstance(features, (tuple, list)):
+            features = (features,)
+        key = self._key(features)
+        if self._lookup is None:
+            self._lookup = {s: i for i, s in enumerate(self.values.sets())}
+        pos = self._lookup.get(key)
+        if pos is None:
+            return self._scalar(torch.zeros(self.out_shape, dtype=self.spectrum.coefficients.dtype))
+        return self._scalar(self.values.coefficients[pos])
+
+    def _magnitude(self, coefficients: Tensor) -> Tensor:
+        flat = coefficients.reshape(coefficients.shape[0], -1)
+        return flat.abs().amax(dim=1) if flat.shape[1] else torch.zeros(flat.shape[0])
+
+    def top_k(
+        self, k: int = 10, order: int | None = None, include_empty: bool = False
+    ) -> list[tuple[tuple[Hashable, ...], float | Tensor]]:
+        """The ``k`` strongest interactions by magnitude, as ``(feature ids, value)`` pairs.
+
+        Args:
+            k: how many to return.
+            order: keep only interactions of exactly this order.
+            include_empty: whether the empty set (the index's constant) may appear.
+        """
+        if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+            raise ValueError(f"`k` must be a non-negative int; got {k!r}.")
+        vals = self.values
+        sizes = vals.orders
+        keep = torch.ones_like(sizes, dtype=torch.bool)
+        if order is not None:
+            keep &= sizes == order
+        if not include_empty:
+            keep &= sizes > 0
+        pos = torch.nonzero(keep).squeeze(1)
+        mag = self._magnitude(vals.coefficients[pos])
+        best = pos[torch.argsort(mag, descending=True, stable=True)[:k]]
+        sets = [tuple(v for v in row if v >= 0) for row in vals.indices[best].tolist()]
+        return [
+            (tuple(self.feature_ids[i] for i in s), self._scalar(vals.coefficients[j]))
+            for s, j in zip(sets, best.tolist())
+        ]
+
+    def first_order(self, index: str = "SV") -> Tensor:
+        """First-order values in ``index`` as a dense tensor ``[*out, n_features]``."""
+        view = fourier_to_index(self.spectrum, index, 1)
+        dense = torch.zeros(
+            (self.n_features, *self.out_shape), dtype=view.coefficients.dtype
+        )
+        single = view.orders == 1
+        dense[view.indices[single, 0]] = view.coefficients[single]
+        return dense.movedim(0, -1)
+
+    def to_dict(self) -> dict[tuple[Hashable, ...], float | list]:
+        """``{tuple of feature ids: value}``; ``()`` holds the index's empty-set value."""
+        vals = self.values
+        return {
+            tuple(self.feature_ids[i] for i in s): v
+            for s, v in zip(vals.sets(), vals.coefficients.tolist())
+        }
+
+    # ------------------------------------------------------------------ surrogate
+    def predict(self, masks: Tensor) -> Tensor:
+        """The learned surrogate on masks ``bool [m, n]`` -> ``[m, *out]``."""
+        return self.spectrum.evaluate(torch.as_tensor(masks))
+
+    def r2(self, masks: Tensor, values: Tensor) -> float | Tensor:
+        """Coefficient of determination of the surrogate on ``(masks, values)``, per output."""
+        values = torch.as_tensor(values, dtype=self.spectrum.coefficients.dtype)
+        pred = self.predict(masks)
+        if values.shape != pred.shape:
+            raise ValueError(f"`values` must have shape {tuple(pred.shape)}; got {tuple(values.shape)}.")
+        ss_res = ((values - pred) ** 2).sum(dim=0)
+        ss_tot = ((values - values.mean(dim=0)) ** 2).sum(dim=0)
+        return self._scalar(1 - ss_res / ss_tot)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike) -> None:
+        """Writes the result (spectrum and metadata) to ``path``; ``load`` restores it exactly."""
+        torch.save(
+            {
+                "format_version": _FORMAT_VERSION,
+                "indices": self.spectrum.indices,
+                "coefficients": self.spectrum.coefficients,
+                "n_features": self.n_features,
+                "index": self.index,
+                "max_order": self.max_order,
+                "n_evaluations": self.n_evaluations,
+                "feature_names": self.feature_names,
+                "feature_ids": list(self.feature_ids),
+                "method": self.method,
+                "info": self.info,
+            },
+            path,
+        )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Interactions:
+        """Reads a result written by :meth:`save`."""
+        state = torch.load(path, weights_only=False)
+        if state.get("format_version") != _FORMAT_VERSION:
+            raise ValueError(f"{path!s} is not a torchspex Interactions file.")
+        spec = SparseSpectrum(state["indices"], state["coefficients"], state["n_features"])
+        return cls(
+            spec,
+            state["index"],
+            state["max_order"],
+            state["n_evaluations"],
+            state["feature_names"],
+            state["feature_ids"],
+            state["method"],
+            state["info"],
+        )
+
+    # ------------------------------------------------------------------ display
+    def __len__(self) -> int:
+        return self.values.n_terms
+
+    def __repr__(self) -> str:
+        return (
+            f"Interactions(index={self.index!r}, max_order={self.max_order}, "
+            f"n_features={self.n_features}, n_terms={len(self)}, "
+            f"n_evaluations={self.n_evaluations}, method={self.method!r})"
+        )
+
+    def __str__(self) -> str:
+        base = self.baseline_value
+        base_txt = f"{base:.6g}" if isinstance(base, float) else f"tensor{tuple(base.shape)}"
+        lines = [
+            f"Interactions(index={self.index}, max_order={self.max_order}, "
+            f"baseline_value={base_txt}, n_evaluations={self.n_evaluations}, "
+            f"n_features={self.n_features}, method={self.method or '-'})",
+            "Top interactions:",
+        ]
+        for ids, value in self.top_k(10):
+            names = ", ".join(self.feature_names[self._position[i]] for i in ids)
+            val = f"{value:+.6g}" if isinstance(value, float) else str(value.tolist())
+            lines.append(f"  ({names}): {val}")
+        return "\n".join(lines)
