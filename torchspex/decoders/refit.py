@@ -1,0 +1,131 @@
+"""Refit the coefficients of a known Fourier support on all collected samples.
+
+Decoders find *which* terms matter; this module finds their values by (ridge) least squares on
+the Walsh design ``A[i, j] = (-1)^{|x_i ∩ K_j|}``. The empty-set column acts as an unpenalized
+intercept. With ``method="ridge"`` the penalty is chosen per output by exact leave-one-out
+cross-validation (generalized closed form), from one eigendecomposition of ``AᵀA``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from torchspex.fourier._sets import set_sizes
+
+__all__ = ["refit", "walsh_design"]
+
+
+def walsh_design(
+    masks: Tensor, indices: Tensor, n_features: int, dtype: torch.dtype = torch.float64
+) -> Tensor:
+    """The design matrix ``A[i, j] = (-1)^{|x_i ∩ K_j|}``, ``[m, s]``.
+
+    Args:
+        masks: ``bool [m, n_features]``.
+        indices: set rows ``int64 [s, d]`` (``-1`` padded).
+        n_features: number of features.
+        dtype: dtype of the result.
+
+    Example:
+        >>> walsh_design(torch.tensor([[True, False]]), torch.tensor([[-1], [0], [1]]), 2)
+        tensor([[ 1., -1.,  1.]], dtype=torch.float64)
+    """
+    m, s = masks.shape[0], indices.shape[0]
+    out = torch.empty(m, s, dtype=dtype, device=masks.device)
+    if s == 0 or m == 0:
+        return out
+    padded = torch.cat([masks.bool(), masks.new_zeros(m, 1, dtype=torch.bool)], dim=1)
+    cols = torch.where(indices < 0, n_features, indices).to(masks.device)
+    width = max(cols.shape[1], 1)
+    chunk = max(1, 2**25 // (s * width))
+    for start in range(0, m, chunk):
+        parity = padded[start : start + chunk][:, cols].sum(dim=2) % 2
+        out[start : start + chunk] = 1 - 2 * parity.to(dtype)
+    return out
+
+
+def refit(
+    masks: Tensor,
+    values: Tensor,
+    indices: Tensor,
+    n_features: int,
+    *,
+    method: str = "ridge",
+    alphas: Tensor | None = None,
+) -> Tensor:
+    """Least-squares coefficients of the Fourier terms ``indices`` fitted to ``(masks, values)``.
+
+    Args:
+        masks: ``bool [m, n_features]`` evaluated masks.
+        values: ``[m, *out]`` their values.
+        indices: set rows ``int64 [s, d]`` of the support; the empty set (an all ``-1`` row), if
+            present, is the unpenalized intercept.
+        n_features: number of features.
+        method: ``"ols"`` (minimum-norm least squares) or ``"ridge"`` (penalty per output chosen
+            by leave-one-out cross-validation over ``alphas``).
+        alphas: candidate penalties relative to ``m`` (default ``logspace(-10, 1, 45)``).
+
+    Returns:
+        ``float64 [s, *out]`` coefficients.
+
+    Example:
+        >>> masks = torch.tensor([[0, 0], [1, 0], [0, 1], [1, 1]], dtype=torch.bool)
+        >>> values = torch.tensor([3.0, 1.0, 3.0, 1.0])  # 2 + (-1)^{x_0}
+        >>> refit(masks, values, torch.tensor([[-1], [0]]), 2, method="ols")
+        tensor([2., 1.], dtype=torch.float64)
+    """
+    if method not in ("ols", "ridge"):
+        raise ValueError(f"`method` must be one of ('ols', 'ridge'); got {method!r}.")
+    values = torch.as_tensor(values, dtype=torch.float64)
+    out_shape = values.shape[1:]
+    y = values.reshape(values.shape[0], -1).to(masks.device)
+    s = indices.shape[0]
+    if s == 0:
+        return torch.zeros((0, *out_shape), dtype=torch.float64)
+    a = walsh_design(masks, indices, n_features)
+    is_const = set_sizes(indices).to(masks.device) == 0
+    coef = torch.zeros(s, y.shape[1], dtype=torch.float64, device=y.device)
+    if method == "ols":
+        coef = torch.linalg.lstsq(a, y, driver="gelsd" if a.device.type == "cpu" else None).solution
+        return coef.reshape(s, *out_shape).cpu()
+    # ridge with an unpenalized intercept: center on the constant column when present
+    var = ~is_const
+    a_var = a[:, var]
+    if bool(is_const.any()):
+        a_mean, y_mean = a_var.mean(dim=0), y.mean(dim=0)
+        a_c, y_c = a_var - a_mean, y - y_mean
+    else:
+        a_c, y_c = a_var, y
+    m = a.shape[0]
+    if alphas is None:
+        alphas = torch.logspace(-10, 1, 45, dtype=torch.float64)
+    alphas = torch.as_tensor(alphas, dtype=torch.float64, device=y.device) * m
+    if a_c.shape[1]:
+        gram = a_c.T @ a_c
+        evals, evecs = torch.linalg.eigh(gram)
+        evals = evals.clamp(min=0)
+        proj = a_c @ evecs  # [m, k]
+        rhs = evecs.T @ (a_c.T @ y_c)  # [k, o]
+        proj2 = proj**2
+        const_lev = 1.0 / m if bool(is_const.any()) else 0.0
+        # leave-one-out residuals for every alpha: e = (y - yhat) / (1 - h)
+        best_err = torch.full((y.shape[1],), float("inf"), dtype=torch.float64, device=y.device)
+        best_alpha = torch.zeros(y.shape[1], dtype=torch.float64, device=y.device)
+        for alpha in alphas:
+            inv = 1.0 / (evals + alpha)
+            fitted = proj @ (inv.unsqueeze(1) * rhs)
+            lev = proj2 @ inv + const_lev
+            loo = (y_c - fitted) / (1 - lev).clamp(min=1e-12).unsqueeze(1)
+            err = (loo**2).mean(dim=0)
+            better = err < best_err
+            best_err = torch.where(better, err, best_err)
+            best_alpha = torch.where(better, alpha, best_alpha)
+        inv = 1.0 / (evals.unsqueeze(1) + best_alpha.unsqueeze(0))  # [k, o]
+        coef_var = evecs @ (inv * rhs)
+        coef[var] = coef_var
+    if bool(is_const.any()):
+        intercept = y_mean - (a_mean @ coef[var] if a_c.shape[1] else 0.0)
+        first = int(torch.nonzero(is_const)[0])
+        coef[first] = intercept
+    return coef.reshape(s, *out_shape).cpu()
