@@ -105,12 +105,20 @@ def explain(
     n_samples = check_n_samples(n_samples)
     generator = check_generator(generator)
     evaluator = Evaluator(
-        value_function, n_features, n_samples=n_samples, mask_format=mask_format,
+        value_function,
+        n_features,
+        n_samples=n_samples,
+        mask_format=mask_format,
         batch_size=batch_size,
     )
     spectrum, info = decode(
-        method, evaluator, n_features, n_samples=n_samples, max_order=max_order,
-        generator=generator, **decoder_options,
+        method,
+        evaluator,
+        n_features,
+        n_samples=n_samples,
+        max_order=max_order,
+        generator=generator,
+        **decoder_options,
     )
     return Interactions(
         spectrum.prune(atol=0.0),

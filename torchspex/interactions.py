@@ -223,9 +223,7 @@ class Interactions:
     def first_order(self, index: str = "SV") -> Tensor:
         """First-order values in ``index`` as a dense tensor ``[*out, n_features]``."""
         view = fourier_to_index(self.spectrum, index, 1)
-        dense = torch.zeros(
-            (self.n_features, *self.out_shape), dtype=view.coefficients.dtype
-        )
+        dense = torch.zeros((self.n_features, *self.out_shape), dtype=view.coefficients.dtype)
         single = view.orders == 1
         dense[view.indices[single, 0]] = view.coefficients[single]
         return dense.movedim(0, -1)
@@ -248,7 +246,9 @@ class Interactions:
         values = torch.as_tensor(values, dtype=self.spectrum.coefficients.dtype)
         pred = self.predict(masks)
         if values.shape != pred.shape:
-            raise ValueError(f"`values` must have shape {tuple(pred.shape)}; got {tuple(values.shape)}.")
+            raise ValueError(
+                f"`values` must have shape {tuple(pred.shape)}; got {tuple(values.shape)}."
+            )
         ss_res = ((values - pred) ** 2).sum(dim=0)
         ss_tot = ((values - values.mean(dim=0)) ** 2).sum(dim=0)
         return self._scalar(1 - ss_res / ss_tot)

@@ -58,7 +58,9 @@ class Evaluator:
                 f"`value_function` must be callable; got {type(value_function).__name__}."
             )
         if mask_format not in ("torch", "numpy"):
-            raise ValueError(f"`mask_format` must be one of ('torch', 'numpy'); got {mask_format!r}.")
+            raise ValueError(
+                f"`mask_format` must be one of ('torch', 'numpy'); got {mask_format!r}."
+            )
         self.value_function = value_function
         self.n_features = n_features
         self.n_samples = n_samples
@@ -132,10 +134,13 @@ class Evaluator:
             new_masks = masks[new_rows]
             if self.n_samples is not None and self.n_evaluations + len(new) > self.n_samples:
                 raise AssertionError(
-                    f"decoder exceeded its budget: {self.n_evaluations + len(new)} > {self.n_samples}"
+                    f"decoder exceeded its budget: {self.n_evaluations + len(new)} > "
+                    f"{self.n_samples}"
                 )
             step = self.batch_size or new_masks.shape[0]
-            chunks = [self._call(new_masks[i : i + step]) for i in range(0, new_masks.shape[0], step)]
+            chunks = [
+                self._call(new_masks[i : i + step]) for i in range(0, new_masks.shape[0], step)
+            ]
             new_values = torch.cat(chunks)
             bad = ~torch.isfinite(new_values.reshape(new_values.shape[0], -1)).all(dim=1)
             if bool(bad.any()):

@@ -49,12 +49,20 @@ def decode(
         from torchspex.decoders.spex import decode_spex
 
         return decode_spex(
-            evaluator, n_features, n_samples=n_samples, max_order=max_order, generator=generator,
+            evaluator,
+            n_features,
+            n_samples=n_samples,
+            max_order=max_order,
+            generator=generator,
             **options,
         )
     from torchspex.decoders.proxyspex import decode_proxyspex
 
     return decode_proxyspex(
-        evaluator, n_features, n_samples=n_samples, max_order=max_order, generator=generator,
+        evaluator,
+        n_features,
+        n_samples=n_samples,
+        max_order=max_order,
+        generator=generator,
         **options,
     )

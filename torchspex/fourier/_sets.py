@@ -35,7 +35,9 @@ def normalize_indices(indices: Tensor) -> Tensor:
         ``int64 [s, d']`` with ``d' = max set size``.
     """
     if indices.dim() != 2:
-        raise ValueError(f"`indices` must be 2-D [n_terms, width]; got shape {tuple(indices.shape)}.")
+        raise ValueError(
+            f"`indices` must be 2-D [n_terms, width]; got shape {tuple(indices.shape)}."
+        )
     indices = indices.long()
     if indices.shape[1] == 0:
         return indices
@@ -111,7 +113,9 @@ def coalesce(indices: Tensor, coefficients: Tensor, n_features: int) -> tuple[Te
         out_idx, inverse = torch.unique(indices, dim=0, return_inverse=True)
     # canonical order: by set size, then lexicographically
     order = torch.argsort(set_sizes(out_idx), stable=True)
-    rank = torch.empty_like(order).scatter_(0, order, torch.arange(order.shape[0], device=order.device))
+    rank = torch.empty_like(order).scatter_(
+        0, order, torch.arange(order.shape[0], device=order.device)
+    )
     out_idx, inverse = out_idx[order], rank[inverse]
     out = torch.zeros(
         (out_idx.shape[0], *coefficients.shape[1:]),
@@ -161,7 +165,10 @@ def subsets(
                 pat[i, : len(p)] = torch.tensor(p, dtype=torch.long, device=device)
         psize = torch.tensor([len(p) for p in pats], dtype=torch.long, device=device)
         src = torch.cat(
-            [indices[rows, :k], torch.full((rows.shape[0], 1), -1, dtype=torch.long, device=device)],
+            [
+                indices[rows, :k],
+                torch.full((rows.shape[0], 1), -1, dtype=torch.long, device=device),
+            ],
             dim=1,
         )  # [r, k+1], last column is padding
         sub = src[:, pat]  # [r, P, width]

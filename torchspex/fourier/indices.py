@@ -20,7 +20,7 @@ References:
 from __future__ import annotations
 
 from fractions import Fraction
-from functools import lru_cache
+from functools import cache, lru_cache
 from math import comb
 from typing import Literal
 
@@ -32,7 +32,16 @@ __all__ = ["INDEX_NAMES", "IndexName", "canonical_index", "fourier_weights", "mo
 IndexName = Literal["Fourier", "Moebius", "SII", "k-SII", "BII", "STII", "FSII", "FBII", "SV", "BV"]
 
 INDEX_NAMES: tuple[str, ...] = (
-    "Fourier", "Moebius", "SII", "k-SII", "BII", "STII", "FSII", "FBII", "SV", "BV"
+    "Fourier",
+    "Moebius",
+    "SII",
+    "k-SII",
+    "BII",
+    "STII",
+    "FSII",
+    "FBII",
+    "SV",
+    "BV",
 )
 
 _ALIASES = {
@@ -80,7 +89,7 @@ def canonical_index(index: str) -> str:
     return _ALIASES[index]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _bernoulli(m: int) -> Fraction:
     # B_1 = -1/2 convention (as scipy.special.bernoulli and shapiq use).
     if m == 0:
@@ -113,9 +122,8 @@ def _w(index: str, s: int, t: int, order: int) -> Fraction:
     if index == "FSII":
         if s <= order:
             return Fraction(int(s == t))
-        return (
-            Fraction((-1) ** (order - t) * t * comb(order, t), order + t)
-            * Fraction(comb(s - 1, order), comb(s + order - 1, order + t))
+        return Fraction((-1) ** (order - t) * t * comb(order, t), order + t) * Fraction(
+            comb(s - 1, order), comb(s + order - 1, order + t)
         )
     if index == "k-SII":
         if t == 0:

@@ -103,11 +103,20 @@ class SparseSpectrum:
         return cls(normalize_indices(idx), coefficients, n_features, basis).coalesce()
 
     @classmethod
-    def zeros(cls, n_features: int, out_shape: tuple[int, ...] = (), basis: str = "Fourier",
-              dtype: torch.dtype = torch.float64) -> SparseSpectrum:
+    def zeros(
+        cls,
+        n_features: int,
+        out_shape: tuple[int, ...] = (),
+        basis: str = "Fourier",
+        dtype: torch.dtype = torch.float64,
+    ) -> SparseSpectrum:
         """A spectrum with no terms."""
-        return cls(torch.zeros(0, 0, dtype=torch.long), torch.zeros((0, *out_shape), dtype=dtype),
-                   n_features, basis)
+        return cls(
+            torch.zeros(0, 0, dtype=torch.long),
+            torch.zeros((0, *out_shape), dtype=dtype),
+            n_features,
+            basis,
+        )
 
     # ------------------------------------------------------------------ views
     @property
@@ -161,7 +170,7 @@ class SparseSpectrum:
         return self.replace(indices=idx, coefficients=coef)
 
     def prune(self, atol: float = 0.0, max_order: int | None = None) -> SparseSpectrum:
-        """Drops terms whose coefficients are all ``<= atol`` in magnitude or above ``max_order``."""
+        """Drops terms with all coefficients ``<= atol`` in magnitude, or above ``max_order``."""
         if self.n_terms == 0:
             return self
         flat = self.coefficients.reshape(self.n_terms, -1)

@@ -96,10 +96,16 @@ def spectrum_to_dense(spectrum: SparseSpectrum) -> Tensor:
     if n > MAX_DENSE_FEATURES:
         raise ValueError(f"dense vectors need n_features <= {MAX_DENSE_FEATURES}; got {n}.")
     weights = torch.where(spectrum.indices >= 0, 1 << spectrum.indices.clamp(min=0), 0)
-    pos = weights.sum(dim=1) if spectrum.indices.shape[1] else torch.zeros(
-        spectrum.n_terms, dtype=torch.long)
-    dense = torch.zeros((1 << n, *spectrum.out_shape), dtype=spectrum.coefficients.dtype,
-                        device=spectrum.coefficients.device)
+    pos = (
+        weights.sum(dim=1)
+        if spectrum.indices.shape[1]
+        else torch.zeros(spectrum.n_terms, dtype=torch.long)
+    )
+    dense = torch.zeros(
+        (1 << n, *spectrum.out_shape),
+        dtype=spectrum.coefficients.dtype,
+        device=spectrum.coefficients.device,
+    )
     dense.index_add_(0, pos.to(dense.device), spectrum.coefficients)
     return dense
 
@@ -118,8 +124,11 @@ def dense_to_spectrum(
     n = n_features
     sizes = _popcount(n, dense.device)
     if keep is None:
-        keep = dense.reshape(1 << n, -1).ne(0).any(dim=1) if dense[0].numel() else torch.ones(
-            1 << n, dtype=torch.bool, device=dense.device)
+        keep = (
+            dense.reshape(1 << n, -1).ne(0).any(dim=1)
+            if dense[0].numel()
+            else torch.ones(1 << n, dtype=torch.bool, device=dense.device)
+        )
     if max_order is not None:
         keep = keep & (sizes <= max_order)
     pos = torch.nonzero(keep).squeeze(1)
