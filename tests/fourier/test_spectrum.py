@@ -1,0 +1,73 @@
+import pytest
+import torch
+
+from torchspex.decoders import all_masks
+from torchspex.fourier import (
+    SparseSpectrum,
+    dense_to_spectrum,
+    fourier_to_moebius,
+    fwht,
+    moebius_to_fourier,
+    spectrum_to_dense,
+)
+
+
+def test_evaluate_matches_definition() -> None:
+    g = torch.Generator().manual_seed(0)
+    n = 7
+    support = torch.rand(20, n, generator=g) < 0.4
+    coef = torch.randn(20, 3, generator=g, dtype=torch.float64)
+    spec = SparseSpectrum.from_support(support, coef)
+    masks = all_masks(n)
+    parity = (masks.double() @ support.double().T) % 2
+    expected = (1 - 2 * parity) @ coef
+    assert torch.allclose(spec.evaluate(masks), expected, atol=1e-12)
+    assert torch.allclose(spec.evaluate(masks, chunk_size=5), expected, atol=1e-12)
+
+
+def test_evaluate_equals_fwht_of_dense() -> None:
+    g = torch.Generator().manual_seed(1)
+    coef = torch.randn(1 << 6, generator=g, dtype=torch.float64)
+    spec = dense_to_spectrum(coef, 6, "Fourier")
+    assert torch.allclose(spec.evaluate(all_masks(6)), fwht(coef), atol=1e-12)
+
+
+@pytest.mark.parametrize("dense", [False, True])
+def test_round_trip_fourier_moebius_fourier(dense: bool) -> None:
+    g = torch.Generator().manual_seed(2)
+    n = 8
+    support = torch.rand(30, n, generator=g) < 0.3
+    spec = SparseSpectrum.from_support(support, torch.randn(30, generator=g).double()).coalesce()
+    moeb = fourier_to_moebius(spec, dense=dense)
+    masks = all_masks(n)
+    assert torch.allclose(moeb.evaluate(masks), spec.evaluate(masks), atol=1e-11)
+    back = moebius_to_fourier(moeb, dense=dense)
+    assert torch.allclose(spectrum_to_dense(back), spectrum_to_dense(spec), atol=1e-12)
+
+
+def test_round_trip_is_exact_on_dyadic_coefficients() -> None:
+    spec = SparseSpectrum.from_sets([(), (0,), (1, 2), (0, 1, 3)], [0.5, -1.25, 2.0, 0.75], 4)
+    back = moebius_to_fourier(fourier_to_moebius(spec)).prune()
+    assert back.to_dict() == spec.to_dict()
+
+
+def test_coalesce_sums_duplicates_and_orders_terms() -> None:
+    spec = SparseSpectrum.from_sets([(2, 0), (1,), (0, 2), ()], [1.0, 2.0, 3.0, 4.0], 3)
+    assert spec.to_dict() == {(): 4.0, (1,): 2.0, (0, 2): 4.0}
+    assert spec.support.tolist() == [[False] * 3, [False, True, False], [True, False, True]]
+
+
+def test_validation() -> None:
+    with pytest.raises(ValueError, match="n_features"):
+        SparseSpectrum(torch.tensor([[3]]), torch.ones(1), 3)
+    with pytest.raises(ValueError, match="rows"):
+        SparseSpectrum(torch.tensor([[0]]), torch.ones(2), 3)
+    with pytest.raises(TypeError, match="int64"):
+        SparseSpectrum(torch.tensor([[0.0]]), torch.ones(1), 3)
+    with pytest.raises(ValueError, match="index"):
+        SparseSpectrum(torch.tensor([[0]]), torch.ones(1), 3, basis="shapley")
+    spec = SparseSpectrum.from_sets([(0,)], [1.0], 2, basis="SII")
+    with pytest.raises(ValueError, match="Fourier"):
+        spec.evaluate(torch.ones(1, 2, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"\[m, 2\]"):
+        SparseSpectrum.from_sets([(0,)], [1.0], 2).evaluate(torch.ones(1, 3, dtype=torch.bool))

@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+import torch
+
+from torchspex import BudgetTooSmallError, explain
+
+
+def test_numpy_value_function() -> None:
+    w = np.array([1.0, -2.0, 0.5])
+    r = explain(lambda x: x.astype(float) @ w, 3, method="exhaustive", mask_format="numpy",
+                index="SV")
+    assert r.first_order().tolist() == pytest.approx(w.tolist())
+
+
+def test_batch_size_limits_calls() -> None:
+    calls = []
+
+    def f(m: torch.Tensor) -> torch.Tensor:
+        calls.append(m.shape[0])
+        return m.sum(1).double()
+
+    explain(f, 5, method="exhaustive", batch_size=7)
+    assert max(calls) == 7 and sum(calls) == 32
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"index": "shapley"}, ValueError, r"`index` must be one of"),
+        ({"max_order": 0}, ValueError, r"`max_order` must be between 1 and n_features=4"),
+        ({"max_order": 5}, ValueError, r"`max_order` must be between 1 and n_features=4"),
+        ({"max_order": 1.5}, TypeError, r"`max_order` must be an int"),
+        ({"method": "lasso"}, ValueError, r"`method` must be one of"),
+        ({"n_samples": 0}, ValueError, r"`n_samples` must be >= 1"),
+        ({"n_samples": 8, "method": "exhaustive"}, BudgetTooSmallError, r"n_samples >= 2\^4"),
+        ({"generator": "seed"}, TypeError, r"`generator` must be"),
+        ({"mask_format": "pandas"}, ValueError, r"`mask_format` must be one of"),
+    ],
+)
+def test_bad_arguments(kwargs: dict, error: type, match: str) -> None:
+    calls = []
+    with pytest.raises(error, match=match):
+        explain(lambda m: calls.append(1) or m.sum(1), 4, **{"method": "exhaustive", **kwargs})
+    assert not calls, "the value function must not be called before validation"
+
+
+def test_bad_feature_counts() -> None:
+    with pytest.raises(ValueError, match="`n_features` must be >= 1"):
+        explain(lambda m: m.sum(1), 0, method="exhaustive")
+    with pytest.raises(TypeError, match="`n_features` must be an int"):
+        explain(lambda m: m.sum(1), 3.0, method="exhaustive")
+    with pytest.raises(ValueError, match=r"n_features <= 20.*method='spex'"):
+        explain(lambda m: m.sum(1), 21, method="exhaustive")
+
+
+@pytest.mark.parametrize(
+    ("f", "error", "match"),
+    [
+        (lambda m: m.sum(1)[:-1], ValueError, r"returned shape \(15,\) for 16 masks"),
+        (lambda m: torch.full((m.shape[0],), float("nan")), ValueError, r"NaN or inf for 16"),
+        (lambda m: np.where(m[:, 0], np.inf, 0.0), ValueError, r"NaN or inf for 8 of 16"),
+        (lambda m: "x", TypeError, r"must return a torch.Tensor or numpy.ndarray"),
+        (lambda m: np.array(["a"] * m.shape[0]), TypeError, r"real numbers"),
+        (lambda m: torch.ones(m.shape[0], dtype=torch.complex64), TypeError, r"real numbers"),
+    ],
+)
+def test_bad_value_functions(f, error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        explain(f, 4, method="exhaustive")
+
+
+def test_value_function_not_callable() -> None:
+    with pytest.raises(TypeError, match="`value_function` must be callable"):
+        explain(3, 4, method="exhaustive")
