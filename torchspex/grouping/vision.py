@@ -1,0 +1,193 @@
+"""Image features: ViT-style patch grids, segment maps from label images, superpixels.
+
+Every function returns a Captum-style ``feature_mask``: an ``int64`` tensor of group ids with
+the image's number of dimensions, the spatial (last two) dimensions filled in and every other
+dimension of size 1, so it broadcasts over channels and the batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["mask_image", "patch_grid", "patch_labels", "segment_mask", "superpixels"]
+
+
+def _spatial_shape(
+    image_shape: Sequence[int] | Tensor, name: str = "image_shape"
+) -> tuple[int, ...]:
+    shape = tuple(image_shape.shape) if isinstance(image_shape, Tensor) else tuple(image_shape)
+    if len(shape) < 2 or any(not isinstance(s, int) or s < 1 for s in shape):
+        raise ValueError(
+            f"`{name}` must have at least 2 positive dimensions (..., H, W); got {shape}."
+        )
+    return shape
+
+
+def _patch_size(patch_size: int | Sequence[int]) -> tuple[int, int]:
+    size = (patch_size, patch_size) if isinstance(patch_size, int) else tuple(patch_size)
+    if len(size) != 2 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in size):
+        raise ValueError(
+            f"`patch_size` must be a positive int or a pair (height, width); got {patch_size!r}."
+        )
+    return size  # type: ignore[return-value]
+
+
+def patch_grid(image_shape: Sequence[int] | Tensor, patch_size: int | Sequence[int]) -> Tensor:
+    """Feature mask of a grid of patches, numbered row by row.
+
+    Patches at the bottom and right edges are smaller when the size does not divide the image
+    (``ceil(H / ph) * ceil(W / pw)`` patches in all).
+
+    Args:
+        image_shape: ``(H, W)``, ``(C, H, W)``, ``(B, C, H, W)`` or an image tensor.
+        patch_size: ``p`` or ``(ph, pw)`` in pixels.
+
+    Returns:
+        ``int64`` feature mask of shape ``(1, ..., 1, H, W)`` (same number of dimensions as
+        the image).
+
+    Example:
+        >>> patch_grid((3, 3, 5), 2)[0]
+        tensor([[0, 0, 1, 1, 2],
+                [0, 0, 1, 1, 2],
+                [3, 3, 4, 4, 5]])
+    """
+    shape = _spatial_shape(image_shape)
+    ph, pw = _patch_size(patch_size)
+    height, width = shape[-2:]
+    n_cols = -(-width // pw)
+    rows = torch.arange(height) // ph
+    cols = torch.arange(width) // pw
+    grid = rows[:, None] * n_cols + cols[None, :]
+    return grid.reshape((1,) * (len(shape) - 2) + (height, width))
+
+
+def patch_labels(image_shape: Sequence[int] | Tensor, patch_size: int | Sequence[int]) -> list[str]:
+    """Labels ``"r{row}c{col}"`` of the patches of :func:`patch_grid`, in feature order.
+
+    Example:
+        >>> patch_labels((3, 5), 2)
+        ['r0c0', 'r0c1', 'r0c2', 'r1c0', 'r1c1', 'r1c2']
+    """
+    shape = _spatial_shape(image_shape)
+    ph, pw = _patch_size(patch_size)
+    n_rows, n_cols = -(-shape[-2] // ph), -(-shape[-1] // pw)
+    return [f"r{r}c{c}" for r in range(n_rows) for c in range(n_cols)]
+
+
+def segment_mask(label_image: Tensor | np.ndarray) -> tuple[Tensor, Tensor]:
+    """Feature mask from a label image: each distinct label is one feature.
+
+    Args:
+        label_image: integer labels ``[H, W]`` (or any shape); any values, gaps allowed.
+
+    Returns:
+        ``(feature_mask, segment_ids)``: ``int64`` ids ``0..n-1`` in the order of the sorted
+        labels, shaped like ``label_image``, and the original label of each feature ``[n]``.
+
+    Example:
+        >>> mask, ids = segment_mask(torch.tensor([[7, 7, 3], [3, 9, 9]]))
+        >>> mask, ids
+        (tensor([[1, 1, 0],
+                [0, 2, 2]]), tensor([3, 7, 9]))
+    """
+    labels = torch.as_tensor(label_image)
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise TypeError(f"`label_image` must hold integer labels; got dtype {labels.dtype}.")
+    if labels.numel() == 0:
+        raise ValueError("`label_image` must not be empty.")
+    segment_ids, inverse = torch.unique(labels, sorted=True, return_inverse=True)
+    return inverse.long(), segment_ids
+
+
+def superpixels(
+    image: Tensor | np.ndarray,
+    n_segments: int = 50,
+    compactness: float = 10.0,
+    **slic_kwargs: Any,
+) -> Tensor:
+    """Feature mask of SLIC superpixels (Achanta et al., 2012) via scikit-image.
+
+    Args:
+        image: ``(C, H, W)`` (torch layout) or ``(H, W)`` grayscale.
+        n_segments: approximate number of superpixels.
+        compactness: SLIC's colour / space trade-off.
+        **slic_kwargs: more arguments for ``skimage.segmentation.slic``.
+
+    Returns:
+        ``int64`` feature mask ``(1, H, W)`` (or ``(H, W)``) with ids ``0..n-1``.
+
+    Raises:
+        ImportError: when scikit-image is not installed.
+    """
+    try:
+        from skimage.segmentation import slic
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "superpixels() needs scikit-image: pip install scikit-image"
+        ) from err
+    array = image.detach().cpu().numpy() if isinstance(image, Tensor) else np.asarray(image)
+    if array.ndim == 3:
+        hwc, channel_axis = np.moveaxis(array, 0, -1), -1
+    elif array.ndim == 2:
+        hwc, channel_axis = array, None
+    else:
+        raise ValueError(f"`image` must be (C, H, W) or (H, W); got shape {array.shape}.")
+    labels = slic(
+        np.ascontiguousarray(hwc, dtype=np.float64), n_segments=n_segments,
+        compactness=compactness, channel_axis=channel_axis, start_label=0, **slic_kwargs,
+    )
+    mask, _ = segment_mask(torch.from_numpy(np.asarray(labels, dtype=np.int64)))
+    return mask.unsqueeze(0) if array.ndim == 3 else mask
+
+
+def mask_image(
+    image: Tensor,
+    feature_mask: Tensor,
+    masks: Tensor,
+    baselines: float | Tensor = 0.0,
+) -> Tensor:
+    """Images with the removed features replaced by the baseline, one per mask.
+
+    Args:
+        image: ``[C, H, W]`` (or any shape).
+        feature_mask: ``int64`` ids broadcastable to ``image``; ids ``< 0`` are never removed.
+        masks: ``bool [m, n_features]``, True = feature kept.
+        baselines: scalar or tensor broadcastable to ``image`` (e.g. a blurred copy, or the
+            per-channel mean ``[C, 1, 1]``).
+
+    Returns:
+        ``[m, *image.shape]`` on the image's device, in its dtype.
+
+    Example:
+        >>> img = torch.arange(4.0).reshape(1, 2, 2)
+        >>> mask_image(img, patch_grid(img, (1, 2)), torch.tensor([[True, False]]))
+        tensor([[[[0., 1.],
+                  [0., 0.]]]])
+    """
+    if not isinstance(image, Tensor):
+        raise TypeError(f"`image` must be a torch.Tensor; got {type(image).__name__}.")
+    masks = torch.as_tensor(masks, device=image.device).bool()
+    groups = torch.as_tensor(feature_mask, device=image.device).long()
+    if masks.dim() != 2:
+        raise ValueError(f"`masks` must be 2-D [m, n_features]; got shape {tuple(masks.shape)}.")
+    try:
+        groups = groups.expand_as(image) if groups.shape != image.shape else groups
+    except RuntimeError:
+        raise ValueError(
+            f"`feature_mask` of shape {tuple(groups.shape)} must broadcast to the image's shape "
+            f"{tuple(image.shape)}."
+        ) from None
+    if groups.numel() and int(groups.max()) >= masks.shape[1]:
+        raise ValueError(
+            f"`feature_mask` has id {int(groups.max())} but `masks` has only {masks.shape[1]} "
+            "columns; give one column per feature."
+        )
+    keep = masks[:, groups.clamp_min(0)] | (groups < 0)
+    base = torch.as_tensor(baselines, dtype=image.dtype, device=image.device)
+    return torch.where(keep, image.unsqueeze(0), base)
