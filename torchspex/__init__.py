@@ -1,5 +1,6 @@
 """torchspex: feature interactions for PyTorch models from sparse Fourier spectra."""
 
+from torchspex.attr import AttributionInteractions
 from torchspex.decoders.base import BudgetTooSmallError
 from torchspex.explain import explain
 from torchspex.fourier import INDEX_NAMES, IndexName, SparseSpectrum
@@ -9,10 +10,20 @@ __version__ = "0.1.0"
 
 __all__ = [
     "INDEX_NAMES",
+    "AttributionInteractions",
     "BudgetTooSmallError",
     "IndexName",
     "Interactions",
     "SparseSpectrum",
+    "SpectralInteraction",
     "__version__",
     "explain",
 ]
+
+
+def __getattr__(name: str) -> object:
+    if name == "SpectralInteraction":  # lazy: captum.attr imports matplotlib
+        from torchspex.attr.spectral_interaction import SpectralInteraction
+
+        return SpectralInteraction
+    raise AttributeError(f"module 'torchspex' has no attribute {name!r}")

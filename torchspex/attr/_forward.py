@@ -1,0 +1,271 @@
+"""The model side of the value-function seam: masks in, batched masked forward passes, values out.
+
+:class:`MaskedForward` turns ``inputs``, ``baselines``, a group layout, ``target`` and
+``additional_forward_args`` into a value function ``masks bool [m, n] -> float64 [m, B, *o]``.
+Masked inputs are built on the inputs' device, ``perturbations_per_eval`` masks per forward
+call (or an automatic size that halves on out-of-memory), under ``torch.inference_mode()``;
+the model is never moved and its mode and ``requires_grad`` flags are left alone.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from torchspex.attr._inputs import TargetType
+
+__all__ = ["AUTO_MAX_ELEMENTS", "AUTO_MAX_ROWS", "MaskedForward", "check_perturbations_per_eval"]
+
+#: "auto" batching: at most this many input rows per forward call on the CPU ...
+AUTO_MAX_ROWS = 512
+#: ... and on an accelerator, where out-of-memory halves it.
+AUTO_MAX_ROWS_ACCELERATOR = 8192
+#: "auto" batching: at most this many input elements per forward call.
+AUTO_MAX_ELEMENTS = 2**26
+
+
+def check_perturbations_per_eval(value: Any) -> int | str:
+    """``perturbations_per_eval`` must be a positive int or ``"auto"``."""
+    if value == "auto" and isinstance(value, str):
+        return "auto"
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(
+            f"`perturbations_per_eval` must be a positive int or 'auto'; got {value!r}."
+        )
+    return value
+
+
+def _is_oom(err: BaseException) -> bool:
+    return isinstance(err, torch.OutOfMemoryError)
+
+
+def _add_note(err: BaseException, note: str) -> None:
+    if hasattr(err, "add_note"):  # Python >= 3.11
+        err.add_note(note)
+
+
+class MaskedForward:
+    """Value function over feature groups: ``masks bool [m, n] -> float64 [m, B, *o]`` (CPU).
+
+    Row layout of one forward call with ``k`` masks, ``R`` background rows and ``B`` examples
+    is perturbation-major as in Captum: row ``(j * R + r) * B + b`` holds example ``b`` with mask
+    ``j`` applied against background row ``r``; tensors in ``additional_forward_args`` are
+    repeated ``k * R`` times along dim 0 (0-dim tensors and non-tensors pass unchanged). The
+    ``R`` outputs of a mask are averaged in float64.
+
+    Args:
+        forward_func: the model; called as ``forward_func(*inputs, *additional_forward_args)``.
+        inputs: per input ``[B, *s]``.
+        baselines: per input ``[R | 1, B | 1, *s']`` broadcastable to ``[R, B, *s]``.
+        group_maps: per input ``int64 [B | 1, *s']``: each position's group in ``0 .. n-1``.
+        n_features: number of groups ``n``.
+        target: a Captum target (validated by :func:`~torchspex.attr._inputs.format_target`).
+        additional_forward_args: extra positional arguments after the inputs.
+        perturbations_per_eval: masks per forward call, or ``"auto"``.
+        progress: an object with ``update(n)`` called after each forward call (and, if it has
+            one, ``ensure(n_calls)`` called with the calls a request needs).
+
+    Attributes:
+        n_calls: forward calls made.
+        n_rows: input rows sent to the model.
+        forward_seconds: wall time spent inside ``forward_func``.
+        chunk: the current number of masks per call.
+        out_shape: per-example output shape ``o`` after the target (known after the first call).
+    """
+
+    def __init__(
+        self,
+        forward_func: Callable[..., Any],
+        inputs: tuple[Tensor, ...],
+        baselines: tuple[Tensor, ...],
+        group_maps: tuple[Tensor, ...],
+        n_features: int,
+        target: TargetType = None,
+        additional_forward_args: tuple[Any, ...] = (),
+        perturbations_per_eval: int | str = 1,
+        progress: Any = None,
+    ) -> None:
+        self.forward_func = forward_func
+        self.inputs = inputs
+        self.baselines = baselines
+        self.group_maps = group_maps
+        self.n_features = n_features
+        self.target = target
+        self.additional_forward_args = additional_forward_args
+        self.auto = perturbations_per_eval == "auto"
+        self.batch = inputs[0].shape[0]
+        self.n_background = max(b.shape[0] for b in baselines)
+        self.device = inputs[0].device
+        rows = self.batch * self.n_background
+        if self.auto:
+            per_row = max(1, sum(x[0].numel() for x in inputs))
+            cap = AUTO_MAX_ROWS if self.device.type == "cpu" else AUTO_MAX_ROWS_ACCELERATOR
+            self.chunk = max(1, min(cap // rows, AUTO_MAX_ELEMENTS // (rows * per_row)))
+        else:
+            self.chunk = int(perturbations_per_eval)
+        self.progress = progress
+        self.n_calls = 0
+        self.n_rows = 0
+        self.forward_seconds = 0.0
+        self.out_shape: tuple[int, ...] | None = None
+        self._target_index: Tensor | tuple[Tensor, ...] | None = None
+        self._args_cache: dict[int, tuple[Any, ...]] = {}
+
+    # ------------------------------------------------------------------ building blocks
+    def masked_inputs(self, masks: Tensor) -> tuple[Tensor, ...]:
+        """The model inputs for ``masks bool [k, n]``: per input ``[k * R * B, *s]``."""
+        k = masks.shape[0]
+        masks = masks.to(self.device)
+        out = []
+        for x, base, gmap in zip(self.inputs, self.baselines, self.group_maps):
+            keep = masks[:, gmap].unsqueeze(1)  # [k, 1, G, *s']
+            full = torch.where(keep, x, base)  # [k, R | 1, B, *s]
+            full = full.expand(k, self.n_background, *x.shape)
+            out.append(full.reshape(k * self.n_background * self.batch, *x.shape[1:]))
+        return tuple(out)
+
+    def _expanded_args(self, copies: int) -> tuple[Any, ...]:
+        args = self._args_cache.get(copies)
+        if args is None:
+            args = tuple(
+                a.repeat(copies, *(1,) * (a.dim() - 1))
+                if isinstance(a, Tensor) and a.dim() > 0
+                else a
+                for a in self.additional_forward_args
+            )
+            self._args_cache = {copies: args}
+        return args
+
+    def _check_output(self, out: Any, rows: int) -> Tensor:
+        if not isinstance(out, Tensor):
+            raise TypeError(
+                f"`forward_func` must return a torch.Tensor; got {type(out).__name__}. Wrap the "
+                "model so it returns the tensor to explain (e.g. `lambda *a: model(*a).logits`)."
+            )
+        if out.dim() == 0 or out.shape[0] != rows:
+            raise ValueError(
+                f"`forward_func` returned shape {tuple(out.shape)} for a batch of {rows} rows; "
+                "its output must have one row per input row (dim 0 grows with the batch). A "
+                "model that aggregates the batch into one value cannot be explained per example."
+            )
+        if self.out_shape is None:
+            self._prepare_target(tuple(out.shape[1:]))
+        return out
+
+    def _prepare_target(self, shape: tuple[int, ...]) -> None:
+        """Checks the target against the per-row output shape and precomputes its index."""
+        target = self.target
+
+        def check(values: list[int], dim: int, form: str) -> None:
+            if dim >= len(shape):
+                raise ValueError(
+                    f"`target` {form} indexes output dimension {dim + 1}, but the model's "
+                    f"output per example has shape {shape}; use target=None or a shorter target."
+                )
+            size = shape[dim]
+            bad = [v for v in values if not -size <= v < size]
+            if bad:
+                raise ValueError(
+                    f"`target` {form} is out of range: {bad[0]} for output dimension {dim + 1} of "
+                    f"size {size} (per-example output shape {shape})."
+                )
+
+        if target is None:
+            self.out_shape = shape
+        elif isinstance(target, int):
+            check([target], 0, repr(target))
+            self.out_shape = shape[1:]
+        elif isinstance(target, tuple):
+            for d, t in enumerate(target):
+                check([t], d, repr(target))
+            self.out_shape = shape[len(target) :]
+        else:
+            if isinstance(target, Tensor):
+                cols: tuple[Tensor, ...] = (target.to(self.device),)
+            elif isinstance(target[0], int):
+                cols = (torch.tensor(target, device=self.device),)
+            else:
+                cols = tuple(
+                    torch.tensor(list(c), device=self.device) for c in zip(*target)
+                )
+            if (isinstance(target, Tensor) or isinstance(target[0], int)) and len(shape) != 1:
+                raise ValueError(
+                        "`target` with one class per example needs a 2-D model output [batch, "
+                        f"classes]; got per-example output shape {shape}."
+                    )
+            for d, c in enumerate(cols):
+                check(c.tolist(), d, "(per example)")
+            self._target_index = cols
+            self.out_shape = shape[len(cols) :]
+
+    def _select(self, out: Tensor, copies: int) -> Tensor:
+        target = self.target
+        if target is None:
+            return out
+        if isinstance(target, (int, tuple)):
+            key = (target,) if isinstance(target, int) else target
+            return out[(slice(None), *key)]
+        out = out.reshape(copies, self.batch, *out.shape[1:])
+        batch = torch.arange(self.batch, device=out.device)
+        assert self._target_index is not None
+        index = tuple(c.to(out.device) for c in self._target_index)
+        return out[(slice(None), batch, *index)].reshape(copies * self.batch, *self.out_shape)
+
+    # ------------------------------------------------------------------ evaluation
+    def _forward(self, masks: Tensor) -> Tensor:
+        k = masks.shape[0]
+        copies = k * self.n_background
+        rows = copies * self.batch
+        inputs = self.masked_inputs(masks)
+        args = self._expanded_args(copies)
+        start = time.perf_counter()
+        out = self.forward_func(*inputs, *args)
+        self.forward_seconds += time.perf_counter() - start
+        self.n_calls += 1
+        self.n_rows += rows
+        out = self._check_output(out, rows)
+        values = self._select(out, copies).detach().to(torch.float64)
+        values = values.reshape(k, self.n_background, self.batch, *values.shape[1:]).mean(dim=1)
+        if self.progress is not None:
+            self.progress.update(1)
+        return values.cpu()
+
+    def __call__(self, masks: Tensor) -> Tensor:
+        """Values for ``masks bool [m, n]``: ``float64 [m, B, *o]`` on the CPU."""
+        masks = torch.as_tensor(masks, dtype=torch.bool)
+        if self.progress is not None and hasattr(self.progress, "ensure"):
+            self.progress.ensure(-(-masks.shape[0] // self.chunk))
+        chunks: list[Tensor] = []
+        start = 0
+        with torch.inference_mode():
+            while start < masks.shape[0]:
+                stop = min(start + self.chunk, masks.shape[0])
+                try:
+                    chunks.append(self._forward(masks[start:stop]))
+                except Exception as err:
+                    if self.auto and _is_oom(err) and stop - start > 1:
+                        del err
+                        self.chunk = max(1, (stop - start) // 2)
+                        if torch.cuda.is_available():
+                            torch.cuda.empty_cache()
+                        continue
+                    rows = (stop - start) * self.n_background * self.batch
+                    hint = (
+                        " Lower `perturbations_per_eval` or pass perturbations_per_eval='auto'."
+                        if _is_oom(err)
+                        else ""
+                    )
+                    _add_note(
+                        err,
+                        f"torchspex: while evaluating masks {start}..{stop - 1} of a request of "
+                        f"{masks.shape[0]} ({rows} input rows in one forward call).{hint}",
+                    )
+                    raise
+                start = stop
+        if not chunks:
+            return torch.zeros(0, self.batch, *(self.out_shape or ()), dtype=torch.float64)
+        return torch.cat(chunks)

@@ -1,0 +1,122 @@
+"""The attribution result: :class:`~torchspex.Interactions` plus Captum-shaped views."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from torchspex.interactions import Interactions
+
+__all__ = ["AttributionInteractions"]
+
+
+class AttributionInteractions(Interactions):
+    """Interactions learned by :class:`~torchspex.SpectralInteraction` for a batch of inputs.
+
+    The spectrum's coefficients are ``[s, B, *o]``: one column per explained example (``B``, the
+    inputs' batch size, always present, as in Captum) and the per-example output shape ``o``
+    left by ``target`` (``()`` for one scalar per example). All examples share one support, the
+    union of their learned supports; ``select(b)`` gives one example's interactions.
+
+    Besides the :class:`~torchspex.Interactions` views it offers what Captum code expects:
+    :meth:`first_order` shaped like the inputs (feeds ``captum.attr.visualization`` and
+    ``captum.metrics.infidelity``) and :attr:`convergence_delta`.
+
+    The input layout lives in ``info["input_layout"]`` so ``save``/``load`` keep it.
+    """
+
+    # ------------------------------------------------------------------ facts
+    @property
+    def batch_size(self) -> int:
+        """Number of explained examples ``B``."""
+        return self.out_shape[0]
+
+    @property
+    def convergence_delta(self) -> Tensor:
+        """``float64 [B, *o]``: how far the spectrum is from the model at the two extremes.
+
+        ``(g(all kept) - g(all removed)) - (f(inputs) - f(baselines))`` where ``g`` is the learned
+        surrogate and ``f`` the model's values; it equals the sum of the Shapley values minus
+        ``f(inputs) - f(baselines)``, Captum's completeness delta. Zero for ``"exhaustive"``.
+        """
+        return self.info["convergence_delta"]
+
+    @property
+    def inputs_value(self) -> Tensor:
+        """``float64 [B, *o]``: the model's value on the inputs (every feature kept)."""
+        return self.info["inputs_value"]
+
+    @property
+    def baselines_value(self) -> Tensor:
+        """``float64 [B, *o]``: the model's value with every feature removed (baselines)."""
+        return self.info["baselines_value"]
+
+    # ------------------------------------------------------------------ views
+    def first_order(
+        self, index: str = "SV", return_input_shape: bool = True
+    ) -> Tensor | tuple[Tensor, ...]:
+        """First-order values in ``index`` (``"SV"`` Shapley, ``"BV"`` Banzhaf, ...).
+
+        Args:
+            index: the index whose order-1 terms to read.
+            return_input_shape: ``True`` (default) gives Captum's layout: per input a tensor
+                ``float64 [B, *o, *input.shape[1:]]`` on the inputs' device where every position
+                holds its group's value (a tuple for tuple inputs); ``False`` gives
+                ``[B, *o, n_features]``.
+
+        Example:
+            >>> import torch
+            >>> from torchspex import SpectralInteraction
+            >>> explainer = SpectralInteraction(lambda x: x[:, 0] * x[:, 1] + x[:, 2])
+            >>> result = explainer.attribute(torch.ones(1, 3), method="exhaustive")
+            >>> result.first_order("SV")
+            tensor([[0.5000, 0.5000, 1.0000]], dtype=torch.float64)
+        """
+        dense = super().first_order(index)  # [B, *o, n]
+        layout = self.info.get("input_layout")
+        if not return_input_shape or layout is None:
+            return dense
+        flat = dense.reshape(self.batch_size, -1, self.n_features)
+        out = []
+        for gmap, shape in zip(layout["group_maps"], layout["input_shapes"]):
+            pos = gmap.expand(*shape).reshape(self.batch_size, 1, -1)
+            pos = pos.expand(-1, flat.shape[1], -1)
+            vals = torch.gather(flat, 2, pos)
+            vals = vals.reshape(*dense.shape[:-1], *shape[1:])
+            out.append(vals.to(layout["device"]))
+        return tuple(out) if layout["is_tuple"] else out[0]
+
+    def to_index(self, index: str, max_order: int | None = None) -> AttributionInteractions:
+        """The same spectrum viewed in another index (no new model calls)."""
+        return AttributionInteractions(
+            self.spectrum,
+            index=index,
+            max_order=max_order,
+            n_evaluations=self.n_evaluations,
+            feature_names=self.feature_names,
+            feature_ids=self.feature_ids,
+            method=self.method,
+            info=self.info,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"AttributionInteractions(index={self.index!r}, max_order={self.max_order}, "
+            f"n_features={self.n_features}, batch_size={self.batch_size}, "
+            f"out_shape={self.out_shape[1:]}, n_terms={len(self)}, "
+            f"n_evaluations={self.n_evaluations}, method={self.method!r})"
+        )
+
+
+def input_layout(
+    group_maps: tuple[Tensor, ...], shapes: list[tuple[int, ...]], is_tuple: bool, device: Any
+) -> dict[str, Any]:
+    """The picklable description of how feature groups map onto input positions."""
+    return {
+        "group_maps": [g.cpu() for g in group_maps],
+        "input_shapes": [tuple(s) for s in shapes],
+        "is_tuple": is_tuple,
+        "device": str(device),
+    }

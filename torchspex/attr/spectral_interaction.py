@@ -1,0 +1,436 @@
+"""SpectralInteraction: Captum's perturbation-attribution API, returning interactions."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from captum.attr import PerturbationAttribution
+from torch import Tensor
+
+from torchspex.attr._forward import MaskedForward, check_perturbations_per_eval
+from torchspex.attr._inputs import (
+    Partition,
+    format_additional_forward_args,
+    format_baselines,
+    format_feature_mask,
+    format_inputs,
+    format_target,
+    partition_examples,
+    select_examples,
+)
+from torchspex.attr.result import AttributionInteractions, input_layout
+from torchspex.decoders.base import BudgetTooSmallError, Evaluator
+from torchspex.decoders.dispatch import check_method, decode
+from torchspex.decoders.exhaustive import check_exhaustive
+from torchspex.explain import check_generator, check_n_samples
+from torchspex.fourier import SparseSpectrum, canonical_index
+from torchspex.interactions import _check_order
+
+__all__ = ["SpectralInteraction"]
+
+#: Masks every non-exhaustive run evaluates besides the decoder's: all kept and all removed.
+_N_PROBES = 2
+
+
+class _DryRun(Exception):
+    """Raised by the dry-run evaluator at the decoder's first evaluation: the budget is valid."""
+
+
+class _DryRunEvaluator(Evaluator):
+    def __call__(self, masks: Tensor) -> Tensor:
+        raise _DryRun
+
+
+class _Progress:
+    """A tqdm bar over forward calls whose total grows when a request needs more calls."""
+
+    def __init__(self, desc: str, total: int) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(desc=desc, total=total, mininterval=0.5, unit="call")
+
+    def ensure(self, more: int) -> None:
+        if self.bar.total is not None and self.bar.n + more > self.bar.total:
+            self.bar.total = self.bar.n + more
+            self.bar.refresh()
+
+    def update(self, n: int = 1) -> None:
+        self.bar.update(n)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _warn_if_training(forward_func: Any) -> None:
+    module = forward_func if isinstance(forward_func, torch.nn.Module) else None
+    if module is None and isinstance(getattr(forward_func, "__self__", None), torch.nn.Module):
+        module = forward_func.__self__
+    if module is None:
+        return
+    noisy = [
+        type(m).__name__
+        for m in module.modules()
+        if m.training and ("Dropout" in type(m).__name__ or "BatchNorm" in type(m).__name__)
+    ]
+    if noisy:
+        warnings.warn(
+            f"the model is in training mode with {noisy[0]} active, so its outputs are random "
+            "or depend on the batch; call `model.eval()` first (torchspex leaves the mode alone).",
+            stacklevel=3,
+        )
+
+
+def _reserve(method: str) -> int:
+    return 0 if method == "exhaustive" else _N_PROBES
+
+
+def _budget_error(err: BudgetTooSmallError, method: str, n_samples: int) -> BudgetTooSmallError:
+    minimum = err.minimum + _reserve(method)
+    return BudgetTooSmallError(
+        f"method={method!r} needs n_samples >= {minimum} here (the decoder's {err.minimum} plus "
+        f"{_reserve(method)} masks SpectralInteraction always evaluates: all features kept and "
+        f"all removed); got {n_samples}. Raise `n_samples` or lower `max_order`. Decoder: {err}",
+        minimum,
+    )
+
+
+class SpectralInteraction(PerturbationAttribution):
+    """Feature interactions of a model from its sparse Fourier spectrum, Captum-style.
+
+    A drop-in sibling of Captum's ``KernelShap`` / ``ShapleyValueSampling``: same constructor,
+    same ``attribute`` arguments (Captum's names and conventions for ``inputs``, ``baselines``,
+    ``target``, ``additional_forward_args``, ``feature_mask``, ``perturbations_per_eval``), but
+    the result holds every interaction, in any index, from one set of forward passes: SPEX
+    (Kang et al., ICML 2025), ProxySPEX (Butler et al., NeurIPS 2025) or all ``2^n`` masks.
+
+    Args:
+        forward_func: the model or any callable ``forward_func(*inputs, *additional_forward_args)
+            -> Tensor [batch, ...]`` whose output has one row per input row.
+
+    Example:
+        >>> import torch
+        >>> model = torch.nn.Linear(4, 3).double()
+        >>> explainer = SpectralInteraction(model)
+        >>> result = explainer.attribute(torch.ones(2, 4, dtype=torch.float64), target=1,
+        ...                              method="exhaustive")
+        >>> result.first_order("SV").shape
+        torch.Size([2, 4])
+        >>> torch.allclose(result.first_order("SV")[0], model.weight[1].detach())
+        True
+    """
+
+    def __init__(self, forward_func: Callable[..., Any]) -> None:
+        if not callable(forward_func):
+            raise TypeError(f"`forward_func` must be callable; got {type(forward_func).__name__}.")
+        super().__init__(forward_func)
+
+    def has_convergence_delta(self) -> bool:
+        """True: every result carries :attr:`AttributionInteractions.convergence_delta`."""
+        return True
+
+    def compute_convergence_delta(self, attributions: AttributionInteractions) -> Tensor:
+        """The completeness gap ``float64 [B, *o]`` of a result of :meth:`attribute`."""
+        if not isinstance(attributions, AttributionInteractions):
+            raise TypeError(
+                "`attributions` must be the AttributionInteractions returned by attribute(); got "
+                f"{type(attributions).__name__}."
+            )
+        return attributions.convergence_delta
+
+    def attribute_future(self, *args: Any, **kwargs: Any) -> Any:
+        """Not supported (as in Captum's KernelShap and Lime)."""
+        raise NotImplementedError("attribute_future is not implemented for SpectralInteraction.")
+
+    def attribute(
+        self,
+        inputs: Tensor | tuple[Tensor, ...],
+        baselines: Any = None,
+        target: Any = None,
+        additional_forward_args: Any = None,
+        feature_mask: Tensor | tuple[Tensor, ...] | None = None,
+        n_samples: int | None = None,
+        method: str = "spex",
+        max_order: int | None = None,
+        index: str = "FBII",
+        perturbations_per_eval: int | str = "auto",
+        show_progress: bool = False,
+        generator: torch.Generator | int | None = None,
+        feature_names: Sequence[str] | None = None,
+        **decoder_options: Any,
+    ) -> AttributionInteractions:
+        """Learns the sparse spectrum of each example's value function and its interactions.
+
+        The value of a mask (bool over feature groups, True = kept) for example ``b`` is the
+        model's target output on ``inputs[b]`` with every removed group replaced by its
+        baseline, averaged over the background rows when ``baselines`` is a background set.
+
+        Args:
+            inputs: ``Tensor [B, ...]`` or a tuple of them (dim 0 the batch in each).
+            baselines: ``None`` (zeros), a number, a tensor broadcastable to the input (dim 0
+                ``1`` or ``B``), or a tuple of those per input. A tensor with one more leading
+                dimension, ``[R, ...]``, is a background set: the ``R`` outputs of each mask
+                are averaged (shap-style).
+            target: Captum's ``TargetType``: ``None`` (keep every output: coefficients
+                ``[s, B, *o]``), an int or tuple (the same output for every example), or a list /
+                1-D tensor of length ``B`` (one per example). Wrapping the model to return the
+                value to explain is the clearer alternative, as Captum advises.
+            additional_forward_args: passed after the inputs; tensors are repeated along dim 0
+                with the perturbations, as in Captum.
+            feature_mask: integer group ids broadcastable to the inputs, global across a tuple,
+                dim 0 ``1`` (shared) or ``B`` (per example); ids may have gaps, and results
+                name the original ids. ``None``: every scalar is a feature. Examples whose
+                groups differ are evaluated in separate forward passes; tensors and lists in
+                ``additional_forward_args`` whose dim 0 is ``B`` are then split with them.
+            n_samples: the most distinct masks the decoder may evaluate (``None``: the method's
+                default). Non-exhaustive methods also evaluate the all-kept and all-removed
+                masks (the convergence delta), counted in ``n_samples``.
+            method: ``"spex"``, ``"proxyspex"`` or ``"exhaustive"`` (all ``2^n`` masks, exact).
+            max_order: order cap of the reported interactions (and the decoder's target order).
+            index: interaction index of the result (``"FBII"``, ``"SII"``, ``"k-SII"``, ...).
+            perturbations_per_eval: masks per forward call (each call holds
+                ``perturbations_per_eval * R * B`` rows), or ``"auto"`` (default): as many as
+                the request allows up to a memory cap, halved on out-of-memory.
+            show_progress: show a tqdm bar over the planned forward calls.
+            generator: ``torch.Generator`` or int seed for the decoder's sampling (``None``:
+                seed 0). Every example uses the same stream, so an example's result does not
+                depend on the rest of the batch.
+            feature_names: display labels, one per feature group.
+            **decoder_options: method-specific settings passed to the decoder.
+
+        Returns:
+            :class:`~torchspex.attr.AttributionInteractions` with coefficients ``[s, B, *o]``.
+
+        Raises:
+            TypeError, ValueError: for malformed arguments, before any forward pass.
+            BudgetTooSmallError: when ``n_samples`` is below the method's minimum (which it
+                states), before any forward pass.
+        """
+        inputs_t, is_tuple = format_inputs(inputs)
+        batch = inputs_t[0].shape[0]
+        baselines_t, n_background = format_baselines(baselines, inputs_t)
+        layout = format_feature_mask(feature_mask, inputs_t)
+        target = format_target(target, batch)
+        args = format_additional_forward_args(additional_forward_args)
+        method = check_method(method)
+        index = canonical_index(index)
+        n_features = layout.n_features
+        max_order = _check_order(max_order, n_features)
+        n_samples = check_n_samples(n_samples)
+        perturbations_per_eval = check_perturbations_per_eval(perturbations_per_eval)
+        generator = check_generator(generator)
+        if feature_names is not None and len(feature_names) != n_features:
+            raise ValueError(
+                f"`feature_names` must have one name per feature group ({n_features}); got "
+                f"{len(feature_names)}."
+            )
+        parts = partition_examples(layout.presence)
+        budget = None if n_samples is None else n_samples - _reserve(method)
+        if len(parts) > 1 or (budget is not None and budget < 1):
+            for n_part in sorted({int(p.columns.shape[0]) for p in parts}, reverse=True):
+                self._check_budget(
+                    method, n_part, n_samples, max_order, generator, decoder_options
+                )
+        _warn_if_training(self.forward_func)
+
+        state = generator.get_state()
+        forwards = [
+            self._masked_forward(
+                part, inputs_t, baselines_t, layout.group_maps, target, args, batch, n_features,
+                perturbations_per_eval,
+            )
+            for part in parts
+        ]
+        progress = None
+        if show_progress:
+            planned = sum(
+                1 + math.ceil(self._planned_masks(method, p, n_samples) / fwd.chunk)
+                for p, fwd in zip(parts, forwards)
+            )
+            progress = _Progress(f"{self.get_name()} attribution", planned)
+            for fwd in forwards:
+                fwd.progress = progress
+        out_shape: tuple[int, ...] | None = None
+        pieces: list[tuple[Tensor, Tensor, int, Tensor]] = []
+        ends: list[tuple[Tensor, Tensor, Tensor]] = []
+        stats = {"n_forward_calls": 0, "n_forward_rows": 0, "forward_seconds": 0.0}
+        n_evaluations = 0
+        decoder_info: list[Any] = [None] * batch
+        first_state: Tensor | None = None
+        try:
+            for part, fwd in zip(parts, forwards):
+                shared = Evaluator(fwd, part.columns.shape[0])
+                n_part = int(part.columns.shape[0])
+                probes = torch.stack(
+                    [torch.ones(n_part, dtype=torch.bool), torch.zeros(n_part, dtype=torch.bool)]
+                )
+                probed = [False]
+
+                def column(b: int, shared: Evaluator = shared, probes: Tensor = probes,
+                           probed: list[bool] = probed) -> Callable[[Tensor], Tensor]:
+                    def value_function(masks: Tensor) -> Tensor:
+                        if not probed[0]:
+                            shared(probes)  # small first call: checks the model and target
+                            probed[0] = True
+                        return shared(masks)[:, b]
+
+                    return value_function
+
+                for b, example in enumerate(part.members.tolist()):
+                    g = torch.Generator(device=generator.device)
+                    g.set_state(state)
+                    evaluator = Evaluator(column(b), n_part, n_samples=budget)
+                    order = None if max_order is None else min(max_order, n_part)
+                    try:
+                        spec, info = decode(
+                            method, evaluator, n_part, n_samples=budget, max_order=order,
+                            generator=g, **decoder_options,
+                        )
+                    except BudgetTooSmallError as err:
+                        if n_samples is None:
+                            raise
+                        raise _budget_error(err, method, n_samples) from err
+                    if first_state is None:
+                        first_state = g.get_state()
+                    decoder_info[example] = info
+                    spec = spec.prune(atol=0.0)
+                    pieces.append((spec.indices, spec.coefficients, example, part.columns))
+                values = shared(probes)
+                out_shape = tuple(values.shape[2:])
+                ends.append((part.members, values[0], values[1]))
+                n_evaluations += shared.n_evaluations
+                stats["n_forward_calls"] += fwd.n_calls
+                stats["n_forward_rows"] += fwd.n_rows
+                stats["forward_seconds"] += fwd.forward_seconds
+                stats["perturbations_per_eval"] = fwd.chunk
+        finally:
+            if progress is not None:
+                progress.close()
+        if first_state is not None:
+            generator.set_state(first_state)
+        assert out_shape is not None
+        spectrum = _merge(pieces, batch, out_shape, n_features)
+        full_value = torch.zeros(batch, *out_shape, dtype=torch.float64)
+        empty_value = torch.zeros_like(full_value)
+        for members, f_full, f_empty in ends:
+            full_value[members] = f_full
+            empty_value[members] = f_empty
+        ones = torch.ones(1, n_features, dtype=torch.bool)
+        learned = spectrum.evaluate(ones)[0] - spectrum.coefficients.sum(dim=0)
+        info: dict[str, Any] = {
+            "decoder_info": decoder_info,
+            "n_background": n_background,
+            **stats,
+            "inputs_value": full_value,
+            "baselines_value": empty_value,
+            "convergence_delta": learned - (full_value - empty_value),
+            "input_layout": input_layout(
+                layout.group_maps, [tuple(x.shape) for x in inputs_t], is_tuple, inputs_t[0].device
+            ),
+        }
+        return AttributionInteractions(
+            spectrum,
+            index=index,
+            max_order=max_order,
+            n_evaluations=n_evaluations,
+            feature_names=feature_names,
+            feature_ids=layout.feature_ids.tolist(),
+            method=method,
+            info=info,
+        )
+
+    # ------------------------------------------------------------------ helpers
+    @staticmethod
+    def _check_budget(
+        method: str,
+        n_features: int,
+        n_samples: int | None,
+        max_order: int | None,
+        generator: torch.Generator,
+        options: dict[str, Any],
+    ) -> None:
+        """Runs the decoder's own budget validation without evaluating anything."""
+        if method == "exhaustive":
+            check_exhaustive(n_features, n_samples)
+            return
+        budget = None if n_samples is None else n_samples - _reserve(method)
+        g = torch.Generator(device=generator.device)
+        g.set_state(generator.get_state())
+        order = None if max_order is None else min(max_order, n_features)
+        trial = None if budget is None else max(budget, 1)
+        try:
+            decode(method, _DryRunEvaluator(lambda m: m, n_features, n_samples=trial),
+                   n_features, n_samples=trial, max_order=order, generator=g, **options)
+        except _DryRun:
+            pass
+        except BudgetTooSmallError as err:
+            assert n_samples is not None
+            raise _budget_error(err, method, n_samples) from err
+        if budget is not None and budget < 1:
+            raise BudgetTooSmallError(
+                f"method={method!r} needs n_samples >= {_reserve(method) + 1}: SpectralInteraction "
+                f"evaluates the all-kept and all-removed masks besides the decoder's; got "
+                f"{n_samples}.",
+                _reserve(method) + 1,
+            )
+
+    @staticmethod
+    def _planned_masks(method: str, part: Partition, n_samples: int | None) -> int:
+        n = int(part.columns.shape[0])
+        masks = 1 << n if method == "exhaustive" else (n_samples or 0)
+        return masks
+
+    def _masked_forward(
+        self,
+        part: Partition,
+        inputs: tuple[Tensor, ...],
+        baselines: tuple[Tensor, ...],
+        group_maps: tuple[Tensor, ...],
+        target: Any,
+        args: tuple[Any, ...],
+        batch: int,
+        n_features: int,
+        perturbations_per_eval: int | str,
+    ) -> MaskedForward:
+        members = part.members
+        whole = members.shape[0] == batch
+        lut = torch.full((n_features,), -1, dtype=torch.long)
+        lut[part.columns] = torch.arange(part.columns.shape[0])
+        sub_inputs, sub_bases, sub_maps = [], [], []
+        for x, base, gmap in zip(inputs, baselines, group_maps):
+            idx = members.to(x.device)
+            sub_inputs.append(x if whole else x[idx])
+            sub_bases.append(base if whole or base.shape[1] == 1 else base[:, idx])
+            local = lut.to(gmap.device)[gmap]
+            sub_maps.append(local if whole or local.shape[0] == 1 else local[idx])
+        if not whole:
+            target = select_examples(target, members, batch)
+            args = tuple(select_examples(a, members, batch) for a in args)
+        return MaskedForward(
+            self.forward_func, tuple(sub_inputs), tuple(sub_bases), tuple(sub_maps),
+            int(part.columns.shape[0]), target, args, perturbations_per_eval,
+        )
+
+
+def _merge(
+    pieces: list[tuple[Tensor, Tensor, int, Tensor]],
+    batch: int,
+    out_shape: tuple[int, ...],
+    n_features: int,
+) -> SparseSpectrum:
+    """One spectrum ``[s, B, *o]`` over the union of the examples' supports."""
+    width = max((p[0].shape[1] for p in pieces), default=0)
+    all_idx, all_coef = [], []
+    for idx, coef, example, columns in pieces:
+        mapped = torch.where(idx >= 0, columns[idx.clamp(min=0)], idx)
+        pad = torch.full((idx.shape[0], width - idx.shape[1]), -1, dtype=torch.long)
+        all_idx.append(torch.cat([mapped, pad], dim=1))
+        full = torch.zeros(coef.shape[0], batch, *out_shape, dtype=coef.dtype)
+        full[:, example] = coef
+        all_coef.append(full)
+    if not all_idx:
+        return SparseSpectrum.zeros(n_features, (batch, *out_shape))
+    return SparseSpectrum(torch.cat(all_idx), torch.cat(all_coef), n_features).coalesce()
