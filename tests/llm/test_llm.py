@@ -1,0 +1,166 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from torchspex.decoders.exhaustive import all_masks
+from torchspex.grouping import text_features
+from torchspex.llm import LLMInteractions, LLMSpectralInteraction
+
+PROMPT = "Paris is the capital of"
+TARGET = " France."
+
+
+def single_log_probs(model, prompt_ids, target_ids):
+    """One unpadded forward, no attention mask: log-probs of the target, [1 + T]."""
+    full = torch.cat([prompt_ids, target_ids]).unsqueeze(0)
+    with torch.no_grad():
+        logits = model(input_ids=full).logits[0]
+    width = prompt_ids.numel()
+    lp = torch.log_softmax(logits[width - 1 : -1].double(), -1)
+    lp = lp.gather(1, target_ids.view(-1, 1)).squeeze(1)
+    return torch.cat([lp.sum().view(1), lp])
+
+
+@pytest.fixture(scope="module")
+def setup(gpt2, gpt2_tokenizer):
+    explainer = LLMSpectralInteraction(gpt2, gpt2_tokenizer)
+    feats = text_features("Q: " + PROMPT, gpt2_tokenizer, regions=[PROMPT])
+    target = explainer.target_ids(feats, TARGET)
+    masks = all_masks(feats.n_features)
+    keep = feats.token_keep(masks)
+    singles = torch.stack(
+        [single_log_probs(gpt2, feats.input_ids[k], target) for k in keep]
+    )
+    return explainer, feats, target, masks, singles
+
+
+def test_features_are_the_prompt_words(setup):
+    _, feats, _, _, _ = setup
+    assert feats.labels == PROMPT.split()
+    assert feats.text.startswith("Q: ")  # the prefix is kept in every mask, never a feature
+
+
+@pytest.mark.slow
+def test_batched_padded_equals_single_forwards_for_every_batch_size(setup):
+    explainer, feats, target, masks, singles = setup
+    lengths = feats.masked_inputs(masks)["attention_mask"].sum(1)
+    assert lengths.unique().numel() > 3  # the batches really are padded
+    for batch_size in range(1, masks.shape[0] + 1):
+        values = explainer.values(feats, masks, target, perturbations_per_eval=batch_size)
+        torch.testing.assert_close(values, singles, atol=1e-5, rtol=0)
+
+
+def test_values_do_not_depend_on_batch_composition(setup):
+    explainer, feats, target, masks, _ = setup
+    reference = explainer.values(feats, masks, target, perturbations_per_eval=32)
+    g = torch.Generator().manual_seed(3)
+    for _ in range(3):
+        perm = torch.randperm(masks.shape[0], generator=g)
+        shuffled = explainer.values(feats, masks[perm], target, perturbations_per_eval=7)
+        torch.testing.assert_close(shuffled, reference[perm], atol=1e-6, rtol=0)
+
+
+def test_exhaustive_result_reproduces_every_value(setup):
+    explainer, feats, _, masks, singles = setup
+    result = explainer.attribute(feats, TARGET, method="exhaustive", index="Moebius")
+    assert isinstance(result, LLMInteractions)
+    assert result.n_evaluations == 2 ** feats.n_features
+    assert result.out_shape == (1 + len(result.output_tokens),)
+    torch.testing.assert_close(result.predict(masks), singles, atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        torch.as_tensor(result.full_value), singles[-1], atol=1e-5, rtol=0
+    )
+    # The views keep the LLM metadata, and the per-token rows add up to the sequence row.
+    sv = result.to_index("SV")
+    assert isinstance(sv, LLMInteractions) and sv.output_tokens == result.output_tokens
+    fo = sv.first_order()
+    torch.testing.assert_close(fo[0], fo[1:].sum(0), atol=1e-9, rtol=0)
+    assert result.token(0).out_shape == () and result.sequence.out_shape == ()
+
+
+def test_prob_target(gpt2, gpt2_tokenizer, setup):
+    _, feats, target, masks, singles = setup
+    explainer = LLMSpectralInteraction(gpt2, gpt2_tokenizer, attr_target="prob")
+    values = explainer.values(feats, masks, target, perturbations_per_eval=8)
+    torch.testing.assert_close(values, singles.exp(), atol=1e-6, rtol=1e-5)
+
+
+def test_target_none_generates_greedily(gpt2, gpt2_tokenizer):
+    explainer = LLMSpectralInteraction(gpt2, gpt2_tokenizer)
+    feats = text_features("Q: " + PROMPT, gpt2_tokenizer, regions=[PROMPT])
+    result = explainer.attribute(
+        feats, None, gen_args={"max_new_tokens": 3}, method="exhaustive"
+    )
+    ids = feats.input_ids.unsqueeze(0)
+    with torch.no_grad():
+        out = gpt2.generate(
+            ids, attention_mask=torch.ones_like(ids), max_new_tokens=3, do_sample=False,
+            pad_token_id=gpt2_tokenizer.eos_token_id,
+        )
+    assert result.target_ids.tolist() == out[0, ids.shape[1] :].tolist()
+    assert result.out_shape == (4,)
+
+
+def test_matches_captum_llm_attribution_shapley_and_ablation(gpt2, gpt2_tokenizer):
+    captum_attr = pytest.importorskip("captum.attr")
+    inp = captum_attr.TextTemplateInput(
+        "Q: {} {} {} capital {}", values=["Paris", "is", "the", "of"]
+    )
+    ours = LLMSpectralInteraction(gpt2, gpt2_tokenizer).attribute(
+        inp, TARGET, method="exhaustive", perturbations_per_eval=5
+    )
+    captum_sv = captum_attr.LLMAttribution(
+        captum_attr.ShapleyValues(gpt2), gpt2_tokenizer
+    ).attribute(inp, TARGET, forward_in_tokens=False)
+    result = ours.to_captum("SV")
+    assert result.input_tokens == ["Paris", "is", "the", "of"]
+    torch.testing.assert_close(result.seq_attr, captum_sv.seq_attr, atol=2e-5, rtol=0)
+    torch.testing.assert_close(result.token_attr, captum_sv.token_attr, atol=2e-5, rtol=0)
+    # Feature ablation: f(all) - f(all but i), read off our spectrum without new model calls.
+    captum_fa = captum_attr.LLMAttribution(
+        captum_attr.FeatureAblation(gpt2), gpt2_tokenizer
+    ).attribute(inp, TARGET, forward_in_tokens=False)
+    drop_one = ~torch.eye(4, dtype=torch.bool)
+    ablation = (torch.as_tensor(ours.full_value) - ours.predict(drop_one)).T.float()
+    torch.testing.assert_close(ablation[0], captum_fa.seq_attr, atol=2e-5, rtol=0)
+    torch.testing.assert_close(ablation[1:], captum_fa.token_attr, atol=2e-5, rtol=0)
+
+
+def test_accepts_captum_text_token_input(gpt2, gpt2_tokenizer):
+    captum_attr = pytest.importorskip("captum.attr")
+    inp = captum_attr.TextTokenInput(PROMPT, gpt2_tokenizer, baselines=0)
+    explainer = LLMSpectralInteraction(gpt2, gpt2_tokenizer)
+    target = explainer.target_ids(inp, TARGET)
+    masks = all_masks(inp.n_itp_features)[:: 97]
+    values = explainer.values(inp, masks, target, perturbations_per_eval=4)
+    for mask, value in zip(masks, values):
+        ids = inp.to_model_input(mask.long().unsqueeze(0))[0]
+        torch.testing.assert_close(value, single_log_probs(explainer.model, ids, target),
+                                   atol=1e-5, rtol=0)
+
+
+def test_errors(gpt2, gpt2_tokenizer):
+    with pytest.raises(ValueError, match="attr_target"):
+        LLMSpectralInteraction(gpt2, gpt2_tokenizer, attr_target="logit")
+    explainer = LLMSpectralInteraction(gpt2, gpt2_tokenizer)
+    with pytest.raises(TypeError, match="`inp` must be"):
+        explainer.attribute(123, TARGET, method="exhaustive")
+    with pytest.raises(ValueError, match="gen_args"):
+        explainer.attribute(PROMPT, TARGET, gen_args={"max_new_tokens": 2})
+    with pytest.raises(ValueError, match="empty"):  # nothing left when every word is removed
+        explainer.attribute("capital", TARGET, method="exhaustive")
+    with pytest.raises(ValueError, match="at least one token"):
+        explainer.attribute(PROMPT, "", method="exhaustive")
+
+
+def test_training_mode_warns(gpt2, gpt2_tokenizer):
+    gpt2.train()
+    try:
+        with pytest.warns(UserWarning, match="training mode"):
+            LLMSpectralInteraction(gpt2, gpt2_tokenizer).attribute(
+                text_features("Q: capital", gpt2_tokenizer, regions=["capital"]), TARGET,
+                method="exhaustive",
+            )
+    finally:
+        gpt2.eval()

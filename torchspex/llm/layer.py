@@ -1,0 +1,439 @@
+"""Interactions between groups of a layer's activation: ``LayerSpectralInteraction`` and sweeps.
+
+The layer's activation (output, or input with ``attribute_to_layer_input=True``) is computed
+once; each mask then replaces the removed groups by ``layer_baselines`` inside a forward hook
+while the whole model re-runs on the (repeated) inputs, as Captum's ``LayerFeatureAblation``
+does. Hooks are registered ``with_kwargs=True`` and touch only the hidden-state tensor (the
+first output, or the first positional / ``hidden_states`` input): every other argument and
+output (caches, attention masks, ``None``) passes through unchanged.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from torchspex.interactions import Interactions
+from torchspex.llm._common import check_batch_size, run_decoder, select_target
+
+__all__ = ["LayerSpectralInteraction", "LayerSweep", "sweep_layers", "transformer_blocks"]
+
+
+# ---------------------------------------------------------------------- hook plumbing
+def _input_slot(args: tuple, kwargs: dict) -> tuple[str, Any]:
+    if args and isinstance(args[0], Tensor):
+        return "arg", 0
+    if isinstance(kwargs.get("hidden_states"), Tensor):
+        return "kw", "hidden_states"
+    for key, value in kwargs.items():
+        if isinstance(value, Tensor):
+            return "kw", key
+    raise TypeError("the layer was called without any tensor input; nothing to attribute to.")
+
+
+def _get_input(args: tuple, kwargs: dict) -> Tensor:
+    kind, key = _input_slot(args, kwargs)
+    return args[key] if kind == "arg" else kwargs[key]
+
+
+def _set_input(args: tuple, kwargs: dict, value: Tensor) -> tuple[tuple, dict]:
+    kind, key = _input_slot(args, kwargs)
+    if kind == "arg":
+        return (value, *args[1:]), kwargs
+    return args, {**kwargs, key: value}
+
+
+def _get_output(output: Any) -> Tensor:
+    if isinstance(output, Tensor):
+        return output
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], Tensor):
+        return output[0]
+    if isinstance(output, Mapping):
+        for value in output.values():
+            if isinstance(value, Tensor):
+                return value
+    raise TypeError(
+        f"the layer returned {type(output).__name__} without a leading tensor; "
+        "attribute to a sub-module that returns the hidden states."
+    )
+
+
+def _set_output(output: Any, value: Tensor) -> Any:
+    if isinstance(output, Tensor):
+        return value
+    if isinstance(output, list):
+        return [value, *output[1:]]
+    if type(output) is tuple:
+        return (value, *output[1:])
+    if isinstance(output, tuple):  # named tuple
+        return type(output)(value, *output[1:])
+    new = copy.copy(output)
+    key = next(k for k, v in output.items() if isinstance(v, Tensor))
+    new[key] = value
+    return new
+
+
+def _register(layer: nn.Module, to_input: bool, fn: Callable[[Tensor], Tensor | None]) -> Any:
+    """Hook that shows ``fn`` the layer's tensor and substitutes what it returns (if not None)."""
+    if to_input:
+
+        def pre_hook(module: nn.Module, args: tuple, kwargs: dict) -> Any:
+            new = fn(_get_input(args, kwargs))
+            return None if new is None else _set_input(args, kwargs, new)
+
+        return layer.register_forward_pre_hook(pre_hook, with_kwargs=True)
+
+    def hook(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
+        new = fn(_get_output(output))
+        return None if new is None else _set_output(output, new)
+
+    return layer.register_forward_hook(hook, with_kwargs=True)
+
+
+def _as_tuple(value: Any) -> tuple:
+    if value is None:
+        return ()
+    return value if isinstance(value, tuple) else (value,)
+
+
+def _repeat(values: tuple, n_copies: int) -> tuple:
+    """Repeats every tensor with a batch dim ``n_copies`` times along dim 0 (Captum's layout)."""
+    if n_copies == 1:
+        return values
+    return tuple(
+        torch.cat([v] * n_copies) if isinstance(v, Tensor) and v.dim() > 0 else v for v in values
+    )
+
+
+# ---------------------------------------------------------------------- the explainer
+class LayerSpectralInteraction:
+    """Interactions between groups of a layer's activation (e.g. token positions).
+
+    Args:
+        forward_func: the model or any callable ``(*inputs, *additional_forward_args) ->
+            Tensor [B, ...]``.
+        layer: the module whose output (or input) is masked.
+
+    Example:
+        >>> model = torch.nn.Sequential(torch.nn.Identity(), torch.nn.Flatten(0))
+        >>> x = torch.tensor([[[1.0], [2.0], [3.0]]])           # [B=1, positions=3, 1]
+        >>> f = lambda x: model(x).prod().reshape(1)             # product of the positions
+        >>> result = LayerSpectralInteraction(f, model[0]).attribute(
+        ...     x, layer_baselines=1.0, method="exhaustive", index="Moebius")
+        >>> round(float(result[(1, 2)]), 6)  # (2 - 1) * (3 - 1)
+        2.0
+    """
+
+    def __init__(self, forward_func: Callable[..., Any], layer: nn.Module) -> None:
+        if not callable(forward_func):
+            raise TypeError(f"`forward_func` must be callable; got {type(forward_func).__name__}.")
+        if not isinstance(layer, nn.Module):
+            raise TypeError(f"`layer` must be a torch.nn.Module; got {type(layer).__name__}.")
+        self.forward_func = forward_func
+        self.layer = layer
+
+    def _activation(self, inputs: tuple, args: tuple, to_input: bool) -> Tensor:
+        captured: list[Tensor] = []
+
+        def grab(t: Tensor) -> None:
+            if not captured:
+                captured.append(t.detach())
+
+        handle = _register(self.layer, to_input, grab)
+        try:
+            with torch.inference_mode():
+                self.forward_func(*inputs, *args)
+        finally:
+            handle.remove()
+        if not captured:
+            raise ValueError("`layer` was not called by `forward_func`; pick a layer it uses.")
+        return captured[0]
+
+    @staticmethod
+    def _groups(layer_mask: Tensor | None, act: Tensor) -> tuple[Tensor, list[int]]:
+        if layer_mask is None:
+            if act.dim() < 2:
+                raise ValueError(
+                    f"the layer's activation has shape {tuple(act.shape)}; pass `layer_mask` "
+                    "to say which elements form each feature."
+                )
+            ids = torch.arange(act.shape[1], device=act.device)
+            return ids.reshape(1, -1, *([1] * (act.dim() - 2))), list(range(act.shape[1]))
+        mask = torch.as_tensor(layer_mask, device=act.device)
+        if mask.is_floating_point() or mask.dtype == torch.bool:
+            raise TypeError(f"`layer_mask` must hold integer group ids; got dtype {mask.dtype}.")
+        try:
+            if mask.dim() != act.dim():
+                raise RuntimeError
+            torch.broadcast_shapes(mask.shape, act.shape)
+        except RuntimeError:
+            raise ValueError(
+                f"`layer_mask` of shape {tuple(mask.shape)} must have the layer activation's "
+                f"number of dimensions and broadcast to its shape {tuple(act.shape)}."
+            ) from None
+        ids = torch.unique(mask[mask >= 0])
+        if ids.numel() == 0:
+            raise ValueError("`layer_mask` has no group id >= 0; there is nothing to mask.")
+        dense = torch.searchsorted(ids, mask.long())
+        return torch.where(mask >= 0, dense, -1), ids.tolist()
+
+    def attribute(
+        self,
+        inputs: Tensor | tuple[Any, ...],
+        layer_baselines: float | Tensor | None = None,
+        target: Any = None,
+        additional_forward_args: Any = None,
+        layer_mask: Tensor | None = None,
+        attribute_to_layer_input: bool = False,
+        *,
+        method: str = "spex",
+        n_samples: int | None = None,
+        max_order: int | None = None,
+        index: str = "FBII",
+        perturbations_per_eval: int = 1,
+        generator: torch.Generator | int | None = None,
+        show_progress: bool = False,
+        feature_names: Sequence[str] | None = None,
+        **decoder_options: Any,
+    ) -> Interactions:
+        """Learns the interactions between groups of the layer's activation.
+
+        Args:
+            inputs: tensor or tuple of tensors (dim 0 = batch ``B``) passed to
+                ``forward_func``.
+            layer_baselines: what a removed group becomes: a scalar (default 0) or a tensor
+                broadcastable to the activation (e.g. its mean over a dataset).
+            target: Captum's target selection applied to the forward's output.
+            additional_forward_args: more positional arguments after ``inputs``; tensors are
+                repeated along dim 0 when masks are batched, others passed through.
+            layer_mask: integer group ids with the activation's number of dimensions,
+                broadcastable to it; ids ``< 0`` are never masked. Default: one group per
+                index of dim 1 (token positions for ``[B, L, D]``).
+            attribute_to_layer_input: mask the layer's input instead of its output.
+            method: ``"spex"``, ``"proxyspex"`` or ``"exhaustive"``.
+            n_samples: the most masks to evaluate.
+            max_order: order cap of the interactions.
+            index: interaction index of the result.
+            perturbations_per_eval: masks per forward call (each is ``B`` rows).
+            generator: ``torch.Generator`` or int seed (``None``: seed 0).
+            show_progress: show a progress bar over evaluated masks.
+            feature_names: labels of the groups (default: their ids).
+            **decoder_options: method-specific settings.
+
+        Returns:
+            :class:`~torchspex.Interactions` whose outputs are ``(B, *target output)``;
+            ``result.select(b)`` gives example ``b``. Feature ids are the ``layer_mask`` ids.
+        """
+        inputs_t = _as_tuple(inputs)
+        if not inputs_t:
+            raise ValueError("`inputs` must hold at least one tensor.")
+        args = _as_tuple(additional_forward_args)
+        batch = next((x.shape[0] for x in inputs_t if isinstance(x, Tensor) and x.dim()), 1)
+        to_input = bool(attribute_to_layer_input)
+        check_batch_size(perturbations_per_eval)
+        act = self._activation(inputs_t, args, to_input)
+        groups, ids = self._groups(layer_mask, act)
+        never = groups < 0
+        safe = groups.clamp_min(0)
+        base = torch.as_tensor(
+            0.0 if layer_baselines is None else layer_baselines, dtype=act.dtype, device=act.device
+        )
+        try:
+            torch.broadcast_shapes(base.shape, act.shape)
+        except RuntimeError:
+            raise ValueError(
+                f"`layer_baselines` of shape {tuple(base.shape)} must broadcast to the layer "
+                f"activation's shape {tuple(act.shape)}."
+            ) from None
+        forward_func = self.forward_func
+
+        def value_function(masks: Tensor) -> Tensor:
+            k = masks.shape[0]
+            keep = masks.to(act.device)[:, safe] | never
+            perturbed = torch.where(keep, act.unsqueeze(0), base)
+            perturbed = perturbed.reshape(k * act.shape[0], *act.shape[1:])
+
+            def swap(current: Tensor) -> Tensor:
+                if current.shape != perturbed.shape:
+                    raise ValueError(
+                        f"the layer's activation has shape {tuple(current.shape)} in the batched "
+                        f"forward but {tuple(perturbed.shape)} was expected; its dim 0 must grow "
+                        "with the batch (or use perturbations_per_eval=1)."
+                    )
+                return perturbed.to(current.dtype)
+
+            handle = _register(self.layer, to_input, swap)
+            try:
+                with torch.inference_mode():
+                    out = forward_func(*_repeat(inputs_t, k), *_repeat(args, k))
+            finally:
+                handle.remove()
+            out = select_target(out, target, k, batch)
+            return out.reshape(k, batch, *out.shape[1:])
+
+        names = [str(i) for i in ids] if feature_names is None else list(feature_names)
+        return run_decoder(
+            value_function, len(ids), method=method, n_samples=n_samples, max_order=max_order,
+            index=index, generator=generator, batch_size=perturbations_per_eval,
+            feature_names=names, feature_ids=ids, show_progress=show_progress,
+            desc="Layer Spectral Interaction attribution", **decoder_options,
+        )
+
+
+# ---------------------------------------------------------------------- sweeps
+def transformer_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The repeated blocks of a transformer, as ``(qualified name, module)`` pairs.
+
+    Picks the ``nn.ModuleList`` of same-class modules holding the most parameters
+    (``transformer.h`` of GPT-2, ``model.layers`` of Llama, ``encoder.layer`` of BERT, ...).
+
+    Example:
+        >>> net = torch.nn.Sequential(torch.nn.ModuleList([torch.nn.Linear(2, 2)] * 3))
+        >>> [name for name, _ in transformer_blocks(net)]
+        ['0.0', '0.1', '0.2']
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"`model` must be a torch.nn.Module; got {type(model).__name__}.")
+    best, best_size = None, -1
+    for name, module in model.named_modules():
+        if not isinstance(module, nn.ModuleList) or len(module) == 0:
+            continue
+        if len({type(m) for m in module}) != 1:
+            continue
+        size = sum(p.numel() for p in module.parameters())
+        if size > best_size:
+            best, best_size = (name, module), size
+    if best is None:
+        raise ValueError(
+            f"found no nn.ModuleList of blocks in {type(model).__name__}; pass the layers "
+            "explicitly."
+        )
+    prefix, blocks = best
+    return [(f"{prefix}.{i}" if prefix else str(i), block) for i, block in enumerate(blocks)]
+
+
+@dataclass
+class LayerSweep:
+    """One :class:`~torchspex.Interactions` per layer, over the same features.
+
+    Attributes:
+        layer_names: a name per layer.
+        results: the interactions measured at each layer.
+    """
+
+    layer_names: list[str]
+    results: list[Interactions]
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def __iter__(self) -> Iterator[Interactions]:
+        return iter(self.results)
+
+    def __getitem__(self, i: int) -> Interactions:
+        return self.results[i]
+
+    @property
+    def feature_names(self) -> list[str]:
+        """Labels of the features (shared by every layer)."""
+        return self.results[0].feature_names if self.results else []
+
+    def first_order(self, index: str = "SV") -> Tensor:
+        """First-order values of every layer, ``[n_layers, *out, n_features]``."""
+        return torch.stack([r.first_order(index) for r in self.results])
+
+    def strongest(self, k: int = 5, order: int | None = None, index: str | None = None) -> list:
+        """The ``k`` strongest interactions at each layer (``top_k`` per layer)."""
+        return [
+            (r if index is None else r.to_index(index)).top_k(k, order) for r in self.results
+        ]
+
+    def plot(
+        self, index: str = "SV", output: tuple[int, ...] = (), ax: Any = None
+    ) -> tuple[Any, Any]:
+        """Heat map layers x features of the first-order values (matplotlib).
+
+        Args:
+            index: first-order index to show.
+            output: which output to show when values are vectors (e.g. ``(0,)`` for the
+                sequence log-probability of an LLM result).
+            ax: matplotlib axes to draw on (a new figure when ``None``).
+
+        Returns:
+            ``(figure, axes)``.
+        """
+        try:
+            import matplotlib.pyplot as plt
+        except ImportError as err:  # pragma: no cover - depends on the environment
+            raise ImportError('plotting needs matplotlib: pip install "torchspex[viz]"') from err
+        data = self.first_order(index)
+        data = data[(slice(None), *output)] if output else data
+        if data.dim() != 2:
+            raise ValueError(
+                f"`output` must select one value per feature; values have shape "
+                f"{tuple(data.shape[1:-1])} per feature, pass e.g. output=(0,)."
+            )
+        if ax is None:
+            fig, ax = plt.subplots(figsize=(max(4.0, 0.6 * data.shape[1]), 0.4 * len(self) + 1.5))
+        else:
+            fig = ax.figure
+        vmax = float(data.abs().max()) or 1.0
+        image = ax.imshow(data.numpy(), cmap="RdBu_r", vmin=-vmax, vmax=vmax, aspect="auto")
+        ax.set_xticks(range(data.shape[1]), labels=self.feature_names, rotation=45, ha="right")
+        ax.set_yticks(range(len(self)), labels=self.layer_names)
+        ax.set_xlabel("feature")
+        ax.set_ylabel("layer")
+        fig.colorbar(image, ax=ax, label=index)
+        return fig, ax
+
+
+def _named_layers(
+    layers: nn.Module | Sequence[nn.Module] | Sequence[tuple[str, nn.Module]],
+) -> list[tuple[str, nn.Module]]:
+    if isinstance(layers, nn.ModuleList) or not isinstance(layers, nn.Module):
+        items = list(layers)  # type: ignore[arg-type]
+        named = [it if isinstance(it, tuple) else (str(i), it) for i, it in enumerate(items)]
+    else:
+        named = transformer_blocks(layers)
+    if not named or not all(isinstance(m, nn.Module) for _, m in named):
+        raise TypeError("`layers` must be a model, or a non-empty sequence of nn.Modules.")
+    return named
+
+
+def sweep_layers(
+    forward_func: Callable[..., Any],
+    layers: nn.Module | Sequence[nn.Module] | Sequence[tuple[str, nn.Module]],
+    inputs: Tensor | tuple[Any, ...],
+    generator: torch.Generator | int | None = None,
+    **attribute_kwargs: Any,
+) -> LayerSweep:
+    """Runs :class:`LayerSpectralInteraction` at every layer, with the same masks at each.
+
+    Args:
+        forward_func: the model or callable.
+        layers: a model (its :func:`transformer_blocks` are used), a sequence of modules, or
+            ``(name, module)`` pairs.
+        inputs: as for :meth:`LayerSpectralInteraction.attribute`.
+        generator: seed or generator; every layer starts from the same state, so the layers
+            are measured on identical masks.
+        **attribute_kwargs: any other argument of :meth:`LayerSpectralInteraction.attribute`.
+
+    Returns:
+        :class:`LayerSweep` with one result per layer.
+    """
+    named = _named_layers(layers)
+    if isinstance(generator, torch.Generator):
+        state = generator.get_state()
+    results = []
+    for _, layer in named:
+        if isinstance(generator, torch.Generator):
+            generator.set_state(state)
+        explainer = LayerSpectralInteraction(forward_func, layer)
+        results.append(explainer.attribute(inputs, generator=generator, **attribute_kwargs))
+    return LayerSweep([name for name, _ in named], results)
+

@@ -1,0 +1,452 @@
+"""``LLMSpectralInteraction``: interactions between prompt words for a target's log-probability.
+
+The value of a mask is the log-probability (or probability) of the target tokens given the
+prompt with the removed features replaced or deleted. Masks are evaluated in padded batches:
+the prompts are left-padded, the target is appended, and explicit position ids
+(``cumsum(attention_mask) - 1``) make every row equal to its own unpadded forward pass, so a
+result never depends on which masks share a batch. Row 0 of the values is the whole target's
+log-probability, rows ``1..T`` each target token's (Captum's ``LLMAttribution`` layout).
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from torchspex.grouping.text import TextFeatures, text_features
+from torchspex.interactions import Interactions
+from torchspex.llm._common import check_batch_size, model_device, run_decoder
+from torchspex.llm.layer import LayerSweep, _named_layers, sweep_layers
+
+__all__ = ["DEFAULT_GEN_ARGS", "LLMInteractions", "LLMSpectralInteraction"]
+
+#: Greedy generation used when ``target=None`` (Captum's defaults).
+DEFAULT_GEN_ARGS: dict[str, Any] = {"max_new_tokens": 25, "do_sample": False}
+_ATTR_TARGETS = ("log_prob", "prob")
+
+
+class LLMInteractions(Interactions):
+    """:class:`~torchspex.Interactions` of an LLM target, with its tokens.
+
+    Outputs are ``(1 + T,)``: index 0 is the whole target, ``1 + t`` target token ``t``.
+
+    Attributes:
+        output_tokens: the target tokens as strings.
+        target_ids: ``int64 [T]`` target token ids.
+        inp: the explained input (``TextFeatures`` or a Captum ``InterpretableInput``).
+        attr_target: ``"log_prob"`` or ``"prob"``.
+    """
+
+    output_tokens: list[str]
+    target_ids: Tensor
+    inp: Any
+    attr_target: str
+
+    @classmethod
+    def _wrap(cls, base: Interactions, **extras: Any) -> LLMInteractions:
+        out = cls.__new__(cls)
+        out.__dict__.update(base.__dict__)
+        out.__dict__.update(extras)
+        return out
+
+    def _extras(self) -> dict[str, Any]:
+        keys = ("output_tokens", "target_ids", "inp", "attr_target")
+        return {k: self.__dict__[k] for k in keys}
+
+    def to_index(self, index: str, max_order: int | None = None) -> LLMInteractions:
+        """The same spectrum in another index (no new model calls)."""
+        return self._wrap(super().to_index(index, max_order), **self._extras())
+
+    @property
+    def input_tokens(self) -> list[str]:
+        """Labels of the features (Captum's name)."""
+        return self.feature_names
+
+    @property
+    def sequence(self) -> Interactions:
+        """Interactions of the whole target's value."""
+        return self.select(0)
+
+    def token(self, position: int) -> Interactions:
+        """Interactions of target token ``position``'s value."""
+        n_tokens = len(self.output_tokens)
+        if not -n_tokens <= position < n_tokens:
+            raise IndexError(f"`position` must be in [-{n_tokens}, {n_tokens}); got {position}.")
+        return self.select(1 + position % n_tokens)
+
+    def to_captum(self, index: str = "SV") -> Any:
+        """Captum's ``LLMAttributionResult`` with first-order values of ``index``.
+
+        ``seq_attr`` is the whole target's and ``token_attr`` each token's first-order values,
+        so Captum's ``plot_seq_attr`` / ``plot_token_attr`` work unchanged. Interactions of
+        higher order are not representable there; keep this object for them.
+        """
+        from captum.attr import InterpretableInput, LLMAttributionResult
+
+        values = self.first_order(index).float()
+        full = torch.as_tensor(self.full_value, dtype=torch.float64)[1:]
+        probs = full.exp() if self.attr_target == "log_prob" else full
+        return LLMAttributionResult(
+            input_tokens=list(self.feature_names),
+            output_tokens=list(self.output_tokens),
+            seq_attr=values[0],
+            token_attr=values[1:],
+            output_probs=probs.float(),
+            inp=self.inp if isinstance(self.inp, InterpretableInput) else None,
+        )
+
+
+class LLMSpectralInteraction:
+    """Interactions between the words / sentences / spans of a prompt for an LLM's target.
+
+    Args:
+        model: a causal language model (``transformers``-style: called with ``input_ids``,
+            ``attention_mask`` and, when it accepts them, ``position_ids``; returns ``logits``
+            ``[B, L, V]``). It is never moved or switched to eval mode.
+        tokenizer: its tokenizer (a fast ``transformers`` tokenizer).
+        attr_target: ``"log_prob"`` or ``"prob"`` of the target.
+
+    Example:
+        See ``tests/llm/test_llm.py`` and the tutorial; a typical call is
+        ``LLMSpectralInteraction(model, tok).attribute("The capital of France is",
+        target=" Paris", method="exhaustive")``.
+    """
+
+    def __init__(self, model: nn.Module, tokenizer: Any, attr_target: str = "log_prob") -> None:
+        if not callable(model):
+            raise TypeError(f"`model` must be a callable nn.Module; got {type(model).__name__}.")
+        if attr_target not in _ATTR_TARGETS:
+            raise ValueError(f"`attr_target` must be one of {_ATTR_TARGETS}; got {attr_target!r}.")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.attr_target = attr_target
+
+    # ------------------------------------------------------------------ inputs
+    def _features(self, inp: Any, level: str, baseline: str | int) -> Any:
+        if isinstance(inp, str):
+            return text_features(inp, self.tokenizer, level, baseline=baseline)
+        if isinstance(inp, TextFeatures):
+            return inp
+        if hasattr(inp, "n_itp_features") and hasattr(inp, "to_model_input"):
+            return inp
+        raise TypeError(
+            "`inp` must be a str, a TextFeatures (torchspex.grouping.text_features) or a Captum "
+            f"InterpretableInput (TextTokenInput, TextTemplateInput); got {type(inp).__name__}."
+        )
+
+    def _pad_id(self) -> int:
+        for name in ("pad_token_id", "eos_token_id"):
+            value = getattr(self.tokenizer, name, None)
+            if isinstance(value, int):
+                return value
+        return 0
+
+    def _as_ids(self, model_input: Any) -> tuple[Tensor, Tensor]:
+        """(ids [k, L], attention [k, L]) from what ``to_model_input`` returned."""
+        if isinstance(model_input, str):
+            ids = torch.tensor([self.tokenizer.encode(model_input)], dtype=torch.long)
+            return ids, torch.ones_like(ids)
+        if isinstance(model_input, Mapping):
+            ids = torch.as_tensor(model_input["input_ids"]).long()
+            attention = model_input.get("attention_mask")
+            ids = ids.unsqueeze(0) if ids.dim() == 1 else ids
+            if attention is None:
+                return ids, torch.ones_like(ids)
+            attention = torch.as_tensor(attention).long()
+            return ids, attention.unsqueeze(0) if attention.dim() == 1 else attention
+        if isinstance(model_input, Tensor):
+            ids = model_input.long()
+            ids = ids.unsqueeze(0) if ids.dim() == 1 else ids
+            return ids, torch.ones_like(ids)
+        raise TypeError(
+            "`inp.to_model_input` must return a str, token ids or a mapping with input_ids; got "
+            f"{type(model_input).__name__}."
+        )
+
+    def _left_pad(self, rows: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
+        width = max(ids.shape[1] for ids, _ in rows)
+        ids_out = torch.full((len(rows), width), self._pad_id(), dtype=torch.long)
+        att_out = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, (ids, att) in enumerate(rows):
+            ids_out[i, width - ids.shape[1] :] = ids[0]
+            att_out[i, width - ids.shape[1] :] = att[0]
+        return ids_out, att_out
+
+    def prompt_batch(self, inp: Any, masks: Tensor) -> tuple[Tensor, Tensor]:
+        """Left-padded prompts for feature masks: ``(input_ids, attention_mask)`` ``[m, P]``."""
+        from captum.attr import TextTokenInput
+
+        masks = torch.as_tensor(masks).bool()
+        if isinstance(inp, TextFeatures):
+            batch = inp.masked_inputs(masks, padding_side="left")
+            return batch["input_ids"], batch["attention_mask"]
+        if isinstance(inp, TextTokenInput):
+            ids = inp.to_model_input(masks.long()).long()
+            return ids, torch.ones_like(ids)
+        rows = [self._as_ids(inp.to_model_input(row.unsqueeze(0).float())) for row in masks]
+        return self._left_pad(rows)
+
+    def _unperturbed(self, inp: Any) -> tuple[Tensor, Tensor]:
+        if isinstance(inp, TextFeatures):
+            ids = inp.input_ids.unsqueeze(0)
+            return ids, torch.ones_like(ids)
+        return self._as_ids(inp.to_model_input())
+
+    # ------------------------------------------------------------------ targets
+    def target_ids(self, inp: Any, target: Any = None, gen_args: dict | None = None) -> Tensor:
+        """Target token ids ``int64 [T]``: encoded string, given ids, or greedy generation."""
+        if target is None:
+            generate = getattr(self.model, "generate", None)
+            if not callable(generate):
+                raise ValueError(
+                    "`target` must be given for a model without `generate`; pass the target text."
+                )
+            ids, attention = self._unperturbed(inp)
+            device = model_device(self.model)
+            args = {**DEFAULT_GEN_ARGS, "pad_token_id": self._pad_id(), **(gen_args or {})}
+            with torch.inference_mode():
+                out = generate(
+                    input_ids=ids.to(device), attention_mask=attention.to(device), **args
+                )
+            tokens = out[0, ids.shape[1] :].cpu().long()
+        elif gen_args is not None:
+            raise ValueError("`gen_args` must be None when `target` is given.")
+        elif isinstance(target, str):
+            tokens = torch.tensor(
+                self.tokenizer.encode(target, add_special_tokens=False), dtype=torch.long
+            )
+        elif isinstance(target, (Tensor, list, tuple)):
+            tokens = torch.as_tensor(target).long().reshape(-1).cpu()
+        else:
+            raise TypeError(
+                f"`target` must be a str, token ids or None; got {type(target).__name__}."
+            )
+        if tokens.numel() == 0:
+            raise ValueError("`target` must have at least one token; got an empty target.")
+        return tokens
+
+    # ------------------------------------------------------------------ forward
+    def _accepts(self, name: str) -> bool:
+        forward = getattr(self.model, "forward", self.model)
+        try:
+            return name in inspect.signature(forward).parameters
+        except (TypeError, ValueError):
+            return False
+
+    def _target_log_probs(self, ids: Tensor, attention: Tensor, target: Tensor) -> Tensor:
+        """``float64 [b, 1 + T]``: sum and per-token log-probs of ``target`` after each prompt."""
+        device = model_device(self.model)
+        ids, attention, target = ids.to(device), attention.to(device), target.to(device)
+        if bool((attention[:, -1] == 0).any()):
+            raise ValueError(
+                "a masked prompt is empty (every token removed), so the first target token has "
+                "no context. Keep a token outside the features (e.g. a BOS token or a fixed "
+                "prefix) or use a token baseline ('mask', 'pad', 'unk', or a token id)."
+            )
+        b, width = ids.shape
+        n_target = target.numel()
+        full = torch.cat([ids, target.expand(b, n_target)], dim=1)
+        att = torch.cat([attention, torch.ones_like(full[:, width:])], dim=1)
+        kwargs: dict[str, Any] = {"input_ids": full, "attention_mask": att}
+        if self._accepts("position_ids"):
+            kwargs["position_ids"] = (att.cumsum(dim=1) - 1).clamp_min(0)
+        elif bool((att == 0).any()):
+            warnings.warn(
+                "the model takes no `position_ids`, so padded rows see shifted positions and "
+                "results may depend on the batch; use perturbations_per_eval=1 to avoid padding.",
+                stacklevel=3,
+            )
+        if self._accepts("use_cache"):
+            kwargs["use_cache"] = False
+        keep_logits = self._accepts("logits_to_keep")
+        if keep_logits:
+            kwargs["logits_to_keep"] = n_target + 1
+        with torch.inference_mode():
+            out = self.model(**kwargs)
+        logits = out.logits if hasattr(out, "logits") else out[0] if isinstance(out, tuple) else out
+        if logits.dim() == 4:
+            logits = logits[:, 0]
+        logits = logits[:, -(n_target + 1) : -1] if keep_logits else logits[
+            :, width - 1 : width - 1 + n_target
+        ]
+        log_probs = torch.log_softmax(logits.float(), dim=-1)
+        picked = log_probs.gather(-1, target.view(1, -1, 1).expand(b, n_target, 1)).squeeze(-1)
+        picked = picked.double().cpu()
+        return torch.cat([picked.sum(dim=1, keepdim=True), picked], dim=1)
+
+    def values(
+        self, inp: Any, masks: Tensor, target: Tensor, perturbations_per_eval: int = 16
+    ) -> Tensor:
+        """The explained value for each mask: ``float64 [m, 1 + T]`` (log-prob or prob)."""
+        check_batch_size(perturbations_per_eval)
+        masks = torch.as_tensor(masks).bool()
+        chunks = []
+        for start in range(0, masks.shape[0], perturbations_per_eval):
+            ids, attention = self.prompt_batch(inp, masks[start : start + perturbations_per_eval])
+            chunks.append(self._target_log_probs(ids, attention, target))
+        out = torch.cat(chunks) if chunks else torch.zeros(0, 1 + target.numel())
+        return out.exp() if self.attr_target == "prob" else out
+
+    def _check_training(self) -> None:
+        if getattr(self.model, "training", False):
+            warnings.warn(
+                "the model is in training mode: dropout makes every value random. Call "
+                "model.eval() first.",
+                stacklevel=3,
+            )
+
+    # ------------------------------------------------------------------ attribution
+    def attribute(
+        self,
+        inp: Any,
+        target: str | Tensor | Sequence[int] | None = None,
+        gen_args: dict[str, Any] | None = None,
+        *,
+        level: str = "word",
+        baseline: str | int = "remove",
+        method: str = "spex",
+        n_samples: int | None = None,
+        max_order: int | None = None,
+        index: str = "FBII",
+        perturbations_per_eval: int = 16,
+        generator: torch.Generator | int | None = None,
+        show_progress: bool = False,
+        **decoder_options: Any,
+    ) -> LLMInteractions:
+        """Learns the interactions between prompt features for the target's (log-)probability.
+
+        Args:
+            inp: the prompt: a str (grouped at ``level`` with ``baseline``), a
+                :class:`~torchspex.grouping.TextFeatures` (e.g. from ``chat_features``), or a
+                Captum ``TextTokenInput`` / ``TextTemplateInput``.
+            target: the target text, its token ids ``[T]``, or ``None`` to generate it greedily
+                from the unperturbed prompt.
+            gen_args: generation arguments when ``target`` is None (default
+                ``{"max_new_tokens": 25, "do_sample": False}``).
+            level: ``"word"``, ``"sentence"`` or ``"token"`` when ``inp`` is a str.
+            baseline: ``"remove"``, ``"mask"``, ``"pad"``, ``"unk"``, a token or token id when
+                ``inp`` is a str.
+            method: ``"spex"``, ``"proxyspex"`` or ``"exhaustive"``.
+            n_samples: the most masks (model evaluations) to spend.
+            max_order: order cap of the interactions.
+            index: interaction index of the result.
+            perturbations_per_eval: masked prompts per padded forward pass.
+            generator: ``torch.Generator`` or int seed (``None``: seed 0).
+            show_progress: show a progress bar over evaluated masks.
+            **decoder_options: method-specific settings.
+
+        Returns:
+            :class:`LLMInteractions` with outputs ``(1 + T,)``.
+        """
+        feats = self._features(inp, level, baseline)
+        check_batch_size(perturbations_per_eval)
+        self._check_training()
+        target_ids = self.target_ids(feats, target, gen_args)
+
+        def value_function(masks: Tensor) -> Tensor:
+            return self.values(feats, masks, target_ids, perturbations_per_eval)
+
+        result = run_decoder(
+            value_function, int(feats.n_itp_features), method=method, n_samples=n_samples,
+            max_order=max_order, index=index, generator=generator,
+            batch_size=perturbations_per_eval, feature_names=list(feats.values),
+            show_progress=show_progress, desc="LLM Spectral Interaction attribution",
+            **decoder_options,
+        )
+        return LLMInteractions._wrap(result, **self._extras(feats, target_ids))
+
+    def _extras(self, feats: Any, target_ids: Tensor) -> dict[str, Any]:
+        decode = getattr(self.tokenizer, "decode", None)
+        tokens = [decode([t]) if decode else str(t) for t in target_ids.tolist()]
+        return {
+            "output_tokens": tokens, "target_ids": target_ids, "inp": feats,
+            "attr_target": self.attr_target,
+        }
+
+    def attribute_layers(
+        self,
+        inp: Any,
+        target: str | Tensor | Sequence[int] | None = None,
+        gen_args: dict[str, Any] | None = None,
+        layers: Any = None,
+        layer_baselines: float | Tensor | None = None,
+        *,
+        level: str = "word",
+        method: str = "spex",
+        n_samples: int | None = None,
+        max_order: int | None = None,
+        index: str = "FBII",
+        perturbations_per_eval: int = 16,
+        generator: torch.Generator | int | None = None,
+        show_progress: bool = False,
+        **decoder_options: Any,
+    ) -> LayerSweep:
+        """Per-layer interactions: the prompt features are masked in each block's output.
+
+        At layer ``l``, the hidden states of a removed feature's tokens (output of block
+        ``l``) are replaced by ``layer_baselines`` (default 0); the target's (log-)probability
+        is read as in :meth:`attribute`. Every layer uses the same masks.
+
+        Args:
+            inp: a str, :class:`~torchspex.grouping.TextFeatures` or Captum ``TextTokenInput``
+                (features must map to token positions).
+            target: see :meth:`attribute`.
+            gen_args: see :meth:`attribute`.
+            layers: the blocks to sweep (default: ``transformer_blocks(model)``), as modules
+                or ``(name, module)`` pairs.
+            layer_baselines: scalar or tensor broadcastable to ``[1, L, hidden]``.
+            level: see :meth:`attribute`.
+            method: see :meth:`attribute`.
+            n_samples: see :meth:`attribute`.
+            max_order: see :meth:`attribute`.
+            index: see :meth:`attribute`.
+            perturbations_per_eval: see :meth:`attribute`.
+            generator: see :meth:`attribute`.
+            show_progress: see :meth:`attribute`.
+            **decoder_options: see :meth:`attribute`.
+
+        Returns:
+            :class:`~torchspex.llm.LayerSweep` of :class:`LLMInteractions`, one per layer.
+        """
+        from captum.attr import TextTokenInput
+
+        feats = self._features(inp, level, "remove")
+        if isinstance(feats, TextFeatures):
+            groups = feats.token_features
+        elif isinstance(feats, TextTokenInput):
+            groups = torch.full((feats.inp_tensor.shape[1],), -1, dtype=torch.long)
+            kept = (
+                torch.arange(groups.numel()) if feats.itp_mask is None
+                else torch.nonzero(feats.itp_mask[0]).squeeze(1)
+            )
+            groups[kept] = torch.arange(kept.numel())
+        else:
+            raise TypeError(
+                "`inp` must map features to token positions for a layer sweep: pass a str, "
+                f"TextFeatures or TextTokenInput; got {type(feats).__name__}."
+            )
+        self._check_training()
+        target_ids = self.target_ids(feats, target, gen_args)
+        prompt, _ = self._unperturbed(feats)
+        layer_mask = torch.cat([groups, torch.full((target_ids.numel(),), -1)]).view(1, -1, 1)
+        named = _named_layers(self.model if layers is None else layers)
+
+        def forward(ids: Tensor) -> Tensor:
+            out = self._target_log_probs(ids, torch.ones_like(ids), target_ids)
+            return out.exp() if self.attr_target == "prob" else out
+
+        sweep = sweep_layers(
+            forward, named, prompt.to(model_device(self.model)), generator=generator,
+            layer_baselines=layer_baselines, layer_mask=layer_mask.to(model_device(self.model)),
+            method=method, n_samples=n_samples, max_order=max_order, index=index,
+            perturbations_per_eval=perturbations_per_eval, show_progress=show_progress,
+            feature_names=list(feats.values), **decoder_options,
+        )
+        extras = self._extras(feats, target_ids)
+        results = [LLMInteractions._wrap(res.select(0), **extras) for res in sweep.results]
+        return LayerSweep(sweep.layer_names, results)
