@@ -225,7 +225,8 @@ class Interactions:
         view = fourier_to_index(self.spectrum, index, 1)
         dense = torch.zeros((self.n_features, *self.out_shape), dtype=view.coefficients.dtype)
         single = view.orders == 1
-        dense[view.indices[single, 0]] = view.coefficients[single]
+        if bool(single.any()):  # a constant function has index width 0
+            dense[view.indices[single, 0]] = view.coefficients[single]
         return dense.movedim(0, -1)
 
     def to_dict(self) -> dict[tuple[Hashable, ...], float | list]:
@@ -290,6 +291,62 @@ class Interactions:
             state["method"],
             state["info"],
         )
+
+    # ------------------------------------------------------------------ optimize, interop, plots
+    def optimize(
+        self,
+        maximize: bool = True,
+        n_kept: int | None = None,
+        max_kept: int | None = None,
+        min_kept: int | None = None,
+        fixed: dict[Hashable, bool] | None = None,
+        value_function: Any = None,
+        **options: Any,
+    ) -> Any:
+        """The mask that maximizes (or minimizes) the learned surrogate; see
+        :func:`torchspex.optimize.optimize`. ``fixed`` is keyed by feature ids."""
+        from torchspex.optimize import optimize
+
+        positions = None
+        if fixed is not None:
+            positions = {self._key((f,))[0]: kept for f, kept in dict(fixed).items()}
+        return optimize(
+            self.spectrum, maximize, n_kept, max_kept, min_kept, positions, value_function,
+            feature_ids=self.feature_ids, **options,
+        )
+
+    def to_shapiq(self, index: str | None = None, max_order: int | None = None) -> Any:
+        """A ``shapiq.InteractionValues``; see :func:`torchspex.interop.to_shapiq`."""
+        from torchspex.interop import to_shapiq
+
+        return to_shapiq(self, index, max_order)
+
+    @classmethod
+    def from_shapiq(cls, iv: Any, feature_names: Sequence[str] | None = None) -> Interactions:
+        """A result reproducing a ``shapiq.InteractionValues``; see
+        :func:`torchspex.interop.from_shapiq`."""
+        from torchspex.interop import from_shapiq
+
+        return from_shapiq(iv, feature_names)
+
+    def to_shap(self, index: str = "SV", data: Any = None) -> Any:
+        """First-order values as a ``shap.Explanation``; see :func:`torchspex.interop.to_shap`."""
+        from torchspex.interop import to_shap
+
+        return to_shap(self, index, data)
+
+    def plot(self, kind: str = "bar", **kwargs: Any) -> Any:
+        """Draws the result: ``kind`` is ``"bar"`` (:func:`torchspex.viz.plot_top_k`),
+        ``"heatmap"`` (:func:`~torchspex.viz.plot_heatmap`), ``"text"``
+        (:func:`~torchspex.viz.plot_text`) or ``"image"`` (:func:`~torchspex.viz.plot_image`).
+        Returns ``(fig, ax)``."""
+        from torchspex import viz
+
+        kinds = {"bar": viz.plot_top_k, "heatmap": viz.plot_heatmap, "text": viz.plot_text,
+                 "image": viz.plot_image}
+        if kind not in kinds:
+            raise ValueError(f"`kind` must be one of {tuple(kinds)}; got {kind!r}.")
+        return kinds[kind](self, **kwargs)
 
     # ------------------------------------------------------------------ display
     def __len__(self) -> int:
