@@ -189,14 +189,12 @@ class MaskedForward:
             elif isinstance(target[0], int):
                 cols = (torch.tensor(target, device=self.device),)
             else:
-                cols = tuple(
-                    torch.tensor(list(c), device=self.device) for c in zip(*target)
-                )
+                cols = tuple(torch.tensor(list(c), device=self.device) for c in zip(*target))
             if (isinstance(target, Tensor) or isinstance(target[0], int)) and len(shape) != 1:
                 raise ValueError(
-                        "`target` with one class per example needs a 2-D model output [batch, "
-                        f"classes]; got per-example output shape {shape}."
-                    )
+                    "`target` with one class per example needs a 2-D model output [batch, "
+                    f"classes]; got per-example output shape {shape}."
+                )
             for d, c in enumerate(cols):
                 check(c.tolist(), d, "(per example)")
             self._target_index = cols

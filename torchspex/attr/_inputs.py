@@ -83,9 +83,7 @@ def _one_baseline(base: Any, x: Tensor, where: str) -> Tensor:
     if base is None:
         base = 0
     if isinstance(base, bool) or not isinstance(base, (int, float, Tensor)):
-        raise TypeError(
-            f"{where} must be None, a number or a tensor; got {type(base).__name__}."
-        )
+        raise TypeError(f"{where} must be None, a number or a tensor; got {type(base).__name__}.")
     if not isinstance(base, Tensor):
         if not x.is_floating_point() and not x.is_complex() and float(base) != int(base):
             raise ValueError(
@@ -128,8 +126,7 @@ def format_baselines(baselines: Any, inputs: tuple[Tensor, ...]) -> tuple[tuple[
     if isinstance(baselines, tuple):
         if len(baselines) != len(inputs):
             raise ValueError(
-                f"`baselines` must have one entry per input ({len(inputs)}); got "
-                f"{len(baselines)}."
+                f"`baselines` must have one entry per input ({len(inputs)}); got {len(baselines)}."
             )
         items = baselines
     else:
@@ -254,8 +251,7 @@ def format_target(target: Any, batch: int) -> TargetType:
     if isinstance(target, list):
         if len(target) != batch:
             raise ValueError(
-                f"`target` as a list must have one entry per example ({batch}); got "
-                f"{len(target)}."
+                f"`target` as a list must have one entry per example ({batch}); got {len(target)}."
             )
         if all(isinstance(t, int) and not isinstance(t, bool) for t in target):
             return list(target)

@@ -231,15 +231,20 @@ class SpectralInteraction(PerturbationAttribution):
         budget = None if n_samples is None else n_samples - _reserve(method)
         if len(parts) > 1 or (budget is not None and budget < 1):
             for n_part in sorted({int(p.columns.shape[0]) for p in parts}, reverse=True):
-                self._check_budget(
-                    method, n_part, n_samples, max_order, generator, decoder_options
-                )
+                self._check_budget(method, n_part, n_samples, max_order, generator, decoder_options)
         _warn_if_training(self.forward_func)
 
         state = generator.get_state()
         forwards = [
             self._masked_forward(
-                part, inputs_t, baselines_t, layout.group_maps, target, args, batch, n_features,
+                part,
+                inputs_t,
+                baselines_t,
+                layout.group_maps,
+                target,
+                args,
+                batch,
+                n_features,
                 perturbations_per_eval,
             )
             for part in parts
@@ -269,8 +274,12 @@ class SpectralInteraction(PerturbationAttribution):
                 )
                 probed = [False]
 
-                def column(b: int, shared: Evaluator = shared, probes: Tensor = probes,
-                           probed: list[bool] = probed) -> Callable[[Tensor], Tensor]:
+                def column(
+                    b: int,
+                    shared: Evaluator = shared,
+                    probes: Tensor = probes,
+                    probed: list[bool] = probed,
+                ) -> Callable[[Tensor], Tensor]:
                     def value_function(masks: Tensor) -> Tensor:
                         if not probed[0]:
                             shared(probes)  # small first call: checks the model and target
@@ -286,8 +295,13 @@ class SpectralInteraction(PerturbationAttribution):
                     order = None if max_order is None else min(max_order, n_part)
                     try:
                         spec, info = decode(
-                            method, evaluator, n_part, n_samples=budget, max_order=order,
-                            generator=g, **decoder_options,
+                            method,
+                            evaluator,
+                            n_part,
+                            n_samples=budget,
+                            max_order=order,
+                            generator=g,
+                            **decoder_options,
                         )
                     except BudgetTooSmallError as err:
                         if n_samples is None:
@@ -362,8 +376,15 @@ class SpectralInteraction(PerturbationAttribution):
         order = None if max_order is None else min(max_order, n_features)
         trial = None if budget is None else max(budget, 1)
         try:
-            decode(method, _DryRunEvaluator(lambda m: m, n_features, n_samples=trial),
-                   n_features, n_samples=trial, max_order=order, generator=g, **options)
+            decode(
+                method,
+                _DryRunEvaluator(lambda m: m, n_features, n_samples=trial),
+                n_features,
+                n_samples=trial,
+                max_order=order,
+                generator=g,
+                **options,
+            )
         except _DryRun:
             pass
         except BudgetTooSmallError as err:
@@ -410,8 +431,14 @@ class SpectralInteraction(PerturbationAttribution):
             target = select_examples(target, members, batch)
             args = tuple(select_examples(a, members, batch) for a in args)
         return MaskedForward(
-            self.forward_func, tuple(sub_inputs), tuple(sub_bases), tuple(sub_maps),
-            int(part.columns.shape[0]), target, args, perturbations_per_eval,
+            self.forward_func,
+            tuple(sub_inputs),
+            tuple(sub_bases),
+            tuple(sub_maps),
+            int(part.columns.shape[0]),
+            target,
+            args,
+            perturbations_per_eval,
         )
 
 

@@ -1,0 +1,157 @@
+"""Bad arguments fail with a clear error before the model runs (or on its first, tiny call)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from torchspex import BudgetTooSmallError, SpectralInteraction
+
+
+class Recorder:
+    """A 3-class model that records the batch size of every call."""
+
+    def __init__(self, aggregate: bool = False, returns: str = "tensor") -> None:
+        self.calls: list[int] = []
+        self.aggregate = aggregate
+        self.returns = returns
+
+    def __call__(self, x: torch.Tensor, *args: object) -> object:
+        self.calls.append(x.shape[0])
+        out = torch.stack([x.sum(1), x.prod(1), x[:, 0]], dim=1)
+        if self.aggregate:
+            return out.sum()
+        if self.returns == "tuple":
+            return (out,)
+        return out
+
+
+X = torch.ones(2, 4)
+
+
+def _attribute(model, inputs=X, **kwargs):
+    kwargs.setdefault("method", "exhaustive")
+    return SpectralInteraction(model).attribute(inputs, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"baselines": torch.zeros(3, 4)}, ValueError, "must broadcast to the input's shape"),
+        ({"baselines": torch.zeros(2, 5)}, ValueError, "must broadcast"),
+        ({"baselines": (0.0, 1.0)}, ValueError, "one entry per input"),
+        ({"baselines": "zero"}, TypeError, "must be None, a number or a tensor"),
+        ({"feature_mask": torch.zeros(1, 4)}, TypeError, "integer group ids"),
+        ({"feature_mask": torch.zeros(1, 4, dtype=torch.bool)}, TypeError, "integer group ids"),
+        ({"feature_mask": torch.zeros(1, 3, dtype=torch.long)}, ValueError, "must broadcast"),
+        ({"feature_mask": torch.zeros(3, 4, dtype=torch.long)}, ValueError, "dim 0 = 1"),
+        ({"feature_mask": [0, 1, 2, 3]}, TypeError, "integer torch.Tensor"),
+        ({"target": [0, 1, 2]}, ValueError, "one entry per example"),
+        ({"target": torch.tensor([0, 1, 2])}, ValueError, "one entry per example"),
+        ({"target": 1.5}, TypeError, "`target` must be"),
+        ({"target": torch.tensor([0.0, 1.0])}, TypeError, "must hold integers"),
+        ({"n_samples": 10}, BudgetTooSmallError, "n_samples >= 2\\^4 = 16"),
+        ({"n_samples": 0}, ValueError, "`n_samples` must be >= 1"),
+        ({"method": "kernelshap"}, ValueError, "`method` must be one of"),
+        ({"index": "Shapley"}, ValueError, "index"),
+        ({"max_order": 9}, ValueError, "`max_order` must be between 1 and n_features=4"),
+        ({"perturbations_per_eval": 0}, ValueError, "positive int or 'auto'"),
+        ({"perturbations_per_eval": "max"}, ValueError, "positive int or 'auto'"),
+        ({"feature_names": ["a", "b"]}, ValueError, "one name per feature group"),
+        ({"generator": "seed"}, TypeError, "`generator` must be"),
+    ],
+)
+def test_bad_arguments_fail_before_any_forward(kwargs, error, match):
+    model = Recorder()
+    with pytest.raises(error, match=match):
+        _attribute(model, **kwargs)
+    assert model.calls == []
+
+
+@pytest.mark.parametrize(
+    ("inputs", "error", "match"),
+    [
+        ([[1.0, 2.0]], TypeError, "must be a torch.Tensor"),
+        ((X, torch.ones(3, 2)), ValueError, "same batch size"),
+        (torch.tensor(1.0), ValueError, "batch dimension"),
+        ((), ValueError, "non-empty tuple"),
+        (torch.ones(0, 4), ValueError, "at least one example"),
+    ],
+)
+def test_bad_inputs_fail_before_any_forward(inputs, error, match):
+    model = Recorder()
+    with pytest.raises(error, match=match):
+        _attribute(model, inputs)
+    assert model.calls == []
+
+
+def test_budget_is_checked_for_every_group_count_before_any_forward():
+    model = Recorder()
+    per_example = torch.tensor([[0, 1, 2, 3], [0, 0, 1, 1]])  # 4 groups, then 2
+    with pytest.raises(BudgetTooSmallError, match="2\\^4") as info:
+        _attribute(model, feature_mask=per_example, n_samples=8)
+    assert info.value.minimum == 16
+    assert model.calls == []
+    with pytest.raises(ValueError, match="n_features <= 20"):
+        _attribute(model, torch.ones(1, 21))
+    assert model.calls == []
+
+
+@pytest.mark.parametrize(
+    ("target", "match"),
+    [
+        (3, "out of range: 3 for output dimension 1 of size 3"),
+        (-4, "out of range: -4"),
+        ((0, 1), "indexes output dimension 2"),
+        ([0, 7], "out of range: 7"),
+        (torch.tensor([5, 0]), "out of range: 5"),
+    ],
+)
+def test_target_out_of_range_fails_on_the_small_probe_call(target, match):
+    model = Recorder()
+    with pytest.raises(ValueError, match=match):
+        _attribute(model, target=target)
+    assert model.calls == [4]  # only the probe: all kept and all removed for 2 examples
+
+
+def test_model_that_does_not_grow_with_the_batch():
+    model = Recorder(aggregate=True)
+    with pytest.raises(ValueError, match="one row per input row"):
+        _attribute(model, target=None)
+    assert model.calls == [4]
+    single = Recorder(aggregate=True)  # B = 1 still gives 2 rows in the probe
+    with pytest.raises(ValueError, match="dim 0 grows with the batch"):
+        _attribute(single, torch.ones(1, 4))
+    with pytest.raises(TypeError, match="must return a torch\\.Tensor"):
+        _attribute(Recorder(returns="tuple"))
+
+
+def test_nan_output_names_a_mask():
+    def nan_model(x):
+        out = x.sum(1, keepdim=True)
+        return torch.where(x[:, :1] == 0, torch.nan, out)
+
+    with pytest.raises(ValueError, match="NaN or inf"):
+        _attribute(nan_model, target=0)
+
+
+def test_integer_input_rejects_fractional_baseline():
+    ids = torch.tensor([[1, 2, 3]])
+    model = Recorder()
+    with pytest.raises(ValueError, match="whole number"):
+        _attribute(model, ids, baselines=0.5)
+    with pytest.raises(ValueError, match="whole numbers"):
+        _attribute(model, ids, baselines=torch.tensor([[0.5, 0.0, 0.0]]))
+    assert model.calls == []
+
+
+def test_inconsistent_background_sets():
+    model = Recorder()
+    with pytest.raises(ValueError, match="same number of rows"):
+        _attribute(model, (X, X), baselines=(torch.zeros(3, 1, 4), torch.zeros(2, 1, 4)), target=0)
+    assert model.calls == []
+
+
+def test_forward_func_must_be_callable():
+    with pytest.raises(TypeError, match="`forward_func` must be callable"):
+        SpectralInteraction("model")
