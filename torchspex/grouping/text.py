@@ -87,6 +87,8 @@ class TextFeatures:
         spans: ``(start, end)`` character span of each feature in ``text``.
         baseline: ``"remove"`` or the token id that replaces each token of a removed feature.
         pad_token_id: id used for padding (the tokenizer's pad, else eos, else 0).
+        offsets: ``int64 [L, 2]`` character span of each token (``(0, 0)`` for special ones).
+        tokens: the token strings.
     """
 
     text: str
@@ -96,6 +98,7 @@ class TextFeatures:
     spans: list[tuple[int, int]]
     baseline: str | int = "remove"
     pad_token_id: int = 0
+    offsets: Tensor | None = None
     tokens: list[str] = field(default_factory=list)
 
     # ------------------------------------------------------------------ facts
@@ -220,10 +223,11 @@ def _encode(
         getattr(tokenizer, "convert_tokens_to_ids", None)
     ):  # a `tokenizers.Tokenizer`
         enc = tokenizer.encode(text, add_special_tokens=add_special_tokens)
-        return (
-            list(enc.ids), [tuple(o) for o in enc.offsets],
-            [bool(s) for s in enc.special_tokens_mask], list(enc.tokens),
-        )
+        added = tokenizer.get_added_tokens_decoder()
+        special_ids = {i for i, tok in added.items() if getattr(tok, "special", False)}
+        ids, offsets, tokens = list(enc.ids), [tuple(o) for o in enc.offsets], list(enc.tokens)
+        return ids, offsets, _special(text, enc.special_tokens_mask, ids, offsets, tokens,
+                                      special_ids), tokens
     if not callable(tokenizer):
         raise TypeError(
             "`tokenizer` must be a transformers tokenizer or a tokenizers.Tokenizer; got "
@@ -241,9 +245,25 @@ def _encode(
             "(AutoTokenizer.from_pretrained(..., use_fast=True))."
         ) from err
     ids = list(enc["input_ids"])
-    special = [bool(s) for s in enc.get("special_tokens_mask", [0] * len(ids))]
-    tokens = tokenizer.convert_ids_to_tokens(ids)
-    return ids, [tuple(o) for o in enc["offset_mapping"]], special, list(tokens)
+    # The mask flags only the tokens the tokenizer added; special tokens typed in the text
+    # (e.g. by a chat template) are caught by id.
+    special_ids = set(getattr(tokenizer, "all_special_ids", ()))
+    flags = enc.get("special_tokens_mask", [0] * len(ids))
+    tokens = list(tokenizer.convert_ids_to_tokens(ids))
+    offsets = [tuple(o) for o in enc["offset_mapping"]]
+    return ids, offsets, _special(text, flags, ids, offsets, tokens, special_ids), tokens
+
+
+def _special(
+    text: str, flags: Sequence[int], ids: Sequence[int], offsets: Sequence[tuple[int, int]],
+    tokens: Sequence[str], special_ids: set[int],
+) -> list[bool]:
+    """Added special tokens, plus special tokens written out in the text (e.g. by a chat
+    template); an unknown token standing for real text (``<unk>`` for "N") is not special."""
+    return [
+        bool(flag) or (i in special_ids and text[a:b] == tok)
+        for flag, i, (a, b), tok in zip(flags, ids, offsets, tokens)
+    ]
 
 
 def _token_id(tokenizer: Any, token: str) -> int | None:
@@ -452,6 +472,7 @@ def text_features(
         spans=merged,
         baseline=base,
         pad_token_id=_pad_id(tokenizer),
+        offsets=offsets,
         tokens=tokens,
     )
 
