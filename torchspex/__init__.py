@@ -5,6 +5,7 @@ from torchspex.decoders.base import BudgetTooSmallError
 from torchspex.explain import explain
 from torchspex.fourier import INDEX_NAMES, IndexName, SparseSpectrum
 from torchspex.interactions import Interactions
+from torchspex.llm import LayerSpectralInteraction, LLMSpectralInteraction
 
 __version__ = "0.1.0"
 
@@ -14,6 +15,8 @@ __all__ = [
     "BudgetTooSmallError",
     "IndexName",
     "Interactions",
+    "LLMSpectralInteraction",
+    "LayerSpectralInteraction",
     "SparseSpectrum",
     "SpectralInteraction",
     "__version__",
