@@ -80,8 +80,9 @@ def test_superpixels_follow_a_two_colour_image():
     pytest.importorskip("skimage")
     image = torch.zeros(3, 16, 16)
     image[:, :, 8:] = 1.0
-    mask = superpixels(image, n_segments=2, compactness=0.1)
+    mask = superpixels(image, n_segments=4, compactness=1.0)
     assert mask.shape == (1, 16, 16)
     # No superpixel straddles the colour edge.
     left, right = set(mask[0, :, :8].unique().tolist()), set(mask[0, :, 8:].unique().tolist())
     assert not left & right
+    assert mask.unique().tolist() == list(range(len(left | right)))  # consecutive ids
