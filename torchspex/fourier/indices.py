@@ -12,8 +12,9 @@ so from the Fourier spectrum ``F`` (``a(S) = (-2)^{|S|} \\sum_{K \\supseteq S} F
 The weight tables ``w`` and ``W`` are computed once in exact rational arithmetic.
 
 References:
-    SII: Grabisch and Roubens (1999). k-SII: Bord et al. (2023). BII: Grabisch et al. (2000).
-    STII: Sundararajan et al. (2020). FSII: Tsai et al. (2023). FBII: Tsai et al. (2023).
+    SII: Grabisch and Roubens (1999). k-SII: Bordt and von Luxburg (2023).
+    BII: Grabisch et al. (2000). STII: Sundararajan et al. (2020).
+    FSII and FBII: Tsai et al. (2023).
     SV: Shapley (1953). BV: Banzhaf (1965). Fourier/Möbius: Kang et al., SPEX (ICML 2025).
 """
 

@@ -293,9 +293,13 @@ def fourier_to_index(
     order = _default_order(index, max_order, n)
     if index == "Fourier":
         return spectrum.prune(max_order=order)
+    weights = _weights_for(index, order)
+    # No term is larger than max_size, and every index capped at l >= max_size equals the
+    # index capped at max_size (e.g. FSII_l is then the exact Möbius fit): cap the tables there.
+    order = max(1, min(order, spectrum.max_size))
     if _use_dense(spectrum, order, dense):
-        return _dense_index(spectrum, index, order)
-    table = fourier_weights(_weights_for(index, order), order, max(spectrum.max_size, order))
+        return _dense_index(spectrum, weights, order).replace(basis=index)
+    table = fourier_weights(weights, order, max(spectrum.max_size, order))
     idx, coef = _expand(spectrum, table, order)
     return SparseSpectrum(idx, coef, n, index)
 
@@ -309,8 +313,7 @@ def _dense_index(spectrum: SparseSpectrum, index: str, order: int) -> SparseSpec
     n = spectrum.n_features
     f_dense = spectrum_to_dense(spectrum)
     sizes = _popcount(n, f_dense.device)
-    table = fourier_weights(_weights_for(index, order), order, max(n, order))
-    table = table.to(f_dense.device, f_dense.dtype)
+    table = fourier_weights(index, order, max(n, order)).to(f_dense.device, f_dense.dtype)
     out = torch.zeros_like(f_dense)
     shape = (-1, *([1] * (f_dense.dim() - 1)))
     for t in range(order + 1):
@@ -341,6 +344,8 @@ def moebius_to_index(
     if index == "Fourier":
         return moebius_to_fourier(spectrum).prune(max_order=max_order)
     order = _default_order(index, max_order, n)
-    table = moebius_weights(_weights_for(index, order), order, max(spectrum.max_size, order))
+    weights = _weights_for(index, order)
+    order = max(1, min(order, spectrum.max_size))
+    table = moebius_weights(weights, order, max(spectrum.max_size, order))
     idx, coef = _expand(spectrum, table, order)
     return SparseSpectrum(idx, coef, n, index)
