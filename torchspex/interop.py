@@ -1,0 +1,277 @@
+"""Hand results to shapiq and shap, and read shapiq's interaction values back.
+
+* :func:`to_shapiq` -> ``shapiq.InteractionValues`` (sparse: only the nonzero interactions,
+  with an explicit ``interaction_lookup``, so ``n = 1000`` features stays instant).
+* :func:`from_shapiq` -> :class:`~torchspex.Interactions`. shapiq stores index values, not a
+  spectrum, and index values capped at order ``l`` do not determine the game. torchspex
+  returns the unique game ``g`` of degree ``<= l`` (Möbius coefficients only on sets of at most
+  ``l`` features) whose values in ``iv.index`` at order ``l`` are exactly ``iv``'s values. For
+  every supported index the map from such a ``g`` to its values is unitriangular, so ``g``
+  exists and is unique. For Moebius, k-SII, STII, FSII and FBII, ``g``'s Möbius coefficients
+  are the values themselves: ``g`` is the order-``l`` surrogate the values describe. Other
+  indices and plots then view ``g``.
+* :func:`to_shap` -> a 1-D ``shap.Explanation`` of first-order values.
+
+shapiq and shap are optional: ``pip install shapiq shap`` (both are in ``torchspex[test]``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from torchspex.fourier import SparseSpectrum, canonical_index, fourier_to_index
+from torchspex.fourier._sets import coalesce, normalize_indices, subsets
+from torchspex.fourier.indices import FIRST_ORDER, ORDER_DEPENDENT, moebius_weights
+from torchspex.fourier.transforms import moebius_to_fourier
+
+if TYPE_CHECKING:
+    from torchspex.interactions import Interactions
+
+__all__ = ["SHAPIQ_INDICES", "from_shapiq", "to_shap", "to_shapiq"]
+
+#: Indices that both torchspex and shapiq define (same spelling, same values).
+SHAPIQ_INDICES = ("Moebius", "SII", "k-SII", "BII", "STII", "FSII", "FBII", "SV", "BV")
+
+
+def _import(name: str) -> Any:
+    try:
+        return __import__(name)
+    except ImportError as err:  # pragma: no cover - exercised only without the package
+        raise ImportError(
+            f"this needs the optional package {name!r}: `pip install {name}` "
+            '(or `pip install "torchspex[test]"`).'
+        ) from err
+
+
+def _scalar_result(result: Interactions, what: str) -> None:
+    if result.out_shape != ():
+        raise ValueError(
+            f"`{what}` needs a result with one scalar value per interaction; this one has "
+            f"outputs of shape {result.out_shape}. Select one first, e.g. "
+            f"`result.select(0).{what}()`."
+        )
+
+
+def _shapiq_index(index: str) -> str:
+    with contextlib.suppress(ValueError):  # an unknown name gets the message below
+        index = canonical_index(index)
+    if index not in SHAPIQ_INDICES:
+        raise ValueError(
+            f"`index` must be one shapiq also defines, one of {SHAPIQ_INDICES}; got {index!r}. "
+            "Use result.to_index('Moebius') for the spectrum in a shapiq-readable basis."
+        )
+    return index
+
+
+def to_shapiq(
+    result: Interactions, index: str | None = None, max_order: int | None = None
+) -> Any:
+    """The interactions as a ``shapiq.InteractionValues`` object.
+
+    Args:
+        result: a result with scalar values (use ``result.select(i)`` for one output).
+        index: the shapiq index to export (default: the result's own view).
+        max_order: order cap (default: the result's ``max_order``; when that is ``None``, the
+            largest order present, which gives the same values).
+
+    Returns:
+        ``shapiq.InteractionValues`` holding every nonzero interaction and ``()``;
+        ``estimation_budget`` is the number of model evaluations. At order 1 shapiq calls
+        SII, k-SII, STII and FSII "SV" and BII and FBII "BV"; those are exported as the SV or BV
+        view (same singletons; the ``()`` entry follows SV or BV).
+
+    Raises:
+        ValueError: for a multi-output result or an index shapiq does not define (Fourier).
+
+    Example:
+        >>> from torchspex import Interactions, SparseSpectrum
+        >>> spec = SparseSpectrum.from_sets([(), (0, 1)], [1.0, 1.0], 2)
+        >>> iv = to_shapiq(Interactions(spec, index="Moebius"))
+        >>> iv[(0, 1)], iv.baseline_value
+        (4.0, 2.0)
+    """
+    shapiq = _import("shapiq")
+    _scalar_result(result, "to_shapiq")
+    index = _shapiq_index(result.index if index is None else index)
+    order = result.max_order if max_order is None else max_order
+    view = result if (index, order) == (result.index, result.max_order) else result.to_index(
+        index, order
+    )
+    values = view.values
+    top = view.max_order if view.max_order is not None else max(values.max_size, 1)
+    if top == 1 and index not in ("Moebius", "SV", "BV"):  # shapiq renames these at order 1
+        index = "BV" if index in ("BII", "FBII") else "SV"
+        values = result.to_index(index).values
+    interactions: dict[tuple[int, ...], float] = {(): 0.0}
+    interactions.update(zip(values.sets(), values.coefficients.tolist()))
+    empty = interactions[()]
+    n_evaluations = result.n_evaluations
+    iv = shapiq.InteractionValues(
+        interactions,
+        index=index,
+        max_order=int(top),
+        n_players=result.n_features,
+        min_order=0,
+        interaction_lookup={key: i for i, key in enumerate(interactions)},
+        estimated=result.method != "exhaustive",
+        estimation_budget=n_evaluations if n_evaluations else None,
+        baseline_value=float(result.baseline_value) if index == "SII" else empty,
+    )
+    # As shapiq's ExactComputer: the baseline is f(empty) for every index but FBII (there it is
+    # the () entry), also where () differs (SII, BII, BV), which the constructor cannot express.
+    if index != "FBII":
+        iv.baseline_value = float(result.baseline_value)
+    return iv
+
+
+def _solve_degree_game(values: SparseSpectrum, index: str, order: int) -> SparseSpectrum:
+    """Möbius coefficients ``a`` (degree ``<= order``) with ``index(a) == values`` exactly.
+
+    ``I(T) = sum_{S ⊇ T, |S| <= order} w(|S|, |T|) a(S)`` with ``w(t, t) = 1``, solved from the
+    top order down: ``a(T) = I(T) - sum_{S ⊋ T} w(|S|, |T|) a(S)``.
+    """
+    n = values.n_features
+    table = moebius_weights(index, order, order)
+    sizes = values.orders
+    out_idx = torch.zeros(0, order, dtype=torch.long)
+    out_coef = torch.zeros(0, dtype=torch.float64)
+    for t in range(order, -1, -1):
+        level = sizes == t
+        idx_t = values.indices[level]
+        idx_t = torch.nn.functional.pad(idx_t, (0, order - idx_t.shape[1]), value=-1)
+        coef_t = values.coefficients[level]
+        if out_idx.shape[0] and bool(table[t + 1 :, t].ne(0).any()):
+            sub, parent, _ = subsets(out_idx, max_size=t, min_size=t)
+            parent_size = (out_idx[parent] >= 0).sum(dim=1)
+            weight = table[parent_size, t]
+            sub = torch.nn.functional.pad(sub, (0, order - sub.shape[1]), value=-1)
+            idx_t = torch.cat([idx_t, sub])
+            coef_t = torch.cat([coef_t, -weight * out_coef[parent]])
+        if idx_t.shape[0]:
+            idx_t, coef_t = coalesce(idx_t, coef_t, n)
+            out_idx = torch.cat([out_idx, idx_t])
+            out_coef = torch.cat([out_coef, coef_t])
+    return SparseSpectrum(normalize_indices(out_idx), out_coef, n, "Moebius").coalesce()
+
+
+def from_shapiq(iv: Any, feature_names: Sequence[str] | None = None) -> Interactions:
+    """A result whose ``iv.index`` view reproduces a ``shapiq.InteractionValues`` exactly.
+
+    The result's spectrum is the unique game of degree ``<= iv.max_order`` whose ``iv.index``
+    values at order ``iv.max_order`` are ``iv``'s (module docstring); for a Moebius ``iv`` it is
+    the game ``iv`` describes. When ``()`` is missing, ``iv.baseline_value`` is read as
+    ``f(empty)``, except for FBII where it is the ``()`` entry (shapiq's ``ExactComputer``
+    conventions).
+
+    Args:
+        iv: ``shapiq.InteractionValues`` in one of :data:`SHAPIQ_INDICES`.
+        feature_names: display labels for the players.
+
+    Returns:
+        :class:`~torchspex.Interactions` with ``index=iv.index`` and ``max_order=iv.max_order``;
+        ``n_evaluations`` is ``iv.estimation_budget`` (0 when unknown).
+
+    Raises:
+        ValueError: for an index torchspex does not define, or interactions above the order of
+            an order-dependent index.
+
+    Example:
+        >>> import shapiq
+        >>> iv = shapiq.InteractionValues({(): 1.0, (0,): 0.5, (0, 1): 2.0}, index="k-SII",
+        ...     max_order=2, n_players=3, min_order=0, baseline_value=1.0)
+        >>> from_shapiq(iv).to_index("k-SII", 2).to_dict()
+        {(): 1.0, (0,): 0.5, (0, 1): 2.0}
+    """
+    from torchspex.interactions import Interactions
+
+    for attr in ("interactions", "index", "max_order", "n_players", "baseline_value"):
+        if not hasattr(iv, attr):
+            raise TypeError(
+                f"`iv` must be a shapiq.InteractionValues; got {type(iv).__name__} "
+                f"(no `{attr}`)."
+            )
+    index = _shapiq_index(iv.index)
+    n = int(iv.n_players)
+    items = {tuple(sorted(int(i) for i in k)): float(v) for k, v in iv.interactions.items()}
+    bad = [k for k in items if any(not 0 <= i < n for i in k)]
+    if bad:
+        raise ValueError(f"`iv` has interactions {bad[:3]} outside players 0..{n - 1}.")
+    largest = max((len(k) for k in items), default=0)
+    order = 1 if index in FIRST_ORDER else int(iv.max_order)
+    if largest > order:
+        if index in ORDER_DEPENDENT or index in FIRST_ORDER:
+            raise ValueError(
+                f"`iv` holds {index} interactions of order {largest} above its max_order={order}."
+            )
+        order = largest
+    order = max(min(order, n), 1) if n else 0
+    known_empty = () in items or index == "FBII"
+    if index == "FBII":  # shapiq's FBII baseline is the () entry (the intercept)
+        items.setdefault((), float(iv.baseline_value))
+    sets = list(items)
+    values = SparseSpectrum.from_sets(sets, [items[k] for k in sets], n, index)
+    table_index = "SV" if index == "SII" and order == 1 else index
+    moebius = _solve_degree_game(values, table_index, order)
+    if not known_empty:  # baseline_value is f(empty) = a(())
+        keep = moebius.orders > 0
+        moebius = SparseSpectrum(
+            torch.cat([torch.full((1, moebius.indices.shape[1]), -1), moebius.indices[keep]]),
+            torch.cat([torch.tensor([float(iv.baseline_value)]), moebius.coefficients[keep]]),
+            n,
+            "Moebius",
+        ).coalesce()
+    spectrum = moebius_to_fourier(moebius).prune(atol=0.0)
+    budget = getattr(iv, "estimation_budget", None)
+    return Interactions(
+        spectrum,
+        index=index,
+        max_order=None if index in FIRST_ORDER else order,
+        n_evaluations=int(budget) if budget else 0,
+        feature_names=feature_names,
+        method="shapiq",
+    )
+
+
+def to_shap(
+    result: Interactions, index: str = "SV", data: Sequence[Any] | np.ndarray | None = None
+) -> Any:
+    """First-order values as a 1-D ``shap.Explanation`` (for ``shap.plots.waterfall``, ``bar``).
+
+    Args:
+        result: a result with scalar values.
+        index: first-order index (``"SV"``, ``"BV"``, or any index capped at order 1).
+        data: the explained feature values or words, shown by shap's plots.
+
+    Returns:
+        ``shap.Explanation`` with ``values`` ``float64 [n_features]``, ``base_values`` the
+        index's empty-set value (for SV ``f(empty)``, so ``base + sum(values) = f(all kept)``)
+        and the result's ``feature_names``.
+
+    Example:
+        >>> from torchspex import Interactions, SparseSpectrum
+        >>> spec = SparseSpectrum.from_sets([(), (0,), (1,)], [1.0, 0.5, 0.25], 2)
+        >>> e = to_shap(Interactions(spec))   # f(empty) = 1.75, f(all) = 0.25
+        >>> e.values.tolist(), e.base_values
+        ([-1.0, -0.5], 1.75)
+    """
+    shap = _import("shap")
+    _scalar_result(result, "to_shap")
+    view = fourier_to_index(result.spectrum, index, 1)
+    empty = view.orders == 0
+    base = float(view.coefficients[empty].sum()) if bool(empty.any()) else 0.0
+    values = result.first_order(index).numpy()
+    if data is not None:
+        data = np.asarray(data)
+        if data.shape != (result.n_features,):
+            raise ValueError(
+                f"`data` must hold one entry per feature, shape ({result.n_features},); got "
+                f"{data.shape}."
+            )
+    return shap.Explanation(
+        values=values, base_values=base, data=data, feature_names=list(result.feature_names)
+    )
