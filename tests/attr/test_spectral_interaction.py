@@ -310,3 +310,15 @@ def test_model_error_gets_context():
     notes = getattr(info.value, "__notes__", None)
     if notes is not None:
         assert "input rows" in notes[0]
+
+
+def test_negative_ids_are_never_features_and_keep_the_input():
+    x = _x(22, 2, 5)
+    ours = _ours(mlp, x, feature_mask=torch.tensor([[0, -1, 1, 2, -1]]), target=1, baselines=0.25)
+    assert ours.feature_ids == (0, 1, 2)
+    # Captum has no such id: give those positions a group whose baseline is the input itself
+    base = torch.full_like(x, 0.25)
+    base[:, [1, 4]] = x[:, [1, 4]]
+    ref = _captum(mlp, x, feature_mask=torch.tensor([[0, 3, 1, 2, 3]]), target=1, baselines=base)
+    _close(ours.first_order(), ref)
+    assert torch.equal(ours.first_order()[:, [1, 4]], torch.zeros(2, 2, dtype=D))

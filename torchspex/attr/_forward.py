@@ -61,7 +61,8 @@ class MaskedForward:
         forward_func: the model; called as ``forward_func(*inputs, *additional_forward_args)``.
         inputs: per input ``[B, *s]``.
         baselines: per input ``[R | 1, B | 1, *s']`` broadcastable to ``[R, B, *s]``.
-        group_maps: per input ``int64 [B | 1, *s']``: each position's group in ``0 .. n-1``.
+        group_maps: per input ``int64 [B | 1, *s']``: each position's group in ``0 .. n-1``, or
+            ``n`` for a position that is always kept.
         n_features: number of groups ``n``.
         target: a Captum target (validated by :func:`~torchspex.attr._inputs.format_target`).
         additional_forward_args: extra positional arguments after the inputs.
@@ -120,6 +121,7 @@ class MaskedForward:
         """The model inputs for ``masks bool [k, n]``: per input ``[k * R * B, *s]``."""
         k = masks.shape[0]
         masks = masks.to(self.device)
+        masks = torch.cat([masks, masks.new_ones(k, 1)], dim=1)  # column n: always kept
         out = []
         for x, base, gmap in zip(self.inputs, self.baselines, self.group_maps):
             keep = masks[:, gmap].unsqueeze(1)  # [k, 1, G, *s']

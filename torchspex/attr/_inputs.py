@@ -8,7 +8,9 @@ The conventions are Captum's (see ``research/captum-ecosystem.md`` section 1):
   those per input. A tensor with one *more* dimension than its input is a **background set**
   ``[R, ...]``: ``R`` baselines whose outputs are averaged for every mask (shap-style).
 - ``feature_mask``: integer group ids broadcastable to the inputs, global across a tuple, dim 0
-  ``1`` (shared) or ``B`` (per example); gaps are allowed and the original ids are kept.
+  ``1`` (shared) or ``B`` (per example); gaps are allowed and the original ids are kept. A
+  negative id marks positions that are never a feature and always keep their input value
+  (e.g. a transformer's special tokens); Captum has no way to say this.
 - ``target``: every Captum ``TargetType`` form.
 """
 
@@ -151,7 +153,8 @@ class GroupLayout:
 
     Attributes:
         group_maps: per input, ``int64 [G, *s]`` (``G`` in ``{1, B}``, trailing dims
-            broadcastable to the input's) holding each position's index into ``feature_ids``.
+            broadcastable to the input's) holding each position's index into ``feature_ids``,
+            or ``n`` for a position that is never a feature (negative id: always kept).
         feature_ids: ``int64 [n]`` the original feature-mask ids, ascending.
         presence: ``bool [B, n]``: which groups occur in each example.
     """
@@ -211,14 +214,22 @@ def format_feature_mask(feature_mask: Any, inputs: tuple[Tensor, ...]) -> GroupL
         m = m.reshape(*(1,) * (x.dim() - m.dim()), *m.shape).long()
         shaped.append(m)
     ids = torch.unique(torch.cat([m.reshape(-1).cpu() for m in shaped]))
-    presence = torch.zeros(batch, ids.shape[0], dtype=torch.bool)
+    ids = ids[ids >= 0]
+    n = ids.shape[0]
+    if n == 0:
+        raise ValueError(
+            "`feature_mask` has no feature: every id is negative (never a feature). Give the "
+            "positions to explain ids >= 0."
+        )
+    presence = torch.zeros(batch, n + 1, dtype=torch.bool)
     maps = []
     for m, x in zip(shaped, inputs):
-        local = torch.searchsorted(ids, m.cpu().reshape(m.shape[0], -1))
-        hit = torch.zeros(m.shape[0], ids.shape[0], dtype=torch.bool)
+        flat = m.cpu().reshape(m.shape[0], -1)
+        local = torch.where(flat < 0, n, torch.searchsorted(ids, flat))
+        hit = torch.zeros(m.shape[0], n + 1, dtype=torch.bool)
         presence |= hit.scatter_(1, local, True)
         maps.append(local.reshape(m.shape).to(x.device))
-    return GroupLayout(tuple(maps), ids, presence)
+    return GroupLayout(tuple(maps), ids, presence[:, :n])
 
 
 def format_target(target: Any, batch: int) -> TargetType:

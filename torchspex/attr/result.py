@@ -79,6 +79,7 @@ class AttributionInteractions(Interactions):
         if not return_input_shape or layout is None:
             return dense
         flat = dense.reshape(self.batch_size, -1, self.n_features)
+        flat = torch.cat([flat, flat.new_zeros(*flat.shape[:2], 1)], dim=2)  # never a feature
         out = []
         for gmap, shape in zip(layout["group_maps"], layout["input_shapes"]):
             pos = gmap.expand(*shape).reshape(self.batch_size, 1, -1)

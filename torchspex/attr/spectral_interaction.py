@@ -182,7 +182,9 @@ class SpectralInteraction(PerturbationAttribution):
                 with the perturbations, as in Captum.
             feature_mask: integer group ids broadcastable to the inputs, global across a tuple,
                 dim 0 ``1`` (shared) or ``B`` (per example); ids may have gaps, and results
-                name the original ids. ``None``: every scalar is a feature. Examples whose
+                name the original ids. A negative id marks positions that are never a
+                feature and always keep their input value (e.g. special tokens; a torchspex
+                extension). ``None``: every scalar is a feature. Examples whose
                 groups differ are evaluated in separate forward passes; tensors and lists in
                 ``additional_forward_args`` whose dim 0 is ``B`` are then split with them.
             n_samples: the most distinct masks the decoder may evaluate (``None``: the method's
@@ -418,8 +420,10 @@ class SpectralInteraction(PerturbationAttribution):
     ) -> MaskedForward:
         members = part.members
         whole = members.shape[0] == batch
-        lut = torch.full((n_features,), -1, dtype=torch.long)
-        lut[part.columns] = torch.arange(part.columns.shape[0])
+        n_part = int(part.columns.shape[0])
+        lut = torch.full((n_features + 1,), -1, dtype=torch.long)
+        lut[part.columns] = torch.arange(n_part)
+        lut[n_features] = n_part  # never a feature: always kept
         sub_inputs, sub_bases, sub_maps = [], [], []
         for x, base, gmap in zip(inputs, baselines, group_maps):
             idx = members.to(x.device)
