@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 
+from torchspex.cache import EvaluationStore, fingerprint
 from torchspex.decoders.base import Evaluator, ValueFunction
 from torchspex.decoders.dispatch import check_method, decode
 from torchspex.fourier import canonical_index
@@ -63,6 +65,8 @@ def explain(
     feature_names: Sequence[str] | None = None,
     mask_format: str = "torch",
     batch_size: int | None = None,
+    cache: str | os.PathLike | None = None,
+    cache_key: Any = None,
     **decoder_options: Any,
 ) -> Interactions:
     """Learns the sparse Fourier spectrum of a value function and returns its interactions.
@@ -82,6 +86,13 @@ def explain(
         mask_format: ``"torch"`` or ``"numpy"``: what ``value_function`` receives.
         batch_size: most masks per ``value_function`` call (``None``: as many as the method
             asks for at once).
+        cache: path of an evaluation store (SQLite). Every evaluated batch is appended to it as
+            it completes; re-running the same call after an interruption evaluates only the
+            masks still missing. See :mod:`torchspex.cache`.
+        cache_key: anything that identifies what ``value_function`` computes (e.g. a model
+            version), mixed into the problem's fingerprint. The fingerprint already covers
+            ``n_features``, the method and its settings, the generator state and the value
+            function's code; one stored value is re-checked on resume.
         **decoder_options: method-specific settings.
 
     Returns:
@@ -104,22 +115,30 @@ def explain(
     max_order = _check_order(max_order, n_features)
     n_samples = check_n_samples(n_samples)
     generator = check_generator(generator)
+    store = None
+    if cache is not None:
+        key = fingerprint(
+            "explain", n_features, method, n_samples, max_order, generator, decoder_options,
+            mask_format, value_function, cache_key,
+        )  # fmt: skip
+        store = EvaluationStore(cache, key, n_features)
     evaluator = Evaluator(
-        value_function,
-        n_features,
-        n_samples=n_samples,
-        mask_format=mask_format,
-        batch_size=batch_size,
-    )
-    spectrum, info = decode(
-        method,
-        evaluator,
-        n_features,
-        n_samples=n_samples,
-        max_order=max_order,
-        generator=generator,
-        **decoder_options,
-    )
+        value_function, n_features, n_samples=n_samples, mask_format=mask_format,
+        batch_size=batch_size, store=store,
+    )  # fmt: skip
+    try:
+        spectrum, info = decode(
+            method, evaluator, n_features, n_samples=n_samples, max_order=max_order,
+            generator=generator, **decoder_options,
+        )  # fmt: skip
+    finally:
+        if store is not None:
+            store.close()
+    info = {
+        **info,
+        "n_model_evaluations": evaluator.n_model_evaluations,
+        "n_cached": evaluator.n_cached,
+    }
     return Interactions(
         spectrum.prune(atol=0.0),
         index=index,

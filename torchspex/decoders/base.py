@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from torchspex.cache import EvaluationStore
+
 __all__ = ["BudgetTooSmallError", "Evaluator", "ValueFunction"]
 
 ValueFunction = Callable[[Tensor], Any]
@@ -43,6 +45,13 @@ class Evaluator:
         n_samples: the most distinct masks that may be evaluated (``None``: no limit).
         mask_format: ``"torch"`` passes bool tensors, ``"numpy"`` passes bool arrays.
         batch_size: largest number of masks per call (``None``: all masks of a request at once).
+        store: an :class:`~torchspex.cache.EvaluationStore`: values found there are reused, and
+            every evaluated batch is appended to it before the next one starts.
+
+    Attributes:
+        n_evaluations: distinct masks whose values were used (from the model or the store).
+        n_model_evaluations: masks the value function actually evaluated.
+        n_cached: masks whose values came from the store.
     """
 
     def __init__(
@@ -52,6 +61,7 @@ class Evaluator:
         n_samples: int | None = None,
         mask_format: str = "torch",
         batch_size: int | None = None,
+        store: EvaluationStore | None = None,
     ) -> None:
         if not callable(value_function):
             raise TypeError(
@@ -66,8 +76,12 @@ class Evaluator:
         self.n_samples = n_samples
         self.mask_format = mask_format
         self.batch_size = batch_size
+        self.store = store
         self.n_evaluations = 0
+        self.n_model_evaluations = 0
+        self.n_cached = 0
         self.n_calls = 0
+        self._verified = False
         self.out_shape: tuple[int, ...] | None = None
         self._seen: dict[bytes, int] = {}
         self._values: list[Tensor] = []
@@ -130,32 +144,96 @@ class Evaluator:
         uniq_keys, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
         new = [i for i, key in enumerate(uniq_keys) if key.tobytes() not in self._seen]
         if new:
-            new_rows = torch.from_numpy(first[new])
-            new_masks = masks[new_rows]
+            new_masks = masks[torch.from_numpy(first[new])]
+            new_keys = [uniq_keys[i].tobytes() for i in new]
             if self.n_samples is not None and self.n_evaluations + len(new) > self.n_samples:
                 raise AssertionError(
                     f"decoder exceeded its budget: {self.n_evaluations + len(new)} > "
                     f"{self.n_samples}"
                 )
-            step = self.batch_size or new_masks.shape[0]
-            chunks = [
-                self._call(new_masks[i : i + step]) for i in range(0, new_masks.shape[0], step)
-            ]
-            new_values = torch.cat(chunks)
-            bad = ~torch.isfinite(new_values.reshape(new_values.shape[0], -1)).all(dim=1)
-            if bool(bad.any()):
-                example = torch.nonzero(new_masks[bad][0]).squeeze(1).tolist()
-                raise ValueError(
-                    f"`value_function` returned NaN or inf for {int(bad.sum())} of "
-                    f"{new_masks.shape[0]} masks (e.g. the mask keeping features {example}); "
-                    "fix the model or value function so every mask has a finite value."
-                )
+            new_values = self._evaluate_new(new_masks, new_keys)
             base = len(self._seen)
-            for j, i in enumerate(new):
-                self._seen[uniq_keys[i].tobytes()] = base + j
+            for j, key in enumerate(new_keys):
+                self._seen[key] = base + j
             self._masks.append(new_masks)
             self._values.append(new_values)
             self.n_evaluations += len(new)
         all_values = self.values
         pos = torch.tensor([self._seen[k.tobytes()] for k in uniq_keys], dtype=torch.long)
         return all_values[pos[torch.from_numpy(inverse.reshape(-1))]]
+
+    def _evaluate_new(self, masks: Tensor, keys: list[bytes]) -> Tensor:
+        """Values of never-seen masks: from the store where present, else from the model."""
+        cached = self.store.lookup(keys) if self.store is not None else {}
+        if cached and self.out_shape is None:
+            self.out_shape = self.store.out_shape  # type: ignore[union-attr]
+        todo = [j for j, key in enumerate(keys) if key not in cached]
+        fresh = self._evaluate_model(masks[todo], [keys[j] for j in todo]) if todo else None
+        rows: list[Tensor] = []
+        fresh_pos = {j: i for i, j in enumerate(todo)}
+        for j, key in enumerate(keys):
+            if key in cached:
+                rows.append(torch.from_numpy(cached[key].copy()).reshape(self.out_shape or ()))
+            else:
+                rows.append(fresh[fresh_pos[j]])  # type: ignore[index]
+        self.n_cached += len(cached)
+        return torch.stack(rows)
+
+    def _evaluate_model(self, masks: Tensor, keys: list[bytes]) -> Tensor:
+        step = self.batch_size or masks.shape[0]
+        chunks = []
+        for index, start in enumerate(range(0, masks.shape[0], step)):
+            chunk = masks[start : start + step]
+            check = self._pending_check()
+            batch = chunk if check is None else torch.cat([chunk, check[0]])
+            try:
+                out = self._call(batch)
+            except Exception as err:
+                if hasattr(err, "add_note"):
+                    err.add_note(
+                        f"torchspex: raised by the value function on batch {index} "
+                        f"(masks of shape {tuple(batch.shape)}) after {self.n_model_evaluations} "
+                        f"successful evaluations"
+                        + (f"; they are kept in {self.store.path!r}" if self.store else "")
+                    )
+                raise
+            if check is not None:
+                out, again = out[:-1], out[-1]
+                self._verify(again, check[1])
+            self._check_finite(chunk, out)
+            if self.store is not None:
+                self.store.append(keys[start : start + step], out.numpy(), self.out_shape)
+            self.n_model_evaluations += chunk.shape[0]
+            chunks.append(out)
+        return torch.cat(chunks)
+
+    def _pending_check(self) -> tuple[Tensor, np.ndarray] | None:
+        if self.store is None or self._verified:
+            return None
+        self._verified = True
+        entry = self.store.any_entry()
+        if entry is None:
+            return None
+        key, value = entry
+        bits = np.unpackbits(np.frombuffer(key, dtype=np.uint8))[: self.n_features]
+        return torch.from_numpy(bits.astype(bool)).unsqueeze(0), value
+
+    def _verify(self, again: Tensor, stored: np.ndarray) -> None:
+        stored_t = torch.from_numpy(stored.copy()).reshape(again.shape)
+        if not torch.allclose(again, stored_t, rtol=1e-4, atol=1e-6):
+            raise ValueError(
+                f"cache {self.store.path!r} holds a value for this problem that the value "  # type: ignore[union-attr]
+                f"function no longer reproduces ({stored_t.tolist()} stored, {again.tolist()} "
+                "now): the model or value function changed. Delete the cache file or use "
+                "another `cache` path."
+            )
+
+    def _check_finite(self, masks: Tensor, values: Tensor) -> None:
+        bad = ~torch.isfinite(values.reshape(values.shape[0], -1)).all(dim=1)
+        if bool(bad.any()):
+            example = torch.nonzero(masks[bad][0]).squeeze(1).tolist()
+            raise ValueError(
+                f"`value_function` returned NaN or inf for {int(bad.sum())} of "
+                f"{masks.shape[0]} masks (e.g. the mask keeping features {example}); "
+                "fix the model or value function so every mask has a finite value."
+            )
