@@ -322,3 +322,39 @@ def test_negative_ids_are_never_features_and_keep_the_input():
     ref = _captum(mlp, x, feature_mask=torch.tensor([[0, 3, 1, 2, 3]]), target=1, baselines=base)
     _close(ours.first_order(), ref)
     assert torch.equal(ours.first_order()[:, [1, 4]], torch.zeros(2, 2, dtype=D))
+
+
+# ---------------------------------------------------------------------- sampling decoders
+def planted(x: torch.Tensor) -> torch.Tensor:
+    """A sparse function of 24 features: two pairs, one triple, one main effect."""
+    return (
+        2.0 * x[:, 3] * x[:, 17]
+        - 1.5 * x[:, 5]
+        + 0.7 * x[:, 8] * x[:, 9] * x[:, 20]
+        + 0.4 * x[:, 0] * x[:, 23]
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["spex", "proxyspex"])
+def test_sampling_methods_are_batch_and_ppe_invariant(method):
+    pytest.importorskip(f"torchspex.decoders.{method}")
+    if method == "proxyspex":
+        pytest.importorskip("lightgbm")
+    x = torch.linspace(0.5, 2.0, 3, dtype=D).unsqueeze(1) * torch.ones(3, 24, dtype=D)
+    kwargs = {"method": method, "n_samples": 700, "max_order": 3, "index": "Moebius"}
+    explainer = SpectralInteraction(planted)
+    batch = explainer.attribute(x, generator=5, perturbations_per_eval=7, **kwargs)
+    assert batch.n_evaluations <= 700
+    auto = explainer.attribute(x, generator=5, **kwargs)
+    assert torch.equal(auto.spectrum.indices, batch.spectrum.indices)
+    assert torch.equal(auto.spectrum.coefficients, batch.spectrum.coefficients)
+    alone = explainer.attribute(x[2:], generator=5, **kwargs)
+    assert alone.select(0).to_dict() == {
+        k: v for k, v in batch.select(2).to_dict().items() if v != 0.0
+    }
+    if method == "spex":  # noiseless and sparse: recovered exactly
+        top = dict(batch.select(1).top_k(4))
+        torch.testing.assert_close(top[(3, 17)], 2.0 * 1.25**2)
+        torch.testing.assert_close(top[(8, 9, 20)], 0.7 * 1.25**3)
+        assert batch.convergence_delta.abs().max() < 1e-9

@@ -25,7 +25,7 @@ from torchspex.attr._inputs import (
 from torchspex.attr.result import AttributionInteractions, input_layout
 from torchspex.decoders.base import BudgetTooSmallError, Evaluator
 from torchspex.decoders.dispatch import check_method, decode
-from torchspex.decoders.exhaustive import check_exhaustive
+from torchspex.decoders.exhaustive import MAX_EXHAUSTIVE_FEATURES, check_exhaustive
 from torchspex.explain import check_generator, check_n_samples
 from torchspex.fourier import SparseSpectrum, canonical_index
 from torchspex.interactions import _check_order
@@ -84,16 +84,30 @@ def _warn_if_training(forward_func: Any) -> None:
         )
 
 
-def _reserve(method: str) -> int:
-    return 0 if method == "exhaustive" else _N_PROBES
+def _reserve(method: str, n_features: int, n_samples: int | None) -> int:
+    """Masks of the budget kept for the probes (none when every mask will be evaluated)."""
+    every_mask = (
+        n_samples is not None
+        and n_features <= MAX_EXHAUSTIVE_FEATURES
+        and n_samples >= 1 << n_features
+    )
+    return 0 if method == "exhaustive" or every_mask else _N_PROBES
 
 
-def _budget_error(err: BudgetTooSmallError, method: str, n_samples: int) -> BudgetTooSmallError:
-    minimum = err.minimum + _reserve(method)
+def _decoder_budget(method: str, n_features: int, n_samples: int | None) -> int | None:
+    return None if n_samples is None else n_samples - _reserve(method, n_features, n_samples)
+
+
+def _budget_error(
+    err: BudgetTooSmallError, method: str, n_features: int, n_samples: int
+) -> BudgetTooSmallError:
+    reserve = _reserve(method, n_features, n_samples)
+    minimum = err.minimum + reserve
     return BudgetTooSmallError(
-        f"method={method!r} needs n_samples >= {minimum} here (the decoder's {err.minimum} plus "
-        f"{_reserve(method)} masks SpectralInteraction always evaluates: all features kept and "
-        f"all removed); got {n_samples}. Raise `n_samples` or lower `max_order`. Decoder: {err}",
+        f"method={method!r} needs n_samples >= {minimum} for {n_features} features (the "
+        f"decoder's {err.minimum} plus the {reserve} masks SpectralInteraction always evaluates: "
+        f"all features kept and all removed); got {n_samples}. Raise `n_samples` or lower "
+        f"`max_order`. The decoder said (about the remaining budget): {err}",
         minimum,
     )
 
@@ -230,8 +244,9 @@ class SpectralInteraction(PerturbationAttribution):
                 f"{len(feature_names)}."
             )
         parts = partition_examples(layout.presence)
-        budget = None if n_samples is None else n_samples - _reserve(method)
-        if len(parts) > 1 or (budget is not None and budget < 1):
+        sizes = {int(p.columns.shape[0]) for p in parts}
+        too_small = any((_decoder_budget(method, n, n_samples) or 1) < 1 for n in sizes)
+        if len(parts) > 1 or too_small:
             for n_part in sorted({int(p.columns.shape[0]) for p in parts}, reverse=True):
                 self._check_budget(method, n_part, n_samples, max_order, generator, decoder_options)
         _warn_if_training(self.forward_func)
@@ -290,6 +305,7 @@ class SpectralInteraction(PerturbationAttribution):
 
                     return value_function
 
+                budget = _decoder_budget(method, n_part, n_samples)
                 for b, example in enumerate(part.members.tolist()):
                     g = torch.Generator(device=generator.device)
                     g.set_state(state)
@@ -308,7 +324,7 @@ class SpectralInteraction(PerturbationAttribution):
                     except BudgetTooSmallError as err:
                         if n_samples is None:
                             raise
-                        raise _budget_error(err, method, n_samples) from err
+                        raise _budget_error(err, method, n_part, n_samples) from err
                     if first_state is None:
                         first_state = g.get_state()
                     decoder_info[example] = info
@@ -372,7 +388,7 @@ class SpectralInteraction(PerturbationAttribution):
         if method == "exhaustive":
             check_exhaustive(n_features, n_samples)
             return
-        budget = None if n_samples is None else n_samples - _reserve(method)
+        budget = _decoder_budget(method, n_features, n_samples)
         g = torch.Generator(device=generator.device)
         g.set_state(generator.get_state())
         order = None if max_order is None else min(max_order, n_features)
@@ -391,13 +407,13 @@ class SpectralInteraction(PerturbationAttribution):
             pass
         except BudgetTooSmallError as err:
             assert n_samples is not None
-            raise _budget_error(err, method, n_samples) from err
+            raise _budget_error(err, method, n_features, n_samples) from err
         if budget is not None and budget < 1:
             raise BudgetTooSmallError(
-                f"method={method!r} needs n_samples >= {_reserve(method) + 1}: SpectralInteraction "
+                f"method={method!r} needs n_samples >= {_N_PROBES + 1}: SpectralInteraction "
                 f"evaluates the all-kept and all-removed masks besides the decoder's; got "
                 f"{n_samples}.",
-                _reserve(method) + 1,
+                _N_PROBES + 1,
             )
 
     @staticmethod
