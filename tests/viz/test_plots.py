@@ -1,0 +1,92 @@
+"""Top-k bars, pairwise heatmap and layer sweeps: rendered to PNG, labelled by feature name."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import render
+
+from torchspex import Interactions, SparseSpectrum
+from torchspex.viz import plot_heatmap, plot_layers, plot_top_k
+
+NAMES = ["age", "bmi", "bp", "s1", "s2"]
+
+
+def result(**kw) -> Interactions:
+    spec = SparseSpectrum.from_sets(
+        [(), (0,), (1,), (3,), (0, 1), (2, 4), (1, 2, 3)], [0.5, 1.0, -0.8, 0.3, 0.6, -0.4, 0.2], 5
+    )
+    return Interactions(spec, index="Moebius", feature_names=NAMES, **kw)
+
+
+def texts(labels):
+    return [t.get_text() for t in labels]
+
+
+def test_top_k_bars():
+    res = result()
+    fig, ax = plot_top_k(res, k=4)
+    render(fig)
+    expected = [" \u00d7 ".join(NAMES[i] for i in ids) for ids, _ in res.top_k(4)]
+    assert texts(ax.get_yticklabels()) == expected
+    assert ax.get_yticks()[0] == 3  # strongest on top
+    widths = [p.get_width() for p in ax.patches]
+    assert widths == pytest.approx([float(v) for _, v in res.top_k(4)])
+    assert {t.get_text() for t in ax.get_legend().get_texts()} == {"order 1", "order 2",
+                                                                  "order 3"}
+
+
+def test_top_k_other_index_and_order_on_given_axes():
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    out_fig, out_ax = result().plot("bar", k=3, index="FBII", max_order=2, order=2, ax=ax)
+    assert out_ax is ax and out_fig is fig
+    assert all("\u00d7" in t for t in texts(ax.get_yticklabels()))
+    render(fig)
+
+
+def test_heatmap_values_and_labels():
+    res = result()
+    fig, ax = plot_heatmap(res, max_order=2)
+    render(fig)
+    assert texts(ax.get_xticklabels()) == NAMES and texts(ax.get_yticklabels()) == NAMES
+    grid = ax.images[0].get_array()
+    view = res.to_index("Moebius", 2)
+    assert grid[0, 1] == grid[1, 0] == pytest.approx(view[(0, 1)])
+    assert grid[2, 4] == pytest.approx(view[(2, 4)]) and grid[0, 0] == pytest.approx(view[(0,)])
+
+
+def test_heatmap_chooses_features():
+    fig, ax = plot_heatmap(result(), features=[4, 2])
+    assert texts(ax.get_xticklabels()) == ["s2", "bp"]
+    fig, ax = plot_heatmap(result(), max_features=2)
+    assert texts(ax.get_yticklabels()) == ["age", "bmi"]  # most involved, in feature order
+    render(fig)
+
+
+def test_layers_heatmap():
+    layers = [result(), Interactions(result().spectrum.replace(
+        coefficients=-2 * result().spectrum.coefficients), feature_names=NAMES)]
+    fig, ax = plot_layers(layers, layer_names=["emb", "block 1"])
+    render(fig)
+    assert texts(ax.get_xticklabels()) == NAMES
+    assert texts(ax.get_yticklabels()) == ["emb", "block 1"]
+    grid = ax.images[0].get_array()
+    assert np.allclose(grid[1], layers[1].first_order("SV").numpy())
+    with pytest.raises(ValueError, match="share their features"):
+        plot_layers([result(), Interactions(SparseSpectrum.zeros(3))])
+    with pytest.raises(ValueError, match="at least one"):
+        plot_layers([])
+
+
+def test_errors():
+    multi = Interactions(SparseSpectrum(torch.zeros(1, 0, dtype=torch.long),
+                                        torch.ones(1, 2, dtype=torch.float64), 3))
+    with pytest.raises(ValueError, match=r"select\(0\)"):
+        plot_top_k(multi)
+    with pytest.raises(TypeError, match="Interactions"):
+        plot_heatmap(object())
+    with pytest.raises(ValueError, match="`kind` must be one of"):
+        result().plot("pie")
