@@ -12,6 +12,8 @@ dense spectra goes through ``2^n`` vectors and ``O(n 2^n)`` butterflies instead.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -154,7 +156,7 @@ def evaluate(spectrum: SparseSpectrum, masks: Tensor, chunk_size: int | None = N
     coef = spectrum.coefficients
     masks = masks.to(device=coef.device).bool()
     m, s = masks.shape[0], spectrum.n_terms
-    flat = coef.reshape(s, -1)
+    flat = coef.reshape(s, math.prod(spectrum.out_shape))
     out = torch.zeros(m, flat.shape[1], dtype=coef.dtype, device=coef.device)
     if s == 0 or m == 0:
         return out.reshape(m, *spectrum.out_shape)
