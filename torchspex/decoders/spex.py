@@ -1,0 +1,439 @@
+"""SPEX: sparse Fourier transform by aliasing, BCH-coded delays and peeling.
+
+Kang et al., "SPEX: Scaling Feature Interaction Explanations for LLMs", ICML 2025 (after
+the sparse-graph-code transforms of Li, Bradley, Ramchandran and of Erginbas et al.).
+
+The value function is queried on the masks of a :class:`~torchspex.sampling.SPEXPlan`. One
+Walsh-Hadamard transform per (group, delay) turns them into bins: bin ``j`` of group ``c`` holds
+``U[p] = sum_{k: M_c^T k = j} F(k) (-1)^{<d_p, k>}``. A bin with one term (a *singleton*) shows
+the BCH parity bits of its index in the signs of ``U``; decoding them gives ``k``, which is
+accepted when it lands in this very bin and explains the bin's energy; it is then subtracted
+(*peeled*) from its bins in every group, which turns more bins into singletons.
+
+Everything is batched: each round examines all changed bins at once (one batched hard BCH
+decode, Chase soft decoding only for the bins it could not place), and peels all accepted
+terms with one scatter. The noise level is estimated from the bins themselves (a low quantile
+of the energy no single term explains), so pure-noise bins are not decoded and faint
+candidates are not accepted. Finally the coefficients of the recovered support (the empty set
+always included) are refitted by least squares on every collected sample, which removes the
+bias that peeling leaves under noise (the reference implementation skips this step).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.stats import chi2
+
+from torchspex.decoders.base import BudgetTooSmallError, Evaluator
+from torchspex.decoders.exhaustive import MAX_EXHAUSTIVE_FEATURES, decode_exhaustive
+from torchspex.fourier import SparseSpectrum, fwht
+from torchspex.sampling.plan import (
+    DEFAULT_N_GROUPS,
+    MAX_B,
+    SPEXPlan,
+    plan_for_budget,
+    spex_sample_count,
+)
+
+__all__ = ["DEFAULT_B", "DEFAULT_DEGREE", "SPEX_OPTIONS", "decode_spex", "default_degree"]
+
+#: ``b`` used when no budget is given (as the reference implementation).
+DEFAULT_B = 8
+#: Degree parameter ``t`` used when neither ``max_order`` nor ``degree_parameter`` is given.
+DEFAULT_DEGREE = 5
+
+SPEX_OPTIONS: tuple[str, ...] = (
+    "b",
+    "chase_depth",
+    "decoder_type",
+    "degree_parameter",
+    "max_iter",
+    "n_chase_patterns",
+    "n_groups",
+    "noise_quantile",
+    "refit",
+    "res_energy_cutoff",
+)
+
+# tail probabilities of the noise tests
+_ZERO_TON_ALPHA = 1e-3
+_SIGNIFICANCE_ALPHA = 1e-3
+# relative floor of the noise variance (float64 round-off of the transforms)
+_NOISE_FLOOR = 1e-24
+# rounds without a new term before peeling stops (further rounds only refine values)
+_PATIENCE = 10
+# most mask bits generated per evaluator call
+_CHUNK_BITS = 1 << 24
+
+
+def default_degree(max_order: int | None) -> int:
+    """The BCH degree parameter ``t`` for a requested ``max_order``.
+
+    ``t`` is the order up to which a singleton's index is always decodable (a term of order
+    ``|k|`` tolerates ``t - |k|`` flipped signs). As spectralexplain, ``t = max_order``
+    (at least 2, so first-order requests still decode a pair), or 5 when no order is given.
+
+    Example:
+        >>> default_degree(None), default_degree(1), default_degree(3)
+        (5, 2, 3)
+    """
+    return DEFAULT_DEGREE if max_order is None else max(2, max_order)
+
+
+def _check_options(options: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(options) - set(SPEX_OPTIONS))
+    if unknown:
+        raise TypeError(
+            f"method='spex' got unknown option(s) {unknown}; valid options are {SPEX_OPTIONS}."
+        )
+    out = dict(options)
+    decoder_type = out.get("decoder_type", "soft")
+    if decoder_type not in ("soft", "hard"):
+        raise ValueError(f"`decoder_type` must be one of ('soft', 'hard'); got {decoder_type!r}.")
+    refit = out.get("refit", "ols")
+    if refit is False:
+        refit = None
+    if refit not in ("ols", "ridge", None):
+        raise ValueError(f"`refit` must be one of ('ols', 'ridge', None); got {refit!r}.")
+    out["refit"] = refit
+    for name, low in (("degree_parameter", 1), ("b", 1), ("n_groups", 1), ("max_iter", 1),
+                      ("chase_depth", 0), ("n_chase_patterns", 1)):
+        value = out.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < low):
+            raise ValueError(f"`{name}` must be an int >= {low} or None; got {value!r}.")
+    if out.get("b") is not None and out["b"] > MAX_B:
+        raise ValueError(f"`b` must be <= {MAX_B}; got {out['b']}.")
+    for name, default in (("res_energy_cutoff", 0.9), ("noise_quantile", 0.25)):
+        value = out.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+            raise ValueError(f"`{name}` must be a number in (0, 1); got {value!r}.")
+        out[name] = float(value)
+    return out
+
+
+def decode_spex(
+    evaluator: Evaluator,
+    n_features: int,
+    *,
+    n_samples: int | None = None,
+    max_order: int | None = None,
+    generator: torch.Generator | None = None,
+    **options: Any,
+) -> tuple[SparseSpectrum, dict[str, Any]]:
+    """Learns a sparse Fourier spectrum with SPEX.
+
+    Args:
+        evaluator: the value function behind an :class:`~torchspex.decoders.Evaluator`.
+        n_features: number of features ``n``.
+        n_samples: most distinct masks to evaluate; the design takes the largest ``b`` that
+            fits (``None``: ``b = 8``, or the ``b`` option). When ``2^n <= n_samples`` (or, without
+            a budget, ``2^n`` is at most the default design) every mask is evaluated and the
+            exact spectrum is returned instead, with a warning and ``info["exact"] = True``.
+        max_order: the order of interest; sets the default degree parameter
+            (:func:`default_degree`). Terms of higher order that peeling recovers are kept: they
+            are part of the learned function, and order-capped indices (STII, FSII, SII)
+            aggregate them; the cap is applied when an index is reported.
+        generator: source of the random subsampling matrices.
+        **options: ``degree_parameter`` (BCH ``t``), ``b`` (log2 bins per group; with a budget it
+            must fit), ``n_groups`` (default 3), ``decoder_type`` (``"soft"``: Chase decoding
+            where hard decoding fails, default; ``"hard"``), ``chase_depth`` (least reliable
+            signs flipped, default ``min(2t, 12)``), ``n_chase_patterns`` (test patterns per
+            bin, default ``depth (depth + 1) / 2 + 1``), ``res_energy_cutoff`` (largest share of
+            a bin's energy a singleton may leave unexplained, default 0.9), ``noise_quantile``
+            (quantile of the per-bin unexplained energy used to estimate the noise, default
+            0.25), ``max_iter`` (peeling rounds, default 100), ``refit`` (``"ols"`` default,
+            ``"ridge"``, or ``None`` to keep the peeled values).
+
+    Returns:
+        ``(spectrum, info)``: the Fourier spectrum (coefficients ``float64 [s, *out]``, the
+        empty set always present) and diagnostics: ``b``, ``degree_parameter``, ``n_groups``,
+        ``n_delays``, ``n_queries`` (masks in the design, repeats included), ``n_evaluations``,
+        ``n_iterations``, ``n_peeled``, ``noise_sd`` (estimated noise of one evaluation),
+        ``decode_seconds``, ``exact``.
+
+    Raises:
+        BudgetTooSmallError: before any evaluation, if ``n_samples`` is below the smallest
+            design (the error carries that minimum).
+        TypeError: for an unknown option.
+        ValueError: for an invalid option value.
+
+    Example:
+        >>> from torchspex.decoders import Evaluator
+        >>> f = lambda x: 1.0 + 2.0 * (1 - 2 * ((x[:, 3] ^ x[:, 17]).double()))
+        >>> spec, info = decode_spex(Evaluator(f, 40), 40, n_samples=2000,
+        ...                          generator=torch.Generator().manual_seed(0))
+        >>> {k: round(v, 6) for k, v in spec.prune(atol=1e-9).to_dict().items()}
+        {(): 1.0, (3, 17): 2.0}
+    """
+    opts = _check_options(options)
+    t = opts.get("degree_parameter") or default_degree(max_order)
+    n_groups = opts.get("n_groups") or DEFAULT_N_GROUPS
+    b_opt = opts.get("b")
+
+    # ------------------------------------------------ budget (before any evaluation)
+    if n_samples is not None:
+        plan_for_budget(n_features, n_samples, t, n_groups)  # raises BudgetTooSmallError
+    if n_features <= MAX_EXHAUSTIVE_FEATURES:
+        reference = n_samples
+        if reference is None:
+            reference = spex_sample_count(n_features, b_opt or DEFAULT_B, t, n_groups)
+        if (1 << n_features) <= reference:
+            warnings.warn(
+                f"n_features={n_features}: all 2^{n_features} = {1 << n_features} masks fit in "
+                f"{'n_samples' if n_samples is not None else 'the default SPEX design'} "
+                f"({reference}); evaluating every mask and returning the exact spectrum "
+                "instead of SPEX.",
+                stacklevel=3,
+            )
+            spectrum, info = decode_exhaustive(evaluator, n_features)
+            info.update(method="exhaustive", requested_method="spex",
+                        n_evaluations=evaluator.n_evaluations)
+            return spectrum, info
+    if b_opt is not None:
+        plan = SPEXPlan.create(n_features, b_opt, t, n_groups, generator)
+        if n_samples is not None and plan.n_queries > n_samples:
+            distinct = plan.count_distinct()
+            if distinct > n_samples:
+                raise BudgetTooSmallError(
+                    f"method='spex' with b={b_opt} evaluates {distinct} distinct masks; got "
+                    f"n_samples={n_samples}. Raise `n_samples` to at least {distinct} or drop "
+                    "the `b` option to let the budget choose it.",
+                    distinct,
+                )
+    elif n_samples is None:
+        plan = SPEXPlan.create(n_features, DEFAULT_B, t, n_groups, generator)
+    else:
+        plan = SPEXPlan.for_budget(n_features, n_samples, t, n_groups, generator)
+
+    # ------------------------------------------------ queries and per-group transforms
+    n_bins, n_delays = plan.n_bins, plan.n_delays
+    delays_per_call = max(1, _CHUNK_BITS // max(1, n_bins * n_features))
+    groups = []
+    for c in range(plan.n_groups):
+        parts = []
+        for start in range(0, n_delays, delays_per_call):
+            masks = plan.masks(c, slice(start, start + delays_per_call))
+            parts.append(evaluator(masks))
+        groups.append(torch.cat(parts))
+    out_shape = tuple(groups[0].shape[1:])
+    values = torch.stack(groups).reshape(plan.n_groups, n_delays, n_bins, -1)
+    start_time = time.perf_counter()
+    u = fwht(values, dim=2) / n_bins  # [C, P, B, O]
+    u = u.permute(0, 2, 1, 3).reshape(plan.n_groups * n_bins, n_delays, -1).numpy()
+
+    peeled, rounds, noise_var = _peel(u, plan, opts)
+    support = np.unique(np.concatenate([np.full((1, plan.t), -1), peeled[0]]), axis=0)
+    indices = torch.from_numpy(support)
+    if opts["refit"] is None:
+        coef = _sum_by_row(peeled[0], peeled[1], support)
+        coefficients = torch.from_numpy(coef)
+    else:
+        from torchspex.decoders.refit import refit
+
+        coefficients = refit(
+            evaluator.masks, evaluator.values.reshape(evaluator.n_evaluations, -1), indices,
+            n_features, method=opts["refit"],
+        )
+    spectrum = SparseSpectrum(
+        indices, coefficients.reshape(-1, *out_shape).to(torch.float64), n_features, "Fourier"
+    ).coalesce()
+    decode_seconds = time.perf_counter() - start_time
+    info = {
+        "method": "spex",
+        "exact": False,
+        "b": plan.b,
+        "degree_parameter": plan.t,
+        "n_groups": plan.n_groups,
+        "n_delays": n_delays,
+        "n_queries": plan.n_queries,
+        "n_evaluations": evaluator.n_evaluations,
+        "n_iterations": rounds,
+        "n_peeled": len(np.unique(peeled[0], axis=0)),
+        "noise_sd": float(np.sqrt(noise_var * n_bins)),
+        "decoder_type": opts.get("decoder_type", "soft"),
+        "refit": opts["refit"],
+        "bch": {"n": plan.code.nc, "k": plan.code.kc, "t": plan.t},
+        "decode_seconds": decode_seconds,
+    }
+    if b_opt is None and n_samples is None:
+        info["b_default"] = DEFAULT_B
+    return spectrum, info
+
+
+def _sum_by_row(rows: np.ndarray, values: np.ndarray, support: np.ndarray) -> np.ndarray:
+    """Sums ``values [K, O]`` of ``rows [K, t]`` into the rows of ``support [s, t]``."""
+    out = np.zeros((support.shape[0], values.shape[1]))
+    if rows.shape[0]:
+        both = np.concatenate([support, rows])
+        _, inverse = np.unique(both, axis=0, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        pos = np.full(inverse.max() + 1, -1)
+        pos[inverse[: support.shape[0]]] = np.arange(support.shape[0])
+        np.add.at(out, pos[inverse[support.shape[0] :]], values)
+    return out
+
+
+class _Bins:
+    """Per-bin cache of the best single-term explanation (valid until the bin changes)."""
+
+    def __init__(self, u: np.ndarray, plan: SPEXPlan) -> None:
+        w, _, o = u.shape
+        self.u = u
+        self.plan = plan
+        self.group = np.arange(w) // plan.n_bins
+        self.bin = np.arange(w) % plan.n_bins
+        codes = plan.bin_codes.numpy()
+        self.codes = np.concatenate([codes, np.zeros((codes.shape[0], 1), dtype=np.int64)], 1)
+        self.energy = np.zeros(w)
+        self.features = np.full((w, plan.t), -1, dtype=np.int64)
+        self.ok = np.zeros(w, dtype=bool)
+        self.rho = np.zeros((w, o))
+        self.residual = np.zeros(w)
+        self.chased = np.zeros(w, dtype=bool)
+
+    def bins_of(self, features: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
+        """Bins of feature rows ``[K, t]`` in ``groups [K]`` (or all groups: ``[C, K]``)."""
+        cols = np.where(features < 0, self.plan.n_features, features)
+        codes = self.codes[:, cols] if groups is None else self.codes[groups[:, None], cols]
+        return np.bitwise_xor.reduce(codes, axis=-1)
+
+    def signatures(self, features: np.ndarray) -> np.ndarray:
+        bits = self.plan.code.parity_of_features(features)
+        return np.concatenate([np.ones((bits.shape[0], 1)), 1.0 - 2.0 * bits], axis=1)
+
+    def fit(self, idx: np.ndarray, features: np.ndarray) -> None:
+        """Stores candidates ``features [w, t]`` for bins ``idx`` with their fit."""
+        sig = self.signatures(features)  # [w, P]
+        ub = self.u[idx]
+        rho = np.einsum("wp,wpo->wo", sig, ub) / ub.shape[1]
+        self.features[idx] = features
+        self.ok[idx] = True
+        self.rho[idx] = rho
+        self.residual[idx] = np.maximum(self.energy[idx] - ub.shape[1] * (rho**2).sum(1), 0.0)
+
+    def examine(self, idx: np.ndarray) -> None:
+        """Recomputes energy and the hard-decision candidate of bins ``idx``."""
+        ub = self.u[idx]
+        self.energy[idx] = (ub**2).sum(axis=(1, 2))
+        self.ok[idx] = False
+        self.chased[idx] = False
+        self.features[idx] = -1
+        self.rho[idx] = 0.0
+        self.residual[idx] = self.energy[idx]
+        soft = self.soft(idx)
+        res = self.plan.code.decode_parity(soft < 0)
+        good = res.ok & (self.bins_of(res.features, self.group[idx]) == self.bin[idx])
+        if good.any():
+            self.fit(idx[good], res.features[good])
+
+    def soft(self, idx: np.ndarray) -> np.ndarray:
+        """Soft parity values: delayed observations projected on the undelayed one."""
+        ub = self.u[idx]
+        ref = ub[:, 0, :]
+        norm = np.sqrt((ref**2).sum(1))
+        return np.einsum("wpo,wo->wp", ub[:, 1:, :], ref) / np.maximum(norm, 1e-300)[:, None]
+
+    def chase(self, idx: np.ndarray, depth: int | None, n_patterns: int | None) -> None:
+        """Chase decoding of bins ``idx``; keeps the consistent candidate that explains most."""
+        self.chased[idx] = True
+        ub = self.u[idx]
+        cand = self.plan.code.chase_decode(
+            self.soft(idx), depth=depth, n_patterns=n_patterns,
+            complement_reliability=np.sqrt((ub[:, 0, :] ** 2).sum(1)),
+        )
+        consistent = self.bins_of(cand.features, self.group[idx[cand.word]]) == self.bin[
+            idx[cand.word]]
+        word, feats = cand.word[consistent], cand.features[consistent]
+        if not word.size:
+            return
+        sig = self.signatures(feats)
+        score = (np.einsum("kp,kpo->ko", sig, ub[word]) ** 2).sum(1)
+        order = np.lexsort((-score, word))
+        first = order[np.unique(word[order], return_index=True)[1]]
+        self.fit(idx[word[first]], feats[first])
+
+
+def _noise_variance(bins: _Bins, n_delays: int, n_out: int, quantile: float,
+                    floor: float) -> float:
+    """Per-entry noise variance from the energy no single term explains, bin by bin."""
+    dof = np.where(bins.ok, (n_delays - 1) * n_out, n_delays * n_out)
+    scaled = bins.residual / dof
+    ref_dof = (n_delays - 1) * n_out
+    level = float(np.quantile(scaled, quantile)) / (chi2.ppf(quantile, ref_dof) / ref_dof)
+    return max(level, floor)
+
+
+def _peel(u: np.ndarray, plan: SPEXPlan, opts: dict[str, Any]
+          ) -> tuple[tuple[np.ndarray, np.ndarray], int, float]:
+    """Peeling decoder over all bins ``u [C * 2^b, P, O]`` (modified in place).
+
+    Returns:
+        ``((features [K, t], values [K, O]), rounds, noise_variance)``: every peel in order.
+    """
+    w, n_delays, n_out = u.shape
+    soft = opts.get("decoder_type", "soft") == "soft"
+    cutoff = opts["res_energy_cutoff"]
+    floor = _NOISE_FLOOR * max(float((u**2).mean()), 1e-300)
+    zero_factor = chi2.ppf(1 - _ZERO_TON_ALPHA, n_delays * n_out)
+    signif_factor = chi2.ppf(1 - _SIGNIFICANCE_ALPHA, n_out)
+    bins = _Bins(u, plan)
+    dirty = np.ones(w, dtype=bool)
+    found_feats, found_vals = [], []
+    known: set[bytes] = set()
+    since_new = 0
+    noise = floor
+    rounds = 0
+    for _ in range(opts.get("max_iter") or 100):
+        rounds += 1
+        idx = np.nonzero(dirty)[0]
+        if idx.size:
+            bins.examine(idx)
+        noise = _noise_variance(bins, n_delays, n_out, opts["noise_quantile"], floor)
+        nonzero = bins.energy > noise * zero_factor
+        if soft:
+            todo = np.nonzero(nonzero & ~bins.ok & ~bins.chased)[0]
+            if todo.size:
+                bins.chase(todo, opts.get("chase_depth"), opts.get("n_chase_patterns"))
+                noise = _noise_variance(bins, n_delays, n_out, opts["noise_quantile"], floor)
+                nonzero = bins.energy > noise * zero_factor
+        explained = n_delays * (bins.rho**2).sum(1)
+        accept = (
+            bins.ok
+            & nonzero
+            & (bins.residual < cutoff * bins.energy)
+            & (explained > signif_factor * noise)
+        )
+        acc = np.nonzero(accept)[0]
+        if not acc.size:
+            break
+        feats, inverse = np.unique(bins.features[acc], axis=0, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        counts = np.bincount(inverse, minlength=feats.shape[0]).astype(np.float64)
+        vals = np.zeros((feats.shape[0], n_out))
+        np.add.at(vals, inverse, bins.rho[acc])
+        vals /= counts[:, None]
+        sig = bins.signatures(feats)  # [u, P]
+        where = bins.bins_of(feats) + (np.arange(plan.n_groups) * plan.n_bins)[:, None]  # [C, u]
+        delta = vals[:, None, :] * sig[:, :, None]  # [u, P, O]
+        for c in range(plan.n_groups):
+            np.subtract.at(u, where[c], delta)
+        dirty = np.zeros(w, dtype=bool)
+        dirty[where.reshape(-1)] = True
+        found_feats.append(feats)
+        found_vals.append(vals)
+        new = {row.tobytes() for row in feats} - known
+        known |= new
+        since_new = 0 if new else since_new + 1
+        if since_new >= _PATIENCE:
+            break
+    if found_feats:
+        peeled = (np.concatenate(found_feats), np.concatenate(found_vals))
+    else:
+        peeled = (np.zeros((0, plan.t), dtype=np.int64), np.zeros((0, n_out)))
+    return peeled, rounds, noise

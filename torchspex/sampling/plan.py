@@ -1,0 +1,296 @@
+"""The SPEX query plan: subsampling groups, BCH-coded delays, and the masks they define.
+
+For each of ``C`` groups SPEX draws a random matrix ``M_c in F2^{n x b}``; with the delay matrix
+``D = [0; H]`` of a shortened BCH code (``P = n_parity + 1`` rows) it queries the masks
+
+.. math:: x_{c,p,l} = M_c l + d_p \\pmod 2, \\qquad l \\in \\{0,1\\}^b,
+
+``C P 2^b`` queries in all (Kang et al., ICML 2025, and the reference ``sparse-transform``).
+Frequency ``k`` lands in bin ``j = M_c^T k`` of group ``c``, and the ``P`` delayed observations of
+a bin holding only ``k`` carry the signs ``(-1)^{<d_p, k>}``, the BCH parity bits of ``k``.
+
+The masks are generated from ``(M, D)`` on demand, group by group; nothing of size
+``C P 2^b x n`` is kept. The sample count is closed-form, so a budget maps to ``b`` at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from torchspex.sampling.bch import BCHCode, bch_code, bch_parameters
+
+__all__ = [
+    "DEFAULT_N_GROUPS",
+    "MAX_B",
+    "MIN_B",
+    "SPEXPlan",
+    "min_spex_samples",
+    "plan_for_budget",
+    "spex_sample_count",
+]
+
+#: Subsampling groups (both reference implementations hard-code 3).
+DEFAULT_N_GROUPS = 3
+#: Smallest ``b`` (``2^b`` bins per group) SPEX accepts, as the reference does.
+MIN_B = 3
+#: Largest ``b`` a budget is mapped to (``2^20`` bins per group).
+MAX_B = 20
+
+#: Count distinct masks exactly (to fit one more ``b`` into the budget) only below this many bits.
+_DISTINCT_COUNT_BITS = 1 << 26
+
+
+def n_delays(n_features: int, t: int) -> int:
+    """``P = nc - kc + 1``: delays per group (the zero delay and one per BCH parity bit).
+
+    Example:
+        >>> n_delays(100, 5)
+        41
+    """
+    _, nc, kc = bch_parameters(n_features, t)
+    return nc - kc + 1
+
+
+def spex_sample_count(n_features: int, b: int, t: int, n_groups: int = DEFAULT_N_GROUPS) -> int:
+    """Queries of a SPEX design: ``N(n, b, t, C) = C * P(n, t) * 2^b``.
+
+    This is an upper bound on distinct value-function evaluations: the ``C`` undelayed zero
+    masks ``d_p`` repeat across groups, and small ``n`` repeats more.
+
+    Example:
+        >>> spex_sample_count(1000, 8, 5)
+        43008
+    """
+    _check_int("b", b, 0)
+    _check_int("n_groups", n_groups, 1)
+    return n_groups * n_delays(n_features, t) * (1 << b)
+
+
+def min_spex_samples(n_features: int, t: int, n_groups: int = DEFAULT_N_GROUPS) -> int:
+    """The smallest SPEX budget: ``N(n, MIN_B, t, C)``.
+
+    Example:
+        >>> min_spex_samples(100, 5)
+        984
+    """
+    return spex_sample_count(n_features, MIN_B, t, n_groups)
+
+
+def plan_for_budget(
+    n_features: int, n_samples: int, t: int, n_groups: int = DEFAULT_N_GROUPS, max_b: int = MAX_B
+) -> int:
+    """The largest ``b`` in ``[MIN_B, max_b]`` whose design has at most ``n_samples`` queries.
+
+    Raises:
+        BudgetTooSmallError: if even ``b = MIN_B`` needs more than ``n_samples`` queries.
+
+    Example:
+        >>> plan_for_budget(100, 10_000, 5)
+        6
+    """
+    from torchspex.decoders.base import BudgetTooSmallError
+
+    _check_int("n_samples", n_samples, 1)
+    per_bin = n_groups * n_delays(n_features, t)
+    minimum = per_bin << MIN_B
+    if n_samples < minimum:
+        low = n_groups * n_delays(n_features, 2) << MIN_B
+        hint = f" or lower `max_order`/`degree_parameter` (t=2 needs {low})" if t > 2 else ""
+        raise BudgetTooSmallError(
+            f"method='spex' needs n_samples >= {minimum} for n_features={n_features} and "
+            f"degree_parameter t={t} ({n_groups} groups x {per_bin // n_groups} delays x 2^{MIN_B}"
+            f" bins); got {n_samples}. Raise `n_samples` to at least {minimum}{hint}, or use "
+            "method='proxyspex'.",
+            minimum,
+        )
+    b = (n_samples // per_bin).bit_length() - 1
+    return min(b, max_b)
+
+
+def _check_int(name: str, value: int, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"`{name}` must be an int >= {low}; got {value!r}.")
+
+
+@dataclass(frozen=True, eq=False)
+class SPEXPlan:
+    """A SPEX design: ``C`` subsampling matrices and the BCH delay matrix.
+
+    Build it with :meth:`create` (or :meth:`for_budget`); the masks come from :meth:`masks`.
+
+    Attributes:
+        n_features: number of features ``n``.
+        b: log2 of the number of bins per group.
+        t: BCH error-correction capability (the degree parameter).
+        code: the :class:`~torchspex.sampling.bch.BCHCode` behind the delays.
+        subsampling: ``bool [C, n, b]``, the matrices ``M_c``.
+
+    Example:
+        >>> plan = SPEXPlan.create(10, b=3, t=2, generator=torch.Generator().manual_seed(0))
+        >>> plan.n_groups, plan.n_delays, plan.n_queries
+        (3, 11, 264)
+        >>> plan.masks(0).shape
+        torch.Size([88, 10])
+    """
+
+    n_features: int
+    b: int
+    t: int
+    code: BCHCode
+    subsampling: Tensor
+    _row_codes: Tensor = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        weights = 1 << torch.arange(self.b, dtype=torch.long)
+        codes = (self.subsampling.long() * weights).sum(dim=2)  # [C, n]
+        object.__setattr__(self, "_row_codes", codes)
+
+    @classmethod
+    def create(
+        cls,
+        n_features: int,
+        b: int,
+        t: int,
+        n_groups: int = DEFAULT_N_GROUPS,
+        generator: torch.Generator | None = None,
+    ) -> SPEXPlan:
+        """Draws the subsampling matrices (i.i.d. uniform bits) and builds the BCH code.
+
+        The bits are drawn ``MAX_B`` columns wide and cut to ``b``, so plans of different ``b``
+        from equal generators are nested (the bins of smaller ``b`` are coarsenings).
+        """
+        bits = cls._draw(n_features, n_groups, generator)
+        return cls._from_bits(bits, b, t)
+
+    @staticmethod
+    def _draw(n_features: int, n_groups: int, generator: torch.Generator | None) -> Tensor:
+        _check_int("n_features", n_features, 1)
+        _check_int("n_groups", n_groups, 1)
+        return torch.randint(0, 2, (n_groups, n_features, MAX_B), generator=generator).bool()
+
+    @classmethod
+    def _from_bits(cls, bits: Tensor, b: int, t: int) -> SPEXPlan:
+        _check_int("b", b, 1)
+        if b > MAX_B:
+            raise ValueError(f"`b` must be <= {MAX_B}; got {b}.")
+        n_features = bits.shape[1]
+        return cls(n_features, b, t, bch_code(n_features, t), bits[:, :, :b].contiguous())
+
+    @classmethod
+    def for_budget(
+        cls,
+        n_features: int,
+        n_samples: int,
+        t: int,
+        n_groups: int = DEFAULT_N_GROUPS,
+        generator: torch.Generator | None = None,
+        max_b: int = MAX_B,
+    ) -> SPEXPlan:
+        """The largest design whose *distinct* masks fit in ``n_samples``.
+
+        ``b`` comes from the closed form :func:`plan_for_budget`; when the design is small
+        enough to enumerate, one more ``b`` is taken while its distinct masks still fit (small
+        ``n`` repeats many masks, and a repeated mask is evaluated once).
+
+        Raises:
+            BudgetTooSmallError: if the smallest design needs more than ``n_samples`` queries.
+        """
+        b = plan_for_budget(n_features, n_samples, t, n_groups, max_b)
+        bits = cls._draw(n_features, n_groups, generator)
+        plan = cls._from_bits(bits, b, t)
+        while plan.b < max_b:
+            if spex_sample_count(n_features, plan.b + 1, t, n_groups) * n_features > (
+                _DISTINCT_COUNT_BITS
+            ):
+                break
+            bigger = cls._from_bits(bits, plan.b + 1, t)
+            if bigger.count_distinct() > n_samples:
+                break
+            plan = bigger
+        return plan
+
+    # ------------------------------------------------------------------ sizes
+    @property
+    def n_groups(self) -> int:
+        """``C``."""
+        return self.subsampling.shape[0]
+
+    @property
+    def n_delays(self) -> int:
+        """``P``: the zero delay plus one per parity bit."""
+        return self.code.n_parity + 1
+
+    @property
+    def n_bins(self) -> int:
+        """``2^b`` bins per group."""
+        return 1 << self.b
+
+    @property
+    def n_queries(self) -> int:
+        """``C * P * 2^b`` masks queried (with repeats)."""
+        return self.n_groups * self.n_delays * self.n_bins
+
+    # ------------------------------------------------------------------ masks
+    @property
+    def delays(self) -> Tensor:
+        """``D``: ``bool [P, n]``, the zero row then the BCH parity rows."""
+        h = torch.from_numpy(self.code.parity_matrix)
+        return torch.cat([torch.zeros(1, self.n_features, dtype=torch.bool), h])
+
+    def _span(self, group: int) -> Tensor:
+        """``M_c l`` for every ``l``: ``bool [2^b, n]`` (bit ``i`` of row ``l`` is ``l_i``)."""
+        m = self.subsampling[group]
+        out = torch.zeros(self.n_bins, self.n_features, dtype=torch.bool)
+        for i in range(self.b):
+            half = 1 << i
+            out[half : 2 * half] = out[:half] ^ m[:, i]
+        return out
+
+    def masks(self, group: int, delays: slice | None = None) -> Tensor:
+        """Masks of one group, ``bool [P' * 2^b, n]``, delay-major (row ``p * 2^b + l``).
+
+        Args:
+            group: group index ``c``.
+            delays: a slice of the delays (default all ``P``).
+        """
+        span = self._span(group)
+        d = self.delays if delays is None else self.delays[delays]
+        return (d[:, None, :] ^ span[None]).reshape(-1, self.n_features)
+
+    def all_masks(self) -> Tensor:
+        """Every queried mask, ``bool [C * P * 2^b, n]`` (group-major; for tests and counting)."""
+        return torch.cat([self.masks(c) for c in range(self.n_groups)])
+
+    def count_distinct(self) -> int:
+        """Number of distinct masks in the design."""
+        packed = np.packbits(self.all_masks().numpy(), axis=1)
+        return int(np.unique(packed.view(np.dtype((np.void, packed.shape[1]))).ravel()).size)
+
+    # ------------------------------------------------------------------ frequencies
+    @property
+    def bin_codes(self) -> Tensor:
+        """``int64 [C, n]``: bin of each single feature (``M_c`` rows as integers, bit ``i`` =
+        column ``i``); the bin of a set is the XOR of its features' codes."""
+        return self._row_codes
+
+    def bins(self, features: Tensor) -> Tensor:
+        """Bins ``j = M_c^T k`` of frequencies given as set rows ``int64 [K, d]`` -> ``[C, K]``."""
+        features = torch.as_tensor(features, dtype=torch.long)
+        codes = torch.cat([self._row_codes, torch.zeros(self.n_groups, 1, dtype=torch.long)], 1)
+        cols = torch.where(features < 0, self.n_features, features)  # [K, d]
+        gathered = codes[:, cols]  # [C, K, d]
+        out = torch.zeros(gathered.shape[:2], dtype=torch.long)
+        for i in range(gathered.shape[2]):
+            out ^= gathered[:, :, i]
+        return out
+
+    def signatures(self, features: Tensor) -> Tensor:
+        """``(-1)^{<d_p, k>}`` of set rows ``int64 [K, d]`` -> ``float64 [K, P]``."""
+        features = np.asarray(torch.as_tensor(features, dtype=torch.long))
+        bits = torch.from_numpy(self.code.parity_of_features(features))
+        ones = torch.ones(bits.shape[0], 1, dtype=torch.float64)
+        return torch.cat([ones, 1.0 - 2.0 * bits.double()], dim=1)
