@@ -1,0 +1,193 @@
+"""Exact Fourier read-out of tree ensembles (torchspex.decoders.trees)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from torchspex.decoders.exhaustive import all_masks
+from torchspex.decoders.trees import (
+    TreeEnsemble,
+    parse_tree_ensemble,
+    tree_ensemble_to_fourier,
+)
+
+lgb = pytest.importorskip("lightgbm")
+
+
+def _binary_data(n: int, m: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 2, (m, n)).astype(np.float64)
+    w = rng.normal(size=n)
+    y = x @ w + 2 * x[:, 0] * x[:, 1] - 3 * x[:, 1] * x[:, 2] * x[:, 3] + rng.normal(0, 0.1, m)
+    return x, y
+
+
+def _hand_tree(feature, threshold, left, right, value, n_features, base=0.0) -> TreeEnsemble:
+    left = np.asarray(left)
+    size = len(left)
+    return TreeEnsemble(
+        feature=np.asarray(feature, dtype=np.int64),
+        threshold=np.asarray(threshold, dtype=np.float64),
+        left=left.astype(np.int64),
+        right=np.asarray(right, dtype=np.int64),
+        value=np.asarray(value, dtype=np.float64).reshape(size, -1),
+        cover=np.ones(size),
+        default_left=np.zeros(size, dtype=bool),
+        missing=np.full(size, 2, dtype=np.int8),
+        roots=np.array([0]),
+        base=np.array([base]),
+        n_features=n_features,
+    )
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_lightgbm_readout_equals_predict_on_all_masks(seed: int) -> None:
+    n = 8 + seed  # up to 10 features
+    x, y = _binary_data(n, 400, seed)
+    booster = lgb.train(
+        {"objective": "regression", "verbose": -1, "num_leaves": 12, "max_depth": 4,
+         "min_data_in_leaf": 5, "num_threads": 1, "seed": seed},
+        lgb.Dataset(x, y),
+        num_boost_round=25,
+    )
+    spec = tree_ensemble_to_fourier(booster, n)
+    masks = all_masks(n)
+    expected = booster.predict(masks.double().numpy(), raw_score=True)
+    np.testing.assert_allclose(spec.evaluate(masks).numpy(), expected, rtol=0, atol=1e-9)
+    assert spec.max_size <= 4
+
+
+def test_lgbm_classifier_raw_score_and_multiclass() -> None:
+    n = 7
+    x, y = _binary_data(n, 300, 3)
+    clf = lgb.LGBMClassifier(n_estimators=15, num_leaves=6, verbose=-1, n_jobs=1)
+    clf.fit(x, y > np.median(y))
+    masks = all_masks(n)
+    spec = tree_ensemble_to_fourier(clf, n)
+    expected = clf.predict(masks.double().numpy(), raw_score=True)
+    np.testing.assert_allclose(spec.evaluate(masks).numpy(), expected, atol=1e-9)
+    multi = lgb.LGBMClassifier(n_estimators=10, num_leaves=5, verbose=-1, n_jobs=1)
+    multi.fit(x, np.digitize(y, np.quantile(y, [0.33, 0.66])))
+    spec = tree_ensemble_to_fourier(multi)
+    assert spec.out_shape == (3,)
+    expected = multi.predict(masks.double().numpy(), raw_score=True)
+    np.testing.assert_allclose(spec.evaluate(masks).numpy(), expected, atol=1e-9)
+
+
+def test_hand_built_tree_splitting_twice_on_one_feature() -> None:
+    # root: x0 <= 0.5 ? node1 : node2; node1 splits on x0 again (unreachable right leaf),
+    # node2 splits on x1 then on x0 again, with thresholds that send x0 = 1 left.
+    #        0:x0
+    #     1:x0      2:x1
+    #    3    4   5:x0   6
+    #            7    8
+    feature = [0, 0, 1, -1, -1, 0, -1, -1, -1]
+    threshold = [0.5, 0.5, 0.5, 0, 0, 1.5, 0, 0, 0]
+    left = [1, 3, 5, -1, -1, 7, -1, -1, -1]
+    right = [2, 4, 6, -1, -1, 8, -1, -1, -1]
+    value = [0, 0, 0, 1.5, -7.0, 0, 4.0, -2.0, 11.0]
+    ens = _hand_tree(feature, threshold, left, right, value, n_features=3, base=0.25)
+    spec = tree_ensemble_to_fourier(ens)
+    masks = all_masks(3)
+    expected = ens.predict(masks.double().numpy())[:, 0]
+    # brute force by hand: x0 = 0 -> 1.5; x0 = 1, x1 = 0 -> -2; x0 = 1, x1 = 1 -> 4
+    x0, x1 = masks[:, 0].numpy(), masks[:, 1].numpy()
+    by_hand = np.where(~x0, 1.5, np.where(x1, 4.0, -2.0)) + 0.25
+    np.testing.assert_allclose(expected, by_hand)
+    np.testing.assert_allclose(spec.evaluate(masks).numpy(), expected, atol=1e-12)
+    assert 2 not in {i for s in spec.sets() for i in s}  # x2 is never used
+
+
+def test_random_hand_built_trees_with_repeated_features() -> None:
+    rng = np.random.default_rng(5)
+    n = 4
+    for _ in range(20):
+        # random complete tree of depth 5 over 4 features: features repeat on paths
+        depth = 5
+        n_int = 2**depth - 1
+        size = 2 ** (depth + 1) - 1
+        feature = np.concatenate([rng.integers(0, n, n_int), np.full(size - n_int, -1)])
+        threshold = np.concatenate([rng.choice([-0.5, 0.5, 1.5], n_int), np.zeros(size - n_int)])
+        left = np.concatenate([2 * np.arange(n_int) + 1, np.full(size - n_int, -1)])
+        right = np.concatenate([2 * np.arange(n_int) + 2, np.full(size - n_int, -1)])
+        value = np.concatenate([np.zeros(n_int), rng.normal(size=size - n_int)])
+        ens = _hand_tree(feature, threshold, left, right, value, n)
+        masks = all_masks(n)
+        spec = tree_ensemble_to_fourier(ens)
+        expected = ens.predict(masks.double().numpy())[:, 0]
+        np.testing.assert_allclose(spec.evaluate(masks).numpy(), expected, atol=1e-12)
+
+
+def test_sklearn_models_readout() -> None:
+    from sklearn.ensemble import (
+        ExtraTreesRegressor,
+        GradientBoostingClassifier,
+        GradientBoostingRegressor,
+        HistGradientBoostingRegressor,
+        RandomForestClassifier,
+        RandomForestRegressor,
+    )
+    from sklearn.tree import DecisionTreeRegressor
+
+    n = 6
+    x, y = _binary_data(n, 200, 4)
+    masks = all_masks(n)
+    xm = masks.double().numpy()
+    regs = [
+        DecisionTreeRegressor(max_depth=5, random_state=0),
+        RandomForestRegressor(n_estimators=5, max_depth=4, random_state=0),
+        ExtraTreesRegressor(n_estimators=5, max_depth=4, random_state=0),
+        GradientBoostingRegressor(n_estimators=10, max_depth=3, random_state=0),
+        HistGradientBoostingRegressor(max_iter=10, max_depth=3, random_state=0),
+    ]
+    for model in regs:
+        model.fit(x, y)
+        spec = tree_ensemble_to_fourier(model, n)
+        np.testing.assert_allclose(spec.evaluate(masks).numpy(), model.predict(xm), atol=1e-9,
+                                   err_msg=type(model).__name__)
+    labels = np.digitize(y, np.quantile(y, [0.5]))
+    forest = RandomForestClassifier(n_estimators=4, max_depth=3, random_state=0).fit(x, labels)
+    spec = tree_ensemble_to_fourier(forest, n)
+    np.testing.assert_allclose(spec.evaluate(masks).numpy(), forest.predict_proba(xm), atol=1e-9)
+    gbc = GradientBoostingClassifier(n_estimators=5, max_depth=2, random_state=0).fit(x, labels)
+    spec = tree_ensemble_to_fourier(gbc, n)
+    np.testing.assert_allclose(spec.evaluate(masks).numpy(), gbc.decision_function(xm),
+                               atol=1e-9)
+
+
+def test_xgboost_readout() -> None:
+    xgb = pytest.importorskip("xgboost")
+    n = 6
+    x, y = _binary_data(n, 200, 6)
+    model = xgb.XGBRegressor(n_estimators=10, max_depth=3, n_jobs=1).fit(x, y)
+    masks = all_masks(n)
+    spec = tree_ensemble_to_fourier(model, n)
+    expected = model.predict(masks.double().numpy(), output_margin=True)
+    # XGBoost accumulates in float32
+    np.testing.assert_allclose(spec.evaluate(masks).numpy(), expected, atol=1e-5)
+    ens = parse_tree_ensemble(model)
+    np.testing.assert_allclose(ens.predict(masks.double().numpy())[:, 0], expected, atol=1e-5)
+
+
+def test_errors() -> None:
+    with pytest.raises(TypeError, match="`model` must be"):
+        tree_ensemble_to_fourier(object(), 3)
+    x, y = _binary_data(5, 100, 7)
+    booster = lgb.train({"objective": "regression", "verbose": -1, "num_threads": 1},
+                        lgb.Dataset(x, y), num_boost_round=2)
+    with pytest.raises(ValueError, match="`n_features` must equal"):
+        tree_ensemble_to_fourier(booster, 6)
+
+
+def test_constant_trees_and_empty_constant_first() -> None:
+    x = np.zeros((50, 3))
+    y = np.full(50, 2.5)
+    booster = lgb.train({"objective": "regression", "verbose": -1, "num_threads": 1},
+                        lgb.Dataset(x, y), num_boost_round=3)
+    spec = tree_ensemble_to_fourier(booster, 3)
+    assert spec.sets() == [()]
+    assert spec.coefficients.tolist() == pytest.approx([2.5])
+    torch.testing.assert_close(spec.evaluate(all_masks(3)),
+                               torch.full((8,), 2.5, dtype=torch.float64))

@@ -1,0 +1,392 @@
+"""Flat arrays for tree ensembles from LightGBM, scikit-learn and XGBoost.
+
+Every supported model is read into one :class:`TreeEnsemble`: all nodes of all trees in flat
+NumPy arrays, with the routing rule of the library that trained it, so that
+``TreeEnsemble.predict`` reproduces the model's raw output (margin / log-odds for boosted
+classifiers, class probabilities for scikit-learn trees and forests).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["TreeEnsemble", "parse_tree_ensemble"]
+
+#: LightGBM treats ``|x| <= kZeroThreshold`` (a float32 1e-35) as zero for missing-type Zero.
+_LGB_ZERO = float(np.float32(1e-35))
+_MISSING_NONE, _MISSING_ZERO, _MISSING_NAN = 0, 1, 2
+
+
+@dataclass(frozen=True, eq=False)
+class TreeEnsemble:
+    """All nodes of a tree ensemble in flat arrays (``N`` nodes over ``T`` trees).
+
+    Attributes:
+        feature: ``int64 [N]`` split feature, ``-1`` at leaves.
+        threshold: ``float64 [N]`` split threshold.
+        left, right: ``int64 [N]`` global child ids, ``-1`` at leaves.
+        value: ``float64 [N, O]`` leaf values (already scaled: shrinkage, forest averaging).
+        cover: ``float64 [N]`` training cover (samples or hessian) used by path-dependent masking.
+        default_left: ``bool [N]`` where missing values go.
+        missing: ``int8 [N]`` LightGBM missing type (0 none: NaN -> 0; 1 zero; 2 NaN); other
+            libraries use 2 (NaN follows ``default_left``).
+        roots: ``int64 [T]`` root node of each tree.
+        base: ``float64 [O]`` constant added to the sum of the trees.
+        n_features: number of input features the model expects.
+        strict: a row goes left iff ``x < threshold`` (XGBoost); else iff ``x <= threshold``.
+        float32_inputs: compare ``float32(x)`` (scikit-learn trees, XGBoost).
+        source: a short description of the parsed model.
+    """
+
+    feature: np.ndarray
+    threshold: np.ndarray
+    left: np.ndarray
+    right: np.ndarray
+    value: np.ndarray
+    cover: np.ndarray
+    default_left: np.ndarray
+    missing: np.ndarray
+    roots: np.ndarray
+    base: np.ndarray
+    n_features: int
+    strict: bool = False
+    float32_inputs: bool = False
+    source: str = ""
+
+    @property
+    def n_outputs(self) -> int:
+        """Number of model outputs ``O``."""
+        return self.value.shape[1]
+
+    @property
+    def is_leaf(self) -> np.ndarray:
+        """``bool [N]``."""
+        return self.left < 0
+
+    def goes_left(self, x: np.ndarray) -> np.ndarray:
+        """Routing of rows ``x`` (``float [R, n_features]``) at every node: ``bool [N, R]``.
+
+        Leaves get ``False``. Implements the trainer's rule, missing values included.
+        """
+        x = np.asarray(x, dtype=np.float64)
+        if self.float32_inputs:
+            x = x.astype(np.float32).astype(np.float64)
+        internal = ~self.is_leaf
+        feat = np.where(internal, self.feature, 0)
+        vals = x[:, feat].T  # [N, R]
+        thr = self.threshold[:, None]
+        nan = np.isnan(vals)
+        missing = self.missing[:, None]
+        vals = np.where(nan & (missing != _MISSING_NAN), 0.0, vals)
+        use_default = ((missing == _MISSING_ZERO) & (np.abs(vals) <= _LGB_ZERO)) | (
+            (missing == _MISSING_NAN) & nan
+        )
+        with np.errstate(invalid="ignore"):
+            cmp = vals < thr if self.strict else vals <= thr
+        out = np.where(use_default, self.default_left[:, None], cmp)
+        return out & internal[:, None]
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Raw model output for rows ``x`` (``float [R, n_features]``) -> ``float64 [R, O]``."""
+        left = self.goes_left(x)
+        rows = np.arange(left.shape[1])
+        node = np.repeat(self.roots[:, None], left.shape[1], axis=1)  # [T, R]
+        while True:
+            internal = self.left[node] >= 0
+            if not internal.any():
+                break
+            nxt = np.where(left[node, rows], self.left[node], self.right[node])
+            node = np.where(internal, nxt, node)
+        return self.value[node].sum(axis=0) + self.base
+
+
+def _concat(trees: list[dict[str, np.ndarray]], n_outputs: int, **meta: Any) -> TreeEnsemble:
+    """Joins per-tree arrays (local ids) into one ensemble (global ids)."""
+    offsets = np.cumsum([0] + [len(t["feature"]) for t in trees])
+    cols: dict[str, list[np.ndarray]] = {k: [] for k in trees[0]}
+    for off, t in zip(offsets, trees):
+        for k, v in t.items():
+            if k in ("left", "right"):
+                v = np.where(v >= 0, v + off, -1)
+            cols[k].append(v)
+    arr = {k: np.concatenate(v) for k, v in cols.items()}
+    n = int(offsets[-1])
+    value = arr["value"].reshape(n, n_outputs).astype(np.float64)
+    feature = np.where(arr["left"] >= 0, arr["feature"], -1).astype(np.int64)
+    return TreeEnsemble(
+        feature=feature,
+        threshold=arr["threshold"].astype(np.float64),
+        left=arr["left"].astype(np.int64),
+        right=arr["right"].astype(np.int64),
+        value=np.where(arr["left"][:, None] >= 0, 0.0, value),
+        cover=arr["cover"].astype(np.float64),
+        default_left=arr["default_left"].astype(bool),
+        missing=arr["missing"].astype(np.int8),
+        roots=offsets[:-1].astype(np.int64),
+        **meta,
+    )
+
+
+# ---------------------------------------------------------------------------- LightGBM
+def _lgb_column(fields: dict[str, list[str]], key: str, dtype: type,
+                counts: np.ndarray) -> list[np.ndarray]:
+    """One array per tree for the field ``key`` (``counts[t]`` entries in tree ``t``)."""
+    lines = fields.get(key, [])
+    flat = np.array(" ".join(lines).split(), dtype=dtype)
+    if len(lines) != len(counts) or flat.size != int(counts.sum()):
+        raise ValueError(f"could not read LightGBM field {key!r} from the model string.")
+    return np.split(flat, np.cumsum(counts)[:-1])
+
+
+def _parse_lightgbm(booster: Any) -> TreeEnsemble:
+    text = booster.model_to_string()
+    head, _, rest = text.partition("\nTree=")
+    header = dict(line.split("=", 1) for line in head.splitlines() if "=" in line)
+    body = "Tree=" + rest.split("end of trees")[0]
+    fields: dict[str, list[str]] = {}
+    for line in body.splitlines():
+        key, sep, val = line.partition("=")
+        if sep:
+            fields.setdefault(key, []).append(val)
+    if any(v != "0" for v in fields.get("is_linear", [])):
+        raise ValueError("`model` uses linear trees (linear_tree=True), which are not supported.")
+    if any(v != "0" for v in fields.get("num_cat", [])):
+        raise ValueError(
+            "`model` has categorical splits, which are not supported; train with numeric "
+            "features (categorical_feature=[])."
+        )
+    n_class = int(header.get("num_tree_per_iteration", header.get("num_class", "1")))
+    n_features = int(header["max_feature_idx"]) + 1
+    n_leaves = np.array(fields.get("num_leaves", []), dtype=np.int64)
+    if n_leaves.size == 0:
+        raise ValueError("`model` has no trees; fit it first.")
+    n_int = n_leaves - 1
+    split = n_leaves > 1
+    cols = {}
+    for key, dtype in (("split_feature", np.int64), ("threshold", np.float64),
+                       ("decision_type", np.int64), ("left_child", np.int64),
+                       ("right_child", np.int64), ("internal_count", np.float64)):
+        sub = _lgb_column(fields, key, dtype, n_int[split]) if split.any() else []
+        it = iter(sub)
+        cols[key] = [next(it) if s else np.zeros(0, dtype) for s in split]
+    leaf_value = _lgb_column(fields, "leaf_value", np.float64, n_leaves)
+    leaf_count = _lgb_column(fields, "leaf_count", np.float64, n_leaves)
+    scale = 1.0 / (len(n_leaves) // n_class) if "average_output" in header else 1.0
+    trees = []
+    for t, (n_l, n_i) in enumerate(zip(n_leaves.tolist(), n_int.tolist())):
+        dec = cols["decision_type"][t]
+        if (dec & 1).any():
+            raise ValueError("`model` has categorical splits, which are not supported.")
+        value = np.zeros((n_i + n_l, n_class))
+        value[n_i:, t % n_class] = leaf_value[t] * scale
+
+        def child(c: np.ndarray, n_i: int = n_i) -> np.ndarray:
+            return np.where(c >= 0, c, n_i + (~c))
+
+        none = np.full(n_l, -1, dtype=np.int64)
+        trees.append(
+            {
+                "feature": np.concatenate([cols["split_feature"][t], none]),
+                "threshold": np.concatenate([cols["threshold"][t], np.zeros(n_l)]),
+                "left": np.concatenate([child(cols["left_child"][t]), none]),
+                "right": np.concatenate([child(cols["right_child"][t]), none]),
+                "value": value,
+                "cover": np.concatenate([cols["internal_count"][t], leaf_count[t]]),
+                "default_left": np.concatenate([(dec & 2) > 0, np.zeros(n_l, bool)]),
+                "missing": np.concatenate([(dec >> 2) & 3, np.zeros(n_l, np.int64)]),
+            }
+        )
+    return _concat(trees, n_class, base=np.zeros(n_class), n_features=n_features,
+                   source="lightgbm")
+
+
+# ---------------------------------------------------------------------------- scikit-learn
+def _sk_tree(tree: Any, scale: float, classifier: bool, n_outputs: int,
+             column: int | None = None) -> dict[str, np.ndarray]:
+    t = tree.tree_
+    value = np.asarray(t.value, dtype=np.float64)  # [N, n_outputs, n_classes]
+    if classifier:
+        value = value[:, 0, :]
+        value = value / value.sum(axis=1, keepdims=True)
+    else:
+        value = value[:, :, 0]
+    value = value * scale
+    if column is not None:  # one boosting tree feeding one output column
+        full = np.zeros((value.shape[0], n_outputs))
+        full[:, column] = value[:, 0]
+        value = full
+    n = t.node_count
+    return {
+        "feature": np.asarray(t.feature, dtype=np.int64),
+        "threshold": np.asarray(t.threshold, dtype=np.float64),
+        "left": np.asarray(t.children_left, dtype=np.int64),
+        "right": np.asarray(t.children_right, dtype=np.int64),
+        "value": value,
+        "cover": np.asarray(t.weighted_n_node_samples, dtype=np.float64),
+        # scikit-learn >= 1.3 routes NaN by `missing_go_to_left`; older trees have none.
+        "default_left": np.asarray(getattr(t, "missing_go_to_left", np.zeros(n)), dtype=bool),
+        "missing": np.full(n, _MISSING_NAN),
+    }
+
+
+def _parse_sklearn(model: Any) -> TreeEnsemble:
+    from sklearn.base import is_classifier
+
+    name = type(model).__name__
+    classifier = bool(is_classifier(model))
+    n_features = int(model.n_features_in_)
+    meta = {"n_features": n_features, "float32_inputs": True, "source": f"sklearn.{name}"}
+    if hasattr(model, "tree_"):
+        n_out = len(model.classes_) if classifier else model.tree_.n_outputs
+        if classifier and model.n_outputs_ > 1:
+            raise ValueError("multi-output classification trees are not supported.")
+        tree = _sk_tree(model, 1.0, classifier, n_out)
+        return _concat([tree], n_out, base=np.zeros(n_out), **meta)
+    if name.startswith(("RandomForest", "ExtraTrees")):
+        est = model.estimators_
+        if classifier and model.n_outputs_ > 1:
+            raise ValueError("multi-output classification forests are not supported.")
+        n_out = len(model.classes_) if classifier else model.n_outputs_
+        trees = [_sk_tree(e, 1.0 / len(est), classifier, n_out) for e in est]
+        return _concat(trees, n_out, base=np.zeros(n_out), **meta)
+    if name.startswith("GradientBoosting"):
+        stages = model.estimators_  # [n_stages, K]
+        n_out = stages.shape[1]
+        trees = [
+            _sk_tree(stages[i, k], model.learning_rate, False, n_out, column=k)
+            for i in range(stages.shape[0])
+            for k in range(n_out)
+        ]
+        ens = _concat(trees, n_out, base=np.zeros(n_out), **meta)
+        return _with_empirical_base(ens, model)
+    if name.startswith("HistGradientBoosting"):
+        return _parse_sklearn_hist(model, n_features)
+    raise TypeError(_unsupported(model))
+
+
+def _parse_sklearn_hist(model: Any, n_features: int) -> TreeEnsemble:
+    predictors = model._predictors  # list over iterations of lists over outputs
+    n_out = len(predictors[0])
+    trees = []
+    for it in predictors:
+        for k, pred in enumerate(it):
+            nodes = pred.nodes
+            if nodes["is_categorical"].any():
+                raise ValueError("`model` has categorical splits, which are not supported.")
+            leaf = nodes["is_leaf"].astype(bool)
+            value = np.zeros((len(nodes), n_out))
+            value[:, k] = nodes["value"]
+            trees.append(
+                {
+                    "feature": np.asarray(nodes["feature_idx"], dtype=np.int64),
+                    "threshold": np.asarray(nodes["num_threshold"], dtype=np.float64),
+                    "left": np.where(leaf, -1, nodes["left"].astype(np.int64)),
+                    "right": np.where(leaf, -1, nodes["right"].astype(np.int64)),
+                    "value": value,
+                    "cover": np.asarray(nodes["count"], dtype=np.float64),
+                    "default_left": np.asarray(nodes["missing_go_to_left"], dtype=bool),
+                    "missing": np.full(len(nodes), _MISSING_NAN),
+                }
+            )
+    base = np.asarray(model._baseline_prediction, dtype=np.float64).reshape(-1)
+    base = np.broadcast_to(base, (n_out,)).copy()
+    return _concat(trees, n_out, base=base, n_features=n_features,
+                   source=f"sklearn.{type(model).__name__}")
+
+
+def _raw_output(model: Any, x: np.ndarray) -> np.ndarray:
+    if hasattr(model, "decision_function"):
+        out = model.decision_function(x)
+    else:
+        out = model.predict(x)
+    return np.asarray(out, dtype=np.float64).reshape(x.shape[0], -1)
+
+
+def _with_empirical_base(ens: TreeEnsemble, model: Any) -> TreeEnsemble:
+    """Sets ``base`` to the model's raw output minus the trees' sum (the init estimator)."""
+    x = np.zeros((1, ens.n_features))
+    base = (_raw_output(model, x) - ens.predict(x))[0]
+    return TreeEnsemble(**{**ens.__dict__, "base": base})
+
+
+# ---------------------------------------------------------------------------- XGBoost
+def _parse_xgboost(booster: Any) -> TreeEnsemble:
+    import xgboost
+
+    cfg = json.loads(booster.save_raw("json"))
+    learner = cfg["learner"]
+    gb = learner["gradient_booster"]
+    if gb["name"] != "gbtree":
+        raise ValueError(f"only XGBoost 'gbtree' boosters are supported; got {gb['name']!r}.")
+    model = gb["model"]
+    info = model["tree_info"]
+    n_out = max(int(learner["learner_model_param"].get("num_class", "0")), 1)
+    n_out = max(n_out, max(info) + 1 if info else 1)
+    trees = []
+    for tree, group in zip(model["trees"], info):
+        left = np.asarray(tree["left_children"], dtype=np.int64)
+        leaf = left < 0
+        cond = np.asarray(tree["split_conditions"], dtype=np.float64)
+        value = np.zeros((len(left), n_out))
+        value[:, group] = np.where(leaf, cond, 0.0)
+        if any(int(t) != 0 for t in tree.get("split_type", [])):
+            raise ValueError("`model` has categorical splits, which are not supported.")
+        trees.append(
+            {
+                "feature": np.asarray(tree["split_indices"], dtype=np.int64),
+                "threshold": np.asarray(cond, dtype=np.float32).astype(np.float64),
+                "left": left,
+                "right": np.asarray(tree["right_children"], dtype=np.int64),
+                "value": value,
+                "cover": np.asarray(tree["sum_hessian"], dtype=np.float64),
+                "default_left": np.asarray(tree["default_left"], dtype=bool),
+                "missing": np.full(len(left), _MISSING_NAN),
+            }
+        )
+    if not trees:
+        raise ValueError("`model` has no trees; fit it first.")
+    n_features = int(learner["learner_model_param"]["num_feature"])
+    ens = _concat(trees, n_out, base=np.zeros(n_out), n_features=n_features, strict=True,
+                  float32_inputs=True, source="xgboost")
+    x = np.zeros((1, n_features), dtype=np.float32)
+    raw = booster.predict(xgboost.DMatrix(x), output_margin=True)
+    base = (np.asarray(raw, dtype=np.float64).reshape(1, -1) - ens.predict(x))[0]
+    return TreeEnsemble(**{**ens.__dict__, "base": base})
+
+
+# ---------------------------------------------------------------------------- dispatch
+def _unsupported(model: Any) -> str:
+    return (
+        "`model` must be a fitted LightGBM Booster/LGBMModel, a scikit-learn decision tree, "
+        "random forest, extra trees, (hist) gradient boosting model, or an XGBoost "
+        f"Booster/XGBModel; got {type(model).__module__}.{type(model).__name__}."
+    )
+
+
+def parse_tree_ensemble(model: Any) -> TreeEnsemble:
+    """Reads a fitted tree ensemble into a :class:`TreeEnsemble`.
+
+    Raises:
+        TypeError: for an unsupported model type.
+        ValueError: for unsupported tree features (categorical splits, linear trees).
+    """
+    if isinstance(model, TreeEnsemble):
+        return model
+    module = type(model).__module__.split(".")[0]
+    if module == "lightgbm":
+        booster = getattr(model, "booster_", model)
+        if not hasattr(booster, "model_to_string"):
+            raise TypeError(_unsupported(model))
+        return _parse_lightgbm(booster)
+    if module == "sklearn":
+        if not hasattr(model, "n_features_in_"):
+            raise ValueError(f"`model` ({type(model).__name__}) is not fitted; call fit first.")
+        return _parse_sklearn(model)
+    if module == "xgboost":
+        booster = model.get_booster() if hasattr(model, "get_booster") else model
+        return _parse_xgboost(booster)
+    raise TypeError(_unsupported(model))

@@ -1,0 +1,322 @@
+"""Exact Fourier spectra of tree ensembles (LightGBM, scikit-learn, XGBoost).
+
+For a mask ``m`` (True = feature kept) a node splitting on feature ``i`` passes a row down to a
+child ``c`` with weight ``g_c(m_i) = m_i k_c + (1 - m_i) w_c``, where ``k_c = 1`` when ``c`` is
+the child the *kept* value takes and ``w_c`` is the weight the *removal rule* gives ``c``
+(``1[c`` is the baseline's child``]`` for interventional masking, ``cover_c / cover_node`` for
+path-dependent masking). With ``chi_i = (-1)^{m_i}``,
+
+.. math:: g_c = \\frac{k_c + w_c}{2} + \\frac{w_c - k_c}{2}\\,\\chi_i ,
+
+so a leaf contributes its value times the product of these factors along its path. Factors on
+the same feature are multiplied first (``chi_i^2 = 1``, so a feature split twice on a path is
+exact), factors independent of ``m_i`` fold into a scalar, and the product over the remaining
+``k`` distinct features expands into ``2^k`` Fourier terms. All leaves of all trees (and all
+explained rows) are expanded at once, grouped by ``k``, and summed with one ``coalesce``.
+
+References:
+    Gorji et al., "Amortized SHAP values via sparse Fourier function approximation" (2024);
+    Butler et al., "ProxySPEX" (NeurIPS 2025); Lundberg et al., "From local explanations to
+    global understanding with explainable AI for trees" (2020) for path-dependent masking.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from torchspex.decoders._tree_parsers import TreeEnsemble, parse_tree_ensemble
+from torchspex.fourier import SparseSpectrum
+from torchspex.fourier._sets import coalesce, normalize_indices, row_keys
+
+__all__ = ["TreeEnsemble", "parse_tree_ensemble", "tree_ensemble_to_fourier", "tree_spectrum"]
+
+#: Largest number of distinct features on one root-to-leaf path (2^k terms per leaf).
+MAX_PATH_FEATURES = 20
+#: Elements of one expansion chunk (terms x columns).
+_CHUNK = 1 << 22
+_PAD = torch.iinfo(torch.int64).max
+
+
+def _depths_and_paths(ens: TreeEnsemble) -> tuple[np.ndarray, np.ndarray]:
+    """Depth ``[N]`` of every node, and for internal nodes the path ``[V, D]`` of nodes from
+    the node itself up to (excluding) the root, ``-1`` padded; row ``v`` of the path lists the
+    edges ``parent(u) -> u`` above internal node ``v``."""
+    n = len(ens.feature)
+    parent = np.full(n, -1, dtype=np.int64)
+    internal = np.nonzero(ens.left >= 0)[0]
+    parent[ens.left[internal]] = internal
+    parent[ens.right[internal]] = internal
+    cols = []
+    cur = internal
+    while True:
+        up = np.where(cur >= 0, parent[np.maximum(cur, 0)], -1)
+        on_path = up >= 0
+        if not on_path.any():
+            break
+        cols.append(np.where(on_path, cur, -1))
+        cur = up
+    path = np.stack(cols, axis=1) if cols else np.zeros((len(internal), 0), dtype=np.int64)
+    depth = np.zeros(n, dtype=np.int64)
+    depth[internal] = (path >= 0).sum(axis=1)
+    leaves = ens.left < 0
+    has_parent = parent >= 0
+    depth[leaves & has_parent] = depth[parent[leaves & has_parent]] + 1
+    return depth, path
+
+
+def _edge_factors(
+    ens: TreeEnsemble, kept_left: np.ndarray, removed_left: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per node ``u`` (as a child of ``p``): split feature of ``p`` and ``A[u], B[u]`` ``[N, C]``.
+
+    ``kept_left [N, C]`` says whether the kept value goes left at each node; ``removed_left
+    [N, C]`` is the weight of the left child under the removal rule.
+    """
+    n = len(ens.feature)
+    internal = np.nonzero(ens.left >= 0)[0]
+    cols = max(kept_left.shape[1], removed_left.shape[1])
+    k = np.zeros((n, cols))
+    w = np.zeros((n, cols))
+    kl = np.broadcast_to(kept_left[internal].astype(np.float64), (len(internal), cols))
+    wl = np.broadcast_to(removed_left[internal].astype(np.float64), (len(internal), cols))
+    k[ens.left[internal]] = kl
+    k[ens.right[internal]] = 1.0 - kl
+    w[ens.left[internal]] = wl
+    w[ens.right[internal]] = 1.0 - wl
+    feat = np.full(n, -1, dtype=np.int64)
+    feat[ens.left[internal]] = ens.feature[internal]
+    feat[ens.right[internal]] = ens.feature[internal]
+    return feat, (k + w) / 2, (w - k) / 2
+
+
+def _subtree_constants(ens: TreeEnsemble, depth: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """``const[v]``: the subtree's ``F(∅)`` (sum of leaf values times ``prod A``), ``[N, C, O]``."""
+    const = np.broadcast_to(ens.value[:, None, :], (len(depth), a.shape[1], ens.n_outputs)).copy()
+    internal = ens.left >= 0
+    for d in range(int(depth.max(initial=0)), -1, -1):
+        nodes = np.nonzero(internal & (depth == d))[0]
+        if nodes.size == 0:
+            continue
+        lc, rc = ens.left[nodes], ens.right[nodes]
+        const[nodes] = a[lc][..., None] * const[lc] + a[rc][..., None] * const[rc]
+    return const
+
+
+def _patterns(k: int) -> Tensor:
+    """Ascending positions of the set bits of each ``p < 2^k``, padded with ``k``: ``[2^k, k]``."""
+    p = torch.arange(1 << k).unsqueeze(1)
+    bits = ((p >> torch.arange(k)) & 1).bool()
+    pos = torch.where(bits, torch.arange(k), k)
+    return pos.sort(dim=1).values
+
+
+def _expand_chunk(
+    feat: Tensor, a: Tensor, b: Tensor, own: Tensor, weight: Tensor, width: int
+) -> tuple[Tensor, Tensor]:
+    """Expands nodes with ``k`` free path features (``feat [r, k]``) and a fixed one ``own [r]``.
+
+    ``a, b [r, k, C]``, ``weight [r, C, O]`` -> ``(indices [r 2^k, width] sorted rows,
+    coefficients [r 2^k, C, O])``.
+    """
+    r, k = feat.shape
+    coef = torch.ones(r, 1, a.shape[2], dtype=a.dtype)
+    for j in range(k):  # term p holds B_j iff bit j of p is set
+        coef = torch.cat([coef * a[:, j : j + 1], coef * b[:, j : j + 1]], dim=1)
+    src = torch.cat([feat, torch.full((r, 1), -1, dtype=torch.long)], dim=1)
+    sets = src[:, _patterns(k)]  # [r, 2^k, k]
+    parts = [sets, own[:, None, None].expand(r, 1 << k, 1)]
+    if width > k + 1:
+        parts.append(torch.full((r, 1 << k, width - k - 1), -1, dtype=torch.long))
+    sets = torch.cat(parts, dim=2)[..., :width].reshape(r << k, width)
+    sets = torch.where(sets < 0, _PAD, sets).sort(dim=1).values
+    sets = torch.where(sets == _PAD, -1, sets)
+    coef = coef.unsqueeze(-1) * weight[:, None]
+    return sets, coef.reshape(r << k, *coef.shape[2:])
+
+
+def _sum_terms(
+    chunks: list[tuple[Tensor, Tensor]], n_features: int, width: int
+) -> tuple[Tensor, Tensor]:
+    """Sums duplicate terms over all chunks; canonical order (size, then lexicographic)."""
+    base = n_features + 1
+    if width == 0 or base**width >= 2**62:
+        idx, coef = coalesce(torch.cat([c[0] for c in chunks]), torch.cat([c[1] for c in chunks]),
+                             n_features)
+        return idx, coef
+    keys = torch.cat([row_keys(c[0], n_features) for c in chunks])
+    coef = torch.cat([c[1] for c in chunks])
+    uniq, inverse = torch.unique(keys, sorted=True, return_inverse=True)
+    out = torch.zeros((uniq.shape[0], *coef.shape[1:]), dtype=coef.dtype)
+    out.index_add_(0, inverse, coef)
+    power = base ** torch.arange(width - 1, -1, -1)
+    idx = (uniq[:, None] // power) % base - 1
+    order = torch.argsort((idx >= 0).sum(dim=1), stable=True)
+    return idx[order], out[order]
+
+
+def tree_spectrum(
+    ensemble: TreeEnsemble, kept_left: np.ndarray, removed_left: np.ndarray, n_features: int
+) -> tuple[Tensor, Tensor]:
+    """Fourier spectrum of a tree ensemble under a general keep/remove routing.
+
+    With ``const[v]`` the subtree's constant term (``F(∅)`` of the subtree below ``v``), the
+    ensemble equals ``sum_trees const[root] + sum_v w_v chi_{f_v} prod_{edges above v}
+    (A + B chi)`` over internal nodes ``v``, ``w_v = B_left (const[left] - const[right])``.
+    So every internal node expands into ``2^k`` terms (``k`` distinct features above it).
+
+    Args:
+        ensemble: the parsed trees.
+        kept_left: ``bool [N, C]``: at each node, whether the kept (explained) value goes left,
+            for each of ``C`` columns (explained rows, or row/baseline pairs).
+        removed_left: ``float64 [N, C]`` or ``[N, 1]``: weight of the left child when the split
+            feature is removed (0/1 for a baseline row, cover share for path-dependent).
+        n_features: number of features ``n``.
+
+    Returns:
+        ``(indices int64 [s, d], coefficients float64 [s, C, O])``, coalesced, in canonical
+        order; the ensemble's ``base`` is included in the empty set (always the first term).
+    """
+    ens = ensemble
+    depth, path = _depths_and_paths(ens)
+    feat_of, a_of, b_of = _edge_factors(ens, kept_left, removed_left)
+    cols, n_out = a_of.shape[1], ens.n_outputs
+    const = _subtree_constants(ens, depth, a_of)
+    internal = np.nonzero(ens.left >= 0)[0]
+    lc, rc = ens.left[internal], ens.right[internal]
+    weight_np = b_of[lc][..., None] * (const[lc] - const[rc])  # [V, C, O]
+    empty = const[ens.roots].sum(axis=0) + ens.base  # [C, O]
+    # nodes whose split does not depend on the mask (w_v == 0) contribute nothing
+    live_np = (weight_np != 0).reshape(len(internal), cols * n_out).any(axis=1)
+    internal, path, weight_np = internal[live_np], path[live_np], weight_np[live_np]
+    weight = torch.from_numpy(weight_np)
+    # the fixed factor chi_{f_v} is one more factor (A, B) = (0, 1) on the node's own feature
+    full = np.concatenate([path, np.full((len(internal), 1), -2)], axis=1)
+    valid = torch.from_numpy(full != -1)
+    safe = np.maximum(full, 0)
+    feat = torch.from_numpy(np.where(full >= 0, feat_of[safe], -1))
+    feat[:, -1] = torch.from_numpy(ens.feature[internal])
+    a = torch.from_numpy(a_of[safe])
+    b = torch.from_numpy(b_of[safe])
+    a[:, -1], b[:, -1] = 0.0, 1.0
+    a = a.masked_fill(~valid.unsqueeze(-1), 1.0)  # [V, D + 1, C]
+    b = b.masked_fill(~valid.unsqueeze(-1), 0.0)
+    feat = torch.where(valid, feat, _PAD)
+    feat, a, b = _sort_levels(feat, a, b)
+    # merge factors on the same feature: (a0 + b0 chi)(a1 + b1 chi), chi^2 = 1
+    for j in range(1, feat.shape[1]):
+        dup = (feat[:, j] == feat[:, j - 1]) & (feat[:, j] != _PAD)
+        if not bool(dup.any()):
+            continue
+        a0, b0 = a[:, j - 1].clone(), b[:, j - 1].clone()
+        a1, b1 = a[:, j].clone(), b[:, j].clone()
+        d = dup.unsqueeze(-1)
+        a[:, j] = torch.where(d, a0 * a1 + b0 * b1, a1)
+        b[:, j] = torch.where(d, a0 * b1 + b0 * a1, b1)
+        a[:, j - 1] = torch.where(d, 1.0, a0)
+        b[:, j - 1] = torch.where(d, 0.0, b0)
+        feat[:, j - 1] = torch.where(dup, _PAD, feat[:, j - 1])
+    # factors independent of the mask (b == 0) fold into the weight; pure chi factors (a == 0)
+    # are fixed members of every term of the node
+    inert = (b == 0).all(dim=-1) | (feat == _PAD)
+    fixed = ((a == 0).all(dim=-1) & ~inert)
+    factor = torch.where(inert.unsqueeze(-1), a, torch.where(fixed.unsqueeze(-1), b, 1.0))
+    weight = weight * factor.prod(dim=1).unsqueeze(-1)
+    # only the node's own (possibly merged) factor can be a pure chi: an edge factor g(m) has
+    # g(0), g(1) >= 0, so a == 0 forces b == 0 there
+    assert not bool((fixed.sum(dim=1) > 1).any())
+    own = torch.where(fixed, feat, _PAD).min(dim=1).values
+    own = torch.where(own == _PAD, -1, own)
+    free = ~inert & ~fixed
+    feat = torch.where(free, feat, _PAD)
+    feat, a, b = _sort_levels(feat, a, b)
+    sizes = free.sum(dim=1)
+    live = weight.flatten(1).ne(0).any(dim=1)
+    width = int((sizes + (own >= 0))[live].max()) if bool(live.any()) else 0
+    if width > MAX_PATH_FEATURES:
+        raise ValueError(
+            f"a node depends on {width} distinct features, i.e. 2^{width} Fourier terms; the "
+            f"exact read-out supports at most {MAX_PATH_FEATURES}. Limit the tree depth "
+            "(e.g. max_depth) or explain fewer features."
+        )
+    chunks = [(torch.full((1, width), -1, dtype=torch.long), torch.from_numpy(empty)[None])]
+    for k in torch.unique(sizes[live]).tolist():
+        rows = torch.nonzero(live & (sizes == k)).squeeze(1)
+        step = max(1, _CHUNK // ((1 << k) * cols * n_out))
+        for start in range(0, rows.shape[0], step):
+            sel = rows[start : start + step]
+            idx, coef = _expand_chunk(feat[sel, :k], a[sel, :k], b[sel, :k], own[sel],
+                                      weight[sel], width)
+            keep = coef.flatten(1).ne(0).any(dim=1)
+            chunks.append((idx[keep], coef[keep]))
+    idx, coef = _sum_terms(chunks, n_features, width)
+    keep = coef.flatten(1).ne(0).any(dim=1)
+    keep[0] = True  # the constant term stays (first in canonical order)
+    idx = idx[keep]
+    return (normalize_indices(idx) if idx.shape[1] else idx), coef[keep]
+
+
+def _sort_levels(feat: Tensor, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    order = feat.argsort(dim=1, stable=True)
+    ex = order.unsqueeze(-1).expand_as(a)
+    return feat.gather(1, order), a.gather(1, ex), b.gather(1, ex)
+
+
+def _check_n_features(ens: TreeEnsemble, n_features: int | None) -> int:
+    if n_features is None:
+        return ens.n_features
+    if isinstance(n_features, bool) or not isinstance(n_features, int):
+        raise TypeError(f"`n_features` must be an int or None; got {type(n_features).__name__}.")
+    if n_features != ens.n_features:
+        raise ValueError(
+            f"`n_features` must equal the number of features the model was trained on "
+            f"({ens.n_features}); got {n_features}."
+        )
+    return n_features
+
+
+def tree_ensemble_to_fourier(model: Any, n_features: int | None = None) -> SparseSpectrum:
+    """Exact Fourier spectrum of a tree ensemble trained on 0/1 inputs, with the mask as input.
+
+    The returned spectrum ``F`` satisfies ``F.evaluate(masks) == raw_predict(masks.float())``
+    for every mask (up to float64 round-off), where ``raw_predict`` is the model's raw score:
+    ``Booster.predict(raw_score=True)`` for LightGBM (shrinkage and boost-from-average
+    included), ``decision_function`` for scikit-learn gradient boosting, ``predict_proba`` for
+    scikit-learn tree/forest classifiers, ``predict(output_margin=True)`` for XGBoost. Any
+    threshold is allowed (a mask bit ``x_i`` is routed as the trainer would route the value
+    ``0.0`` or ``1.0``), and a feature may be split several times on one path.
+
+    Args:
+        model: a fitted LightGBM ``Booster`` / ``LGBMRegressor`` / ``LGBMClassifier``, a
+            scikit-learn tree, forest or (hist) gradient boosting model, an XGBoost model, or a
+            :class:`TreeEnsemble`.
+        n_features: number of features (mask width); default: the model's input width.
+
+    Returns:
+        ``SparseSpectrum`` in the Fourier basis with coefficients ``float64 [s]`` (one output)
+        or ``[s, O]`` (multi-class models); the order of every term is at most the tree depth.
+
+    Raises:
+        TypeError: for an unsupported model.
+        ValueError: if ``n_features`` differs from the model's input width, or for categorical
+            or linear trees.
+
+    Example:
+        >>> from sklearn.tree import DecisionTreeRegressor
+        >>> x = torch.tensor([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=torch.float64)
+        >>> tree = DecisionTreeRegressor().fit(x.numpy(), [0.0, 0.0, 0.0, 4.0])
+        >>> tree_ensemble_to_fourier(tree).to_dict()   # 4 x0 x1 = 1 - chi0 - chi1 + chi0 chi1
+        {(): 1.0, (0,): -1.0, (1,): -1.0, (0, 1): 1.0}
+    """
+    ens = parse_tree_ensemble(model)
+    n = _check_n_features(ens, n_features)
+    rows = np.stack([np.ones(n), np.zeros(n)])
+    routes = ens.goes_left(rows)  # [N, 2]: x_i = 1 (kept) and x_i = 0 (removed)
+    idx, coef = tree_spectrum(ens, routes[:, :1], routes[:, 1:].astype(np.float64), n)
+    coef = coef[:, 0]
+    if coef.shape[1] == 1:
+        coef = coef[:, 0]
+    return SparseSpectrum(idx, coef, n, "Fourier")
