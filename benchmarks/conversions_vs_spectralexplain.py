@@ -34,13 +34,15 @@ INDICES = [
 
 
 def random_spectrum(n: int, s: int, max_size: int, seed: int) -> SparseSpectrum:
+    """``s`` distinct random Fourier terms: the constant, then sets of size 1..max_size."""
     g = torch.Generator().manual_seed(seed)
-    sizes = torch.randint(0, max_size + 1, (s,), generator=g)
-    idx = torch.full((s, max_size), -1, dtype=torch.long)
-    for i, k in enumerate(sizes.tolist()):
-        idx[i, :k] = torch.randperm(n, generator=g)[:k].sort().values
-    coef = torch.randn(s, generator=g, dtype=torch.float64)
-    return SparseSpectrum(idx, coef, n).coalesce()
+    rows: set[tuple[int, ...]] = {()}
+    while len(rows) < s:
+        k = int(torch.randint(1, max_size + 1, (1,), generator=g))
+        rows.add(tuple(sorted(torch.randperm(n, generator=g)[:k].tolist())))
+    sets = sorted(rows, key=lambda r: (len(r), r))
+    coef = torch.randn(len(sets), generator=g, dtype=torch.float64)
+    return SparseSpectrum.from_sets(sets, coef, n)
 
 
 def to_reference_dict(spec: SparseSpectrum) -> dict:
@@ -93,6 +95,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument("--out", default="benchmarks/results/conversions_vs_spectralexplain.json")
     args = parser.parse_args()
+    torch.set_num_threads(1)  # both sides single-threaded; avoids OpenMP spinning on busy machines
     n = args.n or (100 if args.quick else 1000)
     terms = args.terms or (1000 if args.quick else 10_000)
     spec = random_spectrum(n, terms, 5, seed=0)

@@ -70,7 +70,7 @@ def run_demo(
     print(f"Plot written to {output}")
 
 
-def _plot(result, output: str) -> None:  # noqa: ANN001
+def _plot(result: object, output: str) -> None:
     try:
         import matplotlib
 
