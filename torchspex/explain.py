@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,6 +12,7 @@ import torch
 from torchspex.cache import EvaluationStore, fingerprint
 from torchspex.decoders.base import Evaluator, ValueFunction
 from torchspex.decoders.dispatch import check_method, decode
+from torchspex.distributed import check_executor, resolve_process_group
 from torchspex.fourier import canonical_index
 from torchspex.interactions import Interactions, _check_order
 
@@ -67,6 +69,8 @@ def explain(
     batch_size: int | None = None,
     cache: str | os.PathLike | None = None,
     cache_key: Any = None,
+    process_group: Any = None,
+    executor: Any = None,
     **decoder_options: Any,
 ) -> Interactions:
     """Learns the sparse Fourier spectrum of a value function and returns its interactions.
@@ -93,6 +97,20 @@ def explain(
             version), mixed into the problem's fingerprint. The fingerprint already covers
             ``n_features``, the method and its settings, the generator state and the value
             function's code; one stored value is re-checked on resume.
+        process_group: share the forward passes among the ranks of a ``torch.distributed``
+            process group. ``None`` (default): the default group whenever torch.distributed is
+            initialized (e.g. under ``torchrun``); ``False``: never (each rank explains alone).
+            Every rank must call ``explain`` with the same arguments and the same generator
+            seed, so that every rank asks for the same masks: each round of new masks is then
+            split into contiguous shards, each rank evaluates its shard with its own
+            ``value_function`` (on its own device), the values are all-gathered in order, and
+            every rank returns the same result, bit for bit. Ranks that ask for different masks
+            raise ``ValueError``; a failure on one rank raises on every rank (see
+            :mod:`torchspex.distributed`).
+        executor: a ``concurrent.futures.Executor``-like object (``submit`` or ``map``: a
+            thread or process pool, Dask's ``client.get_executor()``, a Ray pool) that runs
+            ``value_function`` on the ``batch_size`` chunks of each round concurrently; results
+            are identical to a serial run. Set ``batch_size`` so that a round has several chunks.
         **decoder_options: method-specific settings.
 
     Returns:
@@ -115,6 +133,14 @@ def explain(
     max_order = _check_order(max_order, n_features)
     n_samples = check_n_samples(n_samples)
     generator = check_generator(generator)
+    group = resolve_process_group(process_group)
+    executor = check_executor(executor)
+    if executor is not None and batch_size is None:
+        warnings.warn(
+            "`executor` was given without `batch_size`, so each round of masks is one task and "
+            "runs on one worker; set `batch_size` to spread a round over the executor.",
+            stacklevel=2,
+        )
     store = None
     if cache is not None:
         key = fingerprint(
@@ -124,7 +150,7 @@ def explain(
         store = EvaluationStore(cache, key, n_features)
     evaluator = Evaluator(
         value_function, n_features, n_samples=n_samples, mask_format=mask_format,
-        batch_size=batch_size, store=store,
+        batch_size=batch_size, store=store, process_group=group, executor=executor,
     )  # fmt: skip
     try:
         spectrum, info = decode(
@@ -139,6 +165,9 @@ def explain(
         "n_model_evaluations": evaluator.n_model_evaluations,
         "n_cached": evaluator.n_cached,
     }
+    if evaluator.ranks is not None:
+        info["world_size"] = evaluator.ranks.world_size
+        info["n_local_evaluations"] = evaluator.n_local_evaluations
     return Interactions(
         spectrum.prune(atol=0.0),
         index=index,

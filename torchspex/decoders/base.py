@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from torchspex.cache import EvaluationStore
+from torchspex.distributed import RankGroup, check_executor, map_batches, shard_offsets
 
 __all__ = ["BudgetTooSmallError", "Evaluator", "ValueFunction"]
 
@@ -47,10 +48,19 @@ class Evaluator:
         batch_size: largest number of masks per call (``None``: all masks of a request at once).
         store: an :class:`~torchspex.cache.EvaluationStore`: values found there are reused, and
             every evaluated batch is appended to it before the next one starts.
+        process_group: a ``torch.distributed`` process group (``None``: work alone). Each round
+            of new masks is split into contiguous shards, one per rank, and the values are
+            all-gathered in order (see :mod:`torchspex.distributed`); every rank must make the
+            same requests (same decoder, same generator seed). With a store, a stored value is
+            reused only when every rank's store holds it.
+        executor: a ``concurrent.futures.Executor``-like object (``submit`` or ``map``) that
+            runs the value function on the ``batch_size`` chunks of a round (of this rank's
+            shard); values are reassembled in order.
 
     Attributes:
         n_evaluations: distinct masks whose values were used (from the model or the store).
-        n_model_evaluations: masks the value function actually evaluated.
+        n_model_evaluations: masks the value function actually evaluated (on all ranks).
+        n_local_evaluations: masks this rank's value function evaluated.
         n_cached: masks whose values came from the store.
     """
 
@@ -62,6 +72,8 @@ class Evaluator:
         mask_format: str = "torch",
         batch_size: int | None = None,
         store: EvaluationStore | None = None,
+        process_group: Any = None,
+        executor: Any = None,
     ) -> None:
         if not callable(value_function):
             raise TypeError(
@@ -77,8 +89,11 @@ class Evaluator:
         self.mask_format = mask_format
         self.batch_size = batch_size
         self.store = store
+        self.ranks = None if process_group is None else RankGroup(process_group)
+        self.executor = check_executor(executor)
         self.n_evaluations = 0
         self.n_model_evaluations = 0
+        self.n_local_evaluations = 0
         self.n_cached = 0
         self.n_calls = 0
         self._verified = False
@@ -101,10 +116,11 @@ class Evaluator:
             return torch.zeros(0, *(self.out_shape or ()), dtype=torch.float64)
         return torch.cat(self._values)
 
-    def _call(self, masks: Tensor) -> Tensor:
-        arg: Any = masks.numpy() if self.mask_format == "numpy" else masks
-        self.n_calls += 1
-        out = self.value_function(arg)
+    def _argument(self, masks: Tensor) -> Any:
+        return masks.numpy() if self.mask_format == "numpy" else masks
+
+    def _check_output(self, out: Any, masks: Tensor) -> Tensor:
+        """``out`` (the value function's answer for ``masks``) as ``float64 [m, *out]``."""
         if isinstance(out, (list, tuple, float, int)):
             out = np.asarray(out)
         if isinstance(out, np.ndarray):
@@ -165,6 +181,10 @@ class Evaluator:
     def _evaluate_new(self, masks: Tensor, keys: list[bytes]) -> Tensor:
         """Values of never-seen masks: from the store where present, else from the model."""
         cached = self.store.lookup(keys) if self.store is not None else {}
+        if self.ranks is not None:
+            held = np.fromiter((key in cached for key in keys), dtype=bool, count=len(keys))
+            every = self.ranks.agree(keys, held)
+            cached = {key: cached[key] for key, ok in zip(keys, every.tolist()) if ok}
         if cached and self.out_shape is None:
             self.out_shape = self.store.out_shape  # type: ignore[union-attr]
         todo = [j for j, key in enumerate(keys) if key not in cached]
@@ -180,31 +200,68 @@ class Evaluator:
         return torch.stack(rows)
 
     def _evaluate_model(self, masks: Tensor, keys: list[bytes]) -> Tensor:
+        if self.ranks is None:
+            return self._evaluate_local(masks, keys)
+        offsets = shard_offsets(masks.shape[0], self.ranks.world_size)
+        start, stop = offsets[self.ranks.rank], offsets[self.ranks.rank + 1]
+        local, error = None, None
+        try:
+            if stop > start:
+                local = self._evaluate_local(masks[start:stop], keys[start:stop])
+        except Exception as err:  # every rank must learn of it (no hang): see RankGroup.gather
+            error = err
+        values = self.ranks.gather(local, error, offsets, self.out_shape)
+        if self.out_shape is None:
+            self.out_shape = tuple(values.shape[1:])
+        others = torch.ones(masks.shape[0], dtype=torch.bool)
+        others[start:stop] = False
+        if self.store is not None and bool(others.any()):
+            rest = [key for key, other in zip(keys, others.tolist()) if other]
+            self.store.append(rest, values[others].numpy(), self.out_shape)
+        self.n_model_evaluations += masks.shape[0] - (stop - start)
+        return values
+
+    def _evaluate_local(self, masks: Tensor, keys: list[bytes]) -> Tensor:
+        """This rank's values of ``masks``, ``batch_size`` at a time (through the executor)."""
         step = self.batch_size or masks.shape[0]
-        chunks = []
-        for index, start in enumerate(range(0, masks.shape[0], step)):
+        starts = range(0, masks.shape[0], step)
+        batches, checks = [], []
+        for start in starts:
             chunk = masks[start : start + step]
             check = self._pending_check()
-            batch = chunk if check is None else torch.cat([chunk, check[0]])
-            try:
-                out = self._call(batch)
-            except Exception as err:
-                if hasattr(err, "add_note"):
-                    err.add_note(
-                        f"torchspex: raised by the value function on batch {index} "
-                        f"(masks of shape {tuple(batch.shape)}) after {self.n_model_evaluations} "
-                        f"successful evaluations"
-                        + (f"; they are kept in {self.store.path!r}" if self.store else "")
-                    )
-                raise
-            if check is not None:
-                out, again = out[:-1], out[-1]
-                self._verify(again, check[1])
-            self._check_finite(chunk, out)
-            if self.store is not None:
-                self.store.append(keys[start : start + step], out.numpy(), self.out_shape)
-            self.n_model_evaluations += chunk.shape[0]
-            chunks.append(out)
+            batches.append(chunk if check is None else torch.cat([chunk, check[0]]))
+            checks.append(check)
+        results = map_batches(
+            self.value_function, [self._argument(b) for b in batches], self.executor
+        )
+        chunks = []
+        try:
+            for index, (start, batch, check) in enumerate(zip(starts, batches, checks)):
+                try:
+                    answer = next(results)
+                    self.n_calls += 1
+                    out = self._check_output(answer, batch)
+                except Exception as err:
+                    if hasattr(err, "add_note"):
+                        err.add_note(
+                            f"torchspex: raised by the value function on batch {index} "
+                            f"(masks of shape {tuple(batch.shape)}) after "
+                            f"{self.n_local_evaluations} successful evaluations"
+                            + (f"; they are kept in {self.store.path!r}" if self.store else "")
+                        )
+                    raise
+                chunk = masks[start : start + step]
+                if check is not None:
+                    out, again = out[:-1], out[-1]
+                    self._verify(again, check[1])
+                self._check_finite(chunk, out)
+                if self.store is not None:
+                    self.store.append(keys[start : start + step], out.numpy(), self.out_shape)
+                self.n_model_evaluations += chunk.shape[0]
+                self.n_local_evaluations += chunk.shape[0]
+                chunks.append(out)
+        finally:
+            results.close()
         return torch.cat(chunks)
 
     def _pending_check(self) -> tuple[Tensor, np.ndarray] | None:
