@@ -442,4 +442,3 @@ def test_map_batches_serial_is_lazy() -> None:
 def test_distributed_evaluation_error_names_the_rank() -> None:
     err = DistributedEvaluationError("rank 1 of 2 failed", rank=1)
     assert isinstance(err, RuntimeError) and err.rank == 1
-
