@@ -161,3 +161,25 @@ def test_infeasible_and_invalid_arguments():
         optimize(multi)
     with pytest.raises(ValueError, match="one value per mask"):
         optimize(spec, value_function=lambda m: torch.zeros(m.shape[0], 2))
+
+
+def test_time_limit_stop_warns_and_reports_not_optimal(monkeypatch):
+    import scipy.optimize
+
+    real = scipy.optimize.milp
+    seen = {}
+
+    def stopped_early(*args, **kwargs):
+        seen.update(kwargs["options"])
+        res = real(*args, **kwargs)
+        res.status, res.message = 1, "Time limit reached."
+        return res
+
+    monkeypatch.setattr(scipy.optimize, "milp", stopped_early)
+    spec = random_spectrum(20, 30, 3, 0)
+    with pytest.warns(UserWarning, match="before proving optimality"):
+        best = optimize(spec, method="milp", time_limit=5.0)
+    assert not best.optimal and seen["time_limit"] == 5.0
+    assert best.value == float(spec.evaluate(best.mask[None])[0])
+    with pytest.raises(ValueError, match="`time_limit` must be a positive"):
+        optimize(spec, time_limit=0)
