@@ -75,6 +75,7 @@ def test_matches_enumeration(method, kw, maximize):
         assert best.value == float(spec.evaluate(best.mask[None])[0])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("maximize", [True, False])
 def test_milp_equals_brute_force_n16(maximize):
     for seed, kw in enumerate([{}, {"n_kept": 13}, {"max_kept": 5, "fixed": {2: True}}]):
