@@ -1,6 +1,6 @@
 """torchspex: feature interactions for PyTorch models from sparse Fourier spectra."""
 
-from torchspex.attr import AttributionInteractions
+from torchspex.attr import AttributionInteractions, TreeInteraction
 from torchspex.decoders.base import BudgetTooSmallError
 from torchspex.explain import explain
 from torchspex.fourier import INDEX_NAMES, IndexName, SparseSpectrum
@@ -19,6 +19,7 @@ __all__ = [
     "LayerSpectralInteraction",
     "SparseSpectrum",
     "SpectralInteraction",
+    "TreeInteraction",
     "__version__",
     "explain",
 ]

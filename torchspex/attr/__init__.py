@@ -7,10 +7,12 @@ access because ``import captum.attr`` pulls in matplotlib (about a second).
 from typing import Any
 
 from torchspex.attr.result import AttributionInteractions
+from torchspex.attr.tree import TreeInteraction
 
 __all__ = [
     "AttributionInteractions",
     "SpectralInteraction",
+    "TreeInteraction",
 ]
 
 

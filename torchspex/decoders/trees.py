@@ -30,7 +30,7 @@ from torch import Tensor
 
 from torchspex.decoders._tree_parsers import TreeEnsemble, parse_tree_ensemble
 from torchspex.fourier import SparseSpectrum
-from torchspex.fourier._sets import coalesce, normalize_indices, row_keys
+from torchspex.fourier._sets import coalesce, row_keys
 
 __all__ = ["TreeEnsemble", "parse_tree_ensemble", "tree_ensemble_to_fourier", "tree_spectrum"]
 
@@ -255,8 +255,9 @@ def tree_spectrum(
     idx, coef = _sum_terms(chunks, n_features, width)
     keep = coef.flatten(1).ne(0).any(dim=1)
     keep[0] = True  # the constant term stays (first in canonical order)
-    idx = idx[keep]
-    return (normalize_indices(idx) if idx.shape[1] else idx), coef[keep]
+    idx = idx[keep]  # rows are sorted with -1 padding last: trim unused columns
+    used = int((idx >= 0).sum(dim=1).max()) if idx.shape[1] else 0
+    return idx[:, :used].contiguous(), coef[keep]
 
 
 def _sort_levels(feat: Tensor, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor, Tensor]:

@@ -1,0 +1,224 @@
+"""Exact interactions of tree ensembles, read from their Fourier spectrum (no model calls).
+
+For one explained row ``x`` a tree ensemble, as a function of which features are kept, is a
+polynomial of degree at most the tree depth; :mod:`torchspex.decoders.trees` reads its Fourier
+spectrum off the trees exactly, and every interaction index follows by the usual conversions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from torchspex.decoders.trees import TreeEnsemble, parse_tree_ensemble, tree_spectrum
+from torchspex.fourier import SparseSpectrum, canonical_index
+from torchspex.fourier._sets import coalesce
+from torchspex.interactions import Interactions, _check_order
+
+__all__ = ["TreeInteraction"]
+
+MASKINGS = ("path_dependent", "interventional")
+#: Explained-row x background-row pairs expanded at once (bounds memory).
+_PAIRS_PER_CHUNK = 4096
+
+
+def _as_rows(value: Any, name: str, n_features: int) -> np.ndarray:
+    """``value`` as ``float64 [r, n_features]`` (a 1-D row becomes ``[1, n]``)."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.ndim == 1:
+        arr = arr[None]
+    if arr.ndim != 2 or arr.shape[1] != n_features:
+        raise ValueError(
+            f"`{name}` must have shape [rows, {n_features}] (the model's number of features); "
+            f"got {tuple(np.shape(value))}."
+        )
+    return arr
+
+
+class TreeInteraction:
+    """Exact interactions of a tree ensemble for a batch of rows (TreeSHAP-IQ's job, any index).
+
+    Two ways to remove a feature:
+
+    * ``"path_dependent"`` (default, as TreeSHAP and shapiq's ``TreeExplainer``): at a split on a
+      removed feature the row follows both children, weighted by their training cover.
+    * ``"interventional"``: a removed feature takes its value from a baseline row; with a
+      background set of ``M`` rows the value function is the mean over the ``M`` baselines
+      (shap's interventional ``TreeExplainer``).
+
+    The value explained is the model's raw output: the margin / log-odds of boosted
+    classifiers (LightGBM, XGBoost, scikit-learn gradient boosting, as shapiq and shap), the
+    class probabilities of scikit-learn tree and forest classifiers, the prediction of
+    regressors. Models with several outputs (multi-class) give one column per output unless
+    ``target`` selects one.
+
+    Args:
+        model: a fitted LightGBM ``Booster`` / ``LGBMRegressor`` / ``LGBMClassifier``; a
+            scikit-learn ``DecisionTree*``, ``ExtraTree*``, ``RandomForest*``, ``ExtraTrees*``,
+            ``GradientBoosting*`` or ``HistGradientBoosting*`` model; an XGBoost model.
+        masking: ``"path_dependent"`` or ``"interventional"``.
+        background: ``[M, n_features]`` baseline rows for interventional masking (averaged);
+            a single row ``[n_features]`` is one baseline. ``attribute(baselines=...)``
+            overrides it per call.
+
+    Example:
+        >>> from sklearn.tree import DecisionTreeRegressor
+        >>> x = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+        >>> tree = DecisionTreeRegressor().fit(x, [0.0, 0.0, 0.0, 4.0])
+        >>> explainer = TreeInteraction(tree, "interventional", background=[0.0, 0.0])
+        >>> result = explainer.attribute(x[3], index="k-SII", max_order=2)  # f = 4 x0 x1
+        >>> result[(0, 1)], result.first_order("SV").tolist()
+        (4.0, [2.0, 2.0])
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        masking: str = "path_dependent",
+        background: Any = None,
+    ) -> None:
+        if masking not in MASKINGS:
+            raise ValueError(f"`masking` must be one of {MASKINGS}; got {masking!r}.")
+        if masking == "path_dependent" and background is not None:
+            raise ValueError(
+                "`background` is only used by masking='interventional'; drop it or set "
+                "masking='interventional'."
+            )
+        self.model = model
+        self.masking = masking
+        self.background = background
+        self._ensemble: TreeEnsemble | None = None
+
+    @property
+    def ensemble(self) -> TreeEnsemble:
+        """The model's trees in flat arrays (parsed on first use)."""
+        if self._ensemble is None:
+            self._ensemble = parse_tree_ensemble(self.model)
+        return self._ensemble
+
+    def fourier(self, inputs: Any, baselines: Any = None) -> SparseSpectrum:
+        """The exact Fourier spectrum of every row's value function.
+
+        Args:
+            inputs: ``[B, n_features]`` (or one row ``[n_features]``) NumPy array or tensor.
+            baselines: interventional baseline rows ``[M, n_features]`` (default: the
+                constructor's ``background``).
+
+        Returns:
+            ``SparseSpectrum`` with coefficients ``float64 [s, B, O]`` (``O`` model outputs).
+        """
+        ens = self.ensemble
+        n = ens.n_features
+        rows = _as_rows(inputs, "inputs", n)
+        kept = ens.goes_left(rows)  # [N, B]
+        if self.masking == "path_dependent":
+            if baselines is not None:
+                raise ValueError(
+                    "`baselines` is only used by masking='interventional'; drop it or construct "
+                    "TreeInteraction(model, masking='interventional')."
+                )
+            return self._path_dependent(ens, kept)
+        if baselines is None:
+            baselines = self.background
+        if baselines is None:
+            raise ValueError(
+                "masking='interventional' needs baseline rows: pass `background=` to "
+                "TreeInteraction or `baselines=` to attribute()."
+            )
+        base_rows = _as_rows(baselines, "baselines", n)
+        return self._interventional(ens, kept, ens.goes_left(base_rows))
+
+    def _path_dependent(self, ens: TreeEnsemble, kept: np.ndarray) -> SparseSpectrum:
+        internal = ens.left >= 0
+        lc = np.where(internal, ens.left, 0)
+        rc = np.where(internal, ens.right, 0)
+        total = ens.cover[lc] + ens.cover[rc]
+        share = np.divide(ens.cover[lc], total, out=np.full(len(total), 0.5), where=total > 0)
+        idx, coef = tree_spectrum(ens, kept, share[:, None], ens.n_features)
+        return SparseSpectrum(idx, coef, ens.n_features, "Fourier")
+
+    def _interventional(
+        self, ens: TreeEnsemble, kept: np.ndarray, removed: np.ndarray
+    ) -> SparseSpectrum:
+        n_rows, n_base = kept.shape[1], removed.shape[1]
+        per_chunk = max(1, _PAIRS_PER_CHUNK // n_rows)
+        parts_idx, parts_coef = [], []
+        for start in range(0, n_base, per_chunk):
+            rem = removed[:, start : start + per_chunk]  # [N, m]
+            m = rem.shape[1]
+            kept_pairs = np.repeat(kept, m, axis=1)  # column = row * m + baseline
+            rem_pairs = np.tile(rem, (1, n_rows)).astype(np.float64)
+            idx, coef = tree_spectrum(ens, kept_pairs, rem_pairs, ens.n_features)
+            coef = coef.reshape(coef.shape[0], n_rows, m, -1).sum(dim=2)
+            parts_idx.append(idx)
+            parts_coef.append(coef)
+        width = max(p.shape[1] for p in parts_idx)
+        padded = [
+            torch.nn.functional.pad(p, (0, width - p.shape[1]), value=-1) for p in parts_idx
+        ]
+        idx, coef = coalesce(torch.cat(padded), torch.cat(parts_coef), ens.n_features)
+        return SparseSpectrum(idx, coef / n_base, ens.n_features, "Fourier")
+
+    def attribute(
+        self,
+        inputs: Any,
+        baselines: Any = None,
+        target: int | None = None,
+        index: str = "k-SII",
+        max_order: int | None = 2,
+    ) -> Interactions:
+        """Exact interactions for each row of ``inputs``.
+
+        Args:
+            inputs: ``[B, n_features]`` rows to explain (NumPy array or tensor); a single row
+                ``[n_features]`` gives coefficients without the batch dimension.
+            baselines: interventional baseline rows ``[M, n_features]`` (averaged), overriding
+                the constructor's ``background``; not used by path-dependent masking.
+            target: which model output to explain (class index for multi-output models);
+                ``None`` keeps every output (a trailing dimension when there are several).
+            index: the interaction index of the default view (any of
+                :data:`torchspex.INDEX_NAMES`; shapiq's spellings).
+            max_order: order cap of the default view (``None``: no cap).
+
+        Returns:
+            :class:`~torchspex.Interactions` whose spectrum has coefficients ``float64 [s, B]``
+            (``[s, B, O]`` for several outputs; ``[s]`` / ``[s, O]`` for one 1-D row). The
+            empty set holds the value with every feature removed. ``n_evaluations`` is 0: the
+            model is never called.
+
+        Raises:
+            ValueError: for inputs of the wrong width, a missing background for
+                interventional masking, or an out-of-range ``target``.
+        """
+        index = canonical_index(index)
+        single = np.ndim(inputs.detach().cpu() if isinstance(inputs, torch.Tensor) else inputs) == 1
+        spectrum = self.fourier(inputs, baselines)
+        max_order = _check_order(max_order, spectrum.n_features)
+        coef = spectrum.coefficients  # [s, B, O]
+        n_out = coef.shape[2]
+        if target is not None:
+            if isinstance(target, bool) or not isinstance(target, int):
+                raise TypeError(f"`target` must be an int or None; got {type(target).__name__}.")
+            if not -n_out <= target < n_out:
+                raise ValueError(
+                    f"`target` must be in [0, {n_out}) (the model has {n_out} outputs); "
+                    f"got {target}."
+                )
+            coef = coef[:, :, target]
+        elif n_out == 1:
+            coef = coef[:, :, 0]
+        if single:
+            coef = coef[:, 0]
+        spectrum = spectrum.replace(coefficients=coef.contiguous())
+        return Interactions(
+            spectrum,
+            index=index,
+            max_order=max_order,
+            n_evaluations=0,
+            method="tree",
+            info={"masking": self.masking, "exact": True, "model": self.ensemble.source},
+        )
