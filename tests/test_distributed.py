@@ -141,9 +141,9 @@ def _scenario_cache(rank: int, path: Path) -> dict[str, Any]:
 
 def _scenario_spectral_interaction(rank: int) -> dict[str, Any]:
     torch.manual_seed(0)  # same weights on every rank (the rank's own process)
-    model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2))
+    model = torch.nn.Sequential(torch.nn.Linear(12, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2))
     model = model.double().eval()
-    x = torch.randn(3, 6, dtype=torch.float64)
+    x = torch.randn(3, 12, dtype=torch.float64)
     calls: list[int] = []
 
     def forward(inputs: torch.Tensor) -> torch.Tensor:

@@ -26,6 +26,7 @@ from torchspex.attr.result import AttributionInteractions, input_layout
 from torchspex.decoders.base import BudgetTooSmallError, Evaluator
 from torchspex.decoders.dispatch import check_method, decode
 from torchspex.decoders.exhaustive import MAX_EXHAUSTIVE_FEATURES, check_exhaustive
+from torchspex.distributed import resolve_process_group
 from torchspex.explain import check_generator, check_n_samples
 from torchspex.fourier import SparseSpectrum, canonical_index
 from torchspex.interactions import _check_order
@@ -174,6 +175,7 @@ class SpectralInteraction(PerturbationAttribution):
         show_progress: bool = False,
         generator: torch.Generator | int | None = None,
         feature_names: Sequence[str] | None = None,
+        process_group: Any = None,
         **decoder_options: Any,
     ) -> AttributionInteractions:
         """Learns the sparse spectrum of each example's value function and its interactions.
@@ -215,6 +217,13 @@ class SpectralInteraction(PerturbationAttribution):
                 seed 0). Every example uses the same stream, so an example's result does not
                 depend on the rest of the batch.
             feature_names: display labels, one per feature group.
+            process_group: share the forward passes among the ranks of a ``torch.distributed``
+                process group: ``None`` (default) means the default group whenever
+                torch.distributed is initialized (e.g. under ``torchrun``), ``False`` never.
+                Every rank calls ``attribute`` with the same arguments and generator seed (its
+                model and inputs on its own device); each round of masks is split across the
+                ranks and the values all-gathered, so every rank returns the same result. The
+                forward-pass counts in ``info`` are this rank's. See :mod:`torchspex.distributed`.
             **decoder_options: method-specific settings passed to the decoder.
 
         Returns:
@@ -238,6 +247,7 @@ class SpectralInteraction(PerturbationAttribution):
         n_samples = check_n_samples(n_samples)
         perturbations_per_eval = check_perturbations_per_eval(perturbations_per_eval)
         generator = check_generator(generator)
+        group = resolve_process_group(process_group)
         if feature_names is not None and len(feature_names) != n_features:
             raise ValueError(
                 f"`feature_names` must have one name per feature group ({n_features}); got "
@@ -284,7 +294,7 @@ class SpectralInteraction(PerturbationAttribution):
         first_state: Tensor | None = None
         try:
             for part, fwd in zip(parts, forwards):
-                shared = Evaluator(fwd, part.columns.shape[0])
+                shared = Evaluator(fwd, part.columns.shape[0], process_group=group)
                 n_part = int(part.columns.shape[0])
                 probes = torch.stack(
                     [torch.ones(n_part, dtype=torch.bool), torch.zeros(n_part, dtype=torch.bool)]
