@@ -113,14 +113,32 @@ class PlantedGame:
         self.n_evaluations += masks.shape[0]
         values = self.spectrum.evaluate(masks)
         if self.noise_sd:
-            key = (masks.long() * self._hash).sum(dim=1)  # wraps around: a mask hash
-            gen = torch.Generator()
-            noise = torch.empty(masks.shape[0], *self.spectrum.out_shape, dtype=torch.float64)
-            for i, k in enumerate(key.tolist()):
-                gen.manual_seed((k ^ self.seed) & (2**63 - 1))
-                noise[i] = torch.randn(self.spectrum.out_shape, generator=gen, dtype=torch.float64)
-            values = values + self.noise_sd * noise
+            key = (masks.long() * self._hash).sum(dim=1) ^ self.seed  # wraps: a mask hash
+            width = max(1, int(torch.tensor(self.spectrum.out_shape).prod()))
+            cols = torch.arange(2 * width, dtype=torch.long)
+            u = _uniform(_splitmix64(key[:, None] + cols * 0x632BE59BD9B4E019))
+            u1, u2 = u[:, :width].clamp(min=1e-300), u[:, width:]
+            noise = torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(2 * torch.pi * u2)  # Box-Muller
+            values = values + self.noise_sd * noise.reshape(values.shape)
         return values
+
+
+def _splitmix64(x: Tensor) -> Tensor:
+    """SplitMix64 finalizer on int64 (two's complement wrap-around), vectorized."""
+    x = x + (0x9E3779B97F4A7C15 - (1 << 64))
+    x = (x ^ _shr(x, 30)) * (0xBF58476D1CE4E5B9 - (1 << 64))
+    x = (x ^ _shr(x, 27)) * (0x94D049BB133111EB - (1 << 64))
+    return x ^ _shr(x, 31)
+
+
+def _shr(x: Tensor, k: int) -> Tensor:
+    """Logical right shift of int64."""
+    return (x >> k) & ((1 << (64 - k)) - 1)
+
+
+def _uniform(x: Tensor) -> Tensor:
+    """Top 53 bits of a 64-bit hash -> float64 in [0, 1)."""
+    return _shr(x, 11).double() / float(1 << 53)
 
 
 def held_out_r2(
