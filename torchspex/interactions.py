@@ -135,9 +135,9 @@ class Interactions:
         """The same spectrum viewed in another index (no new model calls).
 
         Example:
-            >>> spec = SparseSpectrum.from_sets([(0, 1)], [1.0], 2)
+            >>> spec = SparseSpectrum.from_sets([(), (0,), (0, 1)], [1.0, -0.5, 0.25], 2)
             >>> Interactions(spec).to_index("SV").to_dict()
-            {(): 1.0, (0,): -1.0, (1,): -1.0}
+            {(): 0.75, (0,): 1.0}
         """
         return Interactions(
             self.spectrum,

@@ -72,7 +72,7 @@ def refit(
     Example:
         >>> masks = torch.tensor([[0, 0], [1, 0], [0, 1], [1, 1]], dtype=torch.bool)
         >>> values = torch.tensor([3.0, 1.0, 3.0, 1.0])  # 2 + (-1)^{x_0}
-        >>> refit(masks, values, torch.tensor([[-1], [0]]), 2, method="ols")
+        >>> refit(masks, values, torch.tensor([[-1], [0]]), 2, method="ols").round(decimals=9)
         tensor([2., 1.], dtype=torch.float64)
     """
     if method not in ("ols", "ridge"):

@@ -285,9 +285,9 @@ def fourier_to_index(
     the FBII intercept for FBII; ``sum_S a(S) / (|S| + 1)`` for SII.
 
     Example:
-        >>> spec = SparseSpectrum.from_sets([(), (0, 1)], [1.0, 1.0], 2)
-        >>> fourier_to_index(spec, "SV").to_dict()   # f(x) = 1 + (-1)^(x0 + x1)
-        {(): 2.0, (0,): -1.0, (1,): -1.0}
+        >>> spec = SparseSpectrum.from_sets([(), (0,), (0, 1)], [1.0, -0.5, 0.25], 2)
+        >>> fourier_to_index(spec, "SV").to_dict()  # SV of feature 1 is 0 (not listed)
+        {(): 0.75, (0,): 1.0}
     """
     _check_basis(spectrum, "Fourier")
     index = canonical_index(index)
