@@ -128,6 +128,13 @@ def _scenario_mismatch(rank: int) -> Any:
     return torchspex.explain(Counting(planted()), N, b=4, max_order=3, generator=rank).n_evaluations
 
 
+def _scenario_other_inputs(rank: int, shift: float) -> Any:
+    """Each rank explains a different function (shifted by ``shift * rank``), same seed."""
+    truth = planted()
+    f = lambda masks: truth.evaluate(masks) + shift * rank  # noqa: E731
+    return torchspex.explain(f, N, b=4, max_order=3).n_evaluations
+
+
 def _scenario_cache(rank: int, path: Path) -> dict[str, Any]:
     first = torchspex.explain(Counting(planted(10)), 10, method="exhaustive", cache=path)
     f = Counting(planted(10))
@@ -188,6 +195,8 @@ def _worker(rank: int, port: int, folder: str, with_attr: bool) -> None:
         _record(out, "failure", lambda: _scenario_failure(rank))
         _record(out, "after_failure", lambda: _scenario_spex(rank)["identical"])
         _record(out, "mismatch", lambda: _scenario_mismatch(rank))
+        _record(out, "other_inputs", lambda: _scenario_other_inputs(rank, 0.5))
+        _record(out, "tiny_noise", lambda: _scenario_other_inputs(rank, 1e-9))
         _record(out, "cache_shared", lambda: _scenario_cache(rank, Path(folder) / "shared.db"))
         _record(out, "cache_own", lambda: _scenario_cache(rank, Path(folder) / f"own{rank}.db"))
         if with_attr:
@@ -261,23 +270,26 @@ def test_two_ranks_give_the_single_process_spectrum_bit_for_bit(two_ranks) -> No
         assert torch.equal(res["coefficients"], reference.spectrum.coefficients)
         assert res["n_evaluations"] == (reference.n_evaluations,) * 2
         assert res["n_model_evaluations"] == alone.n_masks
-    # each rank ran about half of the forward passes, and together exactly the single run's
+    # each rank ran about half of the forward passes, and together the single run's plus one:
+    # the witness mask rank 1 evaluates once (the first mask of rank 0's first shard)
     local = [res["local_masks"] for res in ranks]
-    assert sum(local) == alone.n_masks
-    assert abs(local[0] - local[1]) <= len(alone.calls)  # a round splits as evenly as it can
+    assert sum(local) == alone.n_masks + 1
+    assert abs(local[0] - local[1]) <= len(alone.calls) + 1  # rounds split as evenly as they can
     assert [res["info"] for res in ranks] == [
-        {"world_size": 2, "n_local_evaluations": n} for n in local
+        {"world_size": 2, "n_local_evaluations": n} for n in (local[0], local[1] - 1)
     ]
     # rank 0 takes the extra mask of an odd round (contiguous shards, first ranks larger)
     for rank, res in enumerate(ranks):
         expected = [shard_offsets(m, 2)[rank + 1] - shard_offsets(m, 2)[rank] for m in alone.calls]
+        expected[0] += rank  # the witness
         assert res["local_calls"] == expected
 
 
 @pytest.mark.slow
 def test_unequal_and_empty_shards_with_vector_outputs_and_an_executor(two_ranks) -> None:
     ranks = _ok(two_ranks, "uneven")
-    # rounds of 1, 3, 5 masks: rank 0 evaluates 1 + 2 + 3, rank 1 evaluates 0 + 1 + 2
+    # rounds of 1, 3, 5 masks: rank 0 evaluates 1 + 2 + 3, rank 1 evaluates 0 + 1 + 2 (and, in
+    # the first round, the witness: its value function still sees a 1-mask call)
     assert [res["n_local"] for res in ranks] == [6, 3]
     for res in ranks:
         assert res["exact"] and res["out_shape"] == (2,)
@@ -304,6 +316,17 @@ def test_ranks_asking_for_different_masks_raise_on_every_rank(two_ranks) -> None
 
 
 @pytest.mark.slow
+def test_ranks_explaining_different_inputs_raise_on_every_rank(two_ranks) -> None:
+    # the same seed asks for the same masks, so only the values can tell: the witness does
+    for res in two_ranks:
+        kind, name, message, _ = res["other_inputs"]
+        assert (kind, name) == ("error", "ValueError")
+        assert "same model and inputs" in message and "process_group=False" in message
+    # a difference at the level of batch-composition noise is not an error
+    assert _ok(two_ranks, "tiny_noise") == [874, 874]
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["cache_shared", "cache_own"])
 def test_cache_with_ranks_resumes_without_model_calls(two_ranks, case) -> None:
     for res in _ok(two_ranks, case):
@@ -319,7 +342,8 @@ def test_spectral_interaction_shares_forward_passes(two_ranks) -> None:
     assert all(res["identical"] for res in ranks)
     alone = ranks[0]["rows"][0]
     shared = [res["rows"][1] for res in ranks]
-    assert sum(shared) == alone and abs(shared[0] - shared[1]) <= alone // 10
+    n_examples = 3  # each mask is one row per example; rank 1 also evaluates the witness
+    assert sum(shared) == alone + n_examples and abs(shared[0] - shared[1]) <= alone // 10
 
 
 @pytest.mark.slow

@@ -14,6 +14,10 @@ value, so every rank decodes the same spectrum, bit for bit. One round costs thr
    store already holds). Different digests mean the ranks are not running the same
    explanation (different seed, inputs or budget): every rank raises ``ValueError`` before any
    forward pass. A stored value is reused only when every rank holds it.
+   Ranks explaining different inputs with the same seed may still ask for the same masks, so
+   in the first round every rank also evaluates the round's first mask (one extra mask per
+   rank, once); values further apart than :data:`WITNESS_RTOL` raise ``ValueError`` on
+   every rank.
 2. *status*: after evaluating its shard, each rank sends whether it succeeded. If any rank
    failed, the failing rank re-raises its own exception and every other rank raises
    :class:`DistributedEvaluationError` naming it: an error on all ranks, never a hang.
@@ -48,6 +52,11 @@ __all__ = [
     "resolve_process_group",
     "shard_offsets",
 ]
+
+
+#: Ranks whose values of the same mask differ by more than this share of its largest magnitude
+#: are explaining different things (loose: batch composition moves low-precision outputs).
+WITNESS_RTOL = 0.05
 
 
 class DistributedEvaluationError(RuntimeError):
@@ -245,6 +254,7 @@ class RankGroup:
         error: BaseException | None,
         offsets: Sequence[int],
         out_shape: tuple[int, ...] | None,
+        witness: Tensor | None = None,
     ) -> Tensor:
         """All ranks' shards in order, ``float64 [m, *out]`` on the CPU (every rank).
 
@@ -254,13 +264,18 @@ class RankGroup:
             error: the exception this rank's evaluation raised, or ``None``.
             offsets: :func:`shard_offsets` of the round.
             out_shape: this rank's per-mask output shape, if known.
+            witness: this rank's value ``[*out]`` of the round's first mask, in the one round
+                where every rank evaluates it (rank 0 in its shard, the others besides theirs).
 
         Raises:
             the rank's own ``error`` on the failing rank, :class:`DistributedEvaluationError`
-            on the others; ``ValueError`` on every rank when their output shapes differ.
+            on the others; ``ValueError`` on every rank when their output shapes differ, or
+            when their values of the witness mask differ by more than
+            ``WITNESS_RTOL * max |value|`` (the ranks explain different models or inputs).
         """
         note = None if error is None else f"{type(error).__name__}: {error}"
-        statuses = self._gather((error is None, out_shape, note))
+        seen = None if witness is None else witness.detach().cpu().numpy()
+        statuses = self._gather((error is None, out_shape, note, seen))
         failed = [r for r, status in enumerate(statuses) if not status[0]]
         if failed:
             if error is not None:
@@ -277,13 +292,14 @@ class RankGroup:
                 f"(its traceback is on rank {r}); every rank stops.",
                 rank=r,
             )
-        shapes = {status[1] for r, status in enumerate(statuses) if offsets[r + 1] > offsets[r]}
+        shapes = {status[1] for status in statuses if status[1] is not None}
         if len(shapes) != 1:
             raise ValueError(
                 f"the ranks' value functions must return the same shape per mask; got "
                 f"{sorted(shapes)} in round {self.n_rounds}."
             )
         (shape,) = shapes
+        self._compare_witnesses([status[3] for status in statuses])
         if out_shape is not None and tuple(out_shape) != tuple(shape):
             raise ValueError(
                 f"the ranks' value functions must return the same shape per mask; rank "
@@ -298,3 +314,19 @@ class RankGroup:
         dist.all_gather(parts, padded, group=self.group)
         values = torch.cat([part[:size] for part, size in zip(parts, sizes)])
         return values.to("cpu")
+
+    def _compare_witnesses(self, seen: list[np.ndarray | None]) -> None:
+        reference = seen[0]
+        if reference is None:
+            return
+        tolerance = WITNESS_RTOL * (float(np.abs(reference).max(initial=0.0)) + 1e-12)
+        for r, theirs in enumerate(seen):
+            if theirs is None or np.abs(theirs - reference).max(initial=0.0) <= tolerance:
+                continue
+            raise ValueError(
+                f"the ranks must explain the same model and inputs; rank {r} evaluates the same "
+                f"mask to {np.round(theirs, 6).tolist()} and rank 0 to "
+                f"{np.round(reference, 6).tolist()}. Give every rank the same model weights, "
+                "inputs and arguments, or pass process_group=False to explain different inputs "
+                "on each rank alone."
+            )

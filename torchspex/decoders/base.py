@@ -97,6 +97,7 @@ class Evaluator:
         self.n_cached = 0
         self.n_calls = 0
         self._verified = False
+        self._witnessed = False
         self.out_shape: tuple[int, ...] | None = None
         self._seen: dict[bytes, int] = {}
         self._values: list[Tensor] = []
@@ -201,16 +202,21 @@ class Evaluator:
 
     def _evaluate_model(self, masks: Tensor, keys: list[bytes]) -> Tensor:
         if self.ranks is None:
-            return self._evaluate_local(masks, keys)
+            return self._evaluate_local(masks, keys)[0]
         offsets = shard_offsets(masks.shape[0], self.ranks.world_size)
         start, stop = offsets[self.ranks.rank], offsets[self.ranks.rank + 1]
-        local, error = None, None
+        # once: every rank also evaluates the round's first mask, so ranks explaining different
+        # models or inputs (which may still ask for the same masks) are caught, not mixed
+        witnessing, self._witnessed = not self._witnessed, True
+        witness = masks[:1] if witnessing and start > 0 else None
+        local, seen, error = None, None, None
         try:
-            if stop > start:
-                local = self._evaluate_local(masks[start:stop], keys[start:stop])
+            local, seen = self._evaluate_local(masks[start:stop], keys[start:stop], witness)
+            if witnessing and start == 0:
+                seen = local[0]
         except Exception as err:  # every rank must learn of it (no hang): see RankGroup.gather
             error = err
-        values = self.ranks.gather(local, error, offsets, self.out_shape)
+        values = self.ranks.gather(local, error, offsets, self.out_shape, seen)
         if self.out_shape is None:
             self.out_shape = tuple(values.shape[1:])
         others = torch.ones(masks.shape[0], dtype=torch.bool)
@@ -221,22 +227,28 @@ class Evaluator:
         self.n_model_evaluations += masks.shape[0] - (stop - start)
         return values
 
-    def _evaluate_local(self, masks: Tensor, keys: list[bytes]) -> Tensor:
-        """This rank's values of ``masks``, ``batch_size`` at a time (through the executor)."""
-        step = self.batch_size or masks.shape[0]
-        starts = range(0, masks.shape[0], step)
-        batches, checks = [], []
-        for start in starts:
-            chunk = masks[start : start + step]
-            check = self._pending_check()
-            batches.append(chunk if check is None else torch.cat([chunk, check[0]]))
-            checks.append(check)
+    def _evaluate_local(
+        self, masks: Tensor, keys: list[bytes], witness: Tensor | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        """This rank's values of ``masks``, ``batch_size`` at a time (through the executor).
+
+        Returns ``(values float64 [m, *out], value of witness or None)``; ``witness bool [1, n]``
+        (a mask of another rank's shard) rides along with the first batch.
+        """
+        step = self.batch_size or max(masks.shape[0], 1)
+        starts = list(range(0, masks.shape[0], step))
+        if not starts and witness is None:
+            return torch.zeros(0, *(self.out_shape or ()), dtype=torch.float64), None
+        batches = [masks[start : start + step] for start in starts or [0]]
+        check = self._pending_check() if masks.shape[0] else None
+        extra = [t for t in (None if check is None else check[0], witness) if t is not None]
+        batches[0] = torch.cat([batches[0], *extra])
         results = map_batches(
             self.value_function, [self._argument(b) for b in batches], self.executor
         )
-        chunks = []
+        chunks, seen = [], None
         try:
-            for index, (start, batch, check) in enumerate(zip(starts, batches, checks)):
+            for index, (start, batch) in enumerate(zip(starts or [0], batches)):
                 try:
                     answer = next(results)
                     self.n_calls += 1
@@ -251,18 +263,22 @@ class Evaluator:
                         )
                     raise
                 chunk = masks[start : start + step]
-                if check is not None:
-                    out, again = out[:-1], out[-1]
-                    self._verify(again, check[1])
-                self._check_finite(chunk, out)
-                if self.store is not None:
+                if index == 0 and extra:
+                    out, tail = out[: chunk.shape[0]], out[chunk.shape[0] :]
+                    if check is not None:
+                        self._verify(tail[0], check[1])
+                    if witness is not None:
+                        seen = tail[-1]
+                if chunk.shape[0]:  # empty: an empty shard's batch of just the witness
+                    self._check_finite(chunk, out)
+                if self.store is not None and chunk.shape[0]:
                     self.store.append(keys[start : start + step], out.numpy(), self.out_shape)
                 self.n_model_evaluations += chunk.shape[0]
                 self.n_local_evaluations += chunk.shape[0]
                 chunks.append(out)
         finally:
             results.close()
-        return torch.cat(chunks)
+        return torch.cat(chunks), seen
 
     def _pending_check(self) -> tuple[Tensor, np.ndarray] | None:
         if self.store is None or self._verified:
