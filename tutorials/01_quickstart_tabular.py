@@ -37,7 +37,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-import numpy as np
 import torch
 from sklearn.datasets import load_breast_cancer
 
