@@ -14,13 +14,13 @@ value, so every rank decodes the same spectrum, bit for bit. One round costs thr
    store already holds). Different digests mean the ranks are not running the same
    explanation (different seed, inputs or budget): every rank raises ``ValueError`` before any
    forward pass. A stored value is reused only when every rank holds it.
-   Ranks explaining different inputs with the same seed may still ask for the same masks, so
-   in the first round every rank also evaluates the round's first mask (one extra mask per
-   rank, once); values further apart than :data:`WITNESS_RTOL` raise ``ValueError`` on
-   every rank.
 2. *status*: after evaluating its shard, each rank sends whether it succeeded. If any rank
    failed, the failing rank re-raises its own exception and every other rank raises
    :class:`DistributedEvaluationError` naming it: an error on all ranks, never a hang.
+   Ranks explaining different inputs with the same seed may still ask for the same masks, so
+   in the first round every rank also evaluates the round's first mask (one extra mask per
+   rank, once) and sends its value here; values further apart than :data:`WITNESS_RTOL`
+   raise ``ValueError`` on every rank.
 3. *values*: all-gather of the shards (padded to the largest; ``float64 [m_r, *out]``).
 
 A rank that never reaches a collective (killed, or stuck in its model) is bounded by the
