@@ -351,7 +351,10 @@ def decode_proxyspex(
         train = torch.from_numpy(~valid)
         held = torch.from_numpy(valid)
         scale = flat[held].var(dim=0, correction=0).clamp(min=1e-300)
-        for indices, proxy_coef in supports:
+        for i, (indices, proxy_coef) in enumerate(supports):
+            if i and indices.shape == supports[i - 1][0].shape:  # nested: same size, same terms
+                scores.append(scores[-1])
+                continue
             coef = _coefficients(refit_method, masks[train], flat[train], indices, proxy_coef, n)
             pred = SparseSpectrum(indices, coef, n).evaluate(masks[held])
             scores.append(float((((pred - flat[held]) ** 2).mean(dim=0) / scale).mean()))
