@@ -122,6 +122,11 @@ class Evaluator:
 
     def _check_output(self, out: Any, masks: Tensor) -> Tensor:
         """``out`` (the value function's answer for ``masks``) as ``float64 [m, *out]``."""
+        if isinstance(out, (list, tuple)) and any(isinstance(v, (Tensor, np.ndarray)) for v in out):
+            raise TypeError(
+                f"`value_function` returned a {type(out).__name__} of arrays; it must return one "
+                "tensor or array of shape [m] or [m, n_outputs] (stack them first)."
+            )
         if isinstance(out, (list, tuple, float, int)):
             out = np.asarray(out)
         if isinstance(out, np.ndarray):
