@@ -155,7 +155,8 @@ def decode_spex(
         empty set always present) and diagnostics: ``b``, ``degree_parameter``, ``n_groups``,
         ``n_delays``, ``n_queries`` (masks in the design, repeats included), ``n_evaluations``,
         ``n_iterations``, ``n_peeled``, ``noise_sd`` (estimated noise of one evaluation),
-        ``decode_seconds``, ``exact``.
+        ``decode_seconds`` (transforms, peeling and refit; ``peel_seconds`` and
+        ``refit_seconds`` split it), ``exact``.
 
     Raises:
         BudgetTooSmallError: before any evaluation, if ``n_samples`` is below the smallest
@@ -228,6 +229,7 @@ def decode_spex(
     u = u.permute(0, 2, 1, 3).reshape(plan.n_groups * n_bins, n_delays, -1).numpy()
 
     peeled, rounds, noise_var = _peel(u, plan, opts)
+    peel_seconds = time.perf_counter() - start_time
     support = np.unique(np.concatenate([np.full((1, plan.t), -1), peeled[0]]), axis=0)
     indices = torch.from_numpy(support)
     if opts["refit"] is None:
@@ -260,6 +262,8 @@ def decode_spex(
         "refit": opts["refit"],
         "bch": {"n": plan.code.nc, "k": plan.code.kc, "t": plan.t},
         "decode_seconds": decode_seconds,
+        "peel_seconds": peel_seconds,
+        "refit_seconds": decode_seconds - peel_seconds,
     }
     if b_opt is None and n_samples is None:
         info["b_default"] = DEFAULT_B

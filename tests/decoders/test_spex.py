@@ -1,0 +1,187 @@
+"""SPEX decoder: exact recovery, noise and dense tails, budgets, determinism, options."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from tests.helpers import (
+    PlantedGame,
+    combine,
+    dense_tail,
+    held_out_r2,
+    max_coefficient_error,
+    planted_spectrum,
+)
+from torchspex import BudgetTooSmallError, explain
+from torchspex.decoders import Evaluator
+from torchspex.decoders.spex import decode_spex, default_degree
+from torchspex.sampling import min_spex_samples, spex_sample_count
+
+
+def run(spectrum, n_samples, seed=0, noise_sd=0.0, **options):
+    game = PlantedGame(spectrum, noise_sd=noise_sd, seed=seed + 11)
+    evaluator = Evaluator(game, spectrum.n_features, n_samples=n_samples)
+    spec, info = decode_spex(
+        evaluator, spectrum.n_features, n_samples=n_samples,
+        generator=torch.Generator().manual_seed(seed), **options,
+    )
+    return spec, info, game
+
+
+@pytest.mark.parametrize(
+    ("n", "n_terms", "order", "n_samples"),
+    [(21, 8, 2, 1500), (64, 25, 3, 4000), (128, 40, 5, 12_000), (200, 60, 4, 12_000)],
+)
+def test_exact_recovery_of_planted_spectra(n, n_terms, order, n_samples):
+    truth = planted_spectrum(n, n_terms, order, torch.Generator().manual_seed(n))
+    spec, info, game = run(truth, n_samples, degree_parameter=max(order, 2))
+    assert max_coefficient_error(truth, spec) < 1e-8
+    assert spec.prune(atol=1e-8).n_terms == truth.n_terms
+    assert game.n_evaluations <= n_samples
+    assert info["n_evaluations"] == game.n_evaluations
+    assert not info["exact"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("n", "n_terms", "order", "n_samples"), [(1000, 100, 4, 50_000), (500, 250, 3, 40_000)]
+)
+def test_exact_recovery_large_n(n, n_terms, order, n_samples):
+    truth = planted_spectrum(n, n_terms, order, torch.Generator().manual_seed(n))
+    spec, info, game = run(truth, n_samples)
+    assert max_coefficient_error(truth, spec) < 1e-8
+    assert game.n_evaluations <= n_samples
+    assert info["b"] == 8
+
+
+def test_multi_output_recovery():
+    truth = planted_spectrum(80, 30, 3, torch.Generator().manual_seed(3), n_outputs=3)
+    spec, _, _ = run(truth, 6000)
+    assert spec.out_shape == (3,)
+    assert max_coefficient_error(truth, spec) < 1e-8
+
+
+@pytest.mark.parametrize("noise_sd", [0.5, 2.0])
+def test_noise_degrades_gracefully(noise_sd):
+    truth = planted_spectrum(100, 40, 4, torch.Generator().manual_seed(5))
+    spec, info, _ = run(truth, 8000, noise_sd=noise_sd)
+    r2 = held_out_r2(truth, spec, 10_000, torch.Generator().manual_seed(1))
+    assert r2 > (0.999 if noise_sd < 1 else 0.98)
+    assert info["noise_sd"] == pytest.approx(noise_sd, rel=0.15)
+    # the refit removes peeling bias: main coefficients within a few standard errors
+    assert max_coefficient_error(truth, spec) < 10 * noise_sd / info["n_evaluations"] ** 0.5 * 3
+
+
+@pytest.mark.slow
+def test_dense_tail_degrades_gracefully():
+    g = torch.Generator().manual_seed(6)
+    main = planted_spectrum(100, 40, 4, g)
+    energy = 0.15 * float((main.coefficients[1:] ** 2).sum())
+    full = combine(main, dense_tail(100, 500, 7, energy, g, min_order=3))
+    spec, _, _ = run(full, 8000)
+    r2 = held_out_r2(full, spec, 4000, torch.Generator().manual_seed(1))
+    ceiling = 1 - energy / float((full.coefficients[1:] ** 2).sum())
+    assert r2 > ceiling - 0.03
+    found = {tuple(r) for r in spec.prune(atol=0.3).sets()}
+    assert len(found & {tuple(r) for r in main.sets()}) >= main.n_terms - 2
+
+
+def test_refit_none_keeps_peeled_values_and_hard_decoder():
+    truth = planted_spectrum(60, 20, 3, torch.Generator().manual_seed(8))
+    spec, info, _ = run(truth, 4000, refit=None, decoder_type="hard")
+    assert info["refit"] is None and info["decoder_type"] == "hard"
+    assert max_coefficient_error(truth, spec) < 1e-8
+
+
+def test_ridge_refit():
+    truth = planted_spectrum(60, 20, 3, torch.Generator().manual_seed(8))
+    spec, _, _ = run(truth, 4000, refit="ridge", noise_sd=0.2)
+    assert held_out_r2(truth, spec, 5000, torch.Generator().manual_seed(1)) > 0.99
+
+
+@pytest.mark.parametrize("n_samples", [984, 1500, 5000, 31_487])
+def test_never_more_evaluations_than_budget(n_samples):
+    truth = planted_spectrum(100, 10, 3, torch.Generator().manual_seed(9))
+    game = PlantedGame(truth)
+    evaluator = Evaluator(game, 100)  # no budget check inside: the decoder must respect it
+    _, info = decode_spex(evaluator, 100, n_samples=n_samples)
+    assert game.n_evaluations == info["n_evaluations"] <= n_samples
+
+
+def test_budget_too_small_refused_before_any_evaluation():
+    truth = planted_spectrum(100, 10, 3, torch.Generator().manual_seed(9))
+    game = PlantedGame(truth)
+    minimum = min_spex_samples(100, 5)
+    with pytest.raises(BudgetTooSmallError, match=f"at least {minimum}") as err:
+        decode_spex(Evaluator(game, 100), 100, n_samples=minimum - 1)
+    assert err.value.minimum == minimum
+    assert game.n_calls == 0
+    with pytest.raises(BudgetTooSmallError) as err:
+        decode_spex(Evaluator(game, 100), 100, n_samples=5000, b=7)
+    assert err.value.minimum > 5000
+    assert game.n_calls == 0
+
+
+def test_same_generator_same_result():
+    truth = planted_spectrum(60, 20, 3, torch.Generator().manual_seed(10))
+    first, info1, _ = run(truth, 3000, seed=3, noise_sd=0.5)
+    second, info2, _ = run(truth, 3000, seed=3, noise_sd=0.5)
+    assert torch.equal(first.indices, second.indices)
+    assert torch.equal(first.coefficients, second.coefficients)
+    assert info1["n_evaluations"] == info2["n_evaluations"]
+    third, _, _ = run(truth, 3000, seed=4, noise_sd=0.5)
+    assert not torch.equal(first.coefficients, third.coefficients)
+
+
+def test_small_n_falls_back_to_exhaustive():
+    truth = planted_spectrum(9, 6, 3, torch.Generator().manual_seed(2))
+    game = PlantedGame(truth)
+    with pytest.warns(UserWarning, match="exact spectrum"):
+        spec, info = decode_spex(Evaluator(game, 9), 9, n_samples=600)
+    assert info["exact"] and info["method"] == "exhaustive"
+    assert game.n_evaluations == 512
+    assert max_coefficient_error(truth, spec) < 1e-12
+    with pytest.warns(UserWarning, match="default SPEX design"):
+        decode_spex(Evaluator(PlantedGame(truth), 9), 9)
+
+
+def test_default_design_without_budget():
+    truth = planted_spectrum(30, 10, 2, torch.Generator().manual_seed(4))
+    game = PlantedGame(truth)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        spec, info = decode_spex(Evaluator(game, 30), 30, max_order=2)
+    assert info["b"] == info["b_default"] == 8
+    assert info["degree_parameter"] == default_degree(2) == 2
+    assert info["n_queries"] == spex_sample_count(30, 8, 2)
+    assert max_coefficient_error(truth, spec) < 1e-8
+
+
+def test_option_errors():
+    ev = Evaluator(lambda m: m.double().sum(1), 30)
+    with pytest.raises(TypeError, match="unknown option"):
+        decode_spex(ev, 30, n_samples=5000, chase=3)
+    with pytest.raises(ValueError, match="`decoder_type` must be one of"):
+        decode_spex(ev, 30, n_samples=5000, decoder_type="list")
+    with pytest.raises(ValueError, match="`refit` must be one of"):
+        decode_spex(ev, 30, n_samples=5000, refit="lasso")
+    with pytest.raises(ValueError, match="`res_energy_cutoff` must be a number"):
+        decode_spex(ev, 30, n_samples=5000, res_energy_cutoff=1.5)
+    with pytest.raises(ValueError, match="`degree_parameter` must be an int"):
+        decode_spex(ev, 30, n_samples=5000, degree_parameter=0)
+    assert ev.n_evaluations == 0
+
+
+def test_explain_end_to_end():
+    truth = planted_spectrum(50, 12, 2, torch.Generator().manual_seed(12))
+    game = PlantedGame(truth)
+    result = explain(game, 50, method="spex", n_samples=3000, max_order=2, index="Fourier")
+    assert result.n_evaluations <= 3000
+    learned = {k: v for k, v in result.to_dict().items() if abs(v) > 1e-9}
+    expected = {k: v for k, v in truth.to_dict().items() if k}
+    assert learned.keys() >= expected.keys()
+    for k, v in expected.items():
+        assert learned[k] == pytest.approx(v, abs=1e-9)
