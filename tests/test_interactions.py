@@ -72,3 +72,10 @@ def test_feature_ids_key_results() -> None:
     r = Interactions(spec, index="Fourier", feature_ids=[10, 30])
     assert r[(10, 30)] == 1.0
     assert list(r.to_dict()) == [(10, 30)]
+
+
+def test_top_k_with_no_term_of_the_order() -> None:
+    r = Interactions(SparseSpectrum.from_sets([(), (0,)], [1.0, 2.0], 2), index="Moebius")
+    assert r.top_k(3, order=2) == []
+    vector = Interactions(SparseSpectrum.from_sets([(0,)], [[1.0, 2.0]], 2), index="Moebius")
+    assert vector.top_k(3, order=2) == []

@@ -189,7 +189,7 @@ class Interactions:
         return self._scalar(self.values.coefficients[pos])
 
     def _magnitude(self, coefficients: Tensor) -> Tensor:
-        flat = coefficients.reshape(coefficients.shape[0], -1)
+        flat = coefficients.flatten(1) if coefficients.dim() > 1 else coefficients.unsqueeze(1)
         return flat.abs().amax(dim=1) if flat.shape[1] else torch.zeros(flat.shape[0])
 
     def top_k(
