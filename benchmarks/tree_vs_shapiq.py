@@ -22,6 +22,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import torch
 
 
 def _models(quick: bool) -> list[tuple[str, str, object, np.ndarray, int | None]]:
@@ -115,6 +116,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="10 rows, smaller models")
     args = parser.parse_args()
+    torch.set_num_threads(1)  # shapiq is single-threaded; OpenMP spinning hurts on busy machines
     results = run(args.quick)
     print()
     print("| model | data | index | order | rows | shapiq (s) | torchspex (s) | speed-up "
