@@ -358,3 +358,34 @@ def test_sampling_methods_are_batch_and_ppe_invariant(method):
         torch.testing.assert_close(top[(3, 17)], 2.0 * 1.25**2)
         torch.testing.assert_close(top[(8, 9, 20)], 0.7 * 1.25**3)
         assert batch.convergence_delta.abs().max() < 1e-9
+
+
+def test_first_order_feeds_captum_metrics_and_visualization():
+    from captum.metrics import infidelity
+
+    x = _x(23, 2, 5)
+    res = _ours(mlp, x, target=1, baselines=0.25)
+    attributions = res.first_order()
+
+    def perturb(inputs):
+        noise = 0.1 * torch.ones_like(inputs)
+        return noise, inputs - noise
+
+    score = infidelity(mlp, perturb, x, attributions, target=1, n_perturb_samples=2)
+    assert score.shape == (2,)
+    assert torch.isfinite(score).all()
+
+    pytest.importorskip("matplotlib")
+    from captum.attr import visualization
+
+    image = _x(24, 1, 3, 4, 4)
+
+    def brightness(img):
+        return img.mean(dim=(1, 2, 3)).unsqueeze(1) ** 2
+
+    mask = torch.arange(4).reshape(1, 1, 2, 2).repeat_interleave(2, 2).repeat_interleave(2, 3)
+    attr = _ours(brightness, image, target=0, feature_mask=mask).first_order()
+    fig, _ = visualization.visualize_image_attr(
+        attr[0].permute(1, 2, 0).numpy(), method="heat_map", sign="all", use_pyplot=False
+    )
+    assert fig is not None
