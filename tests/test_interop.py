@@ -57,6 +57,8 @@ def test_to_shapiq_copies_values_exactly(index, order):
     assert renamed == (order == 1 and index not in ("Moebius", "SV", "BV"))
     expected = dict(view.values.to_dict())
     expected.setdefault((), 0.0)
+    for i in range(result.n_features):  # every player has a first-order entry (for plots)
+        expected.setdefault((i,), 0.0)
     assert iv_dict(iv) == expected  # bit-exact copy, () included
     assert iv.n_players == 6 and iv.min_order == 0
 
@@ -127,8 +129,7 @@ def test_to_shapiq_large_n_is_fast():
     start = time.perf_counter()
     iv = result.to_shapiq()
     assert time.perf_counter() - start < 1.0
-    expected = result.values.to_dict()
-    expected.setdefault((), 0.0)
+    expected = {(): 0.0, **{(i,): 0.0 for i in range(n)}, **result.values.to_dict()}
     assert iv.n_players == n and iv.interactions == expected
 
 
@@ -175,3 +176,15 @@ def test_errors():
         from_shapiq(iv)
     with pytest.raises(TypeError, match=r"shapiq\.InteractionValues"):
         from_shapiq({(0,): 1.0})
+
+
+def test_network_plot_draws_players_without_first_order_value():
+    # f = x0 x1: a pure pair, no first-order Moebius terms; shapiq draws a node only for
+    # players with an order-1 entry
+    result = explain(lambda m: (m[:, 0] & m[:, 1]).double(), 3, method="exhaustive",
+                     index="Moebius")  # fmt: skip
+    iv = result.to_shapiq()
+    assert iv[(0,)] == 0.0 and iv[(2,)] == 0.0 and iv[(0, 1)] == 1.0
+    fig, ax = iv.plot_network(show=False, feature_names=list("ABC"))
+    assert {"A", "B", "C"} <= {t.get_text() for t in ax.texts}
+    matplotlib.pyplot.close(fig)

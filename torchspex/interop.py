@@ -80,7 +80,8 @@ def to_shapiq(
             largest order present, which gives the same values).
 
     Returns:
-        ``shapiq.InteractionValues`` holding every nonzero interaction and ``()``;
+        ``shapiq.InteractionValues`` holding ``()``, every player's first-order value (0
+        included, so shapiq's graph plots show every player) and every nonzero interaction;
         ``estimation_budget`` is the number of model evaluations. At order 1 shapiq calls
         SII, k-SII, STII and FSII "SV" and BII and FBII "BV"; those are exported as the SV or BV
         view (same singletons; the ``()`` entry follows SV or BV).
@@ -107,7 +108,11 @@ def to_shapiq(
     if top == 1 and index not in ("Moebius", "SV", "BV"):  # shapiq renames these at order 1
         index = "BV" if index in ("BII", "FBII") else "SV"
         values = result.to_index(index).values
+    # Every player gets its first-order entry (0 when absent): shapiq's graph plots (network,
+    # SI graph) draw a node only for players with one, and drop the edges of the others.
     interactions: dict[tuple[int, ...], float] = {(): 0.0}
+    if top >= 1:
+        interactions.update(((i,), 0.0) for i in range(result.n_features))
     interactions.update(zip(values.sets(), values.coefficients.tolist()))
     empty = interactions[()]
     n_evaluations = result.n_evaluations
