@@ -22,8 +22,10 @@ sklearn_datasets = pytest.importorskip("sklearn.datasets")
 def _data(
     name: str, n_features: int | None = None, binarize: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
-    loader = {"diabetes": sklearn_datasets.load_diabetes,
-              "breast_cancer": sklearn_datasets.load_breast_cancer}[name]
+    loader = {
+        "diabetes": sklearn_datasets.load_diabetes,
+        "breast_cancer": sklearn_datasets.load_breast_cancer,
+    }[name]
     x, y = loader(return_X_y=True)
     if binarize:
         x = (x > np.median(x, axis=0)).astype(np.float64)
@@ -38,8 +40,15 @@ def _model(kind: str, data: str, n_features: int | None = None, binarize: bool =
     classify = data == "breast_cancer"
     if kind == "lightgbm":
         cls = lgb.LGBMClassifier if classify else lgb.LGBMRegressor
-        return cls(n_estimators=8, num_leaves=8, max_depth=3, min_child_samples=10,
-                   verbose=-1, n_jobs=1, random_state=0).fit(x, y)
+        return cls(
+            n_estimators=8,
+            num_leaves=8,
+            max_depth=3,
+            min_child_samples=10,
+            verbose=-1,
+            n_jobs=1,
+            random_state=0,
+        ).fit(x, y)
     cls = RandomForestClassifier if classify else RandomForestRegressor
     return cls(n_estimators=4, max_depth=4, random_state=0).fit(x, y)
 
@@ -191,7 +200,10 @@ def test_path_dependent_equals_shapiq_exact_computer(kind: str, data: str) -> No
                 if key == ():
                     continue
                 assert d.get(key, 0.0) == pytest.approx(want.get(key, 0.0), abs=1e-6), (
-                    index, order, key)
+                    index,
+                    order,
+                    key,
+                )
 
 
 @pytest.mark.parametrize("kind", ["lightgbm", "forest"])
@@ -208,7 +220,8 @@ def test_first_order_equals_shap_tree_explainer(kind: str) -> None:
     np.testing.assert_allclose(got.numpy(), want, atol=1e-6)
     base = np.asarray(reference.expected_value).reshape(-1)[0]
     assert float(TreeInteraction(model).attribute(rows[0]).baseline_value) == pytest.approx(
-        base, abs=1e-6)
+        base, abs=1e-6
+    )
 
 
 # ---------------------------------------------------------------------------- API
