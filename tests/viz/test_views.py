@@ -36,6 +36,13 @@ def test_text_view():
     assert colours[4] != colours[0]  # 'bad' (strong) differs from 'the' (zero)
 
 
+def test_text_view_white_text_on_dark_boxes():
+    spec = SparseSpectrum.from_sets([(0,)], [-1.0], 2)  # f = 2 x0 - 1: word 0 strongest
+    fig, ax = plot_text(Interactions(spec, index="Moebius", feature_names=["good", "film"]))
+    render(fig)
+    assert [t.get_color() for t in ax.texts] == ["white", "black"]
+
+
 def test_text_view_wraps_and_takes_words():
     res = text_result()
     fig, ax = res.plot("text", words=[w.upper() for w in WORDS], line_width=12)

@@ -82,9 +82,11 @@ def plot_text(
                                1.0 * n_lines + 1.6))
     cmap, norm = plt.get_cmap(CMAP), plt.Normalize(-limit, limit)
     for (x, y), word, value in zip(centres, words, first):
+        face = cmap(norm(value))
+        dark = 0.299 * face[0] + 0.587 * face[1] + 0.114 * face[2] < 0.5  # white text on dark
         ax.text(x, y, word, ha="center", va="center", family="monospace", fontsize=11,
-                bbox={"facecolor": cmap(norm(value)), "edgecolor": "none",
-                      "boxstyle": "round,pad=0.25"})
+                color="white" if dark else "black",
+                bbox={"facecolor": face, "edgecolor": "none", "boxstyle": "round,pad=0.25"})
     from matplotlib.patches import FancyArrowPatch
 
     colours, widths = _pair_style(values, limit)
