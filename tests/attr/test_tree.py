@@ -255,3 +255,19 @@ def test_errors() -> None:
         TreeInteraction(model).attribute(x[:1], index="Shapley")
     with pytest.raises(TypeError, match="`model` must be"):
         TreeInteraction(object()).attribute(x[:1])
+
+
+def test_feature_names_from_dataframe_model_or_argument() -> None:
+    pytest.importorskip("pandas")
+    x, y = sklearn_datasets.load_diabetes(return_X_y=True, as_frame=True)
+    model = lgb.LGBMRegressor(n_estimators=5, num_leaves=4, verbose=-1, n_jobs=1).fit(x, y)
+    explainer = TreeInteraction(model)
+    assert explainer.attribute(x.iloc[:2]).feature_names == list(x.columns)
+    assert explainer.attribute(x.iloc[:2].to_numpy()).feature_names == list(x.columns)
+    names = [f"f{i}" for i in range(10)]
+    assert explainer.attribute(x.iloc[:1], feature_names=names).feature_names == names
+    unnamed = lgb.LGBMRegressor(n_estimators=5, num_leaves=4, verbose=-1, n_jobs=1)
+    unnamed.fit(x.to_numpy(), y)
+    assert TreeInteraction(unnamed).attribute(x.iloc[:1].to_numpy()).feature_names[:2] == [
+        "0", "1"
+    ]

@@ -7,6 +7,7 @@ spectrum off the trees exactly, and every interaction index follows by the usual
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -170,6 +171,7 @@ class TreeInteraction:
         target: int | None = None,
         index: str = "k-SII",
         max_order: int | None = 2,
+        feature_names: Sequence[str] | None = None,
     ) -> Interactions:
         """Exact interactions for each row of ``inputs``.
 
@@ -183,6 +185,9 @@ class TreeInteraction:
             index: the interaction index of the default view (any of
                 :data:`torchspex.INDEX_NAMES`; shapiq's spellings).
             max_order: order cap of the default view (``None``: no cap).
+            feature_names: display labels, one per feature (default: a pandas DataFrame's
+                column names when ``inputs`` is one, else the model's own feature names when it
+                records them, else ``"0" .. "n-1"``).
 
         Returns:
             :class:`~torchspex.Interactions` whose spectrum has coefficients ``float64 [s, B]``
@@ -214,11 +219,29 @@ class TreeInteraction:
         if single:
             coef = coef[:, 0]
         spectrum = spectrum.replace(coefficients=coef.contiguous())
+        if feature_names is None:
+            feature_names = _feature_names(inputs, self.model, spectrum.n_features)
         return Interactions(
             spectrum,
             index=index,
             max_order=max_order,
             n_evaluations=0,
+            feature_names=feature_names,
             method="tree",
             info={"masking": self.masking, "exact": True, "model": self.ensemble.source},
         )
+
+
+def _feature_names(inputs: Any, model: Any, n_features: int) -> list[str] | None:
+    """Column names from a DataFrame, else names the model recorded at fit time, else None."""
+    columns = getattr(inputs, "columns", None)
+    if columns is not None and len(columns) == n_features:
+        return [str(c) for c in columns]
+    for attr in ("feature_names_in_", "feature_name_"):
+        names = getattr(model, attr, None)
+        if names is not None and len(names) == n_features:
+            names = [str(c) for c in names]
+            # LightGBM names unnamed columns Column_0, Column_1, ...: not worth showing
+            if not all(n == f"Column_{i}" for i, n in enumerate(names)):
+                return names
+    return None
