@@ -46,6 +46,7 @@ def digits_cnn():
     return model, images
 
 
+@pytest.mark.slow
 def test_cnn_on_digits_with_patch_masks_matches_captum(digits_cnn):
     model, images = digits_cnn
     x = images[:3]
@@ -62,6 +63,7 @@ def test_cnn_on_digits_with_patch_masks_matches_captum(digits_cnn):
     torch.testing.assert_close(result.first_order(), ref.to(D), atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_cnn_on_digits_every_class_from_one_set_of_masks(digits_cnn):
     model, images = digits_cnn
     x = images[3:7]
@@ -87,6 +89,7 @@ def test_cnn_on_digits_every_class_from_one_set_of_masks(digits_cnn):
     )
 
 
+@pytest.mark.slow
 def test_mlp_on_tabular_data_with_background_set():
     datasets = pytest.importorskip("sklearn.datasets")
     data = datasets.load_diabetes()
