@@ -110,17 +110,19 @@ def refit(
         proj2 = proj**2
         const_lev = 1.0 / m if bool(is_const.any()) else 0.0
         # leave-one-out residuals for every alpha: e = (y - yhat) / (1 - h)
-        best_err = torch.full((y.shape[1],), float("inf"), dtype=torch.float64, device=y.device)
-        best_alpha = torch.zeros(y.shape[1], dtype=torch.float64, device=y.device)
-        for alpha in alphas:
-            inv = 1.0 / (evals + alpha)
-            fitted = proj @ (inv.unsqueeze(1) * rhs)
-            lev = proj2 @ inv + const_lev
-            loo = (y_c - fitted) / (1 - lev).clamp(min=1e-12).unsqueeze(1)
-            err = (loo**2).mean(dim=0)
-            better = err < best_err
-            best_err = torch.where(better, err, best_err)
-            best_alpha = torch.where(better, alpha, best_alpha)
+        inv_all = 1.0 / (evals.unsqueeze(0) + alphas.unsqueeze(1))  # [A, k]
+        lev_all = (proj2 @ inv_all.T + const_lev).clamp(max=1 - 1e-12)  # [m, A]
+        errs = []
+        # all penalties at once, in chunks that keep [chunk, m, o] under ~64 MB
+        step = max(1, 2**23 // max(1, proj.shape[0] * y.shape[1]))
+        for start in range(0, alphas.shape[0], step):
+            inv = inv_all[start : start + step]  # [c, k]
+            fitted = torch.matmul(proj, inv.unsqueeze(2) * rhs.unsqueeze(0))  # [c, m, o]
+            lev = lev_all[:, start : start + step].T  # [c, m]
+            loo = (y_c.unsqueeze(0) - fitted) / (1 - lev).unsqueeze(2)
+            errs.append((loo**2).mean(dim=1))  # [c, o]
+        err = torch.cat(errs)  # [A, o]; the first minimum wins ties, i.e. the smallest penalty
+        best_alpha = alphas[err.argmin(dim=0)]
         inv = 1.0 / (evals.unsqueeze(1) + best_alpha.unsqueeze(0))  # [k, o]
         coef_var = evecs @ (inv * rhs)
         coef[var] = coef_var
