@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -23,6 +24,7 @@ from torchspex.attr._inputs import (
     select_examples,
 )
 from torchspex.attr.result import AttributionInteractions, input_layout
+from torchspex.cache import EvaluationStore, fingerprint
 from torchspex.decoders.base import BudgetTooSmallError, Evaluator
 from torchspex.decoders.dispatch import check_method, decode
 from torchspex.decoders.exhaustive import MAX_EXHAUSTIVE_FEATURES, check_exhaustive
@@ -176,6 +178,7 @@ class SpectralInteraction(PerturbationAttribution):
         generator: torch.Generator | int | None = None,
         feature_names: Sequence[str] | None = None,
         process_group: Any = None,
+        cache: str | os.PathLike | None = None,
         **decoder_options: Any,
     ) -> AttributionInteractions:
         """Learns the sparse spectrum of each example's value function and its interactions.
@@ -224,6 +227,11 @@ class SpectralInteraction(PerturbationAttribution):
                 model and inputs on its own device); each round of masks is split across the
                 ranks and the values all-gathered, so every rank returns the same result. The
                 forward-pass counts in ``info`` are this rank's. See :mod:`torchspex.distributed`.
+            cache: path of an evaluation store (SQLite, see :mod:`torchspex.cache`): every
+                batch of forward passes is appended as it completes, keyed by a fingerprint of
+                the problem (inputs, baselines, target, additional_forward_args, feature_mask,
+                method settings, generator state and the model's weights). Re-running the same
+                call after an interruption makes only the forward passes still missing.
             **decoder_options: method-specific settings passed to the decoder.
 
         Returns:
@@ -292,9 +300,24 @@ class SpectralInteraction(PerturbationAttribution):
         n_evaluations = 0
         decoder_info: list[Any] = [None] * batch
         first_state: Tensor | None = None
+        stores: list[EvaluationStore] = []
         try:
             for part, fwd in zip(parts, forwards):
-                shared = Evaluator(fwd, part.columns.shape[0], process_group=group)
+                store = None
+                if cache is not None:
+                    key = fingerprint(
+                        "SpectralInteraction", inputs_t, baselines_t, feature_mask, target, args,
+                        method, n_samples, max_order, state, decoder_options, self.forward_func,
+                        part.members, part.columns,
+                    )  # fmt: skip
+                    store = EvaluationStore(cache, key, int(part.columns.shape[0]))
+                    stores.append(store)
+                # with a store, hand the model one forward batch at a time, so that every
+                # completed batch is on disk before the next one starts
+                shared = Evaluator(
+                    fwd, part.columns.shape[0], process_group=group, store=store,
+                    batch_size=fwd.chunk if store is not None else None,
+                )  # fmt: skip
                 n_part = int(part.columns.shape[0])
                 probes = torch.stack(
                     [torch.ones(n_part, dtype=torch.bool), torch.zeros(n_part, dtype=torch.bool)]
@@ -351,6 +374,8 @@ class SpectralInteraction(PerturbationAttribution):
         finally:
             if progress is not None:
                 progress.close()
+            for store in stores:
+                store.close()
         if first_state is not None:
             generator.set_state(first_state)
         assert out_shape is not None
