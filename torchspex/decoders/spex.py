@@ -343,6 +343,20 @@ class _Bins:
         norm = np.sqrt((ref**2).sum(1))
         return np.einsum("wpo,wo->wp", ub[:, 1:, :], ref) / np.maximum(norm, 1e-300)[:, None]
 
+    def plausible_singletons(self, idx: np.ndarray, limit: float) -> np.ndarray:
+        """Bins whose observations could be one term plus noise: ``|U_p|`` nearly constant.
+
+        A singleton has ``||U_p|| = ||ρ||`` for every delay up to noise, so the spread of the
+        magnitudes is at most noise-sized; a multiton's magnitudes take several levels. Chase
+        decoding (which can only fix flipped signs) is spent on the plausible bins only; the
+        others are marked as examined until a peel changes them.
+        """
+        mag = np.sqrt((self.u[idx] ** 2).sum(axis=2))  # [w, P]
+        spread = ((mag - mag.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
+        keep = spread <= limit
+        self.chased[idx[~keep]] = True
+        return keep
+
     def chase(self, idx: np.ndarray, depth: int | None, n_patterns: int | None) -> None:
         """Chase decoding of bins ``idx``; keeps the consistent candidate that explains most."""
         self.chased[idx] = True
@@ -386,6 +400,7 @@ def _peel(u: np.ndarray, plan: SPEXPlan, opts: dict[str, Any]
     floor = _NOISE_FLOOR * max(float((u**2).mean()), 1e-300)
     zero_factor = chi2.ppf(1 - _ZERO_TON_ALPHA, n_delays * n_out)
     signif_factor = chi2.ppf(1 - _SIGNIFICANCE_ALPHA, n_out)
+    spread_factor = chi2.ppf(1 - _ZERO_TON_ALPHA, (n_delays - 1) * n_out)
     bins = _Bins(u, plan)
     dirty = np.ones(w, dtype=bool)
     found_feats, found_vals = [], []
@@ -402,6 +417,7 @@ def _peel(u: np.ndarray, plan: SPEXPlan, opts: dict[str, Any]
         nonzero = bins.energy > noise * zero_factor
         if soft:
             todo = np.nonzero(nonzero & ~bins.ok & ~bins.chased)[0]
+            todo = todo[bins.plausible_singletons(todo, noise * spread_factor)]
             if todo.size:
                 bins.chase(todo, opts.get("chase_depth"), opts.get("n_chase_patterns"))
                 noise = _noise_variance(bins, n_delays, n_out, opts["noise_quantile"], floor)

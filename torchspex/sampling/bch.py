@@ -419,27 +419,31 @@ class BCHCode:
         has[c] = True
         return y, has
 
+    @cached_property
+    def _chien_tables(self) -> tuple[np.ndarray, np.ndarray]:
+        """``int32`` antilog table and ``-i deg mod nc`` for every coefficient and position."""
+        neg = (-np.outer(np.arange(self.t + 1), self._degree)) % self.nc  # [t+1, length]
+        return self._exp.astype(np.int32), neg.astype(np.int32)
+
     def _chien(self, lam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Chien search over the word positions for locators ``[w, t + 1]``."""
-        w = lam.shape[0]
-        t, nc = self.t, self.nc
+        w, t = lam.shape[0], self.t
+        exp, neg = self._chien_tables
         positions = np.full((w, t), -1, dtype=np.int64)
         count = np.zeros(w, dtype=np.int64)
-        log_lam = self._log[lam]
-        present = lam != 0
-        # Λ(X^-1) at X = α^deg: sum_i Λ_i α^{-i deg}
-        neg = (-np.outer(np.arange(t + 1), self._degree)) % nc  # [t+1, length]
+        # Λ(X^-1) at X = α^deg is sum_i Λ_i α^{-i deg}; log(0) = 2nc indexes the zero tail
+        log_lam = self._log[lam].astype(np.int32)
         chunk = max(1, _CHUNK_ELEMENTS // max(1, (t + 1) * self.length))
         for start in range(0, w, chunk):
-            sl = slice(start, start + chunk)
-            terms = self._exp[(log_lam[sl, :, None] + neg[None]) % nc]
-            terms = np.where(present[sl, :, None], terms, 0)
-            is_root = np.bitwise_xor.reduce(terms, axis=1) == 0  # [c, length]
+            logs = log_lam[start : start + chunk]
+            val = exp[logs[:, 0, None] + neg[0]]
+            for i in range(1, t + 1):
+                val ^= exp[logs[:, i, None] + neg[i]]
+            is_root = val == 0  # [c, length]
             cnt = is_root.sum(axis=1)
-            count[sl] = cnt
-            keep = is_root & (cnt <= t)[:, None]
-            rows, cols = np.nonzero(keep)
-            rank = np.cumsum(keep, axis=1)[rows, cols] - 1
+            count[start : start + chunk] = cnt
+            rows, cols = np.nonzero(is_root & (cnt <= t)[:, None])
+            rank = np.arange(rows.size) - np.searchsorted(rows, rows)
             positions[start + rows, rank] = cols
         return positions, count
 
