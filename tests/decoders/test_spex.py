@@ -185,3 +185,15 @@ def test_explain_end_to_end():
     assert learned.keys() >= expected.keys()
     for k, v in expected.items():
         assert learned[k] == pytest.approx(v, abs=1e-9)
+
+
+def test_no_generator_means_seed_zero_and_leaves_global_rng_alone():
+    truth = planted_spectrum(40, 8, 2, torch.Generator().manual_seed(13))
+    state = torch.get_rng_state()
+    spec_none, _ = decode_spex(Evaluator(PlantedGame(truth), 40), 40, n_samples=2000)
+    assert torch.equal(torch.get_rng_state(), state)
+    spec_zero, _ = decode_spex(
+        Evaluator(PlantedGame(truth), 40), 40, n_samples=2000,
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert torch.equal(spec_none.coefficients, spec_zero.coefficients)

@@ -139,7 +139,7 @@ def decode_spex(
             (:func:`default_degree`). Terms of higher order that peeling recovers are kept: they
             are part of the learned function, and order-capped indices (STII, FSII, SII)
             aggregate them; the cap is applied when an index is reported.
-        generator: source of the random subsampling matrices.
+        generator: source of the random subsampling matrices (``None``: seed 0).
         **options: ``degree_parameter`` (BCH ``t``), ``b`` (log2 bins per group; with a budget it
             must fit), ``n_groups`` (default 3), ``decoder_type`` (``"soft"``: Chase decoding
             where hard decoding fails, default; ``"hard"``), ``chase_depth`` (least reliable
@@ -173,6 +173,8 @@ def decode_spex(
         {(): 1.0, (3, 17): 2.0}
     """
     opts = _check_options(options)
+    if generator is None:  # never the global RNG: None means seed 0, as torchspex.explain
+        generator = torch.Generator().manual_seed(0)
     t = opts.get("degree_parameter") or default_degree(max_order)
     n_groups = opts.get("n_groups") or DEFAULT_N_GROUPS
     b_opt = opts.get("b")
