@@ -129,7 +129,7 @@ def superpixels(
         from skimage.segmentation import slic
     except ImportError as err:  # pragma: no cover - depends on the environment
         raise ImportError(
-            "superpixels() needs scikit-image: pip install scikit-image"
+            "superpixels() needs scikit-image: pip install \"torchspex[vision]\""
         ) from err
     array = image.detach().cpu().numpy() if isinstance(image, Tensor) else np.asarray(image)
     if array.ndim == 3:
