@@ -139,8 +139,23 @@ class Interactions:
             >>> Interactions(spec).to_index("SV").to_dict()
             {(): 0.75, (0,): 1.0}
         """
-        return Interactions(
-            self.spectrum,
+        return self._derive(type(self), self.spectrum, index, max_order)
+
+    def select(self, *output: int) -> Interactions:
+        """The interactions of one output (e.g. one example of a batch, or one class).
+
+        ``result.select(b)`` indexes the first trailing dimension, ``select(b, c)`` two of them.
+        """
+        coef = self.spectrum.coefficients[(slice(None), *output)]
+        spectrum = self.spectrum.replace(coefficients=coef)
+        return self._derive(Interactions, spectrum, self.index, self.max_order)
+
+    def _derive(
+        self, cls: type[Interactions], spectrum: SparseSpectrum, index: str, max_order: int | None
+    ) -> Interactions:
+        """A result of class ``cls`` over ``spectrum`` with this result's metadata."""
+        return cls(
+            spectrum,
             index=index,
             max_order=max_order,
             n_evaluations=self.n_evaluations,
@@ -149,24 +164,6 @@ class Interactions:
             method=self.method,
             info=self.info,
         )
-
-    def select(self, *output: int) -> Interactions:
-        """The interactions of one output (e.g. one example of a batch, or one class).
-
-        ``result.select(b)`` indexes the first trailing dimension, ``select(b, c)`` two of them.
-        """
-        coef = self.spectrum.coefficients[(slice(None), *output)]
-        out = Interactions(
-            self.spectrum.replace(coefficients=coef),
-            self.index,
-            self.max_order,
-            self.n_evaluations,
-            self.feature_names,
-            self.feature_ids,
-            self.method,
-            self.info,
-        )
-        return out
 
     def _key(self, features: Sequence[Hashable]) -> tuple[int, ...]:
         try:

@@ -89,19 +89,6 @@ class AttributionInteractions(Interactions):
             out.append(vals.to(layout["device"]))
         return tuple(out) if layout["is_tuple"] else out[0]
 
-    def to_index(self, index: str, max_order: int | None = None) -> AttributionInteractions:
-        """The same spectrum viewed in another index (no new model calls)."""
-        return AttributionInteractions(
-            self.spectrum,
-            index=index,
-            max_order=max_order,
-            n_evaluations=self.n_evaluations,
-            feature_names=self.feature_names,
-            feature_ids=self.feature_ids,
-            method=self.method,
-            info=self.info,
-        )
-
     def __repr__(self) -> str:
         return (
             f"AttributionInteractions(index={self.index!r}, max_order={self.max_order}, "
