@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from torchspex.explain import explain
+from torchspex.interactions import Interactions
 
 
 def _load_data() -> tuple[torch.Tensor, torch.Tensor, list[str]]:
@@ -75,7 +76,7 @@ def run_demo(
     print(f"Plot written to {output}")
 
 
-def _plot(result: object, output: str) -> None:
+def _plot(result: Interactions, output: str) -> None:
     try:
         import matplotlib
 
@@ -83,14 +84,9 @@ def _plot(result: object, output: str) -> None:
         import matplotlib.pyplot as plt
     except ImportError as err:  # pragma: no cover
         raise ImportError('the demo plot needs matplotlib: pip install "torchspex[demo]"') from err
-    top = result.top_k(12)
-    labels = [" x ".join(result.feature_names[i] for i in ids) for ids, _ in top]
-    values = [float(v) for _, v in top]
-    fig, ax = plt.subplots(figsize=(8, 5))
-    colors = ["tab:red" if v > 0 else "tab:blue" for v in values]
-    ax.barh(range(len(values))[::-1], values, color=colors)
-    ax.set_yticks(range(len(values))[::-1], labels)
-    ax.set_xlabel(f"{result.index} value (order <= {result.max_order})")
+    from torchspex.viz import plot_top_k
+
+    fig, ax = plot_top_k(result, k=12)
     ax.set_title("Strongest interactions for one breast-cancer prediction")
     fig.tight_layout()
     fig.savefig(output, dpi=120)
