@@ -76,6 +76,8 @@ def _dense_first(spectrum: SparseSpectrum) -> np.ndarray:
 
 def _dense_pairs(view: SparseSpectrum, n: int) -> np.ndarray:
     out = np.zeros((n, n))
+    if view.indices.shape[1] < 2:  # no pair in the view
+        return out
     two = (view.orders == 2).numpy()
     idx = view.indices[two, :2].numpy()
     out[idx[:, 0], idx[:, 1]] = view.coefficients[two].numpy()
@@ -173,6 +175,8 @@ def _shap_sampling(game: Game, budget: int, seed: int) -> dict:
     np.random.seed(seed)  # noqa: NPY002
     # it evaluates 2 * nsamples + 2 rows (two per sampled permutation, plus f(0) and f(1))
     nsamples = (budget - 2) // 2
+    if nsamples < 2 * game.n:  # one sample per feature in its first round: NaN variances
+        raise BudgetTooSmallError("SamplingExplainer needs 2 samples per feature", 4 * game.n + 2)
     explainer = shap.SamplingExplainer(lambda x: game(x > 0.5), np.zeros((1, game.n)))
     sv = explainer.shap_values(np.ones((1, game.n)), nsamples=nsamples, silent=True)
     return {"sv": np.asarray(sv).reshape(-1)}
