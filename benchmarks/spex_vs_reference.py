@@ -207,6 +207,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="one small game (smoke test)")
     parser.add_argument("--timeout", type=float, default=None, help="seconds per peer run")
     parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" /
+                                             "spex_vs_reference.json"))
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -244,10 +246,10 @@ def main() -> None:
         print(f"| {label} | {cfg['n']} | {res['n_samples']} | {res['method']} | "
               f"{fmt(res['r2'], '.4f')} | {found} | {fmt(res['decode_s'], '.2f')} | "
               f"{fmt(speed, '.0f') + 'x' if speed else '—'} | {fmt(res.get('peak_mb'), '.0f')} |")
-    out = ROOT / "benchmarks" / "results" / "spex_vs_reference.json"
+    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"quick": args.quick, "t": T, "runs": rows}, indent=1))
-    print(f"\nwrote {out.relative_to(ROOT)}")
+    print(f"\nwrote {out}")
 
 
 if __name__ == "__main__":
