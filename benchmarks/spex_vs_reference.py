@@ -137,8 +137,9 @@ def run_child(method: str, cfg: dict) -> dict:
         out["setup_s"] = time.perf_counter() - t0
         base = _rss_mb()
         signal, _ = sampling_strategy(value_np, b, b, n, None, t=T)
+        reference_delays = np.asarray(signal.Ds[0][0], dtype=bool)  # group 0, repeat 0
         out["delays_match_reference"] = bool(
-            np.array_equal(np.asarray(signal.Ds[0], dtype=bool)[1:], bch_code(n, T).parity_matrix)
+            np.array_equal(reference_delays[1:], bch_code(n, T).parity_matrix)
         )
         t0 = time.perf_counter()
         fourier = support_recovery("soft", signal, b, t=T)
