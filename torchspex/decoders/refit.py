@@ -87,7 +87,18 @@ def refit(
     is_const = set_sizes(indices).to(masks.device) == 0
     coef = torch.zeros(s, y.shape[1], dtype=torch.float64, device=y.device)
     if method == "ols":
-        coef = torch.linalg.lstsq(a, y, driver="gelsd" if a.device.type == "cpu" else None).solution
+        # Walsh designs of random masks are close to orthogonal: solve the normal equations by
+        # Cholesky (~20x faster than an SVD-based solver at 40k x 300), and fall back to the
+        # minimum-norm SVD solution when the Gram matrix is singular or badly conditioned.
+        gram = a.T @ a
+        factor, info = torch.linalg.cholesky_ex(gram)
+        diag = torch.diagonal(factor)
+        well_posed = int(info) == 0 and bool((diag.min() ** 2) > 1e-10 * (diag.max() ** 2))
+        if well_posed:
+            coef = torch.cholesky_solve(a.T @ y, factor)
+        else:
+            driver = "gelsd" if a.device.type == "cpu" else None
+            coef = torch.linalg.lstsq(a, y, driver=driver).solution
         return coef.reshape(s, *out_shape).cpu()
     # ridge with an unpenalized intercept: center on the constant column when present
     var = ~is_const
