@@ -137,9 +137,10 @@ def test_shapiq_plots_run():
     result = random_result(n=5, index="k-SII", max_order=2, feature_names=list("ABCDE"))
     iv = result.to_shapiq()
     fig, _ = iv.plot_network(show=False, feature_names=list("ABCDE"))
-    assert fig is not None
+    texts = {t.get_text() for ax in fig.axes for t in ax.texts}
+    assert set("ABCDE") <= texts
     fig = iv.plot_force(feature_names=np.array(list("ABCDE")), show=False)
-    assert fig is not None
+    assert len(fig.axes) >= 1 and fig.axes[0].has_data()
     matplotlib.pyplot.close("all")
 
 

@@ -158,8 +158,8 @@ def test_sweep_one_result_per_block_with_same_masks(gpt2, gpt2_tokenizer):
     n_positions = ids.shape[1]
     assert sweep.first_order("SV").shape == (gpt2.config.n_layer, 1, n_positions)
     assert all(r.n_evaluations == 2**n_positions for r in sweep)
-    fig, _ = sweep.plot(output=(0,))
-    assert fig is not None
+    fig, ax = sweep.plot(output=(0,))
+    assert ax in fig.axes and len(ax.get_images()) + len(ax.collections) >= 1
 
 
 def test_llm_attribute_layers(gpt2, gpt2_tokenizer):
