@@ -130,3 +130,40 @@ def test_fingerprint_covers_modules_and_generators() -> None:
     assert fingerprint(torch.Generator().manual_seed(1)) != fingerprint(
         torch.Generator().manual_seed(2)
     )
+
+
+
+def test_many_writers_open_one_new_store_at_once(tmp_path: Path) -> None:
+    # Ranks (or resumed jobs) open the same new file at the same instant: registering the problem
+    # must not race (two INSERTs of one fingerprint) and concurrent appends must wait, not fail.
+    import threading
+
+    import numpy as np
+
+    path = str(tmp_path / "shared.sqlite")
+    n_writers, errors = 8, []
+    for trial in range(20):
+        key = f"problem-{trial}"
+        barrier = threading.Barrier(n_writers)
+
+        def writer(rank: int, key: str, barrier: threading.Barrier) -> None:
+            try:
+                barrier.wait()
+                store = EvaluationStore(path, key, n_features=5)
+                keys = [bytes([rank, i]) for i in range(20)]
+                store.append(keys, np.full((20, 2), 1.0 * rank), (2,))
+                store.close()
+            except Exception as exc:  # collected and asserted below
+                errors.append(repr(exc))
+
+        threads = [
+            threading.Thread(target=writer, args=(r, key, barrier)) for r in range(n_writers)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        store = EvaluationStore(path, key, n_features=5)
+        assert len(store) == 20 * n_writers and store.out_shape == (2,)
+        store.close()

@@ -109,29 +109,30 @@ class EvaluationStore:
         self.path = os.fspath(path)
         self.key = key
         self.n_features = n_features
-        self._conn = sqlite3.connect(self.path)
-        self._conn.executescript(_SCHEMA)
+        # Several processes (ranks, resumed jobs) may open one file at once: wait for the
+        # writer lock instead of failing, and register the problem race-free.
+        self._conn = sqlite3.connect(self.path, timeout=120.0)
+        self._conn.execute("PRAGMA busy_timeout=120000")
+        with self._conn:
+            self._conn.executescript(_SCHEMA)
         self._conn.execute("PRAGMA synchronous=FULL")
-        row = self._conn.execute(
-            "SELECT n_features FROM problems WHERE fingerprint = ?", (key,)
+        with self._conn:
+            self._conn.execute(
+                "INSERT OR IGNORE INTO problems (fingerprint, n_features) VALUES (?, ?)",
+                (key, n_features),
+            )
+        stored, shape = self._conn.execute(
+            "SELECT n_features, out_shape FROM problems WHERE fingerprint = ?", (key,)
         ).fetchone()
-        if row is None:
-            with self._conn:
-                self._conn.execute(
-                    "INSERT INTO problems (fingerprint, n_features) VALUES (?, ?)",
-                    (key, n_features),
-                )
-            self.out_shape: tuple[int, ...] | None = None
-        elif row[0] != n_features:
+        if stored != n_features:
+            self._conn.close()
             raise ValueError(
-                f"cache {self.path!r} holds this problem with {row[0]} features, not "
+                f"cache {self.path!r} holds this problem with {stored} features, not "
                 f"{n_features}; delete the file or pass another `cache` path."
             )
-        else:
-            shape = self._conn.execute(
-                "SELECT out_shape FROM problems WHERE fingerprint = ?", (key,)
-            ).fetchone()[0]
-            self.out_shape = None if shape is None else tuple(int(v) for v in shape.split(",") if v)
+        self.out_shape: tuple[int, ...] | None = (
+            None if shape is None else tuple(int(v) for v in shape.split(",") if v)
+        )
 
     def __len__(self) -> int:
         (count,) = self._conn.execute(
