@@ -197,6 +197,10 @@ def _worker(rank: int, port: int, folder: str, with_attr: bool) -> None:
         _record(out, "mismatch", lambda: _scenario_mismatch(rank))
         _record(out, "other_inputs", lambda: _scenario_other_inputs(rank, 0.5))
         _record(out, "tiny_noise", lambda: _scenario_other_inputs(rank, 1e-9))
+        # rank 1's cache path is a folder: it cannot open the store before the first round
+        bad = Path(folder) / ("ok.db" if rank == 0 else "")
+        _record(out, "cache_broken", lambda: _scenario_cache(rank, bad))
+        _record(out, "after_cache_broken", lambda: _scenario_spex(rank)["identical"])
         _record(out, "cache_shared", lambda: _scenario_cache(rank, Path(folder) / "shared.db"))
         _record(out, "cache_own", lambda: _scenario_cache(rank, Path(folder) / f"own{rank}.db"))
         if with_attr:
@@ -324,6 +328,15 @@ def test_ranks_explaining_different_inputs_raise_on_every_rank(two_ranks) -> Non
         assert "same model and inputs" in message and "process_group=False" in message
     # a difference at the level of batch-composition noise is not an error
     assert _ok(two_ranks, "tiny_noise") == [874, 874]
+
+
+@pytest.mark.slow
+def test_a_cache_that_fails_to_open_on_one_rank_raises_on_every_rank(two_ranks) -> None:
+    r0, r1 = (res["cache_broken"] for res in two_ranks)
+    assert r1[:2] == ("error", "OperationalError")
+    assert r0[:2] == ("error", "DistributedEvaluationError") and r0[3] == 1
+    assert "rank 1 of 2 failed while opening cache" in r0[2] and "OperationalError" in r0[2]
+    assert _ok(two_ranks, "after_cache_broken") == [True, True]  # the ranks stay in step
 
 
 @pytest.mark.slow

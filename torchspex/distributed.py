@@ -23,6 +23,9 @@ value, so every rank decodes the same spectrum, bit for bit. One round costs thr
    raise ``ValueError`` on every rank.
 3. *values*: all-gather of the shards (padded to the largest; ``float64 [m_r, *out]``).
 
+Rank-local set-up before the first round (opening a ``cache``) goes through
+:func:`on_every_rank`: if it fails on one rank, every rank raises, as in *status*.
+
 A rank that never reaches a collective (killed, or stuck in its model) is bounded by the
 process group's ``timeout`` (``torch.distributed.init_process_group(timeout=...)``).
 
@@ -49,6 +52,7 @@ __all__ = [
     "RankGroup",
     "check_executor",
     "map_batches",
+    "on_every_rank",
     "resolve_process_group",
     "shard_offsets",
 ]
@@ -164,6 +168,34 @@ def map_batches(
                 cancel()
 
 
+def on_every_rank(group: Any, fn: Callable[[], Any], what: str) -> Any:
+    """Runs ``fn()`` on this rank; with a process group, a failure on any rank fails them all.
+
+    For rank-local set-up before the first collective (e.g. opening an evaluation store): a rank
+    that raised there would otherwise leave the others waiting in their first round, or pair
+    their collectives with the failing rank's next explanation.
+
+    Args:
+        group: a process group, or ``None`` to just call ``fn``.
+        fn: the set-up step.
+        what: what ``fn`` does, for the message (e.g. ``"opening its cache"``).
+
+    Raises:
+        the rank's own exception on the failing rank, :class:`DistributedEvaluationError` on
+        the others.
+    """
+    if group is None:
+        return fn()
+    error: BaseException | None = None
+    result = None
+    try:
+        result = fn()
+    except Exception as exc:  # re-raised below, after every rank has reported
+        error = exc
+    RankGroup(group).settle(error, what)
+    return result
+
+
 def shard_offsets(n_items: int, world_size: int) -> list[int]:
     """Contiguous shard bounds: rank ``r`` takes items ``offsets[r]:offsets[r + 1]``.
 
@@ -247,6 +279,27 @@ class RankGroup:
         for _, _, bits in everyone:
             every &= np.unpackbits(np.frombuffer(bits, dtype=np.uint8), count=len(keys)) > 0
         return every
+
+    def settle(self, error: BaseException | None, what: str) -> None:
+        """One collective after a rank-local step: raises on every rank if any rank failed."""
+        note = None if error is None else f"{type(error).__name__}: {error}"
+        statuses = self._gather(note)
+        failed = [r for r, status in enumerate(statuses) if status is not None]
+        if not failed:
+            return
+        if error is not None:
+            if hasattr(error, "add_note"):
+                error.add_note(
+                    f"torchspex: raised on rank {self.rank} of {self.world_size} while {what}; "
+                    "the other ranks raise DistributedEvaluationError."
+                )
+            raise error
+        r = failed[0]
+        raise DistributedEvaluationError(
+            f"rank {r} of {self.world_size} failed while {what}: {statuses[r]} (its traceback "
+            f"is on rank {r}); every rank stops.",
+            rank=r,
+        )
 
     def gather(
         self,

@@ -12,7 +12,7 @@ import torch
 from torchspex.cache import EvaluationStore, fingerprint
 from torchspex.decoders.base import Evaluator, ValueFunction
 from torchspex.decoders.dispatch import check_method, decode
-from torchspex.distributed import check_executor, resolve_process_group
+from torchspex.distributed import check_executor, on_every_rank, resolve_process_group
 from torchspex.fourier import canonical_index
 from torchspex.interactions import Interactions, _check_order
 
@@ -147,7 +147,9 @@ def explain(
             "explain", n_features, method, n_samples, max_order, generator, decoder_options,
             mask_format, value_function, cache_key,
         )  # fmt: skip
-        store = EvaluationStore(cache, key, n_features)
+        store = on_every_rank(
+            group, lambda: EvaluationStore(cache, key, n_features), f"opening cache {cache!r}"
+        )
     evaluator = Evaluator(
         value_function, n_features, n_samples=n_samples, mask_format=mask_format,
         batch_size=batch_size, store=store, process_group=group, executor=executor,

@@ -28,7 +28,7 @@ from torchspex.cache import EvaluationStore, fingerprint
 from torchspex.decoders.base import BudgetTooSmallError, Evaluator
 from torchspex.decoders.dispatch import check_method, decode
 from torchspex.decoders.exhaustive import MAX_EXHAUSTIVE_FEATURES, check_exhaustive
-from torchspex.distributed import resolve_process_group
+from torchspex.distributed import on_every_rank, resolve_process_group
 from torchspex.explain import check_generator, check_n_samples
 from torchspex.fourier import SparseSpectrum, canonical_index
 from torchspex.interactions import _check_order
@@ -310,7 +310,12 @@ class SpectralInteraction(PerturbationAttribution):
                         method, n_samples, max_order, state, decoder_options, self.forward_func,
                         part.members, part.columns,
                     )  # fmt: skip
-                    store = EvaluationStore(cache, key, int(part.columns.shape[0]))
+                    n_part = int(part.columns.shape[0])
+                    store = on_every_rank(
+                        group,
+                        lambda key=key, n=n_part: EvaluationStore(cache, key, n),
+                        f"opening cache {cache!r}",
+                    )
                     stores.append(store)
                 # with a store, hand the model one forward batch at a time, so that every
                 # completed batch is on disk before the next one starts
