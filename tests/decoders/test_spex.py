@@ -114,15 +114,39 @@ def test_never_more_evaluations_than_budget(n_samples):
 def test_budget_too_small_refused_before_any_evaluation():
     truth = planted_spectrum(100, 10, 3, torch.Generator().manual_seed(9))
     game = PlantedGame(truth)
-    minimum = min_spex_samples(100, 5)
+    minimum = min_spex_samples(100, 2)  # the default t = 5 is lowered to fit, down to 2
     with pytest.raises(BudgetTooSmallError, match=f"at least {minimum}") as err:
         decode_spex(Evaluator(game, 100), 100, n_samples=minimum - 1)
+    assert err.value.minimum == minimum
+    minimum = min_spex_samples(100, 5)  # an explicit t is never lowered
+    with pytest.raises(BudgetTooSmallError, match=f"at least {minimum}") as err:
+        decode_spex(Evaluator(game, 100), 100, n_samples=minimum - 1, degree_parameter=5)
     assert err.value.minimum == minimum
     assert game.n_calls == 0
     with pytest.raises(BudgetTooSmallError) as err:
         decode_spex(Evaluator(game, 100), 100, n_samples=5000, b=7)
     assert err.value.minimum > 5000
     assert game.n_calls == 0
+
+
+def test_tight_budget_lowers_the_degree_parameter():
+    truth = planted_spectrum(100, 10, 2, torch.Generator().manual_seed(9))
+    for t in (2, 3, 4, 5):
+        game = PlantedGame(truth)
+        budget = min_spex_samples(100, t) + 1
+        _, info = decode_spex(Evaluator(game, 100), 100, n_samples=budget, max_order=2)
+        assert info["degree_parameter"] == t and game.n_evaluations <= budget
+
+
+def test_low_max_order_still_decodes_higher_order_terms():
+    # max_order caps the reported indices, not the learned function: order-3 terms must be
+    # decoded (with t = max_order = 2 they were not, and the order-2 indices came out wrong)
+    truth = planted_spectrum(64, 25, 3, torch.Generator().manual_seed(0))
+    assert int((truth.indices >= 0).sum(1).max()) == 3
+    game = PlantedGame(truth)
+    spec, info = decode_spex(Evaluator(game, 64), 64, n_samples=1024, max_order=2)
+    assert info["degree_parameter"] == 5
+    assert max_coefficient_error(truth, spec) < 1e-8
 
 
 def test_same_generator_same_result():
@@ -155,8 +179,8 @@ def test_default_design_without_budget():
         warnings.simplefilter("error")
         spec, info = decode_spex(Evaluator(game, 30), 30, max_order=2)
     assert info["b"] == info["b_default"] == 8
-    assert info["degree_parameter"] == default_degree(2) == 2
-    assert info["n_queries"] == spex_sample_count(30, 8, 2)
+    assert info["degree_parameter"] == default_degree(2) == 5
+    assert info["n_queries"] == spex_sample_count(30, 8, 5)
     assert max_coefficient_error(truth, spec) < 1e-8
 
 

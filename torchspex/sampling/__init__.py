@@ -3,6 +3,7 @@
 from torchspex.sampling.bch import BCHCode, bch_code, bch_parameters
 from torchspex.sampling.plan import (
     SPEXPlan,
+    degree_for_budget,
     min_spex_samples,
     n_delays,
     plan_for_budget,
@@ -15,6 +16,7 @@ __all__ = [
     "SPEXPlan",
     "bch_code",
     "bch_parameters",
+    "degree_for_budget",
     "min_spex_samples",
     "n_delays",
     "plan_for_budget",

@@ -28,6 +28,7 @@ __all__ = [
     "MAX_B",
     "MIN_B",
     "SPEXPlan",
+    "degree_for_budget",
     "min_spex_samples",
     "plan_for_budget",
     "spex_sample_count",
@@ -80,6 +81,24 @@ def min_spex_samples(n_features: int, t: int, n_groups: int = DEFAULT_N_GROUPS) 
     return spex_sample_count(n_features, MIN_B, t, n_groups)
 
 
+def degree_for_budget(
+    n_features: int, n_samples: int, t: int, n_groups: int = DEFAULT_N_GROUPS
+) -> int:
+    """The largest degree parameter in ``[2, t]`` whose smallest design fits ``n_samples``.
+
+    A tight budget buys a lower ``t`` (fewer delays per bin) before it is refused: ``2`` when
+    not even ``t = 2`` fits, and :func:`plan_for_budget` then reports that minimum.
+
+    Example:
+        >>> degree_for_budget(100, 10_000, 5), degree_for_budget(100, 700, 5)
+        (5, 3)
+    """
+    _check_int("t", t, 1)
+    while t > 2 and min_spex_samples(n_features, t, n_groups) > n_samples:
+        t -= 1
+    return t
+
+
 def plan_for_budget(
     n_features: int, n_samples: int, t: int, n_groups: int = DEFAULT_N_GROUPS, max_b: int = MAX_B
 ) -> int:
@@ -99,7 +118,7 @@ def plan_for_budget(
     minimum = per_bin << MIN_B
     if n_samples < minimum:
         low = n_groups * n_delays(n_features, 2) << MIN_B
-        hint = f" or lower `max_order`/`degree_parameter` (t=2 needs {low})" if t > 2 else ""
+        hint = f" or lower `degree_parameter` (t=2 needs {low})" if t > 2 else ""
         raise BudgetTooSmallError(
             f"method='spex' needs n_samples >= {minimum} for n_features={n_features} and "
             f"degree_parameter t={t} ({n_groups} groups x {per_bin // n_groups} delays x 2^{MIN_B}"
