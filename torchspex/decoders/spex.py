@@ -66,6 +66,8 @@ _ZERO_TON_ALPHA = 1e-3
 _SIGNIFICANCE_ALPHA = 1e-3
 # relative floor of the noise variance (float64 round-off of the transforms)
 _NOISE_FLOOR = 1e-24
+# decoded bins needed before their residuals alone may set the noise level
+_MIN_DECODED_FOR_NOISE = 3
 # rounds without a new term before peeling stops (further rounds only refine values)
 _PATIENCE = 10
 # most mask bits generated per evaluator call
@@ -391,11 +393,20 @@ class _Bins:
 
 def _noise_variance(bins: _Bins, n_delays: int, n_out: int, quantile: float,
                     floor: float) -> float:
-    """Per-entry noise variance from the energy no single term explains, bin by bin."""
+    """Per-entry noise variance from the energy no single term explains, bin by bin.
+
+    Two low-quantile estimates, the smaller wins: over every bin, and over the bins whose
+    decoded candidate lands in them (singletons and pure-noise bins, whose residual is noise).
+    The first alone reads colliding terms as noise when most bins are multitons (few bins for
+    many terms), and then rejects true singletons on a noiseless game.
+    """
     dof = np.where(bins.ok, (n_delays - 1) * n_out, n_delays * n_out)
     scaled = bins.residual / dof
     ref_dof = (n_delays - 1) * n_out
-    level = float(np.quantile(scaled, quantile)) / (chi2.ppf(quantile, ref_dof) / ref_dof)
+    correction = chi2.ppf(quantile, ref_dof) / ref_dof
+    level = float(np.quantile(scaled, quantile)) / correction
+    if int(bins.ok.sum()) >= _MIN_DECODED_FOR_NOISE:
+        level = min(level, float(np.quantile(scaled[bins.ok], quantile)) / correction)
     return max(level, floor)
 
 
