@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from typing import Any
 
 import torch
@@ -65,6 +65,7 @@ def explain(
     index: str = "FBII",
     generator: torch.Generator | int | None = None,
     feature_names: Sequence[str] | None = None,
+    feature_ids: Sequence[Hashable] | None = None,
     mask_format: str = "torch",
     batch_size: int | None = None,
     cache: str | os.PathLike | None = None,
@@ -87,6 +88,8 @@ def explain(
         index: interaction index of the result (``"FBII"``, ``"SII"``, ``"k-SII"``, ...).
         generator: ``torch.Generator`` or int seed; ``None`` means seed 0 (deterministic).
         feature_names: display labels.
+        feature_ids: what to call the features in the result (e.g. group ids with gaps);
+            default ``0 .. n_features - 1``.
         mask_format: ``"torch"`` or ``"numpy"``: what ``value_function`` receives.
         batch_size: most masks per ``value_function`` call (``None``: as many as the method
             asks for at once).
@@ -176,6 +179,7 @@ def explain(
         max_order=max_order,
         n_evaluations=evaluator.n_evaluations,
         feature_names=feature_names,
+        feature_ids=feature_ids,
         method=method,
         info=info,
     )

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from torchspex.decoders.base import Evaluator
-from torchspex.decoders.dispatch import check_method, decode
-from torchspex.explain import check_generator, check_n_samples
-from torchspex.fourier import canonical_index
-from torchspex.interactions import Interactions, _check_order
+from torchspex.decoders.dispatch import check_method
+from torchspex.explain import check_n_samples, explain
+from torchspex.interactions import Interactions
 
-__all__ = ["check_batch_size", "model_device", "run_decoder", "select_target"]
+__all__ = ["callable_key", "check_batch_size", "model_device", "run_decoder", "select_target"]
 
 
 def model_device(model: Any) -> torch.device:
@@ -80,16 +79,57 @@ def select_target(output: Any, target: Any, n_copies: int, batch: int) -> Tensor
     )
 
 
-def _with_progress(
-    value_function: Callable[[Tensor], Tensor], total: int | None, desc: str
-) -> tuple[Callable[[Tensor], Tensor], Any]:
-    from tqdm.auto import tqdm
+def _visible_state(fn: Any, depth: int = 2) -> list[Any]:
+    """What a function captured that changes its values: modules, tensors and plain data.
 
-    bar = tqdm(total=total, desc=desc, unit="mask", mininterval=0.5)
+    :func:`~torchspex.cache.fingerprint` sees only a plain function's code; a closure such as
+    ``lambda ids: model(ids).logits[:, -1]`` also depends on the ``model`` it captured (in a
+    closure cell or a default argument).
+    """
+    values: list[Any] = list(getattr(fn, "__defaults__", None) or ())
+    values += list((getattr(fn, "__kwdefaults__", None) or {}).values())
+    for cell in getattr(fn, "__closure__", None) or ():
+        try:
+            values.append(cell.cell_contents)
+        except ValueError:  # an empty cell
+            continue
+    found: list[Any] = []
+    for value in values:
+        if isinstance(value, (nn.Module, Tensor, bool, int, float, str, type(None))):
+            found.append(value)
+        elif depth > 0 and callable(value) and hasattr(value, "__code__"):
+            found.append((value, _visible_state(value, depth - 1)))
+    return found
+
+
+def callable_key(fn: Any) -> list[Any]:
+    """Parts for :func:`~torchspex.cache.fingerprint` that identify what ``fn`` computes.
+
+    A module contributes its class and weights; a function its code and the modules, tensors
+    and plain values its closure or default arguments captured; a bound method also its object
+    when that is a module.
+    """
+    return [fn, _visible_state(fn)]
+
+
+def _with_progress(
+    value_function: Callable[[Tensor], Tensor], total: int | None, desc: str, show: bool
+) -> tuple[Callable[[Tensor], Tensor], Any]:
+    """Counts evaluated masks on a tqdm bar when ``show``.
+
+    The wrapper is used with or without a bar, so the value function an evaluation store
+    fingerprints is the same either way (a run resumed without the bar still finds its values).
+    """
+    bar = None
+    if show:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, desc=desc, unit="mask", mininterval=0.5)
 
     def wrapped(masks: Tensor) -> Tensor:
         out = value_function(masks)
-        bar.update(int(masks.shape[0]))
+        if bar is not None:
+            bar.update(int(masks.shape[0]))
         return out
 
     return wrapped, bar
@@ -109,39 +149,34 @@ def run_decoder(
     feature_ids: Sequence[Hashable] | None = None,
     show_progress: bool = False,
     desc: str = "Spectral Interaction attribution",
+    cache: str | os.PathLike | None = None,
+    cache_key: Any = None,
+    process_group: Any = None,
     **decoder_options: Any,
 ) -> Interactions:
-    """Validates everything, then decodes the spectrum of ``value_function`` (masks -> values)."""
+    """Decodes the spectrum of ``value_function`` (masks -> values) through :func:`explain`.
+
+    Adds to :func:`~torchspex.explain` what the helpers share: the ``perturbations_per_eval``
+    check, a message for a prompt without features, and the progress bar. ``cache_key`` must
+    identify everything ``value_function`` depends on (model, inputs, target, baselines):
+    :func:`explain` adds the feature count, method settings and generator state.
+    """
     if n_features < 1:
         raise ValueError("there are no features to explain (n_features = 0).")
-    method = check_method(method)
-    index = canonical_index(index)
-    max_order = _check_order(max_order, n_features)
-    n_samples = check_n_samples(n_samples)
-    generator = check_generator(generator)
     batch_size = check_batch_size(batch_size)
-    bar = None
-    if show_progress:
-        total = n_samples if n_samples is not None else (
-            1 << n_features if method == "exhaustive" else None
-        )
-        value_function, bar = _with_progress(value_function, total, desc)
-    evaluator = Evaluator(value_function, n_features, n_samples=n_samples, batch_size=batch_size)
+    method = check_method(method)
+    n_samples = check_n_samples(n_samples)
+    total = n_samples
+    if total is None and method == "exhaustive":
+        total = 1 << n_features
+    value_function, bar = _with_progress(value_function, total, desc, bool(show_progress))
     try:
-        spectrum, info = decode(
-            method, evaluator, n_features, n_samples=n_samples, max_order=max_order,
-            generator=generator, **decoder_options,
-        )
+        return explain(
+            value_function, n_features, method=method, n_samples=n_samples, max_order=max_order,
+            index=index, generator=generator, feature_names=feature_names,
+            feature_ids=feature_ids, batch_size=batch_size, cache=cache, cache_key=cache_key,
+            process_group=process_group, **decoder_options,
+        )  # fmt: skip
     finally:
         if bar is not None:
             bar.close()
-    return Interactions(
-        spectrum.prune(atol=0.0),
-        index=index,
-        max_order=max_order,
-        n_evaluations=evaluator.n_evaluations,
-        feature_names=feature_names,
-        feature_ids=feature_ids,
-        method=method,
-        info=info,
-    )

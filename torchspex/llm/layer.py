@@ -11,6 +11,7 @@ output (caches, attention masks, ``None``) passes through unchanged.
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,8 +19,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from torchspex.cache import fingerprint
 from torchspex.interactions import Interactions
-from torchspex.llm._common import check_batch_size, run_decoder, select_target
+from torchspex.llm._common import callable_key, check_batch_size, run_decoder, select_target
 
 __all__ = ["LayerSpectralInteraction", "LayerSweep", "sweep_layers", "transformer_blocks"]
 
@@ -155,6 +157,17 @@ class LayerSpectralInteraction:
         return captured[0]
 
     @staticmethod
+    def _mask_ids(layer_mask: Tensor) -> tuple[Tensor, list[int]]:
+        """``layer_mask`` as a tensor and its sorted group ids ``>= 0`` (no forward pass)."""
+        mask = torch.as_tensor(layer_mask)
+        if mask.is_floating_point() or mask.dtype == torch.bool:
+            raise TypeError(f"`layer_mask` must hold integer group ids; got dtype {mask.dtype}.")
+        ids = torch.unique(mask[mask >= 0])
+        if ids.numel() == 0:
+            raise ValueError("`layer_mask` has no group id >= 0; there is nothing to mask.")
+        return mask, ids.tolist()
+
+    @staticmethod
     def _groups(layer_mask: Tensor | None, act: Tensor) -> tuple[Tensor, list[int]]:
         if layer_mask is None:
             if act.dim() < 2:
@@ -164,9 +177,8 @@ class LayerSpectralInteraction:
                 )
             ids = torch.arange(act.shape[1], device=act.device)
             return ids.reshape(1, -1, *([1] * (act.dim() - 2))), list(range(act.shape[1]))
-        mask = torch.as_tensor(layer_mask, device=act.device)
-        if mask.is_floating_point() or mask.dtype == torch.bool:
-            raise TypeError(f"`layer_mask` must hold integer group ids; got dtype {mask.dtype}.")
+        mask, id_list = LayerSpectralInteraction._mask_ids(layer_mask)
+        mask = mask.to(act.device)
         try:
             if mask.dim() != act.dim():
                 raise RuntimeError
@@ -176,11 +188,17 @@ class LayerSpectralInteraction:
                 f"`layer_mask` of shape {tuple(mask.shape)} must have the layer activation's "
                 f"number of dimensions and broadcast to its shape {tuple(act.shape)}."
             ) from None
-        ids = torch.unique(mask[mask >= 0])
-        if ids.numel() == 0:
-            raise ValueError("`layer_mask` has no group id >= 0; there is nothing to mask.")
+        ids = torch.tensor(id_list, dtype=torch.long, device=act.device)
         dense = torch.searchsorted(ids, mask.long())
-        return torch.where(mask >= 0, dense, -1), ids.tolist()
+        return torch.where(mask >= 0, dense, -1), id_list
+
+    def _layer_name(self) -> str | None:
+        """The layer's qualified name inside ``forward_func`` (when that is a module)."""
+        root = self.forward_func
+        root = root if isinstance(root, nn.Module) else getattr(root, "__self__", None)
+        if not isinstance(root, nn.Module):
+            return None
+        return next((name for name, m in root.named_modules() if m is self.layer), None)
 
     def attribute(
         self,
@@ -199,6 +217,9 @@ class LayerSpectralInteraction:
         generator: torch.Generator | int | None = None,
         show_progress: bool = False,
         feature_names: Sequence[str] | None = None,
+        cache: str | os.PathLike | None = None,
+        cache_key: Any = None,
+        process_group: Any = None,
         **decoder_options: Any,
     ) -> Interactions:
         """Learns the interactions between groups of the layer's activation.
@@ -223,6 +244,24 @@ class LayerSpectralInteraction:
             generator: ``torch.Generator`` or int seed (``None``: seed 0).
             show_progress: show a progress bar over evaluated masks.
             feature_names: labels of the groups (default: their ids).
+            cache: path of an evaluation store (SQLite, see :mod:`torchspex.cache`): every
+                forward batch's values are appended as it completes; calling again with the
+                same arguments makes only the forward passes still missing. With ``layer_mask``
+                given, a call whose values are all stored makes no forward pass at all (the
+                layer's activation is read lazily). Values are keyed by a fingerprint of
+                ``forward_func`` (a module's class and weights; a function's code and the
+                modules, tensors and plain values its closure captured), the layer (its weights
+                and name in ``forward_func``), ``inputs``, ``layer_baselines``, ``target``,
+                ``additional_forward_args``, ``layer_mask``, ``attribute_to_layer_input``,
+                ``cache_key``, the method settings and the generator state.
+            cache_key: anything else that identifies what ``forward_func`` computes (e.g. a
+                model version when ``forward_func`` reaches its model through an object the
+                fingerprint cannot see), mixed into the fingerprint.
+            process_group: share the forward passes among the ranks of a
+                ``torch.distributed`` process group: ``None`` (default) means the default group
+                whenever torch.distributed is initialized (e.g. under ``torchrun``), ``False``
+                never. Every rank calls ``attribute`` with the same arguments and generator
+                seed and returns the same result. See :mod:`torchspex.distributed`.
             **decoder_options: method-specific settings.
 
         Returns:
@@ -236,26 +275,43 @@ class LayerSpectralInteraction:
         batch = next((x.shape[0] for x in inputs_t if isinstance(x, Tensor) and x.dim()), 1)
         to_input = bool(attribute_to_layer_input)
         check_batch_size(perturbations_per_eval)
-        act = self._activation(inputs_t, args, to_input)
-        groups, ids = self._groups(layer_mask, act)
-        never = groups < 0
-        safe = groups.clamp_min(0)
-        base = torch.as_tensor(
-            0.0 if layer_baselines is None else layer_baselines, dtype=act.dtype, device=act.device
-        )
-        try:
-            torch.broadcast_shapes(base.shape, act.shape)
-        except RuntimeError:
-            raise ValueError(
-                f"`layer_baselines` of shape {tuple(base.shape)} must broadcast to the layer "
-                f"activation's shape {tuple(act.shape)}."
-            ) from None
+        if layer_mask is None:  # the activation's shape says how many groups there are
+            eager: Tensor | None = self._activation(inputs_t, args, to_input)
+            ids = self._groups(None, eager)[1]  # type: ignore[arg-type]
+        else:  # read the activation on the first forward pass (none if all values are cached)
+            eager, ids = None, self._mask_ids(layer_mask)[1]
+        prepared: dict[str, Tensor] = {}
+
+        def prepare() -> dict[str, Tensor]:
+            if prepared:
+                return prepared
+            act = self._activation(inputs_t, args, to_input) if eager is None else eager
+            groups = self._groups(layer_mask, act)[0]
+            base = torch.as_tensor(
+                0.0 if layer_baselines is None else layer_baselines,
+                dtype=act.dtype,
+                device=act.device,
+            )
+            try:
+                torch.broadcast_shapes(base.shape, act.shape)
+            except RuntimeError:
+                raise ValueError(
+                    f"`layer_baselines` of shape {tuple(base.shape)} must broadcast to the layer "
+                    f"activation's shape {tuple(act.shape)}."
+                ) from None
+            prepared.update(act=act, base=base, never=groups < 0, safe=groups.clamp_min(0))
+            return prepared
+
+        if eager is not None:
+            prepare()  # bad baselines fail before any masked forward pass
         forward_func = self.forward_func
 
         def value_function(masks: Tensor) -> Tensor:
+            p = prepare()
+            act = p["act"]
             k = masks.shape[0]
-            keep = masks.to(act.device)[:, safe] | never
-            perturbed = torch.where(keep, act.unsqueeze(0), base)
+            keep = masks.to(act.device)[:, p["safe"]] | p["never"]
+            perturbed = torch.where(keep, act.unsqueeze(0), p["base"])
             perturbed = perturbed.reshape(k * act.shape[0], *act.shape[1:])
 
             def swap(current: Tensor) -> Tensor:
@@ -276,13 +332,21 @@ class LayerSpectralInteraction:
             out = select_target(out, target, k, batch)
             return out.reshape(k, batch, *out.shape[1:])
 
+        key = None
+        if cache is not None:
+            key = fingerprint(
+                "LayerSpectralInteraction", *callable_key(forward_func), self.layer,
+                self._layer_name(), inputs_t, args, target, layer_mask, layer_baselines,
+                to_input, cache_key,
+            )  # fmt: skip
         names = [str(i) for i in ids] if feature_names is None else list(feature_names)
         return run_decoder(
             value_function, len(ids), method=method, n_samples=n_samples, max_order=max_order,
             index=index, generator=generator, batch_size=perturbations_per_eval,
             feature_names=names, feature_ids=ids, show_progress=show_progress,
-            desc="Layer Spectral Interaction attribution", **decoder_options,
-        )
+            desc="Layer Spectral Interaction attribution", cache=cache, cache_key=key,
+            process_group=process_group, **decoder_options,
+        )  # fmt: skip
 
 
 # ---------------------------------------------------------------------- sweeps
@@ -421,7 +485,9 @@ def sweep_layers(
         inputs: as for :meth:`LayerSpectralInteraction.attribute`.
         generator: seed or generator; every layer starts from the same state, so the layers
             are measured on identical masks.
-        **attribute_kwargs: any other argument of :meth:`LayerSpectralInteraction.attribute`.
+        **attribute_kwargs: any other argument of :meth:`LayerSpectralInteraction.attribute`
+            (with ``cache``, each layer's values are stored under their own fingerprint, which
+            also covers the layer's name here).
 
     Returns:
         :class:`LayerSweep` with one result per layer.
@@ -430,10 +496,14 @@ def sweep_layers(
     if isinstance(generator, torch.Generator):
         state = generator.get_state()
     results = []
-    for _, layer in named:
+    cached = attribute_kwargs.get("cache") is not None
+    for name, layer in named:
         if isinstance(generator, torch.Generator):
             generator.set_state(state)
+        kwargs = dict(attribute_kwargs)
+        if cached:  # the sweep's name for the layer, for forward functions that are not modules
+            kwargs["cache_key"] = (attribute_kwargs.get("cache_key"), name)
         explainer = LayerSpectralInteraction(forward_func, layer)
-        results.append(explainer.attribute(inputs, generator=generator, **attribute_kwargs))
+        results.append(explainer.attribute(inputs, generator=generator, **kwargs))
     return LayerSweep([name for name, _ in named], results)
 

@@ -11,6 +11,7 @@ log-probability, rows ``1..T`` each target token's (Captum's ``LLMAttribution`` 
 from __future__ import annotations
 
 import inspect
+import os
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -18,9 +19,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from torchspex.cache import fingerprint
 from torchspex.grouping.text import TextFeatures, text_features
 from torchspex.interactions import Interactions
-from torchspex.llm._common import check_batch_size, model_device, run_decoder
+from torchspex.llm._common import callable_key, check_batch_size, model_device, run_decoder
 from torchspex.llm.layer import LayerSweep, _named_layers, sweep_layers
 
 __all__ = ["DEFAULT_GEN_ARGS", "LLMInteractions", "LLMSpectralInteraction"]
@@ -316,6 +318,8 @@ class LLMSpectralInteraction:
         perturbations_per_eval: int = 16,
         generator: torch.Generator | int | None = None,
         show_progress: bool = False,
+        cache: str | os.PathLike | None = None,
+        process_group: Any = None,
         **decoder_options: Any,
     ) -> LLMInteractions:
         """Learns the interactions between prompt features for the target's (log-)probability.
@@ -338,6 +342,20 @@ class LLMSpectralInteraction:
             perturbations_per_eval: masked prompts per padded forward pass.
             generator: ``torch.Generator`` or int seed (``None``: seed 0).
             show_progress: show a progress bar over evaluated masks.
+            cache: path of an evaluation store (SQLite, see :mod:`torchspex.cache`): every
+                forward batch's values are appended as it completes, so a run killed part-way
+                resumes with only the missing forward passes when called again with the same
+                arguments. Values are keyed by a fingerprint of the model's class and weights,
+                the tokenizer (class, name, vocabulary size, pad id), the masked prompts' token
+                ids (prompt, grouping and baseline), the target token ids, ``attr_target``, the
+                method settings and the generator state: a changed prompt or target never
+                reuses stored values. A generated target (``target=None``) is generated again.
+            process_group: share the forward passes among the ranks of a
+                ``torch.distributed`` process group: ``None`` (default) means the default group
+                whenever torch.distributed is initialized (e.g. under ``torchrun``), ``False``
+                never. Every rank calls ``attribute`` with the same arguments and generator
+                seed (its model on its own device) and returns the same result. See
+                :mod:`torchspex.distributed`.
             **decoder_options: method-specific settings.
 
         Returns:
@@ -349,16 +367,49 @@ class LLMSpectralInteraction:
         target_ids = self.target_ids(feats, target, gen_args)
 
         def value_function(masks: Tensor) -> Tensor:
-            return self.values(feats, masks, target_ids, perturbations_per_eval)
+            # the evaluator hands over perturbations_per_eval masks at a time, now and then
+            # with one more (a stored value re-checked on resume, a distributed witness mask):
+            # one forward pass each
+            return self.values(feats, masks, target_ids, max(int(masks.shape[0]), 1))
 
+        key = None if cache is None else self._prompt_key(feats, target_ids)
         result = run_decoder(
             value_function, int(feats.n_itp_features), method=method, n_samples=n_samples,
             max_order=max_order, index=index, generator=generator,
             batch_size=perturbations_per_eval, feature_names=list(feats.values),
             show_progress=show_progress, desc="LLM Spectral Interaction attribution",
-            **decoder_options,
-        )
+            cache=cache, cache_key=key, process_group=process_group, **decoder_options,
+        )  # fmt: skip
         return LLMInteractions._wrap(result, **self._extras(feats, target_ids))
+
+    def _model_key(self) -> str:
+        """Fingerprint of what turns token ids into values: model weights, tokenizer, target."""
+        tok = self.tokenizer
+        try:
+            size = len(tok)
+        except TypeError:
+            size = None
+        tokenizer = (
+            type(tok).__qualname__, getattr(tok, "name_or_path", None), size,
+            getattr(tok, "vocab_size", None), self._pad_id(),
+        )  # fmt: skip
+        return fingerprint(*callable_key(self.model), tokenizer, self.attr_target)
+
+    def _prompt_key(self, feats: Any, target_ids: Tensor) -> str:
+        """Fingerprint of one prompt explanation's values (see ``cache`` in :meth:`attribute`).
+
+        The prompt enters as the token ids of probe masks: all kept, all removed, each feature
+        removed alone and each kept alone, which pins down the grouping and the baseline.
+        """
+        n = int(feats.n_itp_features)
+        eye = torch.eye(n, dtype=torch.bool)
+        kept = torch.ones(1, n, dtype=torch.bool)
+        probes = torch.cat([kept, ~kept, ~eye, eye])
+        ids, attention = self.prompt_batch(feats, probes)
+        return fingerprint(
+            "LLMSpectralInteraction.attribute", self._model_key(), type(feats).__qualname__,
+            list(feats.values), ids, attention, target_ids,
+        )  # fmt: skip
 
     def _extras(self, feats: Any, target_ids: Tensor) -> dict[str, Any]:
         decode = getattr(self.tokenizer, "decode", None)
@@ -384,6 +435,8 @@ class LLMSpectralInteraction:
         perturbations_per_eval: int = 16,
         generator: torch.Generator | int | None = None,
         show_progress: bool = False,
+        cache: str | os.PathLike | None = None,
+        process_group: Any = None,
         **decoder_options: Any,
     ) -> LayerSweep:
         """Per-layer interactions: the prompt features are masked in each block's output.
@@ -408,6 +461,9 @@ class LLMSpectralInteraction:
             perturbations_per_eval: see :meth:`attribute`.
             generator: see :meth:`attribute`.
             show_progress: see :meth:`attribute`.
+            cache: see :meth:`attribute`; each layer's values are stored under their own
+                fingerprint (also covering the layer, its name and ``layer_baselines``).
+            process_group: see :meth:`attribute`.
             **decoder_options: see :meth:`attribute`.
 
         Returns:
@@ -445,8 +501,9 @@ class LLMSpectralInteraction:
             layer_baselines=layer_baselines, layer_mask=layer_mask.to(model_device(self.model)),
             method=method, n_samples=n_samples, max_order=max_order, index=index,
             perturbations_per_eval=perturbations_per_eval, show_progress=show_progress,
-            feature_names=list(feats.values), **decoder_options,
-        )
+            feature_names=list(feats.values), cache=cache, process_group=process_group,
+            cache_key=None if cache is None else self._model_key(), **decoder_options,
+        )  # fmt: skip
         extras = self._extras(feats, target_ids)
         results = [LLMInteractions._wrap(res.select(0), **extras) for res in sweep.results]
         return LayerSweep(sweep.layer_names, results)
