@@ -10,6 +10,7 @@ import traceback
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -169,6 +170,54 @@ def _scenario_spectral_interaction(rank: int) -> dict[str, Any]:
     }
 
 
+class _TinyLM(torch.nn.Module):
+    """A causal LM without transformers: running mean of embeddings, then a linear head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = torch.nn.Embedding(16, 8)
+        self.head = torch.nn.Linear(8, 16)
+
+    def forward(self, input_ids, attention_mask, position_ids=None):
+        att = attention_mask.unsqueeze(-1).to(self.emb.weight.dtype)
+        h = (self.emb(input_ids) * att).cumsum(1) / att.cumsum(1).clamp_min(1.0)
+        return SimpleNamespace(logits=self.head(torch.tanh(h)))
+
+
+def _scenario_llm(rank: int, path: Path) -> dict[str, Any]:
+    """LLMSpectralInteraction over both ranks, each with its own cache file."""
+    from torchspex.grouping.text import TextFeatures
+    from torchspex.llm import LLMSpectralInteraction
+
+    torch.manual_seed(0)  # same weights on every rank
+    model = _TinyLM().double().eval()
+    rows: list[int] = []
+    model.register_forward_pre_hook(
+        lambda m, args, kw: rows.append(kw["input_ids"].shape[0]), with_kwargs=True
+    )
+    feats = TextFeatures(
+        text="Q: a b c d e",
+        input_ids=torch.arange(1, 7),
+        token_features=torch.tensor([-1, 0, 1, 2, 3, 4]),
+        labels=list("abcde"),
+        spans=[(3 + 2 * i, 4 + 2 * i) for i in range(5)],
+    )
+    explainer = LLMSpectralInteraction(model, SimpleNamespace(pad_token_id=0))
+    kwargs: dict[str, Any] = {"target": [7, 8], "method": "exhaustive", "perturbations_per_eval": 4}
+    alone = explainer.attribute(feats, process_group=False, **kwargs)
+    n_alone = sum(rows)
+    rows.clear()
+    shared = explainer.attribute(feats, cache=path, **kwargs)
+    n_shared = sum(rows)
+    rows.clear()
+    again = explainer.attribute(feats, cache=path, **kwargs)
+    return {
+        "identical": same(alone.spectrum, shared.spectrum) and same(alone.spectrum, again.spectrum),
+        "rows": (n_alone, n_shared, sum(rows)),
+        "world_size": shared.info["world_size"],
+    }
+
+
 def _scenario_crash(rank: int) -> Any:
     def f(masks: torch.Tensor) -> torch.Tensor:
         if rank == 1:
@@ -205,6 +254,7 @@ def _worker(rank: int, port: int, folder: str, with_attr: bool) -> None:
         _record(out, "cache_own", lambda: _scenario_cache(rank, Path(folder) / f"own{rank}.db"))
         if with_attr:
             _record(out, "attr", lambda: _scenario_spectral_interaction(rank))
+        _record(out, "llm", lambda: _scenario_llm(rank, Path(folder) / f"llm{rank}.db"))
         torch.save(out, target)
         _record(out, "crash", lambda: _scenario_crash(rank))
     except BaseException:
@@ -357,6 +407,17 @@ def test_spectral_interaction_shares_forward_passes(two_ranks) -> None:
     shared = [res["rows"][1] for res in ranks]
     n_examples = 3  # each mask is one row per example; rank 1 also evaluates the witness
     assert sum(shared) == alone + n_examples and abs(shared[0] - shared[1]) <= alone // 10
+
+
+@pytest.mark.slow
+def test_llm_helper_shares_forward_passes_and_cache(two_ranks) -> None:
+    ranks = _ok(two_ranks, "llm")
+    assert all(res["identical"] and res["world_size"] == WORLD for res in ranks)
+    alone = ranks[0]["rows"][0]
+    assert alone == 32  # 2^5 prompts, one row each
+    shared = [res["rows"][1] for res in ranks]
+    assert sum(shared) == alone + 1 and abs(shared[0] - shared[1]) <= 1  # + rank 1's witness
+    assert [res["rows"][2] for res in ranks] == [0, 0]  # second call: all from the cache
 
 
 @pytest.mark.slow
