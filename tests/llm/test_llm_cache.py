@@ -231,6 +231,13 @@ def test_bad_process_group_fails_before_any_forward_pass(gpt2, gpt2_tokenizer) -
     with ForwardCounter(gpt2) as count:
         with pytest.raises(TypeError, match="`process_group` must be"):
             attribute(explainer, process_group="gloo")
+        # checked before the target is generated (a forward pass per new token)
+        with pytest.raises(TypeError, match="`process_group` must be"):
+            explainer.attribute("Q: " + PROMPT, process_group="gloo")
+        with pytest.raises(ValueError, match="method"):
+            explainer.attribute("Q: " + PROMPT, method="spexx")
+        with pytest.raises(ValueError, match="method"):
+            explainer.attribute_layers("Q: " + PROMPT, method="spexx")
         ids, mask, forward, block = layer_setup(gpt2, gpt2_tokenizer)
         with pytest.raises(TypeError, match="`process_group` must be"):
             LayerSpectralInteraction(forward, block).attribute(

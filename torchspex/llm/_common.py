@@ -10,10 +10,19 @@ import torch
 from torch import Tensor, nn
 
 from torchspex.decoders.dispatch import check_method
+from torchspex.distributed import resolve_process_group
 from torchspex.explain import check_n_samples, explain
+from torchspex.fourier import canonical_index
 from torchspex.interactions import Interactions
 
-__all__ = ["callable_key", "check_batch_size", "model_device", "run_decoder", "select_target"]
+__all__ = [
+    "callable_key",
+    "check_batch_size",
+    "check_options",
+    "model_device",
+    "run_decoder",
+    "select_target",
+]
 
 
 def model_device(model: Any) -> torch.device:
@@ -32,6 +41,20 @@ def check_batch_size(value: int, name: str = "perturbations_per_eval") -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"`{name}` must be a positive int; got {value!r}.")
     return value
+
+
+def check_options(
+    method: str, index: str, n_samples: int | None, batch_size: int, process_group: Any
+) -> None:
+    """Fails on a bad method, index, budget, batch size or process group before any model call.
+
+    (Generating a target or reading a layer's activation comes before :func:`run_decoder`.)
+    """
+    check_batch_size(batch_size)
+    check_method(method)
+    canonical_index(index)
+    check_n_samples(n_samples)
+    resolve_process_group(process_group)
 
 
 def select_target(output: Any, target: Any, n_copies: int, batch: int) -> Tensor:

@@ -21,7 +21,12 @@ from torch import Tensor, nn
 
 from torchspex.cache import fingerprint
 from torchspex.interactions import Interactions
-from torchspex.llm._common import callable_key, check_batch_size, run_decoder, select_target
+from torchspex.llm._common import (
+    callable_key,
+    check_options,
+    run_decoder,
+    select_target,
+)
 
 __all__ = ["LayerSpectralInteraction", "LayerSweep", "sweep_layers", "transformer_blocks"]
 
@@ -274,7 +279,7 @@ class LayerSpectralInteraction:
         args = _as_tuple(additional_forward_args)
         batch = next((x.shape[0] for x in inputs_t if isinstance(x, Tensor) and x.dim()), 1)
         to_input = bool(attribute_to_layer_input)
-        check_batch_size(perturbations_per_eval)
+        check_options(method, index, n_samples, perturbations_per_eval, process_group)
         if layer_mask is None:  # the activation's shape says how many groups there are
             eager: Tensor | None = self._activation(inputs_t, args, to_input)
             ids = self._groups(None, eager)[1]  # type: ignore[arg-type]

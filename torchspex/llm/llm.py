@@ -22,7 +22,13 @@ from torch import Tensor, nn
 from torchspex.cache import fingerprint
 from torchspex.grouping.text import TextFeatures, text_features
 from torchspex.interactions import Interactions
-from torchspex.llm._common import callable_key, check_batch_size, model_device, run_decoder
+from torchspex.llm._common import (
+    callable_key,
+    check_batch_size,
+    check_options,
+    model_device,
+    run_decoder,
+)
 from torchspex.llm.layer import LayerSweep, _named_layers, sweep_layers
 
 __all__ = ["DEFAULT_GEN_ARGS", "LLMInteractions", "LLMSpectralInteraction"]
@@ -362,7 +368,7 @@ class LLMSpectralInteraction:
             :class:`LLMInteractions` with outputs ``(1 + T,)``.
         """
         feats = self._features(inp, level, baseline)
-        check_batch_size(perturbations_per_eval)
+        check_options(method, index, n_samples, perturbations_per_eval, process_group)
         self._check_training()
         target_ids = self.target_ids(feats, target, gen_args)
 
@@ -472,6 +478,7 @@ class LLMSpectralInteraction:
         from captum.attr import TextTokenInput
 
         feats = self._features(inp, level, "remove")
+        check_options(method, index, n_samples, perturbations_per_eval, process_group)
         if isinstance(feats, TextFeatures):
             groups = feats.token_features
         elif isinstance(feats, TextTokenInput):
