@@ -63,7 +63,11 @@ def test_interrupted_llm_run_resumes_with_only_the_missing_forward_passes(
     assert count.calls == remaining // BATCH  # no extra forward pass ...
     assert count.rows == remaining + 1  # ... one stored mask re-checked inside the first batch
     assert resumed.n_evaluations == reference.n_evaluations == 32
-    assert torch.equal(resumed.spectrum.coefficients, reference.spectrum.coefficients)
+    # the resumed masks ran in other batch compositions than the reference's: a float32 model
+    # may round them differently in the last bit, so equal up to that
+    torch.testing.assert_close(
+        resumed.spectrum.coefficients, reference.spectrum.coefficients, rtol=1e-5, atol=1e-7
+    )
     assert resumed.feature_names == reference.feature_names == PROMPT.split()
     assert resumed.output_tokens == reference.output_tokens
     # a third identical call (now with a progress bar) is served from the store entirely
