@@ -103,6 +103,11 @@ class EvaluationStore:
         path: SQLite file (created if missing).
         key: the problem's fingerprint (see :func:`fingerprint`).
         n_features: number of features (checked against what the file holds for ``key``).
+
+    Attributes:
+        out_shape: the per-mask output shape stored for ``key`` (``None`` until known).
+        initial_entry: one ``(packed mask, value)`` stored before this store was opened, or
+            ``None``: the entry a resumed run evaluates again to detect a changed model.
     """
 
     def __init__(self, path: str | os.PathLike, key: str, n_features: int) -> None:
@@ -133,6 +138,9 @@ class EvaluationStore:
         self.out_shape: tuple[int, ...] | None = (
             None if shape is None else tuple(int(v) for v in shape.split(",") if v)
         )
+        # what was stored before this run (the entry a resumed run re-checks against the value
+        # function); entries other processes append to a shared file later are not re-checked
+        self.initial_entry = self.any_entry()
 
     def __len__(self) -> int:
         (count,) = self._conn.execute(

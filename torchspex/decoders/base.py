@@ -289,7 +289,7 @@ class Evaluator:
         if self.store is None or self._verified:
             return None
         self._verified = True
-        entry = self.store.any_entry()
+        entry = self.store.initial_entry
         if entry is None:
             return None
         key, value = entry
