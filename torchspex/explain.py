@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from torchspex.cache import EvaluationStore, fingerprint
-from torchspex.decoders.base import Evaluator, ValueFunction
+from torchspex.decoders.base import Evaluator, ValueFunction, check_nonfinite
 from torchspex.decoders.dispatch import check_method, decode
 from torchspex.distributed import check_executor, on_every_rank, resolve_process_group
 from torchspex.fourier import canonical_index
@@ -72,6 +72,7 @@ def explain(
     cache_key: Any = None,
     process_group: Any = None,
     executor: Any = None,
+    nonfinite: str = "raise",
     **decoder_options: Any,
 ) -> Interactions:
     """Learns the sparse Fourier spectrum of a value function and returns its interactions.
@@ -114,6 +115,9 @@ def explain(
             thread or process pool, Dask's ``client.get_executor()``, a Ray pool) that runs
             ``value_function`` on the ``batch_size`` chunks of each round concurrently; results
             are identical to a serial run. Set ``batch_size`` so that a round has several chunks.
+        nonfinite: ``"raise"`` (default): a NaN or inf value raises ``ValueError`` naming how
+            many masks and one of them. ``"drop"`` (``method="proxyspex"`` only): those masks are
+            left out of the fit, with a warning, and counted in ``info["n_dropped"]``.
         **decoder_options: method-specific settings.
 
     Returns:
@@ -138,6 +142,7 @@ def explain(
     generator = check_generator(generator)
     group = resolve_process_group(process_group)
     executor = check_executor(executor)
+    nonfinite = check_nonfinite(nonfinite, method)
     if executor is not None and batch_size is None:
         warnings.warn(
             "`executor` was given without `batch_size`, so each round of masks is one task and "
@@ -156,6 +161,7 @@ def explain(
     evaluator = Evaluator(
         value_function, n_features, n_samples=n_samples, mask_format=mask_format,
         batch_size=batch_size, store=store, process_group=group, executor=executor,
+        nonfinite=nonfinite,
     )  # fmt: skip
     try:
         spectrum, info = decode(

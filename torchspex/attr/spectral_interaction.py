@@ -25,7 +25,7 @@ from torchspex.attr._inputs import (
 )
 from torchspex.attr.result import AttributionInteractions, input_layout
 from torchspex.cache import EvaluationStore, fingerprint
-from torchspex.decoders.base import BudgetTooSmallError, Evaluator
+from torchspex.decoders.base import BudgetTooSmallError, Evaluator, check_nonfinite
 from torchspex.decoders.dispatch import check_method, decode
 from torchspex.decoders.exhaustive import MAX_EXHAUSTIVE_FEATURES, check_exhaustive
 from torchspex.distributed import on_every_rank, resolve_process_group
@@ -179,6 +179,7 @@ class SpectralInteraction(PerturbationAttribution):
         feature_names: Sequence[str] | None = None,
         process_group: Any = None,
         cache: str | os.PathLike | None = None,
+        nonfinite: str = "raise",
         **decoder_options: Any,
     ) -> AttributionInteractions:
         """Learns the sparse spectrum of each example's value function and its interactions.
@@ -232,6 +233,10 @@ class SpectralInteraction(PerturbationAttribution):
                 the problem (inputs, baselines, target, additional_forward_args, feature_mask,
                 method settings, generator state and the model's weights). Re-running the same
                 call after an interruption makes only the forward passes still missing.
+            nonfinite: ``"raise"`` (default): a NaN or inf model output raises ``ValueError``
+                naming how many masks and one of them. ``"drop"`` (``method="proxyspex"`` only):
+                those masks are left out of each example's fit, with a warning, and counted in
+                ``info["decoder_info"][b]["n_dropped"]``.
             **decoder_options: method-specific settings passed to the decoder.
 
         Returns:
@@ -256,6 +261,7 @@ class SpectralInteraction(PerturbationAttribution):
         perturbations_per_eval = check_perturbations_per_eval(perturbations_per_eval)
         generator = check_generator(generator)
         group = resolve_process_group(process_group)
+        nonfinite = check_nonfinite(nonfinite, method)
         if feature_names is not None and len(feature_names) != n_features:
             raise ValueError(
                 f"`feature_names` must have one name per feature group ({n_features}); got "
@@ -321,6 +327,7 @@ class SpectralInteraction(PerturbationAttribution):
                 # completed batch is on disk before the next one starts
                 shared = Evaluator(
                     fwd, part.columns.shape[0], process_group=group, store=store,
+                    nonfinite=nonfinite,
                     batch_size=fwd.chunk if store is not None else None,
                 )  # fmt: skip
                 n_part = int(part.columns.shape[0])
@@ -347,7 +354,9 @@ class SpectralInteraction(PerturbationAttribution):
                 for b, example in enumerate(part.members.tolist()):
                     g = torch.Generator(device=generator.device)
                     g.set_state(state)
-                    evaluator = Evaluator(column(b), n_part, n_samples=budget)
+                    evaluator = Evaluator(
+                        column(b), n_part, n_samples=budget, nonfinite=nonfinite
+                    )
                     order = None if max_order is None else min(max_order, n_part)
                     try:
                         spec, info = decode(

@@ -18,7 +18,13 @@ from torch import Tensor
 from torchspex.cache import EvaluationStore
 from torchspex.distributed import RankGroup, check_executor, map_batches, shard_offsets
 
-__all__ = ["BudgetTooSmallError", "Evaluator", "ValueFunction"]
+__all__ = [
+    "NONFINITE_MODES",
+    "BudgetTooSmallError",
+    "Evaluator",
+    "ValueFunction",
+    "check_nonfinite",
+]
 
 ValueFunction = Callable[[Tensor], Any]
 
@@ -29,6 +35,29 @@ class BudgetTooSmallError(ValueError):
     def __init__(self, message: str, minimum: int) -> None:
         super().__init__(message)
         self.minimum = minimum
+
+
+#: What to do with a mask whose value is NaN or inf: raise (default), or leave it out of the fit.
+NONFINITE_MODES = ("raise", "drop")
+
+
+def check_nonfinite(nonfinite: Any, method: str | None = None) -> str:
+    """Validates ``nonfinite``; ``"drop"`` needs a method that can fit any subset of its masks.
+
+    Example:
+        >>> check_nonfinite("drop", "proxyspex")
+        'drop'
+    """
+    if nonfinite not in NONFINITE_MODES:
+        raise ValueError(f"`nonfinite` must be one of {NONFINITE_MODES}; got {nonfinite!r}.")
+    if nonfinite == "drop" and method is not None and method != "proxyspex":
+        raise ValueError(
+            f"`nonfinite='drop'` needs method='proxyspex'; got method={method!r}. SPEX's "
+            "structured design and the exhaustive transform need the value of every mask they "
+            "query; ProxySPEX fits its random masks, so it can leave the non-finite ones out. "
+            "Use method='proxyspex', or keep nonfinite='raise' and fix the value function."
+        )
+    return nonfinite
 
 
 def _pack(masks: Tensor) -> np.ndarray:
@@ -56,12 +85,18 @@ class Evaluator:
         executor: a ``concurrent.futures.Executor``-like object (``submit`` or ``map``) that
             runs the value function on the ``batch_size`` chunks of a round (of this rank's
             shard); values are reassembled in order.
+        nonfinite: ``"raise"`` (default): a NaN or inf value raises ``ValueError`` naming how
+            many masks and one of them. ``"drop"``: such values are kept as they are (NaN/inf),
+            counted in ``n_nonfinite``, and left out by the decoder, which warns (ProxySPEX only;
+            see :func:`check_nonfinite`).
 
     Attributes:
         n_evaluations: distinct masks whose values were used (from the model or the store).
         n_model_evaluations: masks the value function actually evaluated (on all ranks).
         n_local_evaluations: masks this rank's value function evaluated.
         n_cached: masks whose values came from the store.
+        n_nonfinite: masks whose value was NaN or inf (``nonfinite="drop"``); with
+            ``nonfinite_example``, the features one of them kept.
     """
 
     def __init__(
@@ -74,6 +109,7 @@ class Evaluator:
         store: EvaluationStore | None = None,
         process_group: Any = None,
         executor: Any = None,
+        nonfinite: str = "raise",
     ) -> None:
         if not callable(value_function):
             raise TypeError(
@@ -91,6 +127,9 @@ class Evaluator:
         self.store = store
         self.ranks = None if process_group is None else RankGroup(process_group)
         self.executor = check_executor(executor)
+        self.nonfinite = check_nonfinite(nonfinite)
+        self.n_nonfinite = 0
+        self.nonfinite_example: list[int] | None = None
         self.n_evaluations = 0
         self.n_model_evaluations = 0
         self.n_local_evaluations = 0
@@ -203,7 +242,10 @@ class Evaluator:
             else:
                 rows.append(fresh[fresh_pos[j]])  # type: ignore[index]
         self.n_cached += len(cached)
-        return torch.stack(rows)
+        values = torch.stack(rows)
+        if cached and self.nonfinite == "raise":  # a store written with nonfinite="drop"
+            self._check_finite(masks, values)
+        return values
 
     def _evaluate_model(self, masks: Tensor, keys: list[bytes]) -> Tensor:
         if self.ranks is None:
@@ -298,7 +340,7 @@ class Evaluator:
 
     def _verify(self, again: Tensor, stored: np.ndarray) -> None:
         stored_t = torch.from_numpy(stored.copy()).reshape(again.shape)
-        if not torch.allclose(again, stored_t, rtol=1e-4, atol=1e-6):
+        if not torch.allclose(again, stored_t, rtol=1e-4, atol=1e-6, equal_nan=True):
             raise ValueError(
                 f"cache {self.store.path!r} holds a value for this problem that the value "  # type: ignore[union-attr]
                 f"function no longer reproduces ({stored_t.tolist()} stored, {again.tolist()} "
@@ -310,8 +352,14 @@ class Evaluator:
         bad = ~torch.isfinite(values.reshape(values.shape[0], -1)).all(dim=1)
         if bool(bad.any()):
             example = torch.nonzero(masks[bad][0]).squeeze(1).tolist()
+            if self.nonfinite == "drop":
+                self.n_nonfinite += int(bad.sum())
+                if self.nonfinite_example is None:
+                    self.nonfinite_example = example
+                return
             raise ValueError(
                 f"`value_function` returned NaN or inf for {int(bad.sum())} of "
                 f"{masks.shape[0]} masks (e.g. the mask keeping features {example}); "
-                "fix the model or value function so every mask has a finite value."
+                "fix the model or value function so every mask has a finite value (or, with "
+                "method='proxyspex', pass nonfinite='drop' to leave such masks out)."
             )

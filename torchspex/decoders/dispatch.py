@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from torchspex.decoders.base import Evaluator
+from torchspex.decoders.base import Evaluator, check_nonfinite
 from torchspex.decoders.exhaustive import check_exhaustive, decode_exhaustive
 from torchspex.fourier import SparseSpectrum
 
@@ -40,6 +40,7 @@ def decode(
         ``(spectrum, info)``: the Fourier spectrum and decoder diagnostics.
     """
     method = check_method(method)
+    check_nonfinite(getattr(evaluator, "nonfinite", "raise"), method)
     if method == "exhaustive":
         if options:
             raise TypeError(f"method='exhaustive' takes no options; got {sorted(options)}.")

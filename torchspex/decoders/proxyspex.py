@@ -28,6 +28,7 @@ refitted jointly.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -312,7 +313,8 @@ def decode_proxyspex(
         generator = torch.Generator().manual_seed(0)
 
     n = n_features
-    if n <= 20 and n_samples >= 1 << n:
+    dropping = getattr(evaluator, "nonfinite", "raise") == "drop"
+    if n <= 20 and n_samples >= 1 << n and not dropping:
         from torchspex.decoders.exhaustive import decode_exhaustive
 
         spectrum, info = decode_exhaustive(evaluator, n)
@@ -322,6 +324,9 @@ def decode_proxyspex(
     masks = uniform_masks(n, n_samples, generator)
     values = evaluator(masks)
     t_eval = time.perf_counter() - start
+    n_dropped = 0
+    if dropping:
+        masks, values, n_dropped = _drop_nonfinite(masks, values)
     m = masks.shape[0]
     if max_terms is None:
         max_terms = max(1, m // 2)
@@ -374,9 +379,36 @@ def decode_proxyspex(
         "energy": energies[choice],
         "validation_r2_by_energy": {e: 1.0 - v for e, v in zip(energies, scores)},
         "n_terms_kept": spectrum.n_terms,
+        "n_dropped": n_dropped,
         "seconds": {"evaluate": t_eval, "proxy": t_proxy, "truncate_refit": t_refit},
     }
     return spectrum, info
+
+
+#: Fewest finite masks ``nonfinite="drop"`` may leave for the fit.
+_MIN_FINITE = 10
+
+
+def _drop_nonfinite(masks: Tensor, values: Tensor) -> tuple[Tensor, Tensor, int]:
+    """Masks and values without the rows whose value is NaN or inf (with a warning)."""
+    finite = torch.isfinite(values.reshape(values.shape[0], -1)).all(dim=1)
+    n_dropped = int((~finite).sum())
+    if not n_dropped:
+        return masks, values, 0
+    example = torch.nonzero(masks[~finite][0]).squeeze(1).tolist()
+    if int(finite.sum()) < _MIN_FINITE:
+        raise ValueError(
+            f"`value_function` returned NaN or inf for {n_dropped} of {masks.shape[0]} masks "
+            f"(e.g. the mask keeping features {example}); fewer than {_MIN_FINITE} finite "
+            "values are left to fit. Fix the model or value function."
+        )
+    warnings.warn(
+        f"`value_function` returned NaN or inf for {n_dropped} of {masks.shape[0]} masks (e.g. "
+        f"the mask keeping features {example}); nonfinite='drop' left them out of the fit "
+        "(info['n_dropped']).",
+        stacklevel=4,
+    )
+    return masks[finite], values[finite], n_dropped
 
 
 def _union_support(
