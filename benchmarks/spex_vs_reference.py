@@ -10,6 +10,7 @@ process (clean memory peaks, and a time limit for the peers).
 
     python benchmarks/spex_vs_reference.py            # full run (an hour or more on 2 cores)
     python benchmarks/spex_vs_reference.py --quick    # smoke test: one small game
+    python benchmarks/spex_vs_reference.py --games sparse:1000   # one game of the full run
 
 Writes ``benchmarks/results/spex_vs_reference.json``.
 """
@@ -210,12 +211,19 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" /
                                              "spex_vs_reference.json"))
+    parser.add_argument("--games", default=None,
+                        help="comma-separated name:n pairs to run, e.g. sparse:1000 (default all)")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(run_child(args.child[0], json.loads(args.child[1]))))
         return
     games = QUICK_GAMES if args.quick else FULL_GAMES
+    if args.games:
+        wanted = set(args.games.split(","))
+        games = [cfg for cfg in games if f"{cfg['name']}:{cfg['n']}" in wanted]
+        if not games:
+            parser.error(f"--games {args.games!r} matches none of the games")
     timeout = args.timeout or (300.0 if args.quick else 600.0)
     methods = args.methods.split(",")
     rows = []
