@@ -167,3 +167,21 @@ def test_many_writers_open_one_new_store_at_once(tmp_path: Path) -> None:
         store = EvaluationStore(path, key, n_features=5)
         assert len(store) == 20 * n_writers and store.out_shape == (2,)
         store.close()
+
+
+def test_fingerprint_covers_what_a_closure_captured() -> None:
+    def make(model: torch.nn.Module, scale: float):
+        return lambda x: scale * model(x)
+
+    a, b = torch.nn.Linear(2, 1), torch.nn.Linear(2, 1)
+    assert fingerprint(make(a, 1.0)) == fingerprint(make(a, 1.0))
+    assert fingerprint(make(a, 1.0)) != fingerprint(make(b, 1.0))  # other weights
+    assert fingerprint(make(a, 1.0)) != fingerprint(make(a, 2.0))  # other constant
+    with torch.no_grad():
+        a.weight += 1.0
+    assert fingerprint(make(a, 1.0)) != fingerprint(make(b, 1.0))
+
+    def recursive(n: int) -> int:  # captures itself: followed a bounded depth, no recursion
+        return 0 if n == 0 else recursive(n - 1)
+
+    assert fingerprint(recursive) == fingerprint(recursive)

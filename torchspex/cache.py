@@ -37,7 +37,29 @@ CREATE TABLE IF NOT EXISTS problems (
 """
 
 
-def _feed(h: Any, obj: Any) -> None:
+def _captured(fn: Any, depth: int) -> list[Any]:
+    """What a function captured that changes its values: modules, tensors and plain data.
+
+    A closure such as ``lambda x: model(x)[:, 0]`` depends on the ``model`` in its closure cell
+    (or a default argument), not only on its code; nested functions are followed ``depth`` deep.
+    Other objects (and ``None``, which often stands in for one, e.g. an optional progress bar)
+    are left out: they would make keys differ between runs that compute the same values.
+    """
+    values: list[Any] = list(getattr(fn, "__defaults__", None) or ())
+    values += list((getattr(fn, "__kwdefaults__", None) or {}).values())
+    for cell in getattr(fn, "__closure__", None) or ():
+        try:
+            values.append(cell.cell_contents)
+        except ValueError:  # an empty cell
+            continue
+    return [
+        v for v in values
+        if isinstance(v, (torch.nn.Module, torch.Tensor, np.ndarray, bool, int, float, str))
+        or (depth > 0 and callable(v) and hasattr(v, "__code__"))
+    ]  # fmt: skip
+
+
+def _feed(h: Any, obj: Any, depth: int = 2) -> None:
     if obj is None or isinstance(obj, (bool, int, float, str)):
         h.update(f"{type(obj).__name__}:{obj!r};".encode())
     elif isinstance(obj, bytes):
@@ -73,6 +95,10 @@ def _feed(h: Any, obj: Any) -> None:
         if code is not None:
             h.update(code.co_code)
             _feed(h, [c for c in code.co_consts if isinstance(c, (int, float, str, bytes))])
+            h.update(b"captured[")
+            for value in _captured(obj, depth):
+                _feed(h, value, depth - 1)
+            h.update(b"]")
         if isinstance(getattr(obj, "__self__", None), torch.nn.Module):
             _feed(h, obj.__self__)
     else:

@@ -16,7 +16,6 @@ from torchspex.fourier import canonical_index
 from torchspex.interactions import Interactions
 
 __all__ = [
-    "callable_key",
     "check_batch_size",
     "check_options",
     "model_device",
@@ -100,39 +99,6 @@ def select_target(output: Any, target: Any, n_copies: int, batch: int) -> Tensor
         "`target` must be None, an int, a tuple, or a list/tensor with one target per example; "
         f"got {type(target).__name__}."
     )
-
-
-def _visible_state(fn: Any, depth: int = 2) -> list[Any]:
-    """What a function captured that changes its values: modules, tensors and plain data.
-
-    :func:`~torchspex.cache.fingerprint` sees only a plain function's code; a closure such as
-    ``lambda ids: model(ids).logits[:, -1]`` also depends on the ``model`` it captured (in a
-    closure cell or a default argument).
-    """
-    values: list[Any] = list(getattr(fn, "__defaults__", None) or ())
-    values += list((getattr(fn, "__kwdefaults__", None) or {}).values())
-    for cell in getattr(fn, "__closure__", None) or ():
-        try:
-            values.append(cell.cell_contents)
-        except ValueError:  # an empty cell
-            continue
-    found: list[Any] = []
-    for value in values:
-        if isinstance(value, (nn.Module, Tensor, bool, int, float, str, type(None))):
-            found.append(value)
-        elif depth > 0 and callable(value) and hasattr(value, "__code__"):
-            found.append((value, _visible_state(value, depth - 1)))
-    return found
-
-
-def callable_key(fn: Any) -> list[Any]:
-    """Parts for :func:`~torchspex.cache.fingerprint` that identify what ``fn`` computes.
-
-    A module contributes its class and weights; a function its code and the modules, tensors
-    and plain values its closure or default arguments captured; a bound method also its object
-    when that is a module.
-    """
-    return [fn, _visible_state(fn)]
 
 
 def _with_progress(

@@ -22,7 +22,6 @@ from torch import Tensor, nn
 from torchspex.cache import fingerprint
 from torchspex.interactions import Interactions
 from torchspex.llm._common import (
-    callable_key,
     check_options,
     run_decoder,
     select_target,
@@ -340,7 +339,7 @@ class LayerSpectralInteraction:
         key = None
         if cache is not None:
             key = fingerprint(
-                "LayerSpectralInteraction", *callable_key(forward_func), self.layer,
+                "LayerSpectralInteraction", forward_func, self.layer,
                 self._layer_name(), inputs_t, args, target, layer_mask, layer_baselines,
                 to_input, cache_key,
             )  # fmt: skip

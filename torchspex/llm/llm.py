@@ -23,7 +23,6 @@ from torchspex.cache import fingerprint
 from torchspex.grouping.text import TextFeatures, text_features
 from torchspex.interactions import Interactions
 from torchspex.llm._common import (
-    callable_key,
     check_batch_size,
     check_options,
     model_device,
@@ -399,7 +398,7 @@ class LLMSpectralInteraction:
             type(tok).__qualname__, getattr(tok, "name_or_path", None), size,
             getattr(tok, "vocab_size", None), self._pad_id(),
         )  # fmt: skip
-        return fingerprint(*callable_key(self.model), tokenizer, self.attr_target)
+        return fingerprint(self.model, tokenizer, self.attr_target)
 
     def _prompt_key(self, feats: Any, target_ids: Tensor) -> str:
         """Fingerprint of one prompt explanation's values (see ``cache`` in :meth:`attribute`).
