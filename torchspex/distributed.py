@@ -283,21 +283,31 @@ class RankGroup:
     def settle(self, error: BaseException | None, what: str) -> None:
         """One collective after a rank-local step: raises on every rank if any rank failed."""
         note = None if error is None else f"{type(error).__name__}: {error}"
-        statuses = self._gather(note)
-        failed = [r for r, status in enumerate(statuses) if status is not None]
+        self._stop_if_failed(error, self._gather(note), lambda r: f"while {what}")
+
+    def _stop_if_failed(
+        self, error: BaseException | None, notes: list[str | None], doing: Callable[[int], str]
+    ) -> None:
+        """Raises on every rank when any rank's ``notes[r]`` (its error) is not ``None``.
+
+        The failing rank re-raises its own ``error``; the others raise
+        :class:`DistributedEvaluationError` naming the first failed rank and what it was
+        ``doing(r)``.
+        """
+        failed = [r for r, note in enumerate(notes) if note is not None]
         if not failed:
             return
         if error is not None:
             if hasattr(error, "add_note"):
                 error.add_note(
-                    f"torchspex: raised on rank {self.rank} of {self.world_size} while {what}; "
-                    "the other ranks raise DistributedEvaluationError."
+                    f"torchspex: raised on rank {self.rank} of {self.world_size} "
+                    f"({doing(self.rank)}); the other ranks raise DistributedEvaluationError."
                 )
             raise error
         r = failed[0]
         raise DistributedEvaluationError(
-            f"rank {r} of {self.world_size} failed while {what}: {statuses[r]} (its traceback "
-            f"is on rank {r}); every rank stops.",
+            f"rank {r} of {self.world_size} failed {doing(r)}: {notes[r]} (its traceback is on "
+            f"rank {r}); every rank stops.",
             rank=r,
         )
 
@@ -329,22 +339,12 @@ class RankGroup:
         note = None if error is None else f"{type(error).__name__}: {error}"
         seen = None if witness is None else witness.detach().cpu().numpy()
         statuses = self._gather((error is None, out_shape, note, seen))
-        failed = [r for r, status in enumerate(statuses) if not status[0]]
-        if failed:
-            if error is not None:
-                if hasattr(error, "add_note"):
-                    error.add_note(
-                        f"torchspex: raised on rank {self.rank} of {self.world_size}; the other "
-                        "ranks raise DistributedEvaluationError."
-                    )
-                raise error
-            r = failed[0]
-            raise DistributedEvaluationError(
-                f"rank {r} of {self.world_size} failed evaluating its shard (masks "
-                f"{offsets[r]}:{offsets[r + 1]}) of round {self.n_rounds}: {statuses[r][2]} "
-                f"(its traceback is on rank {r}); every rank stops.",
-                rank=r,
-            )
+        self._stop_if_failed(
+            error,
+            [status[2] for status in statuses],
+            lambda r: f"evaluating its shard (masks {offsets[r]}:{offsets[r + 1]}) of round "
+            f"{self.n_rounds}",
+        )
         shapes = {status[1] for status in statuses if status[1] is not None}
         if len(shapes) != 1:
             raise ValueError(
