@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -201,9 +202,37 @@ class SparseSpectrum:
         Raises:
             ValueError: if the basis is not Fourier or Moebius, or the masks have the wrong width.
         """
-        from torchspex.fourier.transforms import evaluate
-
-        return evaluate(self, masks, chunk_size=chunk_size)
+        if self.basis not in ("Fourier", "Moebius"):
+            raise ValueError(
+                f"only 'Fourier' or 'Moebius' spectra can be evaluated; got basis {self.basis!r}."
+            )
+        masks = torch.as_tensor(masks)
+        if masks.dim() != 2 or masks.shape[1] != self.n_features:
+            raise ValueError(
+                f"`masks` must have shape [m, {self.n_features}]; got {tuple(masks.shape)}."
+            )
+        coef = self.coefficients
+        masks = masks.to(device=coef.device).bool()
+        m, s = masks.shape[0], self.n_terms
+        flat = coef.reshape(s, math.prod(self.out_shape))
+        out = torch.zeros(m, flat.shape[1], dtype=coef.dtype, device=coef.device)
+        if s == 0 or m == 0:
+            return out.reshape(m, *self.out_shape)
+        idx = self.indices.to(coef.device)
+        padded = torch.cat([masks, torch.zeros(m, 1, dtype=torch.bool, device=masks.device)], 1)
+        cols = torch.where(idx < 0, self.n_features, idx)  # padding reads a False column
+        width = max(idx.shape[1], 1)
+        if chunk_size is None:
+            chunk_size = max(1, 2**24 // max(1, s * width))
+        for start in range(0, m, chunk_size):
+            sel = padded[start : start + chunk_size][:, cols]  # [c, s, d]
+            if self.basis == "Fourier":
+                parity = sel.sum(dim=2) % 2
+                basis_vals = (1 - 2 * parity).to(coef.dtype)
+            else:
+                basis_vals = (sel | (idx < 0)).all(dim=2).to(coef.dtype)
+            out[start : start + chunk_size] = basis_vals @ flat
+        return out.reshape(m, *self.out_shape)
 
     def __repr__(self) -> str:
         return (

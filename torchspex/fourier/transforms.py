@@ -12,8 +12,6 @@ dense spectra goes through ``2^n`` vectors and ``O(n 2^n)`` butterflies instead.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
@@ -143,38 +141,12 @@ def dense_to_spectrum(
 
 
 def evaluate(spectrum: SparseSpectrum, masks: Tensor, chunk_size: int | None = None) -> Tensor:
-    """Evaluates a Fourier or Möbius spectrum on masks ``bool [m, n]`` -> ``[m, *out]``."""
-    if spectrum.basis not in ("Fourier", "Moebius"):
-        raise ValueError(
-            f"only 'Fourier' or 'Moebius' spectra can be evaluated; got basis {spectrum.basis!r}."
-        )
-    masks = torch.as_tensor(masks)
-    if masks.dim() != 2 or masks.shape[1] != spectrum.n_features:
-        raise ValueError(
-            f"`masks` must have shape [m, {spectrum.n_features}]; got {tuple(masks.shape)}."
-        )
-    coef = spectrum.coefficients
-    masks = masks.to(device=coef.device).bool()
-    m, s = masks.shape[0], spectrum.n_terms
-    flat = coef.reshape(s, math.prod(spectrum.out_shape))
-    out = torch.zeros(m, flat.shape[1], dtype=coef.dtype, device=coef.device)
-    if s == 0 or m == 0:
-        return out.reshape(m, *spectrum.out_shape)
-    idx = spectrum.indices.to(coef.device)
-    padded = torch.cat([masks, torch.zeros(m, 1, dtype=torch.bool, device=masks.device)], dim=1)
-    cols = torch.where(idx < 0, spectrum.n_features, idx)  # padding reads a False column
-    width = max(idx.shape[1], 1)
-    if chunk_size is None:
-        chunk_size = max(1, 2**24 // max(1, s * width))
-    for start in range(0, m, chunk_size):
-        sel = padded[start : start + chunk_size][:, cols]  # [c, s, d]
-        if spectrum.basis == "Fourier":
-            parity = sel.sum(dim=2) % 2
-            basis_vals = (1 - 2 * parity).to(coef.dtype)
-        else:
-            basis_vals = (sel | (idx < 0)).all(dim=2).to(coef.dtype)
-        out[start : start + chunk_size] = basis_vals @ flat
-    return out.reshape(m, *spectrum.out_shape)
+    """Evaluates a Fourier or Möbius spectrum on masks ``bool [m, n]`` -> ``[m, *out]``.
+
+    The functional form of :meth:`SparseSpectrum.evaluate` (the container owns the kernel, so
+    ``spectrum.py`` needs nothing from this module).
+    """
+    return spectrum.evaluate(masks, chunk_size=chunk_size)
 
 
 def _expand(
