@@ -4,7 +4,13 @@ import pytest
 import torch
 
 from torchspex.decoders.exhaustive import all_masks
-from torchspex.grouping import TextFeatures, chat_features, sentence_spans, text_features
+from torchspex.grouping import (
+    TextFeatures,
+    chat_features,
+    sentence_spans,
+    text_features,
+    word_label,
+)
 
 TEXT = "Tokenization works wonderfully.  It's Paris!\nNew line here"
 FAMILIES = ["wordpiece", "byte_bpe", "sentencepiece"]
@@ -25,7 +31,9 @@ def check_alignment(feats: TextFeatures) -> None:
 def test_words_are_the_text_words(family, request):
     tokenizer = request.getfixturevalue(family)
     feats = text_features(TEXT, tokenizer)
-    assert feats.labels == TEXT.split()
+    assert feats.labels == ["Tokenization", "works", "wonderfully", "It's", "Paris", "New",
+                            "line", "here"]  # punctuation around a word is not in its label
+    assert [feats.text[a:b] for a, b in feats.spans] == TEXT.split()  # spans: as written
     assert feats.n_features == feats.n_itp_features == len(TEXT.split())
     assert feats.token_features.shape == feats.input_ids.shape
     # Every feature has tokens, and no token is in two features.
@@ -82,6 +90,14 @@ def test_user_spans_and_regions(sentencepiece):
     assert bool(outside.any())  # "is the", "of", "." are kept in every mask
     region = text_features(text, sentencepiece, regions=["the capital of"])
     assert region.labels == ["the", "capital", "of"]
+
+
+def test_word_labels_drop_surrounding_punctuation(byte_bpe):
+    feats = text_features("Our hotel wasn't cheap, (beach.) U.S. ... e-mail!", byte_bpe)
+    assert feats.labels == ["Our", "hotel", "wasn't", "cheap", "beach", "U.S.", "...", "e-mail"]
+    assert word_label("\u201cquoted\u201d") == "quoted" and word_label("") == ""
+    sentences = text_features("It is cheap, and nice.", byte_bpe, level="sentence")
+    assert sentences.labels == ["It is cheap, and nice."]  # sentences keep their punctuation
 
 
 def test_sentence_spans_keep_quotes_and_newlines():
@@ -153,10 +169,10 @@ def test_chat_scaffolding_is_never_a_feature(byte_bpe):
         {"role": "user", "content": "Where is Paris?"},
     ]
     feats = chat_features(messages, tok)
-    assert feats.labels == ["Where", "is", "Paris?"]
+    assert feats.labels == ["Where", "is", "Paris"]
     assert feats.text.startswith("<|system|>Be brief.") and feats.text.endswith("<|assistant|>")
     both = chat_features(messages, tok, roles=("system", "user"))
-    assert both.labels == ["Be", "brief.", "Where", "is", "Paris?"]
+    assert both.labels == ["Be", "brief", "Where", "is", "Paris"]
 
 
 def test_errors(wordpiece, byte_bpe):

@@ -7,6 +7,7 @@ from torchspex.grouping.text import (
     chat_features,
     sentence_spans,
     text_features,
+    word_label,
     word_spans,
 )
 from torchspex.grouping.vision import (
@@ -29,5 +30,6 @@ __all__ = [
     "sentence_spans",
     "superpixels",
     "text_features",
+    "word_label",
     "word_spans",
 ]

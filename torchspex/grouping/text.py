@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,7 @@ __all__ = [
     "chat_features",
     "sentence_spans",
     "text_features",
+    "word_label",
     "word_spans",
 ]
 
@@ -35,6 +37,32 @@ BASELINES: tuple[str, ...] = ("remove", "mask", "pad", "unk")
 LEVELS: tuple[str, ...] = ("token", "word", "sentence")
 
 _SENTENCE = re.compile(r"\S.*?(?:[.!?]+[\"')\]]*(?=\s|\Z)|(?=\n)|\Z)", re.S)
+
+def _is_punct(char: str) -> bool:
+    return unicodedata.category(char).startswith("P")
+
+
+def word_label(word: str) -> str:
+    """A word without the punctuation around it, for display: ``"(cheap,"`` -> ``"cheap"``.
+
+    Inner punctuation stays (``"wasn't"``, ``"e-mail"``), and so does the final period of an
+    abbreviation with inner periods (``"U.S."``); a word that is all punctuation is kept whole.
+
+    Example:
+        >>> [word_label(w) for w in ["cheap,", "(beach.)", "wasn't", "U.S.", "..."]]
+        ['cheap', 'beach', "wasn't", 'U.S.', '...']
+    """
+    start, end = 0, len(word)
+    while start < end and _is_punct(word[start]):
+        start += 1
+    while end > start and _is_punct(word[end - 1]):
+        end -= 1
+    if start == end:
+        return word
+    if end < len(word) and word[end] == "." and "." in word[start:end]:
+        end += 1  # abbreviation: "U.S." keeps its last period
+    return word[start:end]
+
 
 
 def word_spans(text: str, pattern: str = r"\S+") -> list[tuple[int, int]]:
@@ -83,7 +111,9 @@ class TextFeatures:
         input_ids: ``int64 [L]`` token ids of the unperturbed text.
         token_features: ``int64 [L]`` feature of each token; ``-1`` for tokens that are never
             features (special tokens, whitespace-only tokens, text outside the regions).
-        labels: one human-readable string per feature (the text it covers).
+        labels: one human-readable string per feature: the text it covers, for words without
+            the punctuation around them (:func:`word_label`); ``text[a:b]`` over ``spans``
+            gives the text exactly as written.
         spans: ``(start, end)`` character span of each feature in ``text``.
         baseline: ``"remove"`` or the token id that replaces each token of a removed feature.
         pad_token_id: id used for padding (the tokenizer's pad, else eos, else 0).
@@ -405,7 +435,9 @@ def text_features(
         word_pattern: regular expression of one word for ``level="word"``.
 
     Returns:
-        :class:`TextFeatures`; ``labels`` are the words / sentences / spans as written.
+        :class:`TextFeatures`; ``labels`` are the sentences / spans / tokens as written and
+        the words without the punctuation around them (``"cheap,"`` -> ``"cheap"``, see
+        :func:`word_label`); ``spans`` locate the exact text.
 
     Raises:
         ValueError: unknown ``level`` or ``baseline``, ``spans`` not in the text, or no
@@ -468,7 +500,10 @@ def text_features(
         text=text,
         input_ids=torch.tensor(ids, dtype=torch.long),
         token_features=token_features,
-        labels=[text[a:b] for a, b in merged],
+        labels=[
+            word_label(text[a:b]) if spans is None and level == "word" else text[a:b]
+            for a, b in merged
+        ],
         spans=merged,
         baseline=base,
         pad_token_id=_pad_id(tokenizer),
