@@ -17,6 +17,7 @@ from torch import Tensor
 
 from torchspex.cache import EvaluationStore
 from torchspex.distributed import RankGroup, check_executor, map_batches, shard_offsets
+from torchspex.errors import BudgetTooSmallError
 
 __all__ = [
     "NONFINITE_MODES",
@@ -27,14 +28,6 @@ __all__ = [
 ]
 
 ValueFunction = Callable[[Tensor], Any]
-
-
-class BudgetTooSmallError(ValueError):
-    """``n_samples`` is below what the method needs; ``minimum`` says what would work."""
-
-    def __init__(self, message: str, minimum: int) -> None:
-        super().__init__(message)
-        self.minimum = minimum
 
 
 #: What to do with a mask whose value is NaN or inf: raise (default), or leave it out of the fit.

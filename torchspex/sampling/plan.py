@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from torchspex.errors import BudgetTooSmallError
 from torchspex.sampling.bch import BCHCode, bch_code, bch_parameters
 
 __all__ = [
@@ -111,8 +112,6 @@ def plan_for_budget(
         >>> plan_for_budget(100, 10_000, 5)
         6
     """
-    from torchspex.decoders.base import BudgetTooSmallError
-
     _check_int("n_samples", n_samples, 1)
     per_bin = n_groups * n_delays(n_features, t)
     minimum = per_bin << MIN_B
