@@ -18,7 +18,7 @@ from tests.helpers import (
 from torchspex import BudgetTooSmallError, explain
 from torchspex.decoders import Evaluator
 from torchspex.decoders.spex import decode_spex, default_degree
-from torchspex.sampling import min_spex_samples, spex_sample_count
+from torchspex.sampling import default_n_samples, min_spex_samples, spex_sample_count
 
 
 def run(spectrum, n_samples, seed=0, noise_sd=0.0, **options):
@@ -131,22 +131,26 @@ def test_budget_too_small_refused_before_any_evaluation():
 
 def test_tight_budget_lowers_the_degree_parameter():
     truth = planted_spectrum(100, 10, 2, torch.Generator().manual_seed(9))
-    for t in (2, 3, 4, 5):
+    for t in (2, 3, 4, 5):  # max_order=None: t = 5 unless the budget is tighter
         game = PlantedGame(truth)
         budget = min_spex_samples(100, t) + 1
-        _, info = decode_spex(Evaluator(game, 100), 100, n_samples=budget, max_order=2)
+        _, info = decode_spex(Evaluator(game, 100), 100, n_samples=budget)
         assert info["degree_parameter"] == t and game.n_evaluations <= budget
+    _, info = decode_spex(Evaluator(PlantedGame(truth), 100), 100, n_samples=5000, max_order=2)
+    assert info["degree_parameter"] == default_degree(2) == 3
 
 
 def test_low_max_order_still_decodes_higher_order_terms():
     # max_order caps the reported indices, not the learned function: order-3 terms must be
-    # decoded (with t = max_order = 2 they were not, and the order-2 indices came out wrong)
+    # decoded (with t = max_order = 2 they were not, and the order-2 indices came out wrong);
+    # t = max(3, max_order) decodes them with fewer delays per bin than t = 5
     truth = planted_spectrum(64, 25, 3, torch.Generator().manual_seed(0))
     assert int((truth.indices >= 0).sum(1).max()) == 3
-    game = PlantedGame(truth)
-    spec, info = decode_spex(Evaluator(game, 64), 64, n_samples=1024, max_order=2)
-    assert info["degree_parameter"] == 5
-    assert max_coefficient_error(truth, spec) < 1e-8
+    for budget in (1024, 700):
+        game = PlantedGame(truth)
+        spec, info = decode_spex(Evaluator(game, 64), 64, n_samples=budget, max_order=2)
+        assert info["degree_parameter"] == 3
+        assert max_coefficient_error(truth, spec) < 1e-8
 
 
 @pytest.mark.parametrize("seed", range(8))
@@ -178,20 +182,29 @@ def test_small_n_falls_back_to_exhaustive():
     assert info["exact"] and info["method"] == "exhaustive"
     assert game.n_evaluations == 512
     assert max_coefficient_error(truth, spec) < 1e-12
-    with pytest.warns(UserWarning, match="default SPEX design"):
+    with pytest.warns(UserWarning, match="default SPEX budget"):
         decode_spex(Evaluator(PlantedGame(truth), 9), 9)
 
 
-def test_default_design_without_budget():
+def test_default_budget_warns_with_the_number_of_calls():
     truth = planted_spectrum(30, 10, 2, torch.Generator().manual_seed(4))
     game = PlantedGame(truth)
+    expected = default_n_samples(30, 3)
+    with pytest.warns(UserWarning, match=f"default budget of {expected} calls") as record:
+        spec, info = decode_spex(Evaluator(game, 30), 30, max_order=2)
+    assert len([w for w in record if "default budget" in str(w.message)]) == 1
+    assert info["n_samples_default"] == info["n_samples"] == expected
+    assert game.n_evaluations == info["n_evaluations"] <= expected
+    assert info["n_evaluations"] >= 0.9 * expected
+    assert info["degree_parameter"] == default_degree(2) == 3
+    assert max_coefficient_error(truth, spec) < 1e-8
+    # the default grows with n
+    assert default_n_samples(30, 5) < default_n_samples(100, 5) < default_n_samples(1000, 5)
+    # a fixed design (the `b` option) is the user's choice: no warning
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        spec, info = decode_spex(Evaluator(game, 30), 30, max_order=2)
-    assert info["b"] == info["b_default"] == 8
-    assert info["degree_parameter"] == default_degree(2) == 5
-    assert info["n_queries"] == spex_sample_count(30, 8, 5)
-    assert max_coefficient_error(truth, spec) < 1e-8
+        _, info = decode_spex(Evaluator(PlantedGame(truth), 30), 30, max_order=2, b=5)
+    assert info["n_queries"] == spex_sample_count(30, 5, 3)
 
 
 def test_option_errors():

@@ -36,17 +36,30 @@ from torchspex.sampling.plan import (
     DEFAULT_N_GROUPS,
     MAX_B,
     SPEXPlan,
+    default_n_samples,
     degree_for_budget,
     plan_for_budget,
-    spex_sample_count,
 )
+from torchspex.sampling.plan import n_delays as plan_n_delays
 
-__all__ = ["DEFAULT_B", "DEFAULT_DEGREE", "SPEX_OPTIONS", "decode_spex", "default_degree"]
+__all__ = [
+    "DEFAULT_B",
+    "DEFAULT_DEGREE",
+    "MIN_DEFAULT_DEGREE",
+    "SPEX_OPTIONS",
+    "decode_spex",
+    "default_degree",
+]
 
-#: ``b`` used when no budget is given (as the reference implementation).
+#: ``b`` of the reference implementation's default design (torchspex's default budget is
+#: :func:`~torchspex.sampling.default_n_samples` instead; kept for comparison).
 DEFAULT_B = 8
 #: Degree parameter ``t`` used when neither ``max_order`` nor ``degree_parameter`` is given.
 DEFAULT_DEGREE = 5
+#: Smallest default ``t`` for a given ``max_order``: one order above pairwise interactions.
+MIN_DEFAULT_DEGREE = 3
+#: Budget share below which ``info["unspent_reason"]`` says why the rest was not spent.
+_SPEND_TARGET = 0.9
 
 SPEX_OPTIONS: tuple[str, ...] = (
     "b",
@@ -78,18 +91,20 @@ def default_degree(max_order: int | None) -> int:
     """The BCH degree parameter ``t`` used when ``degree_parameter`` is not given.
 
     ``t`` is the order up to which a singleton's index is always decodable (a term of order
-    ``|k|`` tolerates ``t - |k|`` flipped signs). It does not follow a small ``max_order``: the
-    learned function must still hold the higher-order terms that order-capped indices aggregate
-    (with ``t = max_order = 2``, a game with order-3 terms is decoded with held-out R^2 near
-    0.77 where ``t = 5`` gives 1.0 at the same budget). So ``t = max(5, max_order)``, as shapiq's
-    SPEX; a budget too small for it lowers ``t`` down to 2 (see
-    :func:`~torchspex.sampling.degree_for_budget`).
+    ``|k|`` tolerates ``t - |k|`` flipped signs), and every unit of ``t`` costs about
+    ``log2 n`` delays per bin, i.e. fewer bins for the same budget. So ``t = max(3, max_order)``:
+    the order of interest (as spectralexplain), but never below 3, because the learned function
+    must still hold the order-3 terms that pairwise indices aggregate (with ``t = max_order = 2``
+    a game with order-3 terms came out with held-out R^2 near 0.77). Without ``max_order`` the
+    orders are unknown and ``t = 5`` (shapiq's default). A budget too small for ``t`` lowers it
+    down to 2 (see :func:`~torchspex.sampling.degree_for_budget`). The previous default
+    ``max(5, max_order)`` cost 1.3-1.6x the calls on order-3 games.
 
     Example:
-        >>> default_degree(None), default_degree(1), default_degree(7)
-        (5, 5, 7)
+        >>> default_degree(None), default_degree(1), default_degree(2), default_degree(7)
+        (5, 3, 3, 7)
     """
-    return DEFAULT_DEGREE if max_order is None else max(DEFAULT_DEGREE, max_order)
+    return DEFAULT_DEGREE if max_order is None else max(MIN_DEFAULT_DEGREE, max_order)
 
 
 def _check_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -138,30 +153,41 @@ def decode_spex(
     Args:
         evaluator: the value function behind an :class:`~torchspex.decoders.Evaluator`.
         n_features: number of features ``n``.
-        n_samples: most distinct masks to evaluate; the design takes the largest ``b`` that
-            fits (``None``: ``b = 8``, or the ``b`` option). When ``2^n <= n_samples`` (or, without
-            a budget, ``2^n`` is at most the default design) every mask is evaluated and the
-            exact spectrum is returned instead, with a warning and ``info["exact"] = True``.
-        max_order: the order of interest; above 5 it raises the default degree parameter
-            (:func:`default_degree`). Terms of higher order that peeling recovers are kept: they
+        n_samples: most distinct masks to evaluate. The budget is spent: the design takes as
+            many bins as fit (three groups, the smallest enlarged or smaller groups added, see
+            :func:`~torchspex.sampling.fill_budget`), and the masks left over are uniform random
+            samples for the final refit (``info["budget_spent"]``; when under 90%,
+            ``info["unspent_reason"]`` says why). ``None``: the default budget
+            :func:`~torchspex.sampling.default_n_samples` (about one bin per feature, e.g.
+            4,100 calls at n = 100, 28,672 at n = 1000 for ``t = 5``), with a warning naming it
+            (or the ``b`` option's design, without one). When ``2^n`` is at most the budget,
+            every mask is evaluated and the exact spectrum is returned instead, with a warning
+            and ``info["exact"] = True``.
+        max_order: the order of interest; it sets the default degree parameter
+            ``max(3, max_order)`` (:func:`default_degree`). Terms of higher order that peeling
+            recovers are kept: they
             are part of the learned function, and order-capped indices (STII, FSII, SII)
             aggregate them; the cap is applied when an index is reported.
         generator: source of the random subsampling matrices (``None``: seed 0).
         **options: ``degree_parameter`` (BCH ``t``; default :func:`default_degree`, lowered to
-            fit a budget), ``b`` (log2 bins per group; with a budget it must fit), ``n_groups``
-            (default 3), ``decoder_type`` (``"soft"``: Chase decoding where hard decoding fails,
-            default; ``"hard"``), ``chase_depth`` (least reliable signs flipped, default
-            ``min(2t, 12)``), ``n_chase_patterns`` (test patterns per bin, default
-            ``depth (depth + 1) / 2 + 1``), ``res_energy_cutoff`` (largest share of a bin's
-            energy a singleton may leave unexplained, default 0.9), ``noise_quantile`` (quantile
-            of the per-bin unexplained energy used to estimate the noise, default 0.25),
-            ``max_iter`` (peeling rounds, default 100), ``refit`` (``"ols"`` default,
-            ``"ridge"``, or ``None`` to keep the peeled values).
+            fit a budget), ``b`` (log2 bins per group: a fixed design of equal groups; with a
+            budget it must fit), ``n_groups`` (default 3, plus up to 3 smaller groups that fill
+            the budget; given, exactly that many), ``decoder_type`` (``"soft"``: Chase
+            decoding where hard decoding fails, default; ``"hard"``), ``chase_depth`` (least
+            reliable signs flipped, default ``min(2t, 12)``), ``n_chase_patterns`` (test
+            patterns per bin, default ``depth (depth + 1) / 2 + 1``), ``res_energy_cutoff``
+            (largest share of a bin's energy a singleton may leave unexplained, default 0.9),
+            ``noise_quantile`` (quantile of the per-bin unexplained energy used to estimate the
+            noise, default 0.25), ``max_iter`` (peeling rounds, default 100), ``refit``
+            (``"ols"`` default, ``"ridge"``, or ``None`` to keep the peeled values).
 
     Returns:
         ``(spectrum, info)``: the Fourier spectrum (coefficients ``float64 [s, *out]``, the
-        empty set always present) and diagnostics: ``b``, ``degree_parameter``, ``n_groups``,
-        ``n_delays``, ``n_queries`` (masks in the design, repeats included), ``n_evaluations``,
+        empty set always present) and diagnostics: ``b`` (of the largest group), ``group_b``
+        (of each group), ``degree_parameter``, ``n_groups``, ``n_delays``, ``n_queries`` (masks in
+        the design, repeats included), ``n_uniform`` (uniform masks added for the refit),
+        ``n_samples`` (the budget, the default one included), ``budget_spent`` (its share
+        evaluated), ``n_evaluations``,
         ``n_iterations``, ``n_peeled``, ``noise_sd`` (estimated noise of one evaluation),
         ``decode_seconds`` (transforms, peeling and refit; ``peel_seconds`` and
         ``refit_seconds`` split it), ``exact``.
@@ -184,6 +210,7 @@ def decode_spex(
     if generator is None:  # never the global RNG: None means seed 0, as torchspex.explain
         generator = torch.Generator().manual_seed(0)
     n_groups = opts.get("n_groups") or DEFAULT_N_GROUPS
+    max_groups = n_groups if opts.get("n_groups") else None
     b_opt = opts.get("b")
     t = opts.get("degree_parameter")
     if t is None:
@@ -192,16 +219,19 @@ def decode_spex(
             t = degree_for_budget(n_features, n_samples, t, n_groups)
 
     # ------------------------------------------------ budget (before any evaluation)
+    budget = n_samples
     if n_samples is not None:
         plan_for_budget(n_features, n_samples, t, n_groups)  # raises BudgetTooSmallError
+    elif b_opt is None:
+        budget = default_n_samples(n_features, t)
     if n_features <= MAX_EXHAUSTIVE_FEATURES:
-        reference = n_samples
-        if reference is None:
-            reference = spex_sample_count(n_features, b_opt or DEFAULT_B, t, n_groups)
+        reference = budget
+        if reference is None:  # the `b` option's design
+            reference = n_groups * plan_n_delays(n_features, t) << b_opt
         if (1 << n_features) <= reference:
             warnings.warn(
                 f"n_features={n_features}: all 2^{n_features} = {1 << n_features} masks fit in "
-                f"{'n_samples' if n_samples is not None else 'the default SPEX design'} "
+                f"{'n_samples' if n_samples is not None else 'the default SPEX budget'} "
                 f"({reference}); evaluating every mask and returning the exact spectrum "
                 "instead of SPEX.",
                 stacklevel=3,
@@ -210,6 +240,15 @@ def decode_spex(
             info.update(method="exhaustive", requested_method="spex",
                         n_evaluations=evaluator.n_evaluations)
             return spectrum, info
+    if n_samples is None and b_opt is None:
+        warnings.warn(
+            f"method='spex' without `n_samples`: using the default budget of {budget} calls "
+            f"of the value function for n_features={n_features} (about one bin per feature, "
+            f"degree_parameter t={t}; see torchspex.sampling.default_n_samples). Pass "
+            "`n_samples` to choose the number of calls.",
+            UserWarning,
+            stacklevel=2,
+        )
     if b_opt is not None:
         plan = SPEXPlan.create(n_features, b_opt, t, n_groups, generator)
         if n_samples is not None and plan.n_queries > n_samples:
@@ -221,26 +260,37 @@ def decode_spex(
                     "the `b` option to let the budget choose it.",
                     distinct,
                 )
-    elif n_samples is None:
-        plan = SPEXPlan.create(n_features, DEFAULT_B, t, n_groups, generator)
     else:
-        plan = SPEXPlan.for_budget(n_features, n_samples, t, n_groups, generator)
+        plan = SPEXPlan.for_budget(n_features, budget, t, n_groups, generator,
+                                   max_groups=max_groups)
 
     # ------------------------------------------------ queries and per-group transforms
-    n_bins, n_delays = plan.n_bins, plan.n_delays
-    delays_per_call = max(1, _CHUNK_BITS // max(1, n_bins * n_features))
+    n_delays = plan.n_delays
     groups = []
-    for c in range(plan.n_groups):
+    for c, n_bins in enumerate(plan.group_bins):
+        delays_per_call = max(1, _CHUNK_BITS // max(1, n_bins * n_features))
         parts = []
         for start in range(0, n_delays, delays_per_call):
             masks = plan.masks(c, slice(start, start + delays_per_call))
             parts.append(evaluator(masks))
         groups.append(torch.cat(parts))
     out_shape = tuple(groups[0].shape[1:])
-    values = torch.stack(groups).reshape(plan.n_groups, n_delays, n_bins, -1)
+    n_design = evaluator.n_evaluations
+    # ------------------------------------------------ the rest of the budget: uniform masks
+    n_uniform, unspent = 0, None
+    left = 0 if budget is None else budget - n_design
+    if left > 0 and opts["refit"] is None:
+        unspent = (f"{left} calls unspent: no design with more bins fits, and refit=None "
+                   "has no use for uniform samples")
+    elif left > 0:
+        uniform = torch.randint(0, 2, (left, n_features), generator=generator).bool()
+        evaluator(uniform)
+        n_uniform = evaluator.n_evaluations - n_design
     start_time = time.perf_counter()
-    u = fwht(values, dim=2) / n_bins  # [C, P, B, O]
-    u = u.permute(0, 2, 1, 3).reshape(plan.n_groups * n_bins, n_delays, -1).numpy()
+    u = np.concatenate([
+        (fwht(g.reshape(n_delays, n_bins, -1), dim=1) / n_bins).permute(1, 0, 2).numpy()
+        for g, n_bins in zip(groups, plan.group_bins)
+    ])  # [sum_c 2^b_c, P, O]
 
     peeled, rounds, noise_var = _peel(u, plan, opts)
     peel_seconds = time.perf_counter() - start_time
@@ -260,18 +310,29 @@ def decode_spex(
         indices, coefficients.reshape(-1, *out_shape).to(torch.float64), n_features, "Fourier"
     ).coalesce()
     decode_seconds = time.perf_counter() - start_time
+    spent = None if budget is None else evaluator.n_evaluations / budget
+    if spent is not None and spent < _SPEND_TARGET and unspent is None:
+        unspent = (f"{budget - evaluator.n_evaluations} calls unspent: uniform masks repeated "
+                   "design masks (small n_features)" if b_opt is None else
+                   f"the `b` option fixes the design at {plan.n_queries} queries")
     info = {
         "method": "spex",
         "exact": False,
         "b": plan.b,
+        "group_b": plan.group_b,
         "degree_parameter": plan.t,
         "n_groups": plan.n_groups,
         "n_delays": n_delays,
+        "n_bins": plan.total_bins,
         "n_queries": plan.n_queries,
+        "n_design_evaluations": n_design,
+        "n_uniform": n_uniform,
+        "n_samples": budget,
+        "budget_spent": spent,
         "n_evaluations": evaluator.n_evaluations,
         "n_iterations": rounds,
         "n_peeled": len(np.unique(peeled[0], axis=0)),
-        "noise_sd": float(np.sqrt(noise_var * n_bins)),
+        "noise_sd": float(np.sqrt(noise_var)),
         "decoder_type": opts.get("decoder_type", "soft"),
         "refit": opts["refit"],
         "bch": {"n": plan.code.nc, "k": plan.code.kc, "t": plan.t},
@@ -279,8 +340,10 @@ def decode_spex(
         "peel_seconds": peel_seconds,
         "refit_seconds": decode_seconds - peel_seconds,
     }
-    if b_opt is None and n_samples is None:
-        info["b_default"] = DEFAULT_B
+    if unspent is not None:
+        info["unspent_reason"] = unspent
+    if n_samples is None and b_opt is None:
+        info["n_samples_default"] = budget
     return spectrum, info
 
 
@@ -304,8 +367,12 @@ class _Bins:
         w, _, o = u.shape
         self.u = u
         self.plan = plan
-        self.group = np.arange(w) // plan.n_bins
-        self.bin = np.arange(w) % plan.n_bins
+        sizes = np.asarray(plan.group_bins, dtype=np.int64)
+        self.offsets = plan.bin_offsets.numpy()
+        self.group = np.repeat(np.arange(plan.n_groups), sizes)
+        self.bin = np.arange(w) - self.offsets[self.group]
+        # noise of one evaluation lands in a bin of 2^b_c with variance sigma^2 / 2^b_c
+        self.scale = 1.0 / sizes[self.group].astype(np.float64)
         codes = plan.bin_codes.numpy()
         self.codes = np.concatenate([codes, np.zeros((codes.shape[0], 1), dtype=np.int64)], 1)
         self.energy = np.zeros(w)
@@ -391,9 +458,19 @@ class _Bins:
         self.fit(idx[word[first]], feats[first])
 
 
+def _bins_scale(plan: SPEXPlan) -> np.ndarray:
+    """``2^-b_c`` of every bin, ``float64 [sum_c 2^b_c]``."""
+    sizes = np.asarray(plan.group_bins, dtype=np.float64)
+    return np.repeat(1.0 / sizes, sizes.astype(np.int64))
+
+
 def _noise_variance(bins: _Bins, n_delays: int, n_out: int, quantile: float,
                     floor: float) -> float:
-    """Per-entry noise variance from the energy no single term explains, bin by bin.
+    """Noise variance of one evaluation from the energy no single term explains, bin by bin.
+
+    Each bin's unexplained energy per degree of freedom is divided by its ``scale`` (the
+    variance a unit of evaluation noise has there, ``2^-b_c``); the bins of group ``c`` see
+    ``sigma^2 * 2^-b_c``.
 
     Two low-quantile estimates, the smaller wins: over every bin, and over the bins whose
     decoded candidate lands in them (singletons and pure-noise bins, whose residual is noise).
@@ -401,7 +478,7 @@ def _noise_variance(bins: _Bins, n_delays: int, n_out: int, quantile: float,
     many terms), and then rejects true singletons on a noiseless game.
     """
     dof = np.where(bins.ok, (n_delays - 1) * n_out, n_delays * n_out)
-    scaled = bins.residual / dof
+    scaled = bins.residual / dof / bins.scale
     ref_dof = (n_delays - 1) * n_out
     correction = chi2.ppf(quantile, ref_dof) / ref_dof
     level = float(np.quantile(scaled, quantile)) / correction
@@ -412,7 +489,7 @@ def _noise_variance(bins: _Bins, n_delays: int, n_out: int, quantile: float,
 
 def _peel(u: np.ndarray, plan: SPEXPlan, opts: dict[str, Any]
           ) -> tuple[tuple[np.ndarray, np.ndarray], int, float]:
-    """Peeling decoder over all bins ``u [C * 2^b, P, O]`` (modified in place).
+    """Peeling decoder over all bins ``u [sum_c 2^{b_c}, P, O]`` (modified in place).
 
     Returns:
         ``((features [K, t], values [K, O]), rounds, noise_variance)``: every peel in order.
@@ -420,7 +497,8 @@ def _peel(u: np.ndarray, plan: SPEXPlan, opts: dict[str, Any]
     w, n_delays, n_out = u.shape
     soft = opts.get("decoder_type", "soft") == "soft"
     cutoff = opts["res_energy_cutoff"]
-    floor = _NOISE_FLOOR * max(float((u**2).mean()), 1e-300)
+    floor = _NOISE_FLOOR * max(float(((u**2).mean(axis=(1, 2)) / _bins_scale(plan)).mean()),
+                               1e-300)
     zero_factor = chi2.ppf(1 - _ZERO_TON_ALPHA, n_delays * n_out)
     signif_factor = chi2.ppf(1 - _SIGNIFICANCE_ALPHA, n_out)
     spread_factor = chi2.ppf(1 - _ZERO_TON_ALPHA, (n_delays - 1) * n_out)
@@ -437,20 +515,20 @@ def _peel(u: np.ndarray, plan: SPEXPlan, opts: dict[str, Any]
         if idx.size:
             bins.examine(idx)
         noise = _noise_variance(bins, n_delays, n_out, opts["noise_quantile"], floor)
-        nonzero = bins.energy > noise * zero_factor
+        nonzero = bins.energy > noise * bins.scale * zero_factor
         if soft:
             todo = np.nonzero(nonzero & ~bins.ok & ~bins.chased)[0]
-            todo = todo[bins.plausible_singletons(todo, noise * spread_factor)]
+            todo = todo[bins.plausible_singletons(todo, noise * bins.scale[todo] * spread_factor)]
             if todo.size:
                 bins.chase(todo, opts.get("chase_depth"), opts.get("n_chase_patterns"))
                 noise = _noise_variance(bins, n_delays, n_out, opts["noise_quantile"], floor)
-                nonzero = bins.energy > noise * zero_factor
+                nonzero = bins.energy > noise * bins.scale * zero_factor
         explained = n_delays * (bins.rho**2).sum(1)
         accept = (
             bins.ok
             & nonzero
             & (bins.residual < cutoff * bins.energy)
-            & (explained > signif_factor * noise)
+            & (explained > signif_factor * noise * bins.scale)
         )
         acc = np.nonzero(accept)[0]
         if not acc.size:
@@ -462,7 +540,7 @@ def _peel(u: np.ndarray, plan: SPEXPlan, opts: dict[str, Any]
         np.add.at(vals, inverse, bins.rho[acc])
         vals /= counts[:, None]
         sig = bins.signatures(feats)  # [u, P]
-        where = bins.bins_of(feats) + (np.arange(plan.n_groups) * plan.n_bins)[:, None]  # [C, u]
+        where = bins.bins_of(feats) + bins.offsets[:, None]  # [C, u]
         delta = vals[:, None, :] * sig[:, :, None]  # [u, P, O]
         for c in range(plan.n_groups):
             np.subtract.at(u, where[c], delta)

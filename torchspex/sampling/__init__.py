@@ -3,7 +3,9 @@
 from torchspex.sampling.bch import BCHCode, bch_code, bch_parameters
 from torchspex.sampling.plan import (
     SPEXPlan,
+    default_n_samples,
     degree_for_budget,
+    fill_budget,
     min_spex_samples,
     n_delays,
     plan_for_budget,
@@ -16,7 +18,9 @@ __all__ = [
     "SPEXPlan",
     "bch_code",
     "bch_parameters",
+    "default_n_samples",
     "degree_for_budget",
+    "fill_budget",
     "min_spex_samples",
     "n_delays",
     "plan_for_budget",

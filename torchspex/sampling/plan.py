@@ -6,6 +6,9 @@ For each of ``C`` groups SPEX draws a random matrix ``M_c in F2^{n x b}``; with 
 .. math:: x_{c,p,l} = M_c l + d_p \\pmod 2, \\qquad l \\in \\{0,1\\}^b,
 
 ``C P 2^b`` queries in all (Kang et al., ICML 2025, and the reference ``sparse-transform``).
+Groups may differ in size (``b_c`` per group): :meth:`SPEXPlan.for_budget` fills a budget with
+three equal groups first, then enlarges the smallest group or adds a smaller one while the
+distinct masks still fit (:func:`fill_budget`), instead of rounding down to whole designs.
 Frequency ``k`` lands in bin ``j = M_c^T k`` of group ``c``, and the ``P`` delayed observations of
 a bin holding only ``k`` carry the signs ``(-1)^{<d_p, k>}``, the BCH parity bits of ``k``.
 
@@ -15,6 +18,7 @@ The masks are generated from ``(M, D)`` on demand, group by group; nothing of si
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,7 +33,9 @@ __all__ = [
     "MAX_B",
     "MIN_B",
     "SPEXPlan",
+    "default_n_samples",
     "degree_for_budget",
+    "fill_budget",
     "min_spex_samples",
     "plan_for_budget",
     "spex_sample_count",
@@ -42,8 +48,13 @@ MIN_B = 3
 #: Largest ``b`` a budget is mapped to (``2^20`` bins per group).
 MAX_B = 20
 
-#: Count distinct masks exactly (to fit one more ``b`` into the budget) only below this many bits.
-_DISTINCT_COUNT_BITS = 1 << 26
+#: Most groups :func:`fill_budget` uses (three, plus smaller ones that fill the budget).
+MAX_GROUPS = 6
+#: Bins per feature of the default budget (:func:`default_n_samples`), and its bounds in bins.
+DEFAULT_BINS = (48, 512)
+
+#: Count distinct masks exactly (to fit more bins into the budget) only below this many bits.
+_DISTINCT_COUNT_BITS = 1 << 24
 
 
 def n_delays(n_features: int, t: int) -> int:
@@ -129,6 +140,86 @@ def plan_for_budget(
     return min(b, max_b)
 
 
+def default_n_samples(n_features: int, t: int) -> int:
+    """The budget SPEX spends when ``n_samples`` is not given: about one bin per feature.
+
+    ``P(n, t) * min(max(n, 48), 512)`` queries, i.e. a design of ``min(max(n, 48), 512)`` bins
+    (three groups and smaller fill-in groups) with ``P`` delays each; SPEX with three groups
+    resolves about as many terms as it has bins, so this expects up to ~``n`` interactions.
+
+    Example:
+        >>> default_n_samples(20, 5), default_n_samples(100, 5), default_n_samples(1000, 5)
+        (1344, 4100, 28672)
+    """
+    low, high = DEFAULT_BINS
+    return n_delays(n_features, t) * min(max(n_features, low), high)
+
+
+def fill_budget(
+    n_features: int,
+    n_samples: int,
+    t: int,
+    n_groups: int = DEFAULT_N_GROUPS,
+    max_groups: int | None = None,
+    max_b: int = MAX_B,
+    cost: Callable[[tuple[int, ...]], int] | None = None,
+) -> tuple[int, ...]:
+    """Bins per group (``b_c``, largest first) that spend as much of ``n_samples`` as fits.
+
+    Starts from ``n_groups`` equal groups of the largest ``b`` whose masks fit, then repeats:
+    enlarge the smallest group (``b_c + 1``) if that fits, else add a group (up to
+    ``max_groups``) of the largest ``b <= min b_c`` that fits, until neither fits. More bins
+    resolve more terms (peeling over ``C`` groups of ``2^{b_c}`` bins), and three equal groups
+    resolve the most per bin, so enlarging comes before adding.
+
+    Args:
+        n_features: ``n``.
+        n_samples: the budget (distinct masks).
+        t: degree parameter (sets the delays ``P``).
+        n_groups: groups to start with (and the fewest used).
+        max_groups: most groups (default :data:`MAX_GROUPS`; ``n_groups`` to fix the count).
+        max_b: largest ``b_c``.
+        cost: distinct masks of a design given its ``b_c`` (default: the upper bound
+            ``P (sum 2^{b_c} - C + 1)``, the ``C`` groups share the ``P`` masks ``d_p``).
+
+    Raises:
+        BudgetTooSmallError: if ``n_groups`` groups of ``2^MIN_B`` bins do not fit.
+
+    Example:
+        >>> fill_budget(1000, 2500, 3)   # 34 delays: 72 bins, at most 2,346 distinct masks
+        (5, 4, 4, 3)
+    """
+    p = n_delays(n_features, t)
+    if max_groups is None:
+        max_groups = max(MAX_GROUPS, n_groups)
+    if cost is None:
+        def cost(group_b: tuple[int, ...]) -> int:
+            return p * (sum(1 << b for b in group_b) - len(group_b) + 1)
+
+    b = plan_for_budget(n_features, n_samples, t, n_groups, max_b)
+    design = [b] * n_groups
+    while design[0] < max_b and cost(tuple([design[0] + 1] * n_groups)) <= n_samples:
+        design = [design[0] + 1] * n_groups  # distinct masks can leave room for a larger b
+    while True:
+        small = len(design) - 1 - design[::-1].index(min(design))  # last of the smallest
+        if design[small] < max_b:
+            bigger = list(design)
+            bigger[small] += 1
+            bigger.sort(reverse=True)
+            if cost(tuple(bigger)) <= n_samples:
+                design = bigger
+                continue
+        if len(design) >= max_groups:
+            break
+        for nb in range(min(design), MIN_B - 1, -1):
+            if cost((*design, nb)) <= n_samples:
+                design.append(nb)
+                break
+        else:
+            break
+    return tuple(design)
+
+
 def _check_int(name: str, value: int, low: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise ValueError(f"`{name}` must be an int >= {low}; got {value!r}.")
@@ -142,10 +233,12 @@ class SPEXPlan:
 
     Attributes:
         n_features: number of features ``n``.
-        b: log2 of the number of bins per group.
+        b: log2 of the number of bins of the largest group.
         t: BCH error-correction capability (the degree parameter).
         code: the :class:`~torchspex.sampling.bch.BCHCode` behind the delays.
-        subsampling: ``bool [C, n, b]``, the matrices ``M_c``.
+        subsampling: ``bool [C, n, b]``, the matrices ``M_c`` (group ``c`` uses its first
+            ``group_b[c]`` columns; the others are zero).
+        group_b: ``b_c`` of each group (all ``b`` unless the plan was filled to a budget).
 
     Example:
         >>> plan = SPEXPlan.create(10, b=3, t=2, generator=torch.Generator().manual_seed(0))
@@ -160,9 +253,12 @@ class SPEXPlan:
     t: int
     code: BCHCode
     subsampling: Tensor
+    group_b: tuple[int, ...] = ()
     _row_codes: Tensor = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        if not self.group_b:
+            object.__setattr__(self, "group_b", (self.b,) * self.subsampling.shape[0])
         weights = 1 << torch.arange(self.b, dtype=torch.long)
         codes = (self.subsampling.long() * weights).sum(dim=2)  # [C, n]
         object.__setattr__(self, "_row_codes", codes)
@@ -191,12 +287,30 @@ class SPEXPlan:
         return torch.randint(0, 2, (n_groups, n_features, MAX_B), generator=generator).bool()
 
     @classmethod
-    def _from_bits(cls, bits: Tensor, b: int, t: int) -> SPEXPlan:
-        _check_int("b", b, 1)
-        if b > MAX_B:
-            raise ValueError(f"`b` must be <= {MAX_B}; got {b}.")
-        n_features = bits.shape[1]
-        return cls(n_features, b, t, bch_code(n_features, t), bits[:, :, :b].contiguous())
+    def _from_bits(cls, bits: Tensor, b: int | tuple[int, ...], t: int) -> SPEXPlan:
+        group_b = (b,) * bits.shape[0] if isinstance(b, int) else tuple(b)
+        for value in group_b:
+            _check_int("b", value, 1)
+            if value > MAX_B:
+                raise ValueError(f"`b` must be <= {MAX_B}; got {value}.")
+        n_features, top = bits.shape[1], max(group_b)
+        sub = bits[: len(group_b), :, :top].clone()
+        for c, value in enumerate(group_b):
+            sub[c, :, value:] = False
+        return cls(n_features, top, t, bch_code(n_features, t), sub.contiguous(), group_b)
+
+    @classmethod
+    def from_group_b(
+        cls,
+        n_features: int,
+        group_b: tuple[int, ...],
+        t: int,
+        generator: torch.Generator | None = None,
+    ) -> SPEXPlan:
+        """A plan whose group ``c`` has ``2^{group_b[c]}`` bins (the bits are drawn as in
+        :meth:`create`, so group ``c`` of equal generators is a coarsening across plans)."""
+        bits = cls._draw(n_features, len(group_b), generator)
+        return cls._from_bits(bits, tuple(group_b), t)
 
     @classmethod
     def for_budget(
@@ -207,29 +321,32 @@ class SPEXPlan:
         n_groups: int = DEFAULT_N_GROUPS,
         generator: torch.Generator | None = None,
         max_b: int = MAX_B,
+        max_groups: int | None = None,
     ) -> SPEXPlan:
-        """The largest design whose *distinct* masks fit in ``n_samples``.
+        """The design with the most bins whose *distinct* masks fit in ``n_samples``.
 
-        ``b`` comes from the closed form :func:`plan_for_budget`; when the design is small
-        enough to enumerate, one more ``b`` is taken while its distinct masks still fit (small
-        ``n`` repeats many masks, and a repeated mask is evaluated once).
+        The bins per group come from :func:`fill_budget` (``n_groups`` equal groups, then the
+        smallest enlarged or a smaller group added while the masks fit; ``max_groups =
+        n_groups`` keeps the group count). Distinct masks are counted exactly when the design is
+        small enough to enumerate (small ``n`` repeats many masks, and a repeated mask is
+        evaluated once), else bounded by ``P (sum 2^{b_c} - C + 1)``.
 
         Raises:
             BudgetTooSmallError: if the smallest design needs more than ``n_samples`` queries.
         """
-        b = plan_for_budget(n_features, n_samples, t, n_groups, max_b)
-        bits = cls._draw(n_features, n_groups, generator)
-        plan = cls._from_bits(bits, b, t)
-        while plan.b < max_b:
-            if spex_sample_count(n_features, plan.b + 1, t, n_groups) * n_features > (
-                _DISTINCT_COUNT_BITS
-            ):
-                break
-            bigger = cls._from_bits(bits, plan.b + 1, t)
-            if bigger.count_distinct() > n_samples:
-                break
-            plan = bigger
-        return plan
+        if max_groups is None:
+            max_groups = max(MAX_GROUPS, n_groups)
+        bits = cls._draw(n_features, max_groups, generator)
+        p = n_delays(n_features, t)
+
+        def cost(group_b: tuple[int, ...]) -> int:
+            bound = p * (sum(1 << b for b in group_b) - len(group_b) + 1)
+            if bound + p * (len(group_b) - 1) > _DISTINCT_COUNT_BITS // n_features:
+                return bound
+            return cls._from_bits(bits, group_b, t).count_distinct()
+
+        group_b = fill_budget(n_features, n_samples, t, n_groups, max_groups, max_b, cost)
+        return cls._from_bits(bits, group_b, t)
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -244,13 +361,29 @@ class SPEXPlan:
 
     @property
     def n_bins(self) -> int:
-        """``2^b`` bins per group."""
+        """``2^b`` bins of the largest group (of every group unless filled to a budget)."""
         return 1 << self.b
 
     @property
+    def group_bins(self) -> tuple[int, ...]:
+        """``2^{b_c}`` bins of each group."""
+        return tuple(1 << b for b in self.group_b)
+
+    @property
+    def total_bins(self) -> int:
+        """``sum_c 2^{b_c}``: bins over all groups."""
+        return sum(self.group_bins)
+
+    @property
+    def bin_offsets(self) -> Tensor:
+        """``int64 [C]``: position of each group's first bin when all bins are concatenated."""
+        sizes = torch.tensor((0, *self.group_bins[:-1]), dtype=torch.long)
+        return torch.cumsum(sizes, 0)
+
+    @property
     def n_queries(self) -> int:
-        """``C * P * 2^b`` masks queried (with repeats)."""
-        return self.n_groups * self.n_delays * self.n_bins
+        """``P * sum_c 2^{b_c}`` masks queried (with repeats)."""
+        return self.n_delays * self.total_bins
 
     # ------------------------------------------------------------------ masks
     @property
@@ -262,14 +395,14 @@ class SPEXPlan:
     def _span(self, group: int) -> Tensor:
         """``M_c l`` for every ``l``: ``bool [2^b, n]`` (bit ``i`` of row ``l`` is ``l_i``)."""
         m = self.subsampling[group]
-        out = torch.zeros(self.n_bins, self.n_features, dtype=torch.bool)
-        for i in range(self.b):
+        out = torch.zeros(self.group_bins[group], self.n_features, dtype=torch.bool)
+        for i in range(self.group_b[group]):
             half = 1 << i
             out[half : 2 * half] = out[:half] ^ m[:, i]
         return out
 
     def masks(self, group: int, delays: slice | None = None) -> Tensor:
-        """Masks of one group, ``bool [P' * 2^b, n]``, delay-major (row ``p * 2^b + l``).
+        """Masks of one group, ``bool [P' * 2^{b_c}, n]``, delay-major (row ``p 2^{b_c} + l``).
 
         Args:
             group: group index ``c``.
@@ -280,7 +413,7 @@ class SPEXPlan:
         return (d[:, None, :] ^ span[None]).reshape(-1, self.n_features)
 
     def all_masks(self) -> Tensor:
-        """Every queried mask, ``bool [C * P * 2^b, n]`` (group-major; for tests and counting)."""
+        """Every queried mask, ``bool [n_queries, n]`` (group-major; for tests and counting)."""
         return torch.cat([self.masks(c) for c in range(self.n_groups)])
 
     def count_distinct(self) -> int:
