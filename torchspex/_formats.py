@@ -1,18 +1,10 @@
-"""Hand results to shapiq and shap, and read shapiq's interaction values back.
+"""shapiq's and shap's formats: the code behind :mod:`torchspex.interop` and the result's
+``to_shapiq`` / ``from_shapiq`` / ``to_shap``.
 
-* :func:`to_shapiq` -> ``shapiq.InteractionValues`` (sparse: only the nonzero interactions,
-  with an explicit ``interaction_lookup``, so ``n = 1000`` features stays instant).
-* :func:`from_shapiq` -> :class:`~torchspex.Interactions`. shapiq stores index values, not a
-  spectrum, and index values capped at order ``l`` do not determine the game. torchspex
-  returns the unique game ``g`` of degree ``<= l`` (Möbius coefficients only on sets of at most
-  ``l`` features) whose values in ``iv.index`` at order ``l`` are exactly ``iv``'s values. For
-  every supported index the map from such a ``g`` to its values is unitriangular, so ``g``
-  exists and is unique. For Moebius, k-SII, STII, FSII and FBII, ``g``'s Möbius coefficients
-  are the values themselves: ``g`` is the order-``l`` surrogate the values describe. Other
-  indices and plots then view ``g``.
-* :func:`to_shap` -> a 1-D ``shap.Explanation`` of first-order values.
-
-shapiq and shap are optional: ``pip install shapiq shap`` (both are in ``torchspex[test]``).
+It sits below the result type: it reads a result through its public attributes only and never
+builds one (``Interactions.from_shapiq`` does, from :func:`shapiq_fields`), so
+``torchspex/interactions.py`` imports it and nothing here imports the result back. The public
+home of these functions, with the conventions, is :mod:`torchspex.interop`.
 """
 
 from __future__ import annotations
@@ -32,7 +24,7 @@ from torchspex.fourier.transforms import moebius_to_fourier
 if TYPE_CHECKING:
     from torchspex.interactions import Interactions
 
-__all__ = ["SHAPIQ_INDICES", "from_shapiq", "to_shap", "to_shapiq"]
+__all__ = ["SHAPIQ_INDICES", "shapiq_fields", "to_shap", "to_shapiq"]
 
 #: Indices that both torchspex and shapiq define (same spelling, same values).
 SHAPIQ_INDICES = ("Moebius", "SII", "k-SII", "BII", "STII", "FSII", "FBII", "SV", "BV")
@@ -164,36 +156,24 @@ def _solve_degree_game(values: SparseSpectrum, index: str, order: int) -> Sparse
     return SparseSpectrum(normalize_indices(out_idx), out_coef, n, "Moebius").coalesce()
 
 
-def from_shapiq(iv: Any, feature_names: Sequence[str] | None = None) -> Interactions:
-    """A result whose ``iv.index`` view reproduces a ``shapiq.InteractionValues`` exactly.
+def shapiq_fields(iv: Any) -> dict[str, Any]:
+    """The constructor arguments of the result that reproduces a ``shapiq.InteractionValues``.
 
-    The result's spectrum is the unique game of degree ``<= iv.max_order`` whose ``iv.index``
-    values at order ``iv.max_order`` are ``iv``'s (module docstring); for a Moebius ``iv`` it is
-    the game ``iv`` describes. When ``()`` is missing, ``iv.baseline_value`` is read as
-    ``f(empty)``, except for FBII where it is the ``()`` entry (shapiq's ``ExactComputer``
-    conventions).
+    The spectrum is the unique game of degree ``<= iv.max_order`` whose ``iv.index`` values at
+    order ``iv.max_order`` are ``iv``'s (see :func:`torchspex.interop.from_shapiq`).
 
     Args:
         iv: ``shapiq.InteractionValues`` in one of :data:`SHAPIQ_INDICES`.
-        feature_names: display labels for the players.
 
     Returns:
-        :class:`~torchspex.Interactions` with ``index=iv.index`` and ``max_order=iv.max_order``;
-        ``n_evaluations`` is ``iv.estimation_budget`` (0 when unknown).
+        ``{"spectrum", "index", "max_order", "n_evaluations"}`` for
+        :class:`~torchspex.Interactions`.
 
     Raises:
+        TypeError: if ``iv`` is not a ``shapiq.InteractionValues``.
         ValueError: for an index torchspex does not define, or interactions above the order of
             an order-dependent index.
-
-    Example:
-        >>> import shapiq
-        >>> iv = shapiq.InteractionValues({(): 1.0, (0,): 0.5, (0, 1): 2.0}, index="k-SII",
-        ...     max_order=2, n_players=3, min_order=0, baseline_value=1.0)
-        >>> from_shapiq(iv).to_index("k-SII", 2).to_dict()
-        {(): 1.0, (0,): 0.5, (0, 1): 2.0}
     """
-    from torchspex.interactions import Interactions
-
     for attr in ("interactions", "index", "max_order", "n_players", "baseline_value"):
         if not hasattr(iv, attr):
             raise TypeError(
@@ -232,14 +212,12 @@ def from_shapiq(iv: Any, feature_names: Sequence[str] | None = None) -> Interact
         ).coalesce()
     spectrum = moebius_to_fourier(moebius).prune(atol=0.0)
     budget = getattr(iv, "estimation_budget", None)
-    return Interactions(
-        spectrum,
-        index=index,
-        max_order=None if index in FIRST_ORDER else order,
-        n_evaluations=int(budget) if budget else 0,
-        feature_names=feature_names,
-        method="shapiq",
-    )
+    return {
+        "spectrum": spectrum,
+        "index": index,
+        "max_order": None if index in FIRST_ORDER else order,
+        "n_evaluations": int(budget) if budget else 0,
+    }
 
 
 def to_shap(

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from torchspex import _formats, viz
 from torchspex.fourier import SparseSpectrum, canonical_index, fourier_to_index
 from torchspex.fourier.indices import FIRST_ORDER
 
@@ -314,31 +315,24 @@ class Interactions:
 
     def to_shapiq(self, index: str | None = None, max_order: int | None = None) -> Any:
         """A ``shapiq.InteractionValues``; see :func:`torchspex.interop.to_shapiq`."""
-        from torchspex.interop import to_shapiq
-
-        return to_shapiq(self, index, max_order)
+        return _formats.to_shapiq(self, index, max_order)
 
     @classmethod
     def from_shapiq(cls, iv: Any, feature_names: Sequence[str] | None = None) -> Interactions:
         """A result reproducing a ``shapiq.InteractionValues``; see
         :func:`torchspex.interop.from_shapiq`."""
-        from torchspex.interop import from_shapiq
-
-        return from_shapiq(iv, feature_names)
+        fields = _formats.shapiq_fields(iv)
+        return Interactions(**fields, feature_names=feature_names, method="shapiq")
 
     def to_shap(self, index: str = "SV", data: Any = None) -> Any:
         """First-order values as a ``shap.Explanation``; see :func:`torchspex.interop.to_shap`."""
-        from torchspex.interop import to_shap
-
-        return to_shap(self, index, data)
+        return _formats.to_shap(self, index, data)
 
     def plot(self, kind: str = "bar", **kwargs: Any) -> Any:
         """Draws the result: ``kind`` is ``"bar"`` (:func:`torchspex.viz.plot_top_k`),
         ``"heatmap"`` (:func:`~torchspex.viz.plot_heatmap`), ``"text"``
         (:func:`~torchspex.viz.plot_text`) or ``"image"`` (:func:`~torchspex.viz.plot_image`).
         Returns ``(fig, ax)``."""
-        from torchspex import viz
-
         kinds = {"bar": viz.plot_top_k, "heatmap": viz.plot_heatmap, "text": viz.plot_text,
                  "image": viz.plot_image}
         if kind not in kinds:

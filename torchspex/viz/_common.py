@@ -35,10 +35,13 @@ def figure_axes(ax: Any, figsize: tuple[float, float]) -> tuple[Any, Any]:
 
 
 def scalar_result(result: Interactions, name: str) -> None:
-    """Raises unless ``result`` holds one scalar value per interaction."""
-    from torchspex.interactions import Interactions
+    """Raises unless ``result`` holds one scalar value per interaction.
 
-    if not isinstance(result, Interactions):
+    A result is recognized by the API the plots read (``spectrum``, ``out_shape``,
+    ``to_index``), not by its class: ``torchspex.interactions`` imports the plots for
+    ``Interactions.plot``, so the plots do not import it back.
+    """
+    if not all(hasattr(result, name) for name in ("spectrum", "out_shape", "to_index")):
         raise TypeError(f"`{name}` must be an Interactions result; got {type(result).__name__}.")
     if result.out_shape != ():
         raise ValueError(
