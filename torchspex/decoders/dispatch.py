@@ -18,7 +18,10 @@ METHODS: tuple[str, ...] = ("spex", "proxyspex", "exhaustive")
 def check_method(method: str) -> str:
     """Validates a method name."""
     if not isinstance(method, str) or method.lower() not in METHODS:
-        raise ValueError(f"`method` must be one of {METHODS}; got {method!r}.")
+        from torchspex.errors import did_you_mean
+
+        hint = did_you_mean(method, METHODS)
+        raise ValueError(f"`method` must be one of {METHODS}; got {method!r}.{hint}")
     return method.lower()
 
 
