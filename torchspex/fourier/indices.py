@@ -86,7 +86,11 @@ def canonical_index(index: str) -> str:
         'FSII'
     """
     if not isinstance(index, str) or index not in _ALIASES:
-        raise ValueError(f"`index` must be one of {INDEX_NAMES}; got {index!r}.")
+        from torchspex.errors import did_you_mean
+
+        words = {"shapley": "SV", "shapley value": "SV", "banzhaf": "BV", "interaction": "k-SII"}
+        hint = did_you_mean(index, {**_ALIASES, **words})
+        raise ValueError(f"`index` must be one of {INDEX_NAMES}; got {index!r}.{hint}")
     return _ALIASES[index]
 
 
