@@ -53,6 +53,59 @@ def test_text_view_wraps_and_takes_words():
         plot_text(res, words=["a"])
 
 
+def long_result(n_words: int = 70) -> Interactions:
+    words = [f"{w}," if i % 7 == 3 else w for i, w in
+             enumerate(("Our hotel wasn't cheap but the location was perfect and quiet " * 7)
+                       .split()[:n_words])]
+    g = torch.Generator().manual_seed(0)
+    n = n_words
+    pairs = [(0, 3), (2, n - 1), (n // 7, n // 7 + 2), (4 * n // 7, 5),
+             (3 * n // 7, 3 * n // 7 + 1), (1, n - 2)]
+    sets = [(i,) for i in range(n_words)] + pairs
+    values = torch.cat([torch.randn(n_words, generator=g, dtype=torch.float64),
+                        torch.tensor([2.0, -1.5, 1.2, -1.0, 0.8, 0.7], dtype=torch.float64)])
+    spec = SparseSpectrum.from_sets(sets, values, n_words)
+    return Interactions(spec, index="Moebius", feature_names=words)
+
+
+def boxes(fig, ax):
+    """Window extents of the word boxes, the arcs, the title and the figure."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    words = [t.get_bbox_patch().get_window_extent(renderer) for t in ax.texts]
+    arcs = [p.get_window_extent(renderer) for p in ax.patches]
+    return words, arcs, ax.title.get_window_extent(renderer), fig.bbox
+
+
+@pytest.mark.parametrize(("line_width", "n_words", "own_axes"),
+                         [(60, 70, False), (200, 70, False), (25, 70, True), (60, 8, True)])
+def test_text_view_long_sentences_neither_overlap_nor_hit_the_title(line_width, n_words,
+                                                                   own_axes):
+    import matplotlib.pyplot as plt
+
+    res = long_result(n_words)
+    ax = plt.subplots(1, 2, figsize=(8, 4))[1][0] if own_axes else None
+    fig, ax = plot_text(res, line_width=line_width, n_pairs=6, ax=ax)
+    words, arcs, title, page = boxes(fig, ax)
+    assert [t.get_text() for t in ax.texts] == res.feature_names  # every word, whole
+    assert len(arcs) == 6
+    for i, a in enumerate(words):  # no two word boxes overlap, none is cut by the page
+        assert a.x0 >= page.x0 and a.x1 <= page.x1 and a.y0 >= page.y0 and a.y1 <= page.y1
+        for b in words[i + 1:]:
+            assert not a.overlaps(b), (a, b)
+    for arc in arcs:  # arcs stay below the title and inside the figure
+        assert arc.y1 <= title.y0 and arc.x0 >= page.x0 and arc.x1 <= page.x1
+    assert max(w.y1 for w in words) <= title.y0
+    lines = {round(t.get_position()[1], 6) for t in ax.texts}
+    assert len(lines) >= (1 if n_words == 8 else 6 if line_width == 60 else 2)  # wrapped
+    render(fig)
+
+
+def test_text_view_rejects_a_bad_line_width():
+    with pytest.raises(ValueError, match="`line_width`"):
+        plot_text(text_result(), line_width=0)
+
+
 def image_result():
     image = torch.linspace(0, 1, 3 * 8 * 8).reshape(3, 8, 8)
     mask = patch_grid(image.shape, 4)  # [1, 8, 8], 4 patches

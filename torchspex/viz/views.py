@@ -32,6 +32,12 @@ def _pair_style(values: np.ndarray, limit: float) -> tuple[list[str], np.ndarray
     return colours, widths
 
 
+#: Font size of the words (points) in a figure ``plot_text`` makes itself.
+_TEXT_FONT = 11.0
+#: Units reserved under the words for the colour bar and its labels.
+_BAR_ROOM = 6.5
+
+
 def plot_text(
     result: Interactions,
     words: Sequence[str] | None = None,
@@ -45,7 +51,10 @@ def plot_text(
 
     Both come from the same view (``index``, ``max_order``): order-1 values colour the words
     (red positive, blue negative), and the ``n_pairs`` largest order-2 values in magnitude are
-    arcs between the words (red positive, blue negative, wider when stronger).
+    arcs between the words (red positive, blue negative, wider when stronger). Words wrap after
+    ``line_width`` characters and never overlap; arcs stay inside the axes (each line gets the
+    headroom its arcs need). A new figure is sized to the text at an 11 pt font; on a given
+    ``ax`` the font shrinks until the text fits.
 
     Args:
         result: a result with one feature per word, scalar values.
@@ -57,9 +66,16 @@ def plot_text(
         ax: matplotlib axes to draw on.
 
     Returns:
-        ``(fig, ax)``; the words are the axes' text artists, in order.
+        ``(fig, ax)``; the words are the axes' text artists, in order, and the arcs its patches.
     """
+    from matplotlib.patches import PathPatch
+    from matplotlib.path import Path
+
+    from torchspex.viz._layout import CHAR_EM, layout_text
+
     scalar_result(result, "result")
+    if isinstance(line_width, bool) or not isinstance(line_width, int) or line_width < 1:
+        raise ValueError(f"`line_width` must be a positive int; got {line_width!r}.")
     shown = view(result, index, max_order)
     words = list(shown.feature_names if words is None else words)
     if len(words) != shown.n_features:
@@ -67,41 +83,58 @@ def plot_text(
     first = first_order_values(shown)
     pairs, values = pair_values(shown)
     pairs, values = pairs[:n_pairs], values[:n_pairs]
-    limit = symmetric_limit(first, values)
-    # lay the words out in character units, wrapping at line_width
-    centres, line, column = [], 0, 0
-    for word in words:
-        width = len(word) + 1
-        if column and column + width > line_width:
-            line, column = line + 1, 0
-        centres.append((column + width / 2.0, -1.6 * line))
-        column += width
-    n_lines = line + 1
+    lay = layout_text(words, pairs, line_width)
+    margin = 1.0
+    x0, x1 = -margin, lay.width + margin
+    y0, y1 = lay.bottom - _BAR_ROOM, lay.top + 0.5
     plt = pyplot()
-    fig, ax = figure_axes(ax, (max(0.13 * min(line_width, column + 5) + 1.5, 4.0),
-                               1.0 * n_lines + 1.6))
+    unit_in = _TEXT_FONT * CHAR_EM / 72.0  # inches per unit at the default font
+    if ax is None:
+        side, top_in, bottom_in = 0.25, 0.55, 0.1
+        fig_w = max((x1 - x0) * unit_in + 2 * side, 4.0)
+        fig_h = max((y1 - y0) * unit_in + top_in + bottom_in, 1.8)
+        fig = plt.figure(figsize=(fig_w, fig_h))
+        ax = fig.add_axes((side / fig_w, bottom_in / fig_h, 1 - 2 * side / fig_w,
+                           1 - (top_in + bottom_in) / fig_h))
+    fig = ax.figure
+    box = ax.get_position()
+    ax_w, ax_h = box.width * fig.get_figwidth(), box.height * fig.get_figheight()
+    scale = min(ax_w / (x1 - x0), ax_h / (y1 - y0))  # inches per unit, same on both axes
+    fontsize = min(_TEXT_FONT, scale * 72.0 / CHAR_EM)
+    scale = fontsize * CHAR_EM / 72.0
+    # fill the axes with the same scale on x and y, the text centred
+    half_w, half_h = ax_w / scale / 2.0, ax_h / scale / 2.0
+    cx, cy = (x0 + x1) / 2.0, y1 - half_h  # keep the top (arcs) anchored under the title
+    ax.set_xlim(cx - half_w, cx + half_w)
+    ax.set_ylim(cy - half_h, cy + half_h)
+    limit = symmetric_limit(first)
     cmap, norm = plt.get_cmap(CMAP), plt.Normalize(-limit, limit)
-    for (x, y), word, value in zip(centres, words, first):
+    for (x, y), word, value in zip(lay.centres, words, first):
         face = cmap(norm(value))
         dark = 0.299 * face[0] + 0.587 * face[1] + 0.114 * face[2] < 0.5  # white text on dark
-        ax.text(x, y, word, ha="center", va="center", family="monospace", fontsize=11,
-                color="white" if dark else "black",
-                bbox={"facecolor": face, "edgecolor": "none", "boxstyle": "round,pad=0.25"})
-    from matplotlib.patches import FancyArrowPatch
-
-    colours, widths = _pair_style(values, limit)
-    for (i, j), colour, width in zip(pairs.tolist(), colours, widths):
-        (xa, ya), (xb, yb) = centres[i], centres[j]
-        ax.add_patch(FancyArrowPatch(
-            (xa, ya + 0.45), (xb, yb + 0.45), arrowstyle="-", color=colour, linewidth=width,
-            alpha=0.8, connectionstyle="arc3,rad=-0.35" if xa < xb else "arc3,rad=0.35",
-        ))
-    ax.set_xlim(0, max(line_width if n_lines > 1 else column, 1) + 0.5)
-    ax.set_ylim(-1.6 * line - 1.0, 2.2)
+        ax.text(x, y, word, ha="center", va="center", family="monospace", fontsize=fontsize,
+                color="white" if dark else "black", zorder=3,
+                bbox={"facecolor": face, "edgecolor": "0.75", "linewidth": 0.5,
+                      "boxstyle": "round,pad=0.3"})
+    colours, widths = _pair_style(values, symmetric_limit(values))
+    codes = [Path.MOVETO, Path.CURVE4, Path.CURVE4, Path.CURVE4]
+    for arc, colour, width in zip(lay.arcs, colours, widths):
+        ax.add_patch(PathPatch(Path(arc, codes), facecolor="none", edgecolor=colour,
+                               linewidth=width * fontsize / _TEXT_FONT, alpha=0.8, zorder=2,
+                               capstyle="round"))
     ax.axis("off")
     ax.set_title(f"First-order values and top {len(values)} pairs ({shown.index})")
-    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, orientation="horizontal",
-                 fraction=0.08, pad=0.02)
+    # colour bar inside the reserved strip under the words
+    ylo = ax.get_ylim()[0]
+    bar_y = (lay.bottom - 2.6 - ylo) / (2 * half_h)
+    bar_h = 1.0 / (2 * half_h)
+    bar_w = min(0.6, 40.0 / (2 * half_w))
+    cax = ax.inset_axes((0.5 - bar_w / 2, bar_y, bar_w, bar_h))
+    bar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), cax=cax,
+                       orientation="horizontal")
+    bar.ax.tick_params(labelsize=min(8.0, fontsize))
+    bar.set_label(f"word value ({shown.index}); arcs: pairs, red +, blue \u2212",
+                  fontsize=min(8.0, fontsize), labelpad=1)
     return fig, ax
 
 
