@@ -55,7 +55,24 @@ def test_heatmap_values_and_labels():
     grid = ax.images[0].get_array()
     view = res.to_index("Moebius", 2)
     assert grid[0, 1] == grid[1, 0] == pytest.approx(view[(0, 1)])
-    assert grid[2, 4] == pytest.approx(view[(2, 4)]) and grid[0, 0] == pytest.approx(view[(0,)])
+    assert grid[2, 4] == pytest.approx(view[(2, 4)])
+    assert np.ma.getmaskarray(grid).diagonal().all()  # the diagonal is masked in the pair grid
+    strip = fig.axes[1]  # the single-feature values, their own column
+    singles = np.asarray(strip.images[0].get_array())[:, 0].tolist()
+    assert singles == pytest.approx([view[(i,)] for i in range(5)])
+    assert [t.get_text() for t in strip.texts] == [f"{view[(i,)]:+.2g}" for i in range(5)]
+
+
+def test_heatmap_scale_comes_from_pairs_not_the_diagonal():
+    # one single feature 100x stronger than the pair: the pair must still be coloured strongly
+    spec = SparseSpectrum.from_sets([(0,), (1, 2)], [50.0, 0.5], 3)
+    fig, ax = plot_heatmap(Interactions(spec, index="Moebius", max_order=2))
+    image = render(fig)
+    pair = ax.images[0]
+    assert pair.norm.vmax == pytest.approx(abs(spec.to_dict()[(1, 2)]) * 4)  # Moebius = 4 F
+    colour = np.array(pair.cmap(pair.norm(pair.get_array()[1, 2]))[:3])
+    assert np.abs(colour - 1.0).max() > 0.5  # far from white
+    assert (np.abs(image[..., :3] - colour).max(axis=-1) < 0.05).any()  # drawn on the PNG
 
 
 def test_heatmap_chooses_features():
@@ -90,3 +107,16 @@ def test_errors():
         plot_heatmap(object())
     with pytest.raises(ValueError, match="`kind` must be one of"):
         result().plot("pie")
+
+
+def test_repeated_names_get_their_position():
+    spec = SparseSpectrum.from_sets([(0,), (0, 2), (1,)], [1.0, -0.6, 0.3], 3)
+    res = Interactions(spec, index="Moebius", max_order=2, feature_names=["the", "cat", "the"])
+    fig, ax = plot_top_k(res, k=3)
+    render(fig)
+    labels = {" \u00d7 ".join(["the [0]", "cat", "the [2]"][i] for i in ids)
+              for ids, _ in res.top_k(3)}
+    assert set(texts(ax.get_yticklabels())) == labels == {"the [0]", "the [0] \u00d7 the [2]",
+                                                          "the [2]"}
+    fig, ax = plot_heatmap(res)
+    assert texts(ax.get_xticklabels()) == ["the [0]", "cat", "the [2]"]

@@ -87,9 +87,20 @@ def symmetric_limit(*arrays: np.ndarray) -> float:
     return peak if peak > 0 else 1.0
 
 
+def display_names(result: Interactions) -> list[str]:
+    """Feature names for labels; a name that occurs more than once gets its position,
+    ``"the [5]"``, so a repeated word is never ambiguous."""
+    names = [str(name) for name in result.feature_names]
+    seen: dict[str, int] = {}
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+    return [f"{name} [{i}]" if seen[name] > 1 else name for i, name in enumerate(names)]
+
+
 def labels_of(result: Interactions, positions: Sequence[int]) -> list[str]:
-    """Feature names at ``positions``."""
-    return [result.feature_names[i] for i in positions]
+    """Feature names at ``positions`` (see :func:`display_names`)."""
+    names = display_names(result)
+    return [names[i] for i in positions]
 
 
 def as_numpy(x: Tensor | np.ndarray) -> np.ndarray:

@@ -9,6 +9,7 @@ import numpy as np
 
 from torchspex.viz._common import (
     CMAP,
+    display_names,
     figure_axes,
     first_order_values,
     labels_of,
@@ -51,7 +52,7 @@ def plot_top_k(
     top = shown.top_k(k, order=order)
     plt = pyplot()
     fig, ax = figure_axes(ax, (7.0, 0.45 * max(len(top), 1) + 1.2))
-    names = dict(zip(shown.feature_ids, shown.feature_names))
+    names = dict(zip(shown.feature_ids, display_names(shown)))
     labels = [" \u00d7 ".join(names[f] for f in ids) for ids, _ in top]
     values = np.array([float(v) for _, v in top])
     orders = [len(ids) for ids, _ in top]
@@ -81,8 +82,10 @@ def plot_heatmap(
 ) -> tuple[Any, Any]:
     """Pairwise interactions as a symmetric ``features x features`` heatmap.
 
-    Off-diagonal cells hold the order-2 values, the diagonal the order-1 values, both from the
-    same view (``index``, ``max_order``), on one colour scale centred at 0.
+    Off-diagonal cells hold the order-2 values, on a colour scale set by them alone (centred at
+    0), so pairs stay visible next to strong single features. The diagonal is masked (grey);
+    the order-1 values of the same view (``index``, ``max_order``) are a separate column on
+    the right, on their own scale, each cell printed with its value.
 
     Args:
         result: a result with scalar values.
@@ -93,8 +96,11 @@ def plot_heatmap(
         ax: matplotlib axes to draw on.
 
     Returns:
-        ``(fig, ax)``; tick labels are the feature names.
+        ``(fig, ax)``; tick labels are the feature names, ``ax.images[0]`` the pair grid (NaN
+        on the diagonal). The single-feature column is the next axes of the figure.
     """
+    from mpl_toolkits.axes_grid1 import make_axes_locatable
+
     scalar_result(result, "result")
     shown = view(result, index, max_order)
     first = first_order_values(shown)
@@ -107,24 +113,43 @@ def plot_heatmap(
         chosen = np.sort(np.argsort(-weight, kind="stable")[: min(max_features, n)])
     else:
         chosen = np.array([shown._key((f,))[0] for f in features], dtype=np.int64)
+    k = chosen.shape[0]
     slot = np.full(n, -1)
-    slot[chosen] = np.arange(chosen.shape[0])
-    grid = np.zeros((chosen.shape[0], chosen.shape[0]))
-    grid[np.arange(chosen.shape[0]), np.arange(chosen.shape[0])] = first[chosen]
-    inside = (slot[pairs[:, 0]] >= 0) & (slot[pairs[:, 1]] >= 0) if len(pairs) else []
+    slot[chosen] = np.arange(k)
+    grid = np.zeros((k, k))
     if len(pairs):
+        inside = (slot[pairs[:, 0]] >= 0) & (slot[pairs[:, 1]] >= 0)
         a, b = slot[pairs[inside, 0]], slot[pairs[inside, 1]]
         grid[a, b] = grid[b, a] = values[inside]
-    limit = symmetric_limit(grid)
-    size = 0.35 * chosen.shape[0] + 2.5
-    fig, ax = figure_axes(ax, (size + 1.0, size))
-    image = ax.imshow(grid, cmap=CMAP, vmin=-limit, vmax=limit)
+    grid[np.arange(k), np.arange(k)] = np.nan
+    limit = symmetric_limit(np.nan_to_num(grid))
+    singles = first[chosen]
+    plt = pyplot()
+    texts = [f"{v:+.2g}" for v in singles]
+    strip_in = 0.09 * max((len(t) for t in texts), default=3) + 0.25
+    size = 0.35 * k + 2.5
+    fig, ax = figure_axes(ax, (size + strip_in + 1.6, size))
+    cmap = plt.get_cmap(CMAP).with_extremes(bad="0.85")
+    image = ax.imshow(grid, cmap=cmap, vmin=-limit, vmax=limit)
     labels = labels_of(shown, chosen.tolist())
-    ticks = np.arange(chosen.shape[0])
+    ticks = np.arange(k)
     ax.set_xticks(ticks, labels, rotation=90)
     ax.set_yticks(ticks, labels)
-    ax.set_title(f"Pairwise interactions ({shown.index})")
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    ax.set_title(f"Pairwise interactions ({shown.index}); diagonal: single features")
+    divider = make_axes_locatable(ax)
+    strip = divider.append_axes("right", size=strip_in, pad=0.1)
+    single_limit = symmetric_limit(singles)
+    strip.imshow(singles[:, None], cmap=CMAP, vmin=-single_limit, vmax=single_limit,
+                 aspect="auto")
+    fontsize = min(8.0, max(4.0, 72.0 * (size - 2.5) / max(k, 1) * 0.55))
+    for row, (value, text) in enumerate(zip(singles, texts)):
+        dark = abs(value) > 0.6 * single_limit
+        strip.text(0, row, text, ha="center", va="center", fontsize=fontsize,
+                   color="white" if dark else "black")
+    strip.set_xticks([0], ["single"], rotation=90)
+    strip.set_yticks([])
+    cax = divider.append_axes("right", size=0.15, pad=0.15)
+    fig.colorbar(image, cax=cax).set_label(f"pair value ({shown.index})")
     fig.tight_layout()
     return fig, ax
 
@@ -167,7 +192,7 @@ def plot_layers(
     n = grid.shape[1]
     fig, ax = figure_axes(ax, (0.35 * n + 3.0, 0.35 * len(results) + 2.0))
     image = ax.imshow(grid, cmap=CMAP, vmin=-limit, vmax=limit, aspect="auto")
-    ax.set_xticks(np.arange(n), results[0].feature_names, rotation=90)
+    ax.set_xticks(np.arange(n), display_names(results[0]), rotation=90)
     ax.set_yticks(np.arange(len(results)), list(layer_names))
     ax.set_title(f"First-order values per layer ({index})")
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
