@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import torch
 from torch import nn
 
 from torchspex.explain import explain
 from torchspex.interactions import Interactions
+
+#: How many interactions the demo lists, in the terminal and in the plot alike.
+TOP_K = 10
+#: What the demo's value function returns.
+TARGET = "log-odds of 'malignant'"
+#: What a removed measurement becomes.
+REMOVED = "training mean"
 
 
 def _load_data() -> tuple[torch.Tensor, torch.Tensor, list[str]]:
@@ -69,11 +77,45 @@ def run_demo(
                      max_order=max_order, feature_names=groups)
     seconds = time.perf_counter() - start
     print(f"MLP test accuracy on breast-cancer data: {accuracy:.3f}")
-    print(f"Explaining the log-odds of 'malignant' for one held-out patient: "
+    print(f"Explaining the {TARGET} for one held-out patient: "
           f"{result.n_evaluations} model evaluations in {seconds:.2f} s")
+    print(f"f(x) = {TARGET} = {result.full_value:+.3f}; baseline f(every measurement at its "
+          f"{REMOVED}) = {result.baseline_value:+.3f}")
     print(result)
     _plot(result, output)
     print(f"Plot written to {output}")
+
+
+def demo_figure(result: Interactions, k: int = TOP_K) -> tuple[Any, Any]:
+    """The demo's picture: the ``k`` strongest terms as bars, with what they explain.
+
+    The title counts what the bars are (single measurements, pairs), the subtitle states the
+    explained quantity ``f(x)`` and the baseline ``f`` with every measurement removed.
+
+    Returns:
+        ``(fig, ax)`` of :func:`torchspex.viz.plot_top_k`.
+    """
+    from torchspex.viz import plot_top_k
+
+    fig, ax = plot_top_k(result, k=k)
+    orders = [len(ids) for ids, _ in result.top_k(k)]
+    kinds = {1: "single measurement", 2: "pair", 3: "triple"}
+    parts = []
+    for order in sorted(set(orders)):
+        count = orders.count(order)
+        name = kinds.get(order, f"order-{order} term")
+        parts.append(f"{count} {name}{'s' if count != 1 else ''}")
+    ax.set_title(
+        f"Top {len(orders)} {result.index} terms for one breast-cancer prediction "
+        f"({', '.join(parts)})\n"
+        f"f(x) = {TARGET} = {result.full_value:+.2f}; baseline (all measurements at their "
+        f"{REMOVED}) = {result.baseline_value:+.2f}",
+        fontsize=9,
+    )
+    ax.set_xlabel(f"{result.index} contribution to the {TARGET}")
+    fig.set_size_inches(max(fig.get_figwidth(), 8.0), fig.get_figheight() + 0.3)
+    fig.tight_layout()
+    return fig, ax
 
 
 def _plot(result: Interactions, output: str) -> None:
@@ -84,10 +126,6 @@ def _plot(result: Interactions, output: str) -> None:
         import matplotlib.pyplot as plt
     except ImportError as err:  # pragma: no cover
         raise ImportError('the demo plot needs matplotlib: pip install "torchspex[demo]"') from err
-    from torchspex.viz import plot_top_k
-
-    fig, ax = plot_top_k(result, k=12)
-    ax.set_title("Strongest interactions for one breast-cancer prediction")
-    fig.tight_layout()
+    fig, _ = demo_figure(result)
     fig.savefig(output, dpi=120)
     plt.close(fig)
