@@ -1,6 +1,9 @@
 """Interaction indices as linear maps of the Fourier / Möbius spectrum.
 
-Every index torchspex supports is a linear function of the Möbius transform ``a``:
+Every interaction index here is a linear function of the Möbius transform ``a`` (the
+generalized values SGV, BGV, CHGV, IGV, EGV and JointSV, one value per coalition, live in
+:mod:`torchspex.fourier.generalized`; the egalitarian least core ELC, not linear, in
+:mod:`torchspex.fourier.elc`):
 
 .. math:: I(T) = \\sum_{S \\supseteq T} w(|S|, |T|)\\, a(S),
 
@@ -16,6 +19,8 @@ References:
     BII: Grabisch et al. (2000). STII: Sundararajan et al. (2020).
     FSII and FBII: Tsai et al. (2023).
     SV: Shapley (1953). BV: Banzhaf (1965). Fourier/Möbius: Kang et al., SPEX (ICML 2025).
+    CHII: Marichal and Roubens (1999). Co-Moebius: Grabisch (2016), 2.11.
+    kADD-SHAP: Pelegrina et al. (2023).
 """
 
 from __future__ import annotations
@@ -30,7 +35,28 @@ from torch import Tensor
 
 __all__ = ["INDEX_NAMES", "IndexName", "canonical_index", "fourier_weights", "moebius_weights"]
 
-IndexName = Literal["Fourier", "Moebius", "SII", "k-SII", "BII", "STII", "FSII", "FBII", "SV", "BV"]
+IndexName = Literal[
+    "Fourier",
+    "Moebius",
+    "SII",
+    "k-SII",
+    "BII",
+    "STII",
+    "FSII",
+    "FBII",
+    "SV",
+    "BV",
+    "Co-Moebius",
+    "CHII",
+    "kADD-SHAP",
+    "SGV",
+    "BGV",
+    "CHGV",
+    "IGV",
+    "EGV",
+    "JointSV",
+    "ELC",
+]
 
 INDEX_NAMES: tuple[str, ...] = (
     "Fourier",
@@ -43,6 +69,16 @@ INDEX_NAMES: tuple[str, ...] = (
     "FBII",
     "SV",
     "BV",
+    "Co-Moebius",
+    "CHII",
+    "kADD-SHAP",
+    "SGV",
+    "BGV",
+    "CHGV",
+    "IGV",
+    "EGV",
+    "JointSV",
+    "ELC",
 )
 
 _ALIASES = {
@@ -64,12 +100,32 @@ _ALIASES = {
     "fbii": "FBII",
     "sv": "SV",
     "bv": "BV",
+    "co-moebius": "Co-Moebius",
+    "co-mobius": "Co-Moebius",
+    "CoMoebius": "Co-Moebius",
+    "chii": "CHII",
+    "kadd-shap": "kADD-SHAP",
+    "kADD": "kADD-SHAP",
+    "sgv": "SGV",
+    "bgv": "BGV",
+    "chgv": "CHGV",
+    "igv": "IGV",
+    "egv": "EGV",
+    "jointsv": "JointSV",
+    "joint-sv": "JointSV",
+    "elc": "ELC",
 }
 
 #: Indices whose definition depends on the order cap ``max_order``.
-ORDER_DEPENDENT = frozenset({"k-SII", "STII", "FSII", "FBII"})
+ORDER_DEPENDENT = frozenset({"k-SII", "STII", "FSII", "FBII", "kADD-SHAP", "JointSV"})
 #: Indices that are first order by definition.
-FIRST_ORDER = frozenset({"SV", "BV"})
+FIRST_ORDER = frozenset({"SV", "BV", "ELC"})
+#: Generalized values: one value per coalition ``T`` (``1 <= |T| <= max_order``), the worth
+#: coalition ``T`` adds as one block, not an interaction among its members (see
+#: :mod:`torchspex.fourier.generalized`).
+GENERALIZED = frozenset({"SGV", "BGV", "CHGV", "IGV", "EGV", "JointSV"})
+#: Indices that are not linear in the game (solved as an optimization problem).
+NONLINEAR = frozenset({"ELC"})
 
 
 def canonical_index(index: str) -> str:
@@ -99,7 +155,8 @@ def _bernoulli(m: int) -> Fraction:
     # B_1 = -1/2 convention (as scipy.special.bernoulli and shapiq use).
     if m == 0:
         return Fraction(1)
-    return -sum(Fraction(comb(m + 1, j)) * _bernoulli(j) for j in range(m)) / (m + 1)
+    terms = (Fraction(comb(m + 1, j)) * _bernoulli(j) for j in range(m))
+    return -sum(terms, Fraction(0)) / (m + 1)
 
 
 def _w(index: str, s: int, t: int, order: int) -> Fraction:
@@ -129,6 +186,21 @@ def _w(index: str, s: int, t: int, order: int) -> Fraction:
             return Fraction(int(s == t))
         return Fraction((-1) ** (order - t) * t * comb(order, t), order + t) * Fraction(
             comb(s - 1, order), comb(s + order - 1, order + t)
+        )
+    if index == "CHII":  # Marichal and Roubens (1999): |T| / |S|; () = f(empty) as shapiq
+        return Fraction(t, s) if t else Fraction(int(s == 0))
+    if index == "Co-Moebius":  # sum over supersets; () = f(empty) as shapiq (not f(N))
+        return Fraction(1) if t else Fraction(int(s == 0))
+    if index == "kADD-SHAP":
+        # SII of the order-l Shapley-kernel least-squares fit (whose Möbius is FSII_l).
+        if t == 0:
+            return Fraction(int(s == 0))
+        return sum(
+            (
+                comb(s - t, r - t) * _w("FSII", s, r, order) / (r - t + 1)
+                for r in range(t, min(order, s) + 1)
+            ),
+            Fraction(0),
         )
     if index == "k-SII":
         if t == 0:

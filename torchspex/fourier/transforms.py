@@ -18,6 +18,8 @@ from torch import Tensor
 from torchspex.fourier._sets import coalesce, subsets
 from torchspex.fourier.indices import (
     FIRST_ORDER,
+    GENERALIZED,
+    NONLINEAR,
     canonical_index,
     fourier_weights,
     moebius_weights,
@@ -254,7 +256,10 @@ def fourier_to_index(
     ``max_order=None`` means no cap (all orders); SV and BV are first order by definition.
     The empty set holds each index's own value at ``T = ()`` (as shapiq's ``ExactComputer``):
     ``f(0)`` for Moebius, STII, FSII, k-SII and SV; ``E_uniform[f]`` for Fourier, BII and BV;
-    the FBII intercept for FBII; ``sum_S a(S) / (|S| + 1)`` for SII.
+    the FBII intercept for FBII; ``sum_S a(S) / (|S| + 1)`` for SII; ``f(0)`` for Co-Moebius,
+    CHII, kADD-SHAP and the generalized values (SGV, BGV, CHGV, IGV, EGV, JointSV: one value
+    per coalition up to ``max_order``, :mod:`torchspex.fourier.generalized`); none for ELC
+    (one value per player, :mod:`torchspex.fourier.elc`).
 
     Example:
         >>> spec = SparseSpectrum.from_sets([(), (0,), (0, 1)], [1.0, -0.5, 0.25], 2)
@@ -267,6 +272,8 @@ def fourier_to_index(
     order = _default_order(index, max_order, n)
     if index == "Fourier":
         return spectrum.prune(max_order=order)
+    if index in GENERALIZED or index in NONLINEAR:
+        return _other_index(spectrum, index, order, dense)
     weights = _weights_for(index, order)
     # No term is larger than max_size, and every index capped at l >= max_size equals the
     # index capped at max_size (e.g. FSII_l is then the exact Möbius fit): cap the tables there.
@@ -276,6 +283,19 @@ def fourier_to_index(
     table = fourier_weights(weights, order, max(spectrum.max_size, order))
     idx, coef = _expand(spectrum, table, order)
     return SparseSpectrum(idx, coef, n, index)
+
+
+def _other_index(
+    spectrum: SparseSpectrum, index: str, order: int, dense: bool | None = None
+) -> SparseSpectrum:
+    """Generalized values (per coalition) and the ELC (not linear), in their own modules."""
+    if index in GENERALIZED:
+        from torchspex.fourier.generalized import generalized_index
+
+        return generalized_index(spectrum, index, order, dense=dense)
+    from torchspex.fourier.elc import egalitarian_least_core
+
+    return egalitarian_least_core(spectrum)[0]
 
 
 def _weights_for(index: str, order: int) -> str:
@@ -318,6 +338,8 @@ def moebius_to_index(
     if index == "Fourier":
         return moebius_to_fourier(spectrum).prune(max_order=max_order)
     order = _default_order(index, max_order, n)
+    if index in GENERALIZED or index in NONLINEAR:
+        return _other_index(spectrum, index, order)
     weights = _weights_for(index, order)
     order = max(1, min(order, spectrum.max_size))
     table = moebius_weights(weights, order, max(spectrum.max_size, order))
