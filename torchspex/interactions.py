@@ -339,6 +339,16 @@ class Interactions:
             raise ValueError(f"`kind` must be one of {tuple(kinds)}; got {kind!r}.")
         return kinds[kind](self, **kwargs)
 
+    def save_html(self, path: str | os.PathLike, **kwargs: Any) -> str:
+        """Writes a self-contained HTML page of the result (no external resources): the
+        summary table and, with ``text=True`` or ``words=...``, the words coloured by value
+        with pair arcs. Options as :func:`torchspex.viz.to_html`; returns the path."""
+        return viz.save_html(self, path, **kwargs)
+
+    def _repr_html_(self) -> str:
+        """What a notebook shows: :func:`torchspex.viz.summary_html` (facts and the top 10)."""
+        return viz.summary_html(self)
+
     # ------------------------------------------------------------------ display
     def __len__(self) -> int:
         return self.values.n_terms

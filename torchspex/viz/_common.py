@@ -87,14 +87,18 @@ def symmetric_limit(*arrays: np.ndarray) -> float:
     return peak if peak > 0 else 1.0
 
 
-def display_names(result: Interactions) -> list[str]:
-    """Feature names for labels; a name that occurs more than once gets its position,
-    ``"the [5]"``, so a repeated word is never ambiguous."""
-    names = [str(name) for name in result.feature_names]
+def disambiguate(names: Sequence[object]) -> list[str]:
+    """The names as strings; one that occurs more than once gets its position, ``"the [5]"``."""
+    names = [str(name) for name in names]
     seen: dict[str, int] = {}
     for name in names:
         seen[name] = seen.get(name, 0) + 1
     return [f"{name} [{i}]" if seen[name] > 1 else name for i, name in enumerate(names)]
+
+
+def display_names(result: Interactions) -> list[str]:
+    """Feature names for labels, a repeated name with its position (:func:`disambiguate`)."""
+    return disambiguate(result.feature_names)
 
 
 def labels_of(result: Interactions, positions: Sequence[int]) -> list[str]:

@@ -1,0 +1,150 @@
+"""HTML views: the notebook table, the SVG text view, and the saved page in a real browser."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from torchspex import Interactions, SparseSpectrum
+from torchspex.viz import HTMLView, summary_html, text_html, to_html
+from torchspex.viz.html import _colour
+
+WORDS = ["Our", "hotel", "wasn't", "cheap", "but", "the", "view", "of", "the", "beach"]
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def text_result() -> Interactions:
+    spec = SparseSpectrum.from_sets(
+        [(), (1,), (3,), (6,), (9,), (3, 6), (0, 9), (5, 8)],
+        [0.2, 0.3, -0.9, 0.6, 0.1, -0.5, 0.4, 0.05], len(WORDS),
+    )
+    return Interactions(spec, index="FSII", max_order=2, feature_names=WORDS, n_evaluations=1024,
+                        method="exhaustive")
+
+
+def svg_of(fragment: str) -> ET.Element:
+    return ET.fromstring(re.search(r"<svg.*</svg>", fragment, re.S).group(0))
+
+
+def test_notebook_table_has_names_index_baseline_calls_and_delta():
+    res = text_result()
+    res.info["convergence_delta"] = torch.tensor(-2.5e-7)
+    page = res._repr_html_()
+    assert page == summary_html(res)
+    for fact in ("<b>index</b> FSII", "<b>max_order</b> 2", "<b>calls used</b> 1,024",
+                 "<b>method</b> exhaustive", f"{res.baseline_value:+.4g}",
+                 "<b>convergence_delta</b> -2.5e-07"):
+        assert fact in page, fact
+    rows = re.findall(r"<tr><td>(\d+)</td><td>([^<]*)</td><td>(\d)</td><td class=\"v\">([^<]*)",
+                      page)
+    names = {0: "Our", 3: "cheap", 5: "the [5]", 6: "view", 8: "the [8]", 9: "beach", 1: "hotel"}
+    expected = [(str(r), " \u00d7 ".join(names.get(i, WORDS[i]) for i in ids), str(len(ids)),
+                 f"{v:+.4g}") for r, (ids, v) in enumerate(res.top_k(10), start=1)]
+    assert rows == expected and len(rows) == len(res.top_k(10))
+    assert "the [5] \u00d7 the [8]" in page  # a repeated word says which one
+
+
+def test_table_escapes_names_and_takes_tensor_outputs():
+    spec = SparseSpectrum.from_sets([(), (0,), (0, 1)], [1.0, -0.5, 0.25], 2)
+    coef = torch.stack([spec.coefficients, 2 * spec.coefficients], dim=1)
+    res = Interactions(spec.replace(coefficients=coef), feature_names=["<b>x</b>", "a&b"])
+    res.info["convergence_delta"] = torch.tensor([1e-3, -4e-3])
+    page = summary_html(res)
+    assert "<b>x</b>" not in page.replace("<b>index</b>", "") and "&lt;b&gt;x&lt;/b&gt;" in page
+    assert "a&amp;b" in page and "(2,)" in page and "max |.| 0.004 over 2" in page
+    assert "no non-zero" in summary_html(Interactions(SparseSpectrum.zeros(3)))
+
+
+def test_text_view_words_arcs_and_hover_values():
+    res = text_result()
+    fragment = text_html(res, n_pairs=2, line_width=30)
+    svg = svg_of(fragment)
+    groups = svg.findall(f"{SVG}g")
+    assert [g.find(f"{SVG}text").text for g in groups] == WORDS
+    first = [res[(i,)] for i in range(len(WORDS))]  # order-1 values of the same view
+    hovers = [g.find(f"{SVG}title").text for g in groups]
+    assert hovers[3] == f"cheap: {first[3]:+.4g} (FSII)" and hovers[5].startswith("the [5]:")
+    fills = [g.find(f"{SVG}rect").get("fill") for g in groups]
+    assert fills[3] == _colour(first[3], max(abs(v) for v in first)) and fills[3] != fills[4]
+    arcs = svg.findall(f"{SVG}path")
+    assert len(arcs) == 2
+    top = res.top_k(2, order=2)
+    assert arcs[0].find(f"{SVG}title").text.startswith(
+        f"{WORDS[top[0][0][0]]} \u00d7 {WORDS[top[0][0][1]]}: {float(top[0][1]):+.4g}")
+    # no two word boxes overlap, all inside the picture; several lines at 30 characters
+    width, height = float(svg.get("width")), float(svg.get("height"))
+    boxes = [[float(r.get(k)) for k in ("x", "y", "width", "height")]
+             for r in (g.find(f"{SVG}rect") for g in groups)]
+    for i, (x, y, w, h) in enumerate(boxes):
+        assert x >= 0 and x + w <= width and y >= 0 and y + h <= height
+        for x2, y2, w2, h2 in boxes[i + 1:]:
+            assert x + w <= x2 or x2 + w2 <= x or y + h <= y2 or y2 + h2 <= y
+    assert len({b[1] for b in boxes}) > 1
+    with pytest.raises(ValueError, match="`words` must have 10"):
+        text_html(res, words=["a"])
+
+
+def test_page_is_self_contained(tmp_path: Path):
+    res = text_result()
+    view = to_html(res, text=True)
+    assert isinstance(view, HTMLView) and view._repr_html_() == view.body
+    page = view.page()
+    assert page.startswith("<!DOCTYPE html>") and '<meta charset="utf-8">' in page
+    lowered = page.lower()
+    for banned in ("<script", "<link", "@import", "@font-face", "<img", "<iframe", "src="):
+        assert banned not in lowered, banned
+    assert set(re.findall(r"https?://[^\s\"']+", page)) == {"http://www.w3.org/2000/svg"}
+    assert set(re.findall(r"url\(([^)]*)\)", page)) == {"#tsx-scale"}
+    path = res.save_html(tmp_path / "r.html", words=[w.upper() for w in WORDS])
+    saved = Path(path).read_text(encoding="utf-8")
+    assert "CHEAP" in saved and "<svg" in saved  # words given: the text view is included
+    assert "<svg" not in Path(res.save_html(tmp_path / "t.html")).read_text(encoding="utf-8")
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def _browse(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    command = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu",
+               "--disable-dev-shm-usage", "--disable-background-networking",
+               "--disable-component-update", "--disable-sync", "--no-first-run",
+               "--hide-scrollbars", f"--user-data-dir={tmp_path / 'profile'}", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_chromium() is None, reason="needs Chromium (Debian package `chromium`)")
+def test_saved_page_renders_in_chromium(tmp_path: Path):
+    import matplotlib.image as mpimg
+
+    res = text_result()
+    page = tmp_path / "result.html"
+    res.save_html(page, text=True)
+    dom = _browse(tmp_path, "--dump-dom", page.as_uri())
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    text = re.sub(r"<[^>]+>", " ", dom.stdout)
+    for expected in ("calls used", "FSII value", "cheap", "beach", "cheap \u00d7 view"):
+        assert expected in text, expected
+    assert "<svg" in dom.stdout and dom.stdout.count("<g class=\"w\">") == len(WORDS)
+    shot = tmp_path / "shot.png"
+    done = _browse(tmp_path, f"--screenshot={shot}", "--window-size=900,700", page.as_uri())
+    assert done.returncode == 0 and shot.exists(), done.stderr[-2000:]
+    pixels = mpimg.imread(shot)[..., :3]
+    assert pixels.shape[:2] == (700, 900)
+    assert pixels.std() > 0.05, "the page rendered blank"
+    # the strongest word's box colour is on screen (the SVG was drawn, not only the table)
+    first = np.array([res[(i,)] for i in range(len(WORDS))])
+    face = _colour(float(first[3]), float(np.abs(first).max()))
+    rgb = np.array([int(face[i:i + 2], 16) / 255.0 for i in (1, 3, 5)])
+    assert (np.abs(pixels - rgb).max(axis=-1) < 0.03).sum() > 200

@@ -1,0 +1,322 @@
+"""HTML views of a result: a summary table, and words with pair arcs as inline SVG.
+
+Everything is self-contained: inline CSS and SVG, generic font families, no script, no
+external font, image or stylesheet, so a saved page opens offline and a notebook shows it as
+is. Hovering a word or an arc shows its value (SVG ``<title>``). Nothing here needs
+matplotlib.
+
+``Interactions._repr_html_`` (what a notebook shows for a result) is :func:`summary_html`;
+``Interactions.save_html(path, ...)`` writes :func:`to_html`'s page.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from torchspex.viz._common import (
+    disambiguate,
+    display_names,
+    first_order_values,
+    pair_values,
+    scalar_result,
+    symmetric_limit,
+    view,
+)
+from torchspex.viz._layout import CHAR_EM, HALF_HEIGHT, layout_text
+
+if TYPE_CHECKING:
+    from torchspex.interactions import Interactions
+
+__all__ = ["HTMLView", "save_html", "summary_html", "text_html", "to_html"]
+
+#: ColorBrewer RdBu, reversed: blue (negative) through near-white to red (positive).
+_RDBU_R = ("#053061", "#2166ac", "#4393c3", "#92c5de", "#d1e5f0", "#f7f7f7", "#fddbc7",
+           "#f4a582", "#d6604d", "#b2182b", "#67001f")
+#: Pixels per em of the text view's words.
+_FONT_PX = 15.0
+
+_CSS = """
+.tsx{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;font-size:13px;
+color:#222;max-width:100%}
+.tsx .meta{margin:0 0 6px 0;line-height:1.5}
+.tsx .meta b{font-weight:600}
+.tsx table.top{border-collapse:collapse;margin:4px 0 10px 0}
+.tsx table.top th,.tsx table.top td{padding:2px 10px;border-bottom:1px solid #e3e3e3;
+text-align:left}
+.tsx table.top td.v{text-align:right;font-family:ui-monospace,Menlo,Consolas,monospace}
+.tsx table.top th{border-bottom:1px solid #999;font-weight:600}
+.tsx svg text{font-family:ui-monospace,"DejaVu Sans Mono",Menlo,Consolas,monospace}
+.tsx svg .w:hover rect{stroke:#000;stroke-width:2}
+.tsx svg .arc{stroke-opacity:.75;fill:none;stroke-linecap:round}
+.tsx svg .arc:hover{stroke-opacity:1}
+.tsx h2{font-size:15px;margin:14px 0 4px 0}
+.tsx .note{color:#555;font-size:12px}
+"""
+
+
+def _colour(value: float, limit: float) -> str:
+    """``value`` on the diverging scale ``[-limit, limit]`` as ``#rrggbb``."""
+    t = (min(max(value / limit, -1.0), 1.0) + 1.0) / 2.0 * (len(_RDBU_R) - 1)
+    low = min(int(t), len(_RDBU_R) - 2)
+    frac = t - low
+    a = [int(_RDBU_R[low][i:i + 2], 16) for i in (1, 3, 5)]
+    b = [int(_RDBU_R[low + 1][i:i + 2], 16) for i in (1, 3, 5)]
+    mixed = [round(x + (y - x) * frac) for x, y in zip(a, b)]
+    return "#" + "".join(f"{c:02x}" for c in mixed)
+
+
+def _is_dark(colour: str) -> bool:
+    r, g, b = (int(colour[i:i + 2], 16) / 255.0 for i in (1, 3, 5))
+    return 0.299 * r + 0.587 * g + 0.114 * b < 0.5
+
+
+def _number(value: Any) -> str:
+    """A scalar as ``+1.234``; a tensor as its first entries and shape."""
+    if isinstance(value, torch.Tensor) and value.dim() == 0:
+        value = value.item()
+    if isinstance(value, (int, float)):
+        return f"{value:+.4g}"
+    flat = torch.as_tensor(value).flatten().tolist()
+    shown = ", ".join(f"{v:+.3g}" for v in flat[:4]) + (", ..." if len(flat) > 4 else "")
+    return f"[{shown}] {tuple(torch.as_tensor(value).shape)}"
+
+
+def _meta(result: Interactions) -> str:
+    """One line of facts: index, order cap, baseline, full value, calls, decoder, delta."""
+    e = html.escape
+    facts = [
+        ("index", e(result.index)),
+        ("max_order", e(str(result.max_order))),
+        ("features", str(result.n_features)),
+        ("baseline f(all removed)", e(_number(result.baseline_value))),
+        ("f(all kept)", e(_number(result.full_value))),
+        ("calls used", f"{result.n_evaluations:,}"),
+        ("method", e(result.method or "-")),
+    ]
+    if "convergence_delta" in result.info:
+        delta = torch.as_tensor(result.info["convergence_delta"]).double()
+        text = (f"{float(delta):+.3g}" if delta.numel() == 1
+                else f"max |.| {float(delta.abs().max()):.3g} over {delta.numel()}")
+        facts.append(("convergence_delta", e(text)))
+    return " &middot; ".join(f"<b>{k}</b> {v}" for k, v in facts)
+
+
+def summary_html(result: Interactions, k: int = 10) -> str:
+    """An HTML fragment: the result's facts and a table of its ``k`` strongest interactions.
+
+    The facts are the index and order cap, the baseline ``f(all removed)`` and ``f(all kept)``,
+    the model calls used, the decoder, and ``convergence_delta`` when the result has one (in
+    ``info``). Rows hold the rank, the feature names, the order and the value (for tensor
+    outputs: the first entries and the shape). This is what a notebook shows for a result.
+
+    Example:
+        >>> from torchspex import Interactions, SparseSpectrum
+        >>> spec = SparseSpectrum.from_sets([(), (0,), (0, 1)], [1.0, -0.5, 0.25], 2)
+        >>> page = summary_html(Interactions(spec, index="Moebius", feature_names=["a", "b"]))
+        >>> "<td>a \\u00d7 b</td>" in page and "calls used" in page
+        True
+    """
+    names = dict(zip(result.feature_ids, display_names(result)))
+    rows = []
+    for rank, (ids, value) in enumerate(result.top_k(k), start=1):
+        label = " \u00d7 ".join(names[f] for f in ids)
+        rows.append(f"<tr><td>{rank}</td><td>{html.escape(label)}</td><td>{len(ids)}</td>"
+                    f"<td class=\"v\">{html.escape(_number(value))}</td></tr>")
+    body = "".join(rows) or "<tr><td colspan=\"4\">no non-zero interaction</td></tr>"
+    return (
+        f"<div class=\"tsx\"><style>{_CSS}</style>"
+        f"<div class=\"meta\">Interactions &middot; {_meta(result)}</div>"
+        f"<table class=\"top\"><thead><tr><th>#</th><th>features</th><th>order</th>"
+        f"<th>{html.escape(result.index)} value</th></tr></thead><tbody>{body}</tbody></table>"
+        f"</div>"
+    )
+
+
+def text_html(
+    result: Interactions,
+    words: Sequence[str] | None = None,
+    index: str | None = None,
+    max_order: int | None = None,
+    n_pairs: int = 5,
+    line_width: int = 60,
+) -> str:
+    """Words coloured by their first-order value and the strongest pairs as arcs, inline SVG.
+
+    The same picture as :func:`torchspex.viz.plot_text` (the same layout: words wrap after
+    ``line_width`` characters, never overlap, arcs keep inside the picture), for a browser:
+    hovering a word shows its value, hovering an arc the pair's value. Below the picture, the
+    drawn pairs are listed with their values.
+
+    Args:
+        result: a result with one feature per word, scalar values.
+        words: the words to show (default: the feature names).
+        index: interaction index (default: the result's).
+        max_order: order cap of the view (default: the result's).
+        n_pairs: how many pair arcs to draw.
+        line_width: characters per line before wrapping.
+
+    Returns:
+        An HTML fragment (``<div>`` with an ``<svg>``).
+    """
+    scalar_result(result, "result")
+    if isinstance(line_width, bool) or not isinstance(line_width, int) or line_width < 1:
+        raise ValueError(f"`line_width` must be a positive int; got {line_width!r}.")
+    shown = view(result, index, max_order)
+    words = [str(w) for w in (shown.feature_names if words is None else words)]
+    if len(words) != shown.n_features:
+        raise ValueError(f"`words` must have {shown.n_features} entries; got {len(words)}.")
+    first = first_order_values(shown)
+    pairs, values = pair_values(shown)
+    pairs, values = pairs[:n_pairs], values[:n_pairs]
+    lay = layout_text(words, pairs, line_width)
+    named = disambiguate(words)  # for the hover texts and the pair list
+    unit = _FONT_PX * CHAR_EM  # px per layout unit
+    pad = 8.0
+    legend_h = 34.0
+    width = lay.width * unit + 2 * pad
+    height = lay.height * unit + 2 * pad + legend_h
+
+    def xy(x: float, y: float) -> str:
+        return f"{pad + x * unit:.1f} {pad + (lay.top - y) * unit:.1f}"
+
+    limit = symmetric_limit(first)
+    pair_limit = symmetric_limit(values)
+    e = html.escape
+    parts = []
+    for (i, j), value, arc in zip(pairs.tolist(), values.tolist(), lay.arcs):
+        colour = "#b2182b" if value > 0 else "#2166ac"
+        stroke = 1.0 + 4.0 * abs(value) / pair_limit
+        label = f"{named[i]} \u00d7 {named[j]}: {value:+.4g} ({shown.index} pair)"
+        parts.append(
+            f"<path class=\"arc\" d=\"M {xy(*arc[0])} C {xy(*arc[1])} {xy(*arc[2])} "
+            f"{xy(*arc[3])}\" stroke=\"{colour}\" stroke-width=\"{stroke:.2f}\">"
+            f"<title>{e(label)}</title></path>"
+        )
+    for word, name, (x, y), w, value in zip(words, named, lay.centres, lay.widths, first):
+        face = _colour(float(value), limit)
+        ink = "#ffffff" if _is_dark(face) else "#111111"
+        left, top = xy(x - w / 2.0, y + HALF_HEIGHT).split()
+        parts.append(
+            f"<g class=\"w\"><title>{e(name)}: {float(value):+.4g} ({e(shown.index)})</title>"
+            f"<rect x=\"{left}\" y=\"{top}\" width=\"{w * unit:.1f}\" "
+            f"height=\"{2 * HALF_HEIGHT * unit:.1f}\" rx=\"4\" fill=\"{face}\" stroke=\"#bbb\" "
+            f"stroke-width=\"0.6\"/>"
+            f"<text x=\"{pad + x * unit:.1f}\" y=\"{pad + (lay.top - y) * unit:.1f}\" "
+            f"text-anchor=\"middle\" dominant-baseline=\"central\" font-size=\"{_FONT_PX:g}\" "
+            f"fill=\"{ink}\" textLength=\"{max(len(word), 1) * unit:.1f}\" "
+            f"lengthAdjust=\"spacingAndGlyphs\">{e(word)}</text></g>"
+        )
+    # colour legend: a gradient from -limit to +limit
+    lx, ly, lw = pad, height - legend_h + 6.0, min(240.0, width - 2 * pad)
+    stops = "".join(f"<stop offset=\"{k / (len(_RDBU_R) - 1):.2f}\" stop-color=\"{c}\"/>"
+                    for k, c in enumerate(_RDBU_R))
+    parts.append(
+        f"<defs><linearGradient id=\"tsx-scale\">{stops}</linearGradient></defs>"
+        f"<rect x=\"{lx:.1f}\" y=\"{ly:.1f}\" width=\"{lw:.1f}\" height=\"9\" "
+        f"fill=\"url(#tsx-scale)\" stroke=\"#999\" stroke-width=\"0.5\"/>"
+        f"<text x=\"{lx:.1f}\" y=\"{ly + 22:.1f}\" font-size=\"11\">{-limit:+.3g}</text>"
+        f"<text x=\"{lx + lw / 2:.1f}\" y=\"{ly + 22:.1f}\" font-size=\"11\" "
+        f"text-anchor=\"middle\">0</text>"
+        f"<text x=\"{lx + lw:.1f}\" y=\"{ly + 22:.1f}\" font-size=\"11\" "
+        f"text-anchor=\"end\">{limit:+.3g}</text>"
+    )
+    svg = (
+        f"<svg xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" width=\"{width:.0f}\" "
+        f"height=\"{height:.0f}\" viewBox=\"0 0 {width:.1f} {height:.1f}\" "
+        f"aria-label=\"words coloured by value with pair arcs\">{''.join(parts)}</svg>"
+    )
+    listed = "".join(
+        f"<tr><td>{e(named[i])} \u00d7 {e(named[j])}</td><td class=\"v\">{v:+.4g}</td></tr>"
+        for (i, j), v in zip(pairs.tolist(), values.tolist())
+    )
+    pair_table = (
+        f"<table class=\"top\"><thead><tr><th>pair (arc)</th><th>{e(shown.index)} value</th>"
+        f"</tr></thead><tbody>{listed}</tbody></table>" if listed else ""
+    )
+    return (
+        f"<div class=\"tsx\"><style>{_CSS}</style>"
+        f"<div class=\"note\">Word colour: first-order {e(shown.index)} value (red raises, "
+        f"blue lowers); arcs: the {len(values)} strongest pairs (red positive, blue negative, "
+        f"wider when stronger). Hover for values.</div>{svg}{pair_table}</div>"
+    )
+
+
+class HTMLView:
+    """A self-contained HTML view of a result: shows itself in a notebook, saves as a page.
+
+    Attributes:
+        body: the HTML fragment (summary table, then the text view when asked for).
+        title: the page title.
+    """
+
+    def __init__(self, body: str, title: str) -> None:
+        self.body = body
+        self.title = title
+
+    def _repr_html_(self) -> str:
+        return self.body
+
+    def page(self) -> str:
+        """A complete HTML document (UTF-8, no external resources)."""
+        return (
+            "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{html.escape(self.title)}</title></head>"
+            f"<body style=\"margin:16px;background:#fff\">{self.body}</body></html>"
+        )
+
+    def save(self, path: str | os.PathLike) -> str:
+        """Writes :meth:`page` to ``path``; returns the path as a string."""
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(self.page())
+        return os.fspath(path)
+
+    def __str__(self) -> str:
+        return self.page()
+
+
+def to_html(
+    result: Interactions,
+    text: bool | None = None,
+    words: Sequence[str] | None = None,
+    k: int = 10,
+    n_pairs: int = 5,
+    line_width: int = 60,
+    index: str | None = None,
+    max_order: int | None = None,
+    title: str = "torchspex interactions",
+) -> HTMLView:
+    """The summary table and, for word or sentence features, the text view.
+
+    Args:
+        result: the result (any output shape for the table; scalar for the text view).
+        text: include the text view (:func:`text_html`); default: when ``words`` is given.
+        words: the words of the text view (default: the feature names).
+        k: rows of the summary table.
+        n_pairs: arcs of the text view.
+        line_width: characters per line of the text view.
+        index: interaction index of both parts (default: the result's).
+        max_order: order cap of both parts (default: the result's).
+        title: the page title.
+
+    Returns:
+        An :class:`HTMLView`; ``.save(path)`` writes the page, a notebook displays it.
+    """
+    shown = view(result, index, max_order)
+    body = summary_html(shown, k)
+    if text or (text is None and words is not None):
+        body += text_html(shown, words, n_pairs=n_pairs, line_width=line_width)
+    return HTMLView(body, title)
+
+
+def save_html(result: Interactions, path: str | os.PathLike, **kwargs: Any) -> str:
+    """Writes :func:`to_html` ``(result, **kwargs)`` as a self-contained page to ``path``.
+
+    Returns:
+        The path, as a string.
+    """
+    return to_html(result, **kwargs).save(path)
