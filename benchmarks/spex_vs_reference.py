@@ -13,6 +13,17 @@ process (clean memory peaks, and a time limit for the peers).
     python benchmarks/spex_vs_reference.py --games sparse:1000   # one game of the full run
 
 Writes ``benchmarks/results/spex_vs_reference.json``.
+
+``--calls`` measures instead the *calls to exact recovery*: per planted game (50 terms of order
+<= 3 at n = 64, 256, 1000; 100 terms of order <= 4 at n = 1000) and seed, the smallest budget at
+which held-out R^2 >= 0.999 and the value-function calls made there. torchspex: bisection over
+the budget (its design fills any budget); the peers: their designs only change with
+``b = floor(log2(budget / (3 P)))``, so their budgets ``3 P 2^b`` are tried for ``b = 3, 4, ...``
+(both run with ``t = max_order``, spectralexplain's rule; shapiq's ``degree_parameter`` is set
+to it). Each (method, game) is one process with a time limit; probes finished before a timeout
+are kept.
+
+    python benchmarks/spex_vs_reference.py --calls --timeout 900   # -> spex_calls_to_exact.json
 """
 
 from __future__ import annotations
@@ -47,6 +58,20 @@ QUICK_GAMES = [
     {"name": "sparse", "n": 40, "n_terms": 10, "order": 3, "b": 4},
 ]
 METHODS = ("torchspex", "spectralexplain", "shapiq")
+
+R2_EXACT = 0.999
+CALLS_GAMES = [
+    {"name": "sparse", "n": 64, "n_terms": 50, "order": 3, "cap": 8000},
+    {"name": "sparse", "n": 256, "n_terms": 50, "order": 3, "cap": 12000},
+    {"name": "sparse", "n": 1000, "n_terms": 50, "order": 3, "cap": 12000},
+    {"name": "sparse", "n": 1000, "n_terms": 100, "order": 4, "cap": 24000},
+    # robustness: order-3 terms, but the user asks for max_order = 2
+    {"name": "sparse", "n": 256, "n_terms": 50, "order": 3, "max_order": 2, "cap": 12000,
+     "methods": ["torchspex", "torchspex_t=max_order"]},
+]
+#: torchspex variants of the calls table: extra ``decode_spex`` options per name.
+CALLS_METHODS = ("torchspex", "torchspex_t=5", "spectralexplain", "shapiq",
+                 "torchspex_t=max_order")
 
 
 # ---------------------------------------------------------------------------------- child side
@@ -180,6 +205,193 @@ def run_child(method: str, cfg: dict) -> dict:
     return out
 
 
+# ------------------------------------------------------------------- calls to exact recovery
+def _probe_torchspex(method: str, cfg: dict, seed: int, budget: int) -> dict:
+    import torch
+
+    from torchspex.decoders import Evaluator
+    from torchspex.decoders.spex import decode_spex
+
+    main, full, game = make_game(dict(cfg, seed=seed))
+    n, order = cfg["n"], cfg.get("max_order", cfg["order"])
+    options = {}
+    if method == "torchspex_t=5":
+        options["degree_parameter"] = 5
+    elif method == "torchspex_t=max_order":
+        options["degree_parameter"] = max(2, order)
+    ev = Evaluator(game, n, n_samples=budget)
+    spec, info = decode_spex(ev, n, n_samples=budget, max_order=order,
+                             generator=torch.Generator().manual_seed(seed), **options)
+    out = {"budget": budget, "calls": game.n_evaluations, "t": info["degree_parameter"],
+           "group_b": list(info["group_b"]), "decode_s": info["decode_seconds"]}
+    out.update(_score(cfg, main, full, spec))
+    return out
+
+
+def _probe_peer(method: str, cfg: dict, seed: int, b: int) -> dict:
+    import torch
+
+    from torchspex.sampling import spex_sample_count
+
+    main, full, game = make_game(dict(cfg, seed=seed))
+    n, t = cfg["n"], max(2, cfg.get("max_order", cfg["order"]))
+    calls = [0]
+
+    def value_np(x):
+        calls[0] += len(x)
+        return game(torch.from_numpy(np.asarray(x)).bool()).numpy()
+
+    np.random.seed(seed)  # noqa: NPY002 -- both peers draw their design from NumPy's global RNG
+    budget = spex_sample_count(n, b, t)
+    t0 = time.perf_counter()
+    if method == "spectralexplain":
+        from spectralexplain.support_recovery import sampling_strategy, support_recovery
+
+        signal, _ = sampling_strategy(value_np, b, b, n, None, t=t)
+        learned = _spectrum_from_dict(support_recovery("soft", signal, b, t=t), n)
+    else:
+        import shapiq.approximator.sparse.base as shapiq_sparse
+        from shapiq.approximator.sparse import SPEX
+
+        approx = SPEX(n=n, index="FBII", max_order=min(t, 2), decoder_type="soft",
+                      degree_parameter=t, random_state=seed)
+        captured: dict = {}
+        transform = shapiq_sparse.sparse_fourier_transform
+
+        def capture(*a, **k):
+            result = transform(*a, **k)
+            captured.update(result)
+            return result
+
+        shapiq_sparse.sparse_fourier_transform = capture
+        approx.approximate(budget, value_np)
+        shapiq_sparse.sparse_fourier_transform = transform
+        learned = _spectrum_from_dict(captured, n)
+    out = {"budget": budget, "b": b, "t": t, "calls": calls[0],
+           "seconds": time.perf_counter() - t0}
+    out.update(_score(cfg, main, full, learned))
+    return out
+
+
+def _bisect(method: str, cfg: dict, seed: int, lo: int, hi: int, emit) -> dict | None:
+    """The probe at the smallest budget in ``[lo, hi]`` found exact by bisection (or None)."""
+    cache: dict[int, dict] = {}
+
+    def ok(budget: int) -> bool:
+        if budget not in cache:
+            cache[budget] = _probe_torchspex(method, cfg, seed, budget)
+            emit({"probe": cache[budget], "seed": seed})
+        return cache[budget]["r2"] >= R2_EXACT
+
+    if ok(lo):
+        return cache[lo]
+    if not ok(hi):
+        return None
+    while hi - lo > max(16, 0.02 * hi):  # invariant: not ok(lo), ok(hi)
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if ok(mid) else (mid, hi)
+    return cache[hi]
+
+
+def run_calls_child(method: str, cfg: dict) -> None:
+    """Prints one JSON line per probe and one per seed (``"result"``), as they finish."""
+    from torchspex.sampling import min_spex_samples, spex_sample_count
+
+    n, cap = cfg["n"], cfg["cap"]
+
+    def emit(row: dict) -> None:
+        print(json.dumps(row), flush=True)
+
+    if method in ("spectralexplain", "shapiq"):
+        from sparse_transform.qsft.codes.BCH import BCH
+
+        t = max(2, cfg.get("max_order", cfg["order"]))
+        code = BCH(n, t)  # galois JIT warm-up, once per process
+        code.parity_decode([0] * code.get_parity_length())
+    for seed in cfg["seeds"]:
+        if method.startswith("torchspex"):
+            best = _bisect(method, cfg, seed, min_spex_samples(n, 2), cap, emit)
+        else:
+            best = None
+            for b in range(3, 21):
+                if spex_sample_count(n, b, t) > cap:
+                    break
+                probe = _probe_peer(method, cfg, seed, b)
+                emit({"probe": probe, "seed": seed})
+                if probe["r2"] >= R2_EXACT:
+                    best = probe
+                    break
+        emit({"result": True, "seed": seed, "exact": best is not None,
+              "budget": None if best is None else best["budget"],
+              "calls": None if best is None else best["calls"], "best": best})
+
+
+def run_calls(methods: list[str], games: list[dict], seeds: list[int], timeout: float) -> list:
+    rows = []
+    env = dict(os.environ, PYTHONWARNINGS="ignore", TQDM_DISABLE="1")
+    for cfg in games:
+        for method in methods:
+            if method not in cfg.get("methods", CALLS_METHODS):
+                continue
+            job = dict(cfg, seeds=seeds)
+            cmd = [sys.executable, __file__, "--calls-child", method, json.dumps(job)]
+            t0 = time.perf_counter()
+            status, out, err = "ok", "", ""
+            try:
+                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                                      env=env, cwd=ROOT)
+                out, err = proc.stdout, proc.stderr
+                if proc.returncode != 0:
+                    status = "error"
+            except subprocess.TimeoutExpired as exc:
+                status = f"timeout > {timeout:.0f} s"
+                out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+            lines = [json.loads(ln) for ln in out.splitlines() if ln.startswith("{")]
+            results = {r["seed"]: r for r in lines if r.get("result")}
+            for seed in seeds:
+                probes = [r["probe"] for r in lines if "probe" in r and r["seed"] == seed]
+                res = results.get(seed)
+                row = {"game": cfg, "method": method, "seed": seed, "probes": probes,
+                       "status": "ok" if res else status, "wall_s": time.perf_counter() - t0}
+                if res:
+                    row.update(exact=res["exact"], budget=res["budget"], calls=res["calls"],
+                               best=res["best"])
+                if status == "error" and not res:
+                    row["stderr"] = err[-2000:]
+                rows.append(row)
+                print(f"# {cfg['n']:4d}/{cfg['n_terms']}/{cfg['order']} {method:22s} seed {seed}"
+                      f" {row['status']} calls={row.get('calls')} probes={len(probes)}",
+                      file=sys.stderr, flush=True)
+    return rows
+
+
+def calls_label(res: dict) -> str:
+    if res.get("status") != "ok":
+        tried = max((p["calls"] for p in res["probes"]), default=None)
+        return f"{res['status']}" + (f" (not exact at {tried:,})" if tried else "")
+    if not res.get("exact"):
+        return f"> {res['game']['cap']:,}"
+    return f"{res['calls']:,}"
+
+
+def print_calls_table(rows: list, methods: list[str]) -> None:
+    games = []
+    for r in rows:
+        if r["game"] not in games:
+            games.append(r["game"])
+    print(f"| game | {' | '.join(methods)} |")
+    print("|---|" + "---|" * len(methods))
+    for cfg in games:
+        label = f"n = {cfg['n']}, {cfg['n_terms']} terms, order <= {cfg['order']}"
+        if cfg.get("max_order"):
+            label += f", max_order = {cfg['max_order']}"
+        cells = []
+        for m in methods:
+            mine = [r for r in rows if r["game"] == cfg and r["method"] == m]
+            cells.append(" / ".join(calls_label(r) for r in mine) if mine else "—")
+        print(f"| {label} | {' | '.join(cells)} |")
+
+
 # --------------------------------------------------------------------------------- parent side
 def run_job(method: str, cfg: dict, timeout: float) -> dict:
     cmd = [sys.executable, __file__, "--child", method, json.dumps(cfg)]
@@ -213,10 +425,43 @@ def main() -> None:
                                              "spex_vs_reference.json"))
     parser.add_argument("--games", default=None,
                         help="comma-separated name:n pairs to run, e.g. sparse:1000 (default all)")
+    parser.add_argument("--calls", action="store_true",
+                        help="calls to exact recovery (R^2 >= 0.999) instead of equal budgets")
+    parser.add_argument("--seeds", default="0,1", help="seeds of the --calls games")
+    parser.add_argument("--merge", action="store_true",
+                        help="replace only the rerun rows (methods x games) in the existing JSON")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--calls-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(run_child(args.child[0], json.loads(args.child[1]))))
+        return
+    if args.calls_child:
+        run_calls_child(args.calls_child[0], json.loads(args.calls_child[1]))
+        return
+    if args.calls:
+        games = CALLS_GAMES
+        if args.games:  # n/n_terms/order triples, e.g. 1000/50/3
+            wanted = set(args.games.split(","))
+            games = [g for g in games if f"{g['n']}/{g['n_terms']}/{g['order']}" in wanted
+                     or f"{g['n']}/{g['n_terms']}/{g['order']}/{g.get('max_order')}" in wanted]
+            if not games:
+                parser.error(f"--games {args.games!r} matches none of the --calls games")
+        methods = (args.methods.split(",") if args.methods != ",".join(METHODS)
+                   else list(CALLS_METHODS))
+        seeds = [int(s) for s in args.seeds.split(",")]
+        out = Path(args.out if args.out != parser.get_default("out") else
+                   ROOT / "benchmarks" / "results" / "spex_calls_to_exact.json")
+        rows = run_calls(methods, games, seeds, args.timeout or 900.0)
+        if args.merge and out.exists():
+            keep = [r for r in json.loads(out.read_text())["runs"]
+                    if not (r["method"] in methods and r["game"] in games)]
+            rows = keep + rows
+        shown = [m for m in CALLS_METHODS if any(r["method"] == m for r in rows)]
+        print_calls_table(rows, shown)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"r2_exact": R2_EXACT, "seeds": seeds, "runs": rows}, indent=1))
+        print(f"\nwrote {out}")
         return
     games = QUICK_GAMES if args.quick else FULL_GAMES
     if args.games:

@@ -10,7 +10,13 @@ from typing import Any
 import torch
 
 from torchspex.cache import EvaluationStore, fingerprint
-from torchspex.decoders.base import Evaluator, ValueFunction, check_nonfinite
+from torchspex.decoders.base import (
+    Evaluator,
+    Progress,
+    ValueFunction,
+    check_nonfinite,
+    planned_evaluations,
+)
 from torchspex.decoders.dispatch import check_method, decode
 from torchspex.distributed import check_executor, on_every_rank, resolve_process_group
 from torchspex.fourier import canonical_index
@@ -37,6 +43,44 @@ def check_n_samples(n_samples: int | None) -> int | None:
     if n_samples < 1:
         raise ValueError(f"`n_samples` must be >= 1; got {n_samples}.")
     return n_samples
+
+
+def check_batch_size(batch_size: int | None, name: str = "batch_size") -> int | None:
+    """``None`` or a positive int (masks per value-function call)."""
+    if batch_size is None:
+        return None
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int):
+        kind = type(batch_size).__name__
+        raise TypeError(f"`{name}` must be a positive int or None; got {kind}.")
+    if batch_size < 1:
+        raise ValueError(
+            f"`{name}` must be a positive int (masks per call) or None (as many as the method "
+            f"asks for at once); got {batch_size}."
+        )
+    return batch_size
+
+
+def check_feature_labels(
+    feature_names: Sequence[str] | None,
+    feature_ids: Sequence[Hashable] | None,
+    n_features: int,
+    what: str = "feature",
+) -> None:
+    """One name and one distinct id per feature, checked before any evaluation."""
+    for name, labels in (("feature_names", feature_names), ("feature_ids", feature_ids)):
+        if labels is None:
+            continue
+        if isinstance(labels, str) or not hasattr(labels, "__len__"):
+            raise TypeError(
+                f"`{name}` must be a sequence with one entry per {what}; got "
+                f"{type(labels).__name__}."
+            )
+        if len(labels) != n_features:
+            raise ValueError(
+                f"`{name}` must have one entry per {what} ({n_features}); got {len(labels)}."
+            )
+    if feature_ids is not None and len(set(feature_ids)) != len(feature_ids):
+        raise ValueError(f"`feature_ids` must be distinct; got {list(feature_ids)!r}.")
 
 
 def check_generator(generator: torch.Generator | int | None) -> torch.Generator:
@@ -73,6 +117,7 @@ def explain(
     process_group: Any = None,
     executor: Any = None,
     nonfinite: str = "raise",
+    show_progress: bool | str = False,
     **decoder_options: Any,
 ) -> Interactions:
     """Learns the sparse Fourier spectrum of a value function and returns its interactions.
@@ -118,6 +163,10 @@ def explain(
         nonfinite: ``"raise"`` (default): a NaN or inf value raises ``ValueError`` naming how
             many masks and one of them. ``"drop"`` (``method="proxyspex"`` only): those masks are
             left out of the fit, with a warning, and counted in ``info["n_dropped"]``.
+        show_progress: ``True`` shows a tqdm bar over the masks evaluated (per ``batch_size``
+            call), ``"fitting"`` while the decoder works; it ends at 100% (the total becomes
+            the masks evaluated when fewer were needed than planned). A string shows the bar
+            with that label. Off by default.
         **decoder_options: method-specific settings.
 
     Returns:
@@ -143,6 +192,8 @@ def explain(
     group = resolve_process_group(process_group)
     executor = check_executor(executor)
     nonfinite = check_nonfinite(nonfinite, method)
+    batch_size = check_batch_size(batch_size)
+    check_feature_labels(feature_names, feature_ids, n_features)
     if executor is not None and batch_size is None:
         warnings.warn(
             "`executor` was given without `batch_size`, so each round of masks is one task and "
@@ -158,17 +209,26 @@ def explain(
         store = on_every_rank(
             group, lambda: EvaluationStore(cache, key, n_features), f"opening cache {cache!r}"
         )
+    progress = None
+    if show_progress:
+        label = show_progress if isinstance(show_progress, str) else "explain"
+        total = planned_evaluations(method, n_features, n_samples, max_order, decoder_options)
+        progress = Progress(label, total)
     evaluator = Evaluator(
         value_function, n_features, n_samples=n_samples, mask_format=mask_format,
         batch_size=batch_size, store=store, process_group=group, executor=executor,
-        nonfinite=nonfinite,
+        nonfinite=nonfinite, progress=progress,
     )  # fmt: skip
     try:
         spectrum, info = decode(
             method, evaluator, n_features, n_samples=n_samples, max_order=max_order,
             generator=generator, **decoder_options,
         )  # fmt: skip
+        if progress is not None:
+            progress.finish()
     finally:
+        if progress is not None:
+            progress.close()
         if store is not None:
             store.close()
     info = {

@@ -244,3 +244,34 @@ def test_no_generator_means_seed_zero_and_leaves_global_rng_alone():
         generator=torch.Generator().manual_seed(0),
     )
     assert torch.equal(spec_none.coefficients, spec_zero.coefficients)
+
+
+@pytest.mark.parametrize(("n", "n_samples"), [(100, 1300), (100, 2500), (300, 4000), (1000, 1400)])
+def test_spends_at_least_90_percent_of_the_budget(n, n_samples):
+    truth = planted_spectrum(n, 20, 3, torch.Generator().manual_seed(n))
+    game = PlantedGame(truth)
+    _, info = decode_spex(Evaluator(game, n), n, n_samples=n_samples, max_order=3)
+    assert game.n_evaluations == info["n_evaluations"] <= n_samples
+    assert info["n_evaluations"] >= 0.9 * n_samples
+    assert info["budget_spent"] == info["n_evaluations"] / n_samples
+    assert info["n_evaluations"] == info["n_design_evaluations"] + info["n_uniform"]
+    assert info["n_queries"] == info["n_delays"] * info["n_bins"]
+    assert info["n_bins"] == sum(1 << b for b in info["group_b"])
+    assert "unspent_reason" not in info
+
+
+def test_unspent_budget_is_explained():
+    truth = planted_spectrum(100, 10, 3, torch.Generator().manual_seed(9))
+    game = PlantedGame(truth)
+    _, info = decode_spex(Evaluator(game, 100), 100, n_samples=8000, b=3, refit=None)
+    assert info["budget_spent"] < 0.9
+    assert "refit=None" in info["unspent_reason"]
+    assert game.n_evaluations <= 8000
+
+
+def test_leftover_uniform_samples_join_the_noisy_refit():
+    truth = planted_spectrum(100, 20, 3, torch.Generator().manual_seed(2))
+    game = PlantedGame(truth, noise_sd=0.5, seed=3)
+    spec, info = decode_spex(Evaluator(game, 100), 100, n_samples=3000, max_order=3)
+    assert info["n_uniform"] > 0
+    assert held_out_r2(truth, spec, 5000, torch.Generator().manual_seed(1)) > 0.99

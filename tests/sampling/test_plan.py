@@ -10,12 +10,14 @@ from torchspex.decoders.base import BudgetTooSmallError
 from torchspex.fourier import fwht
 from torchspex.sampling import (
     SPEXPlan,
+    default_n_samples,
+    fill_budget,
     min_spex_samples,
     n_delays,
     plan_for_budget,
     spex_sample_count,
 )
-from torchspex.sampling.plan import MIN_B
+from torchspex.sampling.plan import MAX_GROUPS, MIN_B
 
 
 @pytest.mark.parametrize(("n", "b", "t", "expected"), [
@@ -129,3 +131,65 @@ def test_argument_errors():
         spex_sample_count(10, -1, 2)
     with pytest.raises(ValueError, match="`n_samples` must be an int >= 1"):
         plan_for_budget(10, 0, 2)
+
+
+@pytest.mark.parametrize(("n", "budget", "t"), [
+    (100, 1000, 3), (100, 1300, 5), (1000, 2500, 3), (1000, 1400, 5), (256, 9000, 3),
+    (64, 3500, 3), (300, 50_000, 4),
+])
+def test_fill_budget_spends_and_is_maximal(n, budget, t):
+    p = n_delays(n, t)
+
+    def cost(group_b):
+        return p * (sum(1 << b for b in group_b) - len(group_b) + 1)
+
+    design = fill_budget(n, budget, t)
+    assert len(design) >= 3 and list(design) == sorted(design, reverse=True)
+    assert cost(design) <= budget
+    # maximal: no group can grow and no group of >= MIN_B bins can be added
+    for i in range(len(design)):
+        assert cost(tuple(b + (j == i) for j, b in enumerate(design))) > budget
+    assert len(design) == MAX_GROUPS or cost((*design, MIN_B)) > budget
+    # what is left is less than one more group of the smallest size
+    assert budget - cost(design) < p * (1 << MIN_B) or len(design) == MAX_GROUPS
+
+
+def test_fill_budget_fixed_group_count_and_refusal():
+    assert len(fill_budget(1000, 2500, 3, n_groups=3, max_groups=3)) == 3
+    with pytest.raises(BudgetTooSmallError) as err:
+        fill_budget(100, 500, 3)
+    assert err.value.minimum == min_spex_samples(100, 3)
+
+
+def test_unequal_groups_masks_and_aliasing(generator):
+    """Groups of different sizes: masks ``M_c l + d_p`` and the aliasing identity per group."""
+    n = 24
+    spectrum = planted_spectrum(n, 30, 3, generator)
+    plan = SPEXPlan.from_group_b(n, (5, 4, 4, 3), 3, generator=generator)
+    assert plan.group_bins == (32, 16, 16, 8) and plan.b == 5
+    assert plan.n_queries == plan.n_delays * 72 == plan.all_masks().shape[0]
+    assert plan.bin_offsets.tolist() == [0, 32, 48, 64]
+    bins = plan.bins(spectrum.indices)  # [C, s]
+    sig = plan.signatures(spectrum.indices)
+    for c, size in enumerate(plan.group_bins):
+        assert int(bins[c].max()) < size
+        values = spectrum.evaluate(plan.masks(c)).reshape(plan.n_delays, size)
+        u = fwht(values, dim=1) / size
+        expected = torch.zeros(plan.n_delays, size, dtype=torch.float64)
+        expected.index_add_(1, bins[c], (sig * spectrum.coefficients[:, None]).T)
+        assert float((u - expected).abs().max()) < 1e-12
+
+
+@pytest.mark.parametrize(("n", "budget"), [(16, 3000), (40, 2000), (100, 2600), (1000, 2500)])
+def test_for_budget_fills_distinct_masks(n, budget):
+    plan = SPEXPlan.for_budget(n, budget, 3, generator=torch.Generator().manual_seed(n))
+    distinct = plan.count_distinct()
+    assert distinct <= budget
+    # one more bin step would not fit: the leftover is below the smallest group's cost
+    assert budget - distinct < plan.n_delays * (1 << MIN_B) or plan.n_groups == MAX_GROUPS
+
+
+def test_default_n_samples_grows_with_n():
+    sizes = [default_n_samples(n, 5) for n in (20, 50, 100, 300, 1000)]
+    assert sizes == sorted(sizes) and sizes[0] < sizes[-1]
+    assert default_n_samples(100, 5) == n_delays(100, 5) * 100

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from torchspex.attr._inputs import TargetType
+from torchspex.decoders.base import has_context, mark_context
 
 __all__ = ["AUTO_MAX_ELEMENTS", "AUTO_MAX_ROWS", "MaskedForward", "check_perturbations_per_eval"]
 
@@ -26,6 +27,8 @@ AUTO_MAX_ROWS = 512
 AUTO_MAX_ROWS_ACCELERATOR = 8192
 #: "auto" batching: at most this many input elements per forward call.
 AUTO_MAX_ELEMENTS = 2**26
+#: "auto" batching on the CPU with a progress bar: at most this many rows per forward call.
+PROGRESS_MAX_ROWS = 128
 
 
 def check_perturbations_per_eval(value: Any) -> int | str:
@@ -46,6 +49,46 @@ def _is_oom(err: BaseException) -> bool:
 def _add_note(err: BaseException, note: str) -> None:
     if hasattr(err, "add_note"):  # Python >= 3.11
         err.add_note(note)
+    mark_context(err)
+
+
+def describe_model(forward_func: Any) -> str:
+    """``"the model (Linear)"`` for a module or its bound method, else ``"`forward_func` (f)"``."""
+    owner = getattr(forward_func, "__self__", None)
+    if isinstance(forward_func, torch.nn.Module):
+        return f"the model ({type(forward_func).__name__})"
+    if isinstance(owner, torch.nn.Module):
+        return f"the model ({type(owner).__name__}.{getattr(forward_func, '__name__', 'forward')})"
+    name = getattr(forward_func, "__qualname__", None) or type(forward_func).__name__
+    return f"`forward_func` ({name})"
+
+
+_DTYPE_CLASHES = ("must have the same dtype", "expected scalar type", "Input type")
+
+
+def _dtype_advice(forward_func: Any, inputs: tuple[Tensor, ...], err: BaseException) -> str | None:
+    """What to do when the first forward pass failed on an input/parameter dtype mismatch."""
+    if not isinstance(err, RuntimeError) or not any(k in str(err) for k in _DTYPE_CLASHES):
+        return None
+    module = forward_func if isinstance(forward_func, torch.nn.Module) else None
+    if module is None and isinstance(getattr(forward_func, "__self__", None), torch.nn.Module):
+        module = forward_func.__self__
+    params = (
+        {p.dtype for p in module.parameters() if p.is_floating_point()} if module else set()
+    )
+    floats = sorted({str(x.dtype) for x in inputs if x.is_floating_point()})
+    if len(params) == 1 and floats:
+        dtype = str(next(iter(params))).replace("torch.", "")
+        return (
+            f"the inputs are {', '.join(f.replace('torch.', '') for f in floats)} but the model's "
+            f"parameters are {dtype} ({err}). Pass inputs of the model's dtype "
+            f"(`inputs.to(torch.{dtype})`) or convert the model (e.g. "
+            f"`model.to(inputs.dtype)`); torchspex computes in float64 either way."
+        )
+    return (
+        f"the first forward pass failed on a dtype mismatch ({err}); give the inputs (and "
+        "`baselines`) the dtype the model expects, or convert the model (`model.to(dtype)`)."
+    )
 
 
 class MaskedForward:
@@ -67,11 +110,12 @@ class MaskedForward:
         target: a Captum target (validated by :func:`~torchspex.attr._inputs.format_target`).
         additional_forward_args: extra positional arguments after the inputs.
         perturbations_per_eval: masks per forward call, or ``"auto"``.
-        progress: an object with ``update(n)`` called after each forward call (and, if it has
-            one, ``ensure(n_calls)`` called with the calls a request needs).
+        progress: an object with ``update(n)`` called after each forward call with its number
+            of masks (:class:`~torchspex.decoders.base.Progress`).
 
     Attributes:
         n_calls: forward calls made.
+        n_masks: masks evaluated (over all calls).
         n_rows: input rows sent to the model.
         forward_seconds: wall time spent inside ``forward_func``.
         chunk: the current number of masks per call.
@@ -110,11 +154,22 @@ class MaskedForward:
             self.chunk = int(perturbations_per_eval)
         self.progress = progress
         self.n_calls = 0
+        self.n_masks = 0
         self.n_rows = 0
         self.forward_seconds = 0.0
         self.out_shape: tuple[int, ...] | None = None
         self._target_index: Tensor | tuple[Tensor, ...] | None = None
         self._args_cache: dict[int, tuple[Any, ...]] = {}
+
+    def limit_rows_for_progress(self) -> None:
+        """With ``"auto"`` on the CPU, at most :data:`PROGRESS_MAX_ROWS` rows per forward call.
+
+        A progress bar moves once per call; 512-row calls of a transformer take seconds each.
+        Smaller calls cost little throughput on the CPU; accelerators keep their large calls.
+        """
+        if self.auto and self.device.type == "cpu":
+            rows = self.batch * self.n_background
+            self.chunk = max(1, min(self.chunk, PROGRESS_MAX_ROWS // rows))
 
     # ------------------------------------------------------------------ building blocks
     def masked_inputs(self, masks: Tensor) -> tuple[Tensor, ...]:
@@ -226,19 +281,22 @@ class MaskedForward:
         out = self.forward_func(*inputs, *args)
         self.forward_seconds += time.perf_counter() - start
         self.n_calls += 1
+        self.n_masks += k
         self.n_rows += rows
-        out = self._check_output(out, rows)
+        try:
+            out = self._check_output(out, rows)
+        except Exception as err:  # torchspex's own check: its message says it all
+            mark_context(err)
+            raise
         values = self._select(out, copies).detach().to(torch.float64)
         values = values.reshape(k, self.n_background, self.batch, *values.shape[1:]).mean(dim=1)
         if self.progress is not None:
-            self.progress.update(1)
+            self.progress.update(k)
         return values.cpu()
 
     def __call__(self, masks: Tensor) -> Tensor:
         """Values for ``masks bool [m, n]``: ``float64 [m, B, *o]`` on the CPU."""
         masks = torch.as_tensor(masks, dtype=torch.bool)
-        if self.progress is not None and hasattr(self.progress, "ensure"):
-            self.progress.ensure(-(-masks.shape[0] // self.chunk))
         chunks: list[Tensor] = []
         start = 0
         with torch.inference_mode():
@@ -253,6 +311,14 @@ class MaskedForward:
                         if torch.cuda.is_available():
                             torch.cuda.empty_cache()
                         continue
+                    if has_context(err):
+                        raise
+                    if self.n_calls == 0:
+                        advice = _dtype_advice(self.forward_func, self.inputs, err)
+                        if advice is not None:
+                            error = TypeError(f"{describe_model(self.forward_func)}: {advice}")
+                            mark_context(error)
+                            raise error from err
                     rows = (stop - start) * self.n_background * self.batch
                     hint = (
                         " Lower `perturbations_per_eval` or pass perturbations_per_eval='auto'."
@@ -261,8 +327,10 @@ class MaskedForward:
                     )
                     _add_note(
                         err,
-                        f"torchspex: while evaluating masks {start}..{stop - 1} of a request of "
-                        f"{masks.shape[0]} ({rows} input rows in one forward call).{hint}",
+                        f"torchspex: {describe_model(self.forward_func)} raised on forward call "
+                        f"{self.n_calls + 1} (masks {start}..{stop - 1} of a request of "
+                        f"{masks.shape[0]}: {rows} input rows); the {self.n_calls} calls before "
+                        f"it ({self.n_masks} masks) had succeeded.{hint}",
                     )
                     raise
                 start = stop

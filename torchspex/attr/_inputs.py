@@ -84,7 +84,9 @@ def _one_baseline(base: Any, x: Tensor, where: str) -> Tensor:
     """One input's baseline as ``[R, G, *s]`` (``R`` background rows, ``G`` in ``{1, B}``)."""
     if base is None:
         base = 0
-    if isinstance(base, bool) or not isinstance(base, (int, float, Tensor)):
+    if isinstance(base, bool):  # a number to Python and to Captum: True is 1, False is 0
+        base = int(base)
+    if not isinstance(base, (int, float, Tensor)):
         raise TypeError(f"{where} must be None, a number or a tensor; got {type(base).__name__}.")
     if not isinstance(base, Tensor):
         if not x.is_floating_point() and not x.is_complex() and float(base) != int(base):
@@ -280,11 +282,41 @@ def format_target(target: Any, batch: int) -> TargetType:
     )
 
 
-def format_additional_forward_args(args: Any) -> tuple[Any, ...]:
-    """Captum's rule: ``None`` is no argument, a non-tuple is one positional argument."""
+def format_additional_forward_args(args: Any, batch: int | None = None) -> tuple[Any, ...]:
+    """Captum's rule: ``None`` is no argument, a non-tuple is one positional argument.
+
+    With ``batch``, every tensor of dim >= 1 must have dim 0 = ``batch`` (it is repeated with
+    the perturbations, one copy per mask), and lists / dicts may not hold tensors (they pass
+    unchanged, so their rows would not line up with the perturbed inputs).
+
+    Raises:
+        ValueError: for a tensor whose dim 0 is not the batch size.
+        TypeError: for a list, dict or set holding tensors.
+    """
     if args is None:
         return ()
-    return args if isinstance(args, tuple) else (args,)
+    out = args if isinstance(args, tuple) else (args,)
+    if batch is None:
+        return out
+    for i, arg in enumerate(out):
+        where = f"`additional_forward_args[{i}]`" if isinstance(args, tuple) else (
+            "`additional_forward_args`"
+        )
+        if isinstance(arg, Tensor) and arg.dim() > 0 and arg.shape[0] != batch:
+            raise ValueError(
+                f"{where} has shape {tuple(arg.shape)}: a tensor argument must have dim 0 = the "
+                f"batch size ({batch}), one row per example, because it is repeated with the "
+                "perturbations. Pass a 0-dim tensor or a plain value for a constant, or bind a "
+                "shared tensor into the model (e.g. `functools.partial(model, mask=t)`)."
+            )
+        items = arg.values() if isinstance(arg, dict) else arg
+        if isinstance(arg, (list, dict, set)) and any(isinstance(v, Tensor) for v in items):
+            raise TypeError(
+                f"{where} is a {type(arg).__name__} holding tensors; it would be passed "
+                "unchanged, not repeated with the perturbations. Pass the tensors themselves as "
+                "entries of a tuple: `additional_forward_args=(t1, t2)`."
+            )
+    return out
 
 
 @dataclass(frozen=True)

@@ -62,17 +62,19 @@ class AttributionInteractions(Interactions):
         Args:
             index: the index whose order-1 terms to read.
             return_input_shape: ``True`` (default) gives Captum's layout: per input a tensor
-                ``float64 [B, *o, *input.shape[1:]]`` on the inputs' device where every position
-                holds its group's value (a tuple for tuple inputs); ``False`` gives
-                ``[B, *o, n_features]``.
+                ``[B, *o, *input.shape[1:]]`` on the inputs' device and in the input's dtype (a
+                floating input's own, e.g. float32; the default float dtype for integer
+                inputs) where every position holds its group's value (a tuple for tuple
+                inputs); ``False`` gives ``float64 [B, *o, n_features]``, as every other view.
+                The spectrum itself stays float64.
 
         Example:
             >>> import torch
             >>> from torchspex import SpectralInteraction
             >>> explainer = SpectralInteraction(lambda x: x[:, 0] * x[:, 1] + x[:, 2])
             >>> result = explainer.attribute(torch.ones(1, 3), method="exhaustive")
-            >>> result.first_order("SV")
-            tensor([[0.5000, 0.5000, 1.0000]], dtype=torch.float64)
+            >>> result.first_order("SV")  # float32, as the inputs
+            tensor([[0.5000, 0.5000, 1.0000]])
         """
         dense = super().first_order(index)  # [B, *o, n]
         layout = self.info.get("input_layout")
@@ -81,12 +83,13 @@ class AttributionInteractions(Interactions):
         flat = dense.reshape(self.batch_size, -1, self.n_features)
         flat = torch.cat([flat, flat.new_zeros(*flat.shape[:2], 1)], dim=2)  # never a feature
         out = []
-        for gmap, shape in zip(layout["group_maps"], layout["input_shapes"]):
+        dtypes = layout.get("dtypes") or [None] * len(layout["input_shapes"])
+        for gmap, shape, dtype in zip(layout["group_maps"], layout["input_shapes"], dtypes):
             pos = gmap.expand(*shape).reshape(self.batch_size, 1, -1)
             pos = pos.expand(-1, flat.shape[1], -1)
             vals = torch.gather(flat, 2, pos)
             vals = vals.reshape(*dense.shape[:-1], *shape[1:])
-            out.append(vals.to(layout["device"]))
+            out.append(vals.to(layout["device"], attribution_dtype(dtype)))
         return tuple(out) if layout["is_tuple"] else out[0]
 
     def __repr__(self) -> str:
@@ -99,12 +102,32 @@ class AttributionInteractions(Interactions):
 
 
 def input_layout(
-    group_maps: tuple[Tensor, ...], shapes: list[tuple[int, ...]], is_tuple: bool, device: Any
+    group_maps: tuple[Tensor, ...],
+    shapes: list[tuple[int, ...]],
+    is_tuple: bool,
+    device: Any,
+    dtypes: list[torch.dtype] | None = None,
 ) -> dict[str, Any]:
     """The picklable description of how feature groups map onto input positions."""
-    return {
+    layout = {
         "group_maps": [g.cpu() for g in group_maps],
         "input_shapes": [tuple(s) for s in shapes],
         "is_tuple": is_tuple,
         "device": str(device),
     }
+    if dtypes is not None:
+        layout["dtypes"] = [str(d).replace("torch.", "") for d in dtypes]
+    return layout
+
+
+def attribution_dtype(input_dtype: str | None) -> torch.dtype:
+    """The dtype of Captum-shaped attributions for an input of ``input_dtype``.
+
+    A floating input's own dtype (Captum's attributions for a float32 model are float32); an
+    integer input (token ids) gives the default float dtype; unknown (an old saved result):
+    float64.
+    """
+    if input_dtype is None:
+        return torch.float64
+    dtype = getattr(torch, input_dtype)
+    return dtype if dtype.is_floating_point else torch.get_default_dtype()

@@ -8,6 +8,7 @@ evaluations against the budget.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +24,7 @@ __all__ = [
     "NONFINITE_MODES",
     "BudgetTooSmallError",
     "Evaluator",
+    "Progress",
     "ValueFunction",
     "check_nonfinite",
 ]
@@ -51,6 +53,129 @@ def check_nonfinite(nonfinite: Any, method: str | None = None) -> str:
             "Use method='proxyspex', or keep nonfinite='raise' and fix the value function."
         )
     return nonfinite
+
+
+class Progress:
+    """A tqdm bar over evaluated masks; the decoder's own work shows as a phase.
+
+    One bar per entry point (``explain``, ``SpectralInteraction.attribute``, the LLM and layer
+    helpers): :meth:`update` counts masks as their values arrive (from the model or a store),
+    :meth:`phase` names what is going on (``"evaluating"`` while the value function runs,
+    ``"fitting"`` while the decoder works on the values it has), and :meth:`finish` sets the
+    total to the masks actually evaluated, so a run that needed fewer masks than planned still
+    ends at exactly 100%. An :class:`Evaluator` given a ``progress`` drives all of this.
+
+    Args:
+        desc: the bar's label.
+        total: the masks planned (an upper bound; ``None``: unknown).
+        file: where to draw (default ``sys.stderr``, tqdm's default).
+
+    Example:
+        >>> import io
+        >>> out = io.StringIO()
+        >>> bar = Progress("explain", total=10, file=out)
+        >>> bar.update(4)
+        >>> bar.finish()  # only 4 of the 10 planned masks were needed
+        >>> "100%" in out.getvalue() and "4/4" in out.getvalue()
+        True
+    """
+
+    def __init__(self, desc: str, total: int | None = None, file: Any = None) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(desc=desc, total=total, unit="mask", mininterval=0.5, file=file)
+        self.current: str | None = None
+
+    @property
+    def n(self) -> int:
+        """Masks counted so far."""
+        return int(self.bar.n)
+
+    def update(self, n: int) -> None:
+        """Counts ``n`` more evaluated masks (the total grows if the plan was too small)."""
+        if n <= 0:
+            return
+        if self.bar.total is not None and self.bar.n + n > self.bar.total:
+            self.bar.total = self.bar.n + n
+        self.bar.update(n)
+
+    def phase(self, name: str) -> None:
+        """Shows ``name`` (e.g. ``"fitting"``) after the counts until the next phase."""
+        if name != self.current:
+            self.current = name
+            self.bar.set_postfix_str(name, refresh=True)
+
+    def phases(self) -> _PhaseView:
+        """A view that passes on phases but counts nothing (for evaluators over shared masks)."""
+        return _PhaseView(self)
+
+    def finish(self) -> None:
+        """Ends the bar at exactly 100%: the total becomes the masks actually evaluated."""
+        self.bar.total = self.bar.n
+        self.current = None
+        self.bar.set_postfix_str("", refresh=False)
+        self.close()
+
+    def close(self) -> None:
+        """Closes the bar as it stands (after an error)."""
+        self.bar.close()
+
+
+class _PhaseView:
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+
+    def update(self, n: int) -> None:
+        pass
+
+    def phase(self, name: str) -> None:
+        self.progress.phase(name)
+
+
+def planned_evaluations(
+    method: str,
+    n_features: int,
+    n_samples: int | None,
+    max_order: int | None = None,
+    options: dict[str, Any] | None = None,
+) -> int | None:
+    """An upper bound on the distinct masks ``method`` will evaluate (``None``: unknown).
+
+    Used as a progress bar's total; :meth:`Progress.finish` corrects it at the end.
+    """
+    every = 1 << n_features if n_features <= 62 else None
+    if method == "exhaustive":
+        return every
+    bound = n_samples
+    if method in ("auto", "regression") and n_samples is None:
+        from torchspex.decoders.regression import suggest_n_samples
+
+        bound = suggest_n_samples(n_features)
+    if method == "spex" and n_samples is None:  # the default design's size
+        try:
+            from torchspex.decoders.spex import DEFAULT_B, default_degree
+            from torchspex.sampling.plan import DEFAULT_N_GROUPS, spex_sample_count
+
+            opts = options or {}
+            t = opts.get("degree_parameter") or default_degree(max_order)
+            groups = opts.get("n_groups") or DEFAULT_N_GROUPS
+            bound = spex_sample_count(n_features, opts.get("b") or DEFAULT_B, t, groups)
+        except Exception:  # an estimate only: the decoder reports bad settings itself
+            bound = None
+    if every is not None and bound is not None:
+        bound = min(bound, every)
+    return bound
+
+
+def mark_context(err: BaseException) -> None:
+    """Marks ``err`` as carrying torchspex's context already (one note, from the innermost)."""
+    with contextlib.suppress(AttributeError):  # an exception type with __slots__
+        err.__torchspex_context__ = True  # type: ignore[attr-defined]
+
+
+def has_context(err: BaseException) -> bool:
+    """Whether an inner layer already said where ``err`` happened (see :func:`mark_context`)."""
+    return bool(getattr(err, "__torchspex_context__", False))
 
 
 def _pack(masks: Tensor) -> np.ndarray:
@@ -82,6 +207,11 @@ class Evaluator:
             many masks and one of them. ``"drop"``: such values are kept as they are (NaN/inf),
             counted in ``n_nonfinite``, and left out by the decoder, which warns (ProxySPEX only;
             see :func:`check_nonfinite`).
+        progress: a :class:`Progress` (or anything with ``update(n)`` and ``phase(name)``):
+            counts every mask whose value arrives (per ``batch_size`` batch, per round when
+            ``batch_size`` is ``None``; a store's values at once; other ranks' after each
+            gather), shows ``"evaluating"`` while the value function runs and ``"fitting"``
+            between requests, while the decoder works.
 
     Attributes:
         n_evaluations: distinct masks whose values were used (from the model or the store).
@@ -103,6 +233,7 @@ class Evaluator:
         process_group: Any = None,
         executor: Any = None,
         nonfinite: str = "raise",
+        progress: Any = None,
     ) -> None:
         if not callable(value_function):
             raise TypeError(
@@ -121,6 +252,7 @@ class Evaluator:
         self.ranks = None if process_group is None else RankGroup(process_group)
         self.executor = check_executor(executor)
         self.nonfinite = check_nonfinite(nonfinite)
+        self.progress = progress
         self.n_nonfinite = 0
         self.nonfinite_example: list[int] | None = None
         self.n_evaluations = 0
@@ -205,7 +337,11 @@ class Evaluator:
                     f"decoder exceeded its budget: {self.n_evaluations + len(new)} > "
                     f"{self.n_samples}"
                 )
+            if self.progress is not None:
+                self.progress.phase("evaluating")
             new_values = self._evaluate_new(new_masks, new_keys)
+            if self.progress is not None:
+                self.progress.phase("fitting")
             base = len(self._seen)
             for j, key in enumerate(new_keys):
                 self._seen[key] = base + j
@@ -235,6 +371,8 @@ class Evaluator:
             else:
                 rows.append(fresh[fresh_pos[j]])  # type: ignore[index]
         self.n_cached += len(cached)
+        if self.progress is not None:
+            self.progress.update(len(cached))
         values = torch.stack(rows)
         if cached and self.nonfinite == "raise":  # a store written with nonfinite="drop"
             self._check_finite(masks, values)
@@ -265,6 +403,8 @@ class Evaluator:
             rest = [key for key, other in zip(keys, others.tolist()) if other]
             self.store.append(rest, values[others].numpy(), self.out_shape)
         self.n_model_evaluations += masks.shape[0] - (stop - start)
+        if self.progress is not None:
+            self.progress.update(masks.shape[0] - (stop - start))
         return values
 
     def _evaluate_local(
@@ -294,13 +434,15 @@ class Evaluator:
                     self.n_calls += 1
                     out = self._check_output(answer, batch)
                 except Exception as err:
-                    if hasattr(err, "add_note"):
+                    if hasattr(err, "add_note") and not has_context(err):
                         err.add_note(
-                            f"torchspex: raised by the value function on batch {index} "
-                            f"(masks of shape {tuple(batch.shape)}) after "
+                            f"torchspex: raised by the value function on batch {index} of this "
+                            f"request (masks of shape {tuple(batch.shape)}) after "
                             f"{self.n_local_evaluations} successful evaluations"
                             + (f"; they are kept in {self.store.path!r}" if self.store else "")
+                            + "."
                         )
+                        mark_context(err)
                     raise
                 chunk = masks[start : start + step]
                 if index == 0 and extra:
@@ -315,6 +457,8 @@ class Evaluator:
                     self.store.append(keys[start : start + step], out.numpy(), self.out_shape)
                 self.n_model_evaluations += chunk.shape[0]
                 self.n_local_evaluations += chunk.shape[0]
+                if self.progress is not None:
+                    self.progress.update(chunk.shape[0])
                 chunks.append(out)
         finally:
             results.close()

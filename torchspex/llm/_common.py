@@ -101,29 +101,6 @@ def select_target(output: Any, target: Any, n_copies: int, batch: int) -> Tensor
     )
 
 
-def _with_progress(
-    value_function: Callable[[Tensor], Tensor], total: int | None, desc: str, show: bool
-) -> tuple[Callable[[Tensor], Tensor], Any]:
-    """Counts evaluated masks on a tqdm bar when ``show``.
-
-    The wrapper is used with or without a bar, so the value function an evaluation store
-    fingerprints is the same either way (a run resumed without the bar still finds its values).
-    """
-    bar = None
-    if show:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=total, desc=desc, unit="mask", mininterval=0.5)
-
-    def wrapped(masks: Tensor) -> Tensor:
-        out = value_function(masks)
-        if bar is not None:
-            bar.update(int(masks.shape[0]))
-        return out
-
-    return wrapped, bar
-
-
 def run_decoder(
     value_function: Callable[[Tensor], Tensor],
     n_features: int,
@@ -146,26 +123,20 @@ def run_decoder(
     """Decodes the spectrum of ``value_function`` (masks -> values) through :func:`explain`.
 
     Adds to :func:`~torchspex.explain` what the helpers share: the ``perturbations_per_eval``
-    check, a message for a prompt without features, and the progress bar. ``cache_key`` must
-    identify everything ``value_function`` depends on (model, inputs, target, baselines):
-    :func:`explain` adds the feature count, method settings and generator state.
+    check, a message for a prompt without features, and the progress bar's label (the bar is
+    :func:`explain`'s: masks evaluated, one tick per ``batch_size`` forward pass).
+    ``cache_key`` must identify everything ``value_function`` depends on (model, inputs,
+    target, baselines): :func:`explain` adds the feature count, method settings and generator state.
     """
     if n_features < 1:
         raise ValueError("there are no features to explain (n_features = 0).")
     batch_size = check_batch_size(batch_size)
     method = check_method(method)
     n_samples = check_n_samples(n_samples)
-    total = n_samples
-    if total is None and method == "exhaustive":
-        total = 1 << n_features
-    value_function, bar = _with_progress(value_function, total, desc, bool(show_progress))
-    try:
-        return explain(
-            value_function, n_features, method=method, n_samples=n_samples, max_order=max_order,
-            index=index, generator=generator, feature_names=feature_names,
-            feature_ids=feature_ids, batch_size=batch_size, cache=cache, cache_key=cache_key,
-            process_group=process_group, **decoder_options,
-        )  # fmt: skip
-    finally:
-        if bar is not None:
-            bar.close()
+    return explain(
+        value_function, n_features, method=method, n_samples=n_samples, max_order=max_order,
+        index=index, generator=generator, feature_names=feature_names,
+        feature_ids=feature_ids, batch_size=batch_size, cache=cache, cache_key=cache_key,
+        process_group=process_group, show_progress=desc if show_progress else False,
+        **decoder_options,
+    )  # fmt: skip
