@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import math
+import inspect
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -25,7 +25,13 @@ from torchspex.attr._inputs import (
 )
 from torchspex.attr.result import AttributionInteractions, input_layout
 from torchspex.cache import EvaluationStore, fingerprint
-from torchspex.decoders.base import BudgetTooSmallError, Evaluator, check_nonfinite
+from torchspex.decoders.base import (
+    BudgetTooSmallError,
+    Evaluator,
+    Progress,
+    check_nonfinite,
+    planned_evaluations,
+)
 from torchspex.decoders.dispatch import check_method, decode
 from torchspex.decoders.exhaustive import MAX_EXHAUSTIVE_FEATURES, check_exhaustive
 from torchspex.distributed import on_every_rank, resolve_process_group
@@ -46,26 +52,6 @@ class _DryRun(Exception):
 class _DryRunEvaluator(Evaluator):
     def __call__(self, masks: Tensor) -> Tensor:
         raise _DryRun
-
-
-class _Progress:
-    """A tqdm bar over forward calls whose total grows when a request needs more calls."""
-
-    def __init__(self, desc: str, total: int) -> None:
-        from tqdm.auto import tqdm
-
-        self.bar = tqdm(desc=desc, total=total, mininterval=0.5, unit="call")
-
-    def ensure(self, more: int) -> None:
-        if self.bar.total is not None and self.bar.n + more > self.bar.total:
-            self.bar.total = self.bar.n + more
-            self.bar.refresh()
-
-    def update(self, n: int = 1) -> None:
-        self.bar.update(n)
-
-    def close(self) -> None:
-        self.bar.close()
 
 
 def _warn_if_training(forward_func: Any) -> None:
@@ -102,15 +88,38 @@ def _decoder_budget(method: str, n_features: int, n_samples: int | None) -> int 
 
 
 def _budget_error(
-    err: BudgetTooSmallError, method: str, n_features: int, n_samples: int
+    err: BudgetTooSmallError,
+    method: str,
+    n_features: int,
+    n_samples: int,
+    options: dict[str, Any] | None = None,
 ) -> BudgetTooSmallError:
+    """The decoder's refusal restated for the whole budget: one minimum, advice that works."""
     reserve = _reserve(method, n_features, n_samples)
+    if reserve == 0:  # the decoder's whole budget: its message stands
+        return err
     minimum = err.minimum + reserve
+    if n_features <= MAX_EXHAUSTIVE_FEATURES and method != "exhaustive":
+        minimum = min(minimum, 1 << n_features)  # then every mask is evaluated instead
+    opts = options or {}
+    advice = ""
+    if "b" in opts:
+        advice += " or drop the `b` option"
+    if opts.get("degree_parameter", 0) > 2:
+        advice += " or lower `degree_parameter`"
+    from torchspex.decoders.dispatch import METHODS
+
+    if "auto" in METHODS and method not in ("auto", "regression") and n_samples >= n_features + 2:
+        advice += f", or use method='auto' (it works from n + 2 = {n_features + 2} masks)"
+    where = (
+        f" ({err.minimum} for the decoder plus the {reserve} masks SpectralInteraction always "
+        "evaluates: all features kept and all removed)"
+        if reserve and minimum == err.minimum + reserve
+        else ""
+    )
     return BudgetTooSmallError(
-        f"method={method!r} needs n_samples >= {minimum} for {n_features} features (the "
-        f"decoder's {err.minimum} plus the {reserve} masks SpectralInteraction always evaluates: "
-        f"all features kept and all removed); got {n_samples}. Raise `n_samples` or lower "
-        f"`max_order`. The decoder said (about the remaining budget): {err}",
+        f"method={method!r} needs n_samples >= {minimum} for {n_features} features{where}; got "
+        f"{n_samples}. Raise `n_samples` to at least {minimum}{advice}.",
         minimum,
     )
 
@@ -216,7 +225,11 @@ class SpectralInteraction(PerturbationAttribution):
             perturbations_per_eval: masks per forward call (each call holds
                 ``perturbations_per_eval * R * B`` rows), or ``"auto"`` (default): as many as
                 the request allows up to a memory cap, halved on out-of-memory.
-            show_progress: show a tqdm bar over the planned forward calls.
+            show_progress: show a tqdm bar over the masks evaluated (all examples share them),
+                moving with every forward call, ``"fitting"`` while the decoder works; it ends
+                at 100% (the total becomes the masks evaluated when fewer were needed than
+                planned). With ``perturbations_per_eval="auto"`` on the CPU, forward calls then
+                hold at most 128 rows so the bar moves often. Off by default, as in Captum.
             generator: ``torch.Generator`` or int seed for the decoder's sampling (``None``:
                 seed 0). Every example uses the same stream, so an example's result does not
                 depend on the rest of the batch.
@@ -252,7 +265,7 @@ class SpectralInteraction(PerturbationAttribution):
         baselines_t, n_background = format_baselines(baselines, inputs_t)
         layout = format_feature_mask(feature_mask, inputs_t)
         target = format_target(target, batch)
-        args = format_additional_forward_args(additional_forward_args)
+        args = format_additional_forward_args(additional_forward_args, batch)
         method = check_method(method)
         index = canonical_index(index)
         n_features = layout.n_features
@@ -292,13 +305,16 @@ class SpectralInteraction(PerturbationAttribution):
         ]
         progress = None
         if show_progress:
-            planned = sum(
-                1 + math.ceil(self._planned_masks(method, p, n_samples) / fwd.chunk)
-                for p, fwd in zip(parts, forwards)
-            )
-            progress = _Progress(f"{self.get_name()} attribution", planned)
+            planned = [
+                planned_evaluations(
+                    method, int(p.columns.shape[0]), n_samples, max_order, decoder_options
+                )
+                for p in parts
+            ]
+            total = None if None in planned else sum(planned)  # type: ignore[arg-type]
+            progress = Progress(f"{self.get_name()} attribution", total)
             for fwd in forwards:
-                fwd.progress = progress
+                fwd.limit_rows_for_progress()
         out_shape: tuple[int, ...] | None = None
         pieces: list[tuple[Tensor, Tensor, int, Tensor]] = []
         ends: list[tuple[Tensor, Tensor, Tensor]] = []
@@ -325,10 +341,11 @@ class SpectralInteraction(PerturbationAttribution):
                     stores.append(store)
                 # with a store, hand the model one forward batch at a time, so that every
                 # completed batch is on disk before the next one starts
+                # with a progress bar too: it then moves with every forward call
                 shared = Evaluator(
                     fwd, part.columns.shape[0], process_group=group, store=store,
-                    nonfinite=nonfinite,
-                    batch_size=fwd.chunk if store is not None else None,
+                    nonfinite=nonfinite, progress=progress,
+                    batch_size=fwd.chunk if store is not None or progress is not None else None,
                 )  # fmt: skip
                 n_part = int(part.columns.shape[0])
                 probes = torch.stack(
@@ -355,7 +372,8 @@ class SpectralInteraction(PerturbationAttribution):
                     g = torch.Generator(device=generator.device)
                     g.set_state(state)
                     evaluator = Evaluator(
-                        column(b), n_part, n_samples=budget, nonfinite=nonfinite
+                        column(b), n_part, n_samples=budget, nonfinite=nonfinite,
+                        progress=None if progress is None else progress.phases(),
                     )
                     order = None if max_order is None else min(max_order, n_part)
                     try:
@@ -371,7 +389,9 @@ class SpectralInteraction(PerturbationAttribution):
                     except BudgetTooSmallError as err:
                         if n_samples is None:
                             raise
-                        raise _budget_error(err, method, n_part, n_samples) from err
+                        raise _budget_error(
+                            err, method, n_part, n_samples, decoder_options
+                        ) from err
                     if first_state is None:
                         first_state = g.get_state()
                     decoder_info[example] = info
@@ -385,6 +405,8 @@ class SpectralInteraction(PerturbationAttribution):
                 stats["n_forward_rows"] += fwd.n_rows
                 stats["forward_seconds"] += fwd.forward_seconds
                 stats["perturbations_per_eval"] = fwd.chunk
+            if progress is not None:
+                progress.finish()
         finally:
             if progress is not None:
                 progress.close()
@@ -409,7 +431,8 @@ class SpectralInteraction(PerturbationAttribution):
             "baselines_value": empty_value,
             "convergence_delta": learned - (full_value - empty_value),
             "input_layout": input_layout(
-                layout.group_maps, [tuple(x.shape) for x in inputs_t], is_tuple, inputs_t[0].device
+                layout.group_maps, [tuple(x.shape) for x in inputs_t], is_tuple, inputs_t[0].device,
+                [x.dtype for x in inputs_t],
             ),
         }
         return AttributionInteractions(
@@ -456,7 +479,7 @@ class SpectralInteraction(PerturbationAttribution):
             pass
         except BudgetTooSmallError as err:
             assert n_samples is not None
-            raise _budget_error(err, method, n_features, n_samples) from err
+            raise _budget_error(err, method, n_features, n_samples, options) from err
         if budget is not None and budget < 1:
             raise BudgetTooSmallError(
                 f"method={method!r} needs n_samples >= {_N_PROBES + 1}: SpectralInteraction "
@@ -464,12 +487,6 @@ class SpectralInteraction(PerturbationAttribution):
                 f"{n_samples}.",
                 _N_PROBES + 1,
             )
-
-    @staticmethod
-    def _planned_masks(method: str, part: Partition, n_samples: int | None) -> int:
-        n = int(part.columns.shape[0])
-        masks = 1 << n if method == "exhaustive" else (n_samples or 0)
-        return masks
 
     def _masked_forward(
         self,
@@ -509,6 +526,30 @@ class SpectralInteraction(PerturbationAttribution):
             args,
             perturbations_per_eval,
         )
+
+
+def _first_order_attribute(
+    self: SpectralInteraction, inputs: Any, *args: Any, **kwargs: Any
+) -> Any:
+    """What Captum's wrappers call (``NoiseTunnel`` reaches ``attribute.__wrapped__``).
+
+    Captum wrappers average attribution tensors, so they get :meth:`attribute`'s Shapley values
+    in Captum's layout (``first_order("SV")``, the inputs' dtype), with the convergence delta
+    when they ask for it: ``NoiseTunnel(SpectralInteraction(model))`` gives SmoothGrad-style
+    averaged Shapley values.
+    """
+    with_delta = bool(kwargs.pop("return_convergence_delta", False))
+    result = self.attribute(inputs, *args, **kwargs)
+    attributions = result.first_order("SV")
+    return (attributions, result.convergence_delta) if with_delta else attributions
+
+
+# Captum's NoiseTunnel calls `attribution_method.attribute.__wrapped__(self, ...)` (it expects
+# Captum's usage-logging decorator); the signature stays attribute()'s own for help() and IDEs.
+SpectralInteraction.attribute.__signature__ = inspect.signature(  # type: ignore[attr-defined]
+    SpectralInteraction.attribute
+)
+SpectralInteraction.attribute.__wrapped__ = _first_order_attribute  # type: ignore[attr-defined]
 
 
 def _merge(
