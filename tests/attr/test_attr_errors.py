@@ -155,3 +155,88 @@ def test_inconsistent_background_sets():
 def test_forward_func_must_be_callable():
     with pytest.raises(TypeError, match="`forward_func` must be callable"):
         SpectralInteraction("model")
+
+
+# ---------------------------------------------------------------------- issue 17: the first hour
+def test_a_failing_model_gets_one_note_with_the_right_counts():
+    calls = []
+    model = torch.nn.Linear(3, 2)
+
+    class Flaky(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = model
+
+        def forward(self, x):
+            calls.append(x.shape[0])
+            if len(calls) == 3:
+                raise RuntimeError("boom")
+            return self.inner(x)
+
+    with pytest.raises(RuntimeError, match="boom") as info:
+        _attribute(Flaky(), torch.ones(1, 3), target=0, perturbations_per_eval=1)
+    notes = info.value.__notes__
+    assert len(notes) == 1, notes
+    assert "the model (Flaky) raised on forward call 3" in notes[0]
+    assert "the 2 calls before it (2 masks) had succeeded" in notes[0]
+    assert "value function" not in notes[0]
+
+
+def test_target_out_of_range_gets_no_note_blaming_the_value_function():
+    with pytest.raises(ValueError, match="out of range") as info:
+        _attribute(torch.nn.Linear(4, 3), target=5)
+    assert not getattr(info.value, "__notes__", [])
+
+
+def test_dtype_mismatch_says_what_to_do_on_the_first_call():
+    model = torch.nn.Linear(4, 3)  # float32
+    with pytest.raises(TypeError, match=r"inputs are float64 but the model's parameters are "
+                       r"float32.*inputs\.to\(torch\.float32\).*model\.to"):  # fmt: skip
+        _attribute(model, torch.ones(2, 4, dtype=torch.float64), target=0)
+
+
+@pytest.mark.parametrize(
+    ("args", "error", "match"),
+    [
+        (torch.ones(3, 2), ValueError, r"dim 0 = the batch size \(2\)"),
+        ((torch.ones(2), torch.ones(1, 5)), ValueError, r"`additional_forward_args\[1\]`"),
+        ([torch.ones(2)], TypeError, "list holding tensors"),
+        ({"mask": torch.ones(2)}, TypeError, "dict holding tensors"),
+    ],
+)
+def test_additional_forward_args_are_checked_before_any_forward(args, error, match):
+    model = Recorder()
+    with pytest.raises(error, match=match):
+        _attribute(model, additional_forward_args=args)
+    assert model.calls == []
+
+
+def test_additional_forward_args_of_the_batch_and_constants_pass():
+    model = Recorder()
+    _attribute(model, target=0, additional_forward_args=(torch.ones(2, 7), torch.tensor(1.0), 3))
+    assert model.calls
+
+
+def test_budget_message_states_one_minimum_and_working_advice():
+    import re
+
+    model = torch.nn.Linear(40, 2)
+    for order in (1, 2, 3, None):
+        with pytest.raises(BudgetTooSmallError) as info:
+            SpectralInteraction(model).attribute(
+                torch.ones(1, 40), target=0, method="spex", n_samples=48, max_order=order
+            )
+        msg = str(info.value)
+        assert set(re.findall(r">= (\d+)", msg)) == {str(info.value.minimum)}, msg
+        assert "max_order" not in msg  # lowering it does not lower the minimum
+        assert "decoder said" not in msg
+
+
+def test_baselines_true_is_one_as_in_captum():
+    model = torch.nn.Linear(3, 2)
+    x = torch.zeros(1, 3)
+    ours = _attribute(model, x, target=0, baselines=True)
+    ref = _attribute(model, x, target=0, baselines=1.0)
+    torch.testing.assert_close(ours.first_order(), ref.first_order())
+    expected = model(torch.ones(1, 3))[:, 0].double().detach()
+    torch.testing.assert_close(ours.baselines_value, expected)

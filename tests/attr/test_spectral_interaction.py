@@ -157,8 +157,39 @@ def test_default_feature_mask_and_integer_inputs():
     offset = torch.tensor([[0], [0]])  # per-example tensor arg: repeated with the batch
     ours = _ours(embed, ids, baselines=5, additional_forward_args=(offset,), target=0)
     ref = _captum(embed, ids, baselines=5, additional_forward_args=(offset,), target=0)
-    _close(ours.first_order(), ref)
+    assert ours.first_order().dtype == ref.dtype == torch.float32  # integer inputs: Captum's
+    _close(ours.first_order().double(), ref)
     assert ours.first_order().device == ids.device
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+def test_first_order_has_the_inputs_dtype_the_spectrum_stays_float64(dtype):
+    x = _x(12, 2, 5).to(dtype)
+    res = _ours(lambda t: mlp(t.double()), x, target=0)
+    assert res.first_order().dtype == dtype
+    assert res.first_order(return_input_shape=False).dtype == D
+    assert res.spectrum.coefficients.dtype == D
+    pair = _ours(lambda a, b: two_inputs(a.double(), b), (_x(13, 2, 4).float(), _x(14, 2, 2)),
+                 target=1).first_order()  # fmt: skip
+    assert [p.dtype for p in pair] == [torch.float32, D]
+
+
+def test_noise_tunnel_averages_first_order_shapley_values():
+    from captum.attr import NoiseTunnel
+
+    x = _x(15, 2, 5)
+    explainer = SpectralInteraction(mlp)
+    plain = explainer.attribute(x, target=1, method="exhaustive").first_order()
+    smooth = NoiseTunnel(explainer).attribute(x, nt_samples=3, stdevs=0.0, target=1,
+                                              method="exhaustive")  # fmt: skip
+    torch.testing.assert_close(smooth, plain)
+    attr, delta = NoiseTunnel(explainer).attribute(
+        x, nt_samples=2, stdevs=0.1, target=1, method="exhaustive", return_convergence_delta=True
+    )
+    assert attr.shape == x.shape and delta.shape == (4,)
+    import inspect
+
+    assert "baselines" in inspect.signature(explainer.attribute).parameters  # help() unchanged
 
 
 # ---------------------------------------------------------------------- invariances
@@ -267,12 +298,57 @@ def test_model_mode_and_requires_grad_untouched():
         SpectralInteraction(model).attribute(torch.randn(1, 5), target=1, method="exhaustive")
 
 
-def test_show_progress_counts_forward_calls(capsys):
+def test_show_progress_counts_masks_and_ends_at_100(capsys):
     res = _ours(mlp, _x(19, 1, 5), target=0, perturbations_per_eval=8, show_progress=True)
     err = capsys.readouterr().err
     assert "Spectral Interaction attribution" in err
-    assert "5/5" in err  # 1 probe + ceil(32 / 8) calls
-    assert res.info["n_forward_calls"] == 5
+    assert "100%" in err and "32/32" in err  # every mask once: the 2 probes and 30 more
+    assert res.info["n_forward_calls"] == 5  # 1 probe call + ceil(30 / 8)
+
+
+@pytest.mark.parametrize("per_eval", [1, 2, 3])
+def test_show_progress_reaches_100_for_any_perturbations_per_eval(capsys, per_eval):
+    _ours(lambda x: mlp(torch.cat([x, x[:, :2]], 1)), _x(19, 1, 3), target=0,
+          perturbations_per_eval=per_eval, show_progress=True)  # fmt: skip
+    err = capsys.readouterr().err
+    assert "100%" in err and "8/8" in err  # was 8/9, 4/5, 3/4 calls
+
+
+@pytest.mark.slow
+def test_show_progress_proxyspex_ends_at_100_and_shows_fitting(capsys):
+    x = _weights(3, 1, 12)
+    w = _weights(4, 12)
+    res = SpectralInteraction(lambda t: t @ w).attribute(
+        x, n_samples=120, method="proxyspex", show_progress=True
+    )
+    err = capsys.readouterr().err
+    final = err.replace("\r", "\n").strip().splitlines()[-1]
+    assert "100%" in final and f"{res.n_evaluations}/{res.n_evaluations}" in final
+    assert "fitting" in err  # the decoder's phase
+
+
+def test_show_progress_moves_with_every_forward_call(monkeypatch):
+    from torchspex.decoders import base
+
+    seen = []
+    monkeypatch.setattr(base.Progress, "update", lambda self, n: n and seen.append(n))
+    _ours(mlp, _x(19, 2, 5), target=0, perturbations_per_eval=8, show_progress=True)
+    assert seen == [2, 8, 8, 8, 6]  # masks per forward call (the probes, then 30)
+
+
+def test_show_progress_auto_caps_rows_per_call_on_cpu():
+    sizes = []
+
+    def model(x):
+        sizes.append(x.shape[0])
+        return mlp(x[:, :5])
+
+    x = _x(19, 1, 9)
+    _ours(model, x, target=0, show_progress=True, feature_mask=torch.arange(9) % 5)
+    assert max(sizes) <= 128 and sum(sizes) == 2**5
+    sizes.clear()
+    _ours(model, _x(19, 130, 9), target=0, show_progress=True, feature_mask=torch.arange(9) % 2)
+    assert max(sizes) == 130  # one mask per call when the batch alone exceeds 128 rows
 
 
 # ---------------------------------------------------------------------- OOM back-off
