@@ -378,6 +378,8 @@ def parse_tree_ensemble(model: Any) -> TreeEnsemble:
         return model
     module = type(model).__module__.split(".")[0]
     if module == "lightgbm":
+        if hasattr(type(model), "booster_") and not getattr(model, "fitted_", False):
+            raise ValueError(f"`model` ({type(model).__name__}) is not fitted; call fit first.")
         booster = getattr(model, "booster_", model)
         if not hasattr(booster, "model_to_string"):
             raise TypeError(_unsupported(model))
@@ -387,6 +389,13 @@ def parse_tree_ensemble(model: Any) -> TreeEnsemble:
             raise ValueError(f"`model` ({type(model).__name__}) is not fitted; call fit first.")
         return _parse_sklearn(model)
     if module == "xgboost":
-        booster = model.get_booster() if hasattr(model, "get_booster") else model
+        try:
+            booster = model.get_booster() if hasattr(model, "get_booster") else model
+        except Exception as err:  # xgboost's NotFittedError
+            if "fit" not in str(err):
+                raise
+            raise ValueError(
+                f"`model` ({type(model).__name__}) is not fitted; call fit first."
+            ) from err
         return _parse_xgboost(booster)
     raise TypeError(_unsupported(model))
