@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -90,6 +92,11 @@ def test_layers_heatmap():
     render(fig)
     assert texts(ax.get_xticklabels()) == NAMES
     assert texts(ax.get_yticklabels()) == ["emb", "block 1"]
+    bar = fig.axes[1]  # a labelled colour bar as tall as the rows, not a sliver
+    assert bar.get_ylabel() == "SV value"
+    fig.canvas.draw()
+    ticks = [t.get_window_extent() for t in bar.get_yticklabels() if t.get_text()]
+    assert len(ticks) >= 3 and not any(a.overlaps(b) for a, b in itertools.pairwise(ticks))
     grid = ax.images[0].get_array()
     assert np.allclose(grid[1], layers[1].first_order("SV").numpy())
     with pytest.raises(ValueError, match="share their features"):

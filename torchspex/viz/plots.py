@@ -189,12 +189,18 @@ def plot_layers(
         )
     grid = np.stack([res.first_order(index).numpy() for res in results])
     limit = symmetric_limit(grid)
+    from mpl_toolkits.axes_grid1 import make_axes_locatable
+
     n = grid.shape[1]
-    fig, ax = figure_axes(ax, (0.35 * n + 3.0, 0.35 * len(results) + 2.0))
+    names = display_names(results[0])
+    label_room = 0.085 * max((len(name) for name in names), default=1)  # rotated tick labels
+    rows_in = max(0.4 * len(results), 1.2)  # room for the colour bar's ticks too
+    fig, ax = figure_axes(ax, (0.35 * n + 3.0, rows_in + label_room + 1.0))
     image = ax.imshow(grid, cmap=CMAP, vmin=-limit, vmax=limit, aspect="auto")
-    ax.set_xticks(np.arange(n), display_names(results[0]), rotation=90)
+    ax.set_xticks(np.arange(n), names, rotation=90)
     ax.set_yticks(np.arange(len(results)), list(layer_names))
     ax.set_title(f"First-order values per layer ({index})")
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    cax = make_axes_locatable(ax).append_axes("right", size=0.15, pad=0.15)
+    fig.colorbar(image, cax=cax).set_label(f"{index} value")
     fig.tight_layout()
     return fig, ax
