@@ -113,6 +113,7 @@ SHAPIQ18_PEERS = (
 )  # fmt: skip
 ORDER2_REGRESSION = ("PolySHAP", "kADDSHAP", "KernelSHAPIQ", "RegressionFSII")
 DESIGN_LIMIT_BYTES = 600e6
+EXACT = 1e-9  # relative errors below this count as exact (ratios of round-off are noise)
 
 
 # ----------------------------------------------------------------------------- games
@@ -724,8 +725,11 @@ def _ratios(summary: list[dict]) -> list[dict]:
             if best_peer is not None:
                 entry[f"{tag}_peer"] = best_peer["method"]
                 entry[f"{tag}_peer_err"] = best_peer[key]
-            if best_ours is not None and best_peer is not None and best_peer[key] > 0:
-                entry[f"{tag}_ratio"] = best_ours[key] / best_peer[key]
+            if best_ours is not None and best_peer is not None:
+                if max(best_ours[key], best_peer[key]) < EXACT:
+                    entry[f"{tag}_ratio"] = "both exact"
+                else:
+                    entry[f"{tag}_ratio"] = best_ours[key] / max(best_peer[key], EXACT)
         out.append(entry)
     return out
 
@@ -787,21 +791,36 @@ def _print_tables(summary: list[dict], games: list[dict], n_seeds: int) -> None:
             f"| {_fmt(r, 'time_s', '.2g')} |"
         )
     print("\ntorchspex default ('auto' if present, else its best method per cell) vs best peer; "
-          "ratio = torchspex error / best peer error (< 1: torchspex better)")  # fmt: skip
+          "ratio = torchspex error / best peer error (< 1: torchspex better; errors < 1e-9 count as exact)")  # fmt: skip
     print(
         "\n| game | budget | torchspex (SV) | SV err | eff. gap | best peer (SV) | SV err "
         "| ratio | torchspex (pairs) | k-SII err | best peer (pairs) | k-SII err | ratio |"
     )
     print("|---|---:|---|---:|---:|---|---:|---:|---|---:|---|---:|---:|")
-    g = lambda e, k, s=".2g": "—" if k not in e else format(e[k], s)  # noqa: E731
+    g = lambda e, k: "—" if k not in e else e[k] if isinstance(e[k], str) else f"{e[k]:.2g}"  # noqa: E731
     for e in _ratios(summary):
         print(
             f"| {e['game']} | {e['budget']} | {e.get('sv_torchspex', '—')} "
             f"| {g(e, 'sv_torchspex_err')} | {g(e, 'eff_gap_torchspex')} "
-            f"| {e.get('sv_peer', '—')} | {g(e, 'sv_peer_err')} | {g(e, 'sv_ratio', '.2f')} "
+            f"| {e.get('sv_peer', '—')} | {g(e, 'sv_peer_err')} | {g(e, 'sv_ratio')} "
             f"| {e.get('ksii_torchspex', '—')} | {g(e, 'ksii_torchspex_err')} "
-            f"| {e.get('ksii_peer', '—')} | {g(e, 'ksii_peer_err')} | {g(e, 'ksii_ratio', '.2f')} |"
+            f"| {e.get('ksii_peer', '—')} | {g(e, 'ksii_peer_err')} | {g(e, 'ksii_ratio')} |"
         )
+
+
+def _combine(paths: list[Path], out: Path) -> None:
+    """Joins result files of runs over disjoint games into ``out`` (summary recomputed)."""
+    parts = [json.loads(p.read_text()) for p in paths]
+    keys = ("budgets", "seeds", "cell_limit_s", "game_seed")
+    for p, part in zip(paths[1:], parts[1:], strict=True):
+        if any(part.get(k) != parts[0].get(k) for k in keys):
+            raise SystemExit(f"--combine: {p} differs from {paths[0]} in {keys}")
+    meta = {k: v for k, v in parts[0].items() if k not in ("games", "ratios", "summary", "rows")}
+    games = [g for part in parts for g in part["games"]]
+    rows = [r for part in parts for r in part["rows"]]
+    summary = _write(out, meta, games, rows)
+    _print_tables(summary, games, meta["seeds"])
+    print(f"\nwrote {out} ({len(rows)} rows from {len(paths)} files)")
 
 
 def _csv(text: str) -> list[str]:
@@ -819,7 +838,9 @@ def main() -> None:
         default=None,
         help="comma list (default 128,256,512,1024,4096; --quick: 256,1024)",
     )
-    parser.add_argument("--cell-limit", type=float, default=60.0, help="seconds per cell")
+    parser.add_argument(
+        "--cell-limit", type=float, default=None, help="seconds per cell (default 60; --quick: 20)"
+    )
     parser.add_argument(
         "--methods", type=_csv, default=list(TORCHSPEX_METHODS),
         help="torchspex methods, comma list ('none' for none; those missing from "
@@ -852,8 +873,16 @@ def main() -> None:
         "--shapiq18-python", default=DEFAULT_312 if Path(DEFAULT_312).exists() else None,
         help=f"Python >= 3.12 with shapiq 1.8 (default {DEFAULT_312} if it exists)",
     )  # fmt: skip
+    parser.add_argument(
+        "--combine", type=Path, nargs="+", default=None, metavar="JSON",
+        help="no run: join the rows of these result files (written with the same budgets, "
+        "seeds and cell limit, e.g. parallel runs over disjoint --games) into --out",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    if args.combine:
+        _combine(args.combine, args.out or HERE / "results" / "accuracy_vs_sampling.json")
+        return
     if args.games is not None:
         unknown = [p for p in args.games if not any(_selected(g, [p]) for g in GAME_LABELS)]
         if unknown:
@@ -892,6 +921,8 @@ def main() -> None:
             print(f"shapiq peers: {peers18.check()} ({args.shapiq18_python})", flush=True)
     names = methods + peers
     torch.set_num_threads(1)
+    if args.cell_limit is None:
+        args.cell_limit = 20.0 if args.quick else 60.0
     n_seeds = args.seeds or (1 if args.quick else 3)
     budgets = [int(b) for b in args.budgets] if args.budgets else (
         [256, 1024] if args.quick else [128, 256, 512, 1024, 4096])  # fmt: skip
