@@ -791,7 +791,8 @@ def _print_tables(summary: list[dict], games: list[dict], n_seeds: int) -> None:
             f"| {_fmt(r, 'time_s', '.2g')} |"
         )
     print("\ntorchspex default ('auto' if present, else its best method per cell) vs best peer; "
-          "ratio = torchspex error / best peer error (< 1: torchspex better; errors < 1e-9 count as exact)")  # fmt: skip
+          "ratio = torchspex error / best peer error (< 1: torchspex better; errors below "
+          "1e-9 count as exact)")  # fmt: skip
     print(
         "\n| game | budget | torchspex (SV) | SV err | eff. gap | best peer (SV) | SV err "
         "| ratio | torchspex (pairs) | k-SII err | best peer (pairs) | k-SII err | ratio |"
