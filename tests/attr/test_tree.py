@@ -271,3 +271,29 @@ def test_feature_names_from_dataframe_model_or_argument() -> None:
     assert TreeInteraction(unnamed).attribute(x.iloc[:1].to_numpy()).feature_names[:2] == [
         "0", "1"
     ]
+
+
+def test_unfitted_models_say_not_fitted():
+    import lightgbm
+
+    for model in (lightgbm.LGBMClassifier(), lightgbm.LGBMRegressor()):
+        with pytest.raises(ValueError, match=r"\(LGBM\w+\) is not fitted; call fit first"):
+            TreeInteraction(model).attribute(np.ones((1, 3)))
+
+
+@pytest.mark.parametrize("masking", ["path_dependent", "interventional"])
+def test_show_progress_over_rows_gives_the_same_result(masking, capsys):
+    from sklearn.tree import DecisionTreeRegressor
+
+    rng = np.random.default_rng(3)
+    data = rng.normal(size=(60, 4))
+    tree = DecisionTreeRegressor(max_depth=3, random_state=0).fit(data, data[:, 0] * data[:, 1])
+    kwargs = {"background": data[:5]} if masking == "interventional" else {}
+    explainer = TreeInteraction(tree, masking, **kwargs)
+    plain = explainer.attribute(data, index="k-SII")
+    shown = explainer.attribute(data, index="k-SII", show_progress=True)
+    err = capsys.readouterr().err
+    assert "TreeInteraction" in err and "100%" in err and "60/60" in err
+    assert plain.to_dict().keys() == shown.to_dict().keys()
+    for key, value in plain.to_dict().items():
+        np.testing.assert_allclose(shown.to_dict()[key], value, atol=1e-12)

@@ -101,13 +101,17 @@ class TreeInteraction:
             self._ensemble = parse_tree_ensemble(self.model)
         return self._ensemble
 
-    def fourier(self, inputs: Any, baselines: Any = None) -> SparseSpectrum:
+    def fourier(
+        self, inputs: Any, baselines: Any = None, show_progress: bool = False
+    ) -> SparseSpectrum:
         """The exact Fourier spectrum of every row's value function.
 
         Args:
             inputs: ``[B, n_features]`` (or one row ``[n_features]``) NumPy array or tensor.
             baselines: interventional baseline rows ``[M, n_features]`` (default: the
                 constructor's ``background``).
+            show_progress: show a tqdm bar over the rows (they are then read in about 50
+                chunks; the result is the same).
 
         Returns:
             ``SparseSpectrum`` with coefficients ``float64 [s, B, O]`` (``O`` model outputs).
@@ -115,23 +119,44 @@ class TreeInteraction:
         ens = self.ensemble
         n = ens.n_features
         rows = _as_rows(inputs, "inputs", n)
-        kept = ens.goes_left(rows)  # [N, B]
-        if self.masking == "path_dependent":
-            if baselines is not None:
-                raise ValueError(
-                    "`baselines` is only used by masking='interventional'; drop it or construct "
-                    "TreeInteraction(model, masking='interventional')."
-                )
-            return self._path_dependent(ens, kept)
-        if baselines is None:
-            baselines = self.background
-        if baselines is None:
+        if self.masking == "path_dependent" and baselines is not None:
             raise ValueError(
-                "masking='interventional' needs baseline rows: pass `background=` to "
-                "TreeInteraction or `baselines=` to attribute()."
+                "`baselines` is only used by masking='interventional'; drop it or construct "
+                "TreeInteraction(model, masking='interventional')."
             )
-        base_rows = _as_rows(baselines, "baselines", n)
-        return self._interventional(ens, kept, ens.goes_left(base_rows))
+        removed = None
+        if self.masking == "interventional":
+            if baselines is None:
+                baselines = self.background
+            if baselines is None:
+                raise ValueError(
+                    "masking='interventional' needs baseline rows: pass `background=` to "
+                    "TreeInteraction or `baselines=` to attribute()."
+                )
+            removed = ens.goes_left(_as_rows(baselines, "baselines", n))
+        if not show_progress:
+            return self._spectrum(ens, ens.goes_left(rows), removed)
+        from torchspex.decoders.base import Progress
+
+        bar = Progress("TreeInteraction", rows.shape[0], unit="row")
+        step = max(1, -(-rows.shape[0] // 50))
+        parts = []
+        try:
+            for start in range(0, rows.shape[0], step):
+                kept = ens.goes_left(rows[start : start + step])
+                parts.append(self._spectrum(ens, kept, removed))
+                bar.update(parts[-1].coefficients.shape[1])
+            bar.finish()
+        finally:
+            bar.close()
+        return _concat_rows(parts, n)
+
+    def _spectrum(
+        self, ens: TreeEnsemble, kept: np.ndarray, removed: np.ndarray | None
+    ) -> SparseSpectrum:
+        if removed is None:
+            return self._path_dependent(ens, kept)
+        return self._interventional(ens, kept, removed)
 
     def _path_dependent(self, ens: TreeEnsemble, kept: np.ndarray) -> SparseSpectrum:
         internal = ens.left >= 0
@@ -172,6 +197,7 @@ class TreeInteraction:
         index: str = "k-SII",
         max_order: int | None = 2,
         feature_names: Sequence[str] | None = None,
+        show_progress: bool = False,
     ) -> Interactions:
         """Exact interactions for each row of ``inputs``.
 
@@ -188,6 +214,8 @@ class TreeInteraction:
             feature_names: display labels, one per feature (default: a pandas DataFrame's
                 column names when ``inputs`` is one, else the model's own feature names when it
                 records them, else ``"0" .. "n-1"``).
+            show_progress: show a tqdm bar over the rows (read in about 50 chunks; for many
+                rows, e.g. a whole test set). Off by default.
 
         Returns:
             :class:`~torchspex.Interactions` whose spectrum has coefficients ``float64 [s, B]``
@@ -201,7 +229,7 @@ class TreeInteraction:
         """
         index = canonical_index(index)
         single = np.ndim(inputs.detach().cpu() if isinstance(inputs, torch.Tensor) else inputs) == 1
-        spectrum = self.fourier(inputs, baselines)
+        spectrum = self.fourier(inputs, baselines, show_progress=show_progress)
         max_order = _check_order(max_order, spectrum.n_features)
         coef = spectrum.coefficients  # [s, B, O]
         n_out = coef.shape[2]
@@ -230,6 +258,25 @@ class TreeInteraction:
             method="tree",
             info={"masking": self.masking, "exact": True, "model": self.ensemble.source},
         )
+
+
+def _concat_rows(parts: list[SparseSpectrum], n_features: int) -> SparseSpectrum:
+    """Spectra of consecutive row chunks (coefficients ``[s_c, B_c, O]``) as one ``[S, B, O]``."""
+    width = max(p.indices.shape[1] for p in parts)
+    padded = [
+        torch.nn.functional.pad(p.indices, (0, width - p.indices.shape[1]), value=-1)
+        for p in parts
+    ]
+    support, inverse = torch.unique(torch.cat(padded), dim=0, return_inverse=True)
+    n_rows = sum(p.coefficients.shape[1] for p in parts)
+    out_shape = parts[0].coefficients.shape[2:]
+    coef = torch.zeros(support.shape[0], n_rows, *out_shape, dtype=torch.float64)
+    row = term = 0
+    for p in parts:
+        s_c, b_c = p.coefficients.shape[:2]
+        coef[:, row : row + b_c].index_add_(0, inverse[term : term + s_c], p.coefficients)
+        row, term = row + b_c, term + s_c
+    return SparseSpectrum(support, coef, n_features, "Fourier").coalesce()
 
 
 def _feature_names(inputs: Any, model: Any, n_features: int) -> list[str] | None:

@@ -69,6 +69,7 @@ class Progress:
         desc: the bar's label.
         total: the masks planned (an upper bound; ``None``: unknown).
         file: where to draw (default ``sys.stderr``, tqdm's default).
+        unit: what is counted (``"mask"``; ``"row"`` for :class:`~torchspex.TreeInteraction`).
 
     Example:
         >>> import io
@@ -80,10 +81,12 @@ class Progress:
         True
     """
 
-    def __init__(self, desc: str, total: int | None = None, file: Any = None) -> None:
+    def __init__(
+        self, desc: str, total: int | None = None, file: Any = None, unit: str = "mask"
+    ) -> None:
         from tqdm.auto import tqdm
 
-        self.bar = tqdm(desc=desc, total=total, unit="mask", mininterval=0.5, file=file)
+        self.bar = tqdm(desc=desc, total=total, unit=unit, mininterval=0.5, file=file)
         self.current: str | None = None
 
     @property
