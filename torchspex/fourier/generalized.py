@@ -44,7 +44,7 @@ from math import comb
 import torch
 from torch import Tensor
 
-from torchspex.fourier._sets import normalize_indices, row_keys, subsets
+from torchspex.fourier._sets import row_keys, subsets
 from torchspex.fourier.indices import GENERALIZED, canonical_index
 from torchspex.fourier.spectrum import SparseSpectrum
 
@@ -279,7 +279,26 @@ def generalized_index(
     keep = flat.ne(0).any(dim=1) if flat.shape[1] else torch.ones(coef.shape[0], dtype=torch.bool)
     keep[0] = True
     keep = keep.cpu()
-    return SparseSpectrum(normalize_indices(idx[keep]), coef[keep.to(coef.device)], n, index)
+    idx = idx[keep]  # rows are ascending with -1 padding last already
+    width = int((idx >= 0).sum(dim=1).max()) if idx.shape[0] else 0
+    return SparseSpectrum(idx[:, :width].contiguous(), coef[keep.to(coef.device)], n, index)
+
+
+def _combinations(n: int, t: int) -> Tensor:
+    """All ``t``-subsets of ``range(n)``, ascending rows in lexicographic order, ``[C(n,t), t]``."""
+    if t == 1:
+        return torch.arange(n)[:, None]
+    if t == 2:
+        return torch.triu_indices(n, n, 1).T.contiguous()
+    return torch.combinations(torch.arange(n), t)
+
+
+def _rank(rows: Tensor, n: int, binom: Tensor) -> Tensor:
+    """Position of each ascending row ``[r, t]`` in ``torch.combinations(arange(n), t)``."""
+    t = rows.shape[1]
+    # lexicographic rank = C(n, t) - 1 - sum_i C(n - 1 - c_i, t - i)
+    later = binom[n - 1 - rows, torch.arange(t, 0, -1, device=rows.device)].sum(dim=1)
+    return binom[n, t] - 1 - later
 
 
 def _sparse_listing(
@@ -287,7 +306,10 @@ def _sparse_listing(
 ) -> tuple[Tensor, Tensor]:
     n = spectrum.n_features
     out_shape = spectrum.out_shape
-    coef_dev = spectrum.coefficients.device
+    dev = spectrum.coefficients.device
+    binom = torch.tensor(
+        [[comb(a, b) for b in range(order + 1)] for a in range(n + 1)], dtype=torch.long
+    )
     idx_out, coef_out = [], []
     shared = None
     for t in range(1, order + 1):
@@ -297,26 +319,31 @@ def _sparse_listing(
             if shared is None:
                 shared = _block_terms(spectrum, index, order, order)
             blocks = shared
-        coalitions = torch.combinations(torch.arange(n), t) if t > 1 else torch.arange(n)[:, None]
+        coalitions = _combinations(n, t)
         values = torch.zeros(
-            (coalitions.shape[0], *out_shape), dtype=spectrum.coefficients.dtype, device=coef_dev
+            (coalitions.shape[0], *out_shape), dtype=spectrum.coefficients.dtype, device=dev
         )
-        if blocks.n_terms:
-            width = max(blocks.indices.shape[1], t)  # same width for both keys
-            b_idx = torch.nn.functional.pad(
-                blocks.indices, (0, width - blocks.indices.shape[1]), value=-1
-            )
-            sub, parent, _ = subsets(coalitions, max_size=t, min_size=1)
-            sub = torch.nn.functional.pad(sub, (0, width - sub.shape[1]), value=-1)
-            b_keys = row_keys(b_idx, n)
-            s_keys = row_keys(sub, n)
-            if b_keys is None or s_keys is None:  # pragma: no cover - needs (n+1)^t >= 2^62
-                raise ValueError(f"coalitions of size {t} of {n} features are too many to key.")
-            b_sorted, perm = torch.sort(b_keys)
-            pos = torch.searchsorted(b_sorted, s_keys).clamp(max=b_sorted.shape[0] - 1)
-            hit = b_sorted[pos] == s_keys
-            src = blocks.coefficients[perm[pos[hit]].to(coef_dev)]
-            values.index_add_(0, parent[hit].to(coef_dev), src)
+        sizes = blocks.orders
+        for u in range(1, t + 1):  # GV(T) = sum over T's subsets V of B_t(V), by |V| = u
+            level = sizes == u
+            if not bool(level.any()):
+                continue
+            b_idx, b_coef = blocks.indices[level][:, :u], blocks.coefficients[level]
+            if u == 1:  # singletons: a dense per-feature vector, gathered
+                single = torch.zeros((n, *out_shape), dtype=values.dtype, device=dev)
+                single.index_add_(0, b_idx[:, 0].to(dev), b_coef)
+                values += single[coalitions.to(dev)].sum(dim=1)
+            elif u == t:  # the coalition itself: its position in the listing
+                values.index_add_(0, _rank(b_idx, n, binom).to(dev), b_coef)
+            else:  # proper subsets of size u: keyed look-up
+                sub, parent, _ = subsets(coalitions, max_size=u, min_size=u)
+                b_keys, s_keys = row_keys(b_idx, n), row_keys(sub, n)
+                if b_keys is None or s_keys is None:  # pragma: no cover - (n+1)^u >= 2^62
+                    raise ValueError(f"coalitions of size {u} of {n} features are too many.")
+                b_sorted, perm = torch.sort(b_keys)
+                pos = torch.searchsorted(b_sorted, s_keys).clamp(max=b_sorted.shape[0] - 1)
+                hit = b_sorted[pos] == s_keys
+                values.index_add_(0, parent[hit].to(dev), b_coef[perm[pos[hit]].to(dev)])
         idx_out.append(torch.nn.functional.pad(coalitions, (0, order - t), value=-1))
         coef_out.append(values)
     return torch.cat(idx_out), torch.cat(coef_out)
