@@ -61,9 +61,9 @@ METHODS = ("torchspex", "spectralexplain", "shapiq")
 
 R2_EXACT = 0.999
 CALLS_GAMES = [
+    {"name": "sparse", "n": 1000, "n_terms": 50, "order": 3, "cap": 12000},
     {"name": "sparse", "n": 64, "n_terms": 50, "order": 3, "cap": 8000},
     {"name": "sparse", "n": 256, "n_terms": 50, "order": 3, "cap": 12000},
-    {"name": "sparse", "n": 1000, "n_terms": 50, "order": 3, "cap": 12000},
     {"name": "sparse", "n": 1000, "n_terms": 100, "order": 4, "cap": 24000},
     # robustness: order-3 terms, but the user asks for max_order = 2
     {"name": "sparse", "n": 256, "n_terms": 50, "order": 3, "max_order": 2, "cap": 12000,
@@ -293,11 +293,58 @@ def _bisect(method: str, cfg: dict, seed: int, lo: int, hi: int, emit) -> dict |
     return cache[hi]
 
 
+def _walk_b(method: str, cfg: dict, seed: int, t: int, limit: float, emit) -> dict | None:
+    """A peer's probe at its smallest exact ``b``: start near one bin per term, then walk ``b``
+    down (or up, to the cap) until the first failure."""
+    from torchspex.sampling import spex_sample_count
+
+    results: dict[int, dict] = {}
+
+    def exact(b: int) -> bool:
+        if b not in results:
+            results[b] = _timed_probe(method, cfg, seed, b, limit)
+            emit({"probe": results[b], "seed": seed})
+        return results[b].get("r2", -1.0) >= R2_EXACT
+
+    b = max(3, round(np.log2(cfg["n_terms"] / 3)))
+    if exact(b):
+        while b > 3 and exact(b - 1):
+            b -= 1
+        return results[b]
+    while spex_sample_count(cfg["n"], b + 1, t) <= cfg["cap"]:
+        b += 1
+        if exact(b):
+            return results[b]
+    return None
+
+
+def _timed_probe(method: str, cfg: dict, seed: int, b: int, limit: float) -> dict:
+    """A peer probe stopped after ``limit`` seconds (SIGALRM; counted as not exact)."""
+    import signal
+
+    from torchspex.sampling import spex_sample_count
+
+    def stop(signum, frame):
+        raise TimeoutError
+
+    signal.signal(signal.SIGALRM, stop)
+    signal.alarm(int(limit))
+    try:
+        return _probe_peer(method, cfg, seed, b)
+    except TimeoutError:
+        t = max(2, cfg.get("max_order", cfg["order"]))
+        return {"budget": spex_sample_count(cfg["n"], b, t), "b": b, "t": t,
+                "calls": spex_sample_count(cfg["n"], b, t), "timeout": limit}
+    finally:
+        signal.alarm(0)
+
+
 def run_calls_child(method: str, cfg: dict) -> None:
     """Prints one JSON line per probe and one per seed (``"result"``), as they finish."""
-    from torchspex.sampling import min_spex_samples, spex_sample_count
+    from torchspex.sampling import min_spex_samples
 
     n, cap = cfg["n"], cfg["cap"]
+    probe_limit = cfg.get("probe_limit", 150.0)
 
     def emit(row: dict) -> None:
         print(json.dumps(row), flush=True)
@@ -310,30 +357,25 @@ def run_calls_child(method: str, cfg: dict) -> None:
         code.parity_decode([0] * code.get_parity_length())
     for seed in cfg["seeds"]:
         if method.startswith("torchspex"):
-            best = _bisect(method, cfg, seed, min_spex_samples(n, 2), cap, emit)
+            low_t = {"torchspex_t=5": 5, "torchspex_t=max_order": max(2, cfg.get(
+                "max_order", cfg["order"]))}.get(method, 2)
+            best = _bisect(method, cfg, seed, min_spex_samples(n, low_t), cap, emit)
         else:
-            best = None
-            for b in range(3, 21):
-                if spex_sample_count(n, b, t) > cap:
-                    break
-                probe = _probe_peer(method, cfg, seed, b)
-                emit({"probe": probe, "seed": seed})
-                if probe["r2"] >= R2_EXACT:
-                    best = probe
-                    break
+            best = _walk_b(method, cfg, seed, t, probe_limit, emit)
         emit({"result": True, "seed": seed, "exact": best is not None,
               "budget": None if best is None else best["budget"],
               "calls": None if best is None else best["calls"], "best": best})
 
 
-def run_calls(methods: list[str], games: list[dict], seeds: list[int], timeout: float) -> list:
+def run_calls(methods: list[str], games: list[dict], seeds: list[int], timeout: float,
+              probe_limit: float = 150.0) -> list:
     rows = []
     env = dict(os.environ, PYTHONWARNINGS="ignore", TQDM_DISABLE="1")
     for cfg in games:
         for method in methods:
             if method not in cfg.get("methods", CALLS_METHODS):
                 continue
-            job = dict(cfg, seeds=seeds)
+            job = dict(cfg, seeds=seeds, probe_limit=probe_limit)
             cmd = [sys.executable, __file__, "--calls-child", method, json.dumps(job)]
             t0 = time.perf_counter()
             status, out, err = "ok", "", ""
@@ -371,7 +413,9 @@ def calls_label(res: dict) -> str:
         return f"{res['status']}" + (f" (not exact at {tried:,})" if tried else "")
     if not res.get("exact"):
         return f"> {res['game']['cap']:,}"
-    return f"{res['calls']:,}"
+    slow = [p for p in res["probes"] if p.get("timeout") and p["calls"] < res["calls"]]
+    return f"{res['calls']:,}" + (f" ({slow[-1]['calls']:,}: > {slow[-1]['timeout']:.0f} s)"
+                                  if slow else "")
 
 
 def print_calls_table(rows: list, methods: list[str]) -> None:
@@ -428,6 +472,10 @@ def main() -> None:
     parser.add_argument("--calls", action="store_true",
                         help="calls to exact recovery (R^2 >= 0.999) instead of equal budgets")
     parser.add_argument("--seeds", default="0,1", help="seeds of the --calls games")
+    parser.add_argument("--probe-limit", type=float, default=150.0,
+                        help="seconds per peer probe in --calls (slower: not exact)")
+    parser.add_argument("--combine", default=None,
+                        help="--calls: comma-separated JSON files to combine (no runs)")
     parser.add_argument("--merge", action="store_true",
                         help="replace only the rerun rows (methods x games) in the existing JSON")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
@@ -452,10 +500,15 @@ def main() -> None:
         seeds = [int(s) for s in args.seeds.split(",")]
         out = Path(args.out if args.out != parser.get_default("out") else
                    ROOT / "benchmarks" / "results" / "spex_calls_to_exact.json")
-        rows = run_calls(methods, games, seeds, args.timeout or 900.0)
+        rows = []
+        for other in args.combine.split(",") if args.combine else []:
+            rows += json.loads(Path(other).read_text())["runs"]
+        if not args.combine:
+            rows = run_calls(methods, games, seeds, args.timeout or 900.0, args.probe_limit)
         if args.merge and out.exists():
             keep = [r for r in json.loads(out.read_text())["runs"]
-                    if not (r["method"] in methods and r["game"] in games)]
+                    if not any(r["method"] == x["method"] and r["game"] == x["game"]
+                               for x in rows)]
             rows = keep + rows
         shown = [m for m in CALLS_METHODS if any(r["method"] == m for r in rows)]
         print_calls_table(rows, shown)
