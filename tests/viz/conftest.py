@@ -27,6 +27,17 @@ def render(fig) -> np.ndarray:
     return image
 
 
+def texts_inside(fig) -> None:
+    """Asserts everything the figure draws (titles, ticks, labels, colour bars) is on the page:
+    nothing cut at an edge."""
+    fig.canvas.draw()
+    drawn = fig.get_tightbbox(fig.canvas.get_renderer())  # inches, drawn artists only
+    page = fig.bbox_inches
+    tol = 0.02
+    assert drawn.x0 >= page.x0 - tol and drawn.x1 <= page.x1 + tol, (drawn, page)
+    assert drawn.y0 >= page.y0 - tol and drawn.y1 <= page.y1 + tol, (drawn, page)
+
+
 @pytest.fixture(autouse=True)
 def _close_figures():
     yield

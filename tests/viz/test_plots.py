@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 import torch
-from conftest import render
+from conftest import render, texts_inside
 
 from torchspex import Interactions, SparseSpectrum
 from torchspex.viz import plot_heatmap, plot_layers, plot_top_k
@@ -127,3 +127,27 @@ def test_repeated_names_get_their_position():
                                                           "the [2]"}
     fig, ax = plot_heatmap(res)
     assert texts(ax.get_xticklabels()) == ["the [0]", "cat", "the [2]"]
+
+
+LONG_NAMES = [f"{kind} {what}" for kind in ("mean", "error of", "worst") for what in (
+    "radius", "texture", "perimeter", "area", "smoothness", "compactness", "concavity",
+    "concave points", "symmetry", "fractal dimension")]
+
+
+def tabular_result() -> Interactions:
+    g = torch.Generator().manual_seed(1)
+    sets = [(i,) for i in range(30)] + [(i, (7 * i + 3) % 30) for i in range(0, 30, 3)]
+    sets = list(dict.fromkeys(tuple(sorted(s)) for s in sets if len(set(s)) == len(s)))
+    spec = SparseSpectrum.from_sets(sets, torch.randn(len(sets), generator=g).double(), 30)
+    return Interactions(spec, index="FSII", max_order=2, feature_names=LONG_NAMES)
+
+
+@pytest.mark.parametrize("kind", ["bar", "heatmap", "layers"])
+def test_thirty_long_names_stay_on_the_page(kind):
+    res = tabular_result()
+    if kind == "layers":
+        fig, _ = plot_layers([res, res.to_index("FBII", 2), res.to_index("SII", 2)])
+    else:
+        fig, _ = res.plot(kind)
+    render(fig)
+    texts_inside(fig)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import render
+from conftest import render, texts_inside
 
 from torchspex import Interactions, SparseSpectrum
 from torchspex.grouping.vision import patch_grid, patch_labels
@@ -98,6 +98,7 @@ def test_text_view_long_sentences_neither_overlap_nor_hit_the_title(line_width, 
     assert max(w.y1 for w in words) <= title.y0
     lines = {round(t.get_position()[1], 6) for t in ax.texts}
     assert len(lines) >= (1 if n_words == 8 else 6 if line_width == 60 else 2)  # wrapped
+    texts_inside(fig)
     render(fig)
 
 
@@ -125,6 +126,21 @@ def test_image_view():
     assert heat[0, 0] != 0 and heat[7, 7] != heat[0, 0]
     assert sorted(t.get_text() for t in ax.texts) == ["r0c0", "r0c1", "r1c0", "r1c1"]
     assert len(ax.lines) == 2
+
+
+def test_image_view_64_patches_labels_on_the_page():
+    image = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(0))
+    mask, labels = patch_grid(image.shape, 8), patch_labels(image.shape, 8)
+    sets = [(i,) for i in range(64)] + [(0, 63), (9, 54), (18, 20), (7, 56), (30, 33)]
+    g = torch.Generator().manual_seed(2)
+    spec = SparseSpectrum.from_sets(sets, torch.randn(len(sets), generator=g).double(), 64)
+    res = Interactions(spec, index="Moebius", feature_names=labels)
+    fig, ax = plot_image(res, image, mask, n_pairs=5)
+    render(fig)
+    texts_inside(fig)  # title, colour bar and its label, patch labels: none cut
+    assert sorted(t.get_text() for t in ax.texts) == sorted(
+        labels[i] for i in {0, 63, 9, 54, 18, 20, 7, 56, 30, 33})
+    assert fig.axes[1].get_ylabel() == "patch value (Moebius)"
 
 
 def test_image_view_numpy_hwc_and_errors():

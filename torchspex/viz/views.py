@@ -236,6 +236,7 @@ def plot_image(
     pairs, values = pair_values(shown)
     pairs, values = pairs[:n_pairs], values[:n_pairs]
     limit = symmetric_limit(first)
+    own_figure = ax is None
     fig, ax = figure_axes(ax, (6.0, 6.0))
     ax.imshow(picture, cmap="gray" if picture.ndim == 2 else None)
     heat = ax.imshow(first[pos], cmap=CMAP, vmin=-limit, vmax=limit, alpha=alpha)
@@ -245,15 +246,21 @@ def plot_image(
     cy = np.bincount(pos.ravel(), rows.ravel(), shown.n_features) / safe
     cx = np.bincount(pos.ravel(), cols.ravel(), shown.n_features) / safe
     colours, widths = _pair_style(values, symmetric_limit(values))
+    from matplotlib import patheffects
+
     for (i, j), colour, width in zip(pairs.tolist(), colours, widths):
-        ax.plot([cx[i], cx[j]], [cy[i], cy[j]], color=colour, linewidth=width, alpha=0.9,
-                marker="o", markersize=4)
+        halo = [patheffects.withStroke(linewidth=width + 2.5, foreground="white")]
+        ax.plot([cx[i], cx[j]], [cy[i], cy[j]], color=colour, linewidth=width, alpha=0.95,
+                marker="o", markersize=4, path_effects=halo)  # a white edge: visible on red/blue
     for i in sorted(set(pairs.ravel().tolist())):
         if count[i]:
-            ax.text(cx[i], cy[i], shown.feature_names[i], fontsize=7, ha="center", va="bottom",
-                    color="black", bbox={"facecolor": "white", "alpha": 0.6, "pad": 1,
-                                         "edgecolor": "none"})
+            ax.annotate(shown.feature_names[i], (cx[i], cy[i]), xytext=(0, 5),
+                        textcoords="offset points", fontsize=8, ha="center", va="bottom",
+                        color="black", zorder=5,
+                        bbox={"facecolor": "white", "alpha": 0.8, "pad": 1, "edgecolor": "none"})
     ax.set_axis_off()
     ax.set_title(f"Patch values and top {len(values)} pairs ({shown.index})")
-    fig.colorbar(heat, ax=ax, fraction=0.046, pad=0.04)
+    fig.colorbar(heat, ax=ax, fraction=0.046, pad=0.04).set_label(f"patch value ({shown.index})")
+    if own_figure:
+        fig.tight_layout()
     return fig, ax
