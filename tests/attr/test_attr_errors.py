@@ -240,3 +240,12 @@ def test_baselines_true_is_one_as_in_captum():
     torch.testing.assert_close(ours.first_order(), ref.first_order())
     expected = model(torch.ones(1, 3))[:, 0].double().detach()
     torch.testing.assert_close(ours.baselines_value, expected)
+
+
+def test_top_k_of_a_batch_asks_for_one_example():
+    model = torch.nn.Linear(3, 1)
+    batch = _attribute(model, torch.ones(2, 3), target=0)
+    with pytest.raises(ValueError, match=r"batch of 2.*result\.select\(i\)\.top_k\(3\)"):
+        batch.top_k(3)
+    assert batch.select(1).top_k(3) == _attribute(model, torch.ones(1, 3), target=0).top_k(3)
+    assert "example 1:" in str(batch)  # printing a batch shows each example's ranking

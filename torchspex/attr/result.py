@@ -92,6 +92,41 @@ class AttributionInteractions(Interactions):
             out.append(vals.to(layout["device"], attribution_dtype(dtype)))
         return tuple(out) if layout["is_tuple"] else out[0]
 
+    def top_k(
+        self, k: int = 10, order: int | None = None, include_empty: bool = False
+    ) -> list[tuple[tuple[Any, ...], float | Tensor]]:
+        """The ``k`` strongest interactions of a single example (see :meth:`Interactions.top_k`).
+
+        A batch has no single ranking (the strongest pair of one example may be nothing in
+        another), so for ``batch_size > 1`` this raises: rank one example with
+        ``result.select(i).top_k(k)``, or every one with
+        ``[result.select(i).top_k(k) for i in range(result.batch_size)]``.
+
+        Raises:
+            ValueError: for a batch of more than one example.
+        """
+        if self.batch_size > 1:
+            raise ValueError(
+                f"`top_k` ranks one example; this result holds a batch of {self.batch_size}. "
+                f"Rank one with `result.select(i).top_k({k})` (i in 0..{self.batch_size - 1}), "
+                f"or each with `[result.select(i).top_k({k}) for i in "
+                "range(result.batch_size)]`."
+            )
+        return self.select(0).top_k(k, order, include_empty)
+
+    def __str__(self) -> str:
+        if self.batch_size == 1:
+            return str(self.select(0))
+        shown = min(self.batch_size, 3)
+        lines = [repr(self)]
+        for b in range(shown):
+            one = str(self.select(b)).splitlines()
+            lines.append(f"example {b}:")
+            lines.extend(f"  {line}" for line in one[2:7])
+        if shown < self.batch_size:
+            lines.append(f"... {self.batch_size - shown} more: `result.select(i)` for example i")
+        return "\n".join(lines)
+
     def __repr__(self) -> str:
         return (
             f"AttributionInteractions(index={self.index!r}, max_order={self.max_order}, "
