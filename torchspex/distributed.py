@@ -39,7 +39,7 @@ order. Results are identical to evaluating the chunks one after the other.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
 import numpy as np
@@ -137,7 +137,7 @@ def _result(item: Any) -> Any:
 
 def map_batches(
     function: Callable[[Any], Any], batches: Sequence[Any], executor: Any = None
-) -> Iterator[Any]:
+) -> Generator[Any, None, None]:
     """Yields ``function(batch)`` for each batch, in order, computed by ``executor``.
 
     With ``submit``, every batch is submitted at once and the results are collected in order;

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 import torch
@@ -147,7 +147,8 @@ class Interactions:
 
         ``result.select(b)`` indexes the first trailing dimension, ``select(b, c)`` two of them.
         """
-        coef = self.spectrum.coefficients[(slice(None), *output)]
+        key: tuple[slice | int, ...] = (slice(None), *output)
+        coef = self.spectrum.coefficients[key]
         spectrum = self.spectrum.replace(coefficients=coef)
         return self._derive(Interactions, spectrum, self.index, self.max_order)
 
@@ -333,8 +334,10 @@ class Interactions:
         ``"heatmap"`` (:func:`~torchspex.viz.plot_heatmap`), ``"text"``
         (:func:`~torchspex.viz.plot_text`) or ``"image"`` (:func:`~torchspex.viz.plot_image`).
         Returns ``(fig, ax)``."""
-        kinds = {"bar": viz.plot_top_k, "heatmap": viz.plot_heatmap, "text": viz.plot_text,
-                 "image": viz.plot_image}
+        kinds: dict[str, Callable[..., Any]] = {
+            "bar": viz.plot_top_k, "heatmap": viz.plot_heatmap, "text": viz.plot_text,
+            "image": viz.plot_image,
+        }  # fmt: skip
         if kind not in kinds:
             raise ValueError(f"`kind` must be one of {tuple(kinds)}; got {kind!r}.")
         return kinds[kind](self, **kwargs)

@@ -210,7 +210,11 @@ def _milp(
     c_parts = [c_x, -2.0 * coef[high]]
     integrality = [np.ones(n), np.zeros(n_z)]
     lower, upper = [np.zeros(n), np.zeros(n_z)], [np.ones(n), np.ones(n_z)]
-    rows, cols, vals, row_lo, row_hi = [], [], [], [], []
+    rows: list[np.ndarray] = []  # COO entries of the constraint matrix, by block
+    cols: list[np.ndarray] = []
+    vals: list[np.ndarray] = []
+    row_lo: list[np.ndarray] = []
+    row_hi: list[np.ndarray] = []
     n_rows, n_vars = 0, n + n_z
     z_of = np.arange(n_z) + n
     for k in np.unique(orders[high]).tolist():

@@ -54,7 +54,7 @@ class AttributionInteractions(Interactions):
         return self.info["baselines_value"]
 
     # ------------------------------------------------------------------ views
-    def first_order(
+    def first_order(  # type: ignore[override]  # Captum's layout: a tuple for tuple inputs
         self, index: str = "SV", return_input_shape: bool = True
     ) -> Tensor | tuple[Tensor, ...]:
         """First-order values in ``index`` (``"SV"`` Shapley, ``"BV"`` Banzhaf, ...).

@@ -136,7 +136,7 @@ def _lgb_column(fields: dict[str, list[str]], key: str, dtype: type,
                 counts: np.ndarray) -> list[np.ndarray]:
     """One array per tree for the field ``key`` (``counts[t]`` entries in tree ``t``)."""
     lines = fields.get(key, [])
-    flat = np.array(" ".join(lines).split(), dtype=dtype)
+    flat: np.ndarray = np.array(" ".join(lines).split(), dtype=dtype)
     if len(lines) != len(counts) or flat.size != int(counts.sum()):
         raise ValueError(f"could not read LightGBM field {key!r} from the model string.")
     return np.split(flat, np.cumsum(counts)[:-1])
@@ -145,7 +145,11 @@ def _lgb_column(fields: dict[str, list[str]], key: str, dtype: type,
 def _parse_lightgbm(booster: Any) -> TreeEnsemble:
     text = booster.model_to_string()
     head, _, rest = text.partition("\nTree=")
-    header = dict(line.split("=", 1) for line in head.splitlines() if "=" in line)
+    header: dict[str, str] = {}
+    for line in head.splitlines():
+        key, sep, val = line.partition("=")
+        if sep:
+            header[key] = val
     body = "Tree=" + rest.split("end of trees")[0]
     fields: dict[str, list[str]] = {}
     for line in body.splitlines():
@@ -166,7 +170,7 @@ def _parse_lightgbm(booster: Any) -> TreeEnsemble:
         raise ValueError("`model` has no trees; fit it first.")
     n_int = n_leaves - 1
     split = n_leaves > 1
-    cols = {}
+    cols: dict[str, list[np.ndarray]] = {}
     for key, dtype in (("split_feature", np.int64), ("threshold", np.float64),
                        ("decision_type", np.int64), ("left_child", np.int64),
                        ("right_child", np.int64), ("internal_count", np.float64)):

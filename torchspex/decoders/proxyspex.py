@@ -351,7 +351,7 @@ def decode_proxyspex(
 
     start = time.perf_counter()
     supports = [_union_support(spectra, level, max_terms) for level in energies]
-    scores = []
+    scores: list[float] = []  # held-out error of each energy level's support
     if len(energies) > 1:
         train = torch.from_numpy(~valid)
         held = torch.from_numpy(valid)

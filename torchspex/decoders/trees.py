@@ -147,7 +147,9 @@ def _sum_terms(
         idx, coef = coalesce(torch.cat([c[0] for c in chunks]), torch.cat([c[1] for c in chunks]),
                              n_features)
         return idx, coef
-    keys = torch.cat([row_keys(c[0], n_features) for c in chunks])
+    parts = [row_keys(c[0], n_features) for c in chunks]
+    assert all(k is not None for k in parts)  # width is below the overflow bound (above)
+    keys = torch.cat([k for k in parts if k is not None])
     coef = torch.cat([c[1] for c in chunks])
     uniq, inverse = torch.unique(keys, sorted=True, return_inverse=True)
     out = torch.zeros((uniq.shape[0], *coef.shape[1:]), dtype=coef.dtype)

@@ -128,7 +128,7 @@ def coalesce(indices: Tensor, coefficients: Tensor, n_features: int) -> tuple[Te
 
 @lru_cache(maxsize=256)
 def _patterns(size: int, max_subset: int) -> tuple[tuple[int, ...], ...]:
-    pats = []
+    pats: list[tuple[int, ...]] = []
     for t in range(min(size, max_subset) + 1):
         pats.extend(itertools.combinations(range(size), t))
     return tuple(pats)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -184,9 +185,10 @@ class SparseSpectrum:
         idx = normalize_indices(self.indices[keep]) if self.indices.shape[1] else self.indices[keep]
         return self.replace(indices=idx, coefficients=self.coefficients[keep])
 
-    def to(self, *args: object, **kwargs: object) -> SparseSpectrum:
-        """Moves/casts the coefficients (``indices`` follow the device)."""
-        coef = self.coefficients.to(*args, **kwargs)  # type: ignore[arg-type]
+    def to(self, *args: Any, **kwargs: Any) -> SparseSpectrum:
+        """Moves/casts the coefficients (``indices`` follow the device); arguments as
+        :meth:`torch.Tensor.to`."""
+        coef = self.coefficients.to(*args, **kwargs)
         return self.replace(indices=self.indices.to(coef.device), coefficients=coef)
 
     def evaluate(self, masks: Tensor, chunk_size: int | None = None) -> Tensor:

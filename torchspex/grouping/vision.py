@@ -34,7 +34,7 @@ def _patch_size(patch_size: int | Sequence[int]) -> tuple[int, int]:
         raise ValueError(
             f"`patch_size` must be a positive int or a pair (height, width); got {patch_size!r}."
         )
-    return size  # type: ignore[return-value]
+    return size
 
 
 def patch_grid(image_shape: Sequence[int] | Tensor, patch_size: int | Sequence[int]) -> Tensor:

@@ -198,8 +198,8 @@ class LayerSpectralInteraction:
 
     def _layer_name(self) -> str | None:
         """The layer's qualified name inside ``forward_func`` (when that is a module)."""
-        root = self.forward_func
-        root = root if isinstance(root, nn.Module) else getattr(root, "__self__", None)
+        func = self.forward_func
+        root = func if isinstance(func, nn.Module) else getattr(func, "__self__", None)
         if not isinstance(root, nn.Module):
             return None
         return next((name for name, m in root.named_modules() if m is self.layer), None)
@@ -440,7 +440,8 @@ class LayerSweep:
         except ImportError as err:  # pragma: no cover - depends on the environment
             raise ImportError('plotting needs matplotlib: pip install "torchspex[viz]"') from err
         data = self.first_order(index)
-        data = data[(slice(None), *output)] if output else data
+        key: tuple[slice | int, ...] = (slice(None), *output)
+        data = data[key] if output else data
         if data.dim() != 2:
             raise ValueError(
                 f"`output` must select one value per feature; values have shape "
@@ -464,7 +465,7 @@ def _named_layers(
     layers: nn.Module | Sequence[nn.Module] | Sequence[tuple[str, nn.Module]],
 ) -> list[tuple[str, nn.Module]]:
     if isinstance(layers, nn.ModuleList) or not isinstance(layers, nn.Module):
-        items = list(layers)  # type: ignore[arg-type]
+        items = list(layers)
         named = [it if isinstance(it, tuple) else (str(i), it) for i, it in enumerate(items)]
     else:
         named = transformer_blocks(layers)

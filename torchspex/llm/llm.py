@@ -511,5 +511,7 @@ class LLMSpectralInteraction:
             cache_key=None if cache is None else self._model_key(), **decoder_options,
         )  # fmt: skip
         extras = self._extras(feats, target_ids)
-        results = [LLMInteractions._wrap(res.select(0), **extras) for res in sweep.results]
+        results: list[Interactions] = [
+            LLMInteractions._wrap(res.select(0), **extras) for res in sweep.results
+        ]
         return LayerSweep(sweep.layer_names, results)

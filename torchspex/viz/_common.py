@@ -89,11 +89,11 @@ def symmetric_limit(*arrays: np.ndarray) -> float:
 
 def disambiguate(names: Sequence[object]) -> list[str]:
     """The names as strings; one that occurs more than once gets its position, ``"the [5]"``."""
-    names = [str(name) for name in names]
+    labels = [str(name) for name in names]
     seen: dict[str, int] = {}
-    for name in names:
-        seen[name] = seen.get(name, 0) + 1
-    return [f"{name} [{i}]" if seen[name] > 1 else name for i, name in enumerate(names)]
+    for label in labels:
+        seen[label] = seen.get(label, 0) + 1
+    return [f"{label} [{i}]" if seen[label] > 1 else label for i, label in enumerate(labels)]
 
 
 def display_names(result: Interactions) -> list[str]:
