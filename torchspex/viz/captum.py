@@ -76,7 +76,9 @@ def visualize_image(
         image: ``[C, H, W]`` tensor or ``[H, W, C]`` array (see :func:`~torchspex.viz.image_hwc`).
         feature_mask: region ids, as for :func:`to_image_attr`.
         index: first-order index.
-        method, sign, **kwargs: passed to ``visualize_image_attr``.
+        method: passed to ``visualize_image_attr``.
+        sign: passed to ``visualize_image_attr``.
+        **kwargs: passed to ``visualize_image_attr``.
 
     Returns:
         ``(fig, ax)`` from Captum.
