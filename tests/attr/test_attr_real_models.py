@@ -60,7 +60,7 @@ def test_cnn_on_digits_with_patch_masks_matches_captum(digits_cnn):
         x, target=predicted, feature_mask=mask, perturbations_per_eval=4
     )
     assert result.first_order().shape == x.shape
-    torch.testing.assert_close(result.first_order(), ref.to(D), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(result.first_order().double(), ref.to(D), atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.slow
@@ -83,7 +83,7 @@ def test_cnn_on_digits_every_class_from_one_set_of_masks(digits_cnn):
     torch.testing.assert_close(
         every.first_order(return_input_shape=False).sum(-1), gap, atol=1e-5, rtol=1e-5
     )
-    assert len(targeted.to_index("STII", max_order=2).top_k(3, order=2)) == 3
+    assert len(targeted.select(0).to_index("STII", max_order=2).top_k(3, order=2)) == 3
     torch.testing.assert_close(
         targeted.convergence_delta, torch.zeros(4, dtype=D), atol=1e-12, rtol=0
     )
@@ -120,7 +120,7 @@ def test_mlp_on_tabular_data_with_background_set():
     ref = torch.stack(
         [sv.attribute(x, baselines=b, target=0, feature_mask=groups) for b in background]
     ).mean(0)
-    torch.testing.assert_close(result.first_order(), ref.to(D), atol=1e-6, rtol=0)
+    torch.testing.assert_close(result.first_order().double(), ref.to(D), atol=1e-6, rtol=0)
     assert result.info["n_forward_rows"] == 32 * 3 * 2  # every mask x background x example
     expected = model(x)[:, 0] - model(background.squeeze(1))[:, 0].mean()
     torch.testing.assert_close(result.first_order().sum(1) / 2, expected.detach())
@@ -181,7 +181,7 @@ def test_minilm_words_match_captum(minilm):
         additional_forward_args=(attention,),
         perturbations_per_eval=5,
     )
-    torch.testing.assert_close(result.first_order(), ref.to(D), atol=1e-6, rtol=0)
+    torch.testing.assert_close(result.first_order().double(), ref.to(D), atol=1e-6, rtol=0)
     top = result.to_index("FSII", max_order=2).top_k(1)
     assert top[0][0]  # a named interaction (feature ids)
 

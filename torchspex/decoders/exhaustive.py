@@ -36,9 +36,17 @@ def check_exhaustive(n_features: int, n_samples: int | None) -> None:
             "method='proxyspex' for more features."
         )
     if n_samples is not None and n_samples < (1 << n_features):
+        from torchspex.decoders.proxyspex import MIN_SAMPLES
+
+        # only advice that works: below 2^n, ProxySPEX needs MIN_SAMPLES (SPEX needs more)
+        other = (
+            f", or use method='proxyspex' (an estimate from {MIN_SAMPLES} masks)"
+            if n_samples >= MIN_SAMPLES
+            else ""
+        )
         raise BudgetTooSmallError(
             f"method='exhaustive' needs n_samples >= 2^{n_features} = {1 << n_features}; got "
-            f"{n_samples}. Raise `n_samples` or use method='spex' or 'proxyspex'.",
+            f"{n_samples}. Raise `n_samples` to at least {1 << n_features}{other}.",
             1 << n_features,
         )
 
