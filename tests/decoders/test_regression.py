@@ -1,0 +1,161 @@
+"""Index-aware regression and method="auto": exact corners, exact low-order games, any budget
+from n + 2, the choice recorded."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from torchspex import explain
+from torchspex.decoders.base import BudgetTooSmallError, Evaluator
+from torchspex.decoders.efficiency import enforce_corners
+from torchspex.decoders.regression import decode_regression, index_family
+from torchspex.fourier import SparseSpectrum, fourier_to_index
+
+pytest.importorskip("lightgbm")
+
+
+def quadratic(n: int, seed: int = 0):
+    """A random game with terms of order <= 2 (its odd part is linear)."""
+    g = torch.Generator().manual_seed(seed)
+    lin = torch.randn(n, generator=g, dtype=torch.float64)
+    quad = torch.randn(n, n, generator=g, dtype=torch.float64).triu(1) * 0.5
+
+    def f(masks: torch.Tensor) -> torch.Tensor:
+        x = masks.double()
+        return 0.3 + x @ lin + ((x @ quad) * x).sum(dim=1)
+
+    return f
+
+
+def hierarchical(masks: torch.Tensor) -> torch.Tensor:
+    x = masks.double()
+    return (1.0 + 2.0 * x[:, 0] - x[:, 1] + 1.5 * x[:, 0] * x[:, 1] + x[:, 2] * x[:, 3] * x[:, 4]
+            - 0.8 * x[:, 1] * x[:, 2] * x[:, 3] * x[:, 5] * x[:, 6] + 0.2 * x[:, 7:].sum(dim=1))
+
+
+def _exact(f, n: int) -> SparseSpectrum:
+    return explain(f, n, method="exhaustive").spectrum
+
+
+def _dense(spectrum: SparseSpectrum, index: str, order: int) -> dict:
+    return fourier_to_index(spectrum, index, order).to_dict()
+
+
+def _sv(spectrum: SparseSpectrum, n: int) -> np.ndarray:
+    d = _dense(spectrum, "SV", 1)
+    return np.array([d.get((i,), 0.0) for i in range(n)])
+
+
+def test_index_family():
+    assert index_family("SV") == index_family("k-SII") == index_family("FSII") == "shapley"
+    assert index_family("FBII") == index_family("BV") == index_family("Moebius") == "banzhaf"
+
+
+@pytest.mark.parametrize("index", ["SV", "FBII"])
+def test_low_order_game_is_recovered_exactly(index):
+    n = 10
+    f = quadratic(n)
+    spec, info = decode_regression(Evaluator(f, n, n_samples=200), n, n_samples=200, index=index)
+    exact = _exact(f, n)
+    assert np.allclose(_sv(spec, n), _sv(exact, n), atol=1e-8)
+    ours, truth = _dense(spec, "k-SII", 2), _dense(exact, "k-SII", 2)
+    for key in truth:
+        assert abs(ours.get(key, 0.0) - truth[key]) < 1e-7, key
+    assert info["method"] == "regression"
+    assert info["design"] == ("paired kernel" if index == "SV" else "uniform")
+
+
+def test_shapley_values_converge_on_a_hierarchical_game():
+    n = 12
+    exact = _sv(_exact(hierarchical, n), n)
+    errors = []
+    for budget in (64, 512):
+        spec, _ = decode_regression(Evaluator(hierarchical, n, n_samples=budget), n,
+                                    n_samples=budget, index="SV")  # fmt: skip
+        errors.append(np.linalg.norm(_sv(spec, n) - exact) / np.linalg.norm(exact))
+    assert errors[1] < 1e-6 < errors[0] or errors[1] < 0.1 * errors[0]
+
+
+METHODS = ["auto", "regression", "spex", "proxyspex"]
+INDICES = ["SV", "k-SII", "STII", "FSII", "FBII", "BV", "Moebius"]
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("index", INDICES)
+def test_efficiency_and_baseline_for_every_method_and_index(method, index):
+    n = 24 if method == "spex" else 14
+    budget = 700 if method == "spex" else 300
+    spec_f = hierarchical
+    res = explain(spec_f, n, method=method, n_samples=budget, index=index, max_order=2)
+    assert res.n_evaluations <= budget
+    ends = torch.stack([torch.zeros(n, dtype=torch.bool), torch.ones(n, dtype=torch.bool)])
+    f_empty, f_full = spec_f(ends).tolist()
+    sv = res.to_index("SV").to_dict()
+    total = sum(v for k, v in sv.items() if len(k) == 1)
+    assert abs(total - (f_full - f_empty)) <= 1e-9 * abs(f_full - f_empty)
+    assert abs(res.baseline_value - f_empty) < 1e-9
+    if index in ("SV", "k-SII", "STII", "FSII"):
+        assert abs(res.to_dict().get((), 0.0) - f_empty) < 1e-9
+
+
+@pytest.mark.parametrize("method", ["auto", "regression"])
+def test_any_budget_from_n_plus_2(method):
+    n = 30
+    for budget in (n + 2, n + 3, 2 * n):
+        res = explain(hierarchical, n, method=method, n_samples=budget, index="SV")
+        assert res.n_evaluations <= budget
+        assert res.n_evaluations >= budget - 1
+        sv = res.to_index("SV").to_dict()
+        assert all(math.isfinite(v) for v in sv.values())
+    with pytest.raises(BudgetTooSmallError, match=f"n_samples >= {n + 2}") as err:
+        explain(hierarchical, n, method=method, n_samples=n + 1, index="SV")
+    assert err.value.minimum == n + 2
+
+
+def test_auto_records_its_choice_and_reason():
+    exhaustive = explain(hierarchical, 8, n_samples=256, index="SV")
+    assert exhaustive.info["auto"]["choice"] == "exhaustive"
+    assert "2^8" in exhaustive.info["auto"]["reason"]
+    small = explain(hierarchical, 12, n_samples=100, index="k-SII")
+    assert small.info["auto"]["choice"] == "regression"
+    assert "shapley design" in small.info["auto"]["reason"]
+    banzhaf = explain(hierarchical, 12, n_samples=100, index="FBII")
+    assert banzhaf.info["design"] == "uniform"
+
+    def sparse(masks):
+        x = masks.double()
+        return 2.0 * x[:, 3] * x[:, 40] - x[:, 7] + 0.5 * x[:, 10] * x[:, 11] * x[:, 12]
+
+    large = explain(sparse, 64, n_samples=2000, index="SV")
+    choice = large.info["auto"]
+    assert choice["choice"] in ("spex", "spex+regression")
+    assert {"spex_error", "regression_cv_error", "reason"} <= set(choice)
+    assert large.n_evaluations <= 2000
+    sv = large.to_index("SV").to_dict()
+    assert abs(sv[(3,)] - 1.0) < 1e-8 and abs(sv[(7,)] + 1.0) < 1e-8
+
+
+def test_default_budget_warns_with_the_count():
+    import torchspex.decoders.auto as auto
+
+    auto._warned_default.discard(9)
+    with pytest.warns(UserWarning, match="up to 256 masks"):
+        explain(hierarchical, 9, index="SV")
+
+
+def test_enforce_corners_is_exact_and_leaves_exact_fits_alone():
+    g = torch.Generator().manual_seed(0)
+    n = 9
+    coef = torch.randn(4, generator=g, dtype=torch.float64)
+    spec = SparseSpectrum.from_sets([(), (0,), (1, 2), (0, 3, 4)], coef, n)
+    masks = torch.rand(50, n, generator=g) < 0.5
+    ends = torch.stack([torch.zeros(n, dtype=torch.bool), torch.ones(n, dtype=torch.bool)])
+    fixed = enforce_corners(spec, masks, torch.tensor(1.0), torch.tensor(-2.0))
+    assert torch.allclose(fixed.evaluate(ends), torch.tensor([1.0, -2.0], dtype=torch.float64))
+    true_ends = spec.evaluate(ends)
+    same = enforce_corners(spec, masks, true_ends[0], true_ends[1])
+    assert torch.allclose(same.evaluate(masks), spec.evaluate(masks), atol=1e-12)

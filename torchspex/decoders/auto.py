@@ -1,0 +1,210 @@
+"""``method="auto"``: the design and the decoder chosen from n, the budget and the index.
+
+The rules, each recorded in ``info["auto"]`` with its reason:
+
+1. **Every mask fits the budget** (``n <= 20``, ``n_samples >= 2^n``): all ``2^n`` masks, the
+   exact spectrum (nothing is left to estimate).
+2. **Many features** (``n >= SPEX_FEATURES``) **and a budget SPEX can decode with**: a hybrid.
+   SPEX (sparse-graph codes, the one decoder that scales to thousands of features) spends
+   ``SPEX_SHARE`` of the budget; the rest goes to the index's own design (paired Shapley-kernel
+   coalitions, or uniform masks for the Banzhaf family), which serves twice: as held-out data
+   that scores SPEX's spectrum, and as the samples of the regression
+   (:func:`~torchspex.decoders.regression.fit_regression`) with SPEX's terms ranked first among
+   its candidates. Whichever has the lower error on those samples (SPEX's held-out error against
+   the regression's cross-validated error: no extra calls) is returned, exact at the corners.
+3. **Otherwise** (few features, or a budget below SPEX's minimum): the index-aware regression on
+   the index's own design; any budget from ``n + 2`` calls works.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import torch
+
+from torchspex.decoders.base import BudgetTooSmallError, Evaluator
+from torchspex.decoders.efficiency import enforce_corners
+from torchspex.decoders.regression import (
+    decode_regression,
+    design,
+    fit_regression,
+    index_family,
+    minimum_samples,
+    paired_error,
+    suggest_n_samples,
+)
+from torchspex.fourier import SparseSpectrum
+
+__all__ = ["SPEX_FEATURES", "SPEX_SHARE", "decode_auto", "default_n_samples"]
+
+#: From this many features on, auto lets SPEX look for the support.
+SPEX_FEATURES = 48
+#: Share of the budget SPEX spends in the hybrid.
+SPEX_SHARE = 0.6
+#: Fewest masks the index's own design gets in the hybrid (beyond the corners).
+_MIN_REST = 32
+
+_warned_default: set[int] = set()
+
+
+def default_n_samples(n_features: int) -> int:
+    """The budget ``method="auto"`` spends when ``n_samples=None``: ``20 n`` (at least 256),
+    capped at ``2^n``.
+
+    Example:
+        >>> default_n_samples(10), default_n_samples(100)
+        (256, 2000)
+    """
+    return suggest_n_samples(n_features)
+
+
+def decode_auto(
+    evaluator: Evaluator,
+    n_features: int,
+    *,
+    n_samples: int | None = None,
+    max_order: int | None = None,
+    generator: torch.Generator | None = None,
+    index: str | None = None,
+    **options: Any,
+) -> tuple[SparseSpectrum, dict[str, Any]]:
+    """Chooses and runs a decoder for the index, the number of features and the budget.
+
+    Args:
+        evaluator: the value function behind an :class:`~torchspex.decoders.base.Evaluator`.
+        n_features: number of features ``n``.
+        n_samples: most distinct masks to evaluate, ``>= n + 2``; ``None``:
+            :func:`default_n_samples`, with a warning naming the count.
+        max_order: the order reported (never caps the fit).
+        generator: randomness (``None``: seed 0).
+        index: the index to be reported (its family picks the design).
+        **options: none; pick a method explicitly to pass decoder options.
+
+    Returns:
+        ``(spectrum, info)``; ``info["auto"]`` holds the choice, the reason and, for the
+        hybrid, both errors compared.
+
+    Raises:
+        BudgetTooSmallError: if ``n_samples < n + 2``.
+        TypeError: if options are given.
+
+    Example:
+        >>> f = lambda m: (3.0 * m[:, 0] * m[:, 1] + m[:, 2]).double()
+        >>> spec, info = decode_auto(Evaluator(f, 12, n_samples=100), 12, n_samples=100)
+        >>> info["auto"]["choice"]
+        'regression'
+    """
+    if options:
+        raise TypeError(
+            f"method='auto' takes no decoder options; got {sorted(options)}. Choose the method "
+            "yourself (e.g. method='spex' or 'regression') to pass them."
+        )
+    n = n_features
+    if generator is None:
+        generator = torch.Generator().manual_seed(0)
+    if n_samples is None:
+        n_samples = default_n_samples(n)
+        if n not in _warned_default:
+            _warned_default.add(n)
+            warnings.warn(
+                f"n_samples=None: method='auto' will evaluate up to {n_samples} masks for {n} "
+                "features (20 per feature, at least 256); pass `n_samples` to choose.",
+                stacklevel=4,
+            )
+    minimum = minimum_samples(n)
+    if n_samples < minimum:
+        raise BudgetTooSmallError(
+            f"method='auto' needs n_samples >= {minimum} for {n} features (the two corners "
+            f"and n / 2 paired coalitions); got {n_samples}.",
+            minimum,
+        )
+    family = index_family(index)
+    if n <= 20 and n_samples >= 1 << n:
+        from torchspex.decoders.exhaustive import decode_exhaustive
+
+        spectrum, info = decode_exhaustive(evaluator, n)
+        reason = f"n_samples={n_samples} covers all 2^{n} = {1 << n} masks: exact"
+        return spectrum, {**info, "auto": {"choice": "exhaustive", "reason": reason}}
+    if n >= SPEX_FEATURES:
+        hybrid = _hybrid(evaluator, n, n_samples, max_order, generator, family)
+        if hybrid is not None:
+            return hybrid
+        reason = (
+            f"n = {n} >= {SPEX_FEATURES}, but n_samples={n_samples} is below what SPEX needs "
+            f"at a {SPEX_SHARE:.0%} share; regression on the {family} design"
+        )
+    else:
+        reason = f"n = {n} < {SPEX_FEATURES}: regression on the {family} design"
+    spectrum, info = decode_regression(evaluator, n, n_samples=n_samples, max_order=max_order,
+                                       generator=generator, index=index)  # fmt: skip
+    return spectrum, {**info, "auto": {"choice": "regression", "reason": reason}}
+
+
+def _hybrid(
+    evaluator: Evaluator,
+    n: int,
+    n_samples: int,
+    max_order: int | None,
+    generator: torch.Generator,
+    family: str,
+) -> tuple[SparseSpectrum, dict[str, Any]] | None:
+    """SPEX on a share of the budget, the index's design on the rest, the better one kept.
+
+    ``None`` (before any evaluation) when SPEX cannot run on its share.
+    """
+    from torchspex.decoders.spex import decode_spex
+
+    spex_budget = int(SPEX_SHARE * n_samples)
+    rest = n_samples - spex_budget
+    if rest < _MIN_REST + 2:
+        return None
+    try:
+        spex_spec, spex_info = decode_spex(evaluator, n, n_samples=spex_budget,
+                                           max_order=max_order, generator=generator)  # fmt: skip
+    except BudgetTooSmallError:
+        return None
+    spex_masks, spex_values = evaluator.masks, evaluator.values
+    # the index's own design on what is left (masks SPEX already has cost nothing again)
+    left = n_samples - evaluator.n_evaluations
+    masks, weights = design(n, max(2, left), generator, family)
+    values = evaluator(masks)
+    proxy_data = (torch.cat([spex_masks, masks]), torch.cat([spex_values, values]))
+    support = spex_spec.prune(atol=0.0)
+    order = torch.argsort(support.coefficients.reshape(support.n_terms, -1).abs().sum(dim=1),
+                          descending=True)  # fmt: skip
+    prior = support.indices[order]
+    reg_spec, reg_info = fit_regression(masks, weights, values, n, generator, family,
+                                        prior=prior, proxy_data=proxy_data)  # fmt: skip
+    if family == "shapley":
+        spex_error = paired_error(spex_spec, masks, weights, values)
+    else:
+        pred = spex_spec.evaluate(masks[2:]).reshape(masks.shape[0] - 2, -1)
+        flat = values[2:].reshape(masks.shape[0] - 2, -1)
+        scale = flat.var(dim=0, correction=0).clamp(min=1e-300)
+        spex_error = float((((pred - flat) ** 2).sum(dim=0) / scale).sum())
+    reg_error = reg_info.get("cv_error", math.nan)
+    use_spex = not math.isfinite(reg_error) or spex_error <= reg_error
+    choice = {
+        "spex_error": spex_error,
+        "regression_cv_error": reg_error,
+        "n_spex_samples": int(spex_masks.shape[0]),
+        "n_design_samples": int(masks.shape[0]),
+    }
+    if use_spex:
+        all_masks = torch.cat([spex_masks, masks])
+        spectrum = enforce_corners(spex_spec, all_masks, values[0], values[1])
+        reason = (f"n = {n} >= {SPEX_FEATURES}: SPEX on {spex_budget} calls; its held-out error "
+                  f"on the {family} design ({spex_error:.3g}) <= the regression's CV error "
+                  f"({reg_error:.3g})")  # fmt: skip
+        info = {**spex_info, "method": "spex", "corners_exact": True}
+    else:
+        spectrum = reg_spec
+        reason = (f"n = {n} >= {SPEX_FEATURES}: regression on the {family} design with SPEX's "
+                  f"{prior.shape[0]} terms as candidates; its CV error ({reg_error:.3g}) < "
+                  f"SPEX's held-out error ({spex_error:.3g})")  # fmt: skip
+        info = {**reg_info, "spex": spex_info}
+    info["auto"] = {"choice": "spex" if use_spex else "spex+regression", "reason": reason,
+                    **choice}  # fmt: skip
+    return spectrum, info

@@ -1,0 +1,560 @@
+"""Index-aware regression: the Shapley (or uniform) design, a discovered support, an exact fit.
+
+The decoder behind ``method="regression"`` (and most of ``method="auto"``). It follows the index
+the user asks for:
+
+- **Shapley family** (SV, SII, k-SII, STII, FSII and the other Shapley-weighted indices): the
+  masks are paired coalitions drawn by size with the Shapley kernel's weights
+  (:func:`~torchspex.sampling.coalitions.paired_coalitions`), the empty and full masks always
+  included. The fit is a weighted least-squares regression with those weights, constrained to be
+  exact at all-kept and all-removed, so the Shapley values add up to ``f(N) - f(∅)`` to
+  round-off and the baseline is the evaluated ``f(∅)``. With paired samples the regression
+  splits exactly into an *odd* part, fitted to ``(f(S) - f(N∖S)) / 2`` on the odd-order terms
+  (the only part the Shapley values depend on; Fumagalli et al., "OddSHAP", ICML 2026), and an
+  *even* part, fitted to ``(f(S) + f(N∖S)) / 2`` on the even-order terms (the part the pair
+  indices depend on). Each has its own support and its own cross-validated settings.
+- **Banzhaf family and Fourier / Moebius** (BV, BII, FBII): uniform masks, unweighted, as
+  ProxySPEX samples.
+
+The support: every order-1 term and the constant always; every pair where the budget allows;
+higher-order terms read exactly off a LightGBM proxy fitted to the same samples (the ProxySPEX
+read-out, :func:`~torchspex.decoders.trees.tree_ensemble_to_fourier`), ranked by the proxy's
+coefficient. How many of the ranked terms enter and how strongly they are shrunk is chosen by
+k-fold cross-validation over the pairs, on the samples already paid for (no extra calls). With
+the kernel weights and the first-order terms in the basis, the fitted Shapley values are a
+consistent estimate whatever the support (the weighted projection onto a larger space, projected
+on the linear functions, is the projection onto the linear functions); a richer support makes
+the residual, and with it the sampling error, smaller (PolySHAP, Fumagalli et al. 2026).
+
+``max_order`` caps what is reported, never the fit.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from torchspex.decoders.base import BudgetTooSmallError, Evaluator
+from torchspex.decoders.efficiency import corner_rows
+from torchspex.decoders.refit import walsh_design
+from torchspex.fourier import SparseSpectrum
+from torchspex.fourier._sets import coalesce, normalize_indices, set_sizes
+from torchspex.sampling.coalitions import SIZE_RULES, paired_coalitions
+from torchspex.sampling.uniform import uniform_masks
+
+__all__ = [
+    "BANZHAF_FAMILY",
+    "decode_regression",
+    "index_family",
+    "suggest_n_samples",
+]
+
+#: Indices whose estimation follows uniform masks (the Banzhaf / Fourier view); every other
+#: index is Shapley-weighted.
+BANZHAF_FAMILY = frozenset({"BV", "BII", "FBII", "Fourier", "Moebius", "Co-Moebius", "BGV"})
+
+_OPTIONS = ("sizes", "proxy", "n_folds", "max_terms", "pairs")
+
+#: Relative ridge penalties tried on the discovered (non first-order) terms.
+_PENALTIES = (0.0, 1e-4, 1e-3, 1e-2, 1e-1)
+
+
+def index_family(index: str | None) -> str:
+    """``"banzhaf"`` for the uniform-mask indices, ``"shapley"`` for the rest (and ``None``).
+
+    Example:
+        >>> index_family("FBII"), index_family("k-SII"), index_family(None)
+        ('banzhaf', 'shapley', 'shapley')
+    """
+    return "banzhaf" if index in BANZHAF_FAMILY else "shapley"
+
+
+def suggest_n_samples(n_features: int) -> int:
+    """A default budget: ``20 n`` calls, at least 256, capped at ``2^n``.
+
+    Example:
+        >>> suggest_n_samples(40), suggest_n_samples(6)
+        (800, 64)
+    """
+    budget = max(256, 20 * n_features)
+    return budget if n_features >= 62 else min(budget, 1 << n_features)
+
+
+def minimum_samples(n_features: int) -> int:
+    """Fewest calls the regression accepts: ``n + 2`` (the corners and ``n / 2`` pairs), or
+    ``2^n`` when that is smaller.
+
+    Example:
+        >>> minimum_samples(10), minimum_samples(2)
+        (12, 4)
+    """
+    return n_features + 2 if n_features >= 62 else min(n_features + 2, 1 << n_features)
+
+
+def _check_options(options: dict[str, Any]) -> None:
+    unknown = sorted(set(options) - set(_OPTIONS))
+    if unknown:
+        raise TypeError(
+            f"method='regression' got unknown options {unknown}; valid options are {_OPTIONS}."
+        )
+    sizes = options.get("sizes", "kernel")
+    if sizes not in SIZE_RULES:
+        raise ValueError(f"`sizes` must be one of {SIZE_RULES}; got {sizes!r}.")
+    if options.get("proxy", True) not in (True, False):
+        raise ValueError(f"`proxy` must be True or False; got {options['proxy']!r}.")
+    folds = options.get("n_folds", 5)
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+        raise ValueError(f"`n_folds` must be an int >= 2; got {folds!r}.")
+
+
+# ----------------------------------------------------------------------------- support
+def _first_order_rows(n: int, width: int) -> Tensor:
+    rows = torch.full((n + 1, width), -1, dtype=torch.long)
+    rows[1:, 0] = torch.arange(n)
+    return rows
+
+
+def _pair_rows(n: int, width: int) -> Tensor:
+    pairs = torch.combinations(torch.arange(n), 2)
+    rows = torch.full((pairs.shape[0], width), -1, dtype=torch.long)
+    rows[:, :2] = pairs
+    return rows
+
+
+def _proxy_terms(
+    masks: Tensor, flat: Tensor, generator: torch.Generator
+) -> tuple[Tensor, Tensor, dict[str, Any]]:
+    """Terms of a LightGBM proxy fitted to the samples, ``(indices, score [s])``: the score is
+    the proxy's squared coefficient summed over outputs (one proxy per output)."""
+    from torchspex.decoders.proxyspex import _configs, _fit_proxy, _seed
+    from torchspex.decoders.trees import tree_ensemble_to_fourier
+
+    n, m = masks.shape[1], masks.shape[0]
+    n_valid = max(1, round(0.2 * m))
+    valid = np.zeros(m, dtype=bool)
+    valid[torch.randperm(m, generator=generator)[:n_valid].numpy()] = True
+    x = masks.numpy().astype(np.float32)
+    rows, scores, infos = [], [], []
+    for j in range(flat.shape[1]):
+        y = flat[:, j].numpy()
+        if float(np.var(y)) == 0.0:
+            continue
+        booster, info = _fit_proxy(x, y, valid, _configs(None, None, 0.1), 1000, 30,
+                                   _seed(generator))  # fmt: skip
+        spec = tree_ensemble_to_fourier(booster, n)
+        rows.append(spec.indices)
+        scores.append(spec.coefficients.double().reshape(spec.n_terms, -1).pow(2).sum(dim=1))
+        infos.append(info)
+    if not rows:
+        return torch.zeros(0, 1, dtype=torch.long), torch.zeros(0, dtype=torch.float64), {}
+    width = max(r.shape[1] for r in rows)
+    rows = [torch.nn.functional.pad(r, (0, width - r.shape[1]), value=-1) for r in rows]
+    idx, score = coalesce(normalize_indices(torch.cat(rows)), torch.cat(scores).unsqueeze(1), n)
+    return idx, score.squeeze(1), (infos[0] if len(infos) == 1 else {"per_output": infos})
+
+
+def _ranked_candidates(
+    fixed: Tensor, extra: list[Tensor], proxy_idx: Tensor, proxy_score: Tensor, n: int,
+    parity: int | None,
+) -> tuple[Tensor, Tensor, int]:
+    """``(fixed rows, ranked candidate rows, n_first)`` of one parity (``None``: both).
+
+    The candidates are the ``extra`` order-2 rows (every pair; the first ``n_first``
+    candidates, ranked among themselves by the proxy's score) followed by the proxy's other
+    terms by score (terms the proxy lacks rank last)."""
+    width = max([1, fixed.shape[1], proxy_idx.shape[1], *[e.shape[1] for e in extra]])
+
+    def pad(rows: Tensor) -> Tensor:
+        return torch.nn.functional.pad(rows, (0, width - rows.shape[1]), value=-1)
+
+    sizes = set_sizes(proxy_idx)
+    keep = sizes >= 2
+    if parity is not None:
+        keep &= sizes % 2 == parity
+    pool = [pad(proxy_idx[keep])] + [pad(e) for e in extra]
+    score = [proxy_score[keep]] + [torch.zeros(e.shape[0], dtype=torch.float64) for e in extra]
+    # coalesce sums scores of duplicates: a proxy term also in `extra` keeps its proxy score
+    idx, sc = coalesce(normalize_indices(torch.cat(pool)), torch.cat(score).unsqueeze(1), n)
+    sc = sc.squeeze(1)
+    # the fixed rows are never candidates
+    fixed = normalize_indices(pad(fixed)) if fixed.shape[0] else pad(fixed)
+    both = torch.cat([pad(fixed), pad(idx)]) if idx.shape[0] else pad(fixed)
+    keys = [tuple(r) for r in normalize_indices(both).tolist()]
+    fixed_keys = set(keys[: fixed.shape[0]])
+    cand = [i for i, k in enumerate(keys[fixed.shape[0]:]) if k not in fixed_keys]
+    idx, sc = idx[cand], sc[cand]
+    sizes = set_sizes(idx)
+    # rank: the `extra` low-order terms (every pair) first, then by the proxy's score; ties
+    # (terms the proxy never used) by lower order
+    tier = (sizes != 2).long() if extra else torch.zeros_like(sizes)
+    order = np.lexsort((sizes.numpy(), -sc.numpy(), tier.numpy()))
+    n_first = int((tier == 0).sum()) if extra else 0
+    return pad(fixed), pad(idx[torch.from_numpy(order)]), n_first
+
+
+# ----------------------------------------------------------------------------- the fit
+def _solve_batched(
+    gram: Tensor, rhs: Tensor, penalty: Tensor, c: Tensor | None, d: Tensor | None
+) -> Tensor:
+    """``argmin b'Gb - 2 b'r + sum_j penalty_j b_j^2`` subject to ``c b = d``, batched.
+
+    ``gram [F, s, s] = A'WA`` and ``rhs [F, s, o] = A'Wy`` of ``F`` weighted least-squares
+    problems (the folds), ``penalty [P, s]`` relative ridge penalties (scaled by the mean
+    diagonal of each Gram matrix); returns ``[P, F, s, o]``. Solved through the KKT system; a
+    tiny ridge on every column keeps it regular when there are more terms than samples (the
+    minimum-norm solution in the limit).
+    """
+    n_f, s = gram.shape[0], gram.shape[1]
+    scale = torch.diagonal(gram, dim1=1, dim2=2).mean(dim=1).clamp(min=1e-300)  # [F]
+    r = 0 if c is None else c.shape[0]
+    kkt = torch.zeros(penalty.shape[0], n_f, s + r, s + r, dtype=torch.float64)
+    kkt[:, :, :s, :s] = gram.unsqueeze(0)
+    diag = (penalty + 1e-9).unsqueeze(1) * scale.view(1, -1, 1)  # [P, F, s]
+    kkt[:, :, range(s), range(s)] += diag
+    b = rhs.unsqueeze(0).expand(penalty.shape[0], -1, -1, -1)
+    if r:
+        assert c is not None and d is not None
+        kkt[:, :, :s, s:] = c.T
+        kkt[:, :, s:, :s] = c
+        b = torch.cat([b, d.expand(penalty.shape[0], n_f, -1, -1)], dim=2)
+    return torch.linalg.solve(kkt, b)[:, :, :s]
+
+
+def _fit_part(
+    x: Tensor,
+    y: Tensor,
+    w: Tensor,
+    fixed: Tensor,
+    ranked: Tensor,
+    constraint: tuple[Any, Tensor] | None,
+    n: int,
+    n_folds: int,
+    generator: torch.Generator,
+    max_terms: int,
+    breaks: tuple[int, ...] = (),
+) -> tuple[Tensor, Tensor, dict[str, Any]]:
+    """Cross-validated constrained weighted ridge on ``fixed`` plus a prefix of ``ranked``.
+
+    ``x bool [p, n]`` rows (one per pair), ``y [p, o]``, ``w [p]``; ``constraint`` is
+    ``(rows, d)``: ``rows(support) -> C [r, s]`` and ``d [r, o]`` the equalities ``C b = d``
+    (e.g. the values at the corners), or ``None``. The candidate
+    prefixes and penalties are scored by ``n_folds``-fold cross-validation (weighted squared
+    error, each output scaled by its variance); every fold's Gram matrix is computed once and
+    each candidate is a leading sub-block of it. Returns ``(indices, coefficients [s, o],
+    info)``.
+    """
+    p = x.shape[0]
+    limit = max(0, min(ranked.shape[0], max_terms - fixed.shape[0]))
+    grid = sorted({0, *[k for k in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
+                        if k < limit], *[b for b in breaks if b < limit], limit})  # fmt: skip
+    support = torch.cat([fixed, ranked[:limit]])
+    a = walsh_design(x, support, n)
+    n_fixed = fixed.shape[0]
+    c = d = None
+    if constraint is not None:
+        c = constraint[0](support)
+        d = constraint[1].reshape(c.shape[0], -1)
+    scale = y.var(dim=0, correction=0).clamp(min=1e-300)
+    aw = w.unsqueeze(1) * a
+    pens = torch.tensor(_PENALTIES, dtype=torch.float64)
+    best: tuple[float, int, float] | None = None
+    if p >= n_folds:
+        fold = torch.randperm(p, generator=generator) % n_folds
+        gram_all, rhs_all = a.T @ aw, aw.T @ y
+        grams, rhss, tests = [], [], []
+        for f in range(n_folds):
+            test = fold == f
+            grams.append(gram_all - a[test].T @ aw[test])
+            rhss.append(rhs_all - aw[test].T @ y[test])
+            tests.append((a[test], y[test], w[test]))
+        gram_f, rhs_f = torch.stack(grams), torch.stack(rhss)  # [F, s, s], [F, s, o]
+        for k in grid:
+            cols = n_fixed + k
+            penalty = torch.zeros(len(pens) if k else 1, cols, dtype=torch.float64)
+            penalty[:, n_fixed:] = pens.unsqueeze(1) if k else 0.0
+            coef = _solve_batched(gram_f[:, :cols, :cols], rhs_f[:, :cols], penalty,
+                                  None if c is None else c[:, :cols], d)  # [P, F, cols, o]
+            err = torch.zeros(penalty.shape[0], dtype=torch.float64)
+            for f, (a_t, y_t, w_t) in enumerate(tests):
+                resid = y_t.unsqueeze(0) - a_t[:, :cols].unsqueeze(0) @ coef[:, f]
+                err += ((w_t.view(1, -1, 1) * resid**2).sum(dim=1) / scale).sum(dim=1)
+            for i in range(penalty.shape[0]):
+                e = float(err[i])
+                if best is None or e < best[0] * (1 - 1e-9):
+                    best = (e, k, float(pens[i]) if k else 0.0)
+    else:
+        best = (math.nan, limit, _PENALTIES[-1])
+    folds = p >= n_folds
+    cv_error, k, pen = best
+    cols = n_fixed + k
+    penalty = torch.zeros(1, cols, dtype=torch.float64)
+    penalty[:, n_fixed:] = pen
+    coef = _solve_batched((a[:, :cols].T @ aw[:, :cols]).unsqueeze(0), (aw[:, :cols].T @ y)
+                          .unsqueeze(0), penalty, None if c is None else c[:, :cols], d)[0, 0]
+    info = {"n_terms": cols, "n_discovered": k, "penalty": pen, "n_candidates": limit,
+            "cv_error": cv_error if folds else math.nan}  # fmt: skip
+    return support[:cols], coef, info
+
+
+# ----------------------------------------------------------------------------- decoder
+def decode_regression(
+    evaluator: Evaluator,
+    n_features: int,
+    *,
+    n_samples: int | None = None,
+    max_order: int | None = None,
+    generator: torch.Generator | None = None,
+    index: str | None = None,
+    **options: Any,
+) -> tuple[SparseSpectrum, dict[str, Any]]:
+    """Learns a Fourier spectrum by index-aware weighted regression on a discovered support.
+
+    Args:
+        evaluator: the value function behind an :class:`~torchspex.decoders.base.Evaluator`.
+        n_features: number of features ``n``.
+        n_samples: distinct masks to evaluate, ``>= n + 2`` (``None``: :func:`suggest_n_samples`).
+        max_order: the order reported; the fit is not capped by it.
+        generator: randomness for the masks, the folds and the proxy (``None``: seed 0).
+        index: the index that will be reported; its family picks the design and the weights
+            (:func:`index_family`; ``None`` means the Shapley family).
+        **options: ``sizes`` (``"kernel"``, default, or ``"leverage"``: how coalition sizes are
+            drawn for the Shapley family), ``proxy`` (``True``: rank higher-order terms with a
+            LightGBM proxy; needs lightgbm, used when it is installed), ``pairs`` (``None``:
+            every pair is a candidate when there are at most as many pairs as samples; ``True``
+            / ``False`` force it), ``n_folds`` (cross-validation folds, default 5),
+            ``max_terms`` (most terms per part, default: a third of the pairs).
+
+    Returns:
+        ``(spectrum, info)``: a Fourier spectrum exact at ∅ and N (Shapley family), and what
+        was chosen (design, terms per part, penalties, proxy fit, seconds).
+
+    Raises:
+        BudgetTooSmallError: if ``n_samples < n + 2`` (before any evaluation).
+        TypeError / ValueError: for unknown or bad options.
+
+    Example:
+        >>> f = lambda m: (3.0 * m[:, 0] * m[:, 1] + m[:, 2]).double()
+        >>> ev = Evaluator(f, 8, n_samples=60)
+        >>> spec, info = decode_regression(ev, 8, n_samples=60, index="SV")
+        >>> from torchspex.fourier import fourier_to_index
+        >>> sv = fourier_to_index(spec, "SV", 1).to_dict()
+        >>> [round(sv[(i,)], 6) for i in range(3)]
+        [1.5, 1.5, 1.0]
+    """
+    _check_options(options)
+    n = n_features
+    if n_samples is None:
+        n_samples = suggest_n_samples(n)
+    minimum = minimum_samples(n)
+    if n_samples < minimum:
+        raise BudgetTooSmallError(
+            f"method='regression' needs n_samples >= {minimum} for {n} features (the two "
+            f"corners and about n / 2 paired coalitions); got {n_samples}.",
+            minimum,
+        )
+    if generator is None:
+        generator = torch.Generator().manual_seed(0)
+    family = index_family(index)
+    start = time.perf_counter()
+    if n <= 20 and n_samples >= 1 << n:
+        from torchspex.decoders.exhaustive import decode_exhaustive
+
+        spectrum, info = decode_exhaustive(evaluator, n)
+        return spectrum, {**info, "method": "exhaustive", "family": family}
+    masks, weights = design(n, n_samples, generator, family, options.get("sizes", "kernel"))
+    values = evaluator(masks)
+    t_eval = time.perf_counter() - start
+    spectrum, info = fit_regression(masks, weights, values, n, generator, family, options)
+    info["seconds"]["evaluate"] = t_eval
+    return spectrum, info
+
+
+def design(
+    n: int, n_samples: int, generator: torch.Generator, family: str, sizes: str = "kernel"
+) -> tuple[Tensor, Tensor]:
+    """The masks of an index family, ``(masks bool [m, n], weights float64 [m])``.
+
+    Shapley family: :func:`~torchspex.sampling.coalitions.paired_coalitions`; Banzhaf family:
+    distinct uniform masks (equal weights). Rows 0 and 1 are the corners (weight ``inf``).
+    """
+    if family == "shapley":
+        return paired_coalitions(n, n_samples, generator, sizes)
+    masks = uniform_masks(n, n_samples, generator)
+    weights = torch.ones(masks.shape[0], dtype=torch.float64)
+    weights[:2] = math.inf
+    return masks, weights
+
+
+def fit_regression(
+    masks: Tensor,
+    weights: Tensor,
+    values: Tensor,
+    n: int,
+    generator: torch.Generator,
+    family: str = "shapley",
+    options: dict[str, Any] | None = None,
+    prior: Tensor | None = None,
+    proxy_data: tuple[Tensor, Tensor] | None = None,
+) -> tuple[SparseSpectrum, dict[str, Any]]:
+    """The regression fit on evaluated masks of :func:`design`.
+
+    Args:
+        masks, weights: from :func:`design` (rows 0 and 1 the corners).
+        values: ``[m, *out]`` their values.
+        n: number of features.
+        generator: randomness of the proxy and the folds.
+        family: ``"shapley"`` (paired rows, odd/even fits, exact corners) or ``"banzhaf"``.
+        options: the decoder options (see :func:`decode_regression`).
+        prior: set rows ``int64 [k, d]`` ranked before every other candidate (e.g. the terms
+            SPEX peeled), in their given order.
+        proxy_data: ``(masks, values)`` to fit the proxy on instead of ``(masks, values)``
+            (e.g. with extra samples of another design).
+
+    Returns:
+        ``(spectrum, info)``; ``info["cv_error"]`` is the cross-validated error of the fit
+        (weighted squared error over the pairs, each part and output scaled by its variance).
+    """
+    options = options or {}
+    flat = values.reshape(values.shape[0], -1)
+    start = time.perf_counter()
+    use_proxy = bool(options.get("proxy", True))
+    px_masks, px_values = proxy_data if proxy_data is not None else (masks, flat)
+    px_flat = px_values.reshape(px_values.shape[0], -1)
+    use_proxy = use_proxy and px_masks.shape[0] >= 32
+    proxy_info: dict[str, Any] = {}
+    proxy_idx = torch.zeros(0, 1, dtype=torch.long)
+    proxy_score = torch.zeros(0, dtype=torch.float64)
+    if use_proxy:
+        try:
+            proxy_idx, proxy_score, proxy_info = _proxy_terms(px_masks, px_flat, generator)
+        except ImportError:
+            use_proxy = False
+    if prior is not None and prior.shape[0]:
+        # prior terms outrank every proxy term, in their given order
+        top = float(proxy_score.max()) if proxy_score.numel() else 0.0
+        rank = torch.arange(prior.shape[0], 0, -1, dtype=torch.float64)
+        width = max(prior.shape[1], proxy_idx.shape[1])
+        pad = lambda r: torch.nn.functional.pad(r, (0, width - r.shape[1]), value=-1)  # noqa: E731
+        proxy_idx, proxy_score = coalesce(
+            normalize_indices(torch.cat([pad(prior), pad(proxy_idx)])),
+            torch.cat([(top + 1.0) * (1.0 + rank), proxy_score]).unsqueeze(1), n,
+        )
+        proxy_score = proxy_score.squeeze(1)
+    t_proxy = time.perf_counter() - start
+    start = time.perf_counter()
+    if family == "shapley":
+        spectrum, fit_info = _fit_paired(masks, weights, flat, proxy_idx, proxy_score, n,
+                                         generator, options)  # fmt: skip
+    else:
+        spectrum, fit_info = _fit_uniform(masks, flat, proxy_idx, proxy_score, n, generator,
+                                          options)  # fmt: skip
+    coef = spectrum.coefficients.reshape(spectrum.n_terms, *values.shape[1:])
+    spectrum = SparseSpectrum(spectrum.indices, coef, n, "Fourier")
+    info = {
+        "method": "regression",
+        "family": family,
+        "design": "paired " + options.get("sizes", "kernel") if family == "shapley" else "uniform",
+        "n_samples": int(masks.shape[0]),
+        "proxy": proxy_info if use_proxy else None,
+        **fit_info,
+        "seconds": {"proxy": t_proxy, "fit": time.perf_counter() - start},
+    }
+    return spectrum, info
+
+
+def paired_error(spectrum: SparseSpectrum, masks: Tensor, weights: Tensor, values: Tensor) -> float:
+    """The error of ``spectrum`` on a paired design, on the scale of ``info["cv_error"]``.
+
+    For a spectrum that did not see these samples this is a held-out error, comparable with the
+    cross-validated error of :func:`fit_regression` on the same samples.
+    """
+    flat = values.reshape(values.shape[0], -1).double()
+    pred = spectrum.evaluate(masks).reshape(masks.shape[0], -1).double()
+    w = weights[2::2] * 2.0
+    w = w / w.mean()
+    total = 0.0
+    for sign in (-1.0, 1.0):  # odd, even part
+        y = (flat[2::2] + sign * flat[3::2]) / 2
+        g = (pred[2::2] + sign * pred[3::2]) / 2
+        scale = y.var(dim=0, correction=0).clamp(min=1e-300)
+        total += float(((w.unsqueeze(1) * (y - g) ** 2).sum(dim=0) / scale).sum())
+    return total
+
+
+def _pairs_wanted(options: dict[str, Any], n: int, n_rows: int) -> bool:
+    pairs = options.get("pairs")
+    if pairs is None:
+        return n * (n - 1) // 2 <= n_rows
+    return bool(pairs)
+
+
+def _at_empty(support: Tensor) -> Tensor:
+    """The row ``C [1, s]`` of the value at ∅: every Walsh character is 1 there."""
+    return torch.ones(1, support.shape[0], dtype=torch.float64)
+
+
+def _fit_paired(
+    masks: Tensor, weights: Tensor, flat: Tensor, proxy_idx: Tensor, proxy_score: Tensor,
+    n: int, generator: torch.Generator, options: dict[str, Any],
+) -> tuple[SparseSpectrum, dict[str, Any]]:
+    """The odd and the even regressions over the pairs ``(S, N∖S)`` of a paired design."""
+    f_empty, f_full = flat[0], flat[1]
+    x = masks[2::2]
+    y_s, y_c = flat[2::2], flat[3::2]
+    w = weights[2::2] * 2.0  # both members of a pair
+    w = w / w.mean() if w.numel() else w
+    odd_y, even_y = (y_s - y_c) / 2, (y_s + y_c) / 2
+    p = x.shape[0]
+    n_folds = options.get("n_folds", 5)
+    max_terms = options.get("max_terms") or max(n + 1, (3 * p) // 4)
+    first = _first_order_rows(n, 1)
+    width = max(2, proxy_idx.shape[1])
+    odd_fixed, odd_ranked, _ = _ranked_candidates(first[1:], [], proxy_idx, proxy_score, n, 1)
+    extra = [_pair_rows(n, 2)] if _pairs_wanted(options, n, p) and n >= 2 else []
+    even_fixed, even_ranked, n_pairs = _ranked_candidates(first[:1], extra, proxy_idx,
+                                                          proxy_score, n, 0)  # fmt: skip
+    info: dict[str, Any] = {"n_pairs": p}
+    if p == 0:
+        # only the corners: the linear function through them, split equally
+        odd_idx, odd_coef = odd_fixed, ((f_empty - f_full) / 2 / n).expand(n, -1).clone()
+        even_idx, even_coef = even_fixed, ((f_empty + f_full) / 2).reshape(1, -1)
+    else:
+        odd_idx, odd_coef, info["odd"] = _fit_part(
+            x, odd_y, w, odd_fixed, odd_ranked, (_at_empty, (f_empty - f_full) / 2), n, n_folds,
+            generator, max_terms,
+        )
+        even_idx, even_coef, info["even"] = _fit_part(
+            x, even_y, w, even_fixed, even_ranked, (_at_empty, (f_empty + f_full) / 2), n, n_folds,
+            generator, max_terms, (n_pairs,),
+        )
+    info["cv_error"] = info["odd"]["cv_error"] + info["even"]["cv_error"] if p else math.nan
+    width = max(odd_idx.shape[1], even_idx.shape[1], 1)
+    pad = lambda r: torch.nn.functional.pad(r, (0, width - r.shape[1]), value=-1)  # noqa: E731
+    idx, coef = coalesce(normalize_indices(torch.cat([pad(even_idx), pad(odd_idx)])),
+                         torch.cat([even_coef, odd_coef]), n)  # fmt: skip
+    return SparseSpectrum(idx, coef, n), info
+
+
+def _fit_uniform(
+    masks: Tensor, flat: Tensor, proxy_idx: Tensor, proxy_score: Tensor, n: int,
+    generator: torch.Generator, options: dict[str, Any],
+) -> tuple[SparseSpectrum, dict[str, Any]]:
+    """One unweighted regression over uniform masks (the Banzhaf view), exact at the corners
+    (rows 0 and 1), which are constraints rather than samples."""
+    corners = flat[:2]
+    masks, flat = masks[2:], flat[2:]
+    m = masks.shape[0]
+    first = _first_order_rows(n, 1)
+    extra = [_pair_rows(n, 2)] if _pairs_wanted(options, n, m // 2) and n >= 2 else []
+    fixed, ranked, n_pairs = _ranked_candidates(first, extra, proxy_idx, proxy_score, n, None)
+    w = torch.ones(m, dtype=torch.float64)
+    max_terms = options.get("max_terms") or max(n + 1, (3 * m) // 4)
+    idx, coef, info = _fit_part(masks, flat, w, fixed, ranked, (corner_rows, corners), n,
+                                options.get("n_folds", 5), generator, max_terms,
+                                (n_pairs,))  # fmt: skip
+    return SparseSpectrum(idx, coef, n), {"fit": info, "cv_error": info["cv_error"]}
