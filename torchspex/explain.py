@@ -103,7 +103,7 @@ def explain(
     value_function: ValueFunction,
     n_features: int,
     *,
-    method: str = "spex",
+    method: str = "auto",
     n_samples: int | None = None,
     max_order: int | None = None,
     index: str = "FBII",
@@ -127,8 +127,14 @@ def explain(
             kept; a torch tensor, or a NumPy array with ``mask_format="numpy"``); values are
             ``[m]`` or ``[m, n_outputs]``, torch or NumPy.
         n_features: number of features ``n``.
-        method: ``"spex"`` (Kang et al., 2025), ``"proxyspex"`` (Butler et al., 2025) or
-            ``"exhaustive"`` (all ``2^n`` masks, exact, ``n <= 20``).
+        method: ``"auto"`` (default: chooses the design and decoder from ``n``, the budget and
+            the index, and records the choice and its reason in ``info["auto"]``; see
+            :mod:`torchspex.decoders.auto`), ``"regression"`` (index-aware weighted regression
+            on paired Shapley-kernel or uniform masks; :mod:`torchspex.decoders.regression`),
+            ``"spex"`` (Kang et al., 2025), ``"proxyspex"`` (Butler et al., 2025) or
+            ``"exhaustive"`` (all ``2^n`` masks, exact, ``n <= 20``). Every sampled method's
+            result is exact at all-kept and all-removed (the two masks are part of the budget),
+            so Shapley values add up to ``f(N) - f(∅)``.
         n_samples: the most value-function evaluations to spend (distinct masks).
         max_order: order cap of the interactions reported (and the decoder's target order).
         index: interaction index of the result (``"FBII"``, ``"SII"``, ``"k-SII"``, ...).
@@ -222,7 +228,7 @@ def explain(
     try:
         spectrum, info = decode(
             method, evaluator, n_features, n_samples=n_samples, max_order=max_order,
-            generator=generator, **decoder_options,
+            generator=generator, index=index, **decoder_options,
         )  # fmt: skip
         if progress is not None:
             progress.finish()

@@ -74,13 +74,10 @@ def _warn_if_training(forward_func: Any) -> None:
 
 
 def _reserve(method: str, n_features: int, n_samples: int | None) -> int:
-    """Masks of the budget kept for the probes (none when every mask will be evaluated)."""
-    every_mask = (
-        n_samples is not None
-        and n_features <= MAX_EXHAUSTIVE_FEATURES
-        and n_samples >= 1 << n_features
-    )
-    return 0 if method == "exhaustive" or every_mask else _N_PROBES
+    """Masks of the budget kept for the probes: none. The probes are the two corners (all
+    kept, all removed), which every decoder evaluates within its budget anyway (they make the
+    learned function exact there; see ``decoders/dispatch.py``), so they cost nothing extra."""
+    return 0
 
 
 def _decoder_budget(method: str, n_features: int, n_samples: int | None) -> int | None:
@@ -179,7 +176,7 @@ class SpectralInteraction(PerturbationAttribution):
         additional_forward_args: Any = None,
         feature_mask: Tensor | tuple[Tensor, ...] | None = None,
         n_samples: int | None = None,
-        method: str = "spex",
+        method: str = "auto",
         max_order: int | None = None,
         index: str = "FBII",
         perturbations_per_eval: int | str = "auto",
@@ -219,7 +216,10 @@ class SpectralInteraction(PerturbationAttribution):
             n_samples: the most distinct masks the decoder may evaluate (``None``: the method's
                 default). Non-exhaustive methods also evaluate the all-kept and all-removed
                 masks (the convergence delta), counted in ``n_samples``.
-            method: ``"spex"``, ``"proxyspex"`` or ``"exhaustive"`` (all ``2^n`` masks, exact).
+            method: ``"auto"`` (default; chooses from ``n``, the budget and the index, and
+                records why in each example's ``info["decoder_info"][i]["auto"]``),
+                ``"regression"``, ``"spex"``, ``"proxyspex"`` or ``"exhaustive"`` (all ``2^n``
+                masks, exact); see :func:`torchspex.explain`.
             max_order: order cap of the reported interactions (and the decoder's target order).
             index: interaction index of the result (``"FBII"``, ``"SII"``, ``"k-SII"``, ...).
             perturbations_per_eval: masks per forward call (each call holds
@@ -384,6 +384,7 @@ class SpectralInteraction(PerturbationAttribution):
                             n_samples=budget,
                             max_order=order,
                             generator=g,
+                            index=index,
                             **decoder_options,
                         )
                     except BudgetTooSmallError as err:
