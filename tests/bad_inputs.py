@@ -76,12 +76,40 @@ def _tree(**kwargs: object) -> Callable[[Recorder], object]:
     return run
 
 
+def _batch_result() -> object:
+    from torchspex.attr import AttributionInteractions
+
+    coef = torch.tensor([[1.0, 2.0], [0.5, -1.0]], dtype=torch.float64)
+    return AttributionInteractions(SparseSpectrum.from_sets([(), (0,)], coef, 3))
+
+
+def _unfitted_lightgbm(_: Recorder) -> object:
+    import lightgbm
+
+    return torchspex.TreeInteraction(lightgbm.LGBMClassifier()).attribute(np.ones((1, 3)))
+
+
+def _dtype_mismatch(_: Recorder) -> object:
+    model = torch.nn.Linear(4, 2)  # float32 parameters
+    return torchspex.SpectralInteraction(model).attribute(
+        torch.ones(2, 4, dtype=torch.float64), target=0, method="exhaustive"
+    )
+
+
 CASES: list[Case] = [
     Case("explain", "unknown index name", ValueError, _explain(index="shapley")),
     Case("explain", "`max_order` of 0", ValueError, _explain(max_order=0)),
     Case("explain", "`max_order` above n_features", ValueError, _explain(max_order=5)),
     Case("explain", "`max_order` not an int", TypeError, _explain(max_order=1.5)),
     Case("explain", "unknown method", ValueError, _explain(method="kernelshap")),
+    Case("explain", "misspelled index", ValueError, _explain(index="shapely")),
+    Case("explain", "misspelled method", ValueError, _explain(method="proxispex")),
+    Case("explain", "`batch_size` of 0", ValueError, _explain(batch_size=0)),
+    Case("explain", "negative `batch_size`", ValueError, _explain(batch_size=-3)),
+    Case("explain", "`feature_names` of the wrong length", ValueError,
+         _explain(feature_names=["a", "b"])),
+    Case("explain", "`feature_ids` of the wrong length", ValueError,
+         _explain(feature_ids=[10, 20, 30])),
     Case("explain", "`n_features` of 0", ValueError, _explain(n_features=0)),
     Case("explain", "`n_samples` of 0", ValueError, _explain(n_samples=0)),
     Case("explain", "too many features for exhaustive", ValueError, _explain(n_features=24)),
@@ -121,6 +149,16 @@ CASES: list[Case] = [
          _attribute(nonfinite="ignore")),
     Case("SpectralInteraction.attribute", "inputs not a tensor", TypeError,
          _attribute(inputs=[[1.0, 2.0]])),
+    Case("SpectralInteraction.attribute", "budget below SPEX's minimum", BudgetTooSmallError,
+         _attribute(inputs=torch.ones(1, 40), method="spex", n_samples=48)),
+    Case("SpectralInteraction.attribute", "misspelled method", ValueError,
+         _attribute(method="SPEXX")),
+    Case("SpectralInteraction.attribute", "`additional_forward_args` tensor not of the batch",
+         ValueError, _attribute(additional_forward_args=torch.ones(3, 2))),
+    Case("SpectralInteraction.attribute", "`additional_forward_args` as a list of tensors",
+         TypeError, _attribute(additional_forward_args=[torch.ones(2)])),
+    Case("SpectralInteraction.attribute", "float64 inputs for a float32 model (found on the "
+         "first forward pass)", TypeError, _dtype_mismatch),
     Case("SparseSpectrum", "feature index >= n_features", ValueError,
          lambda _: SparseSpectrum(torch.tensor([[3]]), torch.ones(1), 3), calls_model=False),
     Case("SparseSpectrum", "float indices", TypeError,
@@ -130,13 +168,17 @@ CASES: list[Case] = [
     Case("Interactions.top_k", "negative k", ValueError,
          lambda _: Interactions(SPEC).top_k(-1), calls_model=False),
     Case("Interactions.to_index", "unknown index", ValueError,
-         lambda _: Interactions(SPEC).to_index("CHII"), calls_model=False),
+         lambda _: Interactions(SPEC).to_index("CHI"), calls_model=False),
+    Case("Interactions.top_k", "a batch of several examples (no single ranking)", ValueError,
+         lambda _: _batch_result().top_k(5), calls_model=False),
     Case("Interactions.optimize", "more features kept than exist", ValueError,
          lambda _: Interactions(SPEC).optimize(n_kept=4), calls_model=False),
     Case("TreeInteraction", "unknown masking", ValueError, _tree(masking="marginal"),
          calls_model=False),
     Case("TreeInteraction.attribute", "rows with the wrong number of features", ValueError,
          _tree(inputs=np.ones((2, 3))), calls_model=False),
+    Case("TreeInteraction.attribute", "an unfitted LightGBM model", ValueError,
+         _unfitted_lightgbm, calls_model=False),
 ]
 
 
