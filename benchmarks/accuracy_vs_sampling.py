@@ -55,8 +55,10 @@ the limit is not re-run for later seeds. Peer rows are cached in
 can be rerun alone against the same peers.
 
     python benchmarks/accuracy_vs_sampling.py     # budgets 128..4096, 9 games, 3 seeds
-    python benchmarks/accuracy_vs_sampling.py --quick    # ~3 min: 3 games, budgets 256, 1024
-    python benchmarks/accuracy_vs_sampling.py --quick --reuse-peers --methods auto,regression
+    python benchmarks/accuracy_vs_sampling.py --quick    # 3 games, budgets 256, 1024, 1 seed
+        # (a few minutes on a quiet 2-core box; 16 min measured on the shared box at load ~14)
+    python benchmarks/accuracy_vs_sampling.py --quick --merge --reuse-peers --methods auto
+        # iterate on torchspex: peers from the cache (seconds), only "auto" recomputed
     python benchmarks/accuracy_vs_sampling.py --games LightGBM --budgets 256 --peers OddSHAP \\
         --out /tmp/anchor.json                  # one cell: the anchor
     python benchmarks/accuracy_vs_sampling.py --merge --reuse-peers --methods auto,regression
@@ -830,7 +832,7 @@ def _csv(text: str) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="~3 min: 3 games, budgets 256, 1024")
+    parser.add_argument("--quick", action="store_true", help="3 games, budgets 256, 1024, 1 seed")
     parser.add_argument("--seed", type=int, default=0, help="draws the games; run k uses seed+k")
     parser.add_argument("--seeds", type=int, default=None, help="runs per cell (3; --quick: 1)")
     parser.add_argument(
