@@ -10,6 +10,7 @@ home of these functions, with the conventions, is :mod:`torchspex.interop`.
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -18,16 +19,45 @@ import torch
 
 from torchspex.fourier import SparseSpectrum, canonical_index, fourier_to_index
 from torchspex.fourier._sets import coalesce, normalize_indices, subsets
-from torchspex.fourier.indices import FIRST_ORDER, ORDER_DEPENDENT, moebius_weights
-from torchspex.fourier.transforms import moebius_to_fourier
+from torchspex.fourier.indices import (
+    FIRST_ORDER,
+    GENERALIZED,
+    ORDER_DEPENDENT,
+    moebius_weights,
+)
+from torchspex.fourier.transforms import fourier_to_moebius, moebius_to_fourier
 
 if TYPE_CHECKING:
     from torchspex.interactions import Interactions
 
-__all__ = ["SHAPIQ_INDICES", "shapiq_fields", "to_shap", "to_shapiq"]
+__all__ = ["SHAPIQ_18_INDICES", "SHAPIQ_INDICES", "shapiq_fields", "to_shap", "to_shapiq"]
 
 #: Indices that both torchspex and shapiq define (same spelling, same values).
 SHAPIQ_INDICES = ("Moebius", "SII", "k-SII", "BII", "STII", "FSII", "FBII", "SV", "BV")
+#: shapiq 1.8's other ``ExactComputer`` indices, also carried by :func:`to_shapiq` and
+#: :func:`shapiq_fields` (same spelling, same values and ``()`` entry as ``ExactComputer``);
+#: shapiq >= 1.4 knows all but ``"Fourier"`` (shapiq >= 1.8).
+SHAPIQ_18_INDICES = (
+    "Co-Moebius",
+    "CHII",
+    "kADD-SHAP",
+    "SGV",
+    "BGV",
+    "CHGV",
+    "IGV",
+    "EGV",
+    "JointSV",
+    "ELC",
+    "Fourier",
+)
+#: shapiq's order-1 names (``get_index_from_computation_index``): the index generalizes SV/BV.
+_ORDER1_NAME = {
+    **dict.fromkeys(("SII", "k-SII", "STII", "FSII", "CHII", "kADD-SHAP", "SGV", "CHGV"), "SV"),
+    "JointSV": "SV",
+    **dict.fromkeys(("BII", "FBII", "BGV"), "BV"),
+}
+#: Largest linear system :func:`shapiq_fields` solves for a generalized value (values, unknowns).
+_MAX_GV_SOLVE = 4096
 
 
 def _import(name: str) -> Any:
@@ -49,13 +79,22 @@ def _scalar_result(result: Interactions, what: str) -> None:
         )
 
 
-def _shapiq_index(index: str) -> str:
+def _shapiq_index(index: str, shapiq: Any = None) -> str:
     with contextlib.suppress(ValueError):  # an unknown name gets the message below
         index = canonical_index(index)
-    if index not in SHAPIQ_INDICES:
+    known = SHAPIQ_INDICES + SHAPIQ_18_INDICES
+    version = ""
+    if shapiq is not None:  # exporting: the installed shapiq must know the name
+        from shapiq.game_theory.indices import is_index_valid
+
+        known = tuple(name for name in known if is_index_valid(name))
+        version = f" (shapiq {getattr(shapiq, '__version__', None) or 'installed'})"
+    if index not in known:
+        newer = "; 'Fourier' needs shapiq >= 1.8" if index == "Fourier" else ""
         raise ValueError(
-            f"`index` must be one shapiq also defines, one of {SHAPIQ_INDICES}; got {index!r}. "
-            "Use result.to_index('Moebius') for the spectrum in a shapiq-readable basis."
+            f"`index` must be one shapiq also defines{version}, one of {known}; got "
+            f"{index!r}{newer}. Use result.to_index('Moebius') for the spectrum in a "
+            "shapiq-readable basis."
         )
     return index
 
@@ -75,11 +114,16 @@ def to_shapiq(
         ``shapiq.InteractionValues`` holding ``()``, every player's first-order value (0
         included, so shapiq's graph plots show every player) and every nonzero interaction;
         ``estimation_budget`` is the number of model evaluations. At order 1 shapiq calls
-        SII, k-SII, STII and FSII "SV" and BII and FBII "BV"; those are exported as the SV or BV
-        view (same singletons; the ``()`` entry follows SV or BV).
+        SII, k-SII, STII, FSII, CHII, kADD-SHAP, SGV, CHGV and JointSV "SV" and BII, FBII and
+        BGV "BV"; those are exported under that name with the values and ``()`` entry of
+        shapiq 1.8's ``ExactComputer(index, 1)``: the SV view (``()`` = ``f(empty)``), the BV
+        view (``()`` = ``E_uniform[f]``), FBII's own order-1 view (``()`` and baseline = the
+        FBII intercept) and, for BGV, the BV singletons with ``()`` = 0. ELC has one entry per
+        player, no ``()``, ``min_order=1`` and baseline 0 (as shapiq's).
 
     Raises:
-        ValueError: for a multi-output result or an index shapiq does not define (Fourier).
+        ValueError: for a multi-output result or an index the installed shapiq does not define
+            (Fourier before shapiq 1.8).
 
     Example:
         >>> from torchspex import Interactions, SparseSpectrum
@@ -90,16 +134,22 @@ def to_shapiq(
     """
     shapiq = _import("shapiq")
     _scalar_result(result, "to_shapiq")
-    index = _shapiq_index(result.index if index is None else index)
+    index = _shapiq_index(result.index if index is None else index, shapiq)
     order = result.max_order if max_order is None else max_order
     view = result if (index, order) == (result.index, result.max_order) else result.to_index(
         index, order
     )
     values = view.values
+    if index == "ELC":
+        return _elc_to_shapiq(shapiq, result, values)
     top = view.max_order if view.max_order is not None else max(values.max_size, 1)
-    if top == 1 and index not in ("Moebius", "SV", "BV"):  # shapiq renames these at order 1
-        index = "BV" if index in ("BII", "FBII") else "SV"
-        values = result.to_index(index).values
+    source = index
+    if top == 1 and index in _ORDER1_NAME:  # shapiq renames these at order 1
+        index = _ORDER1_NAME[index]
+        if source == "BGV":  # ExactComputer("BGV", 1): the BV singletons, () = 0
+            values = values.replace(coefficients=values.coefficients * (values.orders > 0))
+        elif source != "FBII":  # FBII keeps its own order-1 view: () = the intercept
+            values = result.to_index(index).values
     # Every player gets its first-order entry (0 when absent): shapiq's graph plots (network,
     # SI graph) draw a node only for players with one, and drop the edges of the others.
     interactions: dict[tuple[int, ...], float] = {(): 0.0}
@@ -120,10 +170,29 @@ def to_shapiq(
         baseline_value=float(result.baseline_value) if index == "SII" else empty,
     )
     # As shapiq's ExactComputer: the baseline is f(empty) for every index but FBII (there it is
-    # the () entry), also where () differs (SII, BII, BV), which the constructor cannot express.
-    if index != "FBII":
+    # the () entry, at order 1 too), also where () differs (SII, BII, BV, Fourier, BGV at
+    # order 1), which the constructor cannot express.
+    if source != "FBII":
         iv.baseline_value = float(result.baseline_value)
     return iv
+
+
+def _elc_to_shapiq(shapiq: Any, result: Interactions, values: SparseSpectrum) -> Any:
+    """ELC as shapiq's ``ExactComputer("ELC")``: one value per player, min_order 1, baseline 0."""
+    interactions = {(i,): 0.0 for i in range(result.n_features)}
+    interactions.update(zip(values.sets(), values.coefficients.tolist()))
+    n_evaluations = result.n_evaluations
+    return shapiq.InteractionValues(
+        interactions,
+        index="ELC",
+        max_order=1,
+        n_players=result.n_features,
+        min_order=1,
+        interaction_lookup={key: i for i, key in enumerate(interactions)},
+        estimated=result.method != "exhaustive",
+        estimation_budget=n_evaluations if n_evaluations else None,
+        baseline_value=0.0,
+    )
 
 
 def _solve_degree_game(values: SparseSpectrum, index: str, order: int) -> SparseSpectrum:
@@ -156,6 +225,53 @@ def _solve_degree_game(values: SparseSpectrum, index: str, order: int) -> Sparse
     return SparseSpectrum(normalize_indices(out_idx), out_coef, n, "Moebius").coalesce()
 
 
+def _solve_generalized_game(values: SparseSpectrum, index: str, order: int) -> SparseSpectrum:
+    """Möbius ``a`` whose generalized values up to ``order`` are ``values``.
+
+    A dense linear system over the ``m = sum_{t <= order} C(n, t)`` coalitions, built by
+    converting Möbius basis games at once (one output each), solved for its minimum-norm
+    solution: first among games of degree ``<= order``, and when none of those has the values
+    (they came from a game of higher degree), among all games. ``a(())`` is the ``()`` entry
+    (shapiq's convention: ``f(empty)``).
+    """
+    from torchspex.fourier.generalized import generalized_index
+
+    n = values.n_features
+    rows = [c for t in range(1, order + 1) for c in itertools.combinations(range(n), t)]
+    m = len(rows)
+    position = {row: i for i, row in enumerate(rows)}
+    target = torch.zeros(m, dtype=torch.float64)
+    empty = torch.zeros((), dtype=torch.float64)
+    for row, value in zip(values.sets(), values.coefficients.tolist()):
+        if row:
+            target[position[row]] = value
+        else:
+            empty = torch.tensor(value, dtype=torch.float64)
+    tol = 1e-9 * max(float(target.abs().max()) if m else 0.0, 1.0)
+    for degree in dict.fromkeys((order, n)):
+        unknowns = [c for t in range(1, degree + 1) for c in itertools.combinations(range(n), t)]
+        if max(m, len(unknowns)) > _MAX_GV_SOLVE:
+            raise ValueError(
+                f"reading {index} values back means solving for {len(unknowns)} Möbius "
+                f"coefficients from {m} values (at most {_MAX_GV_SOLVE}); lower max_order or "
+                "use fewer players."
+            )
+        eye = torch.eye(len(unknowns), dtype=torch.float64)
+        basis = SparseSpectrum.from_sets(unknowns, eye, n, "Moebius")
+        listed = generalized_index(basis, index, order)  # row T, column j: GV(T) of game j
+        matrix = torch.zeros(m, len(unknowns), dtype=torch.float64)
+        for row, coef in zip(listed.sets(), listed.coefficients):
+            if row:
+                matrix[position[row]] = coef
+        # Several games can share the values (SGV({i, j}) = SGV({i}) + SGV({j}) for a pair
+        # game): the minimum-norm one.
+        solution = torch.linalg.lstsq(matrix, target[:, None], driver="gelsd").solution[:, 0]
+        if torch.allclose(matrix @ solution, target, rtol=0.0, atol=tol):
+            coef = torch.cat([empty[None], solution])
+            return SparseSpectrum.from_sets([(), *unknowns], coef, n, "Moebius")
+    raise ValueError(f"no game has these {index} values.")  # pragma: no cover
+
+
 def shapiq_fields(iv: Any) -> dict[str, Any]:
     """The constructor arguments of the result that reproduces a ``shapiq.InteractionValues``.
 
@@ -163,7 +279,8 @@ def shapiq_fields(iv: Any) -> dict[str, Any]:
     order ``iv.max_order`` are ``iv``'s (see :func:`torchspex.interop.from_shapiq`).
 
     Args:
-        iv: ``shapiq.InteractionValues`` in one of :data:`SHAPIQ_INDICES`.
+        iv: ``shapiq.InteractionValues`` in one of :data:`SHAPIQ_INDICES` or
+            :data:`SHAPIQ_18_INDICES`.
 
     Returns:
         ``{"spectrum", "index", "max_order", "n_evaluations"}`` for
@@ -198,10 +315,20 @@ def shapiq_fields(iv: Any) -> dict[str, Any]:
     known_empty = () in items or index == "FBII"
     if index == "FBII":  # shapiq's FBII baseline is the () entry (the intercept)
         items.setdefault((), float(iv.baseline_value))
+    if index == "ELC":  # shapiq's ELC has no () and baseline 0
+        items.pop((), None)
+        known_empty = False
     sets = list(items)
     values = SparseSpectrum.from_sets(sets, [items[k] for k in sets], n, index)
-    table_index = "SV" if index == "SII" and order == 1 else index
-    moebius = _solve_degree_game(values, table_index, order)
+    if index == "Fourier":  # the listed coefficients are a game's (degree <= order) spectrum
+        moebius = fourier_to_moebius(values.replace(basis="Fourier"))
+    elif index == "ELC":  # the additive game a({i}) = x_i has ELC x
+        moebius = values.prune(max_order=1).replace(basis="Moebius")
+    elif index in GENERALIZED:
+        moebius = _solve_generalized_game(values, index, order)
+    else:
+        table_index = "SV" if index == "SII" and order == 1 else index
+        moebius = _solve_degree_game(values, table_index, order)
     if not known_empty:  # baseline_value is f(empty) = a(())
         keep = moebius.orders > 0
         moebius = SparseSpectrum(

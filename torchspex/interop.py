@@ -6,10 +6,13 @@
   spectrum, and index values capped at order ``l`` do not determine the game. torchspex
   returns the unique game ``g`` of degree ``<= l`` (Möbius coefficients only on sets of at most
   ``l`` features) whose values in ``iv.index`` at order ``l`` are exactly ``iv``'s values. For
-  every supported index the map from such a ``g`` to its values is unitriangular, so ``g``
+  every interaction index the map from such a ``g`` to its values is unitriangular, so ``g``
   exists and is unique. For Moebius, k-SII, STII, FSII and FBII, ``g``'s Möbius coefficients
-  are the values themselves: ``g`` is the order-``l`` surrogate the values describe. Other
-  indices and plots then view ``g``.
+  are the values themselves: ``g`` is the order-``l`` surrogate the values describe. For a
+  generalized value (SGV, BGV, CHGV, IGV, EGV, JointSV) ``g`` solves a small dense linear
+  system; for Fourier ``g`` is the listed coefficients; for ELC (which does not determine a
+  game) ``g`` is the additive game with ``a({i}) = x_i``, whose ELC is ``x``. Other indices and
+  plots then view ``g``.
 * :func:`to_shap` -> a 1-D ``shap.Explanation`` of first-order values.
 
 shapiq and shap are optional: ``pip install shapiq shap`` (both are in ``torchspex[test]``).
@@ -20,10 +23,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from torchspex._formats import SHAPIQ_INDICES, to_shap, to_shapiq
+from torchspex._formats import SHAPIQ_18_INDICES, SHAPIQ_INDICES, to_shap, to_shapiq
 from torchspex.interactions import Interactions
 
-__all__ = ["SHAPIQ_INDICES", "from_shapiq", "to_shap", "to_shapiq"]
+__all__ = ["SHAPIQ_18_INDICES", "SHAPIQ_INDICES", "from_shapiq", "to_shap", "to_shapiq"]
 
 
 def from_shapiq(iv: Any, feature_names: Sequence[str] | None = None) -> Interactions:
@@ -36,7 +39,8 @@ def from_shapiq(iv: Any, feature_names: Sequence[str] | None = None) -> Interact
     conventions).
 
     Args:
-        iv: ``shapiq.InteractionValues`` in one of :data:`SHAPIQ_INDICES`.
+        iv: ``shapiq.InteractionValues`` in one of :data:`SHAPIQ_INDICES` or
+            :data:`SHAPIQ_18_INDICES`.
         feature_names: display labels for the players.
 
     Returns:
