@@ -246,7 +246,10 @@ def test_no_generator_means_seed_zero_and_leaves_global_rng_alone():
     assert torch.equal(spec_none.coefficients, spec_zero.coefficients)
 
 
-@pytest.mark.parametrize(("n", "n_samples"), [(100, 1300), (100, 2500), (300, 4000), (1000, 1400)])
+@pytest.mark.parametrize(
+    ("n", "n_samples"),
+    [(12, 3000), (16, 3000), (100, 1300), (100, 2500), (300, 4000), (1000, 1400)],
+)
 def test_spends_at_least_90_percent_of_the_budget(n, n_samples):
     truth = planted_spectrum(n, 20, 3, torch.Generator().manual_seed(n))
     game = PlantedGame(truth)

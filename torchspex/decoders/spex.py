@@ -58,6 +58,8 @@ DEFAULT_B = 8
 DEFAULT_DEGREE = 5
 #: Smallest default ``t`` for a given ``max_order``: one order above pairwise interactions.
 MIN_DEFAULT_DEGREE = 3
+#: Rounds of uniform draws that fill the budget (later rounds replace repeated masks).
+_UNIFORM_TRIES = 4
 #: Budget share below which ``info["unspent_reason"]`` says why the rest was not spent.
 _SPEND_TARGET = 0.9
 
@@ -283,8 +285,12 @@ def decode_spex(
         unspent = (f"{left} calls unspent: no design with more bins fits, and refit=None "
                    "has no use for uniform samples")
     elif left > 0:
-        uniform = torch.randint(0, 2, (left, n_features), generator=generator).bool()
-        evaluator(uniform)
+        for _ in range(_UNIFORM_TRIES):  # redraw what repeated a mask already evaluated
+            uniform = torch.randint(0, 2, (left, n_features), generator=generator).bool()
+            evaluator(uniform)
+            left = budget - evaluator.n_evaluations
+            if left <= 0:
+                break
         n_uniform = evaluator.n_evaluations - n_design
     start_time = time.perf_counter()
     u = np.concatenate([
