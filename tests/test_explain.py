@@ -72,3 +72,27 @@ def test_bad_value_functions(f, error: type, match: str) -> None:
 def test_value_function_not_callable() -> None:
     with pytest.raises(TypeError, match="`value_function` must be callable"):
         explain(3, 4, method="exhaustive")
+
+
+def test_show_progress_counts_masks_and_ends_at_exactly_100(capsys, monkeypatch) -> None:
+    from torchspex.decoders.base import Progress
+
+    f = lambda m: m.double().sum(1)  # noqa: E731
+    explain(f, 5, method="exhaustive", batch_size=10, show_progress=True)
+    err = capsys.readouterr().err
+    assert "explain" in err and "100%" in err and "32/32" in err
+    ticks: list[int] = []
+    update = Progress.update
+    monkeypatch.setattr(Progress, "update", lambda self, n: (ticks.append(n), update(self, n)))
+    explain(f, 5, method="exhaustive", batch_size=10, show_progress=True)
+    assert [t for t in ticks if t] == [10, 10, 10, 2]  # one tick per value-function call
+    monkeypatch.undo()
+    result = explain(f, 40, method="spex", n_samples=1000, show_progress="my run")
+    final = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    n = result.n_evaluations
+    assert final.startswith("my run") and "100%" in final and f"{n}/{n}" in final
+
+
+def test_quiet_by_default(capsys) -> None:
+    explain(lambda m: m.double().sum(1), 3, method="exhaustive")
+    assert capsys.readouterr().err == ""

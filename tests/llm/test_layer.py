@@ -199,3 +199,19 @@ def test_errors(toy):
         explainer.attribute(x, target=[0], method="exhaustive")
     with pytest.raises(ValueError, match="perturbations_per_eval"):
         explainer.attribute(x, perturbations_per_eval=0, method="exhaustive")
+
+
+def test_show_progress_counts_masks_per_forward_and_ends_at_100(toy, capsys, monkeypatch):
+    from torchspex.decoders.base import Progress
+
+    model, x = toy
+    ticks: list[int] = []
+    update = Progress.update
+    monkeypatch.setattr(Progress, "update", lambda self, n: (ticks.append(n), update(self, n)))
+    LayerSpectralInteraction(model, model.embed).attribute(
+        x, method="exhaustive", perturbations_per_eval=3, show_progress=True
+    )
+    err = capsys.readouterr().err
+    assert "Layer Spectral Interaction attribution" in err
+    assert "100%" in err and "16/16" in err
+    assert [t for t in ticks if t] == [3, 3, 3, 3, 3, 1]  # one tick per forward pass

@@ -164,3 +164,13 @@ def test_training_mode_warns(gpt2, gpt2_tokenizer):
             )
     finally:
         gpt2.eval()
+
+
+def test_show_progress_ends_at_100(setup, capsys):
+    explainer, feats = setup[:2]
+    result = explainer.attribute(feats, TARGET, method="exhaustive", show_progress=True,
+                                 perturbations_per_eval=8)  # fmt: skip
+    err = capsys.readouterr().err
+    n = result.n_evaluations
+    assert "LLM Spectral Interaction attribution" in err
+    assert "100%" in err and f"{n}/{n}" in err
