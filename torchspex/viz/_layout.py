@@ -20,7 +20,7 @@ HALF_HEIGHT = 1.5
 #: Blank space between neighbouring boxes (units).
 GAP = 1.0
 #: Highest arc between two words of one line (units above the box top).
-MAX_ARC = 4.0
+MAX_ARC = 7.0
 #: Least room above a line that an arc from an earlier line comes down into (units).
 CROSS_ROOM = 2.0
 #: Space between a line's boxes and the next line's arcs or boxes (units).
@@ -59,7 +59,7 @@ class TextLayout:
 
 
 def _arc_height(dx: float) -> float:
-    return min(1.0 + 0.22 * abs(dx), MAX_ARC)
+    return min(1.0 + 0.15 * abs(dx), MAX_ARC)
 
 
 def layout_text(words: Sequence[str], pairs: np.ndarray, line_width: int) -> TextLayout:

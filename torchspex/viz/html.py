@@ -190,7 +190,7 @@ def text_html(
     parts = []
     for (i, j), value, arc in zip(pairs.tolist(), values.tolist(), lay.arcs):
         colour = "#b2182b" if value > 0 else "#2166ac"
-        stroke = 1.0 + 4.0 * abs(value) / pair_limit
+        stroke = 1.0 + 3.0 * abs(value) / pair_limit
         label = f"{named[i]} \u00d7 {named[j]}: {value:+.4g} ({shown.index} pair)"
         parts.append(
             f"<path class=\"arc\" d=\"M {xy(*arc[0])} C {xy(*arc[1])} {xy(*arc[2])} "

@@ -120,7 +120,8 @@ def plot_text(
     codes = [Path.MOVETO, Path.CURVE4, Path.CURVE4, Path.CURVE4]
     for arc, colour, width in zip(lay.arcs, colours, widths):
         ax.add_patch(PathPatch(Path(arc, codes), facecolor="none", edgecolor=colour,
-                               linewidth=width * fontsize / _TEXT_FONT, alpha=0.8, zorder=2,
+                               linewidth=(0.4 + 0.6 * width) * fontsize / _TEXT_FONT,
+                               alpha=0.8, zorder=2,
                                capstyle="round"))
     ax.axis("off")
     ax.set_title(f"First-order values and top {len(values)} pairs ({shown.index})")
