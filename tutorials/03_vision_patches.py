@@ -26,13 +26,10 @@
 # %%
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
-
 import matplotlib
 
 matplotlib.use("Agg")
+import _models  # the tutorials' shared data and models (tutorials/_models.py)
 import matplotlib.pyplot as plt
 import torch
 from sklearn.datasets import load_digits
@@ -42,14 +39,13 @@ from torchspex.grouping import mask_image, patch_grid, patch_labels
 from torchspex.viz import plot_image, visualize_image
 
 torch.set_num_threads(1)
-OUT = Path(os.environ.get("TORCHSPEX_TUTORIAL_OUT") or tempfile.mkdtemp(prefix="torchspex_"))
-OUT.mkdir(parents=True, exist_ok=True)
-print("figures go to", OUT)
+OUT = _models.output_dir()
 
 # %% [markdown]
 # ## Train a small CNN
 #
-# Pixel intensities scaled to [0, 1]; 1400 training images, the rest held out.
+# Pixel intensities scaled to [0, 1]; 1400 training images, the rest held out; 6 epochs of
+# Adam on mini-batches of 64.
 
 # %%
 digits = load_digits()
@@ -64,14 +60,7 @@ cnn = torch.nn.Sequential(
     torch.nn.Conv2d(16, 32, 3, padding=1), torch.nn.ReLU(),
     torch.nn.MaxPool2d(2), torch.nn.Flatten(), torch.nn.Linear(32 * 4 * 4, 10),
 )  # fmt: skip
-optimizer = torch.optim.Adam(cnn.parameters(), lr=3e-3)
-for _epoch in range(6):
-    for start in range(0, len(train), 64):
-        batch = train[start : start + 64]
-        optimizer.zero_grad()
-        torch.nn.functional.cross_entropy(cnn(images[batch]), labels[batch]).backward()
-        optimizer.step()
-cnn.eval()
+_models.train_classifier(cnn, images[train], labels[train], lr=3e-3, steps=6, batch_size=64)
 with torch.inference_mode():
     accuracy = (cnn(images[test]).argmax(1) == labels[test]).float().mean().item()
 print(f"test accuracy: {accuracy:.3f}")

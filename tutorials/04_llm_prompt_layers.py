@@ -31,65 +31,33 @@
 # %%
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
 import matplotlib
 
 matplotlib.use("Agg")
+import _models  # the tutorials' shared data and models (tutorials/_models.py)
 import matplotlib.pyplot as plt
-import tokenizers
 import torch
-import transformers
 
 from torchspex import LLMSpectralInteraction
 from torchspex.grouping import text_features
 from torchspex.viz import plot_layers, plot_top_k
 
 torch.set_num_threads(1)
-transformers.logging.set_verbosity_error()
-OUT = Path(os.environ.get("TORCHSPEX_TUTORIAL_OUT") or tempfile.mkdtemp(prefix="torchspex_"))
-OUT.mkdir(parents=True, exist_ok=True)
-print("figures go to", OUT)
+OUT = _models.output_dir()
 
 # %% [markdown]
 # ## A tiny GPT-2 and its tokenizer, built here
 #
-# Every sentence starts with the `<|endoftext|>` token, as GPT-2's documents do.
+# `_models.tiny_gpt2` trains a byte-level BPE tokenizer (400 tokens) on the corpus and a
+# 3-layer, 48-dimensional GPT-2 built from a config on it, 150 AdamW steps. Every sentence
+# starts with the `<|endoftext|>` token, as GPT-2's documents do.
 
 # %%
 FACTS = [("Paris", "France"), ("Rome", "Italy"), ("Berlin", "Germany"), ("Madrid", "Spain"),
          ("Lisbon", "Portugal"), ("Vienna", "Austria")]  # fmt: skip
 CORPUS = [f"{city} is the capital of {country}." for city, country in FACTS]
 BOS = "<|endoftext|>"
-
-bpe = tokenizers.ByteLevelBPETokenizer()
-bpe.train_from_iterator(CORPUS * 5, vocab_size=400, min_frequency=1, show_progress=False,
-                        special_tokens=[BOS])  # fmt: skip
-tokenizer = transformers.PreTrainedTokenizerFast(
-    tokenizer_object=bpe._tokenizer, eos_token=BOS, bos_token=BOS, pad_token=BOS
-)
-config = transformers.GPT2Config(
-    vocab_size=len(tokenizer), n_positions=64, n_embd=48, n_layer=3, n_head=4,
-    bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
-    resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-)  # fmt: skip
-torch.manual_seed(0)
-model = transformers.GPT2LMHeadModel(config)
-
-batch = tokenizer([BOS + s for s in CORPUS], padding=True, return_tensors="pt")
-labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
-optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3)
-for _step in range(150):
-    optimizer.zero_grad()
-    loss = model(**batch, labels=labels).loss
-    loss.backward()
-    optimizer.step()
-model.eval()
-print(f"training loss after 150 steps: {loss.item():.3f}")
+model, tokenizer = _models.tiny_gpt2(CORPUS, bos=BOS, steps=150)
 
 # %% [markdown]
 # ## The prompt's words as features
@@ -174,7 +142,7 @@ for t, token in enumerate(generated.output_tokens):
 sweep = explainer.attribute_layers(feats, target=" Italy", method="exhaustive", index="FSII",
                                    max_order=2)  # fmt: skip
 print(len(sweep), "layers:", sweep.layer_names)
-assert len(sweep) == config.n_layer
+assert len(sweep) == model.config.n_layer
 layers = [res.sequence for res in sweep]  # output 0: the whole target's log-probability
 per_layer = torch.stack([res.first_order("SV") for res in layers])  # [n_layers, n_words]
 print(per_layer.numpy().round(2))

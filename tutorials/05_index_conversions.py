@@ -27,13 +27,10 @@
 # %%
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
-
 import matplotlib
 
 matplotlib.use("Agg")
+import _models  # the tutorials' shared set-up (tutorials/_models.py)
 import matplotlib.pyplot as plt
 import numpy as np
 import shapiq
@@ -41,9 +38,7 @@ import torch
 
 from torchspex import INDEX_NAMES, Interactions, explain
 
-OUT = Path(os.environ.get("TORCHSPEX_TUTORIAL_OUT") or tempfile.mkdtemp(prefix="torchspex_"))
-OUT.mkdir(parents=True, exist_ok=True)
-print("figures go to", OUT)
+OUT = _models.output_dir()
 
 # %% [markdown]
 # ## A game with known structure

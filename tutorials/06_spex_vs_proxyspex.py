@@ -33,48 +33,33 @@
 # %%
 from __future__ import annotations
 
-import os
-import tempfile
 import time
-from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
+import _models  # the tutorials' shared data and models (tutorials/_models.py)
 import matplotlib.pyplot as plt
 import torch
-from sklearn.datasets import load_breast_cancer
 
 from torchspex import BudgetTooSmallError, explain
 
 torch.set_num_threads(1)
-OUT = Path(os.environ.get("TORCHSPEX_TUTORIAL_OUT") or tempfile.mkdtemp(prefix="torchspex_"))
-OUT.mkdir(parents=True, exist_ok=True)
-print("figures go to", OUT)
+OUT = _models.output_dir()
 
 # %% [markdown]
 # ## The value function
 #
-# A two-hidden-layer MLP (float64); the value of a mask is the malignant-vs-benign logit
+# A two-hidden-layer MLP `30 -> 64 -> 64 -> 2` (float64, 200 full-batch Adam steps on the
+# standardized breast-cancer data); the value of a mask is the malignant-vs-benign logit
 # margin of one patient when the removed columns take the training mean. (A log-probability
 # of a very confident model is a poor target for any sparse method: it is flat almost
 # everywhere with rare huge drops. The margin is smooth.)
 
 # %%
-data = load_breast_cancer()
-x = torch.from_numpy((data.data - data.data.mean(0)) / data.data.std(0))
-y = torch.from_numpy(data.target)
-torch.manual_seed(0)
-mlp = torch.nn.Sequential(
-    torch.nn.Linear(30, 64), torch.nn.ReLU(), torch.nn.Linear(64, 64), torch.nn.ReLU(),
-    torch.nn.Linear(64, 2),
-).double()  # fmt: skip
-optimizer = torch.optim.Adam(mlp.parameters(), lr=1e-2)
-for _ in range(200):
-    optimizer.zero_grad()
-    torch.nn.functional.cross_entropy(mlp(x), y).backward()
-    optimizer.step()
-mlp.eval()
+_, x, y, columns = _models.breast_cancer()
+mlp = _models.tabular_mlp(hidden=[64, 64])
+_models.train_classifier(mlp, x, y, lr=1e-2, steps=200)
 
 patient = x[(y == 0).nonzero()[0, 0]]
 mean_row = x.mean(0)
@@ -119,7 +104,7 @@ for method in ("spex", "proxyspex"):
     for budget in budgets:
         start = time.perf_counter()
         result = explain(margin, n_features, method=method, n_samples=budget, max_order=2,
-                         index="FSII", generator=0, feature_names=list(data.feature_names))
+                         index="FSII", generator=0, feature_names=columns)
         seconds = time.perf_counter() - start
         assert result.n_evaluations <= budget
         r2 = result.r2(held_out, truth)

