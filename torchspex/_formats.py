@@ -82,7 +82,7 @@ def _scalar_result(result: Interactions, what: str) -> None:
 def _shapiq_index(index: str, shapiq: Any = None) -> str:
     with contextlib.suppress(ValueError):  # an unknown name gets the message below
         index = canonical_index(index)
-    known = SHAPIQ_INDICES + SHAPIQ_18_INDICES
+    known: tuple[str, ...] = SHAPIQ_INDICES + SHAPIQ_18_INDICES
     version = ""
     if shapiq is not None:  # exporting: the installed shapiq must know the name
         from shapiq.game_theory.indices import is_index_valid
@@ -179,7 +179,7 @@ def to_shapiq(
 
 def _elc_to_shapiq(shapiq: Any, result: Interactions, values: SparseSpectrum) -> Any:
     """ELC as shapiq's ``ExactComputer("ELC")``: one value per player, min_order 1, baseline 0."""
-    interactions = {(i,): 0.0 for i in range(result.n_features)}
+    interactions: dict[tuple[int, ...], float] = {(i,): 0.0 for i in range(result.n_features)}
     interactions.update(zip(values.sets(), values.coefficients.tolist()))
     n_evaluations = result.n_evaluations
     return shapiq.InteractionValues(
