@@ -752,13 +752,16 @@ def _load_for_merge(
     if not out.exists():
         raise SystemExit(f"--merge: {out} does not exist; run without --merge first.")
     old = json.loads(out.read_text())
-    keys = ("budgets", "seeds", "cell_limit_s")
+    keys = ("budgets", "seeds", "game_seed")
     theirs, mine = {k: old.get(k) for k in keys}, {k: meta[k] for k in keys}
     if theirs != mine:
         raise SystemExit(
             f"--merge: {out} was written with {theirs}, this run uses {mine}; "
-            "pass the same --quick / --budgets / --seeds / --cell-limit."
+            "pass the same --quick / --budgets / --seeds / --seed."
         )
+    if old.get("cell_limit_s") != meta["cell_limit_s"]:
+        print(f"--merge: {out} was written with --cell-limit {old.get('cell_limit_s')}; this "
+              f"run's rows use {meta['cell_limit_s']}")  # fmt: skip
     rows = [r for r in old["rows"] if not (_selected(r["game"], patterns) and r["method"] in names)]
     return rows, [g for g in old.get("games", []) if not _selected(g["game"], patterns)]
 
