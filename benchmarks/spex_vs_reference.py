@@ -293,50 +293,58 @@ def _bisect(method: str, cfg: dict, seed: int, lo: int, hi: int, emit) -> dict |
     return cache[hi]
 
 
-def _walk_b(method: str, cfg: dict, seed: int, t: int, limit: float, emit) -> dict | None:
-    """A peer's probe at its smallest exact ``b``: start near one bin per term, then walk ``b``
-    down (or up, to the cap) until the first failure."""
+def _peer_probe_process(method: str, cfg: dict, seed: int, b: int, limit: float) -> dict:
+    """One peer probe in its own process (BCH JIT warm-up included), stopped after ``limit``
+    seconds of decoding plus ``_PEER_SETUP_S`` of set-up; a stopped probe counts as not exact."""
     from torchspex.sampling import spex_sample_count
 
+    t = max(2, cfg.get("max_order", cfg["order"]))
+    cmd = [sys.executable, __file__, "--peer-probe", method, json.dumps(dict(cfg, seed=seed, b=b))]
+    env = dict(os.environ, PYTHONWARNINGS="ignore", TQDM_DISABLE="1")
+    budget = spex_sample_count(cfg["n"], b, t)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=limit + _PEER_SETUP_S,
+                              env=env, cwd=ROOT)
+    except subprocess.TimeoutExpired:
+        return {"budget": budget, "b": b, "t": t, "calls": budget, "timeout": limit}
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        return {"budget": budget, "b": b, "t": t, "calls": budget, "error": proc.stderr[-1500:]}
+    return json.loads(lines[-1])
+
+
+def _walk_b(method: str, cfg: dict, seed: int, limit: float, log) -> tuple[dict | None, list]:
+    """A peer's smallest exact ``b``: start at about one bin per term (``3 * 2^b >= terms``,
+    where the reference decodes fast), walk ``b`` down to the first failure (or timeout); if the
+    start fails, walk up to the cap."""
+    from torchspex.sampling import spex_sample_count
+
+    t = max(2, cfg.get("max_order", cfg["order"]))
     results: dict[int, dict] = {}
 
     def exact(b: int) -> bool:
         if b not in results:
-            results[b] = _timed_probe(method, cfg, seed, b, limit)
-            emit({"probe": results[b], "seed": seed})
+            results[b] = _peer_probe_process(method, cfg, seed, b, limit)
+            log(results[b])
         return results[b].get("r2", -1.0) >= R2_EXACT
 
-    b = max(3, round(np.log2(cfg["n_terms"] / 3)))
+    b = max(3, int(np.ceil(np.log2(cfg["n_terms"] / 3))))
+    best = None
     if exact(b):
         while b > 3 and exact(b - 1):
             b -= 1
-        return results[b]
-    while spex_sample_count(cfg["n"], b + 1, t) <= cfg["cap"]:
-        b += 1
-        if exact(b):
-            return results[b]
-    return None
+        best = results[b]
+    else:
+        while spex_sample_count(cfg["n"], b + 1, t) <= cfg["cap"]:
+            b += 1
+            if exact(b):
+                best = results[b]
+                break
+    return best, [results[k] for k in sorted(results)]
 
 
-def _timed_probe(method: str, cfg: dict, seed: int, b: int, limit: float) -> dict:
-    """A peer probe stopped after ``limit`` seconds (SIGALRM; counted as not exact)."""
-    import signal
-
-    from torchspex.sampling import spex_sample_count
-
-    def stop(signum, frame):
-        raise TimeoutError
-
-    signal.signal(signal.SIGALRM, stop)
-    signal.alarm(int(limit))
-    try:
-        return _probe_peer(method, cfg, seed, b)
-    except TimeoutError:
-        t = max(2, cfg.get("max_order", cfg["order"]))
-        return {"budget": spex_sample_count(cfg["n"], b, t), "b": b, "t": t,
-                "calls": spex_sample_count(cfg["n"], b, t), "timeout": limit}
-    finally:
-        signal.alarm(0)
+#: Seconds a peer probe process may spend on imports and the galois/numba JIT warm-up.
+_PEER_SETUP_S = 90.0
 
 
 def run_calls_child(method: str, cfg: dict) -> None:
@@ -344,27 +352,22 @@ def run_calls_child(method: str, cfg: dict) -> None:
     from torchspex.sampling import min_spex_samples
 
     n, cap = cfg["n"], cfg["cap"]
-    probe_limit = cfg.get("probe_limit", 150.0)
 
     def emit(row: dict) -> None:
         print(json.dumps(row), flush=True)
 
-    if method in ("spectralexplain", "shapiq"):
-        from sparse_transform.qsft.codes.BCH import BCH
-
-        t = max(2, cfg.get("max_order", cfg["order"]))
-        code = BCH(n, t)  # galois JIT warm-up, once per process
-        code.parity_decode([0] * code.get_parity_length())
     for seed in cfg["seeds"]:
-        if method.startswith("torchspex"):
-            low_t = {"torchspex_t=5": 5, "torchspex_t=max_order": max(2, cfg.get(
-                "max_order", cfg["order"]))}.get(method, 2)
-            best = _bisect(method, cfg, seed, min_spex_samples(n, low_t), cap, emit)
-        else:
-            best = _walk_b(method, cfg, seed, t, probe_limit, emit)
+        low_t = {"torchspex_t=5": 5, "torchspex_t=max_order": max(2, cfg.get(
+            "max_order", cfg["order"]))}.get(method, 2)
+        best = _bisect(method, cfg, seed, min_spex_samples(n, low_t), cap, emit)
         emit({"result": True, "seed": seed, "exact": best is not None,
               "budget": None if best is None else best["budget"],
               "calls": None if best is None else best["calls"], "best": best})
+
+
+def _log_probe(probe: dict) -> None:
+    keys = ("budget", "calls", "r2", "seconds", "timeout", "error")
+    print(f"#   probe {({k: probe[k] for k in keys if k in probe})}", file=sys.stderr, flush=True)
 
 
 def run_calls(methods: list[str], games: list[dict], seeds: list[int], timeout: float,
@@ -375,7 +378,19 @@ def run_calls(methods: list[str], games: list[dict], seeds: list[int], timeout: 
         for method in methods:
             if method not in cfg.get("methods", CALLS_METHODS):
                 continue
-            job = dict(cfg, seeds=seeds, probe_limit=probe_limit)
+            if not method.startswith("torchspex"):
+                for seed in seeds:
+                    t0 = time.perf_counter()
+                    best, probes = _walk_b(method, cfg, seed, probe_limit, _log_probe)
+                    rows.append({"game": cfg, "method": method, "seed": seed, "probes": probes,
+                                 "status": "ok", "exact": best is not None,
+                                 "budget": best and best["budget"],
+                                 "calls": best and best["calls"], "best": best,
+                                 "wall_s": time.perf_counter() - t0})
+                    print(f"# {cfg['n']:4d}/{cfg['n_terms']}/{cfg['order']} {method:22s} seed "
+                          f"{seed} calls={best and best['calls']}", file=sys.stderr, flush=True)
+                continue
+            job = dict(cfg, seeds=seeds)
             cmd = [sys.executable, __file__, "--calls-child", method, json.dumps(job)]
             t0 = time.perf_counter()
             status, out, err = "ok", "", ""
@@ -480,9 +495,18 @@ def main() -> None:
                         help="replace only the rerun rows (methods x games) in the existing JSON")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--calls-child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--peer-probe", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(run_child(args.child[0], json.loads(args.child[1]))))
+        return
+    if args.peer_probe:
+        method, cfg = args.peer_probe[0], json.loads(args.peer_probe[1])
+        from sparse_transform.qsft.codes.BCH import BCH
+
+        code = BCH(cfg["n"], max(2, cfg.get("max_order", cfg["order"])))  # JIT warm-up
+        code.parity_decode([0] * code.get_parity_length())
+        print(json.dumps(_probe_peer(method, cfg, cfg["seed"], cfg["b"])))
         return
     if args.calls_child:
         run_calls_child(args.calls_child[0], json.loads(args.calls_child[1]))
