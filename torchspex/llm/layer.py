@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from torchspex.attr._inputs import format_additional_forward_args
 from torchspex.cache import fingerprint
 from torchspex.interactions import Interactions
 from torchspex.llm._common import (
@@ -277,6 +278,7 @@ class LayerSpectralInteraction:
             raise ValueError("`inputs` must hold at least one tensor.")
         args = _as_tuple(additional_forward_args)
         batch = next((x.shape[0] for x in inputs_t if isinstance(x, Tensor) and x.dim()), 1)
+        format_additional_forward_args(additional_forward_args, batch)  # dim 0 = batch, no lists
         to_input = bool(attribute_to_layer_input)
         check_options(method, index, n_samples, perturbations_per_eval, process_group)
         if layer_mask is None:  # the activation's shape says how many groups there are
