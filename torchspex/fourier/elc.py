@@ -109,9 +109,9 @@ def egalitarian_least_core(spectrum: SparseSpectrum) -> tuple[SparseSpectrum, Te
 
     Example:
         >>> spec = SparseSpectrum.from_sets([(0,), (0, 1)], [1.0, 2.0], 2, basis="Moebius")
-        >>> values, subsidy = egalitarian_least_core(spec)
+        >>> values, subsidy = egalitarian_least_core(spec)  # core: x0 >= 1, x1 >= 0, sum 3
         >>> [round(x, 6) for x in values.coefficients.tolist()], float(subsidy)
-        [2.0, 1.0], 0.0
+        ([1.5, 1.5], 0.0)
     """
     if not isinstance(spectrum, SparseSpectrum):
         raise TypeError(f"`spectrum` must be a SparseSpectrum; got {type(spectrum).__name__}.")

@@ -250,8 +250,8 @@ def generalized_index(
 
     Example:
         >>> spec = SparseSpectrum.from_sets([(0, 1)], [1.0], 2, basis="Moebius")
-        >>> generalized_index(spec, "SGV").to_dict()
-        {(0,): 0.5, (1,): 0.5, (0, 1): 1.0}
+        >>> generalized_index(spec, "SGV").to_dict()  # () = f(empty) = 0
+        {(): 0.0, (0,): 0.5, (1,): 0.5, (0, 1): 1.0}
     """
     index = _check(spectrum, index)
     n = spectrum.n_features
