@@ -215,3 +215,18 @@ def test_show_progress_counts_masks_per_forward_and_ends_at_100(toy, capsys, mon
     assert "Layer Spectral Interaction attribution" in err
     assert "100%" in err and "16/16" in err
     assert [t for t in ticks if t] == [3, 3, 3, 3, 3, 1]  # one tick per forward pass
+
+
+def test_additional_forward_args_of_another_batch_fail_before_any_forward(toy):
+    model, x = toy
+    calls = []
+    hook = model.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        with pytest.raises(ValueError, match=r"dim 0 = the batch size \(2\)"):
+            LayerSpectralInteraction(model, model.embed).attribute(
+                x, additional_forward_args=(torch.ones(3),), method="exhaustive",
+                layer_mask=torch.arange(4).view(1, 4, 1),
+            )  # fmt: skip
+    finally:
+        hook.remove()
+    assert calls == []
