@@ -228,6 +228,7 @@ def text_html(
     svg = (
         f"<svg xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" width=\"{width:.0f}\" "
         f"height=\"{height:.0f}\" viewBox=\"0 0 {width:.1f} {height:.1f}\" "
+        f"style=\"max-width:100%;height:auto\" "
         f"aria-label=\"words coloured by value with pair arcs\">{''.join(parts)}</svg>"
     )
     listed = "".join(
