@@ -327,6 +327,17 @@ def test_show_progress_proxyspex_ends_at_100_and_shows_fitting(capsys):
     assert "fitting" in err  # the decoder's phase
 
 
+@pytest.mark.slow
+def test_show_progress_spex_ends_at_100_when_fewer_masks_than_the_budget(capsys):
+    w = _weights(5, 40)
+    res = SpectralInteraction(lambda t: t @ w).attribute(
+        _weights(6, 1, 40), n_samples=1000, method="spex", show_progress=True
+    )
+    final = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    n = res.n_evaluations
+    assert "100%" in final and f"{n}/{n}" in final  # was 38/64 calls
+
+
 def test_show_progress_moves_with_every_forward_call(monkeypatch):
     from torchspex.decoders import base
 
