@@ -336,7 +336,9 @@ def test_two_ranks_give_the_single_process_spectrum_bit_for_bit(two_ranks) -> No
     for rank, res in enumerate(ranks):
         expected = [shard_offsets(m, 2)[rank + 1] - shard_offsets(m, 2)[rank] for m in alone.calls]
         expected[0] += rank  # the witness
-        assert res["local_calls"] == expected
+        # a rank whose shard of a round is empty (the one-mask round of the all-kept corner)
+        # makes no call
+        assert res["local_calls"] == [m for m in expected if m]
 
 
 @pytest.mark.slow

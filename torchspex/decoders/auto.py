@@ -35,6 +35,7 @@ from torchspex.decoders.regression import (
     paired_error,
     suggest_n_samples,
 )
+from torchspex.decoders.sampled import decode_with_corners
 from torchspex.fourier import SparseSpectrum
 
 __all__ = ["SPEX_FEATURES", "SPEX_SHARE", "decode_auto", "default_n_samples"]
@@ -80,7 +81,8 @@ def decode_auto(
         max_order: the order reported (never caps the fit).
         generator: randomness (``None``: seed 0).
         index: the index to be reported (its family picks the design).
-        **options: none; pick a method explicitly to pass decoder options.
+        **options: decoder options: auto hands them to the one method they belong to (e.g.
+            ``b`` or ``degree_parameter`` -> SPEX) and records that as its choice.
 
     Returns:
         ``(spectrum, info)``; ``info["auto"]`` holds the choice, the reason and, for the
@@ -88,7 +90,7 @@ def decode_auto(
 
     Raises:
         BudgetTooSmallError: if ``n_samples < n + 2``.
-        TypeError: if options are given.
+        TypeError: for options no single method takes.
 
     Example:
         >>> f = lambda m: (3.0 * m[:, 0] * m[:, 1] + m[:, 2]).double()
@@ -96,12 +98,19 @@ def decode_auto(
         >>> info["auto"]["choice"]
         'regression'
     """
-    if options:
-        raise TypeError(
-            f"method='auto' takes no decoder options; got {sorted(options)}. Choose the method "
-            "yourself (e.g. method='spex' or 'regression') to pass them."
-        )
     n = n_features
+    if options:
+        method = _method_of_options(options)
+        if method == "regression":
+            spectrum, info = decode_regression(evaluator, n, n_samples=n_samples,
+                                               max_order=max_order, generator=generator,
+                                               index=index, **options)  # fmt: skip
+        else:
+            spectrum, info = decode_with_corners(method, evaluator, n, n_samples=n_samples,
+                                                 max_order=max_order, generator=generator,
+                                                 **options)  # fmt: skip
+        reason = f"decoder options {sorted(options)} belong to method={method!r}"
+        return spectrum, {**info, "auto": {"choice": method, "reason": reason}}
     if generator is None:
         generator = torch.Generator().manual_seed(0)
     if n_samples is None:
@@ -140,6 +149,30 @@ def decode_auto(
     spectrum, info = decode_regression(evaluator, n, n_samples=n_samples, max_order=max_order,
                                        generator=generator, index=index)  # fmt: skip
     return spectrum, {**info, "auto": {"choice": "regression", "reason": reason}}
+
+
+def _method_of_options(options: dict[str, Any]) -> str:
+    """The one method whose options these are (auto hands them to it)."""
+    from torchspex.decoders.proxyspex import _OPTIONS as PROXYSPEX_OPTIONS
+    from torchspex.decoders.regression import _OPTIONS as REGRESSION_OPTIONS
+    from torchspex.decoders.spex import SPEX_OPTIONS
+
+    owners = {name: set(opts) for name, opts in (("spex", SPEX_OPTIONS),
+              ("proxyspex", PROXYSPEX_OPTIONS), ("regression", REGRESSION_OPTIONS))}  # fmt: skip
+    fits = [name for name, opts in owners.items() if set(options) <= opts]
+    if len(fits) == 1:
+        return fits[0]
+    known = sorted(set().union(*owners.values()))
+    if fits:
+        raise TypeError(
+            f"method='auto' got decoder options {sorted(options)} that several methods take "
+            f"({fits}); choose the method yourself."
+        )
+    raise TypeError(
+        f"method='auto' got decoder options {sorted(options)} that no single method takes "
+        "together; choose the method yourself (method='spex', 'proxyspex' or 'regression'). "
+        f"Options known: {known}."
+    )
 
 
 def _hybrid(

@@ -48,8 +48,8 @@ def shapley_kernel_mass(n_features: int) -> Tensor:
     have infinite weight (they are constraints, not samples) and are reported as ``inf``.
 
     Example:
-        >>> shapley_kernel_mass(4)
-        tensor([inf, 1.0000, 0.7500, 1.0000, inf], dtype=torch.float64)
+        >>> shapley_kernel_mass(4).tolist()
+        [inf, 1.0, 0.75, 1.0, inf]
     """
     n = n_features
     s = torch.arange(n + 1, dtype=torch.float64)

@@ -1,0 +1,85 @@
+"""SPEX and ProxySPEX made exact at the corners (all features removed, all kept).
+
+Every sampled method's result is exact at the two corners, which are evaluated as part of the
+budget, so the Shapley values of the result add up to ``f(N) - f(∅)`` and its baseline is the
+evaluated ``f(∅)`` (:func:`~torchspex.decoders.efficiency.enforce_corners`).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import torch
+
+from torchspex.decoders.base import Evaluator
+from torchspex.fourier import SparseSpectrum
+
+__all__ = ["N_CORNERS", "decode_with_corners"]
+
+#: Masks every sampled method spends on the two corners (all removed, all kept), which make the
+#: learned function exact there (efficiency and the baseline; see ``decoders/efficiency.py``).
+N_CORNERS = 2
+
+
+def decode_with_corners(
+    method: str,
+    evaluator: Evaluator,
+    n_features: int,
+    *,
+    n_samples: int | None = None,
+    max_order: int | None = None,
+    generator: torch.Generator | None = None,
+    **options: Any,
+) -> tuple[SparseSpectrum, dict[str, Any]]:
+    """SPEX (on ``n_samples - 2`` masks) or ProxySPEX, then exact at the corners.
+
+    The two corners are evaluated (unless the decoder already did) and the spectrum is moved
+    onto them with the smallest change on the decoder's own samples
+    (:func:`~torchspex.decoders.efficiency.enforce_corners`); an exact recovery is unchanged.
+    """
+    from torchspex.decoders.base import BudgetTooSmallError
+    from torchspex.decoders.efficiency import enforce_corners
+
+    # ProxySPEX's uniform masks include both corners already; SPEX's design has only ∅
+    reserve = 0 if method == "proxyspex" else N_CORNERS
+    budget = None if n_samples is None else n_samples - reserve
+    if budget is not None and n_features <= 20 and n_samples >= 1 << n_features:
+        budget = n_samples  # every mask: the decoder returns the exact spectrum
+    if method == "spex":
+        from torchspex.decoders.spex import decode_spex as decoder
+    else:
+        from torchspex.decoders.proxyspex import decode_proxyspex as decoder
+    try:
+        if budget is not None and budget < 1:
+            raise BudgetTooSmallError(f"n_samples={n_samples} leaves no masks to decode.", 1)
+        spectrum, info = decoder(evaluator, n_features, n_samples=budget, max_order=max_order,
+                                 generator=generator, **options)  # fmt: skip
+    except BudgetTooSmallError as err:
+        minimum = err.minimum + reserve
+        raise BudgetTooSmallError(
+            f"method={method!r} needs n_samples >= {minimum} for {n_features} features; got "
+            f"{n_samples}. Raise `n_samples`, or use method='auto' or 'regression', which "
+            f"work from n + 2 = {n_features + 2} calls.",
+            minimum,
+        ) from err
+    if info.get("exact") or info.get("method") == "exhaustive":
+        return spectrum, info
+    n = n_features
+    ends = torch.stack([torch.zeros(n, dtype=torch.bool), torch.ones(n, dtype=torch.bool)])
+    masks = evaluator.masks
+    corner_values = evaluator(ends)
+    finite = torch.isfinite(corner_values.reshape(2, -1)).all()
+    if not bool(finite):  # only reachable with nonfinite="drop"
+        warnings.warn(
+            "`value_function` returned NaN or inf with every feature removed or every feature "
+            "kept, so the learned function cannot be made exact there: its Shapley values need "
+            "not add up to f(N) - f(∅) (info['corners_exact'] = False).",
+            stacklevel=4,
+        )
+        return spectrum, {**info, "corners_exact": False}
+    values = evaluator.values
+    keep = torch.isfinite(values.reshape(values.shape[0], -1)).all(dim=1)
+    fixed = enforce_corners(spectrum, masks[keep[: masks.shape[0]]] if masks.shape[0] else masks,
+                            corner_values[0], corner_values[1])  # fmt: skip
+    return fixed, {**info, "corners_exact": True}
