@@ -396,3 +396,27 @@ def test_shapiq_round_trip_of_new_indices():
             assert back.index == iv.index
             a, b = dict(iv.interactions), dict(back.interactions)
             assert max(abs(a.get(k, 0.0) - b.get(k, 0.0)) for k in set(a) | set(b)) < 1e-9
+
+
+@pytest.mark.parametrize("n", [2, 4, 6])
+def test_elc_shapiq_objective_is_its_exact_minimum(n):
+    from torchspex.fourier.elc import _least_distance
+
+    spec, v = random_game(n, 9)
+    lexi, e_star = egalitarian_least_core(spec)
+    joint, e = egalitarian_least_core(spec, objective="shapiq")
+    x = joint.coefficients.numpy()
+    assert x.sum() == pytest.approx(v[-1] - v[0], abs=1e-9)
+    assert float(e) >= float(e_star) - 1e-12  # it may pay more than the least core
+    best = float(np.linalg.norm(x) + e)
+    assert best <= float(np.linalg.norm(lexi.coefficients.numpy()) + e_star) + 1e-12
+    # no other subsidy does better (x(e) is the min-norm point of the e-relaxed core)
+    vp = (v - v[0]) / np.abs(v - v[0]).max()
+    masks = np.arange(1, (1 << n) - 1)
+    members = ((masks[:, None] >> np.arange(n)) & 1).astype(float)
+    scale = np.abs(v - v[0]).max()
+    for trial in np.linspace(float(e_star), float(e_star) + 5 * scale, 25) / scale:
+        other = trial + np.linalg.norm(_least_distance(members, vp, masks, trial))
+        assert best / scale <= other + 1e-9
+    with pytest.raises(ValueError, match="objective"):
+        egalitarian_least_core(spec, objective="l1")

@@ -13,7 +13,9 @@ Both need every coalition's value, which the spectrum gives exactly (one ``2^n``
 transform): the result is the ELC of the learned function, for ``n <= MAX_ELC_FEATURES``.
 
 shapiq 1.8's ``ExactComputer("ELC")`` minimizes ``||x||_2 + e`` in one SLSQP run (tolerance
-about ``1e-6``); where the least core has ``e* = 0`` or one point both give the same vector.
+about ``1e-6``), which can pay more than the least core's subsidy for a smaller norm; where the
+least core is a single point or ``e* = 0`` with no gain from more subsidy, both agree.
+``objective="shapiq"`` solves shapiq's objective exactly instead.
 """
 
 from __future__ import annotations
@@ -44,9 +46,62 @@ def _game_values(spectrum: SparseSpectrum) -> Tensor:
     return values
 
 
-def _solve_one(values: np.ndarray, n: int) -> tuple[np.ndarray, float]:
+def _least_distance(
+    members: np.ndarray, v: np.ndarray, masks: np.ndarray, subsidy: float
+) -> np.ndarray:
+    """``argmin ||x||`` s.t. ``x(S) >= v(S) - subsidy`` (proper ``S``), ``x(N) = v(N)``.
+
+    As NNLS ``min ||E u - f||, u >= 0`` with ``E = [G^T; h^T]``, ``f = e_{n+1}`` for the rows
+    ``G x >= h``; then ``x = -r[:n] / r[n]`` for ``r = E u - f`` (Lawson and Hanson, ch. 23).
+    """
+    from scipy.optimize import nnls
+
+    n = members.shape[1]
+    slack = 1e-12  # keeps the least core nonempty against the LP's round-off
+    g = np.vstack([members, np.ones((1, n)), -np.ones((1, n))])
+    h = np.concatenate([v[masks] - subsidy - slack, [v[-1] - slack, -v[-1] - slack]])
+    e = np.vstack([g.T, h[None, :]])
+    f = np.zeros(n + 1)
+    f[-1] = 1.0
+    u, _ = nnls(e, f, maxiter=50 * (len(h) + 2))
+    r = e @ u - f
+    if abs(r[-1]) < 1e-14:  # pragma: no cover - infeasible, cannot happen after the LP
+        raise RuntimeError("the least core is empty; the linear program's subsidy is too small.")
+    x = -r[:n] / r[-1]
+    return x + (v[-1] - x.sum()) / n  # efficiency exactly (moves x by at most the slack)
+
+
+def _joint_minimum(
+    members: np.ndarray, v: np.ndarray, masks: np.ndarray, low: float
+) -> tuple[np.ndarray, float]:
+    """shapiq's objective: ``min ||x||_2 + e`` over ``e >= low`` (golden section; convex)."""
+    n = members.shape[1]
+    uniform = np.full(n, v[-1] / n)  # feasible, and the smallest efficient norm, for e >= high
+    high = max(low, float((v[masks] - members @ uniform).max()))
+
+    def cost(e: float) -> float:
+        return e + float(np.linalg.norm(_least_distance(members, v, masks, e)))
+
+    a, b = low, high
+    ratio = (np.sqrt(5.0) - 1) / 2
+    c, d = b - ratio * (b - a), a + ratio * (b - a)
+    fc, fd = cost(c), cost(d)
+    while b - a > 1e-12 * max(1.0, high):
+        if fc <= fd:
+            b, d, fd = d, c, fc
+            c = b - ratio * (b - a)
+            fc = cost(c)
+        else:
+            a, c, fc = c, d, fd
+            d = a + ratio * (b - a)
+            fd = cost(d)
+    best = min((low, (a + b) / 2, high), key=cost)
+    return _least_distance(members, v, masks, best), best
+
+
+def _solve_one(values: np.ndarray, n: int, objective: str) -> tuple[np.ndarray, float]:
     """ELC and subsidy of one game, ``values[mask]`` with ``values[0] = v(empty)``."""
-    from scipy.optimize import linprog, nnls
+    from scipy.optimize import linprog
 
     v = values - values[0]
     total = float(v[-1])
@@ -75,29 +130,26 @@ def _solve_one(values: np.ndarray, n: int) -> tuple[np.ndarray, float]:
     if lp.status != 0:  # pragma: no cover - the LP is always feasible and bounded
         raise RuntimeError(f"the least-core linear program failed: {lp.message}")
     subsidy = max(float(lp.x[-1]), 0.0)
-    # 2. least distance: min ||x|| s.t. G x >= h, as NNLS min ||E u - f||, u >= 0, with
-    #    E = [G^T; h^T], f = e_{n+1}; then x = -r[:n] / r[n] for r = E u - f.
-    slack = 1e-12  # keeps the least core nonempty against the LP's round-off
-    g = np.vstack([members, np.ones((1, n)), -np.ones((1, n))])
-    h = np.concatenate([v[masks] - subsidy - slack, [v[-1] - slack, -v[-1] - slack]])
-    e = np.vstack([g.T, h[None, :]])
-    f = np.zeros(n + 1)
-    f[-1] = 1.0
-    u, _ = nnls(e, f, maxiter=50 * (m + 2))
-    r = e @ u - f
-    if abs(r[-1]) < 1e-14:  # pragma: no cover - infeasible, cannot happen after step 1
-        raise RuntimeError("the least core is empty; the linear program's subsidy is too small.")
-    x = -r[:n] / r[-1]
-    x += (v[-1] - x.sum()) / n  # efficiency exactly (moves x by at most the slack)
+    if objective == "shapiq":
+        x, subsidy = _joint_minimum(members, v, masks, subsidy)
+    else:  # 2. least distance: the min-norm point of the least core
+        x = _least_distance(members, v, masks, subsidy)
     return x * scale, subsidy * scale
 
 
-def egalitarian_least_core(spectrum: SparseSpectrum) -> tuple[SparseSpectrum, Tensor]:
+def egalitarian_least_core(
+    spectrum: SparseSpectrum, objective: str = "least-core"
+) -> tuple[SparseSpectrum, Tensor]:
     """The egalitarian least core of the spectrum's set function, and its subsidy.
 
     Args:
         spectrum: a Fourier or Möbius spectrum, coefficients ``[s, *out]``; one linear program
             per output.
+        objective: ``"least-core"`` (default; Yan and Procaccia: the least-core subsidy, then
+            the minimum-norm point of that least core) or ``"shapiq"`` (shapiq 1.8's
+            ``ExactComputer("ELC")`` objective ``min ||x||_2 + e`` over ``(x, e)`` jointly,
+            solved exactly: a convex 1-D search over ``e`` of least-distance problems), whose
+            subsidy can exceed the least core's.
 
     Returns:
         ``(values, subsidy)``: ``values`` with basis ``"ELC"`` holds one entry ``(i,)`` per
@@ -115,6 +167,8 @@ def egalitarian_least_core(spectrum: SparseSpectrum) -> tuple[SparseSpectrum, Te
     """
     if not isinstance(spectrum, SparseSpectrum):
         raise TypeError(f"`spectrum` must be a SparseSpectrum; got {type(spectrum).__name__}.")
+    if objective not in ("least-core", "shapiq"):
+        raise ValueError(f"`objective` must be 'least-core' or 'shapiq'; got {objective!r}.")
     if spectrum.basis not in ("Fourier", "Moebius"):
         raise ValueError(
             f"`spectrum` must be in the Fourier or Moebius basis; got {spectrum.basis!r}."
@@ -137,7 +191,7 @@ def egalitarian_least_core(spectrum: SparseSpectrum) -> tuple[SparseSpectrum, Te
     x = np.zeros((n, n_out))
     subsidy = np.zeros(n_out)
     for j in range(n_out):
-        x[:, j], subsidy[j] = _solve_one(values[:, j], n)
+        x[:, j], subsidy[j] = _solve_one(values[:, j], n, objective)
     idx = torch.arange(n, dtype=torch.long)[:, None]
     coef = torch.as_tensor(x, dtype=dtype, device=device).reshape(n, *out_shape)
     result = SparseSpectrum(idx, coef, n, "ELC")
