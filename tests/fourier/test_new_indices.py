@@ -22,7 +22,8 @@ from torchspex.fourier.generalized import generalized_index, generalized_values
 from torchspex.fourier.transforms import fourier_to_moebius, moebius_to_index
 
 TOL = 1e-10
-NS = range(1, 11)
+# n = 9, 10: 2^n x 2^n oracle matrices, a second or two each
+NS = [*range(1, 9), *(pytest.param(n, marks=pytest.mark.slow) for n in (9, 10))]
 
 
 # ---------------------------------------------------------------------- brute-force oracles
@@ -383,6 +384,7 @@ def test_interactions_views_and_batches():
                 assert pair[key] == pytest.approx([c, -c], abs=TOL)
 
 
+@pytest.mark.slow  # importing shapiq alone takes seconds
 def test_shapiq_round_trip_of_new_indices():
     shapiq = pytest.importorskip("shapiq")
     spec, _ = random_game(5, 8)
