@@ -427,6 +427,10 @@ def calls_label(res: dict) -> str:
         tried = max((p["calls"] for p in res["probes"]), default=None)
         return f"{res['status']}" + (f" (not exact at {tried:,})" if tried else "")
     if not res.get("exact"):
+        slow = [p for p in res["probes"] if p.get("timeout")]
+        if slow:
+            return ("timeout (" + ", ".join(f"{p['calls']:,}" for p in slow)
+                    + f": > {slow[0]['timeout']:.0f} s each)")
         return f"> {res['game']['cap']:,}"
     slow = [p for p in res["probes"] if p.get("timeout") and p["calls"] < res["calls"]]
     return f"{res['calls']:,}" + (f" ({slow[-1]['calls']:,}: > {slow[-1]['timeout']:.0f} s)"
