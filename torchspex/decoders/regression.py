@@ -62,6 +62,8 @@ _OPTIONS = ("sizes", "proxy", "n_folds", "max_terms", "pairs")
 
 #: Relative ridge penalties tried on the discovered (non first-order) terms.
 _PENALTIES = (0.0, 1e-4, 1e-3, 1e-2, 1e-1)
+#: ... and on the always-kept terms (order 1, the constant) when there are few rows per term.
+_FIXED_PENALTIES = (0.0, 1e-3, 1e-2, 1e-1, 1.0)
 
 
 def index_family(index: str | None) -> str:
@@ -261,8 +263,9 @@ def _fit_part(
         d = constraint[1].reshape(c.shape[0], -1)
     scale = y.var(dim=0, correction=0).clamp(min=1e-300)
     aw = w.unsqueeze(1) * a
-    pens = torch.tensor(_PENALTIES, dtype=torch.float64)
-    best: tuple[float, int, float] | None = None
+    # penalties on the discovered terms; on the fixed ones too when the rows barely pin them
+    fixed_pens = (0.0,) if p >= 3 * n_fixed else _FIXED_PENALTIES
+    best: tuple[float, int, float, float] | None = None
     if p >= n_folds:
         fold = torch.randperm(p, generator=generator) % n_folds
         gram_all, rhs_all = a.T @ aw, aw.T @ y
@@ -275,28 +278,33 @@ def _fit_part(
         gram_f, rhs_f = torch.stack(grams), torch.stack(rhss)  # [F, s, s], [F, s, o]
         for k in grid:
             cols = n_fixed + k
-            penalty = torch.zeros(len(pens) if k else 1, cols, dtype=torch.float64)
-            penalty[:, n_fixed:] = pens.unsqueeze(1) if k else 0.0
+            combos = [(fp, pen) for fp in fixed_pens for pen in (_PENALTIES if k else (0.0,))]
+            penalty = torch.zeros(len(combos), cols, dtype=torch.float64)
+            for i, (fp, pen) in enumerate(combos):
+                penalty[i, :n_fixed] = fp
+                penalty[i, n_fixed:] = pen
             coef = _solve_batched(gram_f[:, :cols, :cols], rhs_f[:, :cols], penalty,
                                   None if c is None else c[:, :cols], d)  # [P, F, cols, o]
             err = torch.zeros(penalty.shape[0], dtype=torch.float64)
             for f, (a_t, y_t, w_t) in enumerate(tests):
                 resid = y_t.unsqueeze(0) - a_t[:, :cols].unsqueeze(0) @ coef[:, f]
                 err += ((w_t.view(1, -1, 1) * resid**2).sum(dim=1) / scale).sum(dim=1)
-            for i in range(penalty.shape[0]):
+            for i, (fp, pen) in enumerate(combos):
                 e = float(err[i])
                 if best is None or e < best[0] * (1 - 1e-9):
-                    best = (e, k, float(pens[i]) if k else 0.0)
+                    best = (e, k, pen, fp)
     else:
-        best = (math.nan, limit, _PENALTIES[-1])
+        best = (math.nan, limit, _PENALTIES[-1], fixed_pens[-1])
     folds = p >= n_folds
-    cv_error, k, pen = best
+    cv_error, k, pen, fixed_pen = best
     cols = n_fixed + k
     penalty = torch.zeros(1, cols, dtype=torch.float64)
+    penalty[:, :n_fixed] = fixed_pen
     penalty[:, n_fixed:] = pen
     coef = _solve_batched((a[:, :cols].T @ aw[:, :cols]).unsqueeze(0), (aw[:, :cols].T @ y)
                           .unsqueeze(0), penalty, None if c is None else c[:, :cols], d)[0, 0]
-    info = {"n_terms": cols, "n_discovered": k, "penalty": pen, "n_candidates": limit,
+    info = {"n_terms": cols, "n_discovered": k, "penalty": pen, "fixed_penalty": fixed_pen,
+            "n_candidates": limit,
             "cv_error": cv_error if folds else math.nan}  # fmt: skip
     return support[:cols], coef, info
 
