@@ -521,7 +521,6 @@ def _fit_paired(
     n_folds = options.get("n_folds", 5)
     max_terms = options.get("max_terms") or max(n + 1, (3 * p) // 4)
     first = _first_order_rows(n, 1)
-    width = max(2, proxy_idx.shape[1])
     odd_fixed, odd_ranked, _ = _ranked_candidates(first[1:], [], proxy_idx, proxy_score, n, 1)
     extra = [_pair_rows(n, 2)] if _pairs_wanted(options, n, p) and n >= 2 else []
     even_fixed, even_ranked, n_pairs = _ranked_candidates(first[:1], extra, proxy_idx,
