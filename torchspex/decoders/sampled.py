@@ -44,7 +44,7 @@ def decode_with_corners(
     # ProxySPEX's uniform masks include both corners already; SPEX's design has only ∅
     reserve = 0 if method == "proxyspex" else N_CORNERS
     budget = None if n_samples is None else n_samples - reserve
-    if budget is not None and n_features <= 20 and n_samples >= 1 << n_features:
+    if n_samples is not None and n_features <= 20 and n_samples >= 1 << n_features:
         budget = n_samples  # every mask: the decoder returns the exact spectrum
     if method == "spex":
         from torchspex.decoders.spex import decode_spex as decoder
