@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 from scipy.stats import chi2
+from torch import Tensor
 
 from torchspex.decoders.base import BudgetTooSmallError, Evaluator
 from torchspex.decoders.exhaustive import MAX_EXHAUSTIVE_FEATURES, decode_exhaustive
@@ -211,116 +212,28 @@ def decode_spex(
     opts = _check_options(options)
     if generator is None:  # never the global RNG: None means seed 0, as torchspex.explain
         generator = torch.Generator().manual_seed(0)
-    n_groups = opts.get("n_groups") or DEFAULT_N_GROUPS
-    max_groups = n_groups if opts.get("n_groups") else None
-    b_opt = opts.get("b")
-    t = opts.get("degree_parameter")
-    if t is None:
-        t = default_degree(max_order)
-        if n_samples is not None and b_opt is None:
-            t = degree_for_budget(n_features, n_samples, t, n_groups)
-
-    # ------------------------------------------------ budget (before any evaluation)
-    budget = n_samples
-    if n_samples is not None:
-        plan_for_budget(n_features, n_samples, t, n_groups)  # raises BudgetTooSmallError
-    elif b_opt is None:
-        budget = default_n_samples(n_features, t)
-    if n_features <= MAX_EXHAUSTIVE_FEATURES:
-        reference = budget
-        if reference is None:  # the `b` option's design
-            reference = n_groups * plan_n_delays(n_features, t) << b_opt
-        if (1 << n_features) <= reference:
-            warnings.warn(
-                f"n_features={n_features}: all 2^{n_features} = {1 << n_features} masks fit in "
-                f"{'n_samples' if n_samples is not None else 'the default SPEX budget'} "
-                f"({reference}); evaluating every mask and returning the exact spectrum "
-                "instead of SPEX.",
-                stacklevel=3,
-            )
-            spectrum, info = decode_exhaustive(evaluator, n_features)
-            info.update(method="exhaustive", requested_method="spex",
-                        n_evaluations=evaluator.n_evaluations)
-            return spectrum, info
-    if n_samples is None and b_opt is None:
-        warnings.warn(
-            f"method='spex' without `n_samples`: using the default budget of {budget} calls "
-            f"of the value function for n_features={n_features} (about one bin per feature, "
-            f"degree_parameter t={t}; see torchspex.sampling.default_n_samples). Pass "
-            "`n_samples` to choose the number of calls.",
-            UserWarning,
-            stacklevel=2,
-        )
-    if b_opt is not None:
-        plan = SPEXPlan.create(n_features, b_opt, t, n_groups, generator)
-        if n_samples is not None and plan.n_queries > n_samples:
-            distinct = plan.count_distinct()
-            if distinct > n_samples:
-                raise BudgetTooSmallError(
-                    f"method='spex' with b={b_opt} evaluates {distinct} distinct masks; got "
-                    f"n_samples={n_samples}. Raise `n_samples` to at least {distinct} or drop "
-                    "the `b` option to let the budget choose it.",
-                    distinct,
-                )
-    else:
-        plan = SPEXPlan.for_budget(n_features, budget, t, n_groups, generator,
-                                   max_groups=max_groups)
-
-    # ------------------------------------------------ queries and per-group transforms
-    n_delays = plan.n_delays
-    groups = []
-    for c, n_bins in enumerate(plan.group_bins):
-        delays_per_call = max(1, _CHUNK_BITS // max(1, n_bins * n_features))
-        parts = []
-        for start in range(0, n_delays, delays_per_call):
-            masks = plan.masks(c, slice(start, start + delays_per_call))
-            parts.append(evaluator(masks))
-        groups.append(torch.cat(parts))
-    out_shape = tuple(groups[0].shape[1:])
+    budget, t = _budget_and_degree(n_features, n_samples, max_order, opts)
+    exhaustive = _exhaustive_if_it_fits(evaluator, n_features, n_samples, budget, t, opts)
+    if exhaustive is not None:
+        return exhaustive
+    if n_samples is None and opts.get("b") is None:
+        _warn_default_budget(budget, n_features, t)
+    plan = _make_plan(n_features, n_samples, budget, t, opts, generator)
+    groups = _query_design(evaluator, plan)
     n_design = evaluator.n_evaluations
-    # ------------------------------------------------ the rest of the budget: uniform masks
-    n_uniform, unspent = 0, None
-    left = 0 if budget is None else budget - n_design
-    if left > 0 and opts["refit"] is None:
-        unspent = (f"{left} calls unspent: no design with more bins fits, and refit=None "
-                   "has no use for uniform samples")
-    elif left > 0:
-        for _ in range(_UNIFORM_TRIES):  # redraw what repeated a mask already evaluated
-            uniform = torch.randint(0, 2, (left, n_features), generator=generator).bool()
-            evaluator(uniform)
-            left = budget - evaluator.n_evaluations
-            if left <= 0:
-                break
-        n_uniform = evaluator.n_evaluations - n_design
+    n_uniform, unspent = _query_uniform(evaluator, budget, n_features, opts["refit"], generator)
     start_time = time.perf_counter()
-    u = np.concatenate([
-        (fwht(g.reshape(n_delays, n_bins, -1), dim=1) / n_bins).permute(1, 0, 2).numpy()
-        for g, n_bins in zip(groups, plan.group_bins)
-    ])  # [sum_c 2^b_c, P, O]
-
-    peeled, rounds, noise_var = _peel(u, plan, opts)
+    peeled, rounds, noise_var = _peel(_bins_from_queries(groups, plan), plan, opts)
     peel_seconds = time.perf_counter() - start_time
-    support = np.unique(np.concatenate([np.full((1, plan.t), -1), peeled[0]]), axis=0)
-    indices = torch.from_numpy(support)
-    if opts["refit"] is None:
-        coef = _sum_by_row(peeled[0], peeled[1], support)
-        coefficients = torch.from_numpy(coef)
-    else:
-        from torchspex.decoders.refit import refit
-
-        coefficients = refit(
-            evaluator.masks, evaluator.values.reshape(evaluator.n_evaluations, -1), indices,
-            n_features, method=opts["refit"],
-        )
-    spectrum = SparseSpectrum(
-        indices, coefficients.reshape(-1, *out_shape).to(torch.float64), n_features, "Fourier"
-    ).coalesce()
+    spectrum = _fit_support(evaluator, peeled, plan, opts["refit"], tuple(groups[0].shape[1:]))
     decode_seconds = time.perf_counter() - start_time
-    spent = None if budget is None else evaluator.n_evaluations / budget
-    if spent is not None and spent < _SPEND_TARGET and unspent is None:
-        unspent = (f"{budget - evaluator.n_evaluations} calls unspent: uniform masks repeated "
-                   "design masks (small n_features)" if b_opt is None else
-                   f"the `b` option fixes the design at {plan.n_queries} queries")
+    spent = None
+    if budget is not None:
+        spent = evaluator.n_evaluations / budget
+        if spent < _SPEND_TARGET and unspent is None:
+            unspent = (f"{budget - evaluator.n_evaluations} calls unspent: uniform masks "
+                       "repeated design masks (small n_features)" if opts.get("b") is None else
+                       f"the `b` option fixes the design at {plan.n_queries} queries")
     info = {
         "method": "spex",
         "exact": False,
@@ -328,7 +241,7 @@ def decode_spex(
         "group_b": plan.group_b,
         "degree_parameter": plan.t,
         "n_groups": plan.n_groups,
-        "n_delays": n_delays,
+        "n_delays": plan.n_delays,
         "n_bins": plan.total_bins,
         "n_queries": plan.n_queries,
         "n_design_evaluations": n_design,
@@ -348,9 +261,159 @@ def decode_spex(
     }
     if unspent is not None:
         info["unspent_reason"] = unspent
-    if n_samples is None and b_opt is None:
+    if n_samples is None and opts.get("b") is None:
         info["n_samples_default"] = budget
     return spectrum, info
+
+
+# ------------------------------------------------------------------ the steps of decode_spex
+def _n_groups(opts: dict[str, Any]) -> int:
+    return int(opts.get("n_groups") or DEFAULT_N_GROUPS)
+
+
+def _budget_and_degree(n_features: int, n_samples: int | None, max_order: int | None,
+                       opts: dict[str, Any]) -> tuple[int | None, int]:
+    """The budget (``None`` only for the ``b`` option's design without ``n_samples``) and ``t``.
+
+    Raises:
+        BudgetTooSmallError: before any evaluation, when ``n_samples`` fits no design.
+    """
+    n_groups = _n_groups(opts)
+    t = opts.get("degree_parameter")
+    if t is None:
+        t = default_degree(max_order)
+        if n_samples is not None and opts.get("b") is None:
+            t = degree_for_budget(n_features, n_samples, t, n_groups)
+    if n_samples is not None:
+        plan_for_budget(n_features, n_samples, t, n_groups)  # raises BudgetTooSmallError
+        return n_samples, t
+    if opts.get("b") is None:
+        return default_n_samples(n_features, t), t
+    return None, t
+
+
+def _exhaustive_if_it_fits(
+    evaluator: Evaluator, n_features: int, n_samples: int | None, budget: int | None, t: int,
+    opts: dict[str, Any],
+) -> tuple[SparseSpectrum, dict[str, Any]] | None:
+    """Every mask and the exact spectrum when ``2^n`` fits the budget (with a warning)."""
+    if n_features > MAX_EXHAUSTIVE_FEATURES:
+        return None
+    reference = budget
+    if reference is None:  # the `b` option's design
+        reference = _n_groups(opts) * plan_n_delays(n_features, t) << int(opts["b"])
+    if (1 << n_features) > reference:
+        return None
+    warnings.warn(
+        f"n_features={n_features}: all 2^{n_features} = {1 << n_features} masks fit in "
+        f"{'n_samples' if n_samples is not None else 'the default SPEX budget'} "
+        f"({reference}); evaluating every mask and returning the exact spectrum "
+        "instead of SPEX.",
+        stacklevel=4,
+    )
+    spectrum, info = decode_exhaustive(evaluator, n_features)
+    info.update(method="exhaustive", requested_method="spex",
+                n_evaluations=evaluator.n_evaluations)
+    return spectrum, info
+
+
+def _warn_default_budget(budget: int | None, n_features: int, t: int) -> None:
+    warnings.warn(
+        f"method='spex' without `n_samples`: using the default budget of {budget} calls "
+        f"of the value function for n_features={n_features} (about one bin per feature, "
+        f"degree_parameter t={t}; see torchspex.sampling.default_n_samples). Pass "
+        "`n_samples` to choose the number of calls.",
+        UserWarning,
+        stacklevel=3,
+    )
+
+
+def _make_plan(n_features: int, n_samples: int | None, budget: int | None, t: int,
+               opts: dict[str, Any], generator: torch.Generator) -> SPEXPlan:
+    """The ``b`` option's design (refused when its distinct masks exceed ``n_samples``), or the
+    design that fills ``budget``."""
+    n_groups = _n_groups(opts)
+    b_opt = opts.get("b")
+    if b_opt is None:
+        assert budget is not None  # set by _budget_and_degree without the `b` option
+        max_groups = n_groups if opts.get("n_groups") else None
+        return SPEXPlan.for_budget(n_features, budget, t, n_groups, generator,
+                                   max_groups=max_groups)
+    plan = SPEXPlan.create(n_features, b_opt, t, n_groups, generator)
+    if n_samples is not None and plan.n_queries > n_samples:
+        distinct = plan.count_distinct()
+        if distinct > n_samples:
+            raise BudgetTooSmallError(
+                f"method='spex' with b={b_opt} evaluates {distinct} distinct masks; got "
+                f"n_samples={n_samples}. Raise `n_samples` to at least {distinct} or drop "
+                "the `b` option to let the budget choose it.",
+                distinct,
+            )
+    return plan
+
+
+def _query_design(evaluator: Evaluator, plan: SPEXPlan) -> list[Tensor]:
+    """The values of every group's masks, ``[P * 2^b_c, *out]`` per group (delay-major), in
+    calls of at most ``_CHUNK_BITS`` mask bits."""
+    groups = []
+    for c, n_bins in enumerate(plan.group_bins):
+        delays_per_call = max(1, _CHUNK_BITS // max(1, n_bins * plan.n_features))
+        parts = []
+        for start in range(0, plan.n_delays, delays_per_call):
+            masks = plan.masks(c, slice(start, start + delays_per_call))
+            parts.append(evaluator(masks))
+        groups.append(torch.cat(parts))
+    return groups
+
+
+def _query_uniform(evaluator: Evaluator, budget: int | None, n_features: int,
+                   refit: str | None, generator: torch.Generator) -> tuple[int, str | None]:
+    """Spends the rest of the budget on uniform masks for the refit (redrawing masks that
+    repeated evaluated ones). Returns the number added and why calls stay unspent (or None)."""
+    n_design = evaluator.n_evaluations
+    left = 0 if budget is None else budget - n_design
+    if left <= 0:
+        return 0, None
+    if refit is None:
+        return 0, (f"{left} calls unspent: no design with more bins fits, and refit=None "
+                   "has no use for uniform samples")
+    assert budget is not None
+    for _ in range(_UNIFORM_TRIES):
+        uniform = torch.randint(0, 2, (left, n_features), generator=generator).bool()
+        evaluator(uniform)
+        left = budget - evaluator.n_evaluations
+        if left <= 0:
+            break
+    return evaluator.n_evaluations - n_design, None
+
+
+def _bins_from_queries(groups: list[Tensor], plan: SPEXPlan) -> np.ndarray:
+    """One Walsh-Hadamard transform per (group, delay): the bins ``[sum_c 2^b_c, P, O]``."""
+    return np.concatenate([
+        (fwht(g.reshape(plan.n_delays, n_bins, -1), dim=1) / n_bins).permute(1, 0, 2).numpy()
+        for g, n_bins in zip(groups, plan.group_bins)
+    ])
+
+
+def _fit_support(evaluator: Evaluator, peeled: tuple[np.ndarray, np.ndarray], plan: SPEXPlan,
+                 refit: str | None, out_shape: tuple[int, ...]) -> SparseSpectrum:
+    """The spectrum on the peeled support plus the empty set: coefficients refitted on every
+    evaluated mask (``refit``), or the peeled values summed per term (``refit=None``)."""
+    support = np.unique(np.concatenate([np.full((1, plan.t), -1), peeled[0]]), axis=0)
+    indices = torch.from_numpy(support)
+    if refit is None:
+        coefficients = torch.from_numpy(_sum_by_row(peeled[0], peeled[1], support))
+    else:
+        from torchspex.decoders.refit import refit as refit_support
+
+        coefficients = refit_support(
+            evaluator.masks, evaluator.values.reshape(evaluator.n_evaluations, -1), indices,
+            plan.n_features, method=refit,
+        )
+    return SparseSpectrum(
+        indices, coefficients.reshape(-1, *out_shape).to(torch.float64), plan.n_features,
+        "Fourier",
+    ).coalesce()
 
 
 def _sum_by_row(rows: np.ndarray, values: np.ndarray, support: np.ndarray) -> np.ndarray:
