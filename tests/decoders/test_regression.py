@@ -159,3 +159,32 @@ def test_enforce_corners_is_exact_and_leaves_exact_fits_alone():
     true_ends = spec.evaluate(ends)
     same = enforce_corners(spec, masks, true_ends[0], true_ends[1])
     assert torch.allclose(same.evaluate(masks), spec.evaluate(masks), atol=1e-12)
+
+
+@pytest.mark.parametrize("constrained", [False, True])
+def test_prefix_solutions_equal_one_kkt_solve_per_prefix(constrained):
+    """The Cholesky path of the cross-validation gives, for every prefix of the support, the
+    solution of that prefix's own constrained ridge problem."""
+    from torchspex.decoders.regression import _prefix_solutions, _solve_batched
+
+    g = torch.Generator().manual_seed(3)
+    n_f, s, o = 3, 12, 2
+    a = torch.randn(n_f, 20, s, generator=g, dtype=torch.float64)
+    gram = a.mT @ a
+    rhs = torch.randn(n_f, s, o, generator=g, dtype=torch.float64)
+    pen = torch.rand(s, generator=g, dtype=torch.float64)
+    c = torch.randn(1, s, generator=g, dtype=torch.float64) if constrained else None
+    d = torch.randn(1, o, generator=g, dtype=torch.float64) if constrained else None
+    scale = torch.diagonal(gram, dim1=1, dim2=2).mean(dim=1)
+    h = gram + torch.diag_embed(pen * scale.unsqueeze(1))
+    cols = [1, 4, 7, 12]
+    got = _prefix_solutions(torch.linalg.cholesky(h), rhs, c, d, cols)
+    for i, k in enumerate(cols):
+        hk = h[:, :k, :k]
+        # the same problem through the KKT solver (its tiny ridge switched off by a zero scale)
+        want = _solve_batched(hk, rhs[:, :k], torch.zeros(1, k, dtype=torch.float64),
+                              None if c is None else c[:, :k], d)[0]  # fmt: skip
+        assert torch.allclose(got[:, :k, i], want, atol=1e-9, rtol=1e-9)
+        assert torch.equal(got[:, k:, i], torch.zeros_like(got[:, k:, i]))
+        if constrained:
+            assert torch.allclose(c[:, :k] @ got[:, :k, i], d.expand(n_f, -1, -1), atol=1e-9)

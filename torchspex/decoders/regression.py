@@ -64,6 +64,8 @@ _OPTIONS = ("sizes", "proxy", "n_folds", "max_terms", "pairs")
 _PENALTIES = (0.0, 1e-4, 1e-3, 1e-2, 1e-1)
 #: ... and on the always-kept terms (order 1, the constant) when there are few rows per term.
 _FIXED_PENALTIES = (0.0, 1e-3, 1e-2, 1e-1, 1.0)
+#: Numbers of discovered terms tried by cross-validation (steps of about sqrt(2)).
+_PREFIXES = tuple(sorted({round(2 ** (i / 2)) for i in range(0, 30)}))
 
 
 def index_family(index: str | None) -> str:
@@ -227,6 +229,102 @@ def _solve_batched(
     return torch.linalg.solve(kkt, b)[:, :, :s]
 
 
+def _cross_validate(
+    a: Tensor, aw: Tensor, y: Tensor, w: Tensor, scale: Tensor, c: Tensor | None,
+    d: Tensor | None, n_fixed: int, grid: list[int], fixed_pens: tuple[float, ...],
+    n_folds: int, generator: torch.Generator,
+) -> tuple[float, int, float, float]:
+    """``(cv error, terms, penalty, fixed penalty)`` with the lowest ``n_folds``-fold error.
+
+    Every prefix of the support is scored from one Cholesky factor per fold and penalty
+    (:func:`_prefix_solutions`).
+    """
+    p, s = a.shape
+    fold = torch.randperm(p, generator=generator) % n_folds
+    gram_all, rhs_all = a.T @ aw, aw.T @ y
+    grams, rhss, tests = [], [], []
+    for f in range(n_folds):
+        test = fold == f
+        grams.append(gram_all - a[test].T @ aw[test])
+        rhss.append(rhs_all - aw[test].T @ y[test])
+        tests.append((a[test], y[test], w[test]))
+    gram_f, rhs_f = torch.stack(grams), torch.stack(rhss)  # [F, s, s], [F, s, o]
+    # every column of a Walsh design has squared norm sum(w): the mean diagonal of any prefix
+    diag_scale = torch.diagonal(gram_f, dim1=1, dim2=2).mean(dim=1).clamp(min=1e-300)  # [F]
+    best: tuple[float, int, float, float] | None = None
+    for fp in fixed_pens:
+        for pen in _PENALTIES:
+            ks = [k for k in grid if k or not pen]  # the penalty acts on discovered terms only
+            cols = [n_fixed + k for k in ks]
+            penalty = torch.full((s,), pen + 1e-9, dtype=torch.float64)
+            penalty[:n_fixed] = fp + 1e-9
+            h = gram_f.clone()
+            h.diagonal(dim1=1, dim2=2).add_(penalty * diag_scale.unsqueeze(1))
+            chol, bad = torch.linalg.cholesky_ex(h)
+            if bool(bad.any()):  # not numerically positive definite: the KKT system per prefix
+                coef = _kkt_prefixes(gram_f, rhs_f, c, d, cols, n_fixed, fp, pen)
+            else:
+                coef = _prefix_solutions(chol, rhs_f, c, d, cols)  # [F, s, G, o]
+            err = torch.zeros(len(ks), dtype=torch.float64)
+            for f, (a_t, y_t, w_t) in enumerate(tests):
+                resid = y_t.unsqueeze(1) - torch.einsum("ts,sgo->tgo", a_t, coef[f])
+                err += ((w_t.view(-1, 1, 1) * resid**2).sum(dim=0) / scale).sum(dim=1)
+            for k, e in zip(ks, err.tolist()):
+                if best is None or e < best[0] * (1 - 1e-9):
+                    best = (e, k, pen, fp)
+    assert best is not None
+    return best
+
+
+def _prefix_solutions(
+    chol: Tensor, rhs: Tensor, c: Tensor | None, d: Tensor | None, cols: list[int]
+) -> Tensor:
+    """The constrained solutions on the leading ``cols`` columns, all from one factor.
+
+    ``chol [F, s, s]`` lower Cholesky factors of ``H = G + D`` (``D`` diagonal), ``rhs [F, s,
+    o]``; returns ``[F, s, len(cols), o]``, solution ``g`` zero past ``cols[g]``: ``argmin
+    b'Hb - 2 b'r`` subject to ``C b = d`` on that prefix. The leading block of the factor is the
+    factor of the leading block, and the leading part of a forward substitution depends only
+    on it; an upper-triangular system whose right side is zero past ``k`` has its solution zero
+    past ``k``. So one forward and one batched backward substitution give every prefix; the
+    equality enters through its Schur complement, accumulated over the prefix.
+    """
+    n_f, s, o = rhs.shape
+    fwd = rhs if c is None else torch.cat([rhs, c.T.expand(n_f, -1, -1)], dim=2)
+    fwd = torch.linalg.solve_triangular(chol, fwd, upper=False)
+    z = fwd[..., :o]
+    cut = torch.zeros(s, len(cols), dtype=torch.float64)
+    for g, k in enumerate(cols):
+        cut[:k, g] = 1.0
+    zk = z.unsqueeze(2) * cut.view(1, s, -1, 1)  # [F, s, G, o]
+    if c is not None:
+        assert d is not None
+        u = fwd[..., o:]  # [F, s, r]
+        uu = torch.cumsum(u.unsqueeze(3) * u.unsqueeze(2), dim=1)  # [F, s, r, r]
+        uz = torch.cumsum(u.unsqueeze(3) * z.unsqueeze(2), dim=1)  # [F, s, r, o]
+        at = torch.tensor([k - 1 for k in cols])
+        lam = torch.linalg.solve(uu[:, at], uz[:, at] - d)  # [F, G, r, o]
+        zk = zk - torch.einsum("fsr,fgro->fsgo", u, lam) * cut.view(1, s, -1, 1)
+    back = torch.linalg.solve_triangular(chol.mT, zk.reshape(n_f, s, -1), upper=True)
+    return back.reshape(n_f, s, len(cols), o)
+
+
+def _kkt_prefixes(
+    gram: Tensor, rhs: Tensor, c: Tensor | None, d: Tensor | None, cols: list[int],
+    n_fixed: int, fixed_pen: float, pen: float,
+) -> Tensor:
+    """:func:`_prefix_solutions` through the KKT system of each prefix (the fallback when the
+    penalized Gram matrix is not numerically positive definite)."""
+    n_f, s, o = rhs.shape
+    out = torch.zeros(n_f, s, len(cols), o, dtype=torch.float64)
+    for g, k in enumerate(cols):
+        pens = torch.full((1, k), pen, dtype=torch.float64)
+        pens[0, :n_fixed] = fixed_pen
+        out[:, :k, g] = _solve_batched(gram[:, :k, :k], rhs[:, :k], pens,
+                                       None if c is None else c[:, :k], d)[0]  # fmt: skip
+    return out
+
+
 def _fit_part(
     x: Tensor,
     y: Tensor,
@@ -252,8 +350,8 @@ def _fit_part(
     """
     p = x.shape[0]
     limit = max(0, min(ranked.shape[0], max_terms - fixed.shape[0]))
-    grid = sorted({0, *[k for k in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
-                        if k < limit], *[b for b in breaks if b < limit], limit})  # fmt: skip
+    grid = sorted({0, *[k for k in _PREFIXES if k < limit], *[b for b in breaks if b < limit],
+                   limit})  # fmt: skip
     support = torch.cat([fixed, ranked[:limit]])
     a = walsh_design(x, support, n)
     n_fixed = fixed.shape[0]
@@ -265,34 +363,9 @@ def _fit_part(
     aw = w.unsqueeze(1) * a
     # penalties on the discovered terms; on the fixed ones too when the rows barely pin them
     fixed_pens = (0.0,) if p >= 3 * n_fixed else _FIXED_PENALTIES
-    best: tuple[float, int, float, float] | None = None
     if p >= n_folds:
-        fold = torch.randperm(p, generator=generator) % n_folds
-        gram_all, rhs_all = a.T @ aw, aw.T @ y
-        grams, rhss, tests = [], [], []
-        for f in range(n_folds):
-            test = fold == f
-            grams.append(gram_all - a[test].T @ aw[test])
-            rhss.append(rhs_all - aw[test].T @ y[test])
-            tests.append((a[test], y[test], w[test]))
-        gram_f, rhs_f = torch.stack(grams), torch.stack(rhss)  # [F, s, s], [F, s, o]
-        for k in grid:
-            cols = n_fixed + k
-            combos = [(fp, pen) for fp in fixed_pens for pen in (_PENALTIES if k else (0.0,))]
-            penalty = torch.zeros(len(combos), cols, dtype=torch.float64)
-            for i, (fp, pen) in enumerate(combos):
-                penalty[i, :n_fixed] = fp
-                penalty[i, n_fixed:] = pen
-            coef = _solve_batched(gram_f[:, :cols, :cols], rhs_f[:, :cols], penalty,
-                                  None if c is None else c[:, :cols], d)  # [P, F, cols, o]
-            err = torch.zeros(penalty.shape[0], dtype=torch.float64)
-            for f, (a_t, y_t, w_t) in enumerate(tests):
-                resid = y_t.unsqueeze(0) - a_t[:, :cols].unsqueeze(0) @ coef[:, f]
-                err += ((w_t.view(1, -1, 1) * resid**2).sum(dim=1) / scale).sum(dim=1)
-            for i, (fp, pen) in enumerate(combos):
-                e = float(err[i])
-                if best is None or e < best[0] * (1 - 1e-9):
-                    best = (e, k, pen, fp)
+        best = _cross_validate(a, aw, y, w, scale, c, d, n_fixed, grid, fixed_pens, n_folds,
+                               generator)  # fmt: skip
     else:
         best = (math.nan, limit, _PENALTIES[-1], fixed_pens[-1])
     folds = p >= n_folds
