@@ -39,3 +39,25 @@ def test_walsh_design_signs() -> None:
     assert walsh_design(masks, idx, 3).tolist() == [[1.0, 1.0, -1.0, 1.0]]
     with pytest.raises(ValueError, match="method"):
         refit(masks, torch.ones(1), idx, 3, method="lasso")
+
+
+@pytest.mark.parametrize(
+    ("m", "n", "s", "d"), [(1, 3, 4, 2), (9, 70, 5, 3), (300, 17, 40, 4), (1000, 200, 64, 5),
+                           (7, 5, 3, 0), (33, 12, 200, 1)]
+)
+def test_walsh_design_packed_parities_match_the_gather(m: int, n: int, s: int, d: int) -> None:
+    """The CPU path (packed columns, XOR per set) equals the device path (a gather and a sum),
+    padding, repeated features and float32 included."""
+    from torchspex.decoders.refit import _walsh_design_torch
+
+    g = torch.Generator().manual_seed(m + n + s + d)
+    masks = torch.rand(m, n, generator=g) < 0.5
+    idx = torch.randint(-1, n, (s, d), generator=g)
+    if d:
+        idx[0] = -1  # the empty set
+    for dtype in (torch.float64, torch.float32):
+        fast = walsh_design(masks, idx, n, dtype=dtype)
+        assert fast.dtype == dtype and fast.shape == (m, s) and fast.is_contiguous()
+        assert torch.equal(fast, _walsh_design_torch(masks, idx, n, dtype))
+    assert walsh_design(masks[:0], idx, n).shape == (0, s)
+    assert walsh_design(masks, idx[:0], n).shape == (m, 0)

@@ -8,6 +8,7 @@ cross-validation (generalized closed form), from one eigendecomposition of ``Aáµ
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -32,9 +33,19 @@ def walsh_design(
         tensor([[ 1., -1.,  1.]], dtype=torch.float64)
     """
     m, s = masks.shape[0], indices.shape[0]
-    out = torch.empty(m, s, dtype=dtype, device=masks.device)
     if s == 0 or m == 0:
-        return out
+        return torch.empty(m, s, dtype=dtype, device=masks.device)
+    if masks.device.type == "cpu":
+        bits = np.ascontiguousarray(_parity_bits(masks.bool().numpy(), indices.cpu().numpy()).T)
+        return torch.from_numpy(_SIGNS[bits]).to(dtype)  # [m, s]
+    return _walsh_design_torch(masks, indices, n_features, dtype)
+
+
+def _walsh_design_torch(masks: Tensor, indices: Tensor, n_features: int,
+                        dtype: torch.dtype) -> Tensor:
+    """:func:`walsh_design` on the masks' device (a gather of ``m s d`` bits, in chunks)."""
+    m, s = masks.shape[0], indices.shape[0]
+    out = torch.empty(m, s, dtype=dtype, device=masks.device)
     padded = torch.cat([masks.bool(), masks.new_zeros(m, 1, dtype=torch.bool)], dim=1)
     cols = torch.where(indices < 0, n_features, indices).to(masks.device)
     width = max(cols.shape[1], 1)
@@ -43,6 +54,32 @@ def walsh_design(
         parity = padded[start : start + chunk][:, cols].sum(dim=2) % 2
         out[start : start + chunk] = 1 - 2 * parity.to(dtype)
     return out
+
+
+#: ``(-1)^bit`` by table look-up.
+_SIGNS = np.array([1.0, -1.0])
+
+
+def _parity_bits(masks: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """``|x_i âˆ© K_j| mod 2`` as ``uint8 [s, m]`` for masks ``bool [m, n]`` and set rows
+    ``indices [s, d]`` (``-1`` padded).
+
+    The columns the sets use are packed 8 masks to a byte, and each set's parity is the XOR of
+    its ``d`` packed columns: about ``m (u + s d / 8)`` byte operations for ``u`` distinct
+    features, instead of a gather of ``m s d`` mask bits (5-40x faster on the CPU; NumPy, as
+    the peeling decoder, so no thread pool spins up for a few milliseconds of work).
+    """
+    m = masks.shape[0]
+    used, pos = np.unique(indices, return_inverse=True)  # -1 (padding) sorts first
+    pos = pos.reshape(indices.shape)
+    live = used >= 0
+    packed = np.zeros((used.size, (m + 7) // 8), dtype=np.uint8)  # padding: all-zero column
+    if live.any():
+        packed[live] = np.packbits(masks[:, used[live]], axis=0).T
+    bits = np.zeros((indices.shape[0], packed.shape[1]), dtype=np.uint8)
+    for j in range(indices.shape[1]):
+        bits ^= packed[pos[:, j]]
+    return np.unpackbits(bits, axis=1, count=m)
 
 
 def refit(
