@@ -60,11 +60,13 @@ QUICK_GAMES = [
 METHODS = ("torchspex", "spectralexplain", "shapiq")
 
 R2_EXACT = 0.999
+# ``peer_b``: where the peers' walk over b starts (the reference's answer in the issue's run,
+# n = 1000/100/4 from one bin per 0.5 terms); the walk goes down while exact, else up.
 CALLS_GAMES = [
-    {"name": "sparse", "n": 1000, "n_terms": 50, "order": 3, "cap": 12000},
-    {"name": "sparse", "n": 64, "n_terms": 50, "order": 3, "cap": 8000},
-    {"name": "sparse", "n": 256, "n_terms": 50, "order": 3, "cap": 12000},
-    {"name": "sparse", "n": 1000, "n_terms": 100, "order": 4, "cap": 24000},
+    {"name": "sparse", "n": 1000, "n_terms": 50, "order": 3, "cap": 12000, "peer_b": 4},
+    {"name": "sparse", "n": 64, "n_terms": 50, "order": 3, "cap": 8000, "peer_b": 5},
+    {"name": "sparse", "n": 256, "n_terms": 50, "order": 3, "cap": 12000, "peer_b": 5},
+    {"name": "sparse", "n": 1000, "n_terms": 100, "order": 4, "cap": 24000, "peer_b": 6},
     # robustness: order-3 terms, but the user asks for max_order = 2
     {"name": "sparse", "n": 256, "n_terms": 50, "order": 3, "max_order": 2, "cap": 12000,
      "methods": ["torchspex", "torchspex_t=max_order"]},
@@ -72,6 +74,28 @@ CALLS_GAMES = [
 #: torchspex variants of the calls table: extra ``decode_spex`` options per name.
 CALLS_METHODS = ("torchspex", "torchspex_t=5", "spectralexplain", "shapiq",
                  "torchspex_t=max_order")
+
+
+#: Thread pools of every method's process: one thread each (see ``child_env``).
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+
+def child_env() -> dict:
+    """The environment of every run: warnings and progress bars off, one thread per method.
+
+    The peers decode in single-threaded Python/NumPy; torchspex's transforms and refit would use
+    the OpenMP/MKL pools, which on a shared 2-core machine spend more time waiting for a core
+    than computing (a 51 x 51 Cholesky factorisation took 13 ms with two threads under load,
+    0.02 ms with one). One thread each makes the decode times compute against compute.
+    ``--threads 0`` keeps the libraries' defaults.
+    """
+    env = dict(os.environ, PYTHONWARNINGS="ignore", TQDM_DISABLE="1")
+    if _THREADS[0]:
+        env.update({var: str(_THREADS[0]) for var in THREAD_VARS})
+    return env
+
+
+_THREADS = [1]
 
 
 # ---------------------------------------------------------------------------------- child side
@@ -300,7 +324,7 @@ def _peer_probe_process(method: str, cfg: dict, seed: int, b: int, limit: float)
 
     t = max(2, cfg.get("max_order", cfg["order"]))
     cmd = [sys.executable, __file__, "--peer-probe", method, json.dumps(dict(cfg, seed=seed, b=b))]
-    env = dict(os.environ, PYTHONWARNINGS="ignore", TQDM_DISABLE="1")
+    env = child_env()
     budget = spex_sample_count(cfg["n"], b, t)
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=limit + _PEER_SETUP_S,
@@ -314,9 +338,9 @@ def _peer_probe_process(method: str, cfg: dict, seed: int, b: int, limit: float)
 
 
 def _walk_b(method: str, cfg: dict, seed: int, limit: float, log) -> tuple[dict | None, list]:
-    """A peer's smallest exact ``b``: start at about one bin per term (``3 * 2^b >= terms``,
-    where the reference decodes fast), walk ``b`` down to the first failure (or timeout); if the
-    start fails, walk up to the cap."""
+    """A peer's smallest exact ``b``: start at the game's ``peer_b`` (default: about one bin per
+    term, ``3 * 2^b >= terms``), walk ``b`` down to the first failure (or timeout); if the start
+    fails, walk up to the cap."""
     from torchspex.sampling import spex_sample_count
 
     t = max(2, cfg.get("max_order", cfg["order"]))
@@ -328,7 +352,7 @@ def _walk_b(method: str, cfg: dict, seed: int, limit: float, log) -> tuple[dict 
             log(results[b])
         return results[b].get("r2", -1.0) >= R2_EXACT
 
-    b = max(3, int(np.ceil(np.log2(cfg["n_terms"] / 3))))
+    b = cfg.get("peer_b") or max(3, int(np.ceil(np.log2(cfg["n_terms"] / 3))))
     best = None
     if exact(b):
         while b > 3 and exact(b - 1):
@@ -343,8 +367,9 @@ def _walk_b(method: str, cfg: dict, seed: int, limit: float, log) -> tuple[dict 
     return best, [results[k] for k in sorted(results)]
 
 
-#: Seconds a peer probe process may spend on imports and the galois/numba JIT warm-up.
-_PEER_SETUP_S = 90.0
+#: Seconds a peer probe process may spend on imports and the galois/numba JIT warm-up (30-60 s
+#: on a quiet machine, up to 2-3 min on a loaded one).
+_PEER_SETUP_S = 240.0
 
 
 def run_calls_child(method: str, cfg: dict) -> None:
@@ -371,9 +396,9 @@ def _log_probe(probe: dict) -> None:
 
 
 def run_calls(methods: list[str], games: list[dict], seeds: list[int], timeout: float,
-              probe_limit: float = 150.0) -> list:
+              probe_limit: float = 900.0) -> list:
     rows = []
-    env = dict(os.environ, PYTHONWARNINGS="ignore", TQDM_DISABLE="1")
+    env = child_env()
     for cfg in games:
         for method in methods:
             if method not in cfg.get("methods", CALLS_METHODS):
@@ -458,7 +483,7 @@ def print_calls_table(rows: list, methods: list[str]) -> None:
 # --------------------------------------------------------------------------------- parent side
 def run_job(method: str, cfg: dict, timeout: float) -> dict:
     cmd = [sys.executable, __file__, "--child", method, json.dumps(cfg)]
-    env = dict(os.environ, PYTHONWARNINGS="ignore", TQDM_DISABLE="1")
+    env = child_env()
     t0 = time.perf_counter()
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
@@ -491,16 +516,19 @@ def main() -> None:
     parser.add_argument("--calls", action="store_true",
                         help="calls to exact recovery (R^2 >= 0.999) instead of equal budgets")
     parser.add_argument("--seeds", default="0,1", help="seeds of the --calls games")
-    parser.add_argument("--probe-limit", type=float, default=150.0,
+    parser.add_argument("--probe-limit", type=float, default=900.0,
                         help="seconds per peer probe in --calls (slower: not exact)")
     parser.add_argument("--combine", default=None,
                         help="--calls: comma-separated JSON files to combine (no runs)")
     parser.add_argument("--merge", action="store_true",
                         help="replace only the rerun rows (methods x games) in the existing JSON")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="threads per method's process (0: the libraries' defaults)")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--calls-child", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--peer-probe", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    _THREADS[0] = args.threads
     if args.child:
         print(json.dumps(run_child(args.child[0], json.loads(args.child[1]))))
         return
