@@ -30,6 +30,12 @@ import torch
 from scipy.stats import chi2
 from torch import Tensor
 
+from torchspex.decoders._budgets import (
+    DEFAULT_B,
+    DEFAULT_DEGREE,
+    MIN_DEFAULT_DEGREE,
+    default_degree,
+)
 from torchspex.decoders.base import BudgetTooSmallError, Evaluator
 from torchspex.decoders.exhaustive import MAX_EXHAUSTIVE_FEATURES, decode_exhaustive
 from torchspex.fourier import SparseSpectrum, fwht
@@ -52,13 +58,6 @@ __all__ = [
     "default_degree",
 ]
 
-#: ``b`` of the reference implementation's default design (torchspex's default budget is
-#: :func:`~torchspex.sampling.default_n_samples` instead; kept for comparison).
-DEFAULT_B = 8
-#: Degree parameter ``t`` used when neither ``max_order`` nor ``degree_parameter`` is given.
-DEFAULT_DEGREE = 5
-#: Smallest default ``t`` for a given ``max_order``: one order above pairwise interactions.
-MIN_DEFAULT_DEGREE = 3
 #: Rounds of uniform draws that fill the budget (later rounds replace repeated masks).
 _UNIFORM_TRIES = 4
 #: Budget share below which ``info["unspent_reason"]`` says why the rest was not spent.
@@ -88,26 +87,6 @@ _MIN_DECODED_FOR_NOISE = 3
 _PATIENCE = 10
 # most mask bits generated per evaluator call
 _CHUNK_BITS = 1 << 24
-
-
-def default_degree(max_order: int | None) -> int:
-    """The BCH degree parameter ``t`` used when ``degree_parameter`` is not given.
-
-    ``t`` is the order up to which a singleton's index is always decodable (a term of order
-    ``|k|`` tolerates ``t - |k|`` flipped signs), and every unit of ``t`` costs about
-    ``log2 n`` delays per bin, i.e. fewer bins for the same budget. So ``t = max(3, max_order)``:
-    the order of interest (as spectralexplain), but never below 3, because the learned function
-    must still hold the order-3 terms that pairwise indices aggregate (with ``t = max_order = 2``
-    a game with order-3 terms came out with held-out R^2 near 0.77). Without ``max_order`` the
-    orders are unknown and ``t = 5`` (shapiq's default). A budget too small for ``t`` lowers it
-    down to 2 (see :func:`~torchspex.sampling.degree_for_budget`). The previous default
-    ``max(5, max_order)`` cost 1.3-1.6x the calls on order-3 games.
-
-    Example:
-        >>> default_degree(None), default_degree(1), default_degree(2), default_degree(7)
-        (5, 3, 3, 7)
-    """
-    return DEFAULT_DEGREE if max_order is None else max(MIN_DEFAULT_DEGREE, max_order)
 
 
 def _check_options(options: dict[str, Any]) -> dict[str, Any]:
