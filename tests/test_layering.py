@@ -43,6 +43,7 @@ LAYERS = {
     "torchspex.interop": 4,
     "torchspex.optimize": 4,
     "torchspex.explain": 4,
+    "torchspex._pipeline": 4,  # the steps every entry point runs (explain's and attr's)
     "torchspex.viz": 4,
     "torchspex.grouping": 4,
     # 5 - the model side: the only code that calls a model

@@ -9,18 +9,11 @@ from typing import Any
 
 import torch
 
-from torchspex.cache import EvaluationStore, fingerprint
-from torchspex.decoders.base import (
-    Evaluator,
-    Progress,
-    ValueFunction,
-    check_nonfinite,
-    planned_evaluations,
-)
-from torchspex.decoders.dispatch import check_method, decode
-from torchspex.distributed import check_executor, on_every_rank, resolve_process_group
-from torchspex.fourier import canonical_index
-from torchspex.interactions import Interactions, _check_order
+from torchspex._pipeline import Problem, Run
+from torchspex.cache import fingerprint
+from torchspex.decoders.base import Evaluator, ValueFunction
+from torchspex.distributed import check_executor, resolve_process_group
+from torchspex.interactions import Interactions
 
 __all__ = ["explain"]
 
@@ -32,17 +25,6 @@ def check_n_features(n_features: int) -> int:
     if n_features < 1:
         raise ValueError(f"`n_features` must be >= 1; got {n_features}.")
     return n_features
-
-
-def check_n_samples(n_samples: int | None) -> int | None:
-    """Validates a budget."""
-    if n_samples is None:
-        return None
-    if isinstance(n_samples, bool) or not isinstance(n_samples, int):
-        raise TypeError(f"`n_samples` must be an int or None; got {type(n_samples).__name__}.")
-    if n_samples < 1:
-        raise ValueError(f"`n_samples` must be >= 1; got {n_samples}.")
-    return n_samples
 
 
 def check_batch_size(batch_size: int | None, name: str = "batch_size") -> int | None:
@@ -81,22 +63,6 @@ def check_feature_labels(
             )
     if feature_ids is not None and len(set(feature_ids)) != len(feature_ids):
         raise ValueError(f"`feature_ids` must be distinct; got {list(feature_ids)!r}.")
-
-
-def check_generator(generator: torch.Generator | int | None) -> torch.Generator:
-    """A fresh generator from ``None`` (seed 0) or an int seed; a generator is used as given."""
-    if generator is None:
-        return torch.Generator().manual_seed(0)
-    if isinstance(generator, bool):
-        raise TypeError("`generator` must be a torch.Generator, an int seed or None; got bool.")
-    if isinstance(generator, int):
-        return torch.Generator().manual_seed(generator)
-    if not isinstance(generator, torch.Generator):
-        raise TypeError(
-            "`generator` must be a torch.Generator, an int seed or None; got "
-            f"{type(generator).__name__}."
-        )
-    return generator
 
 
 def explain(
@@ -190,14 +156,12 @@ def explain(
         {(2,): 1.0, (0, 1): 2.0}
     """
     n_features = check_n_features(n_features)
-    method = check_method(method)
-    index = canonical_index(index)
-    max_order = _check_order(max_order, n_features)
-    n_samples = check_n_samples(n_samples)
-    generator = check_generator(generator)
+    problem = Problem.check(
+        n_features, method=method, index=index, max_order=max_order, n_samples=n_samples,
+        generator=generator, nonfinite=nonfinite, decoder_options=decoder_options,
+    )  # fmt: skip
     group = resolve_process_group(process_group)
     executor = check_executor(executor)
-    nonfinite = check_nonfinite(nonfinite, method)
     batch_size = check_batch_size(batch_size)
     check_feature_labels(feature_names, feature_ids, n_features)
     if executor is not None and batch_size is None:
@@ -206,52 +170,34 @@ def explain(
             "runs on one worker; set `batch_size` to spread a round over the executor.",
             stacklevel=2,
         )
-    store = None
-    if cache is not None:
-        key = fingerprint(
-            "explain", n_features, method, n_samples, max_order, generator, decoder_options,
-            mask_format, value_function, cache_key,
+    with Run() as run:
+        store = None
+        if cache is not None:
+            key = fingerprint(
+                "explain", n_features, problem.method, problem.n_samples, problem.max_order,
+                problem.generator, decoder_options, mask_format, value_function, cache_key,
+            )  # fmt: skip
+            store = run.open_store(cache, key, n_features, group)
+        if show_progress:
+            label = show_progress if isinstance(show_progress, str) else "explain"
+            run.show_progress(label, [problem.planned(n_features)])
+        evaluator = Evaluator(
+            value_function, n_features, n_samples=problem.n_samples, mask_format=mask_format,
+            batch_size=batch_size, store=store, process_group=group, executor=executor,
+            nonfinite=problem.nonfinite, progress=run.progress,
         )  # fmt: skip
-        store = on_every_rank(
-            group, lambda: EvaluationStore(cache, key, n_features), f"opening cache {cache!r}"
-        )
-    progress = None
-    if show_progress:
-        label = show_progress if isinstance(show_progress, str) else "explain"
-        total = planned_evaluations(method, n_features, n_samples, max_order, decoder_options)
-        progress = Progress(label, total)
-    evaluator = Evaluator(
-        value_function, n_features, n_samples=n_samples, mask_format=mask_format,
-        batch_size=batch_size, store=store, process_group=group, executor=executor,
-        nonfinite=nonfinite, progress=progress,
+        spectrum, info = problem.decode(evaluator, n_features)
+    return problem.result(
+        Interactions, spectrum.prune(atol=0.0), n_evaluations=evaluator.n_evaluations,
+        feature_names=feature_names, feature_ids=feature_ids,
+        info={**info, **_evaluation_counts(evaluator)},
     )  # fmt: skip
-    try:
-        spectrum, info = decode(
-            method, evaluator, n_features, n_samples=n_samples, max_order=max_order,
-            generator=generator, index=index, **decoder_options,
-        )  # fmt: skip
-        if progress is not None:
-            progress.finish()
-    finally:
-        if progress is not None:
-            progress.close()
-        if store is not None:
-            store.close()
-    info = {
-        **info,
-        "n_model_evaluations": evaluator.n_model_evaluations,
-        "n_cached": evaluator.n_cached,
-    }
+
+
+def _evaluation_counts(evaluator: Evaluator) -> dict[str, int]:
+    """Where the values came from: the value function, the store, this rank (when shared)."""
+    counts = {"n_model_evaluations": evaluator.n_model_evaluations, "n_cached": evaluator.n_cached}
     if evaluator.ranks is not None:
-        info["world_size"] = evaluator.ranks.world_size
-        info["n_local_evaluations"] = evaluator.n_local_evaluations
-    return Interactions(
-        spectrum.prune(atol=0.0),
-        index=index,
-        max_order=max_order,
-        n_evaluations=evaluator.n_evaluations,
-        feature_names=feature_names,
-        feature_ids=feature_ids,
-        method=method,
-        info=info,
-    )
+        counts["world_size"] = evaluator.ranks.world_size
+        counts["n_local_evaluations"] = evaluator.n_local_evaluations
+    return counts

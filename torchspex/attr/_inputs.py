@@ -331,6 +331,11 @@ class Partition:
     members: Tensor
     columns: Tensor
 
+    @property
+    def n_features(self) -> int:
+        """Number of groups ``n_p`` the partition's examples hold."""
+        return int(self.columns.shape[0])
+
 
 def partition_examples(presence: Tensor) -> list[Partition]:
     """Groups the examples by the set of feature groups they contain (largest set first)."""

@@ -6,15 +6,20 @@ import inspect
 import os
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
 from captum.attr import PerturbationAttribution
 from torch import Tensor
 
+from torchspex._pipeline import Problem, Run
 from torchspex.attr._forward import MaskedForward, check_perturbations_per_eval
 from torchspex.attr._inputs import (
+    GroupLayout,
     Partition,
+    TargetType,
     format_additional_forward_args,
     format_baselines,
     format_feature_mask,
@@ -24,35 +29,12 @@ from torchspex.attr._inputs import (
     select_examples,
 )
 from torchspex.attr.result import AttributionInteractions, input_layout
-from torchspex.cache import EvaluationStore, fingerprint
-from torchspex.decoders.base import (
-    BudgetTooSmallError,
-    Evaluator,
-    Progress,
-    check_nonfinite,
-    planned_evaluations,
-)
-from torchspex.decoders.dispatch import check_method, decode
-from torchspex.decoders.exhaustive import MAX_EXHAUSTIVE_FEATURES, check_exhaustive
-from torchspex.distributed import on_every_rank, resolve_process_group
-from torchspex.explain import check_generator, check_n_samples
-from torchspex.fourier import SparseSpectrum, canonical_index
-from torchspex.interactions import _check_order
+from torchspex.cache import fingerprint
+from torchspex.decoders.base import Evaluator
+from torchspex.distributed import resolve_process_group
+from torchspex.fourier import SparseSpectrum
 
 __all__ = ["SpectralInteraction"]
-
-#: Masks every non-exhaustive run evaluates besides the decoder's: all kept and all removed.
-_N_PROBES = 2
-
-
-class _DryRun(Exception):
-    """Raised by the dry-run evaluator at the decoder's first evaluation: the budget is valid."""
-
-
-class _DryRunEvaluator(Evaluator):
-    def __call__(self, masks: Tensor) -> Tensor:
-        raise _DryRun
-
 
 def _warn_if_training(forward_func: Any) -> None:
     module = forward_func if isinstance(forward_func, torch.nn.Module) else None
@@ -71,54 +53,6 @@ def _warn_if_training(forward_func: Any) -> None:
             "or depend on the batch; call `model.eval()` first (torchspex leaves the mode alone).",
             stacklevel=3,
         )
-
-
-def _reserve(method: str, n_features: int, n_samples: int | None) -> int:
-    """Masks of the budget kept for the probes: none. The probes are the two corners (all
-    kept, all removed), which every decoder evaluates within its budget anyway (they make the
-    learned function exact there; see ``decoders/dispatch.py``), so they cost nothing extra."""
-    return 0
-
-
-def _decoder_budget(method: str, n_features: int, n_samples: int | None) -> int | None:
-    return None if n_samples is None else n_samples - _reserve(method, n_features, n_samples)
-
-
-def _budget_error(
-    err: BudgetTooSmallError,
-    method: str,
-    n_features: int,
-    n_samples: int,
-    options: dict[str, Any] | None = None,
-) -> BudgetTooSmallError:
-    """The decoder's refusal restated for the whole budget: one minimum, advice that works."""
-    reserve = _reserve(method, n_features, n_samples)
-    if reserve == 0:  # the decoder's whole budget: its message stands
-        return err
-    minimum = err.minimum + reserve
-    if n_features <= MAX_EXHAUSTIVE_FEATURES and method != "exhaustive":
-        minimum = min(minimum, 1 << n_features)  # then every mask is evaluated instead
-    opts = options or {}
-    advice = ""
-    if "b" in opts:
-        advice += " or drop the `b` option"
-    if opts.get("degree_parameter", 0) > 2:
-        advice += " or lower `degree_parameter`"
-    from torchspex.decoders.dispatch import METHODS
-
-    if "auto" in METHODS and method not in ("auto", "regression") and n_samples >= n_features + 2:
-        advice += f", or use method='auto' (it works from n + 2 = {n_features + 2} masks)"
-    where = (
-        f" ({err.minimum} for the decoder plus the {reserve} masks SpectralInteraction always "
-        "evaluates: all features kept and all removed)"
-        if reserve and minimum == err.minimum + reserve
-        else ""
-    )
-    return BudgetTooSmallError(
-        f"method={method!r} needs n_samples >= {minimum} for {n_features} features{where}; got "
-        f"{n_samples}. Raise `n_samples` to at least {minimum}{advice}.",
-        minimum,
-    )
 
 
 class SpectralInteraction(PerturbationAttribution):
@@ -260,273 +194,30 @@ class SpectralInteraction(PerturbationAttribution):
             BudgetTooSmallError: when ``n_samples`` is below the method's minimum (which it
                 states), before any forward pass.
         """
-        inputs_t, is_tuple = format_inputs(inputs)
-        batch = inputs_t[0].shape[0]
-        baselines_t, n_background = format_baselines(baselines, inputs_t)
-        layout = format_feature_mask(feature_mask, inputs_t)
-        target = format_target(target, batch)
-        args = format_additional_forward_args(additional_forward_args, batch)
-        method = check_method(method)
-        index = canonical_index(index)
-        n_features = layout.n_features
-        max_order = _check_order(max_order, n_features)
-        n_samples = check_n_samples(n_samples)
-        perturbations_per_eval = check_perturbations_per_eval(perturbations_per_eval)
-        generator = check_generator(generator)
-        group = resolve_process_group(process_group)
-        nonfinite = check_nonfinite(nonfinite, method)
-        if feature_names is not None and len(feature_names) != n_features:
-            raise ValueError(
-                f"`feature_names` must have one name per feature group ({n_features}); got "
-                f"{len(feature_names)}."
-            )
-        parts = partition_examples(layout.presence)
-        sizes = {int(p.columns.shape[0]) for p in parts}
-        too_small = any((_decoder_budget(method, n, n_samples) or 1) < 1 for n in sizes)
-        if len(parts) > 1 or too_small:
-            for n_part in sorted({int(p.columns.shape[0]) for p in parts}, reverse=True):
-                self._check_budget(method, n_part, n_samples, max_order, generator, decoder_options)
+        request = _validate(
+            inputs, baselines, target, additional_forward_args, feature_mask, method=method,
+            index=index, max_order=max_order, n_samples=n_samples, generator=generator,
+            nonfinite=nonfinite, decoder_options=decoder_options,
+            perturbations_per_eval=perturbations_per_eval, process_group=process_group,
+            feature_names=feature_names, cache=cache,
+        )  # fmt: skip
+        parts = _plan(request)
         _warn_if_training(self.forward_func)
-
-        state = generator.get_state()
-        forwards = [
-            self._masked_forward(
-                part,
-                inputs_t,
-                baselines_t,
-                layout.group_maps,
-                target,
-                args,
-                batch,
-                n_features,
-                perturbations_per_eval,
-            )
-            for part in parts
-        ]
-        progress = None
-        if show_progress:
-            planned = [
-                planned_evaluations(
-                    method, int(p.columns.shape[0]), n_samples, max_order, decoder_options
-                )
-                for p in parts
+        state = request.problem.generator.get_state()
+        forwards = [_masked_forward(self.forward_func, request, part) for part in parts]
+        with Run() as run:
+            if show_progress:
+                label = f"{self.get_name()} attribution"
+                run.show_progress(label, [request.problem.planned(p.n_features) for p in parts])
+                for fwd in forwards:
+                    fwd.limit_rows_for_progress()
+            outcomes = [
+                _explain_part(self.forward_func, request, part, fwd, run, state)
+                for part, fwd in zip(parts, forwards)
             ]
-            total = None if None in planned else sum(planned)  # type: ignore[arg-type]
-            progress = Progress(f"{self.get_name()} attribution", total)
-            for fwd in forwards:
-                fwd.limit_rows_for_progress()
-        out_shape: tuple[int, ...] | None = None
-        pieces: list[tuple[Tensor, Tensor, int, Tensor]] = []
-        ends: list[tuple[Tensor, Tensor, Tensor]] = []
-        stats = {"n_forward_calls": 0, "n_forward_rows": 0, "forward_seconds": 0.0}
-        n_evaluations = 0
-        decoder_info: list[Any] = [None] * batch
-        first_state: Tensor | None = None
-        stores: list[EvaluationStore] = []
-        try:
-            for part, fwd in zip(parts, forwards):
-                store = None
-                if cache is not None:
-                    key = fingerprint(
-                        "SpectralInteraction", inputs_t, baselines_t, feature_mask, target, args,
-                        method, n_samples, max_order, state, decoder_options, self.forward_func,
-                        part.members, part.columns,
-                    )  # fmt: skip
-                    n_part = int(part.columns.shape[0])
-                    store = on_every_rank(
-                        group,
-                        lambda key=key, n=n_part: EvaluationStore(cache, key, n),
-                        f"opening cache {cache!r}",
-                    )
-                    stores.append(store)
-                # with a store, hand the model one forward batch at a time, so that every
-                # completed batch is on disk before the next one starts
-                # with a progress bar too: it then moves with every forward call
-                shared = Evaluator(
-                    fwd, part.columns.shape[0], process_group=group, store=store,
-                    nonfinite=nonfinite, progress=progress,
-                    batch_size=fwd.chunk if store is not None or progress is not None else None,
-                )  # fmt: skip
-                n_part = int(part.columns.shape[0])
-                probes = torch.stack(
-                    [torch.ones(n_part, dtype=torch.bool), torch.zeros(n_part, dtype=torch.bool)]
-                )
-                probed = [False]
-
-                def column(
-                    b: int,
-                    shared: Evaluator = shared,
-                    probes: Tensor = probes,
-                    probed: list[bool] = probed,
-                ) -> Callable[[Tensor], Tensor]:
-                    def value_function(masks: Tensor) -> Tensor:
-                        if not probed[0]:
-                            shared(probes)  # small first call: checks the model and target
-                            probed[0] = True
-                        return shared(masks)[:, b]
-
-                    return value_function
-
-                budget = _decoder_budget(method, n_part, n_samples)
-                for b, example in enumerate(part.members.tolist()):
-                    g = torch.Generator(device=generator.device)
-                    g.set_state(state)
-                    evaluator = Evaluator(
-                        column(b), n_part, n_samples=budget, nonfinite=nonfinite,
-                        progress=None if progress is None else progress.phases(),
-                    )
-                    order = None if max_order is None else min(max_order, n_part)
-                    try:
-                        spec, info = decode(
-                            method,
-                            evaluator,
-                            n_part,
-                            n_samples=budget,
-                            max_order=order,
-                            generator=g,
-                            index=index,
-                            **decoder_options,
-                        )
-                    except BudgetTooSmallError as err:
-                        if n_samples is None:
-                            raise
-                        raise _budget_error(
-                            err, method, n_part, n_samples, decoder_options
-                        ) from err
-                    if first_state is None:
-                        first_state = g.get_state()
-                    decoder_info[example] = info
-                    spec = spec.prune(atol=0.0)
-                    pieces.append((spec.indices, spec.coefficients, example, part.columns))
-                values = shared(probes)
-                out_shape = tuple(values.shape[2:])
-                ends.append((part.members, values[0], values[1]))
-                n_evaluations += shared.n_evaluations
-                stats["n_forward_calls"] += fwd.n_calls
-                stats["n_forward_rows"] += fwd.n_rows
-                stats["forward_seconds"] += fwd.forward_seconds
-                stats["perturbations_per_eval"] = fwd.chunk
-            if progress is not None:
-                progress.finish()
-        finally:
-            if progress is not None:
-                progress.close()
-            for store in stores:
-                store.close()
-        if first_state is not None:
-            generator.set_state(first_state)
-        assert out_shape is not None
-        spectrum = _merge(pieces, batch, out_shape, n_features)
-        full_value = torch.zeros(batch, *out_shape, dtype=torch.float64)
-        empty_value = torch.zeros_like(full_value)
-        for members, f_full, f_empty in ends:
-            full_value[members] = f_full
-            empty_value[members] = f_empty
-        ones = torch.ones(1, n_features, dtype=torch.bool)
-        learned = spectrum.evaluate(ones)[0] - spectrum.coefficients.sum(dim=0)
-        info: dict[str, Any] = {
-            "decoder_info": decoder_info,
-            "n_background": n_background,
-            **stats,
-            "inputs_value": full_value,
-            "baselines_value": empty_value,
-            "convergence_delta": learned - (full_value - empty_value),
-            "input_layout": input_layout(
-                layout.group_maps, [tuple(x.shape) for x in inputs_t], is_tuple, inputs_t[0].device,
-                [x.dtype for x in inputs_t],
-            ),
-        }
-        return AttributionInteractions(
-            spectrum,
-            index=index,
-            max_order=max_order,
-            n_evaluations=n_evaluations,
-            feature_names=feature_names,
-            feature_ids=layout.feature_ids.tolist(),
-            method=method,
-            info=info,
-        )
-
-    # ------------------------------------------------------------------ helpers
-    @staticmethod
-    def _check_budget(
-        method: str,
-        n_features: int,
-        n_samples: int | None,
-        max_order: int | None,
-        generator: torch.Generator,
-        options: dict[str, Any],
-    ) -> None:
-        """Runs the decoder's own budget validation without evaluating anything."""
-        if method == "exhaustive":
-            check_exhaustive(n_features, n_samples)
-            return
-        budget = _decoder_budget(method, n_features, n_samples)
-        g = torch.Generator(device=generator.device)
-        g.set_state(generator.get_state())
-        order = None if max_order is None else min(max_order, n_features)
-        trial = None if budget is None else max(budget, 1)
-        try:
-            decode(
-                method,
-                _DryRunEvaluator(lambda m: m, n_features, n_samples=trial),
-                n_features,
-                n_samples=trial,
-                max_order=order,
-                generator=g,
-                **options,
-            )
-        except _DryRun:
-            pass
-        except BudgetTooSmallError as err:
-            assert n_samples is not None
-            raise _budget_error(err, method, n_features, n_samples, options) from err
-        if budget is not None and budget < 1:
-            raise BudgetTooSmallError(
-                f"method={method!r} needs n_samples >= {_N_PROBES + 1}: SpectralInteraction "
-                f"evaluates the all-kept and all-removed masks besides the decoder's; got "
-                f"{n_samples}.",
-                _N_PROBES + 1,
-            )
-
-    def _masked_forward(
-        self,
-        part: Partition,
-        inputs: tuple[Tensor, ...],
-        baselines: tuple[Tensor, ...],
-        group_maps: tuple[Tensor, ...],
-        target: Any,
-        args: tuple[Any, ...],
-        batch: int,
-        n_features: int,
-        perturbations_per_eval: int | str,
-    ) -> MaskedForward:
-        members = part.members
-        whole = members.shape[0] == batch
-        n_part = int(part.columns.shape[0])
-        lut = torch.full((n_features + 1,), -1, dtype=torch.long)
-        lut[part.columns] = torch.arange(n_part)
-        lut[n_features] = n_part  # never a feature: always kept
-        sub_inputs, sub_bases, sub_maps = [], [], []
-        for x, base, gmap in zip(inputs, baselines, group_maps):
-            idx = members.to(x.device)
-            sub_inputs.append(x if whole else x[idx])
-            sub_bases.append(base if whole or base.shape[1] == 1 else base[:, idx])
-            local = lut.to(gmap.device)[gmap]
-            sub_maps.append(local if whole or local.shape[0] == 1 else local[idx])
-        if not whole:
-            target = select_examples(target, members, batch)
-            args = tuple(select_examples(a, members, batch) for a in args)
-        return MaskedForward(
-            self.forward_func,
-            tuple(sub_inputs),
-            tuple(sub_bases),
-            tuple(sub_maps),
-            int(part.columns.shape[0]),
-            target,
-            args,
-            perturbations_per_eval,
-        )
+        if outcomes[0].state is not None:
+            request.problem.generator.set_state(outcomes[0].state)
+        return _assemble(request, outcomes, forwards)
 
 
 def _first_order_attribute(
@@ -551,6 +242,251 @@ SpectralInteraction.attribute.__signature__ = inspect.signature(  # type: ignore
     SpectralInteraction.attribute
 )
 SpectralInteraction.attribute.__wrapped__ = _first_order_attribute  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------------- the steps of attribute
+@dataclass(frozen=True)
+class _Request:
+    """A validated :meth:`SpectralInteraction.attribute` call, formatted for the steps.
+
+    Attributes:
+        inputs: per input ``[B, *s]``; ``is_tuple``: whether ``inputs`` was a tuple.
+        baselines: per input ``[R | 1, B | 1, *s']``; ``n_background``: ``R``.
+        layout: which feature group every input position belongs to.
+        feature_mask: as given (part of the cache key).
+        target: the formatted Captum target; ``args``: the additional forward arguments.
+        problem: the decode settings shared by every example.
+    """
+
+    inputs: tuple[Tensor, ...]
+    is_tuple: bool
+    baselines: tuple[Tensor, ...]
+    n_background: int
+    layout: GroupLayout
+    feature_mask: Any
+    target: TargetType
+    args: tuple[Any, ...]
+    problem: Problem
+    perturbations_per_eval: int | str
+    process_group: Any
+    feature_names: Sequence[str] | None
+    cache: str | os.PathLike | None
+
+    @property
+    def batch(self) -> int:
+        """Number of examples ``B``."""
+        return int(self.inputs[0].shape[0])
+
+    @property
+    def n_features(self) -> int:
+        """Number of feature groups across the batch."""
+        return self.layout.n_features
+
+
+def _validate(
+    inputs: Any,
+    baselines: Any,
+    target: Any,
+    additional_forward_args: Any,
+    feature_mask: Any,
+    *,
+    perturbations_per_eval: Any,
+    process_group: Any,
+    feature_names: Sequence[str] | None,
+    cache: str | os.PathLike | None,
+    **problem: Any,
+) -> _Request:
+    """Step 1: every argument checked and formatted, before any forward pass.
+
+    ``problem`` holds the settings of :meth:`~torchspex._pipeline.Problem.check`.
+    """
+    inputs_t, is_tuple = format_inputs(inputs)
+    batch = inputs_t[0].shape[0]
+    baselines_t, n_background = format_baselines(baselines, inputs_t)
+    layout = format_feature_mask(feature_mask, inputs_t)
+    target = format_target(target, batch)
+    args = format_additional_forward_args(additional_forward_args, batch)
+    checked = Problem.check(layout.n_features, **problem)
+    perturbations_per_eval = check_perturbations_per_eval(perturbations_per_eval)
+    group = resolve_process_group(process_group)
+    if feature_names is not None and len(feature_names) != layout.n_features:
+        raise ValueError(
+            f"`feature_names` must have one name per feature group ({layout.n_features}); got "
+            f"{len(feature_names)}."
+        )
+    return _Request(
+        inputs_t, is_tuple, baselines_t, n_background, layout, feature_mask, target, args,
+        checked, perturbations_per_eval, group, feature_names, cache,
+    )  # fmt: skip
+
+
+def _plan(request: _Request) -> list[Partition]:
+    """Step 2: the examples grouped by the feature groups they hold, one decode problem each.
+
+    Examples of one partition share every masked forward pass. With several partitions, every
+    size's budget is checked first, so that none fails after another's forward passes.
+
+    Raises:
+        BudgetTooSmallError: when ``n_samples`` is below a partition's minimum.
+    """
+    parts = partition_examples(request.layout.presence)
+    if len(parts) > 1:
+        for n_part in sorted({p.n_features for p in parts}, reverse=True):
+            request.problem.check_budget(n_part)
+    return parts
+
+
+def _masked_forward(
+    forward_func: Callable[..., Any], request: _Request, part: Partition
+) -> MaskedForward:
+    """Step 3's value function for one partition: its examples and groups, renumbered."""
+    members = part.members
+    batch, n_features = request.batch, request.n_features
+    whole = members.shape[0] == batch
+    lut = torch.full((n_features + 1,), -1, dtype=torch.long)
+    lut[part.columns] = torch.arange(part.n_features)
+    lut[n_features] = part.n_features  # never a feature: always kept
+    sub_inputs, sub_bases, sub_maps = [], [], []
+    for x, base, gmap in zip(request.inputs, request.baselines, request.layout.group_maps):
+        idx = members.to(x.device)
+        sub_inputs.append(x if whole else x[idx])
+        sub_bases.append(base if whole or base.shape[1] == 1 else base[:, idx])
+        local = lut.to(gmap.device)[gmap]
+        sub_maps.append(local if whole or local.shape[0] == 1 else local[idx])
+    target, args = request.target, request.args
+    if not whole:
+        target = select_examples(target, members, batch)
+        args = tuple(select_examples(a, members, batch) for a in args)
+    return MaskedForward(
+        forward_func, tuple(sub_inputs), tuple(sub_bases), tuple(sub_maps), part.n_features,
+        target, args, request.perturbations_per_eval,
+    )  # fmt: skip
+
+
+class _SharedColumns:
+    """A partition's evaluations, shared by its examples: example ``b`` reads column ``b``.
+
+    The first request of any example is preceded by the two probes (all kept, all removed), a
+    small first forward call that checks the model and the target; their values end the
+    convergence delta.
+    """
+
+    def __init__(self, shared: Evaluator, n_features: int) -> None:
+        self.shared = shared
+        kept = torch.ones(n_features, dtype=torch.bool)
+        self.probes = torch.stack([kept, ~kept])
+        self.probed = False
+
+    def column(self, b: int, masks: Tensor) -> Tensor:
+        """Example ``b``'s values of ``masks``: ``float64 [m, *o]``."""
+        if not self.probed:
+            self.shared(self.probes)
+            self.probed = True
+        return self.shared(masks)[:, b]
+
+    def ends(self) -> Tensor:
+        """``float64 [2, B_p, *o]``: every example's value with all kept and all removed."""
+        return self.shared(self.probes)
+
+
+@dataclass(frozen=True)
+class _PartOutcome:
+    """Steps 3-4 for one partition: each member's spectrum over the partition's groups."""
+
+    part: Partition
+    spectra: list[SparseSpectrum]
+    decoder_info: list[dict[str, Any]]
+    ends: Tensor  # float64 [2, B_p, *o]: all kept, all removed
+    n_evaluations: int
+    state: Tensor | None  # the generator's state after the first member's decode
+
+
+def _explain_part(
+    forward_func: Callable[..., Any],
+    request: _Request,
+    part: Partition,
+    fwd: MaskedForward,
+    run: Run,
+    state: Tensor,
+) -> _PartOutcome:
+    """Steps 3-4: one partition's forward passes (shared, cached), then a decode per example.
+
+    Every example decodes with a generator started at ``state``, so its result does not depend
+    on the rest of the batch. With a store or a progress bar the model gets one forward batch
+    at a time, so every completed batch is on disk (and counted) before the next one starts.
+    """
+    problem, n_part = request.problem, part.n_features
+    store = None
+    if request.cache is not None:
+        key = fingerprint(
+            "SpectralInteraction", request.inputs, request.baselines, request.feature_mask,
+            request.target, request.args, problem.method, problem.n_samples, problem.max_order,
+            state, problem.decoder_options, forward_func, part.members, part.columns,
+        )  # fmt: skip
+        store = run.open_store(request.cache, key, n_part, request.process_group)
+    progress = run.progress
+    shared = Evaluator(
+        fwd, n_part, process_group=request.process_group, store=store,
+        nonfinite=problem.nonfinite, progress=progress,
+        batch_size=fwd.chunk if store is not None or progress is not None else None,
+    )  # fmt: skip
+    columns = _SharedColumns(shared, n_part)
+    spectra, infos, first = [], [], None
+    for b in range(part.members.shape[0]):
+        evaluator = Evaluator(
+            partial(columns.column, b), n_part, n_samples=problem.n_samples,
+            nonfinite=problem.nonfinite, progress=None if progress is None else progress.phases(),
+        )  # fmt: skip
+        generator = problem.replay(state)
+        spectrum, info = problem.decode(evaluator, n_part, generator=generator)
+        first = generator.get_state() if first is None else first
+        spectra.append(spectrum.prune(atol=0.0))
+        infos.append(info)
+    ends = columns.ends()
+    return _PartOutcome(part, spectra, infos, ends, shared.n_evaluations, first)
+
+
+def _assemble(
+    request: _Request, outcomes: list[_PartOutcome], forwards: list[MaskedForward]
+) -> AttributionInteractions:
+    """Step 5: the examples' spectra merged into one result, with the convergence delta."""
+    batch, n_features = request.batch, request.n_features
+    out_shape = tuple(outcomes[-1].ends.shape[2:])
+    full_value = torch.zeros(batch, *out_shape, dtype=torch.float64)
+    empty_value = torch.zeros_like(full_value)
+    decoder_info: list[Any] = [None] * batch
+    pieces = []
+    for outcome in outcomes:
+        members, columns = outcome.part.members, outcome.part.columns
+        full_value[members] = outcome.ends[0]
+        empty_value[members] = outcome.ends[1]
+        for example, spec, info in zip(members.tolist(), outcome.spectra, outcome.decoder_info):
+            decoder_info[example] = info
+            pieces.append((spec.indices, spec.coefficients, example, columns))
+    spectrum = _merge(pieces, batch, out_shape, n_features)
+    ones = torch.ones(1, n_features, dtype=torch.bool)
+    learned = spectrum.evaluate(ones)[0] - spectrum.coefficients.sum(dim=0)
+    inputs = request.inputs
+    info: dict[str, Any] = {
+        "decoder_info": decoder_info,
+        "n_background": request.n_background,
+        "n_forward_calls": sum(fwd.n_calls for fwd in forwards),
+        "n_forward_rows": sum(fwd.n_rows for fwd in forwards),
+        "forward_seconds": sum(fwd.forward_seconds for fwd in forwards),
+        "perturbations_per_eval": forwards[-1].chunk,
+        "inputs_value": full_value,
+        "baselines_value": empty_value,
+        "convergence_delta": learned - (full_value - empty_value),
+        "input_layout": input_layout(
+            request.layout.group_maps, [tuple(x.shape) for x in inputs], request.is_tuple,
+            inputs[0].device, [x.dtype for x in inputs],
+        ),
+    }
+    return request.problem.result(
+        AttributionInteractions, spectrum, n_evaluations=sum(o.n_evaluations for o in outcomes),
+        feature_names=request.feature_names, feature_ids=request.layout.feature_ids.tolist(),
+        info=info,
+    )  # fmt: skip
 
 
 def _merge(

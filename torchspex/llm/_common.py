@@ -9,9 +9,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from torchspex._pipeline import check_n_samples
 from torchspex.decoders.dispatch import check_method
 from torchspex.distributed import resolve_process_group
-from torchspex.explain import check_n_samples, explain
+from torchspex.explain import explain
 from torchspex.fourier import canonical_index
 from torchspex.interactions import Interactions
 
