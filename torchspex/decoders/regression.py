@@ -39,6 +39,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from torchspex.decoders._budgets import regression_n_samples as suggest_n_samples
+from torchspex.decoders._proxy import draw_seed, fit_proxy, proxy_configs
 from torchspex.decoders.base import BudgetTooSmallError, Evaluator
 from torchspex.decoders.efficiency import corner_rows
 from torchspex.decoders.refit import walsh_design
@@ -76,17 +78,6 @@ def index_family(index: str | None) -> str:
         ('banzhaf', 'shapley', 'shapley')
     """
     return "banzhaf" if index in BANZHAF_FAMILY else "shapley"
-
-
-def suggest_n_samples(n_features: int) -> int:
-    """A default budget: ``20 n`` calls, at least 256, capped at ``2^n``.
-
-    Example:
-        >>> suggest_n_samples(40), suggest_n_samples(6)
-        (800, 64)
-    """
-    budget = max(256, 20 * n_features)
-    return budget if n_features >= 62 else min(budget, 1 << n_features)
 
 
 def minimum_samples(n_features: int) -> int:
@@ -135,7 +126,6 @@ def _proxy_terms(
 ) -> tuple[Tensor, Tensor, dict[str, Any]]:
     """Terms of a LightGBM proxy fitted to the samples, ``(indices, score [s])``: the score is
     the proxy's squared coefficient summed over outputs (one proxy per output)."""
-    from torchspex.decoders.proxyspex import _configs, _fit_proxy, _seed
     from torchspex.decoders.trees import tree_ensemble_to_fourier
 
     n, m = masks.shape[1], masks.shape[0]
@@ -148,8 +138,8 @@ def _proxy_terms(
         y = flat[:, j].numpy()
         if float(np.var(y)) == 0.0:
             continue
-        booster, info = _fit_proxy(x, y, valid, _configs(None, None, 0.1), 1000, 30,
-                                   _seed(generator))  # fmt: skip
+        booster, info = fit_proxy(x, y, valid, proxy_configs(None, None, 0.1), 1000, 30,
+                                  draw_seed(generator))  # fmt: skip
         spec = tree_ensemble_to_fourier(booster, n)
         rows.append(spec.indices)
         scores.append(spec.coefficients.double().reshape(spec.n_terms, -1).pow(2).sum(dim=1))

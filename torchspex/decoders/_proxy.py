@@ -1,0 +1,143 @@
+"""The LightGBM proxy that ProxySPEX and the regression's support search both fit.
+
+Each output gets gradient-boosted trees fitted to uniform (or paired) masks, early-stopped on
+held-out rows; :func:`~torchspex.decoders.trees.tree_ensemble_to_fourier` then reads the
+ensemble's exact Fourier spectrum. ``proxyspex.py`` builds its decoder on these steps and
+``regression.py`` ranks candidate terms with them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["as_tuple", "draw_seed", "fit_proxy", "holdout_rows", "proxy_configs"]
+
+
+def as_tuple(name: str, value: Any, kind: type, low: float, high: float | None = None) -> tuple:
+    """``value`` (one or several) as a tuple of ``kind`` in ``[low, high]``; raises otherwise."""
+    values = tuple(value) if isinstance(value, Sequence) else (value,)
+    for v in values:
+        ok = isinstance(v, (int, float) if kind is float else int) and not isinstance(v, bool)
+        if not ok or v < low or (high is not None and v > high):
+            bound = f">= {low}" if high is None else f"in [{low}, {high}]"
+            raise ValueError(f"`{name}` must be {kind.__name__}s {bound}; got {value!r}.")
+    if not values:
+        raise ValueError(f"`{name}` must name at least one value; got {value!r}.")
+    return values
+
+
+def draw_seed(generator: torch.Generator) -> int:
+    """A LightGBM seed drawn from ``generator`` (one draw)."""
+    return int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+
+
+def holdout_rows(m: int, fraction: float, generator: torch.Generator) -> np.ndarray:
+    """``bool [m]``: ``max(1, round(fraction * m))`` rows held out, chosen by ``generator``."""
+    n_valid = max(1, round(fraction * m))
+    valid = np.zeros(m, dtype=bool)
+    valid[torch.randperm(m, generator=generator)[:n_valid].numpy()] = True
+    return valid
+
+
+def proxy_configs(
+    max_order: int | None, max_depth: Any, learning_rate: Any
+) -> list[tuple[int, float]]:
+    """The ``(depth, learning rate)`` candidates: default depths ``{t - 2, t}`` with
+    ``t = min(5, max_order)``; a given ``max_depth`` must not exceed ``max_order``."""
+    if max_depth is None:
+        top = 5 if max_order is None else min(5, max_order)
+        depths = tuple(sorted({max(1, top - 2), top}))
+    else:
+        depths = as_tuple("max_depth", max_depth, int, 1, 20)
+        if max_order is not None and max(depths) > max_order:
+            raise ValueError(
+                f"`max_depth` must be <= max_order={max_order} (a depth-d tree has terms of "
+                f"order up to d); got {max_depth!r}. Lower `max_depth` or raise `max_order`."
+            )
+    rates = as_tuple("learning_rate", learning_rate, float, 1e-6, 1.0)
+    return [(d, float(r)) for d in depths for r in rates]
+
+
+def fit_proxy(
+    x: np.ndarray,
+    y: np.ndarray,
+    valid: np.ndarray,
+    configs: list[tuple[int, float]],
+    max_rounds: int,
+    patience: int,
+    seed: int,
+) -> tuple[Any, dict[str, Any]]:
+    """Early-stopped LightGBM per config on one binned dataset; the best one, cut at its best
+    iteration. Only the training rows are used, so the held-out rows stay clean for choosing
+    the energy level later.
+
+    Args:
+        x: ``float32 [m, n]`` masks.
+        y: ``[m]`` values of one output.
+        valid: ``bool [m]`` held-out rows (early stopping and the choice of config).
+        configs: ``(depth, learning rate)`` candidates (:func:`proxy_configs`).
+        max_rounds: most trees.
+        patience: rounds without improvement before a fit stops.
+        seed: LightGBM's seed (:func:`draw_seed`).
+
+    Returns:
+        ``(booster, info)``: the LightGBM booster and its depth, rate, trees, held-out R^2.
+    """
+    try:
+        import lightgbm as lgb
+    except ImportError as err:  # pragma: no cover - exercised only without lightgbm
+        raise ImportError(
+            'method="proxyspex" needs LightGBM: pip install "torchspex[proxyspex]"'
+        ) from err
+    m = x.shape[0]
+    n_train = m - int(valid.sum())
+    base = {
+        "objective": "regression",
+        "verbosity": -1,
+        "num_threads": 1,
+        "seed": seed,
+        "deterministic": True,
+        "force_col_wise": True,
+        "max_bin": 2,
+        "min_data_in_bin": 1,
+        "feature_pre_filter": False,
+        "min_data_in_leaf": max(1, min(20, n_train // 50)),
+        "min_sum_hessian_in_leaf": 0.0,
+    }
+    data_params = {k: base[k] for k in ("verbosity", "max_bin", "min_data_in_bin",
+                                        "feature_pre_filter", "num_threads")}
+    train = lgb.Dataset(x[~valid], y[~valid], params=data_params, free_raw_data=False)
+    held = lgb.Dataset(
+        x[valid], y[valid], params=data_params, reference=train, free_raw_data=False
+    )
+    train.construct()
+    held.construct()
+    best: tuple[float, Any, int, float] | None = None
+    for depth, rate in configs:
+        params = {**base, "max_depth": depth, "num_leaves": max(2, 2**depth),
+                  "learning_rate": rate, "metric": "l2"}
+        booster = lgb.train(
+            params, train, num_boost_round=max_rounds, valid_sets=[held],
+            callbacks=[lgb.early_stopping(patience, first_metric_only=True, verbose=False)],
+        )
+        mse = float(booster.best_score["valid_0"]["l2"])
+        if best is None or mse < best[0]:
+            best = (mse, booster, depth, rate)
+    assert best is not None
+    mse, booster, depth, rate = best
+    rounds = max(1, booster.best_iteration or booster.current_iteration())
+    # keep the trees up to the best validation score only
+    booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=rounds))
+    variance = float(np.var(y[valid]))
+    info = {
+        "max_depth": depth,
+        "learning_rate": rate,
+        "n_trees": rounds,
+        "validation_r2": 1.0 - mse / variance if variance > 0 else float("nan"),
+        "n_fits": len(configs),
+    }
+    return booster, info
