@@ -64,12 +64,6 @@ LAZY_CIRCLE_DEBT = {
         "fourier_to_index dispatches to the generalized values, which use transforms' _expand",
     ("torchspex.fourier.transforms", "torchspex.fourier.elc"):
         "fourier_to_index dispatches to the ELC, which uses transforms",
-    ("torchspex.decoders.base", "torchspex.decoders.regression"):
-        "planned_evaluations reads regression's default budget (suggest_n_samples)",
-    ("torchspex.decoders.base", "torchspex.decoders.spex"):
-        "planned_evaluations reads SPEX's default design (DEFAULT_B, default_degree)",
-    ("torchspex.decoders.exhaustive", "torchspex.decoders.proxyspex"):
-        "check_exhaustive's hint quotes ProxySPEX's MIN_SAMPLES",
 }
 
 #: Units the math side must never import, whatever their layer number says.

@@ -17,8 +17,10 @@ import torch
 from torch import Tensor
 
 from torchspex.cache import EvaluationStore
+from torchspex.decoders._budgets import DEFAULT_B, default_degree, regression_n_samples
 from torchspex.distributed import RankGroup, check_executor, map_batches, shard_offsets
 from torchspex.errors import BudgetTooSmallError
+from torchspex.sampling.plan import DEFAULT_N_GROUPS, spex_sample_count
 
 __all__ = [
     "NONFINITE_MODES",
@@ -151,14 +153,9 @@ def planned_evaluations(
         return every
     bound = n_samples
     if method in ("auto", "regression") and n_samples is None:
-        from torchspex.decoders.regression import suggest_n_samples
-
-        bound = suggest_n_samples(n_features)
+        bound = regression_n_samples(n_features)
     if method == "spex" and n_samples is None:  # the default design's size
         try:
-            from torchspex.decoders.spex import DEFAULT_B, default_degree
-            from torchspex.sampling.plan import DEFAULT_N_GROUPS, spex_sample_count
-
             opts = options or {}
             t = opts.get("degree_parameter") or default_degree(max_order)
             groups = opts.get("n_groups") or DEFAULT_N_GROUPS

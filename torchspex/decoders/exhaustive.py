@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from torchspex.decoders._budgets import PROXYSPEX_MIN_SAMPLES
 from torchspex.decoders.base import BudgetTooSmallError, Evaluator
 from torchspex.fourier import SparseSpectrum, dense_to_spectrum, fwht
 
@@ -36,12 +37,10 @@ def check_exhaustive(n_features: int, n_samples: int | None) -> None:
             "method='proxyspex' for more features."
         )
     if n_samples is not None and n_samples < (1 << n_features):
-        from torchspex.decoders.proxyspex import MIN_SAMPLES
-
-        # only advice that works: below 2^n, ProxySPEX needs MIN_SAMPLES (SPEX needs more)
+        # only advice that works: below 2^n, ProxySPEX needs its minimum (SPEX needs more)
         other = (
-            f", or use method='proxyspex' (an estimate from {MIN_SAMPLES} masks)"
-            if n_samples >= MIN_SAMPLES
+            f", or use method='proxyspex' (an estimate from {PROXYSPEX_MIN_SAMPLES} masks)"
+            if n_samples >= PROXYSPEX_MIN_SAMPLES
             else ""
         )
         raise BudgetTooSmallError(

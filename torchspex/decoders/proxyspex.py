@@ -29,13 +29,21 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from torchspex.decoders._budgets import PROXYSPEX_MIN_SAMPLES as MIN_SAMPLES
+from torchspex.decoders._proxy import (
+    as_tuple,
+    draw_seed,
+    fit_proxy,
+    holdout_rows,
+    proxy_configs,
+)
 from torchspex.decoders.base import BudgetTooSmallError, Evaluator
 from torchspex.fourier import SparseSpectrum
 from torchspex.fourier._sets import coalesce, normalize_indices
@@ -51,9 +59,6 @@ __all__ = [
 
 #: Default energy levels tried; the one with the best held-out fit is kept.
 ENERGY_LEVELS = (0.9, 0.95, 0.99, 0.999)
-
-#: Fewest samples ProxySPEX accepts (below it the proxy has nothing to learn from).
-MIN_SAMPLES = 64
 
 _OPTIONS = (
     "energy",
@@ -129,18 +134,6 @@ def _check_options(options: dict[str, Any]) -> None:
         )
 
 
-def _as_tuple(name: str, value: Any, kind: type, low: float, high: float | None = None) -> tuple:
-    values = tuple(value) if isinstance(value, Sequence) else (value,)
-    for v in values:
-        ok = isinstance(v, (int, float) if kind is float else int) and not isinstance(v, bool)
-        if not ok or v < low or (high is not None and v > high):
-            bound = f">= {low}" if high is None else f"in [{low}, {high}]"
-            raise ValueError(f"`{name}` must be {kind.__name__}s {bound}; got {value!r}.")
-    if not values:
-        raise ValueError(f"`{name}` must name at least one value; got {value!r}.")
-    return values
-
-
 def _check_budget(n_features: int, n_samples: int | None) -> int:
     if n_samples is None:
         raise ValueError(
@@ -155,93 +148,6 @@ def _check_budget(n_features: int, n_samples: int | None) -> int:
             minimum,
         )
     return n_samples
-
-
-def _seed(generator: torch.Generator) -> int:
-    return int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
-
-
-def _fit_proxy(
-    x: np.ndarray,
-    y: np.ndarray,
-    valid: np.ndarray,
-    configs: list[tuple[int, float]],
-    max_rounds: int,
-    patience: int,
-    seed: int,
-) -> tuple[Any, dict[str, Any]]:
-    """Early-stopped LightGBM per config on one binned dataset; the best one, cut at its best
-    iteration. Only the training rows are used, so the held-out rows stay clean for choosing
-    the energy level later."""
-    try:
-        import lightgbm as lgb
-    except ImportError as err:  # pragma: no cover - exercised only without lightgbm
-        raise ImportError(
-            'method="proxyspex" needs LightGBM: pip install "torchspex[proxyspex]"'
-        ) from err
-    m = x.shape[0]
-    n_train = m - int(valid.sum())
-    base = {
-        "objective": "regression",
-        "verbosity": -1,
-        "num_threads": 1,
-        "seed": seed,
-        "deterministic": True,
-        "force_col_wise": True,
-        "max_bin": 2,
-        "min_data_in_bin": 1,
-        "feature_pre_filter": False,
-        "min_data_in_leaf": max(1, min(20, n_train // 50)),
-        "min_sum_hessian_in_leaf": 0.0,
-    }
-    data_params = {k: base[k] for k in ("verbosity", "max_bin", "min_data_in_bin",
-                                        "feature_pre_filter", "num_threads")}
-    train = lgb.Dataset(x[~valid], y[~valid], params=data_params, free_raw_data=False)
-    held = lgb.Dataset(
-        x[valid], y[valid], params=data_params, reference=train, free_raw_data=False
-    )
-    train.construct()
-    held.construct()
-    best: tuple[float, Any, int, float] | None = None
-    for depth, rate in configs:
-        params = {**base, "max_depth": depth, "num_leaves": max(2, 2**depth),
-                  "learning_rate": rate, "metric": "l2"}
-        booster = lgb.train(
-            params, train, num_boost_round=max_rounds, valid_sets=[held],
-            callbacks=[lgb.early_stopping(patience, first_metric_only=True, verbose=False)],
-        )
-        mse = float(booster.best_score["valid_0"]["l2"])
-        if best is None or mse < best[0]:
-            best = (mse, booster, depth, rate)
-    assert best is not None
-    mse, booster, depth, rate = best
-    rounds = max(1, booster.best_iteration or booster.current_iteration())
-    # keep the trees up to the best validation score only
-    booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=rounds))
-    variance = float(np.var(y[valid]))
-    info = {
-        "max_depth": depth,
-        "learning_rate": rate,
-        "n_trees": rounds,
-        "validation_r2": 1.0 - mse / variance if variance > 0 else float("nan"),
-        "n_fits": len(configs),
-    }
-    return booster, info
-
-
-def _configs(max_order: int | None, max_depth: Any, learning_rate: Any) -> list[tuple[int, float]]:
-    if max_depth is None:
-        top = 5 if max_order is None else min(5, max_order)
-        depths = tuple(sorted({max(1, top - 2), top}))
-    else:
-        depths = _as_tuple("max_depth", max_depth, int, 1, 20)
-        if max_order is not None and max(depths) > max_order:
-            raise ValueError(
-                f"`max_depth` must be <= max_order={max_order} (a depth-d tree has terms of "
-                f"order up to d); got {max_depth!r}. Lower `max_depth` or raise `max_order`."
-            )
-    rates = _as_tuple("learning_rate", learning_rate, float, 1e-6, 1.0)
-    return [(d, float(r)) for d in depths for r in rates]
 
 
 def decode_proxyspex(
@@ -292,82 +198,38 @@ def decode_proxyspex(
         >>> {k: round(v, 6) for k, v in spec.to_dict().items()}
         {(): 1.25, (0,): -0.75, (1,): -0.75, (2,): -0.5, (0, 1): 0.75}
     """
-    _check_options(options)
-    energies = tuple(sorted({float(e) for e in _as_tuple(
-        "energy", options.get("energy", ENERGY_LEVELS), float, 1e-9, 1.0)}))
-    max_rounds = _as_tuple("max_rounds", options.get("max_rounds", 1000), int, 1)[0]
-    patience = _as_tuple(
-        "early_stopping_rounds", options.get("early_stopping_rounds", 30), int, 1
-    )[0]
-    fraction = float(_as_tuple("validation_fraction", options.get("validation_fraction", 0.2),
-                               float, 0.05, 0.5)[0])
-    refit_method = options.get("refit", "ridge")
-    if refit_method not in ("ridge", "ols", None):
-        raise ValueError(f"`refit` must be one of ('ridge', 'ols', None); got {refit_method!r}.")
-    configs = _configs(max_order, options.get("max_depth"), options.get("learning_rate", 0.1))
-    n_samples = _check_budget(n_features, n_samples)
-    max_terms = options.get("max_terms")
-    if max_terms is not None:
-        max_terms = _as_tuple("max_terms", max_terms, int, 1)[0]
+    settings = _read_options(options, n_features, n_samples, max_order)
     if generator is None:
         generator = torch.Generator().manual_seed(0)
-
     n = n_features
     dropping = getattr(evaluator, "nonfinite", "raise") == "drop"
-    if n <= 20 and n_samples >= 1 << n and not dropping:
+    if n <= 20 and settings.n_samples >= 1 << n and not dropping:
         from torchspex.decoders.exhaustive import decode_exhaustive
 
         spectrum, info = decode_exhaustive(evaluator, n)
         return spectrum.prune(max_order=max_order), {**info, "method": "exhaustive"}
 
     start = time.perf_counter()
-    masks = uniform_masks(n, n_samples, generator)
+    masks = uniform_masks(n, settings.n_samples, generator)
     values = evaluator(masks)
     t_eval = time.perf_counter() - start
     n_dropped = 0
     if dropping:
         masks, values, n_dropped = _drop_nonfinite(masks, values)
     m = masks.shape[0]
-    if max_terms is None:
-        max_terms = max(1, m // 2)
+    max_terms = max(1, m // 2) if settings.max_terms is None else settings.max_terms
     flat = values.reshape(m, -1)
-    n_valid = max(1, round(fraction * m))
-    valid = np.zeros(m, dtype=bool)
-    valid[torch.randperm(m, generator=generator)[:n_valid].numpy()] = True
-    x = masks.numpy().astype(np.float32)
-
-    from torchspex.decoders.trees import tree_ensemble_to_fourier
+    valid = holdout_rows(m, settings.fraction, generator)
 
     start = time.perf_counter()
-    n_out = flat.shape[1]
-    spectra, proxies = [], []
-    for j in range(n_out):
-        booster, proxy_info = _fit_proxy(
-            x, flat[:, j].numpy(), valid, configs, max_rounds, patience, _seed(generator)
-        )
-        spectra.append(tree_ensemble_to_fourier(booster, n).prune(max_order=max_order))
-        proxies.append(proxy_info)
+    spectra, proxies = _fit_proxies(masks, flat, valid, settings, max_order, generator)
     t_proxy = time.perf_counter() - start
 
     start = time.perf_counter()
-    supports = [_union_support(spectra, level, max_terms) for level in energies]
-    scores: list[float] = []  # held-out error of each energy level's support
-    if len(energies) > 1:
-        train = torch.from_numpy(~valid)
-        held = torch.from_numpy(valid)
-        scale = flat[held].var(dim=0, correction=0).clamp(min=1e-300)
-        for i, (indices, proxy_coef) in enumerate(supports):
-            if i and indices.shape == supports[i - 1][0].shape:  # nested: same size, same terms
-                scores.append(scores[-1])
-                continue
-            coef = _coefficients(refit_method, masks[train], flat[train], indices, proxy_coef, n)
-            pred = SparseSpectrum(indices, coef, n).evaluate(masks[held])
-            scores.append(float((((pred - flat[held]) ** 2).mean(dim=0) / scale).mean()))
-        choice = min(range(len(energies)), key=lambda i: (scores[i], supports[i][0].shape[0]))
-    else:
-        choice = 0
+    supports = [_union_support(spectra, level, max_terms) for level in settings.energies]
+    choice, scores = _choose_energy(supports, masks, flat, valid, settings)
     indices, proxy_coef = supports[choice]
-    coefficients = _coefficients(refit_method, masks, flat, indices, proxy_coef, n)
+    coefficients = _coefficients(settings.refit, masks, flat, indices, proxy_coef, n)
     coefficients = coefficients.reshape(indices.shape[0], *values.shape[1:])
     t_refit = time.perf_counter() - start
     spectrum = SparseSpectrum(indices, coefficients, n, "Fourier")
@@ -376,13 +238,98 @@ def decode_proxyspex(
         "n_samples": m,
         "proxy": proxies if len(proxies) > 1 else proxies[0],
         "n_terms_read": max(spec.n_terms for spec in spectra),
-        "energy": energies[choice],
-        "validation_r2_by_energy": {e: 1.0 - v for e, v in zip(energies, scores)},
+        "energy": settings.energies[choice],
+        "validation_r2_by_energy": {e: 1.0 - v for e, v in zip(settings.energies, scores)},
         "n_terms_kept": spectrum.n_terms,
         "n_dropped": n_dropped,
         "seconds": {"evaluate": t_eval, "proxy": t_proxy, "truncate_refit": t_refit},
     }
     return spectrum, info
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """ProxySPEX's options, checked (:func:`_read_options`)."""
+
+    n_samples: int
+    energies: tuple[float, ...]
+    max_rounds: int
+    patience: int
+    fraction: float
+    refit: str | None
+    configs: list[tuple[int, float]]
+    max_terms: int | None
+
+
+def _read_options(
+    options: dict[str, Any], n_features: int, n_samples: int | None, max_order: int | None
+) -> _Settings:
+    """Checks every option and the budget before any evaluation (raises on the first bad one)."""
+    _check_options(options)
+    energies = tuple(sorted({float(e) for e in as_tuple(
+        "energy", options.get("energy", ENERGY_LEVELS), float, 1e-9, 1.0)}))
+    max_rounds = as_tuple("max_rounds", options.get("max_rounds", 1000), int, 1)[0]
+    patience = as_tuple(
+        "early_stopping_rounds", options.get("early_stopping_rounds", 30), int, 1
+    )[0]
+    fraction = float(as_tuple("validation_fraction", options.get("validation_fraction", 0.2),
+                              float, 0.05, 0.5)[0])
+    refit_method = options.get("refit", "ridge")
+    if refit_method not in ("ridge", "ols", None):
+        raise ValueError(f"`refit` must be one of ('ridge', 'ols', None); got {refit_method!r}.")
+    configs = proxy_configs(max_order, options.get("max_depth"),
+                            options.get("learning_rate", 0.1))
+    n_samples = _check_budget(n_features, n_samples)
+    max_terms = options.get("max_terms")
+    if max_terms is not None:
+        max_terms = as_tuple("max_terms", max_terms, int, 1)[0]
+    return _Settings(n_samples, energies, max_rounds, patience, fraction, refit_method, configs,
+                     max_terms)  # fmt: skip
+
+
+def _fit_proxies(
+    masks: Tensor, flat: Tensor, valid: np.ndarray, settings: _Settings,
+    max_order: int | None, generator: torch.Generator,
+) -> tuple[list[SparseSpectrum], list[dict[str, Any]]]:
+    """One proxy per output column of ``flat [m, o]``: its Fourier spectrum (terms above
+    ``max_order`` dropped) and its fit's facts."""
+    from torchspex.decoders.trees import tree_ensemble_to_fourier
+
+    x = masks.numpy().astype(np.float32)
+    spectra, proxies = [], []
+    for j in range(flat.shape[1]):
+        booster, proxy_info = fit_proxy(
+            x, flat[:, j].numpy(), valid, settings.configs, settings.max_rounds,
+            settings.patience, draw_seed(generator),
+        )
+        spectra.append(tree_ensemble_to_fourier(booster, masks.shape[1]).prune(max_order=max_order))
+        proxies.append(proxy_info)
+    return spectra, proxies
+
+
+def _choose_energy(
+    supports: list[tuple[Tensor, Tensor]], masks: Tensor, flat: Tensor, valid: np.ndarray,
+    settings: _Settings,
+) -> tuple[int, list[float]]:
+    """The energy level whose support, refitted on the training rows, predicts the held-out
+    rows best (ties: the smaller support); with its held-out errors (relative MSE per level)."""
+    if len(settings.energies) == 1:
+        return 0, []
+    n = masks.shape[1]
+    scores: list[float] = []
+    train = torch.from_numpy(~valid)
+    held = torch.from_numpy(valid)
+    scale = flat[held].var(dim=0, correction=0).clamp(min=1e-300)
+    for i, (indices, proxy_coef) in enumerate(supports):
+        if i and indices.shape == supports[i - 1][0].shape:  # nested: same size, same terms
+            scores.append(scores[-1])
+            continue
+        coef = _coefficients(settings.refit, masks[train], flat[train], indices, proxy_coef, n)
+        pred = SparseSpectrum(indices, coef, n).evaluate(masks[held])
+        scores.append(float((((pred - flat[held]) ** 2).mean(dim=0) / scale).mean()))
+    choice = min(range(len(settings.energies)),
+                 key=lambda i: (scores[i], supports[i][0].shape[0]))  # fmt: skip
+    return choice, scores
 
 
 #: Fewest finite masks ``nonfinite="drop"`` may leave for the fit.
