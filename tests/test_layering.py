@@ -55,17 +55,6 @@ LAYERS = {
     "torchspex.__main__": 6,
 }
 
-#: TEMPORARY: function-level imports that close a circle, each the upward edge of its circle,
-#: left while their modules were under heavy edit. The circle test ignores exactly these edges,
-#: so a new circle still fails; fix one by moving the shared piece down (e.g. the budget
-#: constants into a ``decoders/_budget.py`` both sides import) and delete its entry here.
-LAZY_CIRCLE_DEBT = {
-    ("torchspex.fourier.transforms", "torchspex.fourier.generalized"):
-        "fourier_to_index dispatches to the generalized values, which use transforms' _expand",
-    ("torchspex.fourier.transforms", "torchspex.fourier.elc"):
-        "fourier_to_index dispatches to the ELC, which uses transforms",
-}
-
 #: Units the math side must never import, whatever their layer number says.
 NEVER_FROM_MATH = ("torchspex.grouping", "torchspex.viz", "torchspex.attr", "torchspex.llm")
 MATH = ("torchspex.fourier", "torchspex.sampling", "torchspex.decoders")
@@ -169,18 +158,11 @@ def _unit(module: str) -> str | None:
     return best
 
 
-def _counted(edge: Edge, kinds: tuple[str, ...]) -> bool:
-    """Whether a circle through ``edge`` counts (function-level debt edges do not)."""
-    if edge.kind not in kinds:
-        return False
-    return edge.kind != "function" or (edge.source, edge.target) not in LAZY_CIRCLE_DEBT
-
-
 def _cycles(kinds: tuple[str, ...]) -> list[list[str]]:
     """Strongly connected components (more than one module) among edges of ``kinds``."""
     graph: dict[str, set[str]] = defaultdict(set)
     for edge in EDGES:
-        if _counted(edge, kinds):
+        if edge.kind in kinds:
             graph[edge.source].add(edge.target)
     index: dict[str, int] = {}
     low: dict[str, int] = {}
@@ -218,7 +200,7 @@ def _cycles(kinds: tuple[str, ...]) -> list[list[str]]:
 def _describe(component: list[str], kinds: tuple[str, ...]) -> str:
     members = set(component)
     inside = dict.fromkeys(str(e) for e in EDGES
-                           if _counted(e, kinds) and e.source in members and e.target in members)
+                           if e.kind in kinds and e.source in members and e.target in members)
     return "circle among " + ", ".join(component) + ":\n    " + "\n    ".join(inside)
 
 
@@ -271,13 +253,6 @@ def test_no_import_circles_through_function_level_imports():
     kinds = ("module", "function")
     circles = [_describe(c, kinds) for c in _cycles(kinds)]
     assert not circles, "\n".join(circles)
-
-
-def test_the_circle_debt_is_still_owed():
-    # An entry whose import is gone must leave LAZY_CIRCLE_DEBT, so the list only shrinks.
-    present = {(e.source, e.target) for e in EDGES if e.kind == "function"}
-    paid = sorted(set(LAZY_CIRCLE_DEBT) - present)
-    assert not paid, f"remove these from LAZY_CIRCLE_DEBT (no such lazy import now): {paid}"
 
 
 def test_moved_names_keep_their_public_paths():

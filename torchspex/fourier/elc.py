@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from torchspex.fourier._basis import fwht, moebius_to_fourier, spectrum_to_dense
 from torchspex.fourier.spectrum import SparseSpectrum
 
 __all__ = ["MAX_ELC_FEATURES", "egalitarian_least_core"]
@@ -37,8 +38,6 @@ _TOL = 1e-10
 
 def _game_values(spectrum: SparseSpectrum) -> Tensor:
     """Every coalition's value, ``float64 [2^n, o]`` (bit ``i`` of the row = feature ``i``)."""
-    from torchspex.fourier.transforms import fwht, moebius_to_fourier, spectrum_to_dense
-
     if spectrum.basis == "Moebius":
         spectrum = moebius_to_fourier(spectrum)
     dense = spectrum_to_dense(spectrum.to(torch.float64))

@@ -44,6 +44,14 @@ from math import comb
 import torch
 from torch import Tensor
 
+from torchspex.fourier._basis import (
+    _expand,
+    _popcount,
+    _subset_sum,
+    _superset_sum,
+    dense_to_spectrum,
+    spectrum_to_dense,
+)
 from torchspex.fourier._sets import row_keys, subsets
 from torchspex.fourier.indices import GENERALIZED, canonical_index
 from torchspex.fourier.spectrum import SparseSpectrum
@@ -134,8 +142,6 @@ def _table(index: str, t: int, n: int, order: int, k_max: int, basis: str) -> Te
 
 def _block_terms(spectrum: SparseSpectrum, index: str, t: int, order: int) -> SparseSpectrum:
     """``B_t`` as Möbius coefficients on sets of size ``1..t`` (GV on size ``t`` = its value)."""
-    from torchspex.fourier.transforms import _expand
-
     table = _table(index, t, spectrum.n_features, order, spectrum.max_size, spectrum.basis)
     idx, coef = _expand(spectrum, table, t, min_order=1)
     return SparseSpectrum(idx, coef, spectrum.n_features, "Moebius")
@@ -350,14 +356,6 @@ def _sparse_listing(
 
 
 def _dense_listing(spectrum: SparseSpectrum, index: str, order: int) -> tuple[Tensor, Tensor]:
-    from torchspex.fourier.transforms import (
-        _popcount,
-        _subset_sum,
-        _superset_sum,
-        dense_to_spectrum,
-        spectrum_to_dense,
-    )
-
     n = spectrum.n_features
     c_dense = spectrum_to_dense(spectrum)
     sizes = _popcount(n, c_dense.device)
