@@ -178,9 +178,10 @@ def test_time_limit_stop_warns_and_reports_not_optimal(monkeypatch):
 
     monkeypatch.setattr(scipy.optimize, "milp", stopped_early)
     spec = random_spectrum(20, 30, 3, 0)
-    with pytest.warns(UserWarning, match="before proving optimality"):
+    with pytest.warns(UserWarning, match="before proving optimality") as caught:
         best = optimize(spec, method="milp", time_limit=5.0)
     assert not best.optimal and seen["time_limit"] == 5.0
+    assert caught[0].filename == __file__  # the warning names the caller's line
     assert best.value == float(spec.evaluate(best.mask[None])[0])
     with pytest.raises(ValueError, match="`time_limit` must be a positive"):
         optimize(spec, time_limit=0)

@@ -187,96 +187,129 @@ def _parity_rows(order: int, odd: bool) -> tuple[np.ndarray, np.ndarray]:
     return (2 * pattern[keep] - 1).astype(np.float64), size[keep].astype(np.float64)
 
 
-def _milp(
-    spectrum: SparseSpectrum, maximize: bool, lo: int, hi: int,
-    is_fixed: Tensor, fixed_value: Tensor, time_limit: float | None,
-) -> tuple[Tensor, bool, dict[str, Any]]:
-    import scipy.sparse as sparse
-    from scipy.optimize import Bounds, LinearConstraint, milp
+@dataclass
+class _Program:
+    """A MILP in blocks: variable blocks (objective, integrality, bounds) and the COO entries of
+    the constraint rows, appended in the order the variables and rows are numbered."""
 
+    n_vars: int
+    c_parts: list[np.ndarray]
+    integrality: list[np.ndarray]
+    lower: list[np.ndarray]
+    upper: list[np.ndarray]
+    rows: list[np.ndarray] = field(default_factory=list)
+    cols: list[np.ndarray] = field(default_factory=list)
+    vals: list[np.ndarray] = field(default_factory=list)
+    row_lo: list[np.ndarray] = field(default_factory=list)
+    row_hi: list[np.ndarray] = field(default_factory=list)
+    n_rows: int = 0
+
+
+def _parity_program(
+    spectrum: SparseSpectrum, sign: float
+) -> tuple[_Program, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The variables ``x`` (one per feature) and ``z_K`` (one per term of order >= 2) with the
+    linear objective of ``sign * f``; also ``(idx, coef, orders, high)`` of the terms."""
     n = spectrum.n_features
     idx = spectrum.indices.numpy()
     if idx.shape[1] == 0:
         idx = np.full((idx.shape[0], 1), -1, dtype=np.int64)
     coef = spectrum.coefficients.numpy()
     orders = (idx >= 0).sum(axis=1)
-    sign = 1.0 if maximize else -1.0
     # linear objective (to maximize sign * f): f = sum F + sum_i -2 F_i x_i + sum_K -2 F_K z_K
     c_x = np.zeros(n)
     single = (orders == 1) & (coef != 0)
     np.add.at(c_x, idx[single, 0], -2.0 * coef[single])
     high = np.nonzero((orders >= 2) & (coef != 0))[0]
     n_z = high.shape[0]
-    c_parts = [c_x, -2.0 * coef[high]]
-    integrality = [np.ones(n), np.zeros(n_z)]
-    lower, upper = [np.zeros(n), np.zeros(n_z)], [np.ones(n), np.ones(n_z)]
-    rows: list[np.ndarray] = []  # COO entries of the constraint matrix, by block
-    cols: list[np.ndarray] = []
-    vals: list[np.ndarray] = []
-    row_lo: list[np.ndarray] = []
-    row_hi: list[np.ndarray] = []
-    n_rows, n_vars = 0, n + n_z
-    z_of = np.arange(n_z) + n
-    for k in np.unique(orders[high]).tolist():
-        sel = orders[high] == k
-        terms, z = high[sel], z_of[sel]
-        feats = idx[terms, :k]  # [t, k]
-        if k <= HULL_MAX_ORDER:
-            low_side = coef[terms] * sign > 0  # objective wants z_K small: bound it below
-            for odd, z_sign, members in ((True, -1.0, low_side), (False, 1.0, ~low_side)):
-                if not members.any():
-                    continue
-                signs, size = _parity_rows(k, odd)  # [r, k], [r]
-                t, r = int(members.sum()), signs.shape[0]
-                row_id = n_rows + np.arange(t * r).reshape(t, r)
-                rows += [np.repeat(row_id[..., None], k, axis=2).ravel(), row_id.ravel()]
-                cols += [np.broadcast_to(feats[members][:, None, :], (t, r, k)).ravel(),
+    program = _Program(
+        n_vars=n + n_z, c_parts=[c_x, -2.0 * coef[high]],
+        integrality=[np.ones(n), np.zeros(n_z)],
+        lower=[np.zeros(n), np.zeros(n_z)], upper=[np.ones(n), np.ones(n_z)],
+    )
+    return program, idx, coef, orders, high
+
+
+def _hull_rows(
+    program: _Program, k: int, feats: np.ndarray, z: np.ndarray, low_side: np.ndarray
+) -> None:
+    """Parity-polytope facets of the order-``k`` terms ``feats [t, k]`` with parities ``z``:
+    odd ``T`` bound ``z_K`` below where the objective wants it small (``low_side``), even
+    ``T`` bound it above elsewhere."""
+    for odd, z_sign, members in ((True, -1.0, low_side), (False, 1.0, ~low_side)):
+        if not members.any():
+            continue
+        signs, size = _parity_rows(k, odd)  # [r, k], [r]
+        t, r = int(members.sum()), signs.shape[0]
+        row_id = program.n_rows + np.arange(t * r).reshape(t, r)
+        program.rows += [np.repeat(row_id[..., None], k, axis=2).ravel(), row_id.ravel()]
+        program.cols += [np.broadcast_to(feats[members][:, None, :], (t, r, k)).ravel(),
                          np.repeat(z[members], r)]
-                vals += [np.broadcast_to(signs, (t, r, k)).ravel(), np.full(t * r, z_sign)]
-                row_lo.append(np.full(t * r, -np.inf))
-                row_hi.append(np.tile(size - 1.0 if odd else size, t))
-                n_rows += t * r
-        else:  # x(K) - 2 w_K - z_K = 0 with an integer w_K
-            t = terms.shape[0]
-            w = n_vars + np.arange(t)
-            n_vars += t
-            c_parts.append(np.zeros(t))
-            integrality.append(np.ones(t))
-            lower.append(np.zeros(t))
-            upper.append(np.full(t, float(k // 2)))
-            row_id = n_rows + np.arange(t)
-            rows += [np.repeat(row_id, k), row_id, row_id]
-            cols += [feats.ravel(), z, w]
-            vals += [np.ones(t * k), np.full(t, -1.0), np.full(t, -2.0)]
-            row_lo.append(np.zeros(t))
-            row_hi.append(np.zeros(t))
-            n_rows += t
-    if lo > 0 or hi < n:  # cardinality row
-        rows.append(np.full(n, n_rows))
-        cols.append(np.arange(n))
-        vals.append(np.ones(n))
-        row_lo.append(np.array([float(lo)]))
-        row_hi.append(np.array([float(hi)]))
-        n_rows += 1
-    lb, ub = np.concatenate(lower), np.concatenate(upper)
+        program.vals += [np.broadcast_to(signs, (t, r, k)).ravel(), np.full(t * r, z_sign)]
+        program.row_lo.append(np.full(t * r, -np.inf))
+        program.row_hi.append(np.tile(size - 1.0 if odd else size, t))
+        program.n_rows += t * r
+
+
+def _integer_parity_rows(program: _Program, k: int, feats: np.ndarray, z: np.ndarray) -> None:
+    """``x(K) - 2 w_K - z_K = 0`` with a new integer ``w_K`` per order-``k`` term."""
+    t = feats.shape[0]
+    w = program.n_vars + np.arange(t)
+    program.n_vars += t
+    program.c_parts.append(np.zeros(t))
+    program.integrality.append(np.ones(t))
+    program.lower.append(np.zeros(t))
+    program.upper.append(np.full(t, float(k // 2)))
+    row_id = program.n_rows + np.arange(t)
+    program.rows += [np.repeat(row_id, k), row_id, row_id]
+    program.cols += [feats.ravel(), z, w]
+    program.vals += [np.ones(t * k), np.full(t, -1.0), np.full(t, -2.0)]
+    program.row_lo.append(np.zeros(t))
+    program.row_hi.append(np.zeros(t))
+    program.n_rows += t
+
+
+def _cardinality_row(program: _Program, n: int, lo: int, hi: int) -> None:
+    """``lo <= sum_i x_i <= hi``, when it constrains anything."""
+    if lo > 0 or hi < n:
+        program.rows.append(np.full(n, program.n_rows))
+        program.cols.append(np.arange(n))
+        program.vals.append(np.ones(n))
+        program.row_lo.append(np.array([float(lo)]))
+        program.row_hi.append(np.array([float(hi)]))
+        program.n_rows += 1
+
+
+def _solve(
+    program: _Program, n: int, sign: float, is_fixed: Tensor, fixed_value: Tensor,
+    time_limit: float | None,
+) -> tuple[Tensor, bool, dict[str, Any]]:
+    """Runs HiGHS on ``program`` (fixed features as equal bounds); the mask of ``x``."""
+    import scipy.sparse as sparse
+    from scipy.optimize import Bounds, LinearConstraint, milp
+
+    lb, ub = np.concatenate(program.lower), np.concatenate(program.upper)
     fixed_pos = is_fixed.numpy()
     lb[:n][fixed_pos] = ub[:n][fixed_pos] = fixed_value.numpy()[fixed_pos].astype(np.float64)
     constraints = []
-    if n_rows:
+    if program.n_rows:
         matrix = sparse.csr_array(
-            (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-            shape=(n_rows, n_vars),
+            (np.concatenate(program.vals),
+             (np.concatenate(program.rows), np.concatenate(program.cols))),
+            shape=(program.n_rows, program.n_vars),
         )
-        constraints.append(LinearConstraint(matrix, np.concatenate(row_lo), np.concatenate(row_hi)))
+        constraints.append(LinearConstraint(
+            matrix, np.concatenate(program.row_lo), np.concatenate(program.row_hi)))
     options: dict[str, Any] = {"mip_rel_gap": 0.0}
     if time_limit is not None:
         options["time_limit"] = float(time_limit)
     res = milp(
-        -sign * np.concatenate(c_parts), constraints=constraints,
-        integrality=np.concatenate(integrality), bounds=Bounds(lb, ub), options=options,
+        -sign * np.concatenate(program.c_parts), constraints=constraints,
+        integrality=np.concatenate(program.integrality), bounds=Bounds(lb, ub), options=options,
     )
     info = {
-        "n_variables": n_vars, "n_constraints": n_rows, "status": int(res.status),
+        "n_variables": program.n_vars, "n_constraints": program.n_rows,
+        "status": int(res.status),
         "mip_gap": None if getattr(res, "mip_gap", None) is None else float(res.mip_gap),
         "message": res.message,
     }
@@ -291,9 +324,30 @@ def _milp(
             f"the MILP solver stopped before proving optimality ({res.message}); the mask is "
             f"the best found (relative gap {info['mip_gap']}). Raise `time_limit` for the "
             "exact optimum.",
-            stacklevel=3,
+            stacklevel=4,
         )
     return torch.from_numpy(res.x[:n] > 0.5), optimal, info
+
+
+def _milp(
+    spectrum: SparseSpectrum, maximize: bool, lo: int, hi: int,
+    is_fixed: Tensor, fixed_value: Tensor, time_limit: float | None,
+) -> tuple[Tensor, bool, dict[str, Any]]:
+    """The parity formulation (module docstring) solved by HiGHS: variables and objective, the
+    rows tying each term's parity to ``x`` (by order), the cardinality row, the solve."""
+    sign = 1.0 if maximize else -1.0
+    program, idx, coef, orders, high = _parity_program(spectrum, sign)
+    z_of = np.arange(high.shape[0]) + spectrum.n_features
+    for k in np.unique(orders[high]).tolist():
+        sel = orders[high] == k
+        terms, z = high[sel], z_of[sel]
+        feats = idx[terms, :k]  # [t, k]
+        if k <= HULL_MAX_ORDER:
+            _hull_rows(program, k, feats, z, coef[terms] * sign > 0)
+        else:
+            _integer_parity_rows(program, k, feats, z)
+    _cardinality_row(program, spectrum.n_features, lo, hi)
+    return _solve(program, spectrum.n_features, sign, is_fixed, fixed_value, time_limit)
 
 
 def optimize(
