@@ -14,8 +14,10 @@ from __future__ import annotations
 import html
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 
 from torchspex.viz._common import (
@@ -27,7 +29,7 @@ from torchspex.viz._common import (
     symmetric_limit,
     view,
 )
-from torchspex.viz._layout import CHAR_EM, HALF_HEIGHT, layout_text
+from torchspex.viz._layout import CHAR_EM, HALF_HEIGHT, TextLayout, layout_text
 
 if TYPE_CHECKING:
     from torchspex.interactions import Interactions
@@ -175,47 +177,103 @@ def text_html(
     pairs, values = pairs[:n_pairs], values[:n_pairs]
     lay = layout_text(words, pairs, line_width)
     named = disambiguate(words)  # for the hover texts and the pair list
-    unit = _FONT_PX * CHAR_EM  # px per layout unit
-    pad = 8.0
-    legend_h = 34.0
-    width = lay.width * unit + 2 * pad
-    height = lay.height * unit + 2 * pad + legend_h
-
-    def xy(x: float, y: float) -> str:
-        return f"{pad + x * unit:.1f} {pad + (lay.top - y) * unit:.1f}"
-
-    limit = symmetric_limit(first)
-    pair_limit = symmetric_limit(values)
+    canvas = _Canvas(unit=_FONT_PX * CHAR_EM, top=lay.top)
+    width = lay.width * canvas.unit + 2 * canvas.pad
+    height = lay.height * canvas.unit + 2 * canvas.pad + _LEGEND_H
+    parts = _arcs_svg(canvas, lay, pairs, values, named, shown.index)
+    parts += _words_svg(canvas, lay, words, named, first, shown.index)
+    parts.append(_legend_svg(canvas, symmetric_limit(first), width, height))
+    svg = (
+        f"<svg xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" width=\"{width:.0f}\" "
+        f"height=\"{height:.0f}\" viewBox=\"0 0 {width:.1f} {height:.1f}\" "
+        f"style=\"max-width:100%;height:auto\" "
+        f"aria-label=\"words coloured by value with pair arcs\">{''.join(parts)}</svg>"
+    )
     e = html.escape
+    return (
+        f"<div class=\"tsx\"><style>{_CSS}</style>"
+        f"<div class=\"note\">Word colour: first-order {e(shown.index)} value (red raises, "
+        f"blue lowers); arcs: the {len(values)} strongest pairs (red positive, blue negative, "
+        f"wider when stronger). Hover for values.</div>{svg}"
+        f"{_pair_table(pairs, values, named, shown.index)}</div>"
+    )
+
+
+#: Height (px) of the colour legend under the text view.
+_LEGEND_H = 34.0
+
+
+@dataclass(frozen=True)
+class _Canvas:
+    """Layout units to SVG pixels: ``unit`` px per unit, ``pad`` px margin, ``y`` flipped at
+    ``top``."""
+
+    unit: float
+    top: float
+    pad: float = 8.0
+
+    def x(self, x: float) -> str:
+        return f"{self.pad + x * self.unit:.1f}"
+
+    def y(self, y: float) -> str:
+        return f"{self.pad + (self.top - y) * self.unit:.1f}"
+
+    def xy(self, x: float, y: float) -> str:
+        return f"{self.x(x)} {self.y(y)}"
+
+
+def _arcs_svg(
+    canvas: _Canvas, lay: TextLayout, pairs: np.ndarray, values: np.ndarray,
+    named: Sequence[str], index: str,
+) -> list[str]:
+    """One ``<path>`` per pair: red positive, blue negative, wider when stronger."""
+    pair_limit = symmetric_limit(values)
+    xy = canvas.xy
     parts = []
     for (i, j), value, arc in zip(pairs.tolist(), values.tolist(), lay.arcs):
         colour = "#b2182b" if value > 0 else "#2166ac"
         stroke = 1.0 + 3.0 * abs(value) / pair_limit
-        label = f"{named[i]} \u00d7 {named[j]}: {value:+.4g} ({shown.index} pair)"
+        label = f"{named[i]} \u00d7 {named[j]}: {value:+.4g} ({index} pair)"
         parts.append(
             f"<path class=\"arc\" d=\"M {xy(*arc[0])} C {xy(*arc[1])} {xy(*arc[2])} "
             f"{xy(*arc[3])}\" stroke=\"{colour}\" stroke-width=\"{stroke:.2f}\">"
-            f"<title>{e(label)}</title></path>"
+            f"<title>{html.escape(label)}</title></path>"
         )
+    return parts
+
+
+def _words_svg(
+    canvas: _Canvas, lay: TextLayout, words: Sequence[str], named: Sequence[str],
+    first: np.ndarray, index: str,
+) -> list[str]:
+    """One box per word, filled by its first-order value, with a hover title."""
+    e = html.escape
+    limit = symmetric_limit(first)
+    unit = canvas.unit
+    parts = []
     for word, name, (x, y), w, value in zip(words, named, lay.centres, lay.widths, first):
         face = _colour(float(value), limit)
         ink = "#ffffff" if _is_dark(face) else "#111111"
-        left, top = xy(x - w / 2.0, y + HALF_HEIGHT).split()
+        left, top = canvas.x(x - w / 2.0), canvas.y(y + HALF_HEIGHT)
         parts.append(
-            f"<g class=\"w\"><title>{e(name)}: {float(value):+.4g} ({e(shown.index)})</title>"
+            f"<g class=\"w\"><title>{e(name)}: {float(value):+.4g} ({e(index)})</title>"
             f"<rect x=\"{left}\" y=\"{top}\" width=\"{w * unit:.1f}\" "
             f"height=\"{2 * HALF_HEIGHT * unit:.1f}\" rx=\"4\" fill=\"{face}\" stroke=\"#bbb\" "
             f"stroke-width=\"0.6\"/>"
-            f"<text x=\"{pad + x * unit:.1f}\" y=\"{pad + (lay.top - y) * unit:.1f}\" "
+            f"<text x=\"{canvas.x(x)}\" y=\"{canvas.y(y)}\" "
             f"text-anchor=\"middle\" dominant-baseline=\"central\" font-size=\"{_FONT_PX:g}\" "
             f"fill=\"{ink}\" textLength=\"{max(len(word), 1) * unit:.1f}\" "
             f"lengthAdjust=\"spacingAndGlyphs\">{e(word)}</text></g>"
         )
-    # colour legend: a gradient from -limit to +limit
-    lx, ly, lw = pad, height - legend_h + 6.0, min(240.0, width - 2 * pad)
+    return parts
+
+
+def _legend_svg(canvas: _Canvas, limit: float, width: float, height: float) -> str:
+    """The colour legend: a gradient from ``-limit`` to ``+limit`` under the words."""
+    lx, ly, lw = canvas.pad, height - _LEGEND_H + 6.0, min(240.0, width - 2 * canvas.pad)
     stops = "".join(f"<stop offset=\"{k / (len(_RDBU_R) - 1):.2f}\" stop-color=\"{c}\"/>"
                     for k, c in enumerate(_RDBU_R))
-    parts.append(
+    return (
         f"<defs><linearGradient id=\"tsx-scale\">{stops}</linearGradient></defs>"
         f"<rect x=\"{lx:.1f}\" y=\"{ly:.1f}\" width=\"{lw:.1f}\" height=\"9\" "
         f"fill=\"url(#tsx-scale)\" stroke=\"#999\" stroke-width=\"0.5\"/>"
@@ -225,25 +283,20 @@ def text_html(
         f"<text x=\"{lx + lw:.1f}\" y=\"{ly + 22:.1f}\" font-size=\"11\" "
         f"text-anchor=\"end\">{limit:+.3g}</text>"
     )
-    svg = (
-        f"<svg xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" width=\"{width:.0f}\" "
-        f"height=\"{height:.0f}\" viewBox=\"0 0 {width:.1f} {height:.1f}\" "
-        f"style=\"max-width:100%;height:auto\" "
-        f"aria-label=\"words coloured by value with pair arcs\">{''.join(parts)}</svg>"
-    )
+
+
+def _pair_table(
+    pairs: np.ndarray, values: np.ndarray, named: Sequence[str], index: str
+) -> str:
+    """The drawn pairs and their values as a table ("" when no pair is drawn)."""
+    e = html.escape
     listed = "".join(
         f"<tr><td>{e(named[i])} \u00d7 {e(named[j])}</td><td class=\"v\">{v:+.4g}</td></tr>"
         for (i, j), v in zip(pairs.tolist(), values.tolist())
     )
-    pair_table = (
-        f"<table class=\"top\"><thead><tr><th>pair (arc)</th><th>{e(shown.index)} value</th>"
-        f"</tr></thead><tbody>{listed}</tbody></table>" if listed else ""
-    )
     return (
-        f"<div class=\"tsx\"><style>{_CSS}</style>"
-        f"<div class=\"note\">Word colour: first-order {e(shown.index)} value (red raises, "
-        f"blue lowers); arcs: the {len(values)} strongest pairs (red positive, blue negative, "
-        f"wider when stronger). Hover for values.</div>{svg}{pair_table}</div>"
+        f"<table class=\"top\"><thead><tr><th>pair (arc)</th><th>{e(index)} value</th>"
+        f"</tr></thead><tbody>{listed}</tbody></table>" if listed else ""
     )
 
 
