@@ -148,3 +148,46 @@ def test_saved_page_renders_in_chromium(tmp_path: Path):
     face = _colour(float(first[3]), float(np.abs(first).max()))
     rgb = np.array([int(face[i:i + 2], 16) / 255.0 for i in (1, 3, 5)])
     assert (np.abs(pixels - rgb).max(axis=-1) < 0.03).sum() > 200
+
+
+def batch_result(batch_size: int):
+    from torchspex import SpectralInteraction
+
+    inputs = torch.arange(1.0, 1.0 + 4 * batch_size).reshape(batch_size, 4)
+    explainer = SpectralInteraction(lambda x: x[:, 0] * x[:, 1] + x[:, 2] - 0.5 * x[:, 3])
+    return explainer.attribute(inputs, method="exhaustive")
+
+
+def test_notebook_summary_of_a_batch_has_a_table_per_example():
+    res = batch_result(4)
+    with pytest.raises(ValueError, match="batch of 4"):
+        res.top_k(3)  # a batch has no common ranking ...
+    page = res._repr_html_()  # ... so the notebook view shows one table per example
+    assert page == summary_html(res)
+    assert "<b>batch</b> 4 examples" in page and "<b>calls used</b> 16" in page
+    heads = re.findall(r"<h2>example (\d+)</h2>", page)
+    assert heads == ["0", "1", "2"]
+    assert "1 more example: <code>result.select(i)</code>" in page
+    tables = re.findall(r"<table class=\"top\">.*?</table>", page)
+    for b, table in enumerate(tables):
+        alone = summary_html(res.select(b))
+        assert table in alone  # example b's table is the table of result.select(b)
+        values = re.findall(r"<td class=\"v\">([^<]*)", table)
+        assert values == [f"{float(v):+.4g}" for _, v in res.select(b).top_k(10)]
+    assert tables[0] != tables[1]  # the examples differ (x0 * x1 grows with the inputs)
+
+    every = summary_html(res, k=2, n_examples=10)
+    assert re.findall(r"<h2>example (\d+)</h2>", every) == ["0", "1", "2", "3"]
+    assert "more example" not in every
+    assert every.count("<tr><td>1</td>") == 4 and every.count("<tr><td>3</td>") == 0
+    assert "<h2>example 0</h2>" in to_html(res).body  # the saved page's table too
+    with pytest.raises(ValueError, match="`n_examples` must be a positive int"):
+        summary_html(res, n_examples=0)
+
+
+def test_notebook_summary_of_a_batch_of_one_is_the_plain_table():
+    res = batch_result(1)
+    page = summary_html(res)
+    assert "<h2>" not in page and "<b>batch</b>" not in page
+    assert re.findall(r"<table class=\"top\">.*?</table>", page) == re.findall(
+        r"<table class=\"top\">.*?</table>", summary_html(res.select(0)))

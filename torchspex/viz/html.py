@@ -108,13 +108,23 @@ def _meta(result: Interactions) -> str:
     return " &middot; ".join(f"<b>{k}</b> {v}" for k, v in facts)
 
 
-def summary_html(result: Interactions, k: int = 10) -> str:
+def summary_html(result: Interactions, k: int = 10, n_examples: int = 3) -> str:
     """An HTML fragment: the result's facts and a table of its ``k`` strongest interactions.
 
     The facts are the index and order cap, the baseline ``f(all removed)`` and ``f(all kept)``,
     the model calls used, the decoder, and ``convergence_delta`` when the result has one (in
     ``info``). Rows hold the rank, the feature names, the order and the value (for tensor
     outputs: the first entries and the shape). This is what a notebook shows for a result.
+
+    A batch (a result with ``batch_size > 1``, e.g. from
+    :meth:`~torchspex.SpectralInteraction.attribute` on several inputs) has no common ranking,
+    so it gets one table per example, ``result.select(b)``, for the first ``n_examples``
+    examples, and a note saying how many more there are.
+
+    Args:
+        result: the result.
+        k: rows per table.
+        n_examples: most examples of a batch given a table.
 
     Example:
         >>> from torchspex import Interactions, SparseSpectrum
@@ -123,6 +133,33 @@ def summary_html(result: Interactions, k: int = 10) -> str:
         >>> "<td>a \\u00d7 b</td>" in page and "calls used" in page
         True
     """
+    if isinstance(n_examples, bool) or not isinstance(n_examples, int) or n_examples < 1:
+        raise ValueError(f"`n_examples` must be a positive int; got {n_examples!r}.")
+    batch = getattr(result, "batch_size", 1)  # duck-typed: viz does not import the model side
+    if batch <= 1:
+        return (
+            f"<div class=\"tsx\"><style>{_CSS}</style>"
+            f"<div class=\"meta\">Interactions &middot; {_meta(result)}</div>"
+            f"{_top_table(result, k)}</div>"
+        )
+    shown = min(batch, n_examples)
+    tables = "".join(f"<h2>example {b}</h2>{_top_table(result.select(b), k)}"
+                     for b in range(shown))  # fmt: skip
+    if shown < batch:
+        tables += (
+            f"<div class=\"note\">{batch - shown} more example{'s' if batch - shown > 1 else ''}"
+            f": <code>result.select(i)</code> for example i, or "
+            f"<code>summary_html(result, n_examples={batch})</code> for all.</div>"
+        )
+    return (
+        f"<div class=\"tsx\"><style>{_CSS}</style>"
+        f"<div class=\"meta\">Interactions &middot; <b>batch</b> {batch} examples &middot; "
+        f"{_meta(result)}</div>{tables}</div>"
+    )
+
+
+def _top_table(result: Interactions, k: int) -> str:
+    """The table of one result's ``k`` strongest interactions (rank, names, order, value)."""
     names = dict(zip(result.feature_ids, display_names(result)))
     rows = []
     for rank, (ids, value) in enumerate(result.top_k(k), start=1):
@@ -131,11 +168,8 @@ def summary_html(result: Interactions, k: int = 10) -> str:
                     f"<td class=\"v\">{html.escape(_number(value))}</td></tr>")
     body = "".join(rows) or "<tr><td colspan=\"4\">no non-zero interaction</td></tr>"
     return (
-        f"<div class=\"tsx\"><style>{_CSS}</style>"
-        f"<div class=\"meta\">Interactions &middot; {_meta(result)}</div>"
         f"<table class=\"top\"><thead><tr><th>#</th><th>features</th><th>order</th>"
         f"<th>{html.escape(result.index)} value</th></tr></thead><tbody>{body}</tbody></table>"
-        f"</div>"
     )
 
 
