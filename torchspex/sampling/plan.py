@@ -441,7 +441,7 @@ class SPEXPlan:
 
     def signatures(self, features: Tensor) -> Tensor:
         """``(-1)^{<d_p, k>}`` of set rows ``int64 [K, d]`` -> ``float64 [K, P]``."""
-        features = np.asarray(torch.as_tensor(features, dtype=torch.long))
-        bits = torch.from_numpy(self.code.parity_of_features(features))
+        rows = np.asarray(torch.as_tensor(features, dtype=torch.long))
+        bits = torch.from_numpy(self.code.parity_of_features(rows))
         ones = torch.ones(bits.shape[0], 1, dtype=torch.float64)
         return torch.cat([ones, 1.0 - 2.0 * bits.double()], dim=1)
