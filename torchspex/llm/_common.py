@@ -123,17 +123,16 @@ def run_decoder(
 ) -> Interactions:
     """Decodes the spectrum of ``value_function`` (masks -> values) through :func:`explain`.
 
-    Adds to :func:`~torchspex.explain` what the helpers share: the ``perturbations_per_eval``
-    check, a message for a prompt without features, and the progress bar's label (the bar is
-    :func:`explain`'s: masks evaluated, one tick per ``batch_size`` forward pass).
-    ``cache_key`` must identify everything ``value_function`` depends on (model, inputs,
-    target, baselines): :func:`explain` adds the feature count, method settings and generator state.
+    The helpers' value functions run the steps of :func:`~torchspex.explain` (see
+    ``torchspex/_pipeline.py``); this adds a message for a prompt without features and the
+    progress bar's label (the bar is :func:`explain`'s: masks evaluated, one tick per
+    ``batch_size`` forward pass). The arguments were checked by :func:`check_options` before
+    any model call. ``cache_key`` must identify everything ``value_function`` depends on (model,
+    inputs, target, baselines): :func:`explain` adds the feature count, method settings and
+    generator state.
     """
     if n_features < 1:
         raise ValueError("there are no features to explain (n_features = 0).")
-    batch_size = check_batch_size(batch_size)
-    method = check_method(method)
-    n_samples = check_n_samples(n_samples)
     return explain(
         value_function, n_features, method=method, n_samples=n_samples, max_order=max_order,
         index=index, generator=generator, feature_names=feature_names,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -108,6 +108,15 @@ def _as_tuple(value: Any) -> tuple:
     return value if isinstance(value, tuple) else (value,)
 
 
+def _broadcasts(shape: torch.Size, other: torch.Size) -> bool:
+    """Whether two shapes broadcast together."""
+    try:
+        torch.broadcast_shapes(shape, other)
+    except RuntimeError:
+        return False
+    return True
+
+
 def _repeat(values: tuple, n_copies: int) -> tuple:
     """Repeats every tensor with a batch dim ``n_copies`` times along dim 0 (Captum's layout)."""
     if n_copies == 1:
@@ -184,15 +193,11 @@ class LayerSpectralInteraction:
             return ids.reshape(1, -1, *([1] * (act.dim() - 2))), list(range(act.shape[1]))
         mask, id_list = LayerSpectralInteraction._mask_ids(layer_mask)
         mask = mask.to(act.device)
-        try:
-            if mask.dim() != act.dim():
-                raise RuntimeError
-            torch.broadcast_shapes(mask.shape, act.shape)
-        except RuntimeError:
+        if mask.dim() != act.dim() or not _broadcasts(mask.shape, act.shape):
             raise ValueError(
                 f"`layer_mask` of shape {tuple(mask.shape)} must have the layer activation's "
                 f"number of dimensions and broadcast to its shape {tuple(act.shape)}."
-            ) from None
+            )
         ids = torch.tensor(id_list, dtype=torch.long, device=act.device)
         dense = torch.searchsorted(ids, mask.long())
         return torch.where(mask >= 0, dense, -1), id_list
@@ -273,86 +278,131 @@ class LayerSpectralInteraction:
             :class:`~torchspex.Interactions` whose outputs are ``(B, *target output)``;
             ``result.select(b)`` gives example ``b``. Feature ids are the ``layer_mask`` ids.
         """
-        inputs_t = _as_tuple(inputs)
-        if not inputs_t:
-            raise ValueError("`inputs` must hold at least one tensor.")
-        args = _as_tuple(additional_forward_args)
-        batch = next((x.shape[0] for x in inputs_t if isinstance(x, Tensor) and x.dim()), 1)
-        format_additional_forward_args(additional_forward_args, batch)  # dim 0 = batch, no lists
-        to_input = bool(attribute_to_layer_input)
+        inputs_t, args, batch = _layer_inputs(inputs, additional_forward_args)
         check_options(method, index, n_samples, perturbations_per_eval, process_group)
-        if layer_mask is None:  # the activation's shape says how many groups there are
-            eager: Tensor | None = self._activation(inputs_t, args, to_input)
-            ids = self._groups(None, eager)[1]  # type: ignore[arg-type]
-        else:  # read the activation on the first forward pass (none if all values are cached)
-            eager, ids = None, self._mask_ids(layer_mask)[1]
-        prepared: dict[str, Tensor] = {}
-
-        def prepare() -> dict[str, Tensor]:
-            if prepared:
-                return prepared
-            act = self._activation(inputs_t, args, to_input) if eager is None else eager
-            groups = self._groups(layer_mask, act)[0]
-            base = torch.as_tensor(
-                0.0 if layer_baselines is None else layer_baselines,
-                dtype=act.dtype,
-                device=act.device,
-            )
-            try:
-                torch.broadcast_shapes(base.shape, act.shape)
-            except RuntimeError:
-                raise ValueError(
-                    f"`layer_baselines` of shape {tuple(base.shape)} must broadcast to the layer "
-                    f"activation's shape {tuple(act.shape)}."
-                ) from None
-            prepared.update(act=act, base=base, never=groups < 0, safe=groups.clamp_min(0))
-            return prepared
-
-        if eager is not None:
-            prepare()  # bad baselines fail before any masked forward pass
-        forward_func = self.forward_func
-
-        def value_function(masks: Tensor) -> Tensor:
-            p = prepare()
-            act = p["act"]
-            k = masks.shape[0]
-            keep = masks.to(act.device)[:, p["safe"]] | p["never"]
-            perturbed = torch.where(keep, act.unsqueeze(0), p["base"])
-            perturbed = perturbed.reshape(k * act.shape[0], *act.shape[1:])
-
-            def swap(current: Tensor) -> Tensor:
-                if current.shape != perturbed.shape:
-                    raise ValueError(
-                        f"the layer's activation has shape {tuple(current.shape)} in the batched "
-                        f"forward but {tuple(perturbed.shape)} was expected; its dim 0 must grow "
-                        "with the batch (or use perturbations_per_eval=1)."
-                    )
-                return perturbed.to(current.dtype)
-
-            handle = _register(self.layer, to_input, swap)
-            try:
-                with torch.inference_mode():
-                    out = forward_func(*_repeat(inputs_t, k), *_repeat(args, k))
-            finally:
-                handle.remove()
-            out = select_target(out, target, k, batch)
-            return out.reshape(k, batch, *out.shape[1:])
-
+        values = _LayerValues(
+            self, inputs_t, args, target, batch, layer_mask, layer_baselines,
+            bool(attribute_to_layer_input),
+        )  # fmt: skip
+        ids = values.group_ids()
         key = None
         if cache is not None:
             key = fingerprint(
-                "LayerSpectralInteraction", forward_func, self.layer,
-                self._layer_name(), inputs_t, args, target, layer_mask, layer_baselines,
-                to_input, cache_key,
+                "LayerSpectralInteraction", self.forward_func, self.layer, self._layer_name(),
+                inputs_t, args, target, layer_mask, layer_baselines, values.to_input, cache_key,
             )  # fmt: skip
         names = [str(i) for i in ids] if feature_names is None else list(feature_names)
         return run_decoder(
-            value_function, len(ids), method=method, n_samples=n_samples, max_order=max_order,
-            index=index, generator=generator, batch_size=perturbations_per_eval,
-            feature_names=names, feature_ids=ids, show_progress=show_progress,
-            desc="Layer Spectral Interaction attribution", cache=cache, cache_key=key,
-            process_group=process_group, **decoder_options,
+            values.evaluate, len(ids), method=method, n_samples=n_samples,
+            max_order=max_order, index=index, generator=generator,
+            batch_size=perturbations_per_eval, feature_names=names, feature_ids=ids,
+            show_progress=show_progress, desc="Layer Spectral Interaction attribution",
+            cache=cache, cache_key=key, process_group=process_group, **decoder_options,
         )  # fmt: skip
+
+
+def _layer_inputs(inputs: Any, additional_forward_args: Any) -> tuple[tuple, tuple, int]:
+    """``(inputs, additional_forward_args, B)``: tuples, checked (tensor args have dim 0 = B)."""
+    inputs_t = _as_tuple(inputs)
+    if not inputs_t:
+        raise ValueError("`inputs` must hold at least one tensor.")
+    batch = next((x.shape[0] for x in inputs_t if isinstance(x, Tensor) and x.dim()), 1)
+    format_additional_forward_args(additional_forward_args, batch)  # dim 0 = batch, no lists
+    return inputs_t, _as_tuple(additional_forward_args), batch
+
+
+@dataclass(frozen=True)
+class _Patch:
+    """What the masks act on: the activation ``[B, ...]``, its baseline and every element's
+    group (``safe``, 0 where ``never``: elements outside every group, never masked)."""
+
+    act: Tensor
+    base: Tensor
+    never: Tensor
+    safe: Tensor
+
+
+@dataclass
+class _LayerValues:
+    """The value function of a layer explanation: ``masks bool [m, n] -> [m, B, *o]``.
+
+    For each mask the removed groups of the layer's activation are replaced by the baseline
+    inside a forward hook, while the model re-runs on the inputs repeated once per mask. The
+    activation is read once, by :meth:`group_ids` (without ``layer_mask``: its shape says the
+    groups) or on the first evaluation, so a run whose values are all cached makes no forward
+    pass.
+    """
+
+    explainer: LayerSpectralInteraction
+    inputs: tuple
+    args: tuple
+    target: Any
+    batch: int
+    layer_mask: Tensor | None
+    layer_baselines: float | Tensor | None
+    to_input: bool
+    _activation: Tensor | None = field(default=None, init=False)
+    _patch: _Patch | None = field(default=None, init=False)
+
+    def group_ids(self) -> list[int]:
+        """The groups' ids, sorted; reads the activation now when there is no ``layer_mask``.
+
+        Raises:
+            TypeError, ValueError: for a bad ``layer_mask``, or (read now) ``layer_baselines``
+                that do not broadcast to the activation, before any masked forward pass.
+        """
+        if self.layer_mask is not None:
+            return self.explainer._mask_ids(self.layer_mask)[1]
+        self._activation = self._read()
+        ids = self.explainer._groups(None, self._activation)[1]
+        self.patch()
+        return ids
+
+    def _read(self) -> Tensor:
+        return self.explainer._activation(self.inputs, self.args, self.to_input)
+
+    def patch(self) -> _Patch:
+        """The activation, baseline and groups (read and checked on the first call)."""
+        if self._patch is None:
+            act = self._read() if self._activation is None else self._activation
+            groups = self.explainer._groups(self.layer_mask, act)[0]
+            baselines = 0.0 if self.layer_baselines is None else self.layer_baselines
+            base = torch.as_tensor(baselines, dtype=act.dtype, device=act.device)
+            if not _broadcasts(base.shape, act.shape):
+                raise ValueError(
+                    f"`layer_baselines` of shape {tuple(base.shape)} must broadcast to the layer "
+                    f"activation's shape {tuple(act.shape)}."
+                )
+            self._patch = _Patch(act, base, groups < 0, groups.clamp_min(0))
+        return self._patch
+
+    def evaluate(self, masks: Tensor) -> Tensor:
+        """The target output for each mask: ``[m, B, *o]``."""
+        p = self.patch()
+        k = masks.shape[0]
+        keep = masks.to(p.act.device)[:, p.safe] | p.never
+        perturbed = torch.where(keep, p.act.unsqueeze(0), p.base)
+        perturbed = perturbed.reshape(k * p.act.shape[0], *p.act.shape[1:])
+
+        def swap(current: Tensor) -> Tensor:
+            if current.shape != perturbed.shape:
+                raise ValueError(
+                    f"the layer's activation has shape {tuple(current.shape)} in the batched "
+                    f"forward but {tuple(perturbed.shape)} was expected; its dim 0 must grow "
+                    "with the batch (or use perturbations_per_eval=1)."
+                )
+            return perturbed.to(current.dtype)
+
+        handle = _register(self.explainer.layer, self.to_input, swap)
+        try:
+            with torch.inference_mode():
+                out = self.explainer.forward_func(
+                    *_repeat(self.inputs, k), *_repeat(self.args, k)
+                )
+        finally:
+            handle.remove()
+        out = select_target(out, self.target, k, self.batch)
+        return out.reshape(k, self.batch, *out.shape[1:])
 
 
 # ---------------------------------------------------------------------- sweeps

@@ -299,13 +299,18 @@ class LLMSpectralInteraction:
         out = torch.cat(chunks) if chunks else torch.zeros(0, 1 + target.numel())
         return out.exp() if self.attr_target == "prob" else out
 
-    def _check_training(self) -> None:
+    def _target(self, feats: Any, target: Any, gen_args: dict | None) -> Tensor:
+        """The target ids of an explanation, after a warning if the model is in training mode.
+
+        Comes after every argument check: a generated target costs forward passes.
+        """
         if getattr(self.model, "training", False):
             warnings.warn(
                 "the model is in training mode: dropout makes every value random. Call "
                 "model.eval() first.",
-                stacklevel=3,
+                stacklevel=4,
             )
+        return self.target_ids(feats, target, gen_args)
 
     # ------------------------------------------------------------------ attribution
     def attribute(
@@ -368,8 +373,7 @@ class LLMSpectralInteraction:
         """
         feats = self._features(inp, level, baseline)
         check_options(method, index, n_samples, perturbations_per_eval, process_group)
-        self._check_training()
-        target_ids = self.target_ids(feats, target, gen_args)
+        target_ids = self._target(feats, target, gen_args)
 
         def value_function(masks: Tensor) -> Tensor:
             # the evaluator hands over perturbations_per_eval masks at a time, now and then
@@ -474,26 +478,10 @@ class LLMSpectralInteraction:
         Returns:
             :class:`~torchspex.llm.LayerSweep` of :class:`LLMInteractions`, one per layer.
         """
-        from captum.attr import TextTokenInput
-
         feats = self._features(inp, level, "remove")
         check_options(method, index, n_samples, perturbations_per_eval, process_group)
-        if isinstance(feats, TextFeatures):
-            groups = feats.token_features
-        elif isinstance(feats, TextTokenInput):
-            groups = torch.full((feats.inp_tensor.shape[1],), -1, dtype=torch.long)
-            kept = (
-                torch.arange(groups.numel()) if feats.itp_mask is None
-                else torch.nonzero(feats.itp_mask[0]).squeeze(1)
-            )
-            groups[kept] = torch.arange(kept.numel())
-        else:
-            raise TypeError(
-                "`inp` must map features to token positions for a layer sweep: pass a str, "
-                f"TextFeatures or TextTokenInput; got {type(feats).__name__}."
-            )
-        self._check_training()
-        target_ids = self.target_ids(feats, target, gen_args)
+        groups = _token_groups(feats)
+        target_ids = self._target(feats, target, gen_args)
         prompt, _ = self._unperturbed(feats)
         layer_mask = torch.cat([groups, torch.full((target_ids.numel(),), -1)]).view(1, -1, 1)
         named = _named_layers(self.model if layers is None else layers)
@@ -515,3 +503,27 @@ class LLMSpectralInteraction:
             LLMInteractions._wrap(res.select(0), **extras) for res in sweep.results
         ]
         return LayerSweep(sweep.layer_names, results)
+
+
+def _token_groups(feats: Any) -> Tensor:
+    """``int64 [L]``: each prompt token's feature (``-1``: never masked) for a layer sweep.
+
+    Raises:
+        TypeError: for an input whose features are not token positions.
+    """
+    from captum.attr import TextTokenInput
+
+    if isinstance(feats, TextFeatures):
+        return feats.token_features
+    if not isinstance(feats, TextTokenInput):
+        raise TypeError(
+            "`inp` must map features to token positions for a layer sweep: pass a str, "
+            f"TextFeatures or TextTokenInput; got {type(feats).__name__}."
+        )
+    groups = torch.full((feats.inp_tensor.shape[1],), -1, dtype=torch.long)
+    kept = (
+        torch.arange(groups.numel()) if feats.itp_mask is None
+        else torch.nonzero(feats.itp_mask[0]).squeeze(1)
+    )  # fmt: skip
+    groups[kept] = torch.arange(kept.numel())
+    return groups
