@@ -266,7 +266,7 @@ class MaskedForward:
             return out[(slice(None), *key)]
         out = out.reshape(copies, self.batch, *out.shape[1:])
         batch = torch.arange(self.batch, device=out.device)
-        assert self._target_index is not None
+        assert self._target_index is not None and self.out_shape is not None  # _prepare_target
         index = tuple(c.to(out.device) for c in self._target_index)
         return out[(slice(None), batch, *index)].reshape(copies * self.batch, *self.out_shape)
 

@@ -460,8 +460,8 @@ def _assemble(
         members, columns = outcome.part.members, outcome.part.columns
         full_value[members] = outcome.ends[0]
         empty_value[members] = outcome.ends[1]
-        for example, spec, info in zip(members.tolist(), outcome.spectra, outcome.decoder_info):
-            decoder_info[example] = info
+        for example, spec, about in zip(members.tolist(), outcome.spectra, outcome.decoder_info):
+            decoder_info[example] = about
             pieces.append((spec.indices, spec.coefficients, example, columns))
     spectrum = _merge(pieces, batch, out_shape, n_features)
     ones = torch.ones(1, n_features, dtype=torch.bool)
