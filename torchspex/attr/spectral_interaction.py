@@ -194,6 +194,7 @@ class SpectralInteraction(PerturbationAttribution):
             BudgetTooSmallError: when ``n_samples`` is below the method's minimum (which it
                 states), before any forward pass.
         """
+        # the steps of torchspex/_pipeline.py: validate, plan, evaluate + decode, assemble
         request = _validate(
             inputs, baselines, target, additional_forward_args, feature_mask, method=method,
             index=index, max_order=max_order, n_samples=n_samples, generator=generator,
