@@ -28,7 +28,7 @@ from __future__ import annotations
 from fractions import Fraction
 from functools import cache, lru_cache
 from math import comb
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor
@@ -58,28 +58,8 @@ IndexName = Literal[
     "ELC",
 ]
 
-INDEX_NAMES: tuple[str, ...] = (
-    "Fourier",
-    "Moebius",
-    "SII",
-    "k-SII",
-    "BII",
-    "STII",
-    "FSII",
-    "FBII",
-    "SV",
-    "BV",
-    "Co-Moebius",
-    "CHII",
-    "kADD-SHAP",
-    "SGV",
-    "BGV",
-    "CHGV",
-    "IGV",
-    "EGV",
-    "JointSV",
-    "ELC",
-)
+#: Every index name, canonical spelling (the values of :data:`IndexName`, in its order).
+INDEX_NAMES: tuple[str, ...] = get_args(IndexName)
 
 _ALIASES = {
     # shapiq spellings

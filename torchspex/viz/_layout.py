@@ -10,8 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from torchspex.viz._common import first_order_values, pair_values, scalar_result, view
+
+if TYPE_CHECKING:
+    from torchspex.interactions import Interactions
 
 #: Horizontal padding inside a word's box, each side (units).
 PAD_X = 0.5
@@ -121,3 +127,45 @@ def layout_text(words: Sequence[str], pairs: np.ndarray, line_width: int) -> Tex
     right = float((xs + widths / 2.0).max()) if n else 1.0
     bottom = float(ys[-1] - HALF_HEIGHT) if n else -2 * HALF_HEIGHT
     return TextLayout(centres, widths, line_of, arcs, right, bottom, 0.0)
+
+
+@dataclass
+class TextView:
+    """What a text view shows, checked and laid out (:func:`text_view`).
+
+    Attributes:
+        shown: the result in the view's index and order cap.
+        words: the words, as strings.
+        first: ``float64 [n]`` order-1 value of each word.
+        pairs: ``int64 [p, 2]`` the drawn pairs, strongest first.
+        values: ``float64 [p]`` their values.
+        layout: where the words and arcs go.
+    """
+
+    shown: Interactions
+    words: list[str]
+    first: np.ndarray
+    pairs: np.ndarray
+    values: np.ndarray
+    layout: TextLayout
+
+
+def text_view(
+    result: Interactions, words: Sequence[object] | None, index: str | None,
+    max_order: int | None, n_pairs: int, line_width: int,
+) -> TextView:
+    """The shared first steps of :func:`~torchspex.viz.plot_text` and
+    :func:`~torchspex.viz.text_html`: check the arguments, take the view, read its first-order
+    values and its ``n_pairs`` strongest pairs, lay the words out."""
+    scalar_result(result, "result")
+    if isinstance(line_width, bool) or not isinstance(line_width, int) or line_width < 1:
+        raise ValueError(f"`line_width` must be a positive int; got {line_width!r}.")
+    shown = view(result, index, max_order)
+    strings = [str(w) for w in (shown.feature_names if words is None else words)]
+    if len(strings) != shown.n_features:
+        raise ValueError(f"`words` must have {shown.n_features} entries; got {len(strings)}.")
+    first = first_order_values(shown)
+    pairs, values = pair_values(shown)
+    pairs, values = pairs[:n_pairs], values[:n_pairs]
+    layout = layout_text(strings, pairs, line_width)
+    return TextView(shown, strings, first, pairs, values, layout)

@@ -23,13 +23,10 @@ import torch
 from torchspex.viz._common import (
     disambiguate,
     display_names,
-    first_order_values,
-    pair_values,
-    scalar_result,
     symmetric_limit,
     view,
 )
-from torchspex.viz._layout import CHAR_EM, HALF_HEIGHT, TextLayout, layout_text
+from torchspex.viz._layout import CHAR_EM, HALF_HEIGHT, TextLayout, text_view
 
 if TYPE_CHECKING:
     from torchspex.interactions import Interactions
@@ -199,24 +196,15 @@ def text_html(
     Returns:
         An HTML fragment (``<div>`` with an ``<svg>``).
     """
-    scalar_result(result, "result")
-    if isinstance(line_width, bool) or not isinstance(line_width, int) or line_width < 1:
-        raise ValueError(f"`line_width` must be a positive int; got {line_width!r}.")
-    shown = view(result, index, max_order)
-    words = [str(w) for w in (shown.feature_names if words is None else words)]
-    if len(words) != shown.n_features:
-        raise ValueError(f"`words` must have {shown.n_features} entries; got {len(words)}.")
-    first = first_order_values(shown)
-    pairs, values = pair_values(shown)
-    pairs, values = pairs[:n_pairs], values[:n_pairs]
-    lay = layout_text(words, pairs, line_width)
-    named = disambiguate(words)  # for the hover texts and the pair list
+    text = text_view(result, words, index, max_order, n_pairs, line_width)
+    shown, lay, pairs, values = text.shown, text.layout, text.pairs, text.values
+    named = disambiguate(text.words)  # for the hover texts and the pair list
     canvas = _Canvas(unit=_FONT_PX * CHAR_EM, top=lay.top)
     width = lay.width * canvas.unit + 2 * canvas.pad
     height = lay.height * canvas.unit + 2 * canvas.pad + _LEGEND_H
     parts = _arcs_svg(canvas, lay, pairs, values, named, shown.index)
-    parts += _words_svg(canvas, lay, words, named, first, shown.index)
-    parts.append(_legend_svg(canvas, symmetric_limit(first), width, height))
+    parts += _words_svg(canvas, lay, text.words, named, text.first, shown.index)
+    parts.append(_legend_svg(canvas, symmetric_limit(text.first), width, height))
     svg = (
         f"<svg xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" width=\"{width:.0f}\" "
         f"height=\"{height:.0f}\" viewBox=\"0 0 {width:.1f} {height:.1f}\" "

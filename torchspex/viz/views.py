@@ -71,19 +71,10 @@ def plot_text(
     from matplotlib.patches import PathPatch
     from matplotlib.path import Path
 
-    from torchspex.viz._layout import CHAR_EM, layout_text
+    from torchspex.viz._layout import CHAR_EM, text_view
 
-    scalar_result(result, "result")
-    if isinstance(line_width, bool) or not isinstance(line_width, int) or line_width < 1:
-        raise ValueError(f"`line_width` must be a positive int; got {line_width!r}.")
-    shown = view(result, index, max_order)
-    words = list(shown.feature_names if words is None else words)
-    if len(words) != shown.n_features:
-        raise ValueError(f"`words` must have {shown.n_features} entries; got {len(words)}.")
-    first = first_order_values(shown)
-    pairs, values = pair_values(shown)
-    pairs, values = pairs[:n_pairs], values[:n_pairs]
-    lay = layout_text(words, pairs, line_width)
+    text = text_view(result, words, index, max_order, n_pairs, line_width)
+    shown, lay, words, first, values = text.shown, text.layout, text.words, text.first, text.values
     margin = 1.0
     x0, x1 = -margin, lay.width + margin
     y0, y1 = lay.bottom - _BAR_ROOM, lay.top + 0.5
