@@ -21,6 +21,7 @@ from torchspex.decoders._budgets import DEFAULT_B, default_degree, regression_n_
 from torchspex.distributed import RankGroup, check_executor, map_batches, shard_offsets
 from torchspex.errors import BudgetTooSmallError
 from torchspex.sampling.plan import DEFAULT_N_GROUPS, spex_sample_count
+from torchspex.sampling.uniform import mask_keys
 
 __all__ = [
     "NONFINITE_MODES",
@@ -178,11 +179,6 @@ def has_context(err: BaseException) -> bool:
     return bool(getattr(err, "__torchspex_context__", False))
 
 
-def _pack(masks: Tensor) -> np.ndarray:
-    packed = np.packbits(masks.cpu().numpy().astype(np.uint8), axis=1)
-    return packed.view(np.dtype((np.void, packed.shape[1]))).ravel()
-
-
 class Evaluator:
     """Calls a value function on masks: checked outputs, distinct masks once, counted calls.
 
@@ -326,7 +322,7 @@ class Evaluator:
         masks = torch.as_tensor(masks).bool().cpu()
         if masks.dim() != 2 or masks.shape[1] != self.n_features:
             raise AssertionError(f"masks must be [m, {self.n_features}]; got {tuple(masks.shape)}")
-        keys = _pack(masks)
+        keys = mask_keys(masks)  # bool, on the CPU
         uniq_keys, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
         new = [i for i, key in enumerate(uniq_keys) if key.tobytes() not in self._seen]
         if new:

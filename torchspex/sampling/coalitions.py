@@ -34,6 +34,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from torchspex.sampling.uniform import mask_keys
+
 __all__ = ["SIZE_RULES", "paired_coalitions", "shapley_kernel_mass"]
 
 #: How coalition sizes are drawn.
@@ -73,11 +75,6 @@ def _random_subsets(n: int, size: int, count: int, generator: torch.Generator) -
     return masks
 
 
-def _pack(masks: Tensor) -> np.ndarray:
-    packed = np.packbits(masks.numpy(), axis=1)
-    return packed.view(np.dtype((np.void, packed.shape[1]))).ravel()
-
-
 def _all_of_size(n: int, size: int) -> Tensor:
     """Every mask with ``size`` features kept, ``bool [C(n, size), n]`` (small counts only)."""
     combos = torch.combinations(torch.arange(n), size) if size else torch.zeros(1, 0).long()
@@ -95,7 +92,7 @@ def _distinct_pairs(
     accepted: list[Tensor] = []
     while len(accepted) < n_pairs:
         draw = _random_subsets(n, size, int((n_pairs - len(accepted)) * 1.1) + 8, generator)
-        for row, key, co_key in zip(draw, _pack(draw), _pack(~draw)):
+        for row, key, co_key in zip(draw, mask_keys(draw), mask_keys(~draw)):
             key, co_key = key.tobytes(), co_key.tobytes()
             if key in seen or co_key in seen:
                 continue
@@ -199,7 +196,7 @@ def paired_coalitions(
         offset = float(torch.rand(1, generator=generator))
         cum = np.floor(np.concatenate([[0.0], np.cumsum(expected)]) + offset)
         counts = np.diff(cum).astype(np.int64)
-        seen = {key.tobytes() for key in _pack(torch.cat(masks))}
+        seen = {key.tobytes() for key in mask_keys(torch.cat(masks))}
         for s, count, e in zip(open_, counts.tolist(), expected.tolist()):
             if count == 0:
                 continue
@@ -214,8 +211,8 @@ def paired_coalitions(
 
 def _pair_up_middle(block: Tensor) -> Tensor:
     """The size-``n/2`` masks ordered so that rows ``2k`` and ``2k + 1`` are complements."""
-    position = {key.tobytes(): i for i, key in enumerate(_pack(block))}
-    co_keys = [key.tobytes() for key in _pack(~block)]
+    position = {key.tobytes(): i for i, key in enumerate(mask_keys(block))}
+    co_keys = [key.tobytes() for key in mask_keys(~block)]
     used = np.zeros(block.shape[0], dtype=bool)
     order = []
     for i in range(block.shape[0]):

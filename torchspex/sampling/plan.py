@@ -27,6 +27,7 @@ from torch import Tensor
 
 from torchspex.errors import BudgetTooSmallError
 from torchspex.sampling.bch import BCHCode, bch_code, bch_parameters
+from torchspex.sampling.uniform import mask_keys
 
 __all__ = [
     "DEFAULT_N_GROUPS",
@@ -418,8 +419,7 @@ class SPEXPlan:
 
     def count_distinct(self) -> int:
         """Number of distinct masks in the design."""
-        packed = np.packbits(self.all_masks().numpy(), axis=1)
-        return int(np.unique(packed.view(np.dtype((np.void, packed.shape[1]))).ravel()).size)
+        return int(np.unique(mask_keys(self.all_masks())).size)
 
     # ------------------------------------------------------------------ frequencies
     @property

@@ -25,8 +25,9 @@ def _bits(codes: Tensor, n_features: int) -> Tensor:
     return ((codes.unsqueeze(1) >> torch.arange(n_features)) & 1).bool()
 
 
-def _keys(masks: Tensor) -> np.ndarray:
-    """Masks ``bool [m, n]`` -> one opaque byte-string key per row (packed bits)."""
+def mask_keys(masks: Tensor) -> np.ndarray:
+    """Masks ``bool [m, n]`` (on the CPU) -> one opaque byte-string key per row (packed bits);
+    the key of a mask in the samplers, the plan's count and the evaluator's cache."""
     packed = np.packbits(masks.numpy(), axis=1)
     return packed.view(np.dtype((np.void, packed.shape[1]))).ravel()
 
@@ -93,13 +94,13 @@ def _rejection(n: int, n_rest: int, ends: Tensor, generator: torch.Generator) ->
     without replacement, so the result is a uniform sample of distinct masks.
     """
     accepted = [ends]
-    seen = _keys(ends)
+    seen = mask_keys(ends)
     n_have = 0
     while n_have < n_rest:
         missing = n_rest - n_have
         n_draw = int(missing * 1.05) + 16
         draws = torch.rand(n_draw, n, generator=generator) < 0.5
-        keys = np.concatenate([seen, _keys(draws)])
+        keys = np.concatenate([seen, mask_keys(draws)])
         _, first = np.unique(keys, return_index=True)
         first.sort()
         new = first[first >= seen.shape[0]][:missing]
