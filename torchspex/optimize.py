@@ -38,6 +38,7 @@ from torch import Tensor
 
 from torchspex.decoders.base import Evaluator, ValueFunction
 from torchspex.fourier import SparseSpectrum, fwht, moebius_to_fourier, spectrum_to_dense
+from torchspex.fourier.spectrum import check_set_function
 
 __all__ = ["HULL_MAX_ORDER", "MAX_BRUTE_FORCE_FEATURES", "OptimizationResult", "optimize"]
 
@@ -142,14 +143,9 @@ def _count_range(
 
 
 def _fourier_scalar(spectrum: SparseSpectrum) -> SparseSpectrum:
-    if not isinstance(spectrum, SparseSpectrum):
-        raise TypeError(f"`spectrum` must be a SparseSpectrum; got {type(spectrum).__name__}.")
+    check_set_function(spectrum)
     if spectrum.basis == "Moebius":
         spectrum = moebius_to_fourier(spectrum)
-    elif spectrum.basis != "Fourier":
-        raise ValueError(
-            f"`spectrum` must be in the Fourier or Moebius basis; got {spectrum.basis!r}."
-        )
     if spectrum.out_shape != ():
         raise ValueError(
             "`spectrum` must have one scalar coefficient per term to be optimized; got "

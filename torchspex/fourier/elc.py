@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from torchspex.fourier._basis import fwht, moebius_to_fourier, spectrum_to_dense
-from torchspex.fourier.spectrum import SparseSpectrum
+from torchspex.fourier.spectrum import SparseSpectrum, check_set_function
 
 __all__ = ["MAX_ELC_FEATURES", "egalitarian_least_core"]
 
@@ -164,14 +164,9 @@ def egalitarian_least_core(
         >>> [round(x, 6) for x in values.coefficients.tolist()], float(subsidy)
         ([1.5, 1.5], 0.0)
     """
-    if not isinstance(spectrum, SparseSpectrum):
-        raise TypeError(f"`spectrum` must be a SparseSpectrum; got {type(spectrum).__name__}.")
+    check_set_function(spectrum)
     if objective not in ("least-core", "shapiq"):
         raise ValueError(f"`objective` must be 'least-core' or 'shapiq'; got {objective!r}.")
-    if spectrum.basis not in ("Fourier", "Moebius"):
-        raise ValueError(
-            f"`spectrum` must be in the Fourier or Moebius basis; got {spectrum.basis!r}."
-        )
     n = spectrum.n_features
     if n > MAX_ELC_FEATURES:
         raise ValueError(

@@ -54,7 +54,7 @@ from torchspex.fourier._basis import (
 )
 from torchspex.fourier._sets import row_keys, subsets
 from torchspex.fourier.indices import GENERALIZED, canonical_index
-from torchspex.fourier.spectrum import SparseSpectrum
+from torchspex.fourier.spectrum import SparseSpectrum, check_set_function
 
 __all__ = ["MAX_LISTED_COALITIONS", "generalized_index", "generalized_values"]
 
@@ -156,12 +156,7 @@ def _empty_value(spectrum: SparseSpectrum) -> Tensor:
 
 
 def _check(spectrum: SparseSpectrum, index: str) -> str:
-    if not isinstance(spectrum, SparseSpectrum):
-        raise TypeError(f"`spectrum` must be a SparseSpectrum; got {type(spectrum).__name__}.")
-    if spectrum.basis not in ("Fourier", "Moebius"):
-        raise ValueError(
-            f"`spectrum` must be in the Fourier or Moebius basis; got {spectrum.basis!r}."
-        )
+    check_set_function(spectrum)
     index = canonical_index(index)
     if index not in GENERALIZED:
         raise ValueError(f"`index` must be a generalized value, one of {sorted(GENERALIZED)}; "

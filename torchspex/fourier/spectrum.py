@@ -241,3 +241,20 @@ class SparseSpectrum:
             f"SparseSpectrum(basis={self.basis!r}, n_features={self.n_features}, "
             f"n_terms={self.n_terms}, max_size={self.max_size}, out_shape={self.out_shape})"
         )
+
+
+def check_set_function(spectrum: Any) -> None:
+    """Raises unless ``spectrum`` is a :class:`SparseSpectrum` of a set function: in the
+    Fourier or the Möbius basis (not an index's values), as the index conversions, the ELC and
+    the optimizer need.
+
+    Raises:
+        TypeError: for anything but a :class:`SparseSpectrum`.
+        ValueError: for a spectrum in another basis.
+    """
+    if not isinstance(spectrum, SparseSpectrum):
+        raise TypeError(f"`spectrum` must be a SparseSpectrum; got {type(spectrum).__name__}.")
+    if spectrum.basis not in ("Fourier", "Moebius"):
+        raise ValueError(
+            f"`spectrum` must be in the Fourier or Moebius basis; got {spectrum.basis!r}."
+        )
