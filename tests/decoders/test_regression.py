@@ -130,7 +130,16 @@ def test_auto_records_its_choice_and_reason():
         x = masks.double()
         return 2.0 * x[:, 3] * x[:, 40] - x[:, 7] + 0.5 * x[:, 10] * x[:, 11] * x[:, 12]
 
-    large = explain(sparse, 64, n_samples=2000, index="SV")
+    from torchspex.decoders.auto import SPEX_FEATURES
+
+    medium = explain(sparse, 64, n_samples=2000, index="SV")
+    assert medium.info["auto"]["choice"] == "regression"
+    assert f"< {SPEX_FEATURES}" in medium.info["auto"]["reason"]
+    assert medium.info["design"] == "paired leverage"  # uniform sizes from 32 features on
+    sv = medium.to_index("SV").to_dict()
+    assert abs(sv[(3,)] - 1.0) < 1e-8 and abs(sv[(7,)] + 1.0) < 1e-8
+
+    large = explain(sparse, SPEX_FEATURES, n_samples=2000, index="SV")
     choice = large.info["auto"]
     assert choice["choice"] in ("spex", "spex+regression")
     assert {"spex_error", "regression_cv_error", "reason"} <= set(choice)

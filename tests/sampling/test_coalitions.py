@@ -14,7 +14,7 @@ def _g(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-@pytest.mark.parametrize("sizes", ["kernel", "leverage"])
+@pytest.mark.parametrize("sizes", ["kernel", "mix", "sqrt", "leverage"])
 @pytest.mark.parametrize(("n", "budget"), [(6, 20), (10, 12), (10, 256), (13, 300), (64, 512),
                                            (200, 1000)])  # fmt: skip
 def test_corners_pairs_distinct_and_within_budget(n, budget, sizes):
@@ -34,6 +34,27 @@ def test_weights_sum_to_the_kernel_mass():
     total = float(shapley_kernel_mass(n)[1:n].sum())
     _, weights = paired_coalitions(n, 256, _g())
     assert abs(float(weights[2:].sum()) - total) < 1e-9 * total
+
+
+@pytest.mark.parametrize("sizes", ["kernel", "mix", "sqrt", "leverage"])
+def test_size_rules_spend_the_budget_as_their_shares_say(sizes):
+    """Sampled sizes get counts in proportion to the rule's share (within one, by systematic
+    sampling); every rule's weights still add up to the kernel's mass in expectation."""
+    n, budget = 200, 2002  # no size is enumerated at this budget
+    masks, weights = paired_coalitions(n, budget, _g(1), sizes)
+    mass = shapley_kernel_mass(n)[1:n]
+    kernel, uniform = mass / mass.sum(), torch.full_like(mass, 1.0 / (n - 1))
+    share = {"kernel": kernel, "leverage": uniform, "sqrt": kernel.sqrt(),
+             "mix": 0.5 * kernel + 0.5 * uniform}[sizes]
+    share = share / share.sum()
+    counts = torch.bincount(masks[2:].sum(dim=1), minlength=n + 1)[1:n].double()
+    # each pair class {s, n - s} gets floor or ceiling of its expected number of pairs
+    pairs = (budget - 2) // 2
+    for s in range(1, n // 2):
+        want = pairs * float(share[s - 1] + share[n - s - 1])
+        assert abs(float(counts[s - 1]) - want) <= 1.0 + 1e-9, s
+    total = float(mass.sum())
+    assert abs(float(weights[2:].sum()) - total) < 0.05 * total
 
 
 def test_border_trick_enumerates_the_smallest_sizes_first():

@@ -13,7 +13,9 @@ sampling", ICLR 2025; Fumagalli et al., "OddSHAP", ICML 2026):
 - sizes are drawn in proportion to the Shapley kernel's mass per size,
   ``mu(s) = (n - 1) / (s (n - s))`` (``sizes="kernel"``), or uniformly over sizes
   (``sizes="leverage"``: the leverage scores of the kernel regression are ``1 / C(n, s)`` per
-  coalition, i.e. equal per size);
+  coalition, i.e. equal per size), in proportion to the kernel's square root
+  (``sizes="sqrt"``, the rule of Witter et al.'s regression-adjusted estimator), or half
+  kernel, half uniform (``sizes="mix"``, a defensive mixture);
 - a size whose expected count reaches the number of its coalitions is enumerated completely
   (shapiq's "border trick"), so small budgets are not spent on repeats and the corners of the
   cube are covered first;
@@ -39,7 +41,7 @@ from torchspex.sampling.uniform import mask_keys
 __all__ = ["SIZE_RULES", "paired_coalitions", "shapley_kernel_mass"]
 
 #: How coalition sizes are drawn.
-SIZE_RULES = ("kernel", "leverage")
+SIZE_RULES = ("kernel", "mix", "sqrt", "leverage")
 
 
 def shapley_kernel_mass(n_features: int) -> Tensor:
@@ -118,8 +120,9 @@ def paired_coalitions(
             An odd count beyond the corners leaves one mask unused (pairs come in twos), except
             that every mask is returned when ``n_samples >= 2^n``.
         generator: randomness (``None``: a fresh generator seeded with 0).
-        sizes: ``"kernel"`` (sizes in proportion to the Shapley kernel's mass) or
-            ``"leverage"`` (uniform over sizes: leverage-score sampling).
+        sizes: ``"kernel"`` (sizes in proportion to the Shapley kernel's mass),
+            ``"leverage"`` (uniform over sizes: leverage-score sampling), ``"sqrt"`` (the
+            kernel's square root) or ``"mix"`` (half kernel, half uniform).
 
     Returns:
         ``(masks bool [m, n], weights float64 [m])``. Rows 0 and 1 are the empty and the full
@@ -158,8 +161,7 @@ def paired_coalitions(
     # class c covers the coalitions of sizes s and n - s
     n_coal = {s: math.exp(_log_binom(n, s)) * (1 if 2 * s == n else 2) for s in classes}
     class_mass = {s: float(mass[s]) * (1 if 2 * s == n else 2) for s in classes}
-    share = {s: class_mass[s] if sizes == "kernel" else (1.0 if 2 * s == n else 2.0)
-             for s in classes}  # fmt: skip
+    share = {s: _share(sizes, mass, s) * (1 if 2 * s == n else 2) for s in classes}
     budget = n_samples - 2
     enumerated: list[int] = []
     # border trick: enumerate every class whose expected count reaches its size
@@ -207,6 +209,19 @@ def paired_coalitions(
             per = class_mass[s] / (2.0 * e)  # Horvitz-Thompson: mass over expected coalitions
             weights.append(torch.full((pairs.shape[0],), per, dtype=torch.float64))
     return torch.cat(masks), torch.cat(weights)
+
+
+def _share(sizes: str, mass: Tensor, s: int) -> float:
+    """How much of the budget size ``s`` gets, relative to the others, under a size rule."""
+    kernel = float(mass[s] / mass[1:-1].sum())
+    uniform = 1.0 / (mass.shape[0] - 2)
+    if sizes == "kernel":
+        return kernel
+    if sizes == "sqrt":
+        return math.sqrt(kernel)
+    if sizes == "mix":
+        return 0.5 * kernel + 0.5 * uniform
+    return uniform
 
 
 def _pair_up_middle(block: Tensor) -> Tensor:
