@@ -17,10 +17,10 @@ import torch
 from torch import Tensor
 
 from torchspex.cache import EvaluationStore
-from torchspex.decoders._budgets import DEFAULT_B, default_degree, regression_n_samples
+from torchspex.decoders._budgets import default_degree, regression_n_samples
 from torchspex.distributed import RankGroup, check_executor, map_batches, shard_offsets
 from torchspex.errors import BudgetTooSmallError
-from torchspex.sampling.plan import DEFAULT_N_GROUPS, spex_sample_count
+from torchspex.sampling.plan import DEFAULT_N_GROUPS, default_n_samples, spex_sample_count
 from torchspex.sampling.uniform import mask_keys
 
 __all__ = [
@@ -159,8 +159,12 @@ def planned_evaluations(
         try:
             opts = options or {}
             t = opts.get("degree_parameter") or default_degree(max_order)
-            groups = opts.get("n_groups") or DEFAULT_N_GROUPS
-            bound = spex_sample_count(n_features, opts.get("b") or DEFAULT_B, t, groups)
+            if opts.get("b") is None:  # SPEX spends its default budget
+                bound = default_n_samples(n_features, t)
+            else:  # the design of `b` bins per group
+                groups = opts.get("n_groups") or DEFAULT_N_GROUPS
+                bound = spex_sample_count(n_features, opts["b"], t, groups)
+            bound += 2  # the corners, which method="spex" evaluates after the design
         except Exception:  # an estimate only: the decoder reports bad settings itself
             bound = None
     if every is not None and bound is not None:
