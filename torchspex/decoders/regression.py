@@ -82,24 +82,31 @@ def index_family(index: str | None) -> str:
 
 #: From this many features on, the Shapley design draws coalition sizes uniformly.
 LEVERAGE_FEATURES = 32
+#: ... and below it, from this many calls per feature on.
+LEVERAGE_CALLS_PER_FEATURE = 64
 
 
-def default_sizes(n_features: int) -> str:
-    """The size rule of the Shapley design: ``"kernel"`` below :data:`LEVERAGE_FEATURES`
-    features, ``"leverage"`` (uniform over sizes) from there on.
+def default_sizes(n_features: int, n_samples: int) -> str:
+    """The size rule of the Shapley design: ``"leverage"`` (uniform over sizes) from
+    :data:`LEVERAGE_FEATURES` features or :data:`LEVERAGE_CALLS_PER_FEATURE` calls per feature
+    on, ``"kernel"`` (the Shapley kernel's proportions) for fewer features on smaller budgets.
 
-    The kernel puts most of the budget on the smallest and largest coalitions; with many
-    features those say little about the rest, and uniform sizes (leverage-score sampling,
-    Musco & Witter, ICLR 2025) did better at every budget measured at n = 64 (SV error
-    0.54 against 0.85 at 256 calls on the digits CNN over pixels, 0.36 against 0.49 at 1,024
-    on a planted hierarchical game; ``benchmarks/accuracy_vs_sampling.py``), while for
-    n = 10-16 neither wins consistently.
+    The kernel puts most of the budget on the smallest and largest coalitions. With many
+    features, or with budgets that already cover those, uniform sizes (leverage-score
+    sampling, Musco & Witter, ICLR 2025; OddSHAP's design) did better: at n = 64 at every
+    budget measured (SV error 0.54 against 0.85 at 256 calls on the digits CNN over pixels,
+    0.36 against 0.49 at 1,024 on a planted hierarchical game), at n = 13-16 from 1,024 calls
+    (MLP on wine at 4,096: 0.0010 against 0.0012; MiniLM at 1,024: 0.0070 against 0.0086),
+    while at 256-512 calls the kernel was ahead on the MLP and MiniLM
+    (``benchmarks/accuracy_vs_sampling.py``).
 
     Example:
-        >>> default_sizes(14), default_sizes(64)
-        ('kernel', 'leverage')
+        >>> default_sizes(14, 512), default_sizes(14, 1024), default_sizes(64, 128)
+        ('kernel', 'leverage', 'leverage')
     """
-    return "kernel" if n_features < LEVERAGE_FEATURES else "leverage"
+    if n_features >= LEVERAGE_FEATURES or n_samples >= LEVERAGE_CALLS_PER_FEATURE * n_features:
+        return "leverage"
+    return "kernel"
 
 
 def minimum_samples(n_features: int) -> int:
@@ -136,10 +143,11 @@ def _first_order_rows(n: int, width: int) -> Tensor:
     return rows
 
 
-def _pair_rows(n: int, width: int) -> Tensor:
-    pairs = torch.combinations(torch.arange(n), 2)
-    rows = torch.full((pairs.shape[0], width), -1, dtype=torch.long)
-    rows[:, :2] = pairs
+def _pair_rows(n: int, width: int, order: int = 2) -> Tensor:
+    """Every set of ``order`` features (default: pairs), rows ``int64 [C(n, order), width]``."""
+    sets = torch.combinations(torch.arange(n), order)
+    rows = torch.full((sets.shape[0], width), -1, dtype=torch.long)
+    rows[:, :order] = sets
     return rows
 
 
@@ -180,9 +188,9 @@ def _ranked_candidates(
 ) -> tuple[Tensor, Tensor, int]:
     """``(fixed rows, ranked candidate rows, n_first)`` of one parity (``None``: both).
 
-    The candidates are the ``extra`` order-2 rows (every pair; the first ``n_first``
-    candidates, ranked among themselves by the proxy's score) followed by the proxy's other
-    terms by score (terms the proxy lacks rank last)."""
+    The candidates are the ``extra`` rows of one order (every pair, or every triple; the first
+    ``n_first`` candidates, ranked among themselves by the proxy's score) followed by the
+    proxy's other terms by score (terms the proxy lacks rank last)."""
     width = max([1, fixed.shape[1], proxy_idx.shape[1], *[e.shape[1] for e in extra]])
 
     def pad(rows: Tensor) -> Tensor:
@@ -207,7 +215,8 @@ def _ranked_candidates(
     sizes = set_sizes(idx)
     # rank: the `extra` low-order terms (every pair) first, then by the proxy's score; ties
     # (terms the proxy never used) by lower order
-    tier = (sizes != 2).long() if extra else torch.zeros_like(sizes)
+    tier_order = set_sizes(extra[0][:1]).item() if extra and extra[0].shape[0] else 2
+    tier = (sizes != tier_order).long() if extra else torch.zeros_like(sizes)
     order = np.lexsort((sizes.numpy(), -sc.numpy(), tier.numpy()))
     n_first = int((tier == 0).sum()) if extra else 0
     return pad(fixed), pad(idx[torch.from_numpy(order)]), n_first
@@ -495,6 +504,8 @@ def decode_regression(
     values = evaluator(masks)
     t_eval = time.perf_counter() - start
     spectrum, info = fit_regression(masks, weights, values, n, generator, family, options)
+    if family == "shapley":
+        info["design"] = "paired " + (options.get("sizes") or default_sizes(n, n_samples))
     info["seconds"]["evaluate"] = t_eval
     return spectrum, info
 
@@ -508,7 +519,7 @@ def design(
     distinct uniform masks (equal weights). Rows 0 and 1 are the corners (weight ``inf``).
     """
     if family == "shapley":
-        return paired_coalitions(n, n_samples, generator, sizes or default_sizes(n))
+        return paired_coalitions(n, n_samples, generator, sizes or default_sizes(n, n_samples))
     masks = uniform_masks(n, n_samples, generator)
     weights = torch.ones(masks.shape[0], dtype=torch.float64)
     weights[:2] = math.inf
@@ -580,7 +591,7 @@ def fit_regression(
                                           options)  # fmt: skip
     coef = spectrum.coefficients.reshape(spectrum.n_terms, *values.shape[1:])
     spectrum = SparseSpectrum(spectrum.indices, coef, n, "Fourier")
-    sizes = options.get("sizes") or default_sizes(n)
+    sizes = options.get("sizes") or default_sizes(n, int(masks.shape[0]))
     design_name = f"paired {sizes}" if family == "shapley" else "uniform"
     info = {
         "method": "regression",
@@ -640,7 +651,11 @@ def _fit_paired(
     n_folds = options.get("n_folds", 5)
     max_terms = options.get("max_terms") or max(n + 1, (3 * p) // 4)
     first = _first_order_rows(n, 1)
-    odd_fixed, odd_ranked, _ = _ranked_candidates(first[1:], [], proxy_idx, proxy_score, n, 1)
+    # every triple first among the odd candidates when the pairs are plenty for them (the
+    # order-3 terms are the next odd order after the always-kept first-order terms)
+    triples = [_pair_rows(n, 3, 3)] if n >= 3 and math.comb(n, 3) <= p // 2 else []
+    odd_fixed, odd_ranked, n_triples = _ranked_candidates(first[1:], triples, proxy_idx,
+                                                          proxy_score, n, 1)  # fmt: skip
     extra = [_pair_rows(n, 2)] if _pairs_wanted(options, n, p) and n >= 2 else []
     even_fixed, even_ranked, n_pairs = _ranked_candidates(first[:1], extra, proxy_idx,
                                                           proxy_score, n, 0)  # fmt: skip
@@ -652,7 +667,7 @@ def _fit_paired(
     else:
         odd_idx, odd_coef, info["odd"] = _fit_part(
             x, odd_y, w, odd_fixed, odd_ranked, (_at_empty, (f_empty - f_full) / 2), n, n_folds,
-            generator, max_terms,
+            generator, max_terms, (n_triples,) if triples else (),
         )
         even_idx, even_coef, info["even"] = _fit_part(
             x, even_y, w, even_fixed, even_ranked, (_at_empty, (f_empty + f_full) / 2), n, n_folds,
