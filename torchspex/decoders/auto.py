@@ -7,7 +7,7 @@ The rules, each recorded in ``info["auto"]`` with its reason:
 2. **Many features** (``n >= SPEX_FEATURES``) **and a budget SPEX can decode with**: a hybrid.
    SPEX (sparse-graph codes, the one decoder that scales to thousands of features) spends
    ``SPEX_SHARE`` of the budget (when that fits SPEX's minimum); the rest goes to
-   the index's own design (paired Shapley-kernel coalitions, or uniform masks for the Banzhaf
+   the index's own design (paired coalitions by size, or uniform masks for the Banzhaf
    family), which serves twice: as held-out data that scores SPEX's spectrum, and as the
    samples of the regression (:func:`~torchspex.decoders.regression.fit_regression`) with
    SPEX's terms ranked first among its candidates. Whichever has the lower error on those
