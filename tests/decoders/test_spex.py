@@ -278,3 +278,13 @@ def test_leftover_uniform_samples_join_the_noisy_refit():
     spec, info = decode_spex(Evaluator(game, 100), 100, n_samples=3000, max_order=3)
     assert info["n_uniform"] > 0
     assert held_out_r2(truth, spec, 5000, torch.Generator().manual_seed(1)) > 0.99
+
+
+def test_budget_design_two_large_groups_and_a_small_one():
+    """Near the threshold the budget buys groups (4, 4, 2), not (4, 3, 3, 2): the same 36 bins
+    resolve 50 terms only as two large groups and a small one (n = 256, t = 3: 962 calls)."""
+    truth = planted_spectrum(256, 50, 3, torch.Generator().manual_seed(0))
+    spec, info, game = run(truth, 962, max_order=3)
+    assert info["group_b"] == (4, 4, 2)
+    assert game.n_evaluations <= 962
+    assert held_out_r2(truth, spec, 5000, torch.Generator().manual_seed(1)) > 0.999

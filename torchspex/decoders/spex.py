@@ -136,8 +136,9 @@ def decode_spex(
         evaluator: the value function behind an :class:`~torchspex.decoders.Evaluator`.
         n_features: number of features ``n``.
         n_samples: most distinct masks to evaluate. The budget is spent: the design takes as
-            many bins as fit (three groups, the smallest enlarged or smaller groups added, see
-            :func:`~torchspex.sampling.fill_budget`), and the masks left over are uniform random
+            many bins as fit (three groups, then the smallest enlarged, two large groups and a
+            small one, or smaller groups added, see :func:`~torchspex.sampling.fill_budget`),
+            and the masks left over are uniform random
             samples for the final refit (``info["budget_spent"]``; when under 90%,
             ``info["unspent_reason"]`` says why). ``None``: the default budget
             :func:`~torchspex.sampling.default_n_samples` (about one bin per feature, e.g.
