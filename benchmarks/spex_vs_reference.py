@@ -6,7 +6,8 @@ all methods query the same value function with the same SPEX design size
 on 10,000 uniform masks, planted main terms recovered, decode time (everything after the
 queries: transforms, peeling, refit; for the peers their decoder call, BCH/JIT warm-up
 excluded), and peak resident memory above the process's baseline. Each run is a separate
-process (clean memory peaks, and a time limit for the peers).
+process (clean memory peaks, and a time limit for the peers) with one thread per method
+(``--threads``); torchspex runs ``--repeat`` times per game and reports the median decode time.
 
     python benchmarks/spex_vs_reference.py            # full run (an hour or more on 2 cores)
     python benchmarks/spex_vs_reference.py --quick    # smoke test: one small game
@@ -18,12 +19,14 @@ Writes ``benchmarks/results/spex_vs_reference.json``.
 <= 3 at n = 64, 256, 1000; 100 terms of order <= 4 at n = 1000) and seed, the smallest budget at
 which held-out R^2 >= 0.999 and the value-function calls made there. torchspex: bisection over
 the budget (its design fills any budget); the peers: their designs only change with
-``b = floor(log2(budget / (3 P)))``, so their budgets ``3 P 2^b`` are tried for ``b = 3, 4, ...``
-(both run with ``t = max_order``, spectralexplain's rule; shapiq's ``degree_parameter`` is set
-to it). Each (method, game) is one process with a time limit; probes finished before a timeout
-are kept.
+``b = floor(log2(budget / (3 P)))``, so their budgets ``3 P 2^b`` are tried from the game's
+``peer_b`` down while exact (up while not), each probe in its own process with a time limit
+(``--probe-limit``; a timeout counts as not exact). Both peers run with ``t = max_order``,
+spectralexplain's rule (shapiq's ``degree_parameter`` is set to it).
 
-    python benchmarks/spex_vs_reference.py --calls --timeout 900   # -> spex_calls_to_exact.json
+    python benchmarks/spex_vs_reference.py --calls   # -> spex_calls_to_exact.json
+    python benchmarks/spex_vs_reference.py --calls --methods spectralexplain --out a.json
+    python benchmarks/spex_vs_reference.py --calls --combine a.json,b.json   # join runs
 """
 
 from __future__ import annotations
@@ -457,9 +460,13 @@ def calls_label(res: dict) -> str:
             return ("timeout (" + ", ".join(f"{p['calls']:,}" for p in slow)
                     + f": > {slow[0]['timeout']:.0f} s each)")
         return f"> {res['game']['cap']:,}"
-    slow = [p for p in res["probes"] if p.get("timeout") and p["calls"] < res["calls"]]
-    return f"{res['calls']:,}" + (f" ({slow[-1]['calls']:,}: > {slow[-1]['timeout']:.0f} s)"
-                                  if slow else "")
+    below = [p for p in res["probes"] if p["calls"] < res["calls"]]
+    slow = [p for p in below if p.get("timeout")]
+    if slow:
+        return f"{res['calls']:,} ({slow[-1]['calls']:,}: > {slow[-1]['timeout']:.0f} s)"
+    if "b" in res["best"] and below:  # a peer: the b below failed
+        return f"{res['calls']:,} ({below[-1]['calls']:,}: R^2 {below[-1]['r2']:.2f})"
+    return f"{res['calls']:,}"
 
 
 def print_calls_table(rows: list, methods: list[str]) -> None:
@@ -467,8 +474,10 @@ def print_calls_table(rows: list, methods: list[str]) -> None:
     for r in rows:
         if r["game"] not in games:
             games.append(r["game"])
-    print(f"| game | {' | '.join(methods)} |")
-    print("|---|" + "---|" * len(methods))
+    peers = [m for m in ("spectralexplain", "shapiq") if m in methods]
+    heads = methods + [f"torchspex / {p}" for p in peers]
+    print(f"| game | {' | '.join(heads)} |")
+    print("|---|" + "---|" * len(heads))
     for cfg in games:
         label = f"n = {cfg['n']}, {cfg['n_terms']} terms, order <= {cfg['order']}"
         if cfg.get("max_order"):
@@ -477,7 +486,21 @@ def print_calls_table(rows: list, methods: list[str]) -> None:
         for m in methods:
             mine = [r for r in rows if r["game"] == cfg and r["method"] == m]
             cells.append(" / ".join(calls_label(r) for r in mine) if mine else "—")
+        cells += [calls_ratio(rows, cfg, peer) for peer in peers]
         print(f"| {label} | {' | '.join(cells)} |")
+
+
+def calls_ratio(rows: list, cfg: dict, peer: str, ours: str = "torchspex") -> str:
+    """torchspex's calls over the peer's, seed by seed (both exact), e.g. ``0.78 / 0.80``."""
+    out = []
+    for r in rows:
+        if r["game"] != cfg or r["method"] != ours:
+            continue
+        other = [x for x in rows if x["game"] == cfg and x["method"] == peer
+                 and x["seed"] == r["seed"]]
+        if other and r.get("exact") and other[0].get("exact"):
+            out.append(f"{r['calls'] / other[0]['calls']:.2f}")
+    return " / ".join(out) if out else "—"
 
 
 # --------------------------------------------------------------------------------- parent side
@@ -498,6 +521,15 @@ def run_job(method: str, cfg: dict, timeout: float) -> dict:
     res["status"] = "ok"
     res["wall_s"] = wall
     return res
+
+
+def median_run(runs: list) -> dict:
+    """The run of median decode time (torchspex is deterministic: only the times differ), with
+    every run's decode time in ``decode_runs``."""
+    done = sorted((r for r in runs if r.get("status") == "ok"), key=lambda r: r["decode_s"])
+    out = dict(done[(len(done) - 1) // 2])
+    out["decode_runs"] = [r["decode_s"] for r in runs if r.get("status") == "ok"]
+    return out
 
 
 def fmt(v, spec: str) -> str:
@@ -522,6 +554,9 @@ def main() -> None:
                         help="--calls: comma-separated JSON files to combine (no runs)")
     parser.add_argument("--merge", action="store_true",
                         help="replace only the rerun rows (methods x games) in the existing JSON")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="torchspex runs per game (median decode time; a run takes seconds, "
+                             "so one load spike on the shared machine would decide it)")
     parser.add_argument("--threads", type=int, default=1,
                         help="threads per method's process (0: the libraries' defaults)")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
@@ -585,6 +620,9 @@ def main() -> None:
         for method in methods:
             limit = timeout if method != "torchspex" else max(timeout, 600.0)
             res = run_job(method, cfg, limit)
+            if method == "torchspex" and args.repeat > 1 and res.get("status") == "ok":
+                res = median_run([res] + [run_job(method, cfg, limit)
+                                          for _ in range(args.repeat - 1)])
             res["game"] = cfg
             rows.append(res)
             print(f"# {cfg['name']:6s} n={cfg['n']:4d} {method:15s} {res.get('status')} "
@@ -611,7 +649,8 @@ def main() -> None:
               f"{fmt(speed, '.0f') + 'x' if speed else '—'} | {fmt(res.get('peak_mb'), '.0f')} |")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"quick": args.quick, "t": T, "runs": rows}, indent=1))
+    out.write_text(json.dumps({"quick": args.quick, "t": T, "threads": args.threads,
+                               "torchspex_repeat": args.repeat, "runs": rows}, indent=1))
     print(f"\nwrote {out}")
 
 
