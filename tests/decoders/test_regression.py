@@ -66,7 +66,7 @@ def test_low_order_game_is_recovered_exactly(index):
     for key in truth:
         assert abs(ours.get(key, 0.0) - truth[key]) < 1e-7, key
     assert info["method"] == "regression"
-    assert info["design"] == ("paired kernel" if index == "SV" else "uniform")
+    assert info["design"] == ("paired mix" if index == "SV" else "uniform")  # n = 10, 200 calls
 
 
 def test_shapley_values_converge_on_a_hierarchical_game():

@@ -89,24 +89,27 @@ LEVERAGE_CALLS_PER_FEATURE = 64
 def default_sizes(n_features: int, n_samples: int) -> str:
     """The size rule of the Shapley design: ``"leverage"`` (uniform over sizes) from
     :data:`LEVERAGE_FEATURES` features or :data:`LEVERAGE_CALLS_PER_FEATURE` calls per feature
-    on, ``"kernel"`` (the Shapley kernel's proportions) for fewer features on smaller budgets.
+    on; ``"mix"`` (half the Shapley kernel's proportions, half uniform) for fewer features on
+    smaller budgets.
 
     The kernel puts most of the budget on the smallest and largest coalitions. With many
     features, or with budgets that already cover those, uniform sizes (leverage-score
     sampling, Musco & Witter, ICLR 2025; OddSHAP's design) did better: at n = 64 at every
-    budget measured (SV error 0.54 against 0.85 at 256 calls on the digits CNN over pixels,
-    0.36 against 0.49 at 1,024 on a planted hierarchical game), at n = 13-16 from 1,024 calls
-    (MLP on wine at 4,096: 0.0010 against 0.0012; MiniLM at 1,024: 0.0070 against 0.0086),
-    while at 256-512 calls the kernel was ahead on the MLP and MiniLM
-    (``benchmarks/accuracy_vs_sampling.py``).
+    budget measured (SV error 0.54 against 0.85 for the kernel at 256 calls on the digits CNN
+    over pixels, 0.36 against 0.49 at 1,024 on a planted hierarchical game), at n = 13-16 from
+    1,024 calls (MLP on wine at 4,096: 0.0010 against 0.0012; MiniLM at 1,024: 0.0070 against
+    0.0086). Below that the mixture was the best rule over the three model games at 128-512
+    calls (3 seeds; the digits CNN over 2x2 patches 0.24 / 0.15 / 0.056 against the kernel's
+    0.38 / 0.17 / 0.085, the MLP and MiniLM level or better;
+    ``benchmarks/accuracy_vs_sampling.py``).
 
     Example:
         >>> default_sizes(14, 512), default_sizes(14, 1024), default_sizes(64, 128)
-        ('kernel', 'leverage', 'leverage')
+        ('mix', 'leverage', 'leverage')
     """
     if n_features >= LEVERAGE_FEATURES or n_samples >= LEVERAGE_CALLS_PER_FEATURE * n_features:
         return "leverage"
-    return "kernel"
+    return "mix"
 
 
 def minimum_samples(n_features: int) -> int:
