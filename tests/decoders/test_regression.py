@@ -197,3 +197,16 @@ def test_prefix_solutions_equal_one_kkt_solve_per_prefix(constrained):
         assert torch.equal(got[:, k:, i], torch.zeros_like(got[:, k:, i]))
         if constrained:
             assert torch.allclose(c[:, :k] @ got[:, :k, i], d.expand(n_f, -1, -1), atol=1e-9)
+
+
+def test_the_proxy_tries_deep_trees_once_the_rows_carry_them():
+    """From DEEP_ROWS samples on, the proxy also fits depth-DEEP_DEPTH trees (its high-order
+    terms become candidates); below, only the default depths."""
+    from torchspex.decoders.regression import DEEP_ROWS
+
+    n = 12
+    small = decode_regression(Evaluator(hierarchical, n, n_samples=600), n, n_samples=600)[1]
+    large = decode_regression(Evaluator(hierarchical, n, n_samples=DEEP_ROWS + 2), n,
+                              n_samples=DEEP_ROWS + 2)[1]  # fmt: skip
+    assert small["proxy"]["n_fits"] == 2
+    assert large["proxy"]["n_fits"] == 3
