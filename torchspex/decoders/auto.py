@@ -29,6 +29,7 @@ from torchspex.decoders.base import BudgetTooSmallError, Evaluator
 from torchspex.decoders.efficiency import enforce_corners
 from torchspex.decoders.regression import (
     decode_regression,
+    default_sizes,
     design,
     fit_regression,
     index_family,
@@ -208,7 +209,8 @@ def _hybrid(
     spex_masks, spex_values = evaluator.masks, evaluator.values
     # the index's own design on what is left (masks SPEX already has cost nothing again)
     left = n_samples - evaluator.n_evaluations
-    masks, weights = design(n, max(2, left), generator, family)
+    sizes = default_sizes(n, max(2, left))
+    masks, weights = design(n, max(2, left), generator, family, sizes)
     values = evaluator(masks)
     proxy_data = (torch.cat([spex_masks, masks]), torch.cat([spex_values, values]))
     support = spex_spec.prune(atol=0.0)
@@ -216,7 +218,8 @@ def _hybrid(
                           descending=True)  # fmt: skip
     prior = support.indices[order]
     reg_spec, reg_info = fit_regression(masks, weights, values, n, generator, family,
-                                        prior=prior, proxy_data=proxy_data)  # fmt: skip
+                                        {"sizes": sizes}, prior=prior,
+                                        proxy_data=proxy_data)  # fmt: skip
     if family == "shapley":
         spex_error = paired_error(spex_spec, masks, weights, values)
     else:

@@ -132,7 +132,7 @@ def _check_options(options: dict[str, Any]) -> None:
         raise TypeError(
             f"method='regression' got unknown options {unknown}; valid options are {_OPTIONS}."
         )
-    sizes = options.get("sizes", "kernel")
+    sizes = options.get("sizes")
     if sizes is not None and sizes not in SIZE_RULES:
         raise ValueError(f"`sizes` must be one of {SIZE_RULES}; got {sizes!r}.")
     if options.get("proxy", True) not in (True, False):
@@ -149,7 +149,7 @@ def _first_order_rows(n: int, width: int) -> Tensor:
     return rows
 
 
-def _pair_rows(n: int, width: int, order: int = 2) -> Tensor:
+def _sets_of_order(n: int, width: int, order: int = 2) -> Tensor:
     """Every set of ``order`` features (default: pairs), rows ``int64 [C(n, order), width]``."""
     sets = torch.combinations(torch.arange(n), order)
     rows = torch.full((sets.shape[0], width), -1, dtype=torch.long)
@@ -509,12 +509,11 @@ def decode_regression(
 
         spectrum, info = decode_exhaustive(evaluator, n)
         return spectrum, {**info, "method": "exhaustive", "family": family}
-    masks, weights = design(n, n_samples, generator, family, options.get("sizes"))
+    options = {**options, "sizes": options.get("sizes") or default_sizes(n, n_samples)}
+    masks, weights = design(n, n_samples, generator, family, options["sizes"])
     values = evaluator(masks)
     t_eval = time.perf_counter() - start
     spectrum, info = fit_regression(masks, weights, values, n, generator, family, options)
-    if family == "shapley":
-        info["design"] = "paired " + (options.get("sizes") or default_sizes(n, n_samples))
     info["seconds"]["evaluate"] = t_eval
     return spectrum, info
 
@@ -554,7 +553,8 @@ def fit_regression(
         n: number of features.
         generator: randomness of the proxy and the folds.
         family: ``"shapley"`` (paired rows, odd/even fits, exact corners) or ``"banzhaf"``.
-        options: the decoder options (see :func:`decode_regression`).
+        options: the decoder options (see :func:`decode_regression`); ``sizes`` names the
+            size rule :func:`design` used (the Shapley family; reported in ``info["design"]``).
         prior: set rows ``int64 [k, d]`` ranked before every other candidate (e.g. the terms
             SPEX peeled), in their given order.
         proxy_data: ``(masks, values)`` to fit the proxy on instead of ``(masks, values)``
@@ -565,6 +565,9 @@ def fit_regression(
         (weighted squared error over the pairs, each part and output scaled by its variance).
     """
     options = options or {}
+    if family == "shapley" and options.get("sizes") is None:
+        raise ValueError("fit_regression of the Shapley family needs options['sizes'], the "
+                         "size rule its design used.")
     flat = values.reshape(values.shape[0], -1)
     start = time.perf_counter()
     use_proxy = bool(options.get("proxy", True))
@@ -600,12 +603,10 @@ def fit_regression(
                                           options)  # fmt: skip
     coef = spectrum.coefficients.reshape(spectrum.n_terms, *values.shape[1:])
     spectrum = SparseSpectrum(spectrum.indices, coef, n, "Fourier")
-    sizes = options.get("sizes") or default_sizes(n, int(masks.shape[0]))
-    design_name = f"paired {sizes}" if family == "shapley" else "uniform"
     info = {
         "method": "regression",
         "family": family,
-        "design": design_name,
+        "design": f"paired {options['sizes']}" if family == "shapley" else "uniform",
         "n_samples": int(masks.shape[0]),
         "proxy": proxy_info if use_proxy else None,
         **fit_info,
@@ -662,10 +663,10 @@ def _fit_paired(
     first = _first_order_rows(n, 1)
     # every triple first among the odd candidates when the pairs are plenty for them (the
     # order-3 terms are the next odd order after the always-kept first-order terms)
-    triples = [_pair_rows(n, 3, 3)] if n >= 3 and math.comb(n, 3) <= p // 2 else []
+    triples = [_sets_of_order(n, 3, 3)] if n >= 3 and math.comb(n, 3) <= p // 2 else []
     odd_fixed, odd_ranked, n_triples = _ranked_candidates(first[1:], triples, proxy_idx,
                                                           proxy_score, n, 1)  # fmt: skip
-    extra = [_pair_rows(n, 2)] if _pairs_wanted(options, n, p) and n >= 2 else []
+    extra = [_sets_of_order(n, 2)] if _pairs_wanted(options, n, p) and n >= 2 else []
     even_fixed, even_ranked, n_pairs = _ranked_candidates(first[:1], extra, proxy_idx,
                                                           proxy_score, n, 0)  # fmt: skip
     info: dict[str, Any] = {"n_pairs": p}
@@ -700,7 +701,7 @@ def _fit_uniform(
     masks, flat = masks[2:], flat[2:]
     m = masks.shape[0]
     first = _first_order_rows(n, 1)
-    extra = [_pair_rows(n, 2)] if _pairs_wanted(options, n, m // 2) and n >= 2 else []
+    extra = [_sets_of_order(n, 2)] if _pairs_wanted(options, n, m // 2) and n >= 2 else []
     fixed, ranked, n_pairs = _ranked_candidates(first, extra, proxy_idx, proxy_score, n, None)
     w = torch.ones(m, dtype=torch.float64)
     max_terms = options.get("max_terms") or max(n + 1, (3 * m) // 4)
