@@ -210,3 +210,78 @@ def test_the_proxy_tries_deep_trees_once_the_rows_carry_them():
                               n_samples=DEEP_ROWS + 2)[1]  # fmt: skip
     assert small["proxy"]["n_fits"] == 2
     assert large["proxy"]["n_fits"] == 3
+
+
+def _noisy_additive(n: int, seed: int = 0):
+    """A linear game plus a noise function of every mask (a random table over all 2^n
+    masks): its pair values are small and a fit from few rows mostly sees the noise."""
+    g = torch.Generator().manual_seed(seed)
+    lin = torch.randn(n, generator=g, dtype=torch.float64)
+    table = 0.5 * torch.randn(1 << n, generator=g, dtype=torch.float64)
+    powers = 1 << torch.arange(n)
+
+    def f(masks: torch.Tensor) -> torch.Tensor:
+        return masks.double() @ lin + table[masks.long() @ powers]
+
+    return f
+
+
+def _pairs(spectrum: SparseSpectrum, n: int) -> np.ndarray:
+    d = _dense(spectrum, "k-SII", 2)
+    return np.array([d.get((i, j), 0.0) for i in range(n) for j in range(i + 1, n)])
+
+
+def test_pair_shrinkage_lowers_noisy_pair_errors_and_leaves_the_rest():
+    n, budget = 12, 160
+    f = _noisy_additive(n)
+    exact = _exact(f, n)
+    errors = {}
+    for shrink in (True, False):
+        spec, info = decode_regression(Evaluator(f, n, n_samples=budget), n, n_samples=budget,
+                                       index="SV", shrink=shrink)  # fmt: skip
+        errors[shrink] = np.linalg.norm(_pairs(spec, n) - _pairs(exact, n))
+        ends = torch.stack([torch.zeros(n, dtype=torch.bool), torch.ones(n, dtype=torch.bool)])
+        assert torch.allclose(spec.evaluate(ends), f(ends), rtol=0, atol=1e-12)
+        if shrink:
+            factor = info["even"]["shrinkage"][0]
+            sv_shrunk = _sv(spec, n)
+        else:
+            assert "shrinkage" not in info["even"]
+            sv_plain = _sv(spec, n)
+    assert 0.0 <= factor < 0.9  # the noise is seen as noise
+    assert errors[True] < errors[False]
+    # the Shapley values depend on the odd part only, which is never shrunk
+    np.testing.assert_allclose(sv_shrunk, sv_plain, rtol=0, atol=1e-12)
+
+
+def test_pair_shrinkage_leaves_exact_fits_exact():
+    n = 10
+    f = quadratic(n)
+    spec, info = decode_regression(Evaluator(f, n, n_samples=200), n, n_samples=200, index="SV")
+    assert info["even"]["shrinkage"][0] == pytest.approx(1.0, abs=1e-12)
+    np.testing.assert_allclose(_pairs(spec, n), _pairs(_exact(f, n), n), rtol=0, atol=1e-8)
+
+
+def test_size_strata_merge_small_classes_and_skip_enumerated_ones():
+    from torchspex.decoders.regression import _size_strata
+    from torchspex.sampling.coalitions import paired_coalitions
+
+    n = 12
+    masks, _ = paired_coalitions(n, 300, torch.Generator().manual_seed(0), "kernel")
+    x = masks[2::2]
+    label, fraction = _size_strata(x)
+    k = x.sum(dim=1)
+    cls = torch.minimum(k, n - k)
+    for s in cls.unique().tolist():
+        total = math.comb(n, s) // (2 if 2 * s == n else 1)
+        enumerated = int((cls == s).sum()) == total
+        assert bool((label[cls == s] == -1).all()) == enumerated
+    assert bool((label == -1).any()) and bool((label >= 0).any())
+    sampled = label >= 0
+    counts = torch.bincount(label[sampled])
+    assert bool((counts >= 4).all()) and counts.numel() >= 2
+    # strata are runs of neighbouring size classes
+    for s in label[sampled].unique():
+        sizes = cls[label == s].unique()
+        assert bool((sizes == torch.arange(int(sizes.min()), int(sizes.max()) + 1)).all())
+    assert bool(((fraction > 0) & (fraction <= 1)).all())

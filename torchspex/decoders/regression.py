@@ -26,6 +26,15 @@ consistent estimate whatever the support (the weighted projection onto a larger 
 on the linear functions, is the projection onto the linear functions); a richer support makes
 the residual, and with it the sampling error, smaller (PolySHAP, Fumagalli et al. 2026).
 
+The pair indices (k-SII, SII, and the even part's other read-outs) are then shrunk toward zero
+by a positive-part James-Stein factor ``max(0, 1 - tr(Cov) / ||pairs||^2)`` (``shrink=True``):
+``Cov`` is the sampling covariance of the fitted pairs, a stratified HC2 sandwich over the size
+classes the design sampled (enumerated classes add nothing). Where the rows cannot tell the pairs
+from noise, the fitted pairs are worse than answering zero, and the factor goes to zero; where
+the fit is exact it is 1. Only the even part is shrunk, so the Shapley values (odd part),
+efficiency and the value at ∅ are untouched. Shrinking the odd part toward the equal split
+was measured and dropped (SV error 0.58 -> 0.65 on a planted n = 64 game at 256 calls).
+
 ``max_order`` caps what is reported, never the fit.
 """
 
@@ -60,7 +69,7 @@ __all__ = [
 #: index is Shapley-weighted.
 BANZHAF_FAMILY = frozenset({"BV", "BII", "FBII", "Fourier", "Moebius", "Co-Moebius", "BGV"})
 
-_OPTIONS = ("sizes", "proxy", "n_folds", "max_terms", "pairs")
+_OPTIONS = ("sizes", "proxy", "n_folds", "max_terms", "pairs", "shrink")
 
 #: Relative ridge penalties tried on the discovered (non first-order) terms.
 _PENALTIES = (0.0, 1e-4, 1e-3, 1e-2, 1e-1)
@@ -135,8 +144,9 @@ def _check_options(options: dict[str, Any]) -> None:
     sizes = options.get("sizes")
     if sizes is not None and sizes not in SIZE_RULES:
         raise ValueError(f"`sizes` must be one of {SIZE_RULES}; got {sizes!r}.")
-    if options.get("proxy", True) not in (True, False):
-        raise ValueError(f"`proxy` must be True or False; got {options['proxy']!r}.")
+    for flag in ("proxy", "shrink"):
+        if options.get(flag, True) not in (True, False):
+            raise ValueError(f"`{flag}` must be True or False; got {options[flag]!r}.")
     folds = options.get("n_folds", 5)
     if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
         raise ValueError(f"`n_folds` must be an int >= 2; got {folds!r}.")
@@ -397,7 +407,8 @@ def _fit_part(
     generator: torch.Generator,
     max_terms: int,
     breaks: tuple[int, ...] = (),
-) -> tuple[Tensor, Tensor, dict[str, Any]]:
+    strata: tuple[Tensor, Tensor] | None = None,
+) -> tuple[Tensor, Tensor, dict[str, Any], Tensor | None]:
     """Cross-validated constrained weighted ridge on ``fixed`` plus a prefix of ``ranked``.
 
     ``x bool [p, n]`` rows (one per pair), ``y [p, o]``, ``w [p]``; ``constraint`` is
@@ -434,12 +445,55 @@ def _fit_part(
     penalty = torch.zeros(1, cols, dtype=torch.float64)
     penalty[:, :n_fixed] = fixed_pen
     penalty[:, n_fixed:] = pen
-    coef = _solve_refined(a[:, :cols].T @ aw[:, :cols], aw[:, :cols].T @ y, penalty[0],
-                          None if c is None else c[:, :cols], d)  # fmt: skip
+    c_cols = None if c is None else c[:, :cols]
+    coef = _solve_refined(a[:, :cols].T @ aw[:, :cols], aw[:, :cols].T @ y, penalty[0], c_cols,
+                          d)  # fmt: skip
     info = {"n_terms": cols, "n_discovered": k, "penalty": pen, "fixed_penalty": fixed_pen,
             "n_candidates": limit,
             "cv_error": cv_error if folds else math.nan}  # fmt: skip
-    return support[:cols], coef, info
+    spread = None
+    if strata is not None and folds:
+        spread = _coefficient_spread(a[:, :cols], w, y - a[:, :cols] @ coef, penalty[0], c_cols,
+                                     strata)  # fmt: skip
+    return support[:cols], coef, info, spread
+
+
+def _coefficient_spread(
+    a: Tensor, w: Tensor, resid: Tensor, penalty: Tensor, c: Tensor | None,
+    strata: tuple[Tensor, Tensor],
+) -> Tensor:
+    """A factor ``L [o, s, p]`` of the sampling covariance of the fitted coefficients,
+    ``Cov(b_o) ~ L_o L_o'``: the sandwich ``Q V Q`` of the constrained ridge solution
+    ``b = Q A'W y + const`` with ``V`` the stratified covariance of the score terms
+    ``w_i a_i r_i``, each residual ``r_i`` scaled by ``1 / sqrt(1 - h_ii)`` (HC2).
+    ``strata = (label [p], fraction [p])`` from :func:`_size_strata`."""
+    label, fraction = strata
+    s = a.shape[1]
+    gram = a.T @ (w.unsqueeze(1) * a)
+    scale = torch.diagonal(gram).mean().clamp(min=1e-300)
+    h = gram + torch.diag((penalty + 1e-9) * scale)
+    h_inv = torch.cholesky_inverse(torch.linalg.cholesky(h))
+    q = h_inv
+    if c is not None:
+        hc = h_inv @ c.T
+        q = h_inv - hc @ torch.linalg.solve(c @ hc, hc.T)
+    # HC2: each residual scaled by 1 / sqrt(1 - leverage) (unbiased under equal variances)
+    lev = (w.unsqueeze(1) * a * (a @ q)).sum(dim=1).clamp(0.0, 0.99)
+    resid = resid / (1.0 - lev).sqrt().unsqueeze(1)
+    z = (w.unsqueeze(1) * a).unsqueeze(0) * resid.T.unsqueeze(2)  # [o, p, s]
+    out = torch.zeros(z.shape[0], s, a.shape[0], dtype=torch.float64)
+    for h_label in label.unique().tolist():
+        if h_label < 0:
+            continue
+        rows = (label == h_label).nonzero().squeeze(1)
+        m = rows.numel()
+        if m < 2:
+            continue
+        zh = z[:, rows]
+        zh = zh - zh.mean(dim=1, keepdim=True)
+        factor = math.sqrt(m / (m - 1) * max(0.0, 1.0 - float(fraction[rows].mean())))
+        out[:, :, rows] = (q @ zh.mT) * factor
+    return out
 
 
 # ----------------------------------------------------------------------------- decoder
@@ -470,7 +524,8 @@ def decode_regression(
             LightGBM proxy; needs lightgbm, used when it is installed), ``pairs`` (``None``:
             every pair is a candidate when there are at most as many pairs as samples; ``True``
             / ``False`` force it), ``n_folds`` (cross-validation folds, default 5),
-            ``max_terms`` (most terms per part, default: a third of the pairs).
+            ``max_terms`` (most terms per part, default: a third of the pairs), ``shrink``
+            (``True``, default: the James-Stein shrinkage of the even part; Shapley family).
 
     Returns:
         ``(spectrum, info)``: a Fourier spectrum exact at ∅ and N (Shapley family), and what
@@ -675,20 +730,75 @@ def _fit_paired(
         odd_idx, odd_coef = odd_fixed, ((f_empty - f_full) / 2 / n).expand(n, -1).clone()
         even_idx, even_coef = even_fixed, ((f_empty + f_full) / 2).reshape(1, -1)
     else:
-        odd_idx, odd_coef, info["odd"] = _fit_part(
+        odd_idx, odd_coef, info["odd"], _ = _fit_part(
             x, odd_y, w, odd_fixed, odd_ranked, (_at_empty, (f_empty - f_full) / 2), n, n_folds,
             generator, max_terms, (n_triples,) if triples else (),
         )
-        even_idx, even_coef, info["even"] = _fit_part(
+        strata = _size_strata(x) if options.get("shrink", True) else None
+        even_idx, even_coef, info["even"], even_spread = _fit_part(
             x, even_y, w, even_fixed, even_ranked, (_at_empty, (f_empty + f_full) / 2), n, n_folds,
-            generator, max_terms, (n_pairs,),
+            generator, max_terms, (n_pairs,), strata,
         )
+        if even_spread is not None:
+            factor = _stein_factor(even_idx, even_coef, even_spread, n, "k-SII", 2)
+            even_coef = torch.cat([even_coef[:1], factor * even_coef[1:]])
+            even_coef[0] = (f_empty + f_full) / 2 - even_coef[1:].sum(dim=0)
+            info["even"]["shrinkage"] = factor.tolist()
     info["cv_error"] = info["odd"]["cv_error"] + info["even"]["cv_error"] if p else math.nan
     width = max(odd_idx.shape[1], even_idx.shape[1], 1)
     pad = lambda r: torch.nn.functional.pad(r, (0, width - r.shape[1]), value=-1)  # noqa: E731
     idx, coef = coalesce(normalize_indices(torch.cat([pad(even_idx), pad(odd_idx)])),
                          torch.cat([even_coef, odd_coef]), n)  # fmt: skip
     return SparseSpectrum(idx, coef, n), info
+
+
+def _size_strata(x: Tensor, least: int = 4) -> tuple[Tensor, Tensor]:
+    """Strata of the pair rows ``x [p, n]`` for the sampling variance: their size classes
+    ``min(|S|, n - |S|)``, neighbouring classes merged until each stratum has ``least`` rows
+    (systematic sampling leaves one or two rows in many classes when ``n`` is large), ``-1``
+    for classes enumerated completely (no sampling variance); and each row's share of its
+    class that the rows cover (the finite-population correction)."""
+    n = x.shape[1]
+    k = x.sum(dim=1)
+    cls = torch.minimum(k, n - k)
+    label = torch.full_like(cls, -1)
+    fraction = torch.ones(x.shape[0], dtype=torch.float64)
+    stratum, in_stratum = 0, 0
+    for s, m in zip(*torch.unique(cls, return_counts=True)):
+        total = math.comb(n, int(s)) // (2 if 2 * int(s) == n else 1)
+        if int(m) >= total:
+            continue
+        rows = cls == s
+        fraction[rows] = int(m) / total
+        label[rows] = stratum
+        in_stratum += int(m)
+        if in_stratum >= least:
+            stratum, in_stratum = stratum + 1, 0
+    if 0 < in_stratum < least and stratum > 0:  # a short last stratum joins the one before
+        label[label == stratum] = stratum - 1
+    return label, fraction
+
+
+def _stein_factor(
+    idx: Tensor, coef: Tensor, spread: Tensor, n: int, index: str, order: int
+) -> Tensor:
+    """Positive-part James-Stein factor ``[o]`` for the ``index`` values of order ``order``
+    of ``(idx, coef)`` (the deviation from the shrinkage target): ``max(0, 1 - tr / ||v||^2)``
+    with ``tr`` the trace of their sampling covariance, from ``spread`` (``[o, s, p]``)."""
+    from torchspex.fourier import fourier_to_index
+
+    o = coef.shape[1]
+    view = fourier_to_index(SparseSpectrum(idx, coef, n), index, order)
+    keep = view.orders == order
+    norm = view.coefficients[keep].pow(2).sum(dim=0)  # [o]
+    trace = torch.zeros(o, dtype=torch.float64)
+    for j in range(o):
+        for start in range(0, spread.shape[2], 256):
+            block = spread[j, :, start:start + 256]
+            v = fourier_to_index(SparseSpectrum(idx, block, n), index, order)
+            trace[j] += v.coefficients[v.orders == order].pow(2).sum()
+    factor = torch.where(norm > 0, 1.0 - trace / norm.clamp(min=1e-300), torch.ones_like(norm))
+    return factor.clamp(min=0.0, max=1.0)
 
 
 def _fit_uniform(
@@ -705,7 +815,7 @@ def _fit_uniform(
     fixed, ranked, n_pairs = _ranked_candidates(first, extra, proxy_idx, proxy_score, n, None)
     w = torch.ones(m, dtype=torch.float64)
     max_terms = options.get("max_terms") or max(n + 1, (3 * m) // 4)
-    idx, coef, info = _fit_part(masks, flat, w, fixed, ranked, (corner_rows, corners), n,
-                                options.get("n_folds", 5), generator, max_terms,
-                                (n_pairs,))  # fmt: skip
+    idx, coef, info, _ = _fit_part(masks, flat, w, fixed, ranked, (corner_rows, corners), n,
+                                   options.get("n_folds", 5), generator, max_terms,
+                                   (n_pairs,))  # fmt: skip
     return SparseSpectrum(idx, coef, n), {"fit": info, "cv_error": info["cv_error"]}
