@@ -62,6 +62,38 @@ def proxy_configs(
     return [(d, float(r)) for d in depths for r in rates]
 
 
+def _base_params(n_train: int, seed: int) -> dict[str, Any]:
+    """LightGBM settings for 0/1 masks: two bins per feature, small leaves, one thread."""
+    return {
+        "objective": "regression",
+        "verbosity": -1,
+        "num_threads": 1,
+        "seed": seed,
+        "deterministic": True,
+        "force_col_wise": True,
+        "max_bin": 2,
+        "min_data_in_bin": 1,
+        "feature_pre_filter": False,
+        "min_data_in_leaf": max(1, min(20, n_train // 50)),
+        "min_sum_hessian_in_leaf": 0.0,
+    }
+
+
+def refit_proxy(
+    x: np.ndarray, y: np.ndarray, depth: int, rate: float, rounds: int, seed: int
+) -> Any:
+    """A LightGBM booster of a chosen ``(depth, rate)`` and number of trees on all of ``(x,
+    y)`` (no held-out rows: the settings come from an earlier :func:`fit_proxy`)."""
+    import lightgbm as lgb
+
+    base = _base_params(x.shape[0], seed)
+    params = {**base, "max_depth": depth, "num_leaves": max(2, 2**depth), "learning_rate": rate}
+    data_params = {k: base[k] for k in ("verbosity", "max_bin", "min_data_in_bin",
+                                        "feature_pre_filter", "num_threads")}  # fmt: skip
+    train = lgb.Dataset(x, y, params=data_params, free_raw_data=False)
+    return lgb.train(params, train, num_boost_round=max(1, rounds))
+
+
 def fit_proxy(
     x: np.ndarray,
     y: np.ndarray,
@@ -94,20 +126,7 @@ def fit_proxy(
             'method="proxyspex" needs LightGBM: pip install "torchspex[proxyspex]"'
         ) from err
     m = x.shape[0]
-    n_train = m - int(valid.sum())
-    base = {
-        "objective": "regression",
-        "verbosity": -1,
-        "num_threads": 1,
-        "seed": seed,
-        "deterministic": True,
-        "force_col_wise": True,
-        "max_bin": 2,
-        "min_data_in_bin": 1,
-        "feature_pre_filter": False,
-        "min_data_in_leaf": max(1, min(20, n_train // 50)),
-        "min_sum_hessian_in_leaf": 0.0,
-    }
+    base = _base_params(m - int(valid.sum()), seed)
     data_params = {k: base[k] for k in ("verbosity", "max_bin", "min_data_in_bin",
                                         "feature_pre_filter", "num_threads")}
     train = lgb.Dataset(x[~valid], y[~valid], params=data_params, free_raw_data=False)
