@@ -311,3 +311,18 @@ def test_cross_fitted_proxy_offset_is_kept_when_it_cross_validates_better():
         assert torch.allclose(spec.evaluate(ends), _and_game(ends), rtol=0, atol=1e-12)
     assert chosen == {True: True, False: None}
     assert errors[True] < 0.7 * errors[False]  # 0.29 against 0.54 when written
+
+
+def test_auto_below_n_plus_2_runs_proxyspex_and_adds_up():
+    n, budget = 100, 80
+    res = explain(hierarchical, n, n_samples=budget, index="SV")
+    assert res.info["auto"]["choice"] == "proxyspex"
+    assert "n + 2 = 102" in res.info["auto"]["reason"]
+    assert res.n_evaluations <= budget
+    ends = torch.stack([torch.zeros(n, dtype=torch.bool), torch.ones(n, dtype=torch.bool)])
+    f_empty, f_full = hierarchical(ends).tolist()
+    total = sum(v for k, v in res.to_index("SV").to_dict().items() if len(k) == 1)
+    assert abs(total - (f_full - f_empty)) <= 1e-9 * abs(f_full - f_empty)
+    assert abs(res.baseline_value - f_empty) < 1e-9
+    with pytest.raises(BudgetTooSmallError, match="n_samples >= 102"):
+        explain(hierarchical, n, n_samples=63, index="SV")
