@@ -188,6 +188,7 @@ def calls_counter():
         ({"n_samples": 500, "learning_rate": 2.0}, ValueError, "`learning_rate` must be"),
         ({"n_samples": 500, "validation_fraction": 0.9}, ValueError, "`validation_fraction`"),
         ({"n_samples": 500, "max_terms": 0}, ValueError, "`max_terms` must be"),
+        ({"n_samples": 500, "shrink": "yes"}, ValueError, "`shrink` must be True or False"),
     ],
 )
 def test_errors_before_any_evaluation(kwargs, exc, match):
@@ -202,3 +203,51 @@ def test_budget_error_carries_minimum():
     with pytest.raises(BudgetTooSmallError) as err:
         decode_proxyspex(Evaluator(calls_counter()[0], 5), 5, n_samples=20)
     assert err.value.minimum == 32  # 2^5 masks would be exact
+
+
+def _pairs_and_first(spec: SparseSpectrum):
+    from torchspex.fourier import fourier_to_index
+
+    ksii = fourier_to_index(spec, "k-SII", 2)
+    sv = fourier_to_index(spec, "SV", 1)
+    return ksii.coefficients[ksii.orders == 2], sv.coefficients[sv.orders == 1]
+
+
+def test_shrink_pulls_noise_pairs_toward_zero_and_keeps_the_odd_part():
+    """An additive game plus noise has no pairs: whatever ProxySPEX reads as pairs is noise,
+    and the jackknife James-Stein factor pulls them toward zero; the odd part (the Shapley
+    values) is untouched and the even change goes into the constant."""
+    n, m = 40, 160
+    g = torch.Generator().manual_seed(3)
+    w = torch.randn(n, generator=g, dtype=torch.float64)
+
+    def noisy(masks):
+        x = masks.double()
+        return x @ w + 0.8 * torch.randn(x.shape[0], generator=g, dtype=torch.float64)
+
+    plain, _, _ = run(noisy, n, m, seed=1)
+    g.manual_seed(3)
+    torch.randn(n, generator=g, dtype=torch.float64)  # the same noise draws again
+    shrunk, info, _ = run(noisy, n, m, seed=1, shrink=True)
+    (factor,) = info["shrinkage"]
+    assert 0.0 <= factor < 0.5
+    pairs_plain, sv_plain = _pairs_and_first(plain)
+    pairs_shrunk, sv_shrunk = _pairs_and_first(shrunk)
+    assert pairs_plain.abs().sum() > 0
+    assert float(pairs_shrunk.norm()) <= factor * float(pairs_plain.norm()) + 1e-9
+    assert torch.allclose(sv_shrunk, sv_plain, atol=1e-12)
+    ends = torch.stack([torch.zeros(n, dtype=torch.bool), torch.ones(n, dtype=torch.bool)])
+    assert torch.allclose(shrunk.evaluate(ends), plain.evaluate(ends), atol=1e-10)
+
+
+def test_shrink_keeps_real_pairs():
+    n, m = 30, 400
+    truth = SparseSpectrum.from_sets([(), (0,), (2,), (0, 1), (3, 4)],
+                                     [1.0, -0.5, 0.7, 2.0, -1.5], n)  # fmt: skip
+    game = PlantedGame(truth)
+    spec, info, _ = run(game, n, m, shrink=True)
+    (factor,) = info["shrinkage"]
+    assert factor > 0.99
+    pairs, _ = _pairs_and_first(spec)
+    exact, _ = _pairs_and_first(truth)
+    assert torch.allclose(pairs.sort().values, exact.sort().values, atol=0.02)

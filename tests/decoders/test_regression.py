@@ -170,6 +170,24 @@ def test_enforce_corners_is_exact_and_leaves_exact_fits_alone():
     assert torch.allclose(same.evaluate(masks), spec.evaluate(masks), atol=1e-12)
 
 
+def test_enforce_corners_with_more_terms_than_samples():
+    """A spectrum with far more terms than samples (a large tree read-out) is moved onto the
+    corners through the samples' own system (the terms' s x s one would not fit in memory
+    at s = 50,000): exact at both corners, the fitted values on the samples unchanged."""
+    g = torch.Generator().manual_seed(1)
+    n, s, m = 60, 4000, 80
+    support = torch.rand(s, n, generator=g) < 0.06
+    spec = SparseSpectrum.from_support(support, torch.randn(s, generator=g,
+                                                            dtype=torch.float64)).coalesce()
+    assert spec.n_terms > 20 * m
+    masks = torch.rand(m, n, generator=g) < 0.5
+    ends = torch.stack([torch.zeros(n, dtype=torch.bool), torch.ones(n, dtype=torch.bool)])
+    fixed = enforce_corners(spec, masks, torch.tensor(1.5), torch.tensor(-2.0))
+    got = fixed.evaluate(ends)
+    assert abs(float(got[0]) - 1.5) < 1e-12 and abs(float(got[1]) + 2.0) < 1e-12
+    assert float((fixed.evaluate(masks) - spec.evaluate(masks)).abs().max()) < 1e-6
+
+
 @pytest.mark.parametrize("constrained", [False, True])
 def test_prefix_solutions_equal_one_kkt_solve_per_prefix(constrained):
     """The Cholesky path of the cross-validation gives, for every prefix of the support, the
@@ -324,5 +342,6 @@ def test_auto_below_n_plus_2_runs_proxyspex_and_adds_up():
     total = sum(v for k, v in res.to_index("SV").to_dict().items() if len(k) == 1)
     assert abs(total - (f_full - f_empty)) <= 1e-9 * abs(f_full - f_empty)
     assert abs(res.baseline_value - f_empty) < 1e-9
+    assert 0.0 <= res.info["shrinkage"][0] <= 1.0  # the pairs' James-Stein factor
     with pytest.raises(BudgetTooSmallError, match="n_samples >= 102"):
         explain(hierarchical, n, n_samples=63, index="SV")

@@ -140,7 +140,7 @@ def decode_auto(
         if n_samples >= PROXYSPEX_MIN_SAMPLES and _has_lightgbm():
             spectrum, info = decode_with_corners(
                 "proxyspex", evaluator, n, n_samples=n_samples, max_order=max_order,
-                generator=generator,
+                generator=generator, shrink=True,
             )
             reason = (
                 f"n_samples={n_samples} is below the regression's n + 2 = {minimum}: "

@@ -107,12 +107,20 @@ def enforce_corners(
     w = torch.where(torch.isfinite(w), w, torch.zeros_like(w))
     if float(w.sum()) > 0:
         w = w / w.mean()
-    gram = a.T @ (w.unsqueeze(1) * a)
-    s = gram.shape[0]
-    # a ridge keeps G invertible where the samples do not pin every term (s > m)
-    ridge = 1e-8 * (float(torch.diagonal(gram).mean()) if s else 1.0) + 1e-12
-    gram = gram + ridge * torch.eye(s, dtype=torch.float64)
-    g_inv_ct = torch.linalg.solve(gram, c.T)  # [s, 2]
+    s = a.shape[1]
+    # a ridge keeps G = A'WA + ridge I invertible where the samples do not pin every term
+    diag_mean = float((w.unsqueeze(1) * a * a).sum(dim=0).mean()) if s else 1.0
+    ridge = 1e-8 * diag_mean + 1e-12
+    if s <= a.shape[0]:
+        gram = a.T @ (w.unsqueeze(1) * a) + ridge * torch.eye(s, dtype=torch.float64)
+        g_inv_ct = torch.linalg.solve(gram, c.T)  # [s, 2]
+    else:
+        # more terms than samples (a large ProxySPEX or tree spectrum): the s x s system
+        # through the m x m one (Woodbury: ridge G^-1 = I - B'(ridge I + BB')^-1 B, B = W^½A;
+        # delta below is unchanged by a scale of G^-1, so the 1 / ridge is left out)
+        b = w.sqrt().unsqueeze(1) * a
+        inner_m = b @ b.T + ridge * torch.eye(b.shape[0], dtype=torch.float64)
+        g_inv_ct = c.T - b.T @ torch.linalg.solve(inner_m, b @ c.T)
     inner = c @ g_inv_ct  # [2, 2]
     delta = g_inv_ct @ torch.linalg.solve(inner, gap)  # [s, o]
     fixed = (beta + delta).reshape(s, *out_shape)
