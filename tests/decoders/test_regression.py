@@ -331,17 +331,57 @@ def test_cross_fitted_proxy_offset_is_kept_when_it_cross_validates_better():
     assert errors[True] < 0.7 * errors[False]  # 0.29 against 0.54 when written
 
 
-def test_auto_below_n_plus_2_runs_proxyspex_and_adds_up():
+@pytest.mark.parametrize(("index", "choice"), [("SV", "regression"), ("BV", "proxyspex")])
+def test_auto_below_n_plus_2_gives_an_answer_that_adds_up(index, choice):
+    """Below the regression's n + 2 calls, auto still answers (with LightGBM): the Shapley
+    family by the regression around the cross-fitted proxy, the Banzhaf family by ProxySPEX;
+    exact at the corners, the pairs shrunk by the jackknife factor, the reason recorded."""
     n, budget = 100, 80
-    res = explain(hierarchical, n, n_samples=budget, index="SV")
-    assert res.info["auto"]["choice"] == "proxyspex"
+    res = explain(hierarchical, n, n_samples=budget, index=index)
+    assert res.info["auto"]["choice"] == choice
     assert "n + 2 = 102" in res.info["auto"]["reason"]
     assert res.n_evaluations <= budget
     ends = torch.stack([torch.zeros(n, dtype=torch.bool), torch.ones(n, dtype=torch.bool)])
     f_empty, f_full = hierarchical(ends).tolist()
-    total = sum(v for k, v in res.to_index("SV").to_dict().items() if len(k) == 1)
-    assert abs(total - (f_full - f_empty)) <= 1e-9 * abs(f_full - f_empty)
-    assert abs(res.baseline_value - f_empty) < 1e-9
-    assert 0.0 <= res.info["shrinkage"][0] <= 1.0  # the pairs' James-Stein factor
+    assert torch.allclose(res.spectrum.evaluate(ends), hierarchical(ends), rtol=0, atol=1e-9)
+    if index == "SV":
+        total = sum(v for k, v in res.to_index("SV").to_dict().items() if len(k) == 1)
+        assert abs(total - (f_full - f_empty)) <= 1e-9 * abs(f_full - f_empty)
+        assert abs(res.baseline_value - f_empty) < 1e-9
+        assert res.info["even"]["shrinkage_noise"] == "jackknife"
+        factor = res.info["even"]["shrinkage"][0]
+    else:
+        factor = res.info["shrinkage"][0]
+    assert 0.0 <= factor <= 1.0  # the pairs' James-Stein factor
+
+
+def test_fewer_pairs_than_features_shrink_by_the_jackknife():
+    """With fewer pairs than features the even part's noise comes from refitting it (proxy
+    included) without each fold: noise pairs are pulled to zero, the Shapley values are
+    those of the unshrunk fit (the jackknife draws come last)."""
+    n, budget = 40, 60  # 29 pairs < 40 features
+    g = torch.Generator().manual_seed(5)
+    lin = torch.randn(n, generator=g, dtype=torch.float64)
+
+    def noisy(masks: torch.Tensor) -> torch.Tensor:
+        x = masks.double()
+        noise = torch.sin(37.0 * (x @ torch.arange(1.0, n + 1, dtype=torch.float64)))
+        return x @ lin + 0.5 * noise
+
+    fits = {}
+    for shrink in (True, False):
+        fits[shrink] = decode_regression(Evaluator(noisy, n, n_samples=budget), n,
+                                         n_samples=budget, index="SV", shrink=shrink)  # fmt: skip
+    spec, info = fits[True]
+    assert info["even"]["shrinkage_noise"] == "jackknife"
+    factor = info["even"]["shrinkage"][0]
+    assert 0.0 <= factor < 0.5
+    plain = _pairs(fits[False][0], n)
+    assert np.linalg.norm(_pairs(spec, n)) <= factor * np.linalg.norm(plain) + 1e-12
+    np.testing.assert_allclose(_sv(spec, n), _sv(fits[False][0], n), rtol=0, atol=1e-12)
+
+
+def test_auto_below_the_proxy_minimum_says_what_it_needs():
+    n = 100
     with pytest.raises(BudgetTooSmallError, match="n_samples >= 102"):
         explain(hierarchical, n, n_samples=63, index="SV")

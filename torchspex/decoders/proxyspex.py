@@ -44,9 +44,15 @@ from torchspex.decoders._proxy import (
     holdout_rows,
     proxy_configs,
 )
+from torchspex.decoders._shrink import (
+    JACKKNIFE_FOLDS,
+    even_pairs,
+    jackknife_stein_factor,
+    scale_even,
+)
 from torchspex.decoders.base import BudgetTooSmallError, Evaluator
 from torchspex.fourier import SparseSpectrum
-from torchspex.fourier._sets import coalesce, normalize_indices, set_sizes
+from torchspex.fourier._sets import coalesce, normalize_indices
 from torchspex.sampling.uniform import uniform_masks
 
 __all__ = [
@@ -73,7 +79,7 @@ _OPTIONS = (
 )
 
 #: Folds of the jackknife behind ``shrink=True``.
-SHRINK_FOLDS = 5
+SHRINK_FOLDS = JACKKNIFE_FOLDS
 
 
 def suggest_n_samples(n_features: int) -> int:
@@ -274,66 +280,22 @@ def _fit_spectrum(
     return SparseSpectrum(indices, coefficients, n, "Fourier"), fit
 
 
-def _even_pairs(spectrum: SparseSpectrum) -> tuple[Tensor, Tensor, Tensor]:
-    """The k-SII pairs of the even terms of order >= 2 of ``spectrum``: ``(keys [q], values
-    [q, o], even)`` with ``keys = i * n + j`` (``i < j``) and ``even`` those terms' mask."""
-    from torchspex.fourier import fourier_to_index
-
-    n = spectrum.n_features
-    sizes = set_sizes(spectrum.indices)
-    even = (sizes >= 2) & (sizes % 2 == 0)
-    coef = spectrum.coefficients.double().reshape(spectrum.n_terms, -1)
-    if not bool(even.any()):
-        return torch.zeros(0, dtype=torch.long), coef[:0], even
-    view = fourier_to_index(SparseSpectrum(spectrum.indices[even], coef[even], n), "k-SII", 2)
-    pairs = view.orders == 2
-    ij = view.indices[pairs][:, :2]
-    return ij[:, 0] * n + ij[:, 1], view.coefficients.double().reshape(view.n_terms, -1)[pairs], \
-        even
-
-
 def _shrink_even(
     spectrum: SparseSpectrum, masks: Tensor, values: Tensor, settings: _Settings,
     max_order: int | None, generator: torch.Generator,
 ) -> tuple[SparseSpectrum, list[float]]:
-    """``shrink=True``: the even terms of order >= 2 scaled by the positive-part James-Stein
-    factor ``max(0, 1 - tr V / ||v||^2)`` of their k-SII pairs ``v``, per output, with ``V``
-    the delete-a-fold jackknife covariance ``(K - 1) / K sum_k (v_(k) - v_.)(v_(k) - v_.)'``
-    of :data:`SHRINK_FOLDS` refits, each without one fold of the samples (support search
-    included, so the noise of the terms' choice counts too). The constant absorbs the change
-    at ∅ (even terms take one value at ∅ and N), so the fit's corners and odd part (the
-    Shapley values) stay as they were."""
+    """``shrink=True``: the pair indices shrunk by the jackknife James-Stein factor of
+    :mod:`~torchspex.decoders._shrink` over :data:`SHRINK_FOLDS` refits of steps 2-5 (the
+    support search included); the corners and the odd part (the Shapley values) unchanged."""
     m = masks.shape[0]
-    keys, v, even = _even_pairs(spectrum)
-    k = SHRINK_FOLDS
-    fold = torch.randperm(m, generator=generator) % k
-    jack = []
-    for f in range(k):
+    fold = torch.randperm(m, generator=generator) % SHRINK_FOLDS
+    refits = []
+    for f in range(SHRINK_FOLDS):
         keep = fold != f
         spec_f, _ = _fit_spectrum(masks[keep], values[keep], settings, max_order, generator)
-        jack.append(_even_pairs(spec_f)[:2])
-    # every fit's pairs on the union of their keys (a pair a fit lacks is 0 there)
-    union, where = torch.unique(torch.cat([keys, *[j[0] for j in jack]]), return_inverse=True)
-    stack = torch.zeros(k, union.shape[0], v.shape[1], dtype=torch.float64)
-    start = keys.shape[0]
-    for f, (kf, vf) in enumerate(jack):
-        stack[f, where[start:start + kf.shape[0]]] = vf
-        start += kf.shape[0]
-    trace = (k - 1) / k * (stack - stack.mean(dim=0)).pow(2).sum(dim=(0, 1))  # [o]
-    norm = v.pow(2).sum(dim=0)
-    factor = torch.where(norm > 0, 1.0 - trace / norm.clamp(min=1e-300),
-                         torch.ones_like(norm)).clamp(0.0, 1.0)  # fmt: skip
-    coef = spectrum.coefficients.double().reshape(spectrum.n_terms, -1).clone()
-    change = (coef[even] * (factor - 1.0)).sum(dim=0)
-    coef[even] = coef[even] * factor
-    const = set_sizes(spectrum.indices) == 0
-    if bool(const.any()):
-        coef[const.nonzero()[0, 0]] -= change
-    else:  # the support always holds the empty set (_union_support); kept for safety
-        raise AssertionError("ProxySPEX's support lacks the constant term")
-    coef = coef.reshape(spectrum.coefficients.shape)
-    return SparseSpectrum(spectrum.indices, coef, spectrum.n_features, spectrum.basis), \
-        factor.tolist()
+        refits.append(even_pairs(spec_f))
+    factor = jackknife_stein_factor(even_pairs(spectrum), refits)
+    return scale_even(spectrum, factor), factor.tolist()
 
 
 @dataclass(frozen=True)

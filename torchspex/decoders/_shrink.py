@@ -1,0 +1,77 @@
+"""James-Stein shrinkage of the pair indices with a delete-a-fold jackknife noise estimate.
+
+The pair indices of a sampled spectrum (k-SII / SII order 2) come from its even terms of order
+>= 2 alone (an odd term's share of a pair averages out under every complement-symmetric
+weighting), so they can be shrunk toward zero without touching the Shapley values, which come
+from the odd terms alone. The factor is the positive-part James-Stein one,
+``max(0, 1 - tr V / ||v||^2)`` per output, with ``V`` the jackknife covariance
+``(K - 1) / K sum_k (v_(k) - v_.)(v_(k) - v_.)'`` of ``K`` refits of the whole decoder, each
+without one fold of the samples: the choice of terms is refitted too, so its noise, which a
+sandwich around the chosen terms misses, counts. ProxySPEX (``shrink=True``) and the
+regression with fewer pairs than features use it.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from torchspex.fourier import SparseSpectrum, fourier_to_index
+from torchspex.fourier._sets import set_sizes
+
+__all__ = ["JACKKNIFE_FOLDS", "even_pairs", "jackknife_stein_factor", "scale_even"]
+
+#: Folds (refits) of the jackknife.
+JACKKNIFE_FOLDS = 5
+
+
+def even_pairs(spectrum: SparseSpectrum) -> tuple[Tensor, Tensor]:
+    """The k-SII pairs of the even terms of order >= 2 of ``spectrum``: ``(keys [q], values
+    [q, o])`` with ``keys = i * n + j`` for the pair ``i < j``."""
+    n = spectrum.n_features
+    sizes = set_sizes(spectrum.indices)
+    even = (sizes >= 2) & (sizes % 2 == 0)
+    coef = spectrum.coefficients.double().reshape(spectrum.n_terms, -1)
+    if not bool(even.any()):
+        return torch.zeros(0, dtype=torch.long), coef[:0]
+    view = fourier_to_index(SparseSpectrum(spectrum.indices[even], coef[even], n), "k-SII", 2)
+    pairs = view.orders == 2
+    ij = view.indices[pairs][:, :2]
+    values = view.coefficients.double().reshape(view.n_terms, -1)[pairs]
+    return ij[:, 0] * n + ij[:, 1], values
+
+
+def jackknife_stein_factor(
+    full: tuple[Tensor, Tensor], folds: list[tuple[Tensor, Tensor]]
+) -> Tensor:
+    """The factor ``[o]`` for the pairs ``full`` (:func:`even_pairs` of the fit on every
+    sample) from the pairs of the fold refits ``folds`` (a pair a fit lacks is 0 there)."""
+    keys, v = full
+    k = len(folds)
+    union, where = torch.unique(torch.cat([keys, *[f[0] for f in folds]]), return_inverse=True)
+    stack = torch.zeros(k, union.shape[0], v.shape[1], dtype=torch.float64)
+    start = keys.shape[0]
+    for f, (kf, vf) in enumerate(folds):
+        stack[f, where[start:start + kf.shape[0]]] = vf
+        start += kf.shape[0]
+    trace = (k - 1) / k * (stack - stack.mean(dim=0)).pow(2).sum(dim=(0, 1))
+    norm = v.pow(2).sum(dim=0)
+    factor = torch.where(norm > 0, 1.0 - trace / norm.clamp(min=1e-300), torch.ones_like(norm))
+    return factor.clamp(0.0, 1.0)
+
+
+def scale_even(spectrum: SparseSpectrum, factor: Tensor) -> SparseSpectrum:
+    """``spectrum`` with its even terms of order >= 2 scaled by ``factor [o]`` and the constant
+    taking up the change at ∅ (an even term has one value at ∅ and at N): the values at both
+    corners and the odd terms stay as they were. The spectrum must hold the constant term."""
+    sizes = set_sizes(spectrum.indices)
+    even = (sizes >= 2) & (sizes % 2 == 0)
+    const = (sizes == 0).nonzero().squeeze(1)
+    if const.numel() != 1:
+        raise ValueError("scale_even needs a spectrum that holds the constant term once.")
+    coef = spectrum.coefficients.double().reshape(spectrum.n_terms, -1).clone()
+    change = (coef[even] * (factor - 1.0)).sum(dim=0)
+    coef[even] = coef[even] * factor
+    coef[const[0]] -= change
+    return SparseSpectrum(spectrum.indices, coef.reshape(spectrum.coefficients.shape),
+                          spectrum.n_features, spectrum.basis)  # fmt: skip
