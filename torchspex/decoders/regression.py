@@ -566,10 +566,12 @@ def decode_regression(
             every pair is a candidate when there are at most as many pairs as samples; ``True``
             / ``False`` force it), ``n_folds`` (cross-validation folds, default 5),
             ``max_terms`` (most terms per part, default: a third of the pairs), ``shrink``
-            (``True``, default: the James-Stein shrinkage of the even part; Shapley family),
+            (``True``, default: the James-Stein shrinkage of the even part, its noise from a
+            sandwich or, with fewer pairs than features, a jackknife; Shapley family),
             ``cross_fit`` (``True``, default: also fit the odd part to the residual of a
-            cross-fitted proxy and keep it where it cross-validates better; one output, fewer
-            than :data:`CROSS_FIT_PAIRS` pairs per feature).
+            cross-fitted proxy, and keep it from :data:`OFFSET_FEATURES` features on or where
+            it cross-validates better; one output, fewer than :data:`CROSS_FIT_PAIRS` pairs
+            per feature).
 
     Returns:
         ``(spectrum, info)``: a Fourier spectrum exact at ∅ and N (Shapley family), and what
