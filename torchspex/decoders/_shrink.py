@@ -19,7 +19,13 @@ from torch import Tensor
 from torchspex.fourier import SparseSpectrum, fourier_to_index
 from torchspex.fourier._sets import set_sizes
 
-__all__ = ["JACKKNIFE_FOLDS", "even_pairs", "jackknife_stein_factor", "scale_even"]
+__all__ = [
+    "JACKKNIFE_FOLDS",
+    "even_pairs",
+    "jackknife_stein_factor",
+    "scale_even",
+    "stein_factor",
+]
 
 #: Folds (refits) of the jackknife.
 JACKKNIFE_FOLDS = 5
@@ -41,6 +47,14 @@ def even_pairs(spectrum: SparseSpectrum) -> tuple[Tensor, Tensor]:
     return ij[:, 0] * n + ij[:, 1], values
 
 
+def stein_factor(trace: Tensor, norm: Tensor) -> Tensor:
+    """The positive-part James-Stein factor ``max(0, 1 - trace / norm)`` per output (``1``
+    where ``norm`` is 0: nothing to shrink), from the trace of the estimates' covariance and
+    their squared norm."""
+    factor = torch.where(norm > 0, 1.0 - trace / norm.clamp(min=1e-300), torch.ones_like(norm))
+    return factor.clamp(0.0, 1.0)
+
+
 def jackknife_stein_factor(
     full: tuple[Tensor, Tensor], folds: list[tuple[Tensor, Tensor]]
 ) -> Tensor:
@@ -55,9 +69,7 @@ def jackknife_stein_factor(
         stack[f, where[start:start + kf.shape[0]]] = vf
         start += kf.shape[0]
     trace = (k - 1) / k * (stack - stack.mean(dim=0)).pow(2).sum(dim=(0, 1))
-    norm = v.pow(2).sum(dim=0)
-    factor = torch.where(norm > 0, 1.0 - trace / norm.clamp(min=1e-300), torch.ones_like(norm))
-    return factor.clamp(0.0, 1.0)
+    return stein_factor(trace, v.pow(2).sum(dim=0))
 
 
 def scale_even(spectrum: SparseSpectrum, factor: Tensor) -> SparseSpectrum:

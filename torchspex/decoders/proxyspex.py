@@ -78,9 +78,6 @@ _OPTIONS = (
     "shrink",
 )
 
-#: Folds of the jackknife behind ``shrink=True``.
-SHRINK_FOLDS = JACKKNIFE_FOLDS
-
 
 def suggest_n_samples(n_features: int) -> int:
     """A budget that usually suffices for hierarchical functions: ``40 n`` (at least 500).
@@ -192,7 +189,8 @@ def decode_proxyspex(
             (``False`` default; ``True``: the even part of order >= 2, which carries the
             pair indices but not the Shapley values, is shrunk toward zero by a James-Stein
             factor whose noise estimate is a delete-a-fold jackknife over
-            :data:`SHRINK_FOLDS` refits on the same samples: no extra calls).
+            :data:`~torchspex.decoders._shrink.JACKKNIFE_FOLDS` refits on the same samples: no extra
+            calls).
 
     Returns:
         ``(spectrum, info)``: a Fourier :class:`~torchspex.fourier.SparseSpectrum` with
@@ -285,12 +283,12 @@ def _shrink_even(
     max_order: int | None, generator: torch.Generator,
 ) -> tuple[SparseSpectrum, list[float]]:
     """``shrink=True``: the pair indices shrunk by the jackknife James-Stein factor of
-    :mod:`~torchspex.decoders._shrink` over :data:`SHRINK_FOLDS` refits of steps 2-5 (the
+    :mod:`~torchspex.decoders._shrink` over its ``JACKKNIFE_FOLDS`` refits of steps 2-5 (the
     support search included); the corners and the odd part (the Shapley values) unchanged."""
     m = masks.shape[0]
-    fold = torch.randperm(m, generator=generator) % SHRINK_FOLDS
+    fold = torch.randperm(m, generator=generator) % JACKKNIFE_FOLDS
     refits = []
-    for f in range(SHRINK_FOLDS):
+    for f in range(JACKKNIFE_FOLDS):
         keep = fold != f
         spec_f, _ = _fit_spectrum(masks[keep], values[keep], settings, max_order, generator)
         refits.append(even_pairs(spec_f))

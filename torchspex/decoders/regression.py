@@ -58,6 +58,13 @@ from torch import Tensor
 
 from torchspex.decoders._budgets import regression_n_samples as suggest_n_samples
 from torchspex.decoders._proxy import draw_seed, fit_proxy, proxy_configs
+from torchspex.decoders._shrink import (
+    JACKKNIFE_FOLDS,
+    even_pairs,
+    jackknife_stein_factor,
+    scale_even,
+    stein_factor,
+)
 from torchspex.decoders.base import BudgetTooSmallError, Evaluator
 from torchspex.decoders.efficiency import corner_rows
 from torchspex.decoders.refit import walsh_design
@@ -903,8 +910,7 @@ def _fit_paired(
             else:
                 factor = _stein_factor(even_idx, even_coef, even_spread, n, "k-SII", 2)
                 info["even"]["shrinkage_noise"] = "sandwich"
-            even_coef = torch.cat([even_coef[:1], factor * even_coef[1:]])
-            even_coef[0] = (f_empty + f_full) / 2 - even_coef[1:].sum(dim=0)
+            even_coef = scale_even(SparseSpectrum(even_idx, even_coef, n), factor).coefficients
             info["even"]["shrinkage"] = factor.tolist()
     info["cv_error"] = info["odd"]["cv_error"] + info["even"]["cv_error"] if p else math.nan
     width = max(odd_idx.shape[1], even_idx.shape[1], 1)
@@ -951,8 +957,6 @@ def _jackknife_even_factor(
     refits of the even fit, each without one fold of the pairs, with the proxy refitted on
     the rest when it was fitted on these samples (``own_proxy``; else the given ``ranking``
     of candidates is kept) and the terms and penalty cross-validated again."""
-    from torchspex.decoders._shrink import JACKKNIFE_FOLDS, even_pairs, jackknife_stein_factor
-
     p = (masks.shape[0] - 2) // 2
     fold = torch.randperm(p, generator=generator) % JACKKNIFE_FOLDS
     constant = _first_order_rows(n, 1)[:1]
@@ -960,14 +964,14 @@ def _jackknife_even_factor(
     refits = []
     for f in range(JACKKNIFE_FOLDS):
         kept = (fold != f).nonzero().squeeze(1)
-        pair_rows = torch.stack([2 + 2 * kept, 3 + 2 * kept], dim=1).reshape(-1)
-        rows = torch.cat([torch.tensor([0, 1]), pair_rows])
+        first, second = 2 + 2 * kept, 3 + 2 * kept  # each kept pair's S and N∖S rows
         idx, score = ranking
         if own_proxy:
+            rows = torch.cat([torch.tensor([0, 1]), torch.stack([first, second], 1).reshape(-1)])
             idx, score, _ = _proxy_terms(masks[rows], flat[rows], generator)
         fixed, ranked, n_pairs = _ranked_candidates(constant, extra, idx, score, n, 0)
-        y = (flat[2 + 2 * kept] + flat[3 + 2 * kept]) / 2
-        support, coef, _, _ = _fit_part(masks[2 + 2 * kept], y, w[kept], fixed, ranked,
+        y = (flat[first] + flat[second]) / 2
+        support, coef, _, _ = _fit_part(masks[first], y, w[kept], fixed, ranked,
                                         (_at_empty, at_empty), n, n_folds, generator,
                                         max_terms, (n_pairs,))  # fmt: skip
         refits.append(even_pairs(SparseSpectrum(support, coef, n)))
@@ -992,8 +996,7 @@ def _stein_factor(
             block = spread[j, :, start:start + 256]
             v = fourier_to_index(SparseSpectrum(idx, block, n), index, order)
             trace[j] += v.coefficients[v.orders == order].pow(2).sum()
-    factor = torch.where(norm > 0, 1.0 - trace / norm.clamp(min=1e-300), torch.ones_like(norm))
-    return factor.clamp(min=0.0, max=1.0)
+    return stein_factor(trace, norm)
 
 
 def _fit_uniform(
