@@ -381,6 +381,45 @@ def test_fewer_pairs_than_features_shrink_by_the_jackknife():
     np.testing.assert_allclose(_sv(spec, n), _sv(fits[False][0], n), rtol=0, atol=1e-12)
 
 
+def test_few_pairs_per_feature_cap_the_factor_by_the_calibration_slope():
+    """From n to 4n pairs the sandwich's James-Stein factor is capped by the calibration slope
+    of refits that choose their own terms: an even part the fit chose terms for out of noise
+    is pulled further to zero, real pairs are kept whole, the Shapley values do not move."""
+    n, budget = 20, 102  # 50 pairs: n <= p < 4n
+    g = torch.Generator().manual_seed(5)
+    lin = torch.randn(n, generator=g, dtype=torch.float64)
+
+    def noisy(masks: torch.Tensor) -> torch.Tensor:
+        x = masks.double()
+        noise = torch.sin(37.0 * (x @ torch.arange(1.0, n + 1, dtype=torch.float64)))
+        return x @ lin + 0.5 * noise
+
+    def paired(masks: torch.Tensor) -> torch.Tensor:
+        x = masks.double()
+        return x @ lin + 2.0 * x[:, 0] * x[:, 1] - 1.5 * x[:, 2] * x[:, 3]
+
+    fits = {shrink: decode_regression(Evaluator(noisy, n, n_samples=budget), n,
+                                      n_samples=budget, index="SV", shrink=shrink)
+            for shrink in (True, False)}  # fmt: skip
+    spec, info = fits[True]
+    even = info["even"]
+    assert even["shrinkage_noise"] == "sandwich"
+    stein, slope, factor = even["stein_factor"][0], even["calibration_slope"][0], \
+        even["shrinkage"][0]
+    assert factor == min(stein, slope)
+    assert slope < 0.5 < stein  # 0.32 and 0.71 when written: the cap bites
+    plain = _pairs(fits[False][0], n)
+    np.testing.assert_allclose(np.linalg.norm(_pairs(spec, n)), factor * np.linalg.norm(plain),
+                               rtol=1e-9)  # fmt: skip
+    np.testing.assert_allclose(_sv(spec, n), _sv(fits[False][0], n), rtol=0, atol=1e-12)
+
+    spec, info = decode_regression(Evaluator(paired, n, n_samples=budget), n, n_samples=budget,
+                                   index="SV")  # fmt: skip
+    assert info["even"]["calibration_slope"][0] > 0.95
+    pairs = _dense(spec, "k-SII", 2)
+    np.testing.assert_allclose([pairs[(0, 1)], pairs[(2, 3)]], [2.0, -1.5], atol=1e-6)
+
+
 def test_auto_below_the_proxy_minimum_says_what_it_needs():
     n = 100
     with pytest.raises(BudgetTooSmallError, match="n_samples >= 102"):
