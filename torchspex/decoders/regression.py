@@ -586,7 +586,9 @@ def decode_regression(
             / ``False`` force it), ``n_folds`` (cross-validation folds, default 5),
             ``max_terms`` (most terms per part, default: a third of the pairs), ``shrink``
             (``True``, default: the James-Stein shrinkage of the even part, its noise from a
-            sandwich or, with fewer pairs than features, a jackknife; Shapley family),
+            sandwich or, with fewer pairs than features, a jackknife, and below
+            :data:`SLOPE_PAIRS` pairs per feature the factor capped by the calibration slope of
+            refits, ``info["even"]["calibration_slope"]``; Shapley family),
             ``cross_fit`` (``True``, default: also fit the odd part to the residual of a
             cross-fitted proxy, and keep it from :data:`OFFSET_FEATURES` features on or where
             it cross-validates better; one output, fewer than :data:`CROSS_FIT_PAIRS` pairs
