@@ -40,7 +40,7 @@ table look-up and the exact values come from the table (torchspex's exhaustive p
   similarity to the full sentence's embedding; a removed word is hidden by the attention mask);
 - a small CNN trained on sklearn digits (8x8) for a few seconds, 2x2 patches as features
   (n = 16; value = softmax probability of the predicted class, removed patch = training mean;
-  evaluated in float64, so a mask's value does not depend on the batch it is in);
+  evaluated in float64, so a mask's value does not depend on the batch it is in beyond round-off);
 - planted sparse (constant + 10 order-1, 10 order-2, 5 order-3 terms) and planted hierarchical
   (4 order-5 and 4 order-3 parity terms with every non-empty subset, magnitudes in [1, 2]) Fourier
   games at n = 64 and 256, exact from the planted terms;

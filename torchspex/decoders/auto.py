@@ -19,8 +19,9 @@ The rules, each recorded in ``info["auto"]`` with its reason:
    :data:`~torchspex.decoders._budgets.PROXYSPEX_MIN_SAMPLES` calls, LightGBM installed): the
    Shapley family still gets the regression on paired coalitions, its odd part fitted around
    a cross-fitted LightGBM proxy (fewer pairs than features: the proxy is what pins it) and
-   its pairs shrunk by a jackknife James-Stein factor; the Banzhaf family gets ProxySPEX on
-   uniform masks, its pairs shrunk the same way (``shrink=True``). Both are exact at the
+   its pairs shrunk by a jackknife James-Stein factor (capped by the calibration slope of the
+   same refits); the Banzhaf family gets ProxySPEX on
+   uniform masks, its pairs shrunk by the jackknife factor (``shrink=True``). Both are exact at the
    corners. With fewer calls than features every estimator is near useless (the planted
    n = 256 games at 256 calls, 6 seeds: SV error 0.74 / 0.85 sparse / hierarchical, against
    0.78 / 1.03 for ProxySPEX and 0.70 / 0.87 for the best 2026 estimator; k-SII pair error
@@ -187,7 +188,8 @@ def _below_minimum(
         reason = (
             f"n_samples={n_samples} is below n + 2 = {minimum}: regression on paired "
             "coalitions around a cross-fitted LightGBM proxy (fewer pairs than features), "
-            "exact at the corners, the pairs shrunk by a jackknife James-Stein factor"
+            "exact at the corners, the pairs shrunk by a jackknife James-Stein factor capped "
+            "by the calibration slope of the same refits"
         )
         return spectrum, {**info, "auto": {"choice": "regression", "reason": reason}}
     spectrum, info = decode_with_corners(

@@ -135,7 +135,7 @@ JACKKNIFE_PAIRS = 1
 #: terms chosen fit some of the noise, which the sandwich around them does not see (6 seeds,
 #: k-SII pair error: planted hierarchical n = 64 at 256 calls 1.06 -> 1.02, the digits CNN
 #: over 2x2 patches at 128 calls 1.44 -> 1.34; the MLP, MiniLM and LightGBM level).
-SLOPE_PAIRS = CROSS_FIT_PAIRS
+SLOPE_PAIRS = 4
 #: From this many features on, the odd part around the cross-fitted proxy is kept wherever it
 #: is tried, not only where its cross-validated fit of the odd part beats the plain fit's:
 #: the two fits' errors on the samples do not rank their Shapley values there (6 seeds, SV
@@ -866,7 +866,8 @@ def _fit_paired(
     """The odd and the even regressions over the pairs ``(S, N∖S)`` of a paired design.
 
     ``own_proxy``: the proxy behind ``proxy_idx`` was fitted on these samples alone (the
-    jackknife of the even part then refits it per fold).
+    refits of the even part, for its jackknife and its calibration slope, then refit it per
+    fold).
 
     With a proxy setting (``proxy_fit``, one output) the odd part is also fitted to the
     residual of a cross-fitted proxy (:func:`_with_proxy_offset`), and the fit with the lower
@@ -917,18 +918,17 @@ def _fit_paired(
         if even_spread is not None:
             even = SparseSpectrum(even_idx, even_coef, n)
             refits = slope = None
-            if p < SLOPE_PAIRS * n:
+            if p < max(SLOPE_PAIRS, JACKKNIFE_PAIRS) * n:
                 refits, slope = _even_refits(masks, flat, w, extra, (proxy_idx, proxy_score),
                                              own_proxy, n, n_folds, generator, max_terms,
                                              even)  # fmt: skip
-            if p < JACKKNIFE_PAIRS * n:
-                assert refits is not None
+            if refits is not None and p < JACKKNIFE_PAIRS * n:
                 factor = jackknife_stein_factor(even_pairs(even), refits)
                 info["even"]["shrinkage_noise"] = "jackknife"
             else:
                 factor = _stein_factor(even_idx, even_coef, even_spread, n, "k-SII", 2)
                 info["even"]["shrinkage_noise"] = "sandwich"
-            if slope is not None:
+            if slope is not None and p < SLOPE_PAIRS * n:
                 info["even"]["stein_factor"] = factor.tolist()
                 info["even"]["calibration_slope"] = slope.tolist()
                 factor = torch.minimum(factor, slope)
@@ -981,10 +981,12 @@ def _even_refits(
     (``own_proxy``; else the given ``ranking`` of candidates is kept) and the terms and
     penalty cross-validated again. Returns ``(pairs, slope)``: each refit's
     :func:`~torchspex.decoders._shrink.even_pairs` (for the jackknife noise) and the
-    calibration slope ``[o]`` of their out-of-fold predictions, the least-squares factor
-    ``c`` in ``y(S) - y(∅) ~ c (g(S) - g(∅))`` over the held-out pairs (van Houwelingen's
-    cross-validated shrinkage factor), clamped to ``[0, 1]``: how much of the even fit's
-    departure from the constant carries over to pairs it did not see.
+    calibration slope ``[o]`` of their out-of-fold predictions, the weighted (the pairs'
+    weights) least-squares factor ``c`` in ``y(S) - y(∅) ~ c (g(S) - g(∅))`` over the
+    held-out pairs (van Houwelingen's cross-validated shrinkage factor), clamped to
+    ``[0, 1]``: how much of the even fit's departure from the constant carries over to pairs
+    it did not see. It is 0 where no refit departs from the constant (the fit's pairs are not
+    reproduced without any one fold).
     """
     p = (masks.shape[0] - 2) // 2
     fold = torch.randperm(p, generator=generator) % JACKKNIFE_FOLDS
