@@ -355,11 +355,9 @@ def test_auto_below_n_plus_2_gives_an_answer_that_adds_up(index, choice):
     assert 0.0 <= factor <= 1.0  # the pairs' James-Stein factor
 
 
-def test_fewer_pairs_than_features_shrink_by_the_jackknife():
-    """With fewer pairs than features the even part's noise comes from refitting it (proxy
-    included) without each fold: noise pairs are pulled to zero, the Shapley values are
-    those of the unshrunk fit (the jackknife draws come last)."""
-    n, budget = 40, 60  # 29 pairs < 40 features
+def _noisy_linear(n: int):
+    """A linear game plus a high-frequency wobble no sparse fit can capture: ``(weights,
+    game)``; its pairs are noise."""
     g = torch.Generator().manual_seed(5)
     lin = torch.randn(n, generator=g, dtype=torch.float64)
 
@@ -367,6 +365,16 @@ def test_fewer_pairs_than_features_shrink_by_the_jackknife():
         x = masks.double()
         noise = torch.sin(37.0 * (x @ torch.arange(1.0, n + 1, dtype=torch.float64)))
         return x @ lin + 0.5 * noise
+
+    return lin, noisy
+
+
+def test_fewer_pairs_than_features_shrink_by_the_jackknife():
+    """With fewer pairs than features the even part's noise comes from refitting it (proxy
+    included) without each fold: noise pairs are pulled to zero, the Shapley values are
+    those of the unshrunk fit (the jackknife draws come last)."""
+    n, budget = 40, 60  # 29 pairs < 40 features
+    _, noisy = _noisy_linear(n)
 
     fits = {}
     for shrink in (True, False):
@@ -386,13 +394,7 @@ def test_few_pairs_per_feature_cap_the_factor_by_the_calibration_slope():
     of refits that choose their own terms: an even part the fit chose terms for out of noise
     is pulled further to zero, real pairs are kept whole, the Shapley values do not move."""
     n, budget = 20, 102  # 50 pairs: n <= p < 4n
-    g = torch.Generator().manual_seed(5)
-    lin = torch.randn(n, generator=g, dtype=torch.float64)
-
-    def noisy(masks: torch.Tensor) -> torch.Tensor:
-        x = masks.double()
-        noise = torch.sin(37.0 * (x @ torch.arange(1.0, n + 1, dtype=torch.float64)))
-        return x @ lin + 0.5 * noise
+    lin, noisy = _noisy_linear(n)
 
     for seed in range(3):
         fits = {shrink: decode_regression(Evaluator(noisy, n, n_samples=budget), n,
