@@ -68,6 +68,8 @@ can be rerun alone against the same peers.
     python benchmarks/accuracy_vs_sampling.py --games MiniLM --merge
         # rerun only the games whose name contains "MiniLM" (all methods) and merge
 
+``--combine`` joins parts run with different ``--seeds`` (each game keeps its own count).
+
 ``--games`` and ``--peers`` match substrings (case-insensitive). The generator draws for the
 planted games happen whether or not they are selected, so a filtered run builds the same games
 as a full one with the same ``--seed``.
@@ -782,7 +784,7 @@ def _fmt(row: dict, key: str, spec: str) -> str:
     return format(v, spec)
 
 
-def _print_tables(summary: list[dict], games: list[dict], n_seeds: int) -> None:
+def _print_tables(summary: list[dict], games: list[dict], n_seeds: int | str) -> None:
     print("\nreferences:")
     for g in games:
         print(f"  {g['game']}: {g['reference']}; f(N) - f(empty) = {g['span']:.4g}")
@@ -822,17 +824,25 @@ def _print_tables(summary: list[dict], games: list[dict], n_seeds: int) -> None:
 
 
 def _combine(paths: list[Path], out: Path) -> None:
-    """Joins result files of runs over disjoint games into ``out`` (summary recomputed)."""
+    """Joins result files of runs over disjoint games into ``out`` (summary recomputed).
+
+    The parts may differ in their number of seeds (e.g. more seeds for the cheap exact-table
+    games): each game's record keeps its own, and ``seeds`` becomes ``{game: seeds}``."""
     parts = [json.loads(p.read_text()) for p in paths]
-    keys = ("budgets", "seeds", "cell_limit_s", "game_seed")
+    keys = ("budgets", "cell_limit_s", "game_seed")
     for p, part in zip(paths[1:], parts[1:], strict=True):
         if any(part.get(k) != parts[0].get(k) for k in keys):
             raise SystemExit(f"--combine: {p} differs from {paths[0]} in {keys}")
     meta = {k: v for k, v in parts[0].items() if k not in ("games", "ratios", "summary", "rows")}
-    games = [g for part in parts for g in part["games"]]
+    games = [{**g, "seeds": g.get("seeds", part["seeds"])} for part in parts
+             for g in part["games"]]  # fmt: skip
+    per_game = {g["game"]: g["seeds"] for g in games}
+    meta["seeds"] = next(iter(per_game.values())) if len(set(per_game.values())) == 1 else per_game
     rows = [r for part in parts for r in part["rows"]]
     summary = _write(out, meta, games, rows)
-    _print_tables(summary, games, meta["seeds"])
+    shown = meta["seeds"] if isinstance(meta["seeds"], int) else "; ".join(
+        f"{s} for {g}" for g, s in per_game.items())  # fmt: skip
+    _print_tables(summary, games, shown)
     print(f"\nwrote {out} ({len(rows)} rows from {len(paths)} files)")
 
 
@@ -959,7 +969,7 @@ def main() -> None:
     games = _games(args.quick, torch.Generator().manual_seed(args.seed), args.games)
     if not games:
         raise SystemExit(f"--games {args.games}: no game selected (--quick has fewer games)")
-    game_meta = kept_games + [g.meta() for g in games]
+    game_meta = kept_games + [{**g.meta(), "seeds": n_seeds} for g in games]
     _warm_up()
     print(f"games built in {time.perf_counter() - start:.1f} s", flush=True)
     for g in games:

@@ -230,6 +230,36 @@ def test_the_proxy_tries_deep_trees_once_the_rows_carry_them():
     assert large["proxy"]["n_fits"] == 3
 
 
+def test_candidates_rank_by_scores_averaged_over_proxies(monkeypatch):
+    """The candidate scores of B proxies are the mean of the B single proxies' squared
+    coefficients (each on its own held-out fifth, drawn in turn from the same generator), and
+    the info records B; 5 proxies below DEEP_ROWS samples, 3 from there on."""
+    from torchspex.decoders import regression as reg
+    from torchspex.sampling.coalitions import paired_coalitions
+
+    assert (reg.proxy_bags(reg.DEEP_ROWS - 1), reg.proxy_bags(reg.DEEP_ROWS)) == (5, 3)
+    n = 10
+    masks, _ = paired_coalitions(n, 300, torch.Generator().manual_seed(1), "leverage")
+    flat = hierarchical(masks).double().reshape(-1, 1)
+    monkeypatch.setattr(reg, "PROXY_BAGS", 1)
+    g = torch.Generator().manual_seed(7)
+    singles = [reg._proxy_terms(masks, flat, g) for _ in range(3)]
+    monkeypatch.setattr(reg, "PROXY_BAGS", 3)
+    idx, score, info = reg._proxy_terms(masks, flat, torch.Generator().manual_seed(7))
+    assert info["bags"] == 3 and singles[0][2]["bags"] == 1
+    want: dict[tuple, float] = {}
+    for s_idx, s_score, _ in singles:
+        for row, v in zip(s_idx.tolist(), s_score.tolist()):
+            key = tuple(i for i in row if i >= 0)
+            want[key] = want.get(key, 0.0) + v / 3
+    got = {tuple(i for i in row if i >= 0): v for row, v in zip(idx.tolist(), score.tolist())}
+    assert got.keys() == want.keys()
+    for key, v in want.items():
+        assert got[key] == pytest.approx(v, rel=1e-12, abs=1e-300)
+    # the proxies differ (different held-out rows), so averaging is not a no-op
+    assert not torch.equal(singles[0][1], singles[1][1])
+
+
 def _noisy_additive(n: int, seed: int = 0):
     """A linear game plus a noise function of every mask (a random table over all 2^n
     masks): its pair values are small and a fit from few rows mostly sees the noise."""
@@ -250,26 +280,31 @@ def _pairs(spectrum: SparseSpectrum, n: int) -> np.ndarray:
 
 
 def test_pair_shrinkage_lowers_noisy_pair_errors_and_leaves_the_rest():
+    """Over four noise games: every factor below 1 and every shrunk fit closer to the exact
+    pairs than the plain one, the factors well below 1 on average, the Shapley values and the
+    corners untouched."""
     n, budget = 12, 160
-    f = _noisy_additive(n)
-    exact = _exact(f, n)
-    errors = {}
-    for shrink in (True, False):
-        spec, info = decode_regression(Evaluator(f, n, n_samples=budget), n, n_samples=budget,
-                                       index="SV", shrink=shrink)  # fmt: skip
-        errors[shrink] = np.linalg.norm(_pairs(spec, n) - _pairs(exact, n))
-        ends = torch.stack([torch.zeros(n, dtype=torch.bool), torch.ones(n, dtype=torch.bool)])
-        assert torch.allclose(spec.evaluate(ends), f(ends), rtol=0, atol=1e-12)
-        if shrink:
-            factor = info["even"]["shrinkage"][0]
-            sv_shrunk = _sv(spec, n)
-        else:
-            assert "shrinkage" not in info["even"]
-            sv_plain = _sv(spec, n)
-    assert 0.0 <= factor < 0.9  # the noise is seen as noise
-    assert errors[True] < errors[False]
-    # the Shapley values depend on the odd part only, which is never shrunk
-    np.testing.assert_allclose(sv_shrunk, sv_plain, rtol=0, atol=1e-12)
+    factors = []
+    for seed in range(4):
+        f = _noisy_additive(n, seed)
+        exact = _exact(f, n)
+        errors, svs = {}, {}
+        for shrink in (True, False):
+            spec, info = decode_regression(Evaluator(f, n, n_samples=budget), n,
+                                           n_samples=budget, index="SV", shrink=shrink)  # fmt: skip
+            errors[shrink] = np.linalg.norm(_pairs(spec, n) - _pairs(exact, n))
+            svs[shrink] = _sv(spec, n)
+            ends = torch.stack([torch.zeros(n, dtype=torch.bool), torch.ones(n, dtype=torch.bool)])
+            assert torch.allclose(spec.evaluate(ends), f(ends), rtol=0, atol=1e-12)
+            if shrink:
+                factors.append(info["even"]["shrinkage"][0])
+            else:
+                assert "shrinkage" not in info["even"]
+        assert 0.0 <= factors[-1] < 1.0  # the noise is seen as noise
+        assert errors[True] < errors[False]
+        # the Shapley values depend on the odd part only, which is never shrunk
+        np.testing.assert_allclose(svs[True], svs[False], rtol=0, atol=1e-12)
+    assert np.mean(factors) < 0.9
 
 
 def test_pair_shrinkage_leaves_exact_fits_exact():
