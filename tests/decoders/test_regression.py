@@ -233,11 +233,14 @@ def test_the_proxy_tries_deep_trees_once_the_rows_carry_them():
 def test_candidates_rank_by_scores_averaged_over_proxies(monkeypatch):
     """The candidate scores of B proxies are the mean of the B single proxies' squared
     coefficients (each on its own held-out fifth, drawn in turn from the same generator), and
-    the info records B; 5 proxies below DEEP_ROWS samples, 3 from there on."""
+    the info records B; 5 proxies below DEEP_ROWS samples, 3 from there on, 1 from
+    BAG_FEATURES features on."""
     from torchspex.decoders import regression as reg
     from torchspex.sampling.coalitions import paired_coalitions
 
-    assert (reg.proxy_bags(reg.DEEP_ROWS - 1), reg.proxy_bags(reg.DEEP_ROWS)) == (5, 3)
+    bags = [reg.proxy_bags(reg.DEEP_ROWS - 1, 64), reg.proxy_bags(reg.DEEP_ROWS, 64),
+            reg.proxy_bags(reg.DEEP_ROWS - 1, reg.BAG_FEATURES)]  # fmt: skip
+    assert bags == [5, 3, 1]
     n = 10
     masks, _ = paired_coalitions(n, 300, torch.Generator().manual_seed(1), "leverage")
     flat = hierarchical(masks).double().reshape(-1, 1)

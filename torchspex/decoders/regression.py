@@ -104,16 +104,18 @@ _OFFSET_FIXED_PENALTIES = (0.0, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)
 DEEP_ROWS = 2048
 DEEP_DEPTH = 8
 #: Proxies averaged to rank the candidate terms (:func:`proxy_bags`): below ``DEEP_ROWS``
-#: samples, and from there on.
+#: samples, and from there on; one proxy from ``BAG_FEATURES`` features on.
 PROXY_BAGS = 5
 DEEP_PROXY_BAGS = 3
+BAG_FEATURES = 128
 #: Numbers of discovered terms tried by cross-validation (steps of about sqrt(2)).
 _PREFIXES = tuple(sorted({round(2 ** (i / 2)) for i in range(0, 30)}))
 
 
-def proxy_bags(n_rows: int) -> int:
+def proxy_bags(n_rows: int, n_features: int) -> int:
     """How many LightGBM proxies rank the candidate terms: :data:`PROXY_BAGS` below
-    :data:`DEEP_ROWS` samples, :data:`DEEP_PROXY_BAGS` from there on.
+    :data:`DEEP_ROWS` samples, :data:`DEEP_PROXY_BAGS` from there on, and one from
+    :data:`BAG_FEATURES` features on.
 
     One proxy trained on four fifths of a few hundred rows ranks the terms noisily: over the
     true top 100 odd terms of the digits CNN over 2x2 patches at 1,024 calls, one proxy's top
@@ -125,12 +127,17 @@ def proxy_bags(n_rows: int) -> int:
     0.0165; 6 seeds, planted hierarchical n = 64 at 1,024 calls 0.36 -> 0.33). From
     ``DEEP_ROWS`` on, three proxies did as well as five for about 60% of the time (6 seeds at
     4,096 calls, one / three / five proxies: the MLP 0.00072 / 0.00060 / 0.00058, MiniLM
-    0.0015 / 0.0013 / 0.0013, the digits CNN 0.0072 / 0.0072 / 0.0068).
+    0.0015 / 0.0013 / 0.0013, the digits CNN 0.0072 / 0.0072 / 0.0068). At 256 features
+    five proxies left the Shapley values level for 2.5-3.6x the time (4 seeds at 512 / 1,024
+    calls, planted sparse 0.556 / 0.376 -> 0.558 / 0.373, hierarchical 0.701 / 0.489 ->
+    0.695 / 0.506).
 
     Example:
-        >>> proxy_bags(1024), proxy_bags(4096)
-        (5, 3)
+        >>> proxy_bags(1024, 16), proxy_bags(4096, 16), proxy_bags(1024, 256)
+        (5, 3, 1)
     """
+    if n_features >= BAG_FEATURES:
+        return 1
     return PROXY_BAGS if n_rows < DEEP_ROWS else DEEP_PROXY_BAGS
 
 
@@ -272,7 +279,7 @@ def _proxy_terms(
     # k-SII pairs 0.017 -> 0.0038)
     configs = proxy_configs(None, None, 0.1) + ([(DEEP_DEPTH, 0.1)] if m >= DEEP_ROWS else [])
     rows, scores, infos = [], [], []
-    bags = proxy_bags(m)
+    bags = proxy_bags(m, n)
     for bag in range(bags):
         valid = holdout_rows(m, 0.2, generator)
         for j in range(flat.shape[1]):
