@@ -483,3 +483,48 @@ def test_auto_below_the_proxy_minimum_says_what_it_needs():
     n = 100
     with pytest.raises(BudgetTooSmallError, match="n_samples >= 102"):
         explain(hierarchical, n, n_samples=63, index="SV")
+
+
+def test_the_odd_part_averages_the_best_settings_and_leaves_the_rest(monkeypatch):
+    """With ODD_AVERAGE > 1 the odd part averages the fits of the best settings by CV error
+    (those within AVG_TOL of the best): recorded in the info, the corners still exact (every fit meets the constraint, so the mean
+    does), the Shapley values moved, the even part (pairs) bitwise what it is without it."""
+    from torchspex.decoders import regression as reg
+
+    n, budget = 12, 400
+    ends = torch.stack([torch.zeros(n, dtype=torch.bool), torch.ones(n, dtype=torch.bool)])
+    fits = {}
+    for k in (1, 6):
+        monkeypatch.setattr(reg, "ODD_AVERAGE", k)
+        fits[k] = decode_regression(Evaluator(hierarchical, n, n_samples=budget), n,
+                                    n_samples=budget, index="SV")  # fmt: skip
+        spec = fits[k][0]
+        assert torch.allclose(spec.evaluate(ends), hierarchical(ends).double(), rtol=0,
+                              atol=1e-12)  # fmt: skip
+    assert "averaged" not in fits[1][1]["odd"] and 1 < fits[6][1]["odd"]["averaged"] <= 6
+    assert not np.allclose(_sv(fits[1][0], n), _sv(fits[6][0], n), rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(_pairs(fits[1][0], n), _pairs(fits[6][0], n))
+
+
+def test_cross_validation_keeps_its_best_settings_in_order(monkeypatch):
+    """keep=k returns the best setting first, then the next best by CV error, only those
+    within AVG_TOL times the best error."""
+    from torchspex.decoders import regression as reg
+    from torchspex.decoders.regression import _cross_validate
+
+    monkeypatch.setattr(reg, "AVG_TOL", math.inf)
+    g = torch.Generator().manual_seed(0)
+    p, s = 60, 10
+    a = torch.randn(p, s, generator=g, dtype=torch.float64)
+    y = a[:, :3] @ torch.tensor([[1.0], [-2.0], [0.5]], dtype=torch.float64)
+    y = y + 0.3 * torch.randn(p, 1, generator=g, dtype=torch.float64)
+    w = torch.ones(p, dtype=torch.float64)
+    args = (a, a, y, w, y.var(dim=0, correction=0), None, None, 3, [0, 2, 4, 7],
+            (0.0,), 5)  # fmt: skip
+    one = _cross_validate(*args, torch.Generator().manual_seed(1))
+    top = _cross_validate(*args, torch.Generator().manual_seed(1), keep=4)
+    assert len(one) == 1 and len(top) == 4 and top[0] == one[0]
+    errors = [t[0] for t in top]
+    assert errors == sorted(errors) and len({(t[1], t[2]) for t in top}) == 4
+    monkeypatch.setattr(reg, "AVG_TOL", 1.0 + 1e-12)  # nothing is as good as the best
+    assert _cross_validate(*args, torch.Generator().manual_seed(1), keep=4) == one
