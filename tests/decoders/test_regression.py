@@ -487,8 +487,9 @@ def test_auto_below_the_proxy_minimum_says_what_it_needs():
 
 def test_the_odd_part_averages_the_best_settings_and_leaves_the_rest(monkeypatch):
     """With ODD_AVERAGE > 1 the odd part averages the fits of the best settings by CV error
-    (those within AVG_TOL of the best): recorded in the info, the corners still exact (every fit meets the constraint, so the mean
-    does), the Shapley values moved, the even part (pairs) bitwise what it is without it."""
+    (those within AVG_TOL of the best): recorded in the info, the corners still exact (every
+    fit meets the constraint, so the mean does), the Shapley values moved, the even part
+    (pairs) bitwise what it is without it."""
     from torchspex.decoders import regression as reg
 
     n, budget = 12, 400
