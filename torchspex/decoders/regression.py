@@ -464,6 +464,8 @@ def _cross_validate(
                 if best is None or e < best[0] * (1 - 1e-9):
                     best = scored[-1]
     assert best is not None
+    if keep == 1:
+        return [best]
     rest = sorted((t for t in scored if t is not best and t[0] <= AVG_TOL * best[0]),
                   key=lambda t: t[0])
     return [best, *rest[: keep - 1]]
