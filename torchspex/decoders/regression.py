@@ -114,7 +114,7 @@ BAG_FEATURES = 128
 #: ``AVG_TOL`` times the best one's (the tolerance keeps an exact fit alone: without it,
 #: LightGBM on diabetes at 512 calls went from 1e-15 to 5e-7). Full benchmark, 24 seeds for the
 #: model games and 12 for the planted ones, SV error, best setting -> average of up to 8: the
-#: MLP on wine 3-8% lower at every budget (1,024 calls 0.0102 -> 0.0094), MiniLM 3-7% lower,
+#: MLP on wine 2-8% lower at every budget (1,024 calls 0.0102 -> 0.0094), MiniLM 3-7% lower,
 #: the digits CNN over 2x2 patches 6% lower at 4,096 calls and 3-4% higher at 128 and 256,
 #: LightGBM and the planted games within 1% but for sparse n = 64 at 1,024 calls
 #: (0.0204 -> 0.0215, still 12x below the best peer); pairs within 1%. Every fit meets the
