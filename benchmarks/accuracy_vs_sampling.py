@@ -68,7 +68,8 @@ can be rerun alone against the same peers.
     python benchmarks/accuracy_vs_sampling.py --games MiniLM --merge
         # rerun only the games whose name contains "MiniLM" (all methods) and merge
 
-``--combine`` joins parts run with different ``--seeds`` (each game keeps its own count).
+``--combine`` joins parts run with different ``--seeds`` (each game keeps its own count);
+``--readme results/accuracy_vs_sampling.json`` prints the README's ratio table from a result.
 
 ``--games`` and ``--peers`` match substrings (case-insensitive). The generator draws for the
 planted games happen whether or not they are selected, so a filtered run builds the same games
@@ -846,6 +847,42 @@ def _combine(paths: list[Path], out: Path) -> None:
     print(f"\nwrote {out} ({len(rows)} rows from {len(paths)} files)")
 
 
+def _short(method: str) -> str:
+    """A peer's name as the README table writes it."""
+    name = method.removeprefix("shapiq ")
+    return {"PermutationSamplingSII": "PermSII"}.get(name, name)
+
+
+def _readme_cell(e: dict, tag: str) -> str:
+    """``err | best peer err | ratio`` of one index in one cell, as the README shows them."""
+    ours, peer = e.get(f"{tag}_torchspex_err"), e.get(f"{tag}_peer_err")
+    if ours is None or peer is None:
+        return "— | — | —"
+    if max(ours, peer) < EXACT:
+        ratio = "both exact"
+    elif ours < EXACT:
+        ratio = "exact (peer not)"
+    else:
+        r = ours / peer
+        ratio = f"**{r:.2f}**" if r > 1.05 else f"{r:.2f}"
+    return f"{ours:.2g} | {_short(e[f'{tag}_peer'])} {peer:.2g} | {ratio}"
+
+
+def _print_readme(path: Path) -> None:
+    """The README's table (torchspex default vs the best peer per cell) from a results file."""
+    result = json.loads(path.read_text())
+    print("| game | calls | SV err | best peer (SV) | ratio "
+          "| k-SII pairs err | best peer (pairs) | ratio |")  # fmt: skip
+    print("|---|---:|---:|---|---:|---:|---|---:|")
+    for e in result["ratios"]:
+        print(f"| {e['game']} | {e['budget']:,} | {_readme_cell(e, 'sv')} "
+              f"| {_readme_cell(e, 'ksii')} |")  # fmt: skip
+    gaps = [r["eff_gap"] for r in result["rows"]
+            if r["method"].startswith("torchspex") and "eff_gap" in r]  # fmt: skip
+    if gaps:
+        print(f"\nefficiency: max relative gap {max(gaps):.2g} over {len(gaps)} torchspex runs")
+
+
 def _csv(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
@@ -901,8 +938,16 @@ def main() -> None:
         help="no run: join the rows of these result files (written with the same budgets, "
         "seeds and cell limit, e.g. parallel runs over disjoint --games) into --out",
     )  # fmt: skip
+    parser.add_argument(
+        "--readme", type=Path, default=None, metavar="JSON",
+        help="no run: print the README's table (torchspex default vs the best peer per cell, "
+        "ratios, efficiency) from this result file",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    if args.readme:
+        _print_readme(args.readme)
+        return
     if args.combine:
         _combine(args.combine, args.out or HERE / "results" / "accuracy_vs_sampling.json")
         return
