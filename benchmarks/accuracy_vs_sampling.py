@@ -858,13 +858,10 @@ def _readme_cell(e: dict, tag: str) -> str:
     ours, peer = e.get(f"{tag}_torchspex_err"), e.get(f"{tag}_peer_err")
     if ours is None or peer is None:
         return "— | — | —"
-    if max(ours, peer) < EXACT:
-        ratio = "both exact"
-    elif ours < EXACT:
-        ratio = "exact (peer not)"
-    else:
-        r = ours / peer
-        ratio = f"**{r:.2f}**" if r > 1.05 else f"{r:.2f}"
+    ratio = e[f"{tag}_ratio"]  # from _ratios: "both exact" or ours / max(peer, EXACT)
+    if not isinstance(ratio, str):
+        ratio = ("exact (peer not)" if ours < EXACT
+                 else f"**{ratio:.2f}**" if ratio > 1.05 else f"{ratio:.2f}")  # fmt: skip
     return f"{ours:.2g} | {_short(e[f'{tag}_peer'])} {peer:.2g} | {ratio}"
 
 
