@@ -91,7 +91,7 @@ def refit_proxy(
     data_params = {k: base[k] for k in ("verbosity", "max_bin", "min_data_in_bin",
                                         "feature_pre_filter", "num_threads")}  # fmt: skip
     train = lgb.Dataset(x, y, params=data_params, free_raw_data=False)
-    return lgb.train(params, train, num_boost_round=max(1, rounds))
+    return lgb.train(params, train, num_boost_round=max(1, rounds), keep_training_booster=True)
 
 
 def fit_proxy(
@@ -117,7 +117,9 @@ def fit_proxy(
         seed: LightGBM's seed (:func:`draw_seed`).
 
     Returns:
-        ``(booster, info)``: the LightGBM booster and its depth, rate, trees, held-out R^2.
+        ``(booster, info)``: the LightGBM booster (its ``best_iteration`` set to the trees kept,
+        which ``predict`` and ``model_to_string`` honour) and its depth, rate, trees, held-out
+        R^2.
     """
     try:
         import lightgbm as lgb
@@ -139,9 +141,12 @@ def fit_proxy(
     for depth, rate in configs:
         params = {**base, "max_depth": depth, "num_leaves": max(2, 2**depth),
                   "learning_rate": rate, "metric": "l2"}
+        # keep_training_booster: no text round trip of every fit (LightGBM otherwise rebuilds
+        # the booster from its own model string after training)
         booster = lgb.train(
             params, train, num_boost_round=max_rounds, valid_sets=[held],
             callbacks=[lgb.early_stopping(patience, first_metric_only=True, verbose=False)],
+            keep_training_booster=True,
         )
         mse = float(booster.best_score["valid_0"]["l2"])
         if best is None or mse < best[0]:
@@ -149,8 +154,9 @@ def fit_proxy(
     assert best is not None
     mse, booster, depth, rate = best
     rounds = max(1, booster.best_iteration or booster.current_iteration())
-    # keep the trees up to the best validation score only
-    booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=rounds))
+    # the trees up to the best validation score only: LightGBM's predict and model_to_string
+    # (which the tree read-out parses) stop at `best_iteration`; no copy of the booster
+    booster.best_iteration = rounds
     variance = float(np.var(y[valid]))
     info = {
         "max_depth": depth,

@@ -132,17 +132,32 @@ def _concat(trees: list[dict[str, np.ndarray]], n_outputs: int, **meta: Any) -> 
 
 
 # ---------------------------------------------------------------------------- LightGBM
-def _lgb_column(fields: dict[str, list[str]], key: str, dtype: type,
-                counts: np.ndarray) -> list[np.ndarray]:
-    """One array per tree for the field ``key`` (``counts[t]`` entries in tree ``t``)."""
+def _lgb_column(fields: dict[str, list[str]], key: str, dtype: type, count: int) -> np.ndarray:
+    """The field ``key`` of every tree that has it, concatenated: ``count`` entries.
+
+    NumPy's text reader (``np.fromstring`` with a separator) parses the numbers in C with the
+    same correctly rounded conversion as ``float()``; a Python list of strings took 10x as long
+    (cProfile of the regression decoder, MLP on wine at 1,024 calls: 0.53 s of 8.5 s).
+    """
     lines = fields.get(key, [])
-    flat: np.ndarray = np.array(" ".join(lines).split(), dtype=dtype)
-    if len(lines) != len(counts) or flat.size != int(counts.sum()):
+    flat = np.fromstring(" ".join(lines), dtype=np.float64, sep=" ") if lines else np.zeros(0)
+    if flat.size != count:
         raise ValueError(f"could not read LightGBM field {key!r} from the model string.")
-    return np.split(flat, np.cumsum(counts)[:-1])
+    if dtype is np.float64:
+        return flat
+    out: np.ndarray = flat.astype(dtype)
+    if not np.array_equal(out, flat):
+        raise ValueError(f"could not read LightGBM field {key!r} from the model string.")
+    return out
 
 
 def _parse_lightgbm(booster: Any) -> TreeEnsemble:
+    """All trees of a LightGBM booster (up to its best iteration) in flat arrays.
+
+    LightGBM has no array export of its trees: the text model (``model_to_string``) is read
+    once, field by field over all trees at a time, and the node arrays are laid out with array
+    arithmetic (tree ``t``: its ``n_i`` internal nodes, then its ``n_l = n_i + 1`` leaves).
+    """
     text = booster.model_to_string()
     head, _, rest = text.partition("\nTree=")
     header: dict[str, str] = {}
@@ -169,43 +184,54 @@ def _parse_lightgbm(booster: Any) -> TreeEnsemble:
     if n_leaves.size == 0:
         raise ValueError("`model` has no trees; fit it first.")
     n_int = n_leaves - 1
-    split = n_leaves > 1
-    cols: dict[str, list[np.ndarray]] = {}
-    for key, dtype in (("split_feature", np.int64), ("threshold", np.float64),
-                       ("decision_type", np.int64), ("left_child", np.int64),
-                       ("right_child", np.int64), ("internal_count", np.float64)):
-        sub = _lgb_column(fields, key, dtype, n_int[split]) if split.any() else []
-        it = iter(sub)
-        cols[key] = [next(it) if s else np.zeros(0, dtype) for s in split]
-    leaf_value = _lgb_column(fields, "leaf_value", np.float64, n_leaves)
-    leaf_count = _lgb_column(fields, "leaf_count", np.float64, n_leaves)
-    scale = 1.0 / (len(n_leaves) // n_class) if "average_output" in header else 1.0
-    trees = []
-    for t, (n_l, n_i) in enumerate(zip(n_leaves.tolist(), n_int.tolist())):
-        dec = cols["decision_type"][t]
-        if (dec & 1).any():
-            raise ValueError("`model` has categorical splits, which are not supported.")
-        value = np.zeros((n_i + n_l, n_class))
-        value[n_i:, t % n_class] = leaf_value[t] * scale
+    total_int, total_leaves = int(n_int.sum()), int(n_leaves.sum())
+    col = {key: _lgb_column(fields, key, dtype, total_int)
+           for key, dtype in (("split_feature", np.int64), ("threshold", np.float64),
+                              ("decision_type", np.int64), ("left_child", np.int64),
+                              ("right_child", np.int64), ("internal_count", np.float64))}
+    leaf_value = _lgb_column(fields, "leaf_value", np.float64, total_leaves)
+    leaf_count = _lgb_column(fields, "leaf_count", np.float64, total_leaves)
+    dec = col["decision_type"]
+    if (dec & 1).any():
+        raise ValueError("`model` has categorical splits, which are not supported.")
+    n_trees = n_leaves.size
+    scale = 1.0 / (n_trees // n_class) if "average_output" in header else 1.0
+    size = n_int + n_leaves
+    roots = np.concatenate([[0], np.cumsum(size)[:-1]]).astype(np.int64)
+    n_nodes = int(size.sum())
+    # global ids: tree t's internal node j is roots[t] + j, its leaf l is roots[t] + n_i[t] + l
+    tree_i = np.repeat(np.arange(n_trees), n_int)
+    tree_l = np.repeat(np.arange(n_trees), n_leaves)
+    first_i = np.concatenate([[0], np.cumsum(n_int)[:-1]])
+    first_l = np.concatenate([[0], np.cumsum(n_leaves)[:-1]])
+    internal = roots[tree_i] + np.arange(total_int) - first_i[tree_i]
+    leaves = roots[tree_l] + n_int[tree_l] + np.arange(total_leaves) - first_l[tree_l]
 
-        def child(c: np.ndarray, n_i: int = n_i) -> np.ndarray:
-            return np.where(c >= 0, c, n_i + (~c))
+    def child(c: np.ndarray) -> np.ndarray:  # LightGBM: c >= 0 an internal node, ~c a leaf
+        return roots[tree_i] + np.where(c >= 0, c, n_int[tree_i] + (~c))
 
-        none = np.full(n_l, -1, dtype=np.int64)
-        trees.append(
-            {
-                "feature": np.concatenate([cols["split_feature"][t], none]),
-                "threshold": np.concatenate([cols["threshold"][t], np.zeros(n_l)]),
-                "left": np.concatenate([child(cols["left_child"][t]), none]),
-                "right": np.concatenate([child(cols["right_child"][t]), none]),
-                "value": value,
-                "cover": np.concatenate([cols["internal_count"][t], leaf_count[t]]),
-                "default_left": np.concatenate([(dec & 2) > 0, np.zeros(n_l, bool)]),
-                "missing": np.concatenate([(dec >> 2) & 3, np.zeros(n_l, np.int64)]),
-            }
-        )
-    return _concat(trees, n_class, base=np.zeros(n_class), n_features=n_features,
-                   source="lightgbm")
+    feature = np.full(n_nodes, -1, dtype=np.int64)
+    threshold = np.zeros(n_nodes)
+    left = np.full(n_nodes, -1, dtype=np.int64)
+    right = np.full(n_nodes, -1, dtype=np.int64)
+    cover = np.zeros(n_nodes)
+    default_left = np.zeros(n_nodes, dtype=bool)
+    missing = np.zeros(n_nodes, dtype=np.int8)
+    value = np.zeros((n_nodes, n_class))
+    feature[internal] = col["split_feature"]
+    threshold[internal] = col["threshold"]
+    left[internal] = child(col["left_child"])
+    right[internal] = child(col["right_child"])
+    cover[internal] = col["internal_count"]
+    cover[leaves] = leaf_count
+    default_left[internal] = (dec & 2) > 0
+    missing[internal] = (dec >> 2) & 3
+    value[leaves, tree_l % n_class] = leaf_value * scale
+    return TreeEnsemble(
+        feature=feature, threshold=threshold, left=left, right=right, value=value,
+        cover=cover, default_left=default_left, missing=missing, roots=roots,
+        base=np.zeros(n_class), n_features=n_features, source="lightgbm",
+    )  # fmt: skip
 
 
 # ---------------------------------------------------------------------------- scikit-learn
