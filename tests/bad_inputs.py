@@ -96,6 +96,45 @@ def _dtype_mismatch(_: Recorder) -> object:
     )
 
 
+def _counted(module: torch.nn.Module, recorder: Recorder) -> torch.nn.Module:
+    """``module`` with every forward call counted in ``recorder.calls``."""
+
+    def count(*_: object) -> None:
+        recorder.calls += 1
+
+    module.register_forward_pre_hook(count)
+    return module
+
+
+def _device_mismatch(recorder: Recorder) -> object:
+    # a CPU-only machine has one real device: "meta" stands in for the model's other device
+    model = _counted(torch.nn.Linear(4, 2, device="meta"), recorder)
+    return torchspex.SpectralInteraction(model).attribute(X, target=0, method="exhaustive")
+
+
+def _layer_device_mismatch(recorder: Recorder) -> object:
+    from torchspex.llm import LayerSpectralInteraction
+
+    model = _counted(torch.nn.Sequential(torch.nn.Linear(4, 2, device="meta")), recorder)
+    return LayerSpectralInteraction(model, model[0]).attribute(X, target=0, method="exhaustive")
+
+
+class Net(torch.nn.Module):
+    """A model whose output is NaN when feature 0 is removed."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        super().__init__()
+        self.recorder = recorder
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.recorder(x)
+        return torch.where(x[:, :1] == 0, float("nan"), out)
+
+
+def _nan_model(recorder: Recorder) -> object:
+    return torchspex.SpectralInteraction(Net(recorder)).attribute(X, target=0, method="exhaustive")
+
+
 CASES: list[Case] = [
     Case("explain", "unknown index name", ValueError, _explain(index="shapley")),
     Case("explain", "`max_order` of 0", ValueError, _explain(max_order=0)),
@@ -159,6 +198,17 @@ CASES: list[Case] = [
          TypeError, _attribute(additional_forward_args=[torch.ones(2)])),
     Case("SpectralInteraction.attribute", "float64 inputs for a float32 model (found on the "
          "first forward pass)", TypeError, _dtype_mismatch),
+    Case("SpectralInteraction.attribute", "inputs with a zero-size feature dimension",
+         ValueError, _attribute(inputs=torch.ones(2, 0))),
+    Case("SpectralInteraction.attribute", "model's parameters on another device than the "
+         "inputs ('meta' stands in for a GPU)", ValueError, _device_mismatch),
+    Case("SpectralInteraction.attribute", "per-example targets as a tuple `(0, 1)` (found on "
+         "the one forward pass of the unmasked inputs that reveals the output shape)",
+         ValueError, _attribute(target=(0, 1)), probe=1),
+    Case("SpectralInteraction.attribute", "model returns NaN (found on the first forward pass)",
+         ValueError, _nan_model, probe=1),
+    Case("LayerSpectralInteraction.attribute", "model's parameters on another device than the "
+         "inputs", ValueError, _layer_device_mismatch),
     Case("SparseSpectrum", "feature index >= n_features", ValueError,
          lambda _: SparseSpectrum(torch.tensor([[3]]), torch.ones(1), 3), calls_model=False),
     Case("SparseSpectrum", "float indices", TypeError,

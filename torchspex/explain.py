@@ -72,7 +72,7 @@ def explain(
     method: str = "auto",
     n_samples: int | None = None,
     max_order: int | None = None,
-    index: str = "FBII",
+    index: str = "k-SII",
     generator: torch.Generator | int | None = None,
     feature_names: Sequence[str] | None = None,
     feature_ids: Sequence[Hashable] | None = None,
@@ -103,7 +103,13 @@ def explain(
             so Shapley values add up to ``f(N) - f(∅)``.
         n_samples: the most value-function evaluations to spend (distinct masks).
         max_order: order cap of the interactions reported (and the decoder's target order).
-        index: interaction index of the result (``"FBII"``, ``"SII"``, ``"k-SII"``, ...).
+        index: interaction index of the result (default ``"k-SII"``, see the README's table).
+            The index also picks the design of ``method="auto"`` / ``"regression"``: the
+            Shapley family (``"k-SII"``, ``"SV"``, ``"SII"``, ``"FSII"``, ...) samples
+            coalitions by the Shapley kernel, so ``first_order("SV")`` and the pairs come from a
+            fit made for them; the Banzhaf family (``"FBII"``, ``"BII"``, ``"BV"``,
+            ``"Fourier"``, ``"Moebius"``) samples uniform masks. Reading an index of the other
+            family from the result warns once.
         generator: ``torch.Generator`` or int seed; ``None`` means seed 0 (deterministic).
         feature_names: display labels.
         feature_ids: what to call the features in the result (e.g. group ids with gaps);

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
@@ -61,7 +62,7 @@ class Interactions:
     def __init__(
         self,
         spectrum: SparseSpectrum,
-        index: str = "FBII",
+        index: str = "k-SII",
         max_order: int | None = None,
         n_evaluations: int = 0,
         feature_names: Sequence[str] | None = None,
@@ -93,6 +94,7 @@ class Interactions:
         self._values: SparseSpectrum | None = None
         self._lookup: dict[tuple[int, ...], int] | None = None
         self._position = {fid: i for i, fid in enumerate(self.feature_ids)}
+        self._warned_design = False
 
     # ------------------------------------------------------------------ basic facts
     @property
@@ -139,7 +141,11 @@ class Interactions:
             >>> spec = SparseSpectrum.from_sets([(), (0,), (0, 1)], [1.0, -0.5, 0.25], 2)
             >>> Interactions(spec).to_index("SV").to_dict()
             {(): 0.75, (0,): 1.0}
+
+        Warns once when ``index`` is of the other family than the design the result was fitted
+        for (see :meth:`design_family`).
         """
+        self._check_design(index)
         return self._derive(type(self), self.spectrum, index, max_order)
 
     def select(self, *output: int) -> Interactions:
@@ -156,7 +162,7 @@ class Interactions:
         self, cls: type[Interactions], spectrum: SparseSpectrum, index: str, max_order: int | None
     ) -> Interactions:
         """A result of class ``cls`` over ``spectrum`` with this result's metadata."""
-        return cls(
+        derived = cls(
             spectrum,
             index=index,
             max_order=max_order,
@@ -166,6 +172,8 @@ class Interactions:
             method=self.method,
             info=self.info,
         )
+        derived._warned_design = self._warned_design
+        return derived
 
     def _key(self, features: Sequence[Hashable]) -> tuple[int, ...]:
         try:
@@ -219,8 +227,51 @@ class Interactions:
             for s, j in zip(sets, best.tolist())
         ]
 
+    def design_family(self) -> str | None:
+        """The index family the samples were drawn for: ``"shapley"``, ``"banzhaf"`` or ``None``.
+
+        ``method="auto"`` and ``"regression"`` sample the design of the requested index's
+        family (Shapley-kernel coalitions or uniform masks) and fit for it; ``None`` when the
+        design did not depend on the index (SPEX, ProxySPEX, every mask evaluated, a spectrum
+        built by hand).
+        """
+        infos = self.info.get("decoder_info")
+        for about in infos if isinstance(infos, list) else [self.info]:
+            if isinstance(about, dict) and about.get("method") != "exhaustive":
+                family = about.get("family")
+                if family in ("shapley", "banzhaf"):
+                    return str(family)
+        return None
+
+    def _check_design(self, index: str) -> None:
+        """Warns once when ``index`` belongs to the other family than the result's design."""
+        if self._warned_design:
+            return
+        family = self.design_family()
+        if family is None:
+            return
+        from torchspex.decoders.regression import index_family
+
+        wanted = index_family(canonical_index(index))
+        if wanted == family:
+            return
+        self._warned_design = True
+        name = canonical_index(index)
+        warnings.warn(
+            f"reading {name} from a result fitted for index={self.index!r} (the {family} "
+            f"design); {name} belongs to the {wanted} family, so its values may be less accurate "
+            f"than those of a fit made for it: pass index={name!r} (or another {wanted}-family "
+            "index) to attribute() / explain(), for the same number of model calls.",
+            stacklevel=3,
+        )
+
     def first_order(self, index: str = "SV") -> Tensor:
-        """First-order values in ``index`` as a dense tensor ``[*out, n_features]``."""
+        """First-order values in ``index`` as a dense tensor ``[*out, n_features]``.
+
+        Warns once when ``index`` is of the other family than the design the result was fitted
+        for (see :meth:`design_family`).
+        """
+        self._check_design(index)
         view = fourier_to_index(self.spectrum, index, 1)
         dense = torch.zeros((self.n_features, *self.out_shape), dtype=view.coefficients.dtype)
         single = view.orders == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from torchspex import BudgetTooSmallError, SpectralInteraction
+from torchspex import BudgetTooSmallError, SpectralInteraction, explain
 
 
 class Recorder:
@@ -102,7 +102,8 @@ def test_budget_is_checked_for_every_group_count_before_any_forward():
     [
         (3, "out of range: 3 for output dimension 1 of size 3"),
         (-4, "out of range: -4"),
-        ((0, 1), "indexes output dimension 2"),
+        ((0, 1), r"pass a list instead: target=\[0, 1\]"),
+        ((0, 1, 2), "indexes output dimension 2"),
         ([0, 7], "out of range: 7"),
         (torch.tensor([5, 0]), "out of range: 5"),
     ],
@@ -249,3 +250,135 @@ def test_top_k_of_a_batch_asks_for_one_example():
         batch.top_k(3)
     assert batch.select(1).top_k(3) == _attribute(model, torch.ones(1, 3), target=0).top_k(3)
     assert "example 1:" in str(batch)  # printing a batch shows each example's ranking
+
+
+# ---------------------------------------------------------------------- issue 30: say the fix
+@pytest.mark.parametrize(
+    "inputs", [torch.ones(2, 0), torch.ones(2, 3, 0), (torch.ones(2, 0), torch.ones(2, 0, 5))]
+)
+def test_inputs_without_features_fail_before_any_forward(inputs):
+    model = Recorder()
+    with pytest.raises(ValueError, match=r"empty after the batch dimension.*n_features >= 1"):
+        _attribute(model, inputs, target=0)
+    assert model.calls == []
+
+
+def test_an_empty_input_beside_others_still_works():
+    result = _attribute(lambda x, empty: x.sum(1, keepdim=True), (X, torch.ones(2, 0)), target=0)
+    assert result.n_features == 4
+
+
+class _Elsewhere(torch.nn.Module):
+    """A model whose parameters report ``devices`` (a CPU-only machine has no second device)."""
+
+    def __init__(self, *devices: str) -> None:
+        super().__init__()
+        self.devices = devices
+
+    def parameters(self, recurse: bool = True):
+        from types import SimpleNamespace
+
+        return iter([SimpleNamespace(device=torch.device(d)) for d in self.devices])
+
+    def forward(self, x):
+        raise AssertionError("never called")
+
+
+def test_model_on_another_device_is_refused_with_both_devices_and_the_fix():
+    from torchspex.attr._forward import check_model_device
+
+    with pytest.raises(ValueError, match=r"on 'cuda:0', but the inputs are on 'cpu'.*"
+                       r"inputs\.to\('cuda:0'\).*model\.to\('cpu'\)"):  # fmt: skip
+        check_model_device(_Elsewhere("cuda:0"), torch.device("cpu"))
+    with pytest.raises(ValueError, match="'cuda:0', 'cuda:1'"):  # bound methods too
+        check_model_device(_Elsewhere("cuda:0", "cuda:1").forward, torch.device("cpu"))
+    # split by hand over several devices: the inputs go to one that holds some parameters
+    check_model_device(_Elsewhere("cuda:1", "cuda:0"), torch.device("cuda:0"))
+
+
+def test_meta_model_is_refused_before_any_forward_and_says_it_holds_no_data():
+    calls = []
+    model = torch.nn.Linear(4, 2, device="meta")
+    model.register_forward_pre_hook(lambda *a: calls.append(1))
+    with pytest.raises(ValueError, match=r"on 'meta', but the inputs are on 'cpu'.*to_empty"):
+        _attribute(model, target=0)
+    with pytest.raises(ValueError, match=r"the model \(Linear\.forward\)"):
+        _attribute(model.forward, target=0)
+    buffers_only = torch.nn.BatchNorm1d(4, affine=False, device="meta").eval()
+    with pytest.raises(ValueError, match="'meta'"):
+        _attribute(buffers_only, target=0)
+    assert calls == []
+
+
+def test_models_on_the_inputs_device_or_out_of_sight_are_never_refused():
+    from torchspex.attr._forward import check_model_device
+
+    cpu = torch.device("cpu")
+    check_model_device(torch.nn.Linear(4, 2), cpu)  # every parameter on the inputs' device
+    check_model_device(torch.nn.Flatten(), cpu)  # no parameters or buffers
+    meta = torch.nn.Linear(4, 2, device="meta")
+    check_model_device(lambda x: meta(x), cpu)  # a plain function: its model is out of sight
+    mixed = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 2, device="meta"))
+    check_model_device(mixed, cpu)  # some parameters on the inputs' device
+    offloaded = torch.nn.Sequential(torch.nn.Linear(4, 2, device="meta"))
+    offloaded[0]._hf_hook = object()  # accelerate's dispatch / offload hooks place the tensors
+    check_model_device(offloaded, cpu)
+    _attribute(torch.nn.Sequential(torch.nn.Flatten()), target=0)
+
+
+def test_device_error_of_a_hidden_model_gets_a_hint_on_the_first_call():
+    meta = torch.nn.Linear(4, 2, device="meta")
+    with pytest.raises(RuntimeError) as info:
+        _attribute(lambda x: meta(x), target=0)
+    notes = " ".join(getattr(info.value, "__notes__", []))
+    assert "raised on forward call 1" in notes
+    assert "The inputs are on 'cpu'" in notes and "model.to('cpu')" in notes
+
+
+def test_tuple_target_of_the_batch_size_that_cannot_index_suggests_a_list():
+    model = Recorder()  # output [B, 3]
+    with pytest.raises(ValueError, match=r"output\[:, 0, 1\].*shape \(3,\).*target=\[0, 1\]"):
+        _attribute(model, target=(0, 1))
+    assert model.calls == [4]  # only the probe
+
+
+def _grid(x):
+    """A [B, 3, 3] output: every pair of feature sums."""
+    return x[:, :3, None] + x[:, None, :3]
+
+
+def test_ambiguous_tuple_target_warns_and_keeps_captums_reading():
+    with pytest.warns(UserWarning, match=r"one entry per example.*target=\[0, 1\]"):
+        result = _attribute(_grid, target=(0, 1))
+    expected = _attribute(lambda x: _grid(x)[:, 0, 1], target=None)
+    torch.testing.assert_close(result.first_order(), expected.first_order())
+
+
+@pytest.mark.parametrize(
+    ("inputs", "target"),
+    [(torch.ones(3, 4), (0, 1)), (torch.ones(1, 4), (0,)), (X, (0,))],
+)
+def test_tuple_targets_of_another_length_do_not_warn(inputs, target):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _attribute(_grid, inputs, target=target)
+
+
+def test_nan_names_the_model_not_the_value_function():
+    class MLP(torch.nn.Module):
+        def forward(self, x):
+            return torch.where(x[:, :1] == 0, torch.nan, x.sum(1, keepdim=True))
+
+    with pytest.raises(ValueError, match=r"^the model \(MLP\) returned NaN or inf") as info:
+        _attribute(MLP(), target=0)
+    assert "value_function" not in str(info.value)
+
+    def plain(x):
+        return MLP()(x)
+
+    with pytest.raises(ValueError, match=r"^`forward_func` \(.*plain\) returned NaN"):
+        _attribute(plain, target=0)
+    with pytest.raises(ValueError, match=r"^`value_function` returned NaN"):  # explain's wording
+        explain(lambda m: torch.where(m[:, 0], torch.nan, 0.0), 3, method="exhaustive")

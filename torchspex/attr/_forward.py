@@ -9,7 +9,9 @@ the model is never moved and its mode and ``requires_grad`` flags are left alone
 
 from __future__ import annotations
 
+import itertools
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -19,7 +21,13 @@ from torch import Tensor
 from torchspex.attr._inputs import TargetType
 from torchspex.decoders.base import has_context, mark_context
 
-__all__ = ["AUTO_MAX_ELEMENTS", "AUTO_MAX_ROWS", "MaskedForward", "check_perturbations_per_eval"]
+__all__ = [
+    "AUTO_MAX_ELEMENTS",
+    "AUTO_MAX_ROWS",
+    "MaskedForward",
+    "check_model_device",
+    "check_perturbations_per_eval",
+]
 
 #: "auto" batching: at most this many input rows per forward call on the CPU ...
 AUTO_MAX_ROWS = 512
@@ -63,6 +71,92 @@ def describe_model(forward_func: Any) -> str:
     return f"`forward_func` ({name})"
 
 
+def _module_of(forward_func: Any) -> torch.nn.Module | None:
+    """The module behind ``forward_func`` (itself or the owner of a bound method), else None."""
+    if isinstance(forward_func, torch.nn.Module):
+        return forward_func
+    owner = getattr(forward_func, "__self__", None)
+    return owner if isinstance(owner, torch.nn.Module) else None
+
+
+def _dispatched(module: torch.nn.Module) -> bool:
+    """Whether accelerate's hooks place the tensors (``device_map=...``, CPU / disk offload)."""
+    if getattr(module, "hf_device_map", None) is not None:
+        return True
+    return any(hasattr(m, "_hf_hook") for m in module.modules())
+
+
+def check_model_device(forward_func: Any, device: torch.device) -> None:
+    """Refuses, before any forward pass, a model none of whose tensors is on the inputs' device.
+
+    torchspex builds the masked inputs on the inputs' ``device`` and never moves the model, so
+    a model whose parameters and buffers are all elsewhere fails on its first call with torch's
+    device error; this says so up front, with both devices and the fix. The policy:
+
+    - only a module, or a bound method of one, is inspected; a plain function, lambda or
+      ``functools.partial`` is never refused (its model is out of sight, and it may move the
+      inputs itself: passing ``lambda *a: model(*a)`` is the way around this check);
+    - a model dispatched by accelerate (``device_map=...``, CPU / disk offload) is skipped: its
+      hooks move the tensors to each block's device, and offloaded weights sit on ``meta``;
+    - otherwise the model is refused only when *no* parameter or buffer is on ``device``. A
+      model split by hand over several devices takes its inputs on its first block's device,
+      which holds some of its tensors, while the first *registered* parameter need not be that
+      block's (a head or a tied embedding may come first): checking only that one would refuse
+      working models. A model without parameters or buffers is never refused.
+
+    Args:
+        forward_func: the model or callable given to the explainer.
+        device: the inputs' device.
+
+    Raises:
+        ValueError: naming the inputs' device, the model's devices and the fix.
+    """
+    module = _module_of(forward_func)
+    if module is None or _dispatched(module):
+        return
+    found: dict[str, None] = {}  # the model's devices, in order of first appearance
+    for tensor in itertools.chain(module.parameters(), module.buffers()):
+        if tensor.device == device:
+            return
+        found.setdefault(str(tensor.device), None)
+    if not found:
+        return
+    devices = list(found)
+    on = repr(str(device))
+    real = [d for d in devices if d != "meta"]
+    fix = (
+        f" Move the inputs to the model (`inputs.to({real[0]!r})`, with `baselines` and tensor "
+        f"`additional_forward_args`) or the model to the inputs (`model.to({on})`)."
+        if real
+        else ""
+    )
+    if "meta" in found:  # no data to move: `model.to` fails on them
+        fix += (
+            f" Parameters on 'meta' hold no data, so `model.to({on})` cannot move them: create "
+            f"the model with its weights on {on}, or call `model.to_empty(device={on})` and then "
+            "`model.load_state_dict(...)`."
+        )
+    raise ValueError(
+        f"{describe_model(forward_func)} has its parameters (and buffers) on "
+        f"{', '.join(repr(d) for d in devices)}, but the inputs are on {on}; torchspex runs the "
+        f"model on the inputs' device and never moves it.{fix}"
+    )
+
+
+_DEVICE_CLASHES = ("same device", "expected device", "device type")
+
+
+def _device_hint(err: BaseException, device: torch.device) -> str:
+    """A note's advice when a forward pass failed on an input/parameter device mismatch."""
+    if not isinstance(err, RuntimeError) or not any(k in str(err) for k in _DEVICE_CLASHES):
+        return ""
+    return (
+        f" The inputs are on {str(device)!r}: move the inputs to the model's device "
+        f"(`inputs.to(...)`) or the model to theirs (`model.to({str(device)!r})`); torchspex "
+        "never moves the model."
+    )
+
+
 _DTYPE_CLASHES = ("must have the same dtype", "expected scalar type", "Input type")
 
 
@@ -70,9 +164,7 @@ def _dtype_advice(forward_func: Any, inputs: tuple[Tensor, ...], err: BaseExcept
     """What to do when the first forward pass failed on an input/parameter dtype mismatch."""
     if not isinstance(err, RuntimeError) or not any(k in str(err) for k in _DTYPE_CLASHES):
         return None
-    module = forward_func if isinstance(forward_func, torch.nn.Module) else None
-    if module is None and isinstance(getattr(forward_func, "__self__", None), torch.nn.Module):
-        module = forward_func.__self__
+    module = _module_of(forward_func)
     params = (
         {p.dtype for p in module.parameters() if p.is_floating_point()} if module else set()
     )
@@ -120,6 +212,11 @@ class MaskedForward:
         forward_seconds: wall time spent inside ``forward_func``.
         chunk: the current number of masks per call.
         out_shape: per-example output shape ``o`` after the target (known after the first call).
+        value_source: who computes the values (``"the model (MLP)"``), for error messages.
+
+    Raises:
+        ValueError: when the model's parameters and buffers are all on another device than the
+            inputs (see :func:`check_model_device`).
     """
 
     def __init__(
@@ -134,7 +231,10 @@ class MaskedForward:
         perturbations_per_eval: int | str = 1,
         progress: Any = None,
     ) -> None:
+        check_model_device(forward_func, inputs[0].device)
         self.forward_func = forward_func
+        #: who computes the values, for the Evaluator's NaN / inf message
+        self.value_source = describe_model(forward_func)
         self.inputs = inputs
         self.baselines = baselines
         self.group_maps = group_maps
@@ -237,6 +337,7 @@ class MaskedForward:
             check([target], 0, repr(target))
             self.out_shape = shape[1:]
         elif isinstance(target, tuple):
+            self._check_tuple_target(target, shape)
             for d, t in enumerate(target):
                 check([t], d, repr(target))
             self.out_shape = shape[len(target) :]
@@ -256,6 +357,41 @@ class MaskedForward:
                 check(c.tolist(), d, "(per example)")
             self._target_index = cols
             self.out_shape = shape[len(cols) :]
+
+    def _check_tuple_target(self, target: tuple[int, ...], shape: tuple[int, ...]) -> None:
+        """A tuple ``target`` with one entry per example, perhaps meant as per-example targets.
+
+        A tuple is Captum's form for one index into every example's multi-dimensional output
+        (``output[:, i, j]``), so it is read that way. When it cannot index the output, the
+        error says to pass a list for per-example targets. When it can, with as many entries
+        as the output per example has dimensions, both readings are plausible: this warns
+        (once per target, Python's default filter) rather than raises, because refusing would
+        break valid Captum code whose result is then Captum's, while saying nothing would let
+        a misread target through. (In a partition of examples, ``self.batch`` is the
+        partition's size, so a tuple of the whole batch's length gets the plain errors.)
+        """
+        if len(target) < 2 or len(target) != self.batch:
+            return
+        fits = len(target) <= len(shape) and all(
+            -size <= t < size for t, size in zip(target, shape)
+        )
+        index = ", ".join(str(t) for t in target)
+        reading = (
+            f"`target` {target!r} is a tuple, which Captum reads as one index into every "
+            f"example's output (output[:, {index}])"
+        )
+        if not fits:
+            raise ValueError(
+                f"{reading}, but the model's output per example has shape {shape}. For one "
+                f"target per example pass a list instead: target={list(target)!r}."
+            )
+        if len(target) == len(shape):
+            warnings.warn(
+                f"{reading}; it also has one entry per example. If you meant one target per "
+                f"example, pass a list (target={list(target)!r}, or a list of tuples for a "
+                "multi-dimensional output).",
+                stacklevel=2,
+            )
 
     def _select(self, out: Tensor, copies: int) -> Tensor:
         target = self.target
@@ -323,7 +459,7 @@ class MaskedForward:
                     hint = (
                         " Lower `perturbations_per_eval` or pass perturbations_per_eval='auto'."
                         if _is_oom(err)
-                        else ""
+                        else _device_hint(err, self.device)
                     )
                     _add_note(
                         err,

@@ -71,6 +71,19 @@ def format_inputs(inputs: Any) -> tuple[tuple[Tensor, ...], bool]:
                 f"every tensor of `inputs` must be on one device; got {tensors[0].device} and "
                 f"{x.device}."
             )
+    if sum(x[0].numel() for x in tensors) == 0:
+        # an empty tensor beside non-empty ones is allowed (it carries no feature); with every
+        # tensor empty there is nothing to explain, and torch's own error would come later
+        shapes = ", ".join(str(tuple(x.shape)) for x in tensors)
+        what = f"every tensor of `inputs` (shapes {shapes}) is" if is_tuple else (
+            f"`inputs` of shape {shapes} is"
+        )
+        raise ValueError(
+            f"{what} empty after the batch dimension (a zero-size dimension), so no example has "
+            "a feature to explain. Give each example at least one value, e.g. shape "
+            "[B, n_features] with n_features >= 1 (check the slicing or feature selection that "
+            "built `inputs`)."
+        )
     return tuple(tensors), is_tuple
 
 

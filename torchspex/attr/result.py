@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+from functools import wraps
 from typing import Any
 
 import torch
@@ -10,6 +13,68 @@ from torch import Tensor
 from torchspex.interactions import Interactions
 
 __all__ = ["AttributionInteractions"]
+
+
+def captum_caller(depth: int = 1) -> str | None:
+    """The Captum function that called, when the frame ``depth`` levels above the caller is
+    Captum's, as its public name (``"captum.metrics.infidelity"``); else ``None``.
+
+    Captum code that calls an explanation method (``captum.metrics.sensitivity_max``) or reads
+    its result (``captum.metrics.infidelity``) needs attribution tensors; torchspex uses this to
+    fail at once, naming the tensor form, instead of after the forward passes. The name is that
+    of the outermost of the consecutive Captum frames: the function the user called.
+    """
+
+    def is_captum(frame: Any) -> bool:
+        module = frame.f_globals.get("__name__", "")
+        return bool(module == "captum" or module.startswith("captum."))
+
+    frame = sys._getframe(depth + 1)
+    if not is_captum(frame):
+        return None
+    named = frame
+    while frame.f_back is not None and is_captum(frame.f_back):
+        frame = frame.f_back
+        if not frame.f_globals["__name__"].startswith("captum.log"):  # its usage decorator
+            named = frame
+    frame = named
+    parts = frame.f_globals["__name__"].split(".")
+    public = next((i for i, part in enumerate(parts) if part.startswith("_")), len(parts))
+    code = frame.f_code
+    return ".".join([*parts[:public], getattr(code, "co_qualname", code.co_name)])
+
+
+def refuse_captum_caller(explainer: str, returns: str, right_form: str) -> None:
+    """Raises ``TypeError`` when Captum code calls an explainer's ``attribute`` for tensors.
+
+    Called first thing in ``attribute``: ``sensitivity_max(explainer.attribute, ...)`` would
+    otherwise run every forward pass twice before Captum found interactions where it needs
+    attribution tensors.
+
+    Args:
+        explainer: the explainer's class name; ``returns``: the class ``attribute`` returns;
+            ``right_form``: the sentence naming the form to use instead.
+    """
+    caller = captum_caller(2)
+    if caller is not None:
+        raise TypeError(
+            f"{caller} called `{explainer}.attribute`, which returns interactions ({returns}), "
+            f"not the attribution tensors Captum needs. {right_form}"
+        )
+
+
+def captum_method(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``func`` with the ``__wrapped__`` that Captum's ``NoiseTunnel`` calls.
+
+    Captum's own methods carry it from their usage-logging decorator; ``NoiseTunnel`` calls
+    ``attribution_method.attribute.__wrapped__(attribution_method, inputs, **kwargs)``.
+    """
+
+    @wraps(func)
+    def method(*args: Any, **kwargs: Any) -> Any:
+        return func(*args, **kwargs)
+
+    return method
 
 
 class AttributionInteractions(Interactions):
@@ -24,8 +89,28 @@ class AttributionInteractions(Interactions):
     :meth:`first_order` shaped like the inputs (feeds ``captum.attr.visualization`` and
     ``captum.metrics.infidelity``) and :attr:`convergence_delta`.
 
+    The result is not a tensor: handed to Captum code in place of attributions (e.g.
+    ``infidelity(..., attributions=result)``) it raises ``TypeError`` naming
+    ``result.first_order("SV")`` before Captum runs the model (Captum's own check would say
+    ``AssertionError: inputs must be a torch.Tensor``). Captum's metrics and ``NoiseTunnel``
+    take :meth:`SpectralInteraction.as_captum() <torchspex.SpectralInteraction.as_captum>`.
+
     The input layout lives in ``info["input_layout"]`` so ``save``/``load`` keep it.
     """
+
+    # Captum checks its arguments with isinstance(x, (tuple, Tensor)); for an object of another
+    # class Python then reads `x.__class__`, which answers Captum with the right form.
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        caller = captum_caller()
+        if caller is not None:
+            raise TypeError(
+                f"{caller} needs attribution tensors shaped like the inputs; got an "
+                'AttributionInteractions (interactions). Pass `result.first_order("SV")` '
+                "(Shapley values, Captum's layout), or compute them with "
+                "`SpectralInteraction(model).as_captum().attribute(inputs, ...)`."
+            )
+        return type(self)
 
     # ------------------------------------------------------------------ facts
     @property

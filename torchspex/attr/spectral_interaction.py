@@ -28,13 +28,18 @@ from torchspex.attr._inputs import (
     partition_examples,
     select_examples,
 )
-from torchspex.attr.result import AttributionInteractions, input_layout
+from torchspex.attr.result import (
+    AttributionInteractions,
+    captum_method,
+    input_layout,
+    refuse_captum_caller,
+)
 from torchspex.cache import fingerprint
 from torchspex.decoders.base import Evaluator
 from torchspex.distributed import resolve_process_group
-from torchspex.fourier import SparseSpectrum
+from torchspex.fourier import SparseSpectrum, canonical_index
 
-__all__ = ["SpectralInteraction"]
+__all__ = ["FirstOrderAttribution", "SpectralInteraction"]
 
 def _warn_if_training(forward_func: Any) -> None:
     module = forward_func if isinstance(forward_func, torch.nn.Module) else None
@@ -58,11 +63,17 @@ def _warn_if_training(forward_func: Any) -> None:
 class SpectralInteraction(PerturbationAttribution):
     """Feature interactions of a model from its sparse Fourier spectrum, Captum-style.
 
-    A drop-in sibling of Captum's ``KernelShap`` / ``ShapleyValueSampling``: same constructor,
-    same ``attribute`` arguments (Captum's names and conventions for ``inputs``, ``baselines``,
-    ``target``, ``additional_forward_args``, ``feature_mask``, ``perturbations_per_eval``), but
-    the result holds every interaction, in any index, from one set of forward passes: SPEX
-    (Kang et al., ICML 2025), ProxySPEX (Butler et al., NeurIPS 2025) or all ``2^n`` masks.
+    Follows the API of Captum's perturbation methods (``KernelShap``,
+    ``ShapleyValueSampling``): the same constructor and Captum's names and conventions for
+    ``inputs``, ``baselines``, ``target``, ``additional_forward_args``, ``feature_mask`` and
+    ``perturbations_per_eval``. It is not a drop-in replacement: :meth:`attribute` returns an
+    :class:`~torchspex.attr.AttributionInteractions` holding every interaction, in any index,
+    from one set of forward passes (SPEX, Kang et al., ICML 2025; ProxySPEX, Butler et al.,
+    NeurIPS 2025; or all ``2^n`` masks), not an attribution tensor. Where Captum needs tensors
+    (``captum.metrics.infidelity``, ``sensitivity_max``, ``NoiseTunnel``) use
+    :meth:`as_captum`, a Captum attribution method returning ``first_order("SV")``; handing
+    Captum :meth:`attribute` or its result raises ``TypeError`` naming that form, before any
+    forward pass.
 
     Args:
         forward_func: the model or any callable ``forward_func(*inputs, *additional_forward_args)
@@ -102,6 +113,50 @@ class SpectralInteraction(PerturbationAttribution):
         """Not supported (as in Captum's KernelShap and Lime)."""
         raise NotImplementedError("attribute_future is not implemented for SpectralInteraction.")
 
+    def as_captum(self, index: str = "SV") -> FirstOrderAttribution:
+        """This explainer as a Captum attribution method returning Captum's tensors.
+
+        The form for Captum's metrics and wrappers: ``as_captum().attribute(inputs, ...)`` takes
+        :meth:`attribute`'s arguments and returns ``attribute(...).first_order(index)``:
+        attributions shaped like the inputs, in their dtype, a tuple for tuple inputs, with
+        ``(attributions, delta)`` for ``return_convergence_delta=True``.
+
+        Args:
+            index: the first-order values to return: ``"SV"`` (Shapley, default), ``"BV"``
+                (Banzhaf), or any index of :meth:`~torchspex.Interactions.first_order`. It is
+                also the ``index`` of the underlying :meth:`attribute` calls, so sampling
+                methods fit the design made for it.
+
+        Returns:
+            :class:`FirstOrderAttribution`, a ``captum.attr.PerturbationAttribution``.
+
+        Raises:
+            ValueError: for an unknown index.
+
+        Example:
+            >>> import torch
+            >>> from captum.attr import NoiseTunnel
+            >>> from captum.metrics import infidelity, sensitivity_max
+            >>> model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Tanh())
+            >>> shapley = SpectralInteraction(model).as_captum()        # index="SV"
+            >>> x = torch.randn(2, 4)
+            >>> attr = shapley.attribute(x, target=1, method="exhaustive")
+            >>> attr.shape, attr.dtype
+            (torch.Size([2, 4]), torch.float32)
+            >>> def perturb(inputs):
+            ...     noise = 0.1 * torch.randn_like(inputs)
+            ...     return noise, inputs - noise
+            >>> infidelity(model, perturb, x, attr, target=1).shape
+            torch.Size([2])
+            >>> sensitivity_max(shapley.attribute, x, target=1, method="exhaustive").shape
+            torch.Size([2])
+            >>> smooth = NoiseTunnel(shapley).attribute(x, nt_samples=4, target=1,
+            ...                                         method="exhaustive")
+            >>> smooth.shape
+            torch.Size([2, 4])
+        """
+        return FirstOrderAttribution(self, index)
+
     def attribute(
         self,
         inputs: Tensor | tuple[Tensor, ...],
@@ -112,7 +167,7 @@ class SpectralInteraction(PerturbationAttribution):
         n_samples: int | None = None,
         method: str = "auto",
         max_order: int | None = None,
-        index: str = "FBII",
+        index: str = "k-SII",
         perturbations_per_eval: int | str = "auto",
         show_progress: bool = False,
         generator: torch.Generator | int | None = None,
@@ -155,7 +210,13 @@ class SpectralInteraction(PerturbationAttribution):
                 ``"regression"``, ``"spex"``, ``"proxyspex"`` or ``"exhaustive"`` (all ``2^n``
                 masks, exact); see :func:`torchspex.explain`.
             max_order: order cap of the reported interactions (and the decoder's target order).
-            index: interaction index of the result (``"FBII"``, ``"SII"``, ``"k-SII"``, ...).
+            index: interaction index of the result (default ``"k-SII"``, see the README's table).
+                The index also picks the design of ``method="auto"`` / ``"regression"``: the
+                Shapley family (``"k-SII"``, ``"SV"``, ``"SII"``, ``"FSII"``, ...) samples
+                coalitions by the Shapley kernel, so ``first_order("SV")`` and the pairs come from a
+                fit made for them; the Banzhaf family (``"FBII"``, ``"BII"``, ``"BV"``,
+                ``"Fourier"``, ``"Moebius"``) samples uniform masks. Reading an index of the other
+                family from the result warns once.
             perturbations_per_eval: masks per forward call (each call holds
                 ``perturbations_per_eval * R * B`` rows), or ``"auto"`` (default): as many as
                 the request allows up to a memory cap, halved on out-of-memory.
@@ -194,6 +255,7 @@ class SpectralInteraction(PerturbationAttribution):
             BudgetTooSmallError: when ``n_samples`` is below the method's minimum (which it
                 states), before any forward pass.
         """
+        refuse_captum_caller("SpectralInteraction", "AttributionInteractions", _RIGHT_FORM)
         # the steps of torchspex/_pipeline.py: validate, plan, evaluate + decode, assemble
         request = _validate(
             inputs, baselines, target, additional_forward_args, feature_mask, method=method,
@@ -221,20 +283,114 @@ class SpectralInteraction(PerturbationAttribution):
         return _assemble(request, outcomes, forwards)
 
 
+_RIGHT_FORM = (
+    "Pass `explainer.as_captum().attribute` instead (first-order Shapley values shaped like the "
+    'inputs, as `result.first_order("SV")`), e.g. '
+    "`sensitivity_max(explainer.as_captum().attribute, inputs, target=...)`; Captum's wrappers "
+    "take `explainer.as_captum()`, e.g. `NoiseTunnel(explainer.as_captum())`."
+)
+
+
+class FirstOrderAttribution(PerturbationAttribution):
+    """A :class:`SpectralInteraction` as a Captum attribution method: Captum's tensors out.
+
+    Made by :meth:`SpectralInteraction.as_captum`; pass it (or its ``attribute``) wherever
+    Captum takes an attribution method: ``captum.metrics.sensitivity_max``,
+    ``captum.metrics.infidelity`` (its attributions), ``captum.attr.NoiseTunnel``.
+
+    Args:
+        explainer: the explainer whose :meth:`~SpectralInteraction.attribute` runs.
+        index: the first-order values returned (``"SV"``: Shapley values).
+    """
+
+    def __init__(self, explainer: SpectralInteraction, index: str = "SV") -> None:
+        if not isinstance(explainer, SpectralInteraction):
+            raise TypeError(
+                f"`explainer` must be a SpectralInteraction; got {type(explainer).__name__}."
+            )
+        super().__init__(explainer.forward_func)
+        self.explainer = explainer
+        self.index = canonical_index(index)
+
+    def has_convergence_delta(self) -> bool:
+        """True: ``return_convergence_delta=True`` adds the completeness gap."""
+        return True
+
+    def compute_convergence_delta(self, attributions: Any, *args: Any, **kwargs: Any) -> Tensor:
+        """Not available from tensors; pass ``return_convergence_delta=True`` to ``attribute``."""
+        raise NotImplementedError(
+            "compute_convergence_delta needs the interactions; call "
+            "`attribute(..., return_convergence_delta=True)` for (attributions, delta)."
+        )
+
+    def attribute_future(self, *args: Any, **kwargs: Any) -> Any:
+        """Not supported (as in Captum's KernelShap and Lime)."""
+        raise NotImplementedError("attribute_future is not implemented for SpectralInteraction.")
+
+    @captum_method
+    def attribute(
+        self,
+        inputs: Tensor | tuple[Tensor, ...],
+        baselines: Any = None,
+        target: Any = None,
+        additional_forward_args: Any = None,
+        feature_mask: Tensor | tuple[Tensor, ...] | None = None,
+        n_samples: int | None = None,
+        method: str = "auto",
+        max_order: int | None = None,
+        perturbations_per_eval: int | str = "auto",
+        show_progress: bool = False,
+        generator: torch.Generator | int | None = None,
+        return_convergence_delta: bool = False,
+        **kwargs: Any,
+    ) -> Any:
+        """First-order values of :meth:`SpectralInteraction.attribute`, in Captum's layout.
+
+        Args:
+            inputs, baselines, target, additional_forward_args, feature_mask, n_samples,
+                method, max_order, perturbations_per_eval, show_progress, generator: as in
+                :meth:`SpectralInteraction.attribute`.
+            return_convergence_delta: also return the completeness gap
+                :attr:`AttributionInteractions.convergence_delta` (``float64 [B, *o]``).
+            **kwargs: the other keywords of :meth:`SpectralInteraction.attribute` (``cache``,
+                ``feature_names``, decoder options, ...); not ``index``, set by ``as_captum``.
+
+        Returns:
+            ``result.first_order(index)``: per input ``[B, *o, *input.shape[1:]]`` in the
+            input's dtype and device (a tuple for tuple inputs, a tensor for a tensor), every
+            position holding its feature group's value; ``(attributions, delta)`` when
+            ``return_convergence_delta``.
+
+        Raises:
+            TypeError: for ``index`` (choose it with ``as_captum(index=...)``); otherwise as
+                :meth:`SpectralInteraction.attribute`, before any forward pass.
+        """
+        if "index" in kwargs:
+            raise TypeError(
+                "`index` is set by `as_captum(index=...)`; this attribution method returns "
+                f"{self.index!r} values. Use `explainer.as_captum({kwargs['index']!r})`."
+            )
+        result = self.explainer.attribute(
+            inputs, baselines, target, additional_forward_args, feature_mask,
+            n_samples=n_samples, method=method, max_order=max_order, index=self.index,
+            perturbations_per_eval=perturbations_per_eval, show_progress=show_progress,
+            generator=generator, **kwargs,
+        )  # fmt: skip
+        attributions = result.first_order(self.index)
+        if return_convergence_delta:
+            return attributions, result.convergence_delta
+        return attributions
+
+
 def _first_order_attribute(
     self: SpectralInteraction, inputs: Any, *args: Any, **kwargs: Any
 ) -> Any:
-    """What Captum's wrappers call (``NoiseTunnel`` reaches ``attribute.__wrapped__``).
+    """What ``NoiseTunnel(SpectralInteraction(model))`` calls (``attribute.__wrapped__``).
 
-    Captum wrappers average attribution tensors, so they get :meth:`attribute`'s Shapley values
-    in Captum's layout (``first_order("SV")``, the inputs' dtype), with the convergence delta
-    when they ask for it: ``NoiseTunnel(SpectralInteraction(model))`` gives SmoothGrad-style
-    averaged Shapley values.
+    Kept for code written before :meth:`SpectralInteraction.as_captum`, the documented form:
+    the same as ``NoiseTunnel(explainer.as_captum())``.
     """
-    with_delta = bool(kwargs.pop("return_convergence_delta", False))
-    result = self.attribute(inputs, *args, **kwargs)
-    attributions = result.first_order("SV")
-    return (attributions, result.convergence_delta) if with_delta else attributions
+    return FirstOrderAttribution.attribute(self.as_captum("SV"), inputs, *args, **kwargs)
 
 
 # Captum's NoiseTunnel calls `attribution_method.attribute.__wrapped__(self, ...)` (it expects

@@ -494,9 +494,14 @@ class Evaluator:
                 if self.nonfinite_example is None:
                     self.nonfinite_example = example
                 return
+            # a value function built around a model names it (``value_source``, e.g.
+            # "the model (MLP)", set by torchspex.attr's MaskedForward)
+            source = getattr(self.value_function, "value_source", None)
+            who = source if isinstance(source, str) else "`value_function`"
+            fix = source if isinstance(source, str) else "the model or value function"
             raise ValueError(
-                f"`value_function` returned NaN or inf for {int(bad.sum())} of "
+                f"{who} returned NaN or inf for {int(bad.sum())} of "
                 f"{masks.shape[0]} masks (e.g. the mask keeping features {example}); "
-                "fix the model or value function so every mask has a finite value (or, with "
+                f"fix {fix} so every mask has a finite value (or, with "
                 "method='proxyspex', pass nonfinite='drop' to leave such masks out)."
             )

@@ -17,10 +17,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from captum.attr import LayerAttribution
 from torch import Tensor, nn
 
+from torchspex.attr._forward import check_model_device
 from torchspex.attr._inputs import format_additional_forward_args
+from torchspex.attr.result import attribution_dtype, captum_method, refuse_captum_caller
 from torchspex.cache import fingerprint
+from torchspex.fourier import canonical_index
 from torchspex.interactions import Interactions
 from torchspex.llm._common import (
     check_options,
@@ -28,7 +32,13 @@ from torchspex.llm._common import (
     select_target,
 )
 
-__all__ = ["LayerSpectralInteraction", "LayerSweep", "sweep_layers", "transformer_blocks"]
+__all__ = [
+    "LayerFirstOrderAttribution",
+    "LayerSpectralInteraction",
+    "LayerSweep",
+    "sweep_layers",
+    "transformer_blocks",
+]
 
 
 # ---------------------------------------------------------------------- hook plumbing
@@ -222,7 +232,7 @@ class LayerSpectralInteraction:
         method: str = "spex",
         n_samples: int | None = None,
         max_order: int | None = None,
-        index: str = "FBII",
+        index: str = "k-SII",
         perturbations_per_eval: int = 1,
         generator: torch.Generator | int | None = None,
         show_progress: bool = False,
@@ -249,7 +259,8 @@ class LayerSpectralInteraction:
             method: ``"spex"``, ``"proxyspex"`` or ``"exhaustive"``.
             n_samples: the most masks to evaluate.
             max_order: order cap of the interactions.
-            index: interaction index of the result.
+            index: interaction index of the result (default ``"k-SII"``, of the Shapley family:
+                its design serves ``first_order("SV")``); see :func:`torchspex.explain`.
             perturbations_per_eval: masks per forward call (each is ``B`` rows).
             generator: ``torch.Generator`` or int seed (``None``: seed 0).
             show_progress: show a progress bar over evaluated masks.
@@ -278,8 +289,12 @@ class LayerSpectralInteraction:
             :class:`~torchspex.Interactions` whose outputs are ``(B, *target output)``;
             ``result.select(b)`` gives example ``b``. Feature ids are the ``layer_mask`` ids.
         """
+        refuse_captum_caller("LayerSpectralInteraction", "Interactions", _RIGHT_FORM)
         inputs_t, args, batch = _layer_inputs(inputs, additional_forward_args)
         check_options(method, index, n_samples, perturbations_per_eval, process_group)
+        first = next((x for x in inputs_t if isinstance(x, Tensor)), None)
+        if first is not None:  # before the forward pass that reads the layer's activation
+            check_model_device(self.forward_func, first.device)
         values = _LayerValues(
             self, inputs_t, args, target, batch, layer_mask, layer_baselines,
             bool(attribute_to_layer_input),
@@ -299,6 +314,139 @@ class LayerSpectralInteraction:
             show_progress=show_progress, desc="Layer Spectral Interaction attribution",
             cache=cache, cache_key=key, process_group=process_group, **decoder_options,
         )  # fmt: skip
+
+    def as_captum(self, index: str = "SV") -> LayerFirstOrderAttribution:
+        """This explainer as a Captum layer attribution method returning Captum's tensors.
+
+        The form for Captum's wrappers such as ``NoiseTunnel``: ``as_captum().attribute(inputs,
+        ...)`` takes :meth:`attribute`'s arguments and returns
+        ``attribute(...).first_order(index)`` shaped like the layer's activation, every element
+        holding its group's value, as Captum's ``LayerFeatureAblation`` does. Captum's metrics
+        (``infidelity``, ``sensitivity_max``) need input-shaped attributions, so as with
+        Captum's own layer methods they do not apply.
+
+        Args:
+            index: the first-order values to return (``"SV"``: Shapley values); also the
+                ``index`` of the underlying :meth:`attribute` calls.
+
+        Returns:
+            :class:`LayerFirstOrderAttribution`, a ``captum.attr.LayerAttribution``.
+
+        Raises:
+            ValueError: for an unknown index.
+
+        Example:
+            >>> from captum.attr import NoiseTunnel
+            >>> model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(),
+            ...                             torch.nn.Linear(4, 1), torch.nn.Flatten(0))
+            >>> shapley = LayerSpectralInteraction(model, model[1]).as_captum()
+            >>> x = torch.randn(2, 3)
+            >>> shapley.attribute(x, method="exhaustive").shape   # the activation's shape
+            torch.Size([2, 4])
+            >>> NoiseTunnel(shapley).attribute(x, nt_samples=3, method="exhaustive").shape
+            torch.Size([2, 4])
+        """
+        return LayerFirstOrderAttribution(self, index)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("has_convergence_delta", "multiplies_by_inputs", "attribute_future"):
+            raise AttributeError(
+                f"LayerSpectralInteraction has no `{name}`: it is not a Captum attribution "
+                f"method (its `attribute` returns interactions). {_RIGHT_FORM}"
+            )
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+
+_RIGHT_FORM = (
+    "Captum's wrappers take `explainer.as_captum()` (first-order Shapley values shaped like the "
+    "layer's activation, as Captum's layer methods), e.g. `NoiseTunnel(explainer.as_captum())`. "
+    "Captum's metrics take no layer attributions (Captum's LayerFeatureAblation fails there too)."
+)
+
+
+class LayerFirstOrderAttribution(LayerAttribution):
+    """A :class:`LayerSpectralInteraction` as a Captum layer attribution method.
+
+    Made by :meth:`LayerSpectralInteraction.as_captum`; its ``attribute`` returns first-order
+    values shaped like the layer's activation (as Captum's ``LayerFeatureAblation``), for
+    Captum's wrappers such as ``captum.attr.NoiseTunnel``.
+
+    Args:
+        explainer: the explainer whose :meth:`~LayerSpectralInteraction.attribute` runs.
+        index: the first-order values returned (``"SV"``: Shapley values).
+    """
+
+    def __init__(self, explainer: LayerSpectralInteraction, index: str = "SV") -> None:
+        if not isinstance(explainer, LayerSpectralInteraction):
+            raise TypeError(
+                "`explainer` must be a LayerSpectralInteraction; got "
+                f"{type(explainer).__name__}."
+            )
+        super().__init__(explainer.forward_func, explainer.layer)
+        self.explainer = explainer
+        self.index = canonical_index(index)
+
+    def attribute_future(self, *args: Any, **kwargs: Any) -> Any:
+        """Not supported (as in Captum's layer methods)."""
+        raise NotImplementedError(
+            "attribute_future is not implemented for LayerSpectralInteraction."
+        )
+
+    @captum_method
+    def attribute(
+        self,
+        inputs: Tensor | tuple[Any, ...],
+        layer_baselines: float | Tensor | None = None,
+        target: Any = None,
+        additional_forward_args: Any = None,
+        layer_mask: Tensor | None = None,
+        attribute_to_layer_input: bool = False,
+        **kwargs: Any,
+    ) -> Tensor:
+        """First-order values of :meth:`LayerSpectralInteraction.attribute`, Captum's layout.
+
+        Args:
+            inputs, layer_baselines, target, additional_forward_args, layer_mask,
+                attribute_to_layer_input: as in :meth:`LayerSpectralInteraction.attribute`.
+            **kwargs: its keyword settings (``method``, ``n_samples``, ``generator``, ...);
+                not ``index``, set by ``as_captum``.
+
+        Returns:
+            ``[B, *o, *activation.shape[1:]]`` in the activation's dtype and device: every
+            element holds its group's value, 0 for elements outside every group. Reading the
+            activation's shape takes one forward pass of the inputs besides the explanation's.
+
+        Raises:
+            TypeError: for ``index`` (choose it with ``as_captum(index=...)``) or
+                ``return_convergence_delta`` (no delta, as Captum's ``LayerFeatureAblation``);
+                otherwise as :meth:`LayerSpectralInteraction.attribute`.
+        """
+        if "index" in kwargs:
+            raise TypeError(
+                "`index` is set by `as_captum(index=...)`; this attribution method returns "
+                f"{self.index!r} values. Use `explainer.as_captum({kwargs['index']!r})`."
+            )
+        if kwargs.pop("return_convergence_delta", False):
+            raise TypeError(
+                "LayerSpectralInteraction has no convergence delta (as Captum's "
+                "LayerFeatureAblation); drop `return_convergence_delta`."
+            )
+        explainer = self.explainer
+        result = explainer.attribute(
+            inputs, layer_baselines, target, additional_forward_args, layer_mask,
+            attribute_to_layer_input, index=self.index, **kwargs,
+        )  # fmt: skip
+        inputs_t, args, _ = _layer_inputs(inputs, additional_forward_args)
+        act = explainer._activation(inputs_t, args, bool(attribute_to_layer_input))
+        groups = explainer._groups(layer_mask, act)[0]  # dense ids, -1 outside every group
+        dense = result.first_order(self.index)  # float64 [B, *o, n]
+        n_groups, batch = dense.shape[-1], act.shape[0]
+        flat = dense.reshape(batch, -1, n_groups)
+        flat = torch.cat([flat, flat.new_zeros(*flat.shape[:2], 1)], dim=2)
+        pos = torch.where(groups < 0, n_groups, groups).expand(act.shape).reshape(batch, 1, -1)
+        pos = pos.cpu().expand(-1, flat.shape[1], -1)
+        out = torch.gather(flat, 2, pos).reshape(*dense.shape[:-1], *act.shape[1:])
+        return out.to(act.device, attribution_dtype(str(act.dtype).removeprefix("torch.")))
 
 
 def _layer_inputs(inputs: Any, additional_forward_args: Any) -> tuple[tuple, tuple, int]:

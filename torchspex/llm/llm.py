@@ -324,7 +324,7 @@ class LLMSpectralInteraction:
         method: str = "spex",
         n_samples: int | None = None,
         max_order: int | None = None,
-        index: str = "FBII",
+        index: str = "k-SII",
         perturbations_per_eval: int = 16,
         generator: torch.Generator | int | None = None,
         show_progress: bool = False,
@@ -348,7 +348,8 @@ class LLMSpectralInteraction:
             method: ``"spex"``, ``"proxyspex"`` or ``"exhaustive"``.
             n_samples: the most masks (model evaluations) to spend.
             max_order: order cap of the interactions.
-            index: interaction index of the result.
+            index: interaction index of the result (default ``"k-SII"``, of the Shapley family:
+                its design serves ``first_order("SV")``); see :func:`torchspex.explain`.
             perturbations_per_eval: masked prompts per padded forward pass.
             generator: ``torch.Generator`` or int seed (``None``: seed 0).
             show_progress: show a progress bar over evaluated masks.
@@ -440,7 +441,7 @@ class LLMSpectralInteraction:
         method: str = "spex",
         n_samples: int | None = None,
         max_order: int | None = None,
-        index: str = "FBII",
+        index: str = "k-SII",
         perturbations_per_eval: int = 16,
         generator: torch.Generator | int | None = None,
         show_progress: bool = False,
