@@ -90,29 +90,42 @@ def demo_figure(result: Interactions, k: int = TOP_K) -> tuple[Any, Any]:
     """The demo's picture: the ``k`` strongest terms as bars, with what they explain.
 
     The title counts what the bars are (single measurements, pairs), the subtitle states the
-    explained quantity ``f(x)`` and the baseline ``f`` with every measurement removed.
+    explained quantity ``f(x)`` (with its probability, which shows when the model is
+    saturated) and the baseline ``f`` with every measurement removed. Each bar is labelled
+    with its value, and the caption under the axes says what the bars leave out: their sum,
+    ``f(x) - baseline``, and the rest, in the terms not drawn.
 
     Returns:
-        ``(fig, ax)`` of :func:`torchspex.viz.plot_top_k`.
+        ``(fig, ax)`` of :func:`torchspex.viz.plot_top_k`; the caption is ``ax.texts[-1]``.
     """
+    import math
+
     from torchspex.viz import plot_top_k
+    from torchspex.viz.plots import top_k_caption
 
     fig, ax = plot_top_k(result, k=k)
-    orders = [len(ids) for ids, _ in result.top_k(k)]
+    top = result.top_k(k)
+    orders = [len(ids) for ids, _ in top]
     kinds = {1: "single measurement", 2: "pair", 3: "triple"}
     parts = []
     for order in sorted(set(orders)):
         count = orders.count(order)
         name = kinds.get(order, f"order-{order} term")
         parts.append(f"{count} {name}{'s' if count != 1 else ''}")
+    full = float(result.full_value)
+    chance = 1.0 / (1.0 + math.exp(-min(max(full, -700.0), 700.0)))
+    odds = (f"P > {1 - 1e-3:.3f}" if chance > 1 - 1e-3
+            else f"P < {1e-3:.3f}" if chance < 1e-3 else f"P = {chance:.3f}")
     ax.set_title(
         f"Top {len(orders)} {result.index} terms for one breast-cancer prediction "
         f"({', '.join(parts)})\n"
-        f"f(x) = {TARGET} = {result.full_value:+.2f}; baseline (all measurements at their "
-        f"{REMOVED}) = {result.baseline_value:+.2f}",
+        f"f(x) = {TARGET} = {full:+.2f} ({odds})\n"
+        f"baseline (all measurements at their {REMOVED}) = {result.baseline_value:+.2f}",
         fontsize=9,
     )
     ax.set_xlabel(f"{result.index} contribution to the {TARGET}")
+    ax.texts[-1].set_text(top_k_caption(result, top, kept="f(x)", removed="baseline",
+                                        names=["single measurement", "pair", "triple"]))
     fig.set_size_inches(max(fig.get_figwidth(), 8.0), fig.get_figheight() + 0.3)
     fig.tight_layout()
     return fig, ax

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 import shutil
 import subprocess
@@ -14,6 +15,7 @@ import torch
 
 from torchspex import Interactions, SparseSpectrum
 from torchspex.viz import HTMLView, summary_html, text_html, to_html
+from torchspex.viz._common import disambiguate
 from torchspex.viz.html import _colour
 
 WORDS = ["Our", "hotel", "wasn't", "cheap", "but", "the", "view", "of", "the", "beach"]
@@ -30,7 +32,9 @@ def text_result() -> Interactions:
 
 
 def svg_of(fragment: str) -> ET.Element:
-    return ET.fromstring(re.search(r"<svg.*</svg>", fragment, re.S).group(0))
+    """The words of a text view (one ``<svg>`` per run of words) under one element."""
+    words = re.search(r'<div class="words"[^>]*>(.*?)</div>', fragment, re.S).group(1)
+    return ET.fromstring(f"<runs>{words}</runs>")
 
 
 def test_notebook_table_has_names_index_baseline_calls_and_delta():
@@ -65,30 +69,97 @@ def test_table_escapes_names_and_takes_tensor_outputs():
 def test_text_view_words_arcs_and_hover_values():
     res = text_result()
     fragment = text_html(res, n_pairs=2, line_width=30)
-    svg = svg_of(fragment)
-    groups = svg.findall(f"{SVG}g")
+    runs = svg_of(fragment)
+    groups = runs.findall(f".//{SVG}g")
     assert [g.find(f"{SVG}text").text for g in groups] == WORDS
+    assert [int(g.get("data-i")) for g in groups] == list(range(len(WORDS)))
     first = [res[(i,)] for i in range(len(WORDS))]  # order-1 values of the same view
     hovers = [g.find(f"{SVG}title").text for g in groups]
     assert hovers[3] == f"cheap: {first[3]:+.4g} (FSII)" and hovers[5].startswith("the [5]:")
     fills = [g.find(f"{SVG}rect").get("fill") for g in groups]
     assert fills[3] == _colour(first[3], max(abs(v) for v in first)) and fills[3] != fills[4]
-    arcs = svg.findall(f"{SVG}path")
-    assert len(arcs) == 2
-    top = res.top_k(2, order=2)
-    assert arcs[0].find(f"{SVG}title").text.startswith(
-        f"{WORDS[top[0][0][0]]} \u00d7 {WORDS[top[0][0][1]]}: {float(top[0][1]):+.4g}")
-    # no two word boxes overlap, all inside the picture; several lines at 30 characters
-    width, height = float(svg.get("width")), float(svg.get("height"))
-    boxes = [[float(r.get(k)) for k in ("x", "y", "width", "height")]
-             for r in (g.find(f"{SVG}rect") for g in groups)]
-    for i, (x, y, w, h) in enumerate(boxes):
-        assert x >= 0 and x + w <= width and y >= 0 and y + h <= height
-        for x2, y2, w2, h2 in boxes[i + 1:]:
-            assert x + w <= x2 or x2 + w2 <= x or y + h <= y2 or y2 + h2 <= y
-    assert len({b[1] for b in boxes}) > 1
+    top = dict(res.top_k(2, order=2))
+    assert set(top) == {(3, 6), (0, 9)}
+    (arc,) = runs.findall(f".//{SVG}path")  # "Our ... beach" is longer than 30 characters
+    assert arc.get("data-pair") == "3 6" and arc.find(f"{SVG}title").text == (
+        f"cheap \u00d7 view: {float(top[(3, 6)]):+.4g} (FSII pair)")
+    rank = list(top).index((0, 9)) + 1  # ... so its rank is written under both words
+    tags = {int(g.get("data-i")): g.find(f"{SVG}text[@class='tag']").text for g in groups
+            if g.find(f"{SVG}text[@class='tag']") is not None}
+    assert tags == {0: str(rank), 9: str(rank)}
+    # each run of words is one svg; no two word boxes of a run overlap, all inside it
+    for svg in runs:
+        width, height = float(svg.get("width")), float(svg.get("height"))
+        boxes = [[float(r.get(k)) for k in ("x", "y", "width", "height")]
+                 for r in svg.iter(f"{SVG}rect")]
+        for i, (x, y, w, h) in enumerate(boxes):
+            assert x >= 0 and x + w <= width and y >= 0 and y + h <= height
+            for x2, _, w2, _ in boxes[i + 1:]:  # one line: side by side
+                assert x + w <= x2 or x2 + w2 <= x
+    assert 'style="max-width:272px"' in fragment  # 30 characters of 9 px, at most
     with pytest.raises(ValueError, match="`words` must have 10"):
         text_html(res, words=["a"])
+    with pytest.raises(ValueError, match="`line_width` must be a positive int or None"):
+        text_html(res, line_width=0)
+
+
+def _arc_points(path: ET.Element) -> np.ndarray:
+    return np.array([float(v) for v in re.findall(r"-?\d+\.?\d*", path.get("d"))]).reshape(4, 2)
+
+
+def long_result(n_words: int = 70) -> Interactions:
+    """A 70-word text with eight pairs: four of near words, four of words far apart."""
+    words = ("We booked a table for eight at the new bistro on Main Street and the waiter "
+             "was friendly but slow " * 4).split()[:n_words]
+    near = [(3, 14), (20, 22), (40, 41), (60, 66)]
+    far = [(1, 69), (5, 50), (14, 33), (30, 64)]
+    sets = [(i,) for i in range(n_words)] + near + far
+    g = torch.Generator().manual_seed(0)
+    values = torch.cat([0.3 * torch.randn(n_words, generator=g, dtype=torch.float64),
+                        torch.tensor([2.0, -1.8, 1.6, -1.4, 1.9, -1.7, 1.5, -1.3],
+                                     dtype=torch.float64)])
+    spec = SparseSpectrum.from_sets(sets, values, n_words)
+    return Interactions(spec, index="Moebius", max_order=2, feature_names=words)
+
+
+def test_text_view_of_70_words_draws_arcs_in_a_run_and_lists_far_pairs():
+    res = long_result()
+    fragment = text_html(res, n_pairs=8)
+    runs = svg_of(fragment)
+    top = res.top_k(8, order=2)
+    near = {(3, 14), (20, 22), (40, 41), (60, 66)}
+    for svg in runs:  # an arc joins two words of its own svg (run), from box top to box top
+        rects = {int(g.get("data-i")): [float(g.find(f"{SVG}rect").get(k)) for k in (
+            "x", "y", "width")] for g in svg.iter(f"{SVG}g")}
+        for path in svg.iter(f"{SVG}path"):
+            i, j = map(int, path.get("data-pair").split())
+            assert (i, j) in near and i in rects and j in rects
+            points = _arc_points(path)
+            for end, word in ((points[0], i), (points[3], j)):
+                x, y, w = rects[word]
+                assert end[0] == pytest.approx(x + w / 2, abs=0.1) and end[1] == pytest.approx(
+                    y, abs=0.1)
+            assert (points[:, 1] <= min(rects[i][1], rects[j][1]) + 0.1).all()  # above it
+    drawn = {tuple(map(int, p.get("data-pair").split())) for p in runs.iter(f"{SVG}path")}
+    assert drawn == near
+    # the far pairs: their rank under both words, and a row "far apart" in the list
+    tags = {int(g.get("data-i")): g.find(f"{SVG}text[@class='tag']").text
+            for g in runs.iter(f"{SVG}g") if g.find(f"{SVG}text[@class='tag']") is not None}
+    expected: dict[int, list[str]] = {}
+    for rank, (ids, _) in enumerate(top, start=1):
+        if tuple(ids) not in near:
+            for i in ids:
+                expected.setdefault(i, []).append(str(rank))
+    assert tags == {i: ",".join(r) for i, r in expected.items()} and len(tags) == 8
+    rows = re.findall(r"<tr(?: class=\"far\")?><td>(\d+)</td><td>([^<]*)</td><td class=\"v\">"
+                      r"([^<]*)</td><td>([^<]*)</td>", fragment)
+    assert len(rows) == 8
+    named = disambiguate(res.feature_names)  # a repeated word carries its position
+    for (rank, label, value, how), (ids, v) in zip(rows, top):
+        assert label == " \u00d7 ".join(named[i] for i in ids)
+        assert value == f"{float(v):+.4g}"
+        assert how == ("arc" if tuple(ids) in near else f"far apart: {rank} under both words")
+    assert "The 4 pairs whose words are too far apart for an arc are numbered" in fragment
 
 
 def test_page_is_self_contained(tmp_path: Path):
@@ -136,7 +207,7 @@ def test_saved_page_renders_in_chromium(tmp_path: Path):
     text = re.sub(r"<[^>]+>", " ", dom.stdout)
     for expected in ("calls used", "FSII value", "cheap", "beach", "cheap \u00d7 view"):
         assert expected in text, expected
-    assert "<svg" in dom.stdout and dom.stdout.count("<g class=\"w\">") == len(WORDS)
+    assert "<svg" in dom.stdout and dom.stdout.count("<g class=\"w\" data-i=") == len(WORDS)
     shot = tmp_path / "shot.png"
     done = _browse(tmp_path, f"--screenshot={shot}", "--window-size=900,700", page.as_uri())
     assert done.returncode == 0 and shot.exists(), done.stderr[-2000:]
@@ -148,6 +219,55 @@ def test_saved_page_renders_in_chromium(tmp_path: Path):
     face = _colour(float(first[3]), float(np.abs(first).max()))
     rgb = np.array([int(face[i:i + 2], 16) / 255.0 for i in (1, 3, 5)])
     assert (np.abs(pixels - rgb).max(axis=-1) < 0.03).sum() > 200
+
+
+#: Measures, in the browser, the boxes of the words and arcs of each text view on the page and
+#: writes them into the page as JSON (the views themselves hold no script).
+_MEASURE = """<script>
+const box = e => { const r = e.getBoundingClientRect();
+  return [r.left, r.top, r.right, r.bottom]; };
+const views = [...document.querySelectorAll('.words')].map(v => ({
+  width: v.getBoundingClientRect().width,
+  words: [...v.querySelectorAll('g.w')].map(g => [+g.dataset.i, ...box(g.querySelector('rect'))]),
+  arcs: [...v.querySelectorAll('path.arc')].map(p => [p.dataset.pair, ...box(p)])}));
+const out = document.createElement('pre'); out.id = 'geometry';
+out.textContent = JSON.stringify(views); document.body.appendChild(out);
+</script>"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_chromium() is None, reason="needs Chromium (Debian package `chromium`)")
+def test_in_chromium_words_fill_the_page_and_no_arc_crosses_a_line_of_words(tmp_path: Path):
+    import json
+
+    res = long_result()
+    fragment = text_html(res, n_pairs=8)
+    page = tmp_path / "measure.html"  # the same view in the page's width and in a 600 px box
+    page.write_text(f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"></head>"
+                    f"<body style=\"margin:16px\">{fragment}<div style=\"width:600px\">"
+                    f"{fragment}</div>{_MEASURE}</body></html>", encoding="utf-8")
+    dom = _browse(tmp_path, "--dump-dom", "--window-size=1200,900", page.as_uri())
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    found = re.search(r'<pre id="geometry">(.*?)</pre>', dom.stdout, re.S)
+    views = json.loads(html.unescape(found.group(1)))
+    assert [round(v["width"]) for v in views] == [1200 - 32, 600]
+    for view in views:
+        words = {i: (x0, y0, x1, y1) for i, x0, y0, x1, y1 in view["words"]}
+        assert sorted(words) == list(range(70))
+        right = max(x1 for _, _, x1, _ in words.values()) - min(
+            x0 for x0, _, _, _ in words.values())
+        assert right > 0.85 * view["width"]  # the words use the width they are given
+        assert right <= view["width"] + 0.5
+        tops = sorted({round(y0) for _, y0, _, _ in words.values()})
+        assert len(tops) >= (4 if view["width"] > 1000 else 7)  # wrapped into lines
+        assert len(view["arcs"]) == 4
+        for pair, ax0, ay0, ax1, ay1 in view["arcs"]:
+            i, j = map(int, pair.split())
+            assert words[i][1] == pytest.approx(words[j][1], abs=0.5)  # one line ...
+            assert ay1 == pytest.approx(words[i][1], abs=1.0)  # ... the arc ends on its boxes
+            for x0, y0, x1, y1 in words.values():  # and runs through no word's box
+                assert ax1 <= x0 + 0.5 or ax0 >= x1 - 0.5 or ay1 <= y0 + 1.0 or ay0 >= y1, (
+                    pair, (x0, y0, x1, y1))
 
 
 def batch_result(batch_size: int):

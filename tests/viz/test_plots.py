@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 
 import numpy as np
 import pytest
@@ -151,3 +152,88 @@ def test_thirty_long_names_stay_on_the_page(kind):
         fig, _ = res.plot(kind)
     render(fig)
     texts_inside(fig)
+
+
+def _numbers(text: str) -> list[float]:
+    """The signed numbers of a caption, in order (matplotlib's minus sign read as '-')."""
+    return [float(v.replace(",", "")) for v in re.findall(
+        r"[+-]\d[\d,]*\.?\d*(?:e[+-]\d+)?", text.replace("\u2212", "-"))]
+
+
+def efficient_result(scale: float = 1.0) -> Interactions:
+    """FSII of 10 features with every pair present: its terms add up to f(N) - f(empty)."""
+    g = torch.Generator().manual_seed(3)
+    sets = [(), *[(i,) for i in range(10)], *itertools.combinations(range(10), 2)]
+    coef = scale * torch.randn(len(sets), generator=g, dtype=torch.float64)
+    spec = SparseSpectrum.from_sets(sets, coef, 10)
+    return Interactions(spec, index="FSII", max_order=2, feature_names=[f"m{i}" for i in range(10)])
+
+
+def test_top_k_caption_says_what_the_bars_leave_out():
+    res = efficient_result()
+    fig, ax = plot_top_k(res, k=10)
+    render(fig)
+    texts_inside(fig)
+    top = res.top_k(10)
+    values = [float(v) for _, v in top]
+    caption = ax.texts[-1].get_text().replace("\n", " ")  # wrapped to the figure's width
+    drawn, gap, rest = _numbers(caption)[:3]
+    full_gap = res.full_value - res.baseline_value
+    assert drawn == pytest.approx(sum(values), abs=0.01, rel=5e-3)
+    assert gap == pytest.approx(full_gap, abs=0.01, rel=5e-3)
+    assert rest == pytest.approx(full_gap - sum(values), abs=0.01, rel=5e-3)
+    all_terms = res.values.coefficients[res.values.orders > 0].sum().item()
+    assert all_terms == pytest.approx(full_gap)  # FSII adds up: the rest is in what is not drawn
+    not_drawn = len(res) - 1 - 10  # the non-empty terms not drawn
+    orders = [len(ids) for ids, _ in top]
+    assert f"is in the {not_drawn} terms not drawn (" in caption
+    assert f"{10 - orders.count(1)} singles" in caption or orders.count(1) == 0
+    assert f"{45 - orders.count(2)} pairs" in caption
+    # each bar is labelled with its value
+    labels = [t.get_text() for t in ax.texts[:-1]]
+    assert _numbers(" ".join(labels)) == pytest.approx(values, rel=6e-3)
+
+
+def test_top_k_caption_of_an_index_that_does_not_add_up():
+    res = efficient_result().to_index("SII", 2)
+    _, ax = plot_top_k(res, k=5)
+    caption = ax.texts[-1].get_text().replace("\n", " ")  # wrapped to the figure's width
+    total = res.values.coefficients[res.values.orders > 0].sum().item()
+    assert "SII up to order 2 does not add up to f(all kept) \u2212 f(all removed)" in caption
+    assert _numbers(caption.split("sum to ")[1])[0] == pytest.approx(total, abs=0.01, rel=5e-3)
+    every = plot_top_k(result(), k=10)[1].texts[-1].get_text().replace("\n", " ")
+    assert "every non-zero term is drawn" in every
+
+
+def test_top_k_stays_readable_when_values_are_large():
+    res = efficient_result(scale=400.0)  # a saturated model: values in the hundreds
+    fig, ax = plot_top_k(res, k=10)
+    render(fig)
+    texts_inside(fig)  # labels and caption on the page
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    inside = ax.get_window_extent(renderer)
+    for label in ax.texts[:-1]:  # every value label inside the axes, none overlapping
+        box = label.get_window_extent(renderer)
+        assert inside.x0 <= box.x0 and box.x1 <= inside.x1, label.get_text()
+    assert all("e+" not in t.get_text() for t in ax.texts)
+
+
+def test_heatmap_of_30_says_top_20_and_scales_to_the_pairs_shown():
+    res = tabular_result()
+    fig, ax = plot_heatmap(res)
+    render(fig)
+    title = ax.get_title()
+    assert "top 20 of 30 features by |single value| + \u03a3 |pair values|" in title
+    grid = np.ma.getdata(ax.images[0].get_array())
+    assert grid.shape == (20, 20) and np.isnan(np.diagonal(grid)).all()
+    off = grid[~np.eye(20, dtype=bool)]
+    assert ax.images[0].norm.vmax == pytest.approx(np.abs(off).max())  # pairs set the scale
+    assert ax.images[0].norm.vmin == pytest.approx(-np.abs(off).max())
+    pairs = res.top_k(100, order=2)
+    shown = {t.get_text() for t in ax.get_xticklabels()}
+    left_out = sum(1 for ids, _ in pairs if not {LONG_NAMES[i] for i in ids} <= shown)
+    assert left_out > 0 and f"; {left_out} of {len(pairs)} non-zero pairs involve features " \
+        "not shown" in title
+    assert "\n" not in plot_heatmap(result())[1].get_title()  # all 5 shown: nothing to say
+    assert "2 of 5 features, as chosen" in plot_heatmap(result(), features=[4, 2])[1].get_title()

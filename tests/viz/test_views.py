@@ -89,7 +89,26 @@ def test_text_view_long_sentences_neither_overlap_nor_hit_the_title(line_width, 
     fig, ax = plot_text(res, line_width=line_width, n_pairs=6, ax=ax)
     words, arcs, title, page = boxes(fig, ax)
     assert [t.get_text() for t in ax.texts] == res.feature_names  # every word, whole
-    assert len(arcs) == min(6, len(res.top_k(10, order=2)))
+    # a pair is an arc exactly when its words share a line; the others get their rank under
+    # both words and a line in the note
+    line = [round(t.get_position()[1], 6) for t in ax.texts]
+    top = res.top_k(6, order=2)
+    same = [ids for ids, _ in top if line[ids[0]] == line[ids[1]]]
+    assert len(arcs) == len(same) >= 1
+    tags = {}
+    for rank, (ids, _) in enumerate(top, start=1):
+        if line[ids[0]] != line[ids[1]]:
+            for i in ids:
+                tags.setdefault(i, []).append(str(rank))
+    drawn_tags = {(round(a.xy[0], 6), a.offsetbox.get_text()) for a in ax.artists[:-1]}
+    assert drawn_tags == {(round(ax.texts[i].get_position()[0], 6), ",".join(r))
+                          for i, r in tags.items()}
+    if tags:
+        assert ax.artists[-1].offsetbox.get_text().startswith(
+            "not arcs (words on different lines")
+    for arc in arcs:  # an arc runs through no word box (it ends on the tops of its two)
+        for w in words:
+            assert arc.x1 <= w.x0 or arc.x0 >= w.x1 or arc.y0 >= w.y1 - 2.5 or arc.y1 <= w.y0
     for i, a in enumerate(words):  # no two word boxes overlap, none is cut by the page
         assert a.x0 >= page.x0 and a.x1 <= page.x1 and a.y0 >= page.y0 and a.y1 <= page.y1
         for b in words[i + 1:]:
@@ -101,6 +120,30 @@ def test_text_view_long_sentences_neither_overlap_nor_hit_the_title(line_width, 
     assert len(lines) >= {8: 1, 12: 2}.get(n_words, 6 if line_width <= 60 else 2)  # wrapped
     texts_inside(fig)
     render(fig)
+
+
+def test_layout_keeps_pairs_on_one_line_while_the_lines_stay_full():
+    from torchspex.viz._layout import MIN_FILL, keep_together, layout_text
+
+    words = ("We booked a table for eight at the new bistro on Main Street and the waiter "
+             "was friendly but slow " * 4).split()[:70]
+    pairs = np.array([[9, 14], [3, 14], [1, 69], [40, 41], [20, 22]])
+    lay = layout_text(words, pairs, 60)
+    assert lay.drawn.tolist() == [True, False, False, True, True]  # [3, 14] would leave a
+    for (a, b), drawn in zip(pairs.tolist(), lay.drawn.tolist()):  # short first line
+        assert (lay.line_of[a] == lay.line_of[b]) == drawn
+    assert len(lay.arcs) == 3 and lay.tags == [(1, "3"), (3, "2"), (14, "2"), (69, "3")]
+    chars = np.bincount(lay.line_of, [len(w) + 1 for w in words]) - 1
+    assert (chars <= 60).all() and (chars[:-1] >= MIN_FILL * 60).all()
+    for (a, b), arc in zip(pairs[lay.drawn].tolist(), lay.arcs):  # box top to box top, above
+        top = lay.centres[a, 1] + 1.5
+        assert arc[0] == pytest.approx([lay.centres[a, 0], top])
+        assert arc[3] == pytest.approx([lay.centres[b, 0], top])
+        assert (arc[:, 1] >= top).all()
+    runs, drawn = keep_together(words, pairs, 60)  # no line width: only the runs are capped
+    assert drawn.tolist() == [True, True, False, True, True]
+    assert (3, 14) in runs and (40, 41) in runs and (20, 22) in runs
+    assert [i for lo, hi in runs for i in range(lo, hi + 1)] == list(range(70))
 
 
 def test_text_view_rejects_a_bad_line_width():

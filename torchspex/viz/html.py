@@ -26,7 +26,7 @@ from torchspex.viz._common import (
     symmetric_limit,
     view,
 )
-from torchspex.viz._layout import CHAR_EM, HALF_HEIGHT, TextLayout, text_view
+from torchspex.viz._layout import CHAR_EM, HALF_HEIGHT, TextLayout, layout_text, text_view
 
 if TYPE_CHECKING:
     from torchspex.interactions import Interactions
@@ -54,6 +54,11 @@ text-align:left}
 .tsx svg .arc{stroke-opacity:.75;fill:none;stroke-linecap:round}
 .tsx svg .arc:hover{stroke-opacity:1}
 .tsx h2{font-size:15px;margin:14px 0 4px 0}
+.tsx .words{display:flex;flex-wrap:wrap;align-items:flex-end;column-gap:5px;row-gap:6px;
+margin:8px 0 6px 0}
+.tsx .words svg{display:block;max-width:100%;height:auto}
+.tsx svg.legend{display:block;margin:2px 0 6px 0}
+.tsx table.pairs tr.far td{color:#444}
 .tsx .note{color:#555;font-size:12px}
 """
 
@@ -176,53 +181,77 @@ def text_html(
     index: str | None = None,
     max_order: int | None = None,
     n_pairs: int = 5,
-    line_width: int = 60,
+    line_width: int | None = None,
 ) -> str:
     """Words coloured by their first-order value and the strongest pairs as arcs, inline SVG.
 
-    The same picture as :func:`torchspex.viz.plot_text` (the same layout: words wrap after
-    ``line_width`` characters, never overlap, arcs keep inside the picture), for a browser:
-    hovering a word shows its value, hovering an arc the pair's value. Below the picture, the
-    drawn pairs are listed with their values.
+    The words flow like text: they wrap at the width of the page (or notebook cell), with no
+    script. An arc only ever joins two words of one line and runs above that line: the words
+    of a pair (with those between them, and with pairs that overlap it) form one unbreakable
+    run while the run is at most :data:`RUN_CHARS` characters (``line_width`` when given), and
+    each run is its own small SVG, tall enough for its arcs. A pair whose words are farther
+    apart is not drawn as an arc, since its words may land on different lines: its rank is
+    written under both words and the pair is marked "far apart" in the list of pairs below.
+    Hovering a word shows its value, hovering an arc the pair's value.
 
     Args:
         result: a result with one feature per word, scalar values.
         words: the words to show (default: the feature names).
         index: interaction index (default: the result's).
         max_order: order cap of the view (default: the result's).
-        n_pairs: how many pair arcs to draw.
-        line_width: characters per line before wrapping.
+        n_pairs: how many of the strongest pairs to show (as arcs or ranks).
+        line_width: characters per line at most (default: as wide as the page).
 
     Returns:
-        An HTML fragment (``<div>`` with an ``<svg>``).
+        An HTML fragment (``<div>`` with one ``<svg>`` per run of words, a legend and the
+        list of pairs).
     """
-    text = text_view(result, words, index, max_order, n_pairs, line_width)
+    if line_width is not None and (isinstance(line_width, bool) or not isinstance(
+            line_width, int) or line_width < 1):
+        raise ValueError(f"`line_width` must be a positive int or None; got {line_width!r}.")
+    run_chars = RUN_CHARS if line_width is None else line_width
+    text = text_view(result, words, index, max_order, n_pairs, run_chars, page=True)
     shown, lay, pairs, values = text.shown, text.layout, text.pairs, text.values
     named = disambiguate(text.words)  # for the hover texts and the pair list
-    canvas = _Canvas(unit=_FONT_PX * CHAR_EM, top=lay.top)
-    width = lay.width * canvas.unit + 2 * canvas.pad
-    height = lay.height * canvas.unit + 2 * canvas.pad + _LEGEND_H
-    parts = _arcs_svg(canvas, lay, pairs, values, named, shown.index)
-    parts += _words_svg(canvas, lay, text.words, named, text.first, shown.index)
-    parts.append(_legend_svg(canvas, symmetric_limit(text.first), width, height))
-    svg = (
-        f"<svg xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" width=\"{width:.0f}\" "
-        f"height=\"{height:.0f}\" viewBox=\"0 0 {width:.1f} {height:.1f}\" "
-        f"style=\"max-width:100%;height:auto\" "
-        f"aria-label=\"words coloured by value with pair arcs\">{''.join(parts)}</svg>"
-    )
+    tags = dict(lay.tags)
+    tag_px = _TAG_PX if tags else 0.0
+    pair_limit = symmetric_limit(values)
+    word_limit = symmetric_limit(text.first)
+    drawn = lay.drawn.tolist()
+    runs = []
+    for lo, hi in lay.runs:
+        inside = [k for k, (i, j) in enumerate(pairs.tolist())
+                  if drawn[k] and lo <= min(i, j) and max(i, j) <= hi]
+        local = pairs[inside] - lo if inside else np.zeros((0, 2), dtype=np.int64)
+        run = layout_text(text.words[lo:hi + 1], local, line_width=10**9)
+        runs.append(_run_svg(
+            run, range(lo, hi + 1), text.words, named, text.first, word_limit,
+            [(pairs[k].tolist(), float(values[k])) for k in inside], pair_limit, tags, tag_px,
+            shown.index,
+        ))
     e = html.escape
+    n_far = len(drawn) - sum(drawn)
+    far = (f" The {n_far} pair{'s' if n_far != 1 else ''} whose words are too far apart for "
+           f"an arc {'are' if n_far != 1 else 'is'} numbered under both words."
+           if n_far else "")
+    limit_style = "" if line_width is None else (
+        f" style=\"max-width:{line_width * _FONT_PX * CHAR_EM + 2:.0f}px\"")
     return (
         f"<div class=\"tsx\"><style>{_CSS}</style>"
         f"<div class=\"note\">Word colour: first-order {e(shown.index)} value (red raises, "
-        f"blue lowers); arcs: the {len(values)} strongest pairs (red positive, blue negative, "
-        f"wider when stronger). Hover for values.</div>{svg}"
-        f"{_pair_table(pairs, values, named, shown.index)}</div>"
+        f"blue lowers); arcs: the strongest pairs (red positive, blue negative, wider when "
+        f"stronger), each above its own line.{far} Hover for values.</div>"
+        f"<div class=\"words\"{limit_style}>{''.join(runs)}</div>"
+        f"{_legend_svg(word_limit, shown.index)}"
+        f"{_pair_table(pairs, values, named, drawn, shown.index)}</div>"
     )
 
 
-#: Height (px) of the colour legend under the text view.
-_LEGEND_H = 34.0
+#: Longest run of words (characters) kept on one line so that its pairs can be arcs, when the
+#: text view wraps at the page width: about 560 px, so runs fit a narrow notebook cell.
+RUN_CHARS = 60
+#: Height (px) under every word box for the ranks of far pairs (when there are any).
+_TAG_PX = 15.0
 
 
 @dataclass(frozen=True)
@@ -244,81 +273,102 @@ class _Canvas:
         return f"{self.x(x)} {self.y(y)}"
 
 
-def _arcs_svg(
-    canvas: _Canvas, lay: TextLayout, pairs: np.ndarray, values: np.ndarray,
-    named: Sequence[str], index: str,
-) -> list[str]:
-    """One ``<path>`` per pair: red positive, blue negative, wider when stronger."""
-    pair_limit = symmetric_limit(values)
-    xy = canvas.xy
+def _run_svg(
+    lay: TextLayout, positions: range, words: Sequence[str], named: Sequence[str],
+    first: np.ndarray, word_limit: float, arcs: Sequence[tuple[list[int], float]],
+    pair_limit: float, tags: dict[int, str], tag_px: float, index: str,
+) -> str:
+    """One run of words (kept on one line) with the arcs between them, as an inline ``<svg>``.
+
+    The run's layout ``lay`` is in the run's own positions; ``positions`` maps them back to
+    the text's, for the hover texts, tags and ``data-`` attributes."""
+    unit = _FONT_PX * CHAR_EM
+    canvas = _Canvas(unit=unit, top=lay.top, pad=_RUN_PAD)
+    width = lay.width * unit + 2 * _RUN_PAD
+    height = lay.height * unit + 2 * _RUN_PAD + tag_px
     parts = []
-    for (i, j), value, arc in zip(pairs.tolist(), values.tolist(), lay.arcs):
+    for (pair, value), arc in zip(arcs, lay.arcs):
+        i, j = pair
         colour = "#b2182b" if value > 0 else "#2166ac"
         stroke = 1.0 + 3.0 * abs(value) / pair_limit
         label = f"{named[i]} \u00d7 {named[j]}: {value:+.4g} ({index} pair)"
+        xy = canvas.xy
         parts.append(
-            f"<path class=\"arc\" d=\"M {xy(*arc[0])} C {xy(*arc[1])} {xy(*arc[2])} "
-            f"{xy(*arc[3])}\" stroke=\"{colour}\" stroke-width=\"{stroke:.2f}\">"
+            f"<path class=\"arc\" data-pair=\"{i} {j}\" d=\"M {xy(*arc[0])} C {xy(*arc[1])} "
+            f"{xy(*arc[2])} {xy(*arc[3])}\" stroke=\"{colour}\" stroke-width=\"{stroke:.2f}\">"
             f"<title>{html.escape(label)}</title></path>"
         )
-    return parts
-
-
-def _words_svg(
-    canvas: _Canvas, lay: TextLayout, words: Sequence[str], named: Sequence[str],
-    first: np.ndarray, index: str,
-) -> list[str]:
-    """One box per word, filled by its first-order value, with a hover title."""
     e = html.escape
-    limit = symmetric_limit(first)
-    unit = canvas.unit
-    parts = []
-    for word, name, (x, y), w, value in zip(words, named, lay.centres, lay.widths, first):
-        face = _colour(float(value), limit)
+    for local, word_at in enumerate(positions):
+        word, name, value = words[word_at], named[word_at], float(first[word_at])
+        (x, y), w = lay.centres[local], lay.widths[local]
+        face = _colour(value, word_limit)
         ink = "#ffffff" if _is_dark(face) else "#111111"
         left, top = canvas.x(x - w / 2.0), canvas.y(y + HALF_HEIGHT)
+        tag = ""
+        if word_at in tags:
+            tag = (f"<text class=\"tag\" x=\"{canvas.x(x)}\" "
+                   f"y=\"{float(canvas.y(y - HALF_HEIGHT)) + tag_px - 3:.1f}\" "
+                   f"text-anchor=\"middle\" font-size=\"11\" font-weight=\"bold\" "
+                   f"fill=\"#333\">{e(tags[word_at])}</text>")
         parts.append(
-            f"<g class=\"w\"><title>{e(name)}: {float(value):+.4g} ({e(index)})</title>"
-            f"<rect x=\"{left}\" y=\"{top}\" width=\"{w * unit:.1f}\" "
+            f"<g class=\"w\" data-i=\"{word_at}\"><title>{e(name)}: {value:+.4g} ({e(index)})"
+            f"</title><rect x=\"{left}\" y=\"{top}\" width=\"{w * unit:.1f}\" "
             f"height=\"{2 * HALF_HEIGHT * unit:.1f}\" rx=\"4\" fill=\"{face}\" stroke=\"#bbb\" "
             f"stroke-width=\"0.6\"/>"
             f"<text x=\"{canvas.x(x)}\" y=\"{canvas.y(y)}\" "
             f"text-anchor=\"middle\" dominant-baseline=\"central\" font-size=\"{_FONT_PX:g}\" "
             f"fill=\"{ink}\" textLength=\"{max(len(word), 1) * unit:.1f}\" "
-            f"lengthAdjust=\"spacingAndGlyphs\">{e(word)}</text></g>"
+            f"lengthAdjust=\"spacingAndGlyphs\">{e(word)}</text>{tag}</g>"
         )
-    return parts
+    return (
+        f"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width:.1f}\" "
+        f"height=\"{height:.1f}\" viewBox=\"0 0 {width:.1f} {height:.1f}\">{''.join(parts)}</svg>"
+    )
 
 
-def _legend_svg(canvas: _Canvas, limit: float, width: float, height: float) -> str:
-    """The colour legend: a gradient from ``-limit`` to ``+limit`` under the words."""
-    lx, ly, lw = canvas.pad, height - _LEGEND_H + 6.0, min(240.0, width - 2 * canvas.pad)
+#: Margin (px) around a run's SVG: room for the round caps of the arcs and the box strokes.
+_RUN_PAD = 2.0
+
+
+def _legend_svg(limit: float, index: str) -> str:
+    """The colour legend of the words: a gradient from ``-limit`` to ``+limit``, labelled."""
+    lw = 240.0
     stops = "".join(f"<stop offset=\"{k / (len(_RDBU_R) - 1):.2f}\" stop-color=\"{c}\"/>"
                     for k, c in enumerate(_RDBU_R))
     return (
+        f"<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"legend\" width=\"{lw + 220:.0f}\" "
+        f"height=\"30\" viewBox=\"0 0 {lw + 220:.0f} 30\">"
         f"<defs><linearGradient id=\"tsx-scale\">{stops}</linearGradient></defs>"
-        f"<rect x=\"{lx:.1f}\" y=\"{ly:.1f}\" width=\"{lw:.1f}\" height=\"9\" "
+        f"<rect x=\"1\" y=\"2\" width=\"{lw:.1f}\" height=\"9\" "
         f"fill=\"url(#tsx-scale)\" stroke=\"#999\" stroke-width=\"0.5\"/>"
-        f"<text x=\"{lx:.1f}\" y=\"{ly + 22:.1f}\" font-size=\"11\">{-limit:+.3g}</text>"
-        f"<text x=\"{lx + lw / 2:.1f}\" y=\"{ly + 22:.1f}\" font-size=\"11\" "
-        f"text-anchor=\"middle\">0</text>"
-        f"<text x=\"{lx + lw:.1f}\" y=\"{ly + 22:.1f}\" font-size=\"11\" "
+        f"<text x=\"1\" y=\"24\" font-size=\"11\">{-limit:+.3g}</text>"
+        f"<text x=\"{1 + lw / 2:.1f}\" y=\"24\" font-size=\"11\" text-anchor=\"middle\">0</text>"
+        f"<text x=\"{1 + lw:.1f}\" y=\"24\" font-size=\"11\" "
         f"text-anchor=\"end\">{limit:+.3g}</text>"
+        f"<text x=\"{lw + 12:.1f}\" y=\"11\" font-size=\"11\" fill=\"#555\">"
+        f"word value ({html.escape(index)})</text></svg>"
     )
 
 
 def _pair_table(
-    pairs: np.ndarray, values: np.ndarray, named: Sequence[str], index: str
+    pairs: np.ndarray, values: np.ndarray, named: Sequence[str], drawn: Sequence[bool],
+    index: str,
 ) -> str:
-    """The drawn pairs and their values as a table ("" when no pair is drawn)."""
+    """The pairs shown, ranked, with their values and how they are drawn ("" when none)."""
     e = html.escape
-    listed = "".join(
-        f"<tr><td>{e(named[i])} \u00d7 {e(named[j])}</td><td class=\"v\">{v:+.4g}</td></tr>"
-        for (i, j), v in zip(pairs.tolist(), values.tolist())
-    )
+    rows = []
+    for rank, ((i, j), v, arc) in enumerate(zip(pairs.tolist(), values.tolist(), drawn), 1):
+        how = "arc" if arc else f"far apart: {rank} under both words"
+        row = "<tr>" if arc else "<tr class=\"far\">"
+        rows.append(f"{row}<td>{rank}</td>"
+                    f"<td>{e(named[i])} \u00d7 {e(named[j])}</td><td class=\"v\">{v:+.4g}</td>"
+                    f"<td>{how}</td></tr>")
+    listed = "".join(rows)
     return (
-        f"<table class=\"top\"><thead><tr><th>pair (arc)</th><th>{e(index)} value</th>"
-        f"</tr></thead><tbody>{listed}</tbody></table>" if listed else ""
+        f"<table class=\"top pairs\"><thead><tr><th>#</th><th>pair</th>"
+        f"<th>{e(index)} value</th><th>drawn as</th></tr></thead><tbody>{listed}</tbody>"
+        f"</table>" if listed else ""
     )
 
 
@@ -361,7 +411,7 @@ def to_html(
     words: Sequence[str] | None = None,
     k: int = 10,
     n_pairs: int = 5,
-    line_width: int = 60,
+    line_width: int | None = None,
     index: str | None = None,
     max_order: int | None = None,
     title: str = "torchspex interactions",
@@ -373,8 +423,8 @@ def to_html(
         text: include the text view (:func:`text_html`); default: when ``words`` is given.
         words: the words of the text view (default: the feature names).
         k: rows of the summary table.
-        n_pairs: arcs of the text view.
-        line_width: characters per line of the text view.
+        n_pairs: pairs of the text view (arcs, or ranks under far-apart words).
+        line_width: characters per line of the text view at most (default: the page width).
         index: interaction index of both parts (default: the result's).
         max_order: order cap of both parts (default: the result's).
         title: the page title.

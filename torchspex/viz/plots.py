@@ -36,6 +36,11 @@ def plot_top_k(
 ) -> tuple[Any, Any]:
     """Horizontal bars of the ``k`` strongest interactions, coloured by their order.
 
+    Each bar is labelled with its value, and a caption under the axes says what the bars
+    leave out (:func:`top_k_caption`): the sum of the bars, ``f(all kept) - f(all removed)``,
+    and, for an index whose terms add up to it (Moebius, FSII, k-SII, STII, SV, ...), how much
+    of it is in the terms not drawn, and how many they are.
+
     Args:
         result: a result with scalar values (``result.select(i)`` for one output).
         k: how many interactions to show.
@@ -45,20 +50,27 @@ def plot_top_k(
         ax: matplotlib axes to draw on (default: a new figure).
 
     Returns:
-        ``(fig, ax)``. Bars are labelled ``"name1 x name2"`` by feature name, strongest on top.
+        ``(fig, ax)``. Bars are labelled ``"name1 x name2"`` by feature name, strongest on top;
+        the caption is ``ax.texts[-1]``.
     """
     scalar_result(result, "result")
     shown = view(result, index, max_order)
     top = shown.top_k(k, order=order)
     plt = pyplot()
-    fig, ax = figure_axes(ax, (7.0, 0.45 * max(len(top), 1) + 1.2))
+    caption = top_k_caption(shown, top)
+    fig, ax = figure_axes(ax, (7.0, 0.45 * max(len(top), 1) + 1.5 + 0.2 * caption.count("\n")))
     names = dict(zip(shown.feature_ids, display_names(shown)))
     labels = [" \u00d7 ".join(names[f] for f in ids) for ids, _ in top]
     values = np.array([float(v) for _, v in top])
     orders = [len(ids) for ids, _ in top]
     colours = plt.get_cmap("tab10")
     ypos = np.arange(len(top))[::-1]
-    ax.barh(ypos, values, color=[colours((o - 1) % 10) for o in orders])
+    bars = ax.barh(ypos, values, color=[colours((o - 1) % 10) for o in orders])
+    ax.bar_label(bars, [short_number(v) for v in values], padding=3, fontsize=8)
+    low, high = min(0.0, *values, 0.0), max(0.0, *values, 0.0)
+    span = (high - low) or 1.0  # room for the value labels at both ends
+    ax.set_xlim(low - (0.16 * span if low < 0 else 0.02 * span),
+                high + (0.16 * span if high > 0 else 0.02 * span))
     ax.set_yticks(ypos, labels)
     ax.axvline(0.0, color="0.3", linewidth=0.8)
     ax.set_xlabel(f"{shown.index} value")
@@ -67,9 +79,90 @@ def plot_top_k(
         plt.Rectangle((0, 0), 1, 1, color=colours((o - 1) % 10)) for o in sorted(set(orders))
     ]
     if handles:
-        ax.legend(handles, [f"order {o}" for o in sorted(set(orders))], loc="best", fontsize=8)
+        ax.legend(handles, [f"order {o}" for o in sorted(set(orders))], loc="lower right",
+                  fontsize=8)
+    add_caption(ax, caption)
     fig.tight_layout()
     return fig, ax
+
+
+def short_number(value: float) -> str:
+    """A signed value with three significant digits, without an exponent below 10^6."""
+    if value == 0:
+        return "0"
+    if 1e-3 <= abs(value) < 1e6:
+        digits = max(0, 2 - int(np.floor(np.log10(abs(value)))))
+        text = f"{value:+,.{digits}f}"
+    else:
+        text = f"{value:+.2e}"
+    return text.replace("-", "\u2212")  # the minus sign of matplotlib's tick labels
+
+
+def top_k_caption(
+    result: Interactions, top: Sequence[tuple[tuple[Hashable, ...], Any]],
+    kept: str = "f(all kept)", removed: str = "f(all removed)", names: Sequence[str] = (),
+) -> str:
+    """What the bars of ``top`` (a slice of ``result.top_k``) leave out, in two lines.
+
+    ``"sum of bars = S; kept - removed = D"``, then, when the index's terms add up to
+    ``D`` (every non-empty term of the view summed), ``"the rest, D - S, is in the N terms not
+    drawn (a singles, b pairs)"``; else the sum of all its terms, which need not be ``D``.
+
+    Args:
+        result: the result in the view the bars show.
+        top: the drawn terms, ``(feature ids, value)``.
+        kept: how to name the value with every feature kept.
+        removed: how to name the value with every feature removed.
+        names: names of the orders 1, 2, 3 (default: single, pair, triple).
+    """
+    vals = result.values
+    orders = vals.orders
+    nonempty = orders > 0
+    all_sum = float(vals.coefficients[nonempty].double().sum())
+    drawn_sum = float(sum(float(v) for _, v in top))
+    full, base = float(result.full_value), float(result.baseline_value)
+    gap = full - base
+    drawn_sets = {tuple(sorted(result._key(ids))) for ids, _ in top}
+    rest = [len(s) for s in vals.sets() if s and tuple(sorted(s)) not in drawn_sets]
+    kinds = list(names) or ["single", "pair", "triple"]
+    counts = []
+    for order in sorted(set(rest)):
+        count = rest.count(order)
+        name = kinds[order - 1] if order <= len(kinds) else f"order-{order} term"
+        counts.append(f"{count} {name}{'s' if count != 1 else ''}")
+    scale = max(abs(gap), abs(all_sum), float(vals.coefficients.abs().max()) if len(
+        vals.coefficients) else 0.0, 1e-12)
+    first = (f"sum of the {len(top)} bars = {short_number(drawn_sum)}; "
+             f"{kept} \u2212 {removed} = {short_number(gap)}")
+    if not rest:
+        second = "every non-zero term is drawn"
+        if abs(all_sum - gap) > 1e-6 * scale:
+            second += f", and they sum to {short_number(all_sum)}, not {short_number(gap)}"
+        return f"{first}\n{second}"
+    if abs(all_sum - gap) <= 1e-6 * scale:
+        second = (f"the rest, {short_number(gap - drawn_sum)}, is in the {len(rest)} "
+                  f"term{'s' if len(rest) != 1 else ''} not drawn ({', '.join(counts)})")
+    else:
+        cap = "" if result.max_order is None else f" up to order {result.max_order}"
+        second = (f"{len(rest)} term{'s' if len(rest) != 1 else ''} not drawn "
+                  f"({', '.join(counts)}); all {len(rest) + len(top)} sum to "
+                  f"{short_number(all_sum)}: {result.index}{cap} does not add up to "
+                  f"{kept} \u2212 {removed}")
+    return f"{first}\n{second}"
+
+
+def add_caption(ax: Any, caption: str, fontsize: float = 8.5) -> Any:
+    """Writes ``caption`` under the x-axis label of ``ax``, centred on the figure and wrapped
+    to its width (``tight_layout`` then keeps it on the page); returns the text artist,
+    ``ax.texts[-1]``."""
+    import textwrap
+
+    chars = int(ax.figure.get_figwidth() * 72.0 / (0.58 * fontsize))
+    lines = [part for line in caption.split("\n") for part in textwrap.wrap(line, chars)]
+    return ax.annotate("\n".join(lines), xy=(0.5, 0.0), xycoords=("figure fraction",
+                       ax.xaxis.label), xytext=(0, -5), textcoords="offset points",
+                       ha="center", va="top", fontsize=fontsize, color="0.15",
+                       linespacing=1.35)
 
 
 def plot_heatmap(
@@ -85,7 +178,9 @@ def plot_heatmap(
     Off-diagonal cells hold the order-2 values, on a colour scale set by them alone (centred at
     0), so pairs stay visible next to strong single features. The diagonal is masked (grey);
     the order-1 values of the same view (``index``, ``max_order``) are a separate column on
-    the right, on their own scale, each cell printed with its value.
+    the right, on their own scale, each cell printed with its value. When not every feature
+    is shown, the title says so ("top 20 of 30 features by ..."), and how many pairs involve
+    the features left out.
 
     Args:
         result: a result with scalar values.
@@ -121,6 +216,7 @@ def plot_heatmap(
         inside = (slot[pairs[:, 0]] >= 0) & (slot[pairs[:, 1]] >= 0)
         a, b = slot[pairs[inside, 0]], slot[pairs[inside, 1]]
         grid[a, b] = grid[b, a] = values[inside]
+    outside = int((~inside).sum()) if len(pairs) else 0
     grid[np.arange(k), np.arange(k)] = np.nan
     limit = symmetric_limit(np.nan_to_num(grid))
     singles = first[chosen]
@@ -135,7 +231,8 @@ def plot_heatmap(
     ticks = np.arange(k)
     ax.set_xticks(ticks, labels, rotation=90)
     ax.set_yticks(ticks, labels)
-    ax.set_title(f"Pairwise interactions ({shown.index}); diagonal: single features")
+    ax.set_title(heatmap_title(shown.index, k, n, features is None, outside, len(pairs)),
+                 fontsize=10)
     divider = make_axes_locatable(ax)
     strip = divider.append_axes("right", size=strip_in, pad=0.1)
     single_limit = symmetric_limit(singles)
@@ -152,6 +249,18 @@ def plot_heatmap(
     fig.colorbar(image, cax=cax).set_label(f"pair value ({shown.index})")
     fig.tight_layout()
     return fig, ax
+
+
+def heatmap_title(index: str, k: int, n: int, by_weight: bool, outside: int, n_pairs: int) -> str:
+    """The heatmap's title: what it shows, and which features when not all of them."""
+    title = f"Pairwise interactions ({index}); single features in their own column"
+    if k == n:
+        return title
+    which = (f"top {k} of {n} features by |single value| + \u03a3 |pair values|" if by_weight
+             else f"{k} of {n} features, as chosen")
+    left = (f"; {outside} of {n_pairs} non-zero pairs involve features not shown"
+            if outside else "")
+    return f"{title}\n{which}{left}"
 
 
 def plot_layers(

@@ -11,6 +11,7 @@ from torch import Tensor
 from torchspex.viz._common import (
     CMAP,
     as_numpy,
+    disambiguate,
     figure_axes,
     first_order_values,
     pair_values,
@@ -36,6 +37,8 @@ def _pair_style(values: np.ndarray, limit: float) -> tuple[list[str], np.ndarray
 _TEXT_FONT = 11.0
 #: Units reserved under the words for the colour bar and its labels.
 _BAR_ROOM = 6.5
+#: Font size of the list of far pairs (points).
+_NOTE_FONT = 8.0
 
 
 def plot_text(
@@ -52,9 +55,12 @@ def plot_text(
     Both come from the same view (``index``, ``max_order``): order-1 values colour the words
     (red positive, blue negative), and the ``n_pairs`` largest order-2 values in magnitude are
     arcs between the words (red positive, blue negative, wider when stronger). Words wrap after
-    ``line_width`` characters and never overlap; arcs stay inside the axes (each line gets the
-    headroom its arcs need). A new figure is sized to the text at an 11 pt font; on a given
-    ``ax`` the font shrinks until the text fits.
+    ``line_width`` characters and never overlap; the words of a pair are kept on one line
+    when they fit, so every arc joins two words of one line and stays above it (each line gets
+    the headroom its arcs need). A pair whose words are farther apart than a line is not drawn
+    as an arc: its rank is written under both words and the pair is listed under the colour
+    bar. A new figure is sized to the text at an 11 pt font; on a given ``ax`` the font shrinks
+    until the text fits.
 
     Args:
         result: a result with one feature per word, scalar values.
@@ -66,18 +72,29 @@ def plot_text(
         ax: matplotlib axes to draw on.
 
     Returns:
-        ``(fig, ax)``; the words are the axes' text artists, in order, and the arcs its patches.
+        ``(fig, ax)``; the words are the axes' text artists, in order, the arcs its patches;
+        the rank tags of the far pairs, then their list, are ``ax.artists`` (annotation boxes:
+        ``.offsetbox.get_text()``).
     """
+    import textwrap
+
     from matplotlib.patches import PathPatch
     from matplotlib.path import Path
 
-    from torchspex.viz._layout import CHAR_EM, text_view
+    from torchspex.viz._layout import CHAR_EM, HALF_HEIGHT, far_pairs_note, text_view
 
     text = text_view(result, words, index, max_order, n_pairs, line_width)
     shown, lay, words, first, values = text.shown, text.layout, text.words, text.first, text.values
     margin = 1.0
     x0, x1 = -margin, lay.width + margin
-    y0, y1 = lay.bottom - _BAR_ROOM, lay.top + 0.5
+    far = far_pairs_note(text.pairs, values, lay.drawn, disambiguate(words))
+    note: list[str] = []
+    if far:  # the far pairs, wrapped to the width of the text at the note's font
+        chars = max(int((x1 - x0) * _TEXT_FONT / _NOTE_FONT), 30)
+        note = textwrap.wrap("not arcs (words on different lines; rank under both words): "
+                             + "; ".join(far), chars)
+    note_room = len(note) * _NOTE_FONT * 1.25 / (_TEXT_FONT * CHAR_EM)
+    y0, y1 = lay.bottom - _BAR_ROOM - note_room, lay.top + 0.5
     plt = pyplot()
     unit_in = _TEXT_FONT * CHAR_EM / 72.0  # inches per unit at the default font
     if ax is None:
@@ -109,11 +126,19 @@ def plot_text(
                       "boxstyle": "round,pad=0.3"})
     colours, widths = _pair_style(values, symmetric_limit(values))
     codes = [Path.MOVETO, Path.CURVE4, Path.CURVE4, Path.CURVE4]
-    for arc, colour, width in zip(lay.arcs, colours, widths):
+    drawn = [k for k, arc in enumerate(lay.drawn.tolist()) if arc]
+    for arc, colour, width in zip(lay.arcs, [colours[k] for k in drawn], widths[drawn]):
         ax.add_patch(PathPatch(Path(arc, codes), facecolor="none", edgecolor=colour,
                                linewidth=(0.4 + 0.6 * width) * fontsize / _TEXT_FONT,
                                alpha=0.8, zorder=2,
                                capstyle="round"))
+    for i, tag in lay.tags:  # the ranks of the far pairs under their words
+        _label(ax, (lay.centres[i, 0], lay.centres[i, 1] - HALF_HEIGHT - 0.25), tag,
+               fontsize=fontsize * 0.75, color="0.2", fontweight="bold")
+    if note:
+        _label(ax, (lay.width / 2.0, lay.bottom - _BAR_ROOM + 0.3), "\n".join(note),
+               fontsize=_NOTE_FONT * fontsize / _TEXT_FONT, color="0.2", linespacing=1.25,
+               multialignment="center")
     ax.axis("off")
     ax.set_title(f"First-order values and top {len(values)} pairs ({shown.index})")
     # colour bar inside the reserved strip under the words
@@ -128,6 +153,17 @@ def plot_text(
     bar.set_label(f"word value ({shown.index}); arcs: pairs, red +, blue \u2212",
                   fontsize=min(8.0, fontsize), labelpad=1)
     return fig, ax
+
+
+def _label(ax: Any, xy: tuple[float, float], text: str, **props: Any) -> Any:
+    """``text`` centred under ``xy`` (data units) as an ``AnnotationBbox`` in ``ax.artists``,
+    so that ``ax.texts`` stays the words."""
+    from matplotlib.offsetbox import AnnotationBbox, TextArea
+
+    box = AnnotationBbox(TextArea(text, textprops=props), xy, box_alignment=(0.5, 1.0),
+                         frameon=False, pad=0.0, zorder=3)
+    ax.add_artist(box)
+    return box
 
 
 def image_hwc(image: Tensor | np.ndarray) -> np.ndarray:
@@ -230,7 +266,7 @@ def plot_image(
     limit = symmetric_limit(first)
     own_figure = ax is None
     fig, ax = figure_axes(ax, (6.0, 6.0))
-    ax.imshow(picture, cmap="gray" if picture.ndim == 2 else None)
+    ax.imshow(picture, cmap="gray" if picture.ndim == 2 else None, vmin=0.0, vmax=1.0)
     heat = ax.imshow(first[pos], cmap=CMAP, vmin=-limit, vmax=limit, alpha=alpha)
     rows, cols = np.indices(mask.shape)
     count = np.bincount(pos.ravel(), minlength=shown.n_features).astype(np.float64)
