@@ -19,12 +19,10 @@ def test_holdout_rows_and_seed_follow_the_generator():
 
 
 def test_configs_default_depths_and_checks():
-    assert proxy_configs(None, None, 0.1) == [(3, 0.1), (5, 0.1)]
-    assert proxy_configs(2, None, (0.1, 0.3)) == [(1, 0.1), (1, 0.3), (2, 0.1), (2, 0.3)]
-    with pytest.raises(ValueError, match="`max_depth` must be <= max_order=2"):
-        proxy_configs(2, 3, 0.1)
+    assert proxy_configs(None, 0.1) == [(3, 0.1), (5, 0.1)]
+    assert proxy_configs(2, (0.1, 0.3)) == [(2, 0.1), (2, 0.3)]
     with pytest.raises(ValueError, match="`learning_rate` must be floats in"):
-        proxy_configs(None, None, 2.0)
+        proxy_configs(None, 2.0)
     with pytest.raises(ValueError, match="at least one value"):
         as_tuple("energy", (), float, 0.0, 1.0)
 
@@ -36,7 +34,7 @@ def test_fit_proxy_learns_a_pair_on_the_training_rows():
     y = (2.0 * (masks[:, 0] & masks[:, 1]) + masks[:, 2]).double().numpy()
     valid = holdout_rows(400, 0.2, g)
     booster, info = fit_proxy(masks.numpy().astype(np.float32), y, valid,
-                              proxy_configs(None, None, 0.1), 200, 10, draw_seed(g))  # fmt: skip
+                              proxy_configs(None, 0.1), 200, 10, draw_seed(g))  # fmt: skip
     assert info["validation_r2"] > 0.99 and info["n_fits"] == 2
     assert np.allclose(booster.predict(masks[valid].numpy().astype(np.float32)), y[valid],
                        atol=0.05)  # fmt: skip

@@ -84,14 +84,22 @@ def test_same_generator_same_result_other_generator_differs():
     assert not (a.indices.shape == c.indices.shape and torch.equal(a.coefficients, c.coefficients))
 
 
-def test_max_order_caps_depth_and_terms():
+def test_max_order_caps_the_report_not_the_depth():
+    # issue 28: max_order capped the proxy's depth, so a max_order=2 fit could not learn the
+    # order-3 chains whose mass its Shapley values need
     n = 20
     truth = hierarchical_game(n, n_chains=3, depth=3, seed=4)
     spec, info, _ = run(PlantedGame(truth), n, 400, max_order=2, max_rounds=300)
-    assert spec.max_size <= 2
-    assert info["proxy"]["max_depth"] <= 2
-    with pytest.raises(ValueError, match="`max_depth` must be <= max_order=2"):
-        run(PlantedGame(truth), n, 400, max_order=2, max_depth=3)
+    assert info["proxy"]["max_depth"] > 2  # the fit chose a depth above max_order ...
+    assert spec.max_size > 2  # ... and kept the terms it found
+    capped, _, _ = run(PlantedGame(truth), n, 400, max_order=2, max_depth=2, max_rounds=300)
+    assert capped.max_size <= 2  # an explicit max_depth is still honoured
+    want = spectrum_to_dense(truth)
+
+    def err(s: SparseSpectrum) -> float:
+        return float((spectrum_to_dense(s) - want).norm() / want.norm())
+
+    assert err(spec) < 0.5 * err(capped)
 
 
 def test_multi_output_fits_one_proxy_per_output_on_a_union_support():
@@ -122,8 +130,10 @@ def test_budget_covering_every_mask_is_exact():
     exact, _ = decode_exhaustive(Evaluator(PlantedGame(truth), n), n)
     assert info["method"] == "exhaustive" and evaluator.n_evaluations == 64
     assert torch.allclose(spectrum_to_dense(spec), spectrum_to_dense(exact), atol=1e-12, rtol=0)
-    capped, _, _ = run(PlantedGame(truth), n, 64, max_order=1)
-    assert capped.max_size <= 1
+    # max_order caps the report, never the fit: every order of the exact spectrum is kept
+    capped, capped_info, _ = run(PlantedGame(truth), n, 64, max_order=1)
+    assert capped_info["exact"] and capped.n_terms == exact.n_terms == 64
+    assert torch.allclose(spectrum_to_dense(capped), spectrum_to_dense(exact), atol=1e-12, rtol=0)
 
 
 def test_explain_with_proxyspex():
@@ -251,3 +261,62 @@ def test_shrink_keeps_real_pairs():
     pairs, _ = _pairs_and_first(spec)
     exact, _ = _pairs_and_first(truth)
     assert torch.allclose(pairs.sort().values, exact.sort().values, atol=0.02)
+
+
+class CountingMLP:
+    """A small random tanh MLP on masked inputs (removed features set to 0), counting calls."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        g = torch.Generator().manual_seed(seed)
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(n, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1)
+        ).double()
+        with torch.no_grad():
+            for p in self.net.parameters():
+                p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64))
+        self.x = torch.randn(n, generator=g, dtype=torch.float64)
+        self.n_calls = 0
+
+    def __call__(self, masks: torch.Tensor) -> torch.Tensor:
+        self.n_calls += masks.shape[0]
+        with torch.no_grad():
+            return self.net(masks.double() * self.x).squeeze(-1)
+
+    def gap(self) -> float:
+        """``f(N) - f(∅)``, not counted."""
+        n = self.x.shape[0]
+        with torch.no_grad():
+            ends = torch.stack([torch.zeros(n), torch.ones(n)]).double() * self.x
+            values = self.net(ends).squeeze(-1)
+        return float(values[1] - values[0])
+
+
+def test_every_mask_with_max_order_is_the_exact_spectrum():
+    # issue 28: n_samples >= 2^n evaluated every mask, then dropped the orders above max_order,
+    # so the Shapley values no longer summed to f(N) - f(∅)
+    n = 10
+    model = CountingMLP(n, seed=0)
+    result = explain(model, n, method="proxyspex", n_samples=1 << n, max_order=2)
+    assert model.n_calls == result.n_evaluations == 1 << n
+    exact = explain(CountingMLP(n, seed=0), n, method="exhaustive")
+    assert result.spectrum.max_size > 2  # the fit keeps every order ...
+    dense, want = spectrum_to_dense(result.spectrum), spectrum_to_dense(exact.spectrum)
+    assert torch.allclose(dense, want, atol=1e-10, rtol=0)
+    assert max(len(k) for k in result.to_dict()) <= 2  # ... the report applies max_order
+    sv = result.first_order("SV")
+    assert abs(float(sv.sum()) - model.gap()) < 1e-10
+    assert torch.allclose(sv, exact.first_order("SV"), atol=1e-10, rtol=0)
+    assert result.info["exact"] and result.info["method"] == "exhaustive"
+    assert "2^10" in result.info["exact_reason"]
+
+
+def test_max_order_below_every_mask_keeps_efficiency():
+    # below 2^n the proxy's read-out keeps its own orders (max_order caps only the report)
+    # and the corners make the learned function exact at ∅ and N
+    n = 10
+    model = CountingMLP(n, seed=1)
+    result = explain(model, n, method="proxyspex", n_samples=300, max_order=2,
+                     max_rounds=200)  # fmt: skip
+    assert model.n_calls == result.n_evaluations <= 300
+    assert result.info["corners_exact"]
+    assert abs(float(result.first_order("SV").sum()) - model.gap()) < 1e-10

@@ -18,6 +18,7 @@ from tests.helpers import (
 from torchspex import BudgetTooSmallError, explain
 from torchspex.decoders import Evaluator
 from torchspex.decoders.spex import decode_spex, default_degree
+from torchspex.fourier import spectrum_to_dense
 from torchspex.sampling import default_n_samples, min_spex_samples, spex_sample_count
 
 
@@ -288,3 +289,48 @@ def test_budget_design_two_large_groups_and_a_small_one():
     assert info["group_b"] == (4, 4, 2)
     assert game.n_evaluations <= 962
     assert held_out_r2(truth, spec, 5000, torch.Generator().manual_seed(1)) > 0.999
+
+
+def _mlp(n: int, seed: int):
+    """A small random tanh MLP on masked inputs (removed features set to 0), counting calls."""
+    g = torch.Generator().manual_seed(seed)
+    net = torch.nn.Sequential(torch.nn.Linear(n, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
+    net = net.double()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64))
+    x = torch.randn(n, generator=g, dtype=torch.float64)
+    calls = [0]
+
+    def f(masks: torch.Tensor) -> torch.Tensor:
+        calls[0] += masks.shape[0]
+        with torch.no_grad():
+            return net(masks.double() * x).squeeze(-1)
+
+    return f, calls
+
+
+@pytest.mark.parametrize("n_samples", [256, 300])
+def test_budget_of_every_mask_below_the_smallest_design_is_exact(n_samples):
+    # issue 28: at n = 8 the smallest SPEX design needs more than 2^8 = 256 masks; a budget that
+    # covers every mask must give the exact spectrum (as proxyspex does), not a refusal
+    n = 8
+    f, calls = _mlp(n, seed=0)
+    with pytest.warns(UserWarning, match="exact spectrum"):
+        result = explain(f, n, method="spex", n_samples=n_samples, max_order=2)
+    assert calls[0] == result.n_evaluations == 1 << n <= n_samples
+    exact = explain(_mlp(n, seed=0)[0], n, method="exhaustive")
+    assert result.spectrum.max_size > 2  # max_order caps the report, not the spectrum
+    assert torch.allclose(spectrum_to_dense(result.spectrum), spectrum_to_dense(exact.spectrum),
+                          atol=1e-10, rtol=0)  # fmt: skip
+    assert max(len(k) for k in result.to_dict()) <= 2
+    ends = torch.stack([torch.zeros(n, dtype=torch.bool), torch.ones(n, dtype=torch.bool)])
+    f_empty, f_full = f(ends).tolist()
+    assert abs(float(result.first_order("SV").sum()) - (f_full - f_empty)) < 1e-10
+    assert result.info["exact"] and result.info["method"] == "exhaustive"
+    assert result.info["requested_method"] == "spex" and "2^8" in result.info["exact_reason"]
+
+
+def test_budget_just_below_every_mask_names_the_exact_minimum():
+    with pytest.raises(BudgetTooSmallError, match=r"n_samples >= 256 "):
+        explain(_mlp(8, seed=0)[0], 8, method="spex", n_samples=255)

@@ -43,21 +43,16 @@ def holdout_rows(m: int, fraction: float, generator: torch.Generator) -> np.ndar
     return valid
 
 
-def proxy_configs(
-    max_order: int | None, max_depth: Any, learning_rate: Any
-) -> list[tuple[int, float]]:
-    """The ``(depth, learning rate)`` candidates: default depths ``{t - 2, t}`` with
-    ``t = min(5, max_order)``; a given ``max_depth`` must not exceed ``max_order``."""
+def proxy_configs(max_depth: Any, learning_rate: Any) -> list[tuple[int, float]]:
+    """The ``(depth, learning rate)`` candidates: default depths ``{3, 5}``.
+
+    ``max_order`` never caps them: it limits what a result reports, not what the proxy may
+    fit (a depth-2 proxy of a 12-feature MLP at 600 calls gave Shapley values with error 0.13
+    against 0.05 for the default depths, ``tests/decoders/test_proxyspex.py``)."""
     if max_depth is None:
-        top = 5 if max_order is None else min(5, max_order)
-        depths = tuple(sorted({max(1, top - 2), top}))
+        depths: tuple[int, ...] = (3, 5)
     else:
         depths = as_tuple("max_depth", max_depth, int, 1, 20)
-        if max_order is not None and max(depths) > max_order:
-            raise ValueError(
-                f"`max_depth` must be <= max_order={max_order} (a depth-d tree has terms of "
-                f"order up to d); got {max_depth!r}. Lower `max_depth` or raise `max_order`."
-            )
     rates = as_tuple("learning_rate", learning_rate, float, 1e-6, 1.0)
     return [(d, float(r)) for d in depths for r in rates]
 

@@ -8,7 +8,13 @@ from torchspex.decoders._budgets import PROXYSPEX_MIN_SAMPLES
 from torchspex.decoders.base import BudgetTooSmallError, Evaluator
 from torchspex.fourier import SparseSpectrum, dense_to_spectrum, fwht
 
-__all__ = ["MAX_EXHAUSTIVE_FEATURES", "all_masks", "decode_exhaustive"]
+__all__ = [
+    "MAX_EXHAUSTIVE_FEATURES",
+    "all_masks",
+    "covers_every_mask",
+    "decode_every_mask",
+    "decode_exhaustive",
+]
 
 #: Largest number of features the exhaustive method accepts (2^20 ~ 1e6 evaluations).
 MAX_EXHAUSTIVE_FEATURES = 20
@@ -60,3 +66,50 @@ def decode_exhaustive(evaluator: Evaluator, n_features: int) -> tuple[SparseSpec
     coefficients = fwht(values, dim=0) / (1 << n_features)
     keep = torch.ones(1 << n_features, dtype=torch.bool)
     return dense_to_spectrum(coefficients, n_features, "Fourier", keep=keep), {"exact": True}
+
+
+def covers_every_mask(n_features: int, n_samples: int | None) -> bool:
+    """Whether a budget of ``n_samples`` calls holds all ``2^n`` masks (``n <= 20``).
+
+    Then a sampled method has nothing left to estimate: :func:`decode_every_mask` returns the
+    exact spectrum with at most ``n_samples`` calls.
+
+    Example:
+        >>> covers_every_mask(8, 256), covers_every_mask(8, 255), covers_every_mask(30, 10**12)
+        (True, False, False)
+    """
+    return (
+        n_samples is not None
+        and n_features <= MAX_EXHAUSTIVE_FEATURES
+        and n_samples >= 1 << n_features
+    )
+
+
+def decode_every_mask(
+    evaluator: Evaluator, n_features: int, n_samples: int, method: str
+) -> tuple[SparseSpectrum, dict]:
+    """The exact spectrum of a sampled ``method`` whose budget covers every mask.
+
+    Every order is kept: ``max_order`` caps what a result reports, never the spectrum (a
+    spectrum cut at ``max_order`` is no longer exact at the corners, so its Shapley values
+    would not add up to ``f(N) - f(∅)``). ``info`` records the method asked for and why.
+
+    Example:
+        >>> f = lambda m: (m[:, 0] & m[:, 1] & m[:, 2]).double()
+        >>> spec, info = decode_every_mask(Evaluator(f, 3), 3, 8, "spex")
+        >>> spec.max_size, info["method"], info["requested_method"], info["n_evaluations"]
+        (3, 'exhaustive', 'spex', 8)
+    """
+    spectrum, info = decode_exhaustive(evaluator, n_features)
+    reason = (
+        f"a budget of {n_samples} calls covers all 2^{n_features} = {1 << n_features} masks: "
+        "every mask evaluated and the exact spectrum returned (every order; max_order caps the "
+        "report only)"
+    )
+    return spectrum, {
+        **info,
+        "method": "exhaustive",
+        "requested_method": method,
+        "exact_reason": reason,
+        "n_evaluations": evaluator.n_evaluations,
+    }

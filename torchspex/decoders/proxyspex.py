@@ -20,9 +20,10 @@ term comes with its subsets), which gradient-boosted trees capture from few samp
 5. Refit the chosen terms on all samples: ridge with a leave-one-out cross-validated penalty
    and an unpenalized intercept (:func:`~torchspex.decoders.refit.refit`).
 
-``max_order`` caps the tree depth (a depth-``d`` tree has terms of order at most ``d``) and
-drops any term above it. Several outputs get one proxy each; their supports are merged and
-refitted jointly.
+``max_order`` caps neither the tree depth nor the spectrum: nothing is cut from the fit (the
+result's view applies ``max_order`` to what it reports), and the corners
+(:mod:`~torchspex.decoders.sampled`) keep the learned function exact at ∅ and N.
+Several outputs get one proxy each; their supports are merged and refitted jointly.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from torchspex.decoders._shrink import (
     scale_even,
 )
 from torchspex.decoders.base import BudgetTooSmallError, Evaluator
+from torchspex.decoders.exhaustive import covers_every_mask, decode_every_mask
 from torchspex.fourier import SparseSpectrum
 from torchspex.fourier._sets import coalesce, normalize_indices
 from torchspex.sampling.uniform import uniform_masks
@@ -169,20 +171,22 @@ def decode_proxyspex(
     """Learns a sparse Fourier spectrum with ProxySPEX (Butler et al., 2025).
 
     When ``n_samples >= 2^n`` (and ``n <= 20``) every mask is evaluated and the exact spectrum
-    is returned instead (terms above ``max_order`` dropped), since nothing is left to estimate.
+    is returned instead, every order included (``max_order`` caps the report, not the
+    spectrum), since nothing is left to estimate (``info["exact"]``, ``info["exact_reason"]``;
+    :func:`~torchspex.decoders.exhaustive.decode_every_mask`).
 
     Args:
         evaluator: the value function behind an :class:`~torchspex.decoders.base.Evaluator`.
         n_features: number of features ``n``.
         n_samples: number of distinct masks to evaluate (required, ``>= 64`` or ``2^n``).
-        max_order: cap on the interaction order (and on the tree depth).
+        max_order: cap on the interaction order the result reports (the fit is not capped).
         generator: randomness for the masks, the validation split and LightGBM's seed
             (``None``: seed 0).
         **options: ``energy`` (a fraction of the proxy's non-constant energy to keep, or
             several, chosen on the held-out rows; default :data:`ENERGY_LEVELS`),
             ``max_terms`` (most non-constant terms kept per output, default
-            ``n_samples // 2``), ``max_depth`` (int or candidates; default ``{t - 2, t}`` with
-            ``t = min(5, max_order)``), ``learning_rate`` (float or candidates, default 0.1),
+            ``n_samples // 2``), ``max_depth`` (int or candidates; default ``{3, 5}``),
+            ``learning_rate`` (float or candidates, default 0.1),
             ``max_rounds`` (most trees, default 1000), ``early_stopping_rounds`` (default 30),
             ``validation_fraction`` (held-out share, default 0.2), ``refit`` (``"ridge"``
             default, ``"ols"``, or ``None`` to keep the proxy's own coefficients), ``shrink``
@@ -215,11 +219,8 @@ def decode_proxyspex(
         generator = torch.Generator().manual_seed(0)
     n = n_features
     dropping = getattr(evaluator, "nonfinite", "raise") == "drop"
-    if n <= 20 and settings.n_samples >= 1 << n and not dropping:
-        from torchspex.decoders.exhaustive import decode_exhaustive
-
-        spectrum, info = decode_exhaustive(evaluator, n)
-        return spectrum.prune(max_order=max_order), {**info, "method": "exhaustive"}
+    if covers_every_mask(n, settings.n_samples) and not dropping:
+        return decode_every_mask(evaluator, n, settings.n_samples, "proxyspex")
 
     start = time.perf_counter()
     masks = uniform_masks(n, settings.n_samples, generator)
@@ -228,11 +229,10 @@ def decode_proxyspex(
     n_dropped = 0
     if dropping:
         masks, values, n_dropped = _drop_nonfinite(masks, values)
-    spectrum, fit = _fit_spectrum(masks, values, settings, max_order, generator)
+    spectrum, fit = _fit_spectrum(masks, values, settings, generator)
     shrinkage = None
     if settings.shrink:
-        spectrum, shrinkage = _shrink_even(spectrum, masks, values, settings, max_order,
-                                           generator)  # fmt: skip
+        spectrum, shrinkage = _shrink_even(spectrum, masks, values, settings, generator)
     m = masks.shape[0]
     info = {
         "method": "proxyspex",
@@ -248,8 +248,7 @@ def decode_proxyspex(
 
 
 def _fit_spectrum(
-    masks: Tensor, values: Tensor, settings: _Settings, max_order: int | None,
-    generator: torch.Generator,
+    masks: Tensor, values: Tensor, settings: _Settings, generator: torch.Generator
 ) -> tuple[SparseSpectrum, dict[str, Any]]:
     """Steps 2-5 on evaluated ``(masks, values [m, *out])``: the spectrum and its facts."""
     n, m = masks.shape[1], masks.shape[0]
@@ -258,7 +257,7 @@ def _fit_spectrum(
     valid = holdout_rows(m, settings.fraction, generator)
 
     start = time.perf_counter()
-    spectra, proxies = _fit_proxies(masks, flat, valid, settings, max_order, generator)
+    spectra, proxies = _fit_proxies(masks, flat, valid, settings, generator)
     t_proxy = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -280,7 +279,7 @@ def _fit_spectrum(
 
 def _shrink_even(
     spectrum: SparseSpectrum, masks: Tensor, values: Tensor, settings: _Settings,
-    max_order: int | None, generator: torch.Generator,
+    generator: torch.Generator,
 ) -> tuple[SparseSpectrum, list[float]]:
     """``shrink=True``: the pair indices shrunk by the jackknife James-Stein factor of
     :mod:`~torchspex.decoders._shrink` over its ``JACKKNIFE_FOLDS`` refits of steps 2-5 (the
@@ -290,7 +289,7 @@ def _shrink_even(
     refits = []
     for f in range(JACKKNIFE_FOLDS):
         keep = fold != f
-        spec_f, _ = _fit_spectrum(masks[keep], values[keep], settings, max_order, generator)
+        spec_f, _ = _fit_spectrum(masks[keep], values[keep], settings, generator)
         refits.append(even_pairs(spec_f))
     factor = jackknife_stein_factor(even_pairs(spectrum), refits)
     return scale_even(spectrum, factor), factor.tolist()
@@ -327,8 +326,7 @@ def _read_options(
     refit_method = options.get("refit", "ridge")
     if refit_method not in ("ridge", "ols", None):
         raise ValueError(f"`refit` must be one of ('ridge', 'ols', None); got {refit_method!r}.")
-    configs = proxy_configs(max_order, options.get("max_depth"),
-                            options.get("learning_rate", 0.1))
+    configs = proxy_configs(options.get("max_depth"), options.get("learning_rate", 0.1))
     n_samples = _check_budget(n_features, n_samples)
     max_terms = options.get("max_terms")
     if max_terms is not None:
@@ -342,10 +340,10 @@ def _read_options(
 
 def _fit_proxies(
     masks: Tensor, flat: Tensor, valid: np.ndarray, settings: _Settings,
-    max_order: int | None, generator: torch.Generator,
+    generator: torch.Generator,
 ) -> tuple[list[SparseSpectrum], list[dict[str, Any]]]:
-    """One proxy per output column of ``flat [m, o]``: its Fourier spectrum (terms above
-    ``max_order`` dropped) and its fit's facts."""
+    """One proxy per output column of ``flat [m, o]``: its whole Fourier spectrum (of order at
+    most its depth) and its fit's facts."""
     from torchspex.decoders.trees import tree_ensemble_to_fourier
 
     x = masks.numpy().astype(np.float32)
@@ -355,7 +353,7 @@ def _fit_proxies(
             x, flat[:, j].numpy(), valid, settings.configs, settings.max_rounds,
             settings.patience, draw_seed(generator),
         )
-        spectra.append(tree_ensemble_to_fourier(booster, masks.shape[1]).prune(max_order=max_order))
+        spectra.append(tree_ensemble_to_fourier(booster, masks.shape[1]))
         proxies.append(proxy_info)
     return spectra, proxies
 

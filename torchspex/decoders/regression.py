@@ -293,7 +293,7 @@ def _proxy_terms(
     # deep trees too once the rows can carry them: their high-order terms are the candidates
     # that matter at large budgets (MLP on wine at 4,096 calls: SV error 0.0011 -> 0.00066,
     # k-SII pairs 0.017 -> 0.0038)
-    configs = proxy_configs(None, None, 0.1) + ([(DEEP_DEPTH, 0.1)] if m >= DEEP_ROWS else [])
+    configs = proxy_configs(None, 0.1) + ([(DEEP_DEPTH, 0.1)] if m >= DEEP_ROWS else [])
     rows, scores, infos = [], [], []
     bags = proxy_bags(m, n)
     for bag in range(bags):

@@ -40,12 +40,13 @@ def decode_with_corners(
     """
     from torchspex.decoders.base import BudgetTooSmallError
     from torchspex.decoders.efficiency import enforce_corners
+    from torchspex.decoders.exhaustive import covers_every_mask
 
     # ProxySPEX's uniform masks include both corners already; SPEX's design has only ∅
     reserve = 0 if method == "proxyspex" else N_CORNERS
     budget = None if n_samples is None else n_samples - reserve
-    if n_samples is not None and n_features <= 20 and n_samples >= 1 << n_features:
-        budget = n_samples  # every mask: the decoder returns the exact spectrum
+    if covers_every_mask(n_features, n_samples):
+        budget = n_samples  # every mask (the corners too): the decoder returns the exact spectrum
     if method == "spex":
         from torchspex.decoders.spex import decode_spex as decoder
     else:
@@ -57,9 +58,13 @@ def decode_with_corners(
                                  generator=generator, **options)  # fmt: skip
     except BudgetTooSmallError as err:
         minimum = err.minimum + reserve
+        exact = ""
+        if covers_every_mask(n_features, minimum) and minimum > 1 << n_features:
+            minimum = 1 << n_features  # every mask, which gives the exact spectrum
+            exact = f" (all 2^{n_features} masks: the exact spectrum)"
         raise BudgetTooSmallError(
-            f"method={method!r} needs n_samples >= {minimum} for {n_features} features; got "
-            f"{n_samples}. Raise `n_samples`, or use method='auto' or 'regression', which "
+            f"method={method!r} needs n_samples >= {minimum}{exact} for {n_features} features; "
+            f"got {n_samples}. Raise `n_samples`, or use method='auto' or 'regression', which "
             f"work from n + 2 = {n_features + 2} calls.",
             minimum,
         ) from err

@@ -37,7 +37,7 @@ from torchspex.decoders._budgets import (
     default_degree,
 )
 from torchspex.decoders.base import BudgetTooSmallError, Evaluator
-from torchspex.decoders.exhaustive import MAX_EXHAUSTIVE_FEATURES, decode_exhaustive
+from torchspex.decoders.exhaustive import covers_every_mask, decode_every_mask
 from torchspex.fourier import SparseSpectrum, fwht
 from torchspex.sampling.plan import (
     DEFAULT_N_GROUPS,
@@ -255,8 +255,12 @@ def _budget_and_degree(n_features: int, n_samples: int | None, max_order: int | 
                        opts: dict[str, Any]) -> tuple[int | None, int]:
     """The budget (``None`` only for the ``b`` option's design without ``n_samples``) and ``t``.
 
+    A budget that covers every mask needs no design (:func:`_exhaustive_if_it_fits`), even
+    one below the smallest design (e.g. ``2^8 = 256`` masks, where that design needs 264).
+
     Raises:
-        BudgetTooSmallError: before any evaluation, when ``n_samples`` fits no design.
+        BudgetTooSmallError: before any evaluation, when ``n_samples`` fits no design and does
+            not cover every mask.
     """
     n_groups = _n_groups(opts)
     t = opts.get("degree_parameter")
@@ -265,7 +269,8 @@ def _budget_and_degree(n_features: int, n_samples: int | None, max_order: int | 
         if n_samples is not None and opts.get("b") is None:
             t = degree_for_budget(n_features, n_samples, t, n_groups)
     if n_samples is not None:
-        plan_for_budget(n_features, n_samples, t, n_groups)  # raises BudgetTooSmallError
+        if not covers_every_mask(n_features, n_samples):
+            plan_for_budget(n_features, n_samples, t, n_groups)  # raises BudgetTooSmallError
         return n_samples, t
     if opts.get("b") is None:
         return default_n_samples(n_features, t), t
@@ -276,13 +281,12 @@ def _exhaustive_if_it_fits(
     evaluator: Evaluator, n_features: int, n_samples: int | None, budget: int | None, t: int,
     opts: dict[str, Any],
 ) -> tuple[SparseSpectrum, dict[str, Any]] | None:
-    """Every mask and the exact spectrum when ``2^n`` fits the budget (with a warning)."""
-    if n_features > MAX_EXHAUSTIVE_FEATURES:
-        return None
+    """Every mask and the exact spectrum, every order kept, when ``2^n`` fits the budget (with
+    a warning; :func:`~torchspex.decoders.exhaustive.decode_every_mask`)."""
     reference = budget
     if reference is None:  # the `b` option's design
         reference = _n_groups(opts) * plan_n_delays(n_features, t) << int(opts["b"])
-    if (1 << n_features) > reference:
+    if not covers_every_mask(n_features, reference):
         return None
     warnings.warn(
         f"n_features={n_features}: all 2^{n_features} = {1 << n_features} masks fit in "
@@ -291,10 +295,7 @@ def _exhaustive_if_it_fits(
         "instead of SPEX.",
         stacklevel=4,
     )
-    spectrum, info = decode_exhaustive(evaluator, n_features)
-    info.update(method="exhaustive", requested_method="spex",
-                n_evaluations=evaluator.n_evaluations)
-    return spectrum, info
+    return decode_every_mask(evaluator, n_features, reference, "spex")
 
 
 def _warn_default_budget(budget: int | None, n_features: int, t: int) -> None:
