@@ -17,8 +17,8 @@
 #
 # 1. a small **torch MLP** explained with `SpectralInteraction`, Captum-style, where the 30
 #    columns are grouped into the 10 measurements they describe (radius, texture, ...);
-# 2. a **LightGBM** model explained with `TreeInteraction`, which reads the exact Fourier
-#    spectrum straight out of the trees (no model calls at all).
+# 2. a **LightGBM** model explained with `TreeInteraction`, which reads exact interactions
+#    straight out of the trees (no model calls at all).
 #
 # Both give one sparse spectrum from which every interaction index, the top interactions,
 # the first-order (Shapley) values and the plots are cheap views.
@@ -139,10 +139,13 @@ plt.close("all")
 # %% [markdown]
 # ## LightGBM: exact interactions from the trees
 #
-# `TreeInteraction` parses the fitted trees and reads their exact Fourier spectrum (the
-# path-dependent value function of TreeSHAP: at a split on a removed feature, follow both
-# children weighted by their training cover). The value explained is the raw margin
-# (log-odds). Here each of the 30 columns is a feature.
+# `TreeInteraction` parses the fitted trees and computes exact interactions under the
+# path-dependent value function of TreeSHAP (at a split on a removed feature, follow both
+# children weighted by their training cover). For Shapley values and k-SII up to order 2 it
+# takes a fast route that never expands the trees' Fourier spectrum: the result's spectrum is
+# then the degree-2 game with the same k-SII values (baseline and full value exact); pass
+# `full_spectrum=True` for the trees' whole spectrum and any other index. The value explained
+# is the raw margin (log-odds). Here each of the 30 columns is a feature.
 
 # %%
 import lightgbm

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from torchspex import Interactions, TreeInteraction
+from torchspex.attr.tree import TreeShapleyInteractions
 from torchspex.decoders.exhaustive import all_masks
 from torchspex.decoders.trees import parse_tree_ensemble
 
@@ -94,7 +95,8 @@ def test_interventional_equals_all_masks(kind: str) -> None:
     x, _ = _data("diabetes", 6)
     rows, background = x[:2], x[10:13]
     masks = all_masks(6)
-    result = TreeInteraction(model, "interventional", background=background).attribute(rows)
+    explainer = TreeInteraction(model, "interventional", background=background)
+    result = explainer.attribute(rows, full_spectrum=True)
     got = result.predict(masks)  # [64, 2]
     m = masks.numpy()
     for b, row in enumerate(rows):
@@ -108,7 +110,7 @@ def test_path_dependent_equals_cover_weighted_recursion(kind: str) -> None:
     model = _model(kind, "breast_cancer", 7)
     x, _ = _data("breast_cancer", 7)
     masks = all_masks(7)
-    result = TreeInteraction(model).attribute(x[:2])
+    result = TreeInteraction(model).attribute(x[:2], full_spectrum=True)
     got = result.predict(masks)  # [128, 2] or [128, 2, 2]
     for b in range(2):
         want = _cover_weighted(model, x[b], masks.numpy())
@@ -224,13 +226,75 @@ def test_first_order_equals_shap_tree_explainer(kind: str) -> None:
     )
 
 
+# ---------------------------------------------------------------------------- Shapley route
+def _assert_same_values(fast: Interactions, full: Interactions) -> None:
+    a, b = fast.to_dict(), full.to_dict()
+    scale = max(float(np.abs(np.asarray(v)).max()) for v in b.values())
+    for key in set(a) | set(b):
+        np.testing.assert_allclose(np.asarray(a.get(key, 0.0)), np.asarray(b.get(key, 0.0)),
+                                   rtol=0, atol=1e-9 * scale, err_msg=str(key))
+    torch.testing.assert_close(torch.as_tensor(fast.baseline_value),
+                               torch.as_tensor(full.baseline_value), rtol=0, atol=1e-9 * scale)
+    torch.testing.assert_close(torch.as_tensor(fast.full_value),
+                               torch.as_tensor(full.full_value), rtol=0, atol=1e-9 * scale)
+
+
+@pytest.mark.parametrize("masking", ["path_dependent", "interventional"])
+@pytest.mark.parametrize("kind", ["lightgbm", "forest"])
+def test_shapley_route_equals_full_spectrum(kind: str, masking: str) -> None:
+    model = _model(kind, "breast_cancer", 8)
+    x, _ = _data("breast_cancer", 8)
+    kwargs = {"background": x[20:30]} if masking == "interventional" else {}
+    explainer = TreeInteraction(model, masking, **kwargs)
+    cases = [("SV", None), ("k-SII", 1), ("SII", 1), ("STII", 1), ("FSII", 1), ("k-SII", 2)]
+    for index, order in cases:
+        for rows in (x[:4], x[5]):  # a batch and a single row
+            fast = explainer.attribute(rows, index=index, max_order=order)
+            full = explainer.attribute(rows, index=index, max_order=order, full_spectrum=True)
+            assert isinstance(fast, TreeShapleyInteractions), (index, order)
+            assert type(full) is Interactions
+            assert fast.out_shape == full.out_shape
+            _assert_same_values(fast, full)
+    # several outputs: one target, or all of them
+    for target in (None, 1) if kind == "forest" else (None,):
+        fast = explainer.attribute(x[:3], index="SV", target=target)
+        full = explainer.attribute(x[:3], index="SV", target=target, full_spectrum=True)
+        _assert_same_values(fast, full)
+
+
+def test_shapley_route_answers_only_what_it_holds() -> None:
+    model = _model("lightgbm", "diabetes", 6)
+    x, _ = _data("diabetes", 6)
+    explainer = TreeInteraction(model)
+    sv = explainer.attribute(x[:3], index="SV")
+    assert sv.info["exact_order"] == 1 and sv.n_evaluations == 0
+    torch.testing.assert_close(sv.to_index("k-SII", 1).first_order("SV"), sv.first_order())
+    one = sv.select(1)
+    assert isinstance(one, TreeShapleyInteractions)
+    torch.testing.assert_close(one.first_order("SV"), sv.first_order("SV")[1])
+    for read in (lambda: sv.to_index("BV"), lambda: sv.first_order("BV"),
+                 lambda: sv.to_index("k-SII", 2), lambda: one.to_index("Moebius")):
+        with pytest.raises(ValueError, match="holds the exact Shapley values only"):
+            read()
+    with pytest.raises(ValueError, match="full_spectrum=True"):
+        sv.predict(all_masks(6))
+    pairs = explainer.attribute(x[:3])  # the default: k-SII up to order 2
+    assert isinstance(pairs, TreeShapleyInteractions) and pairs.info["exact_order"] == 2
+    torch.testing.assert_close(pairs.first_order("SV"), sv.first_order("SV"))
+    with pytest.raises(ValueError, match="holds the exact k-SII up to order 2 only"):
+        pairs.to_index("STII", 2)
+    # SII's empty-set value depends on every order, Banzhaf on other weights: full spectrum
+    for index, order in (("SII", 2), ("BV", 1), ("k-SII", 3), ("FSII", 2)):
+        assert type(explainer.attribute(x[:3], index=index, max_order=order)) is Interactions
+
+
 # ---------------------------------------------------------------------------- API
 def test_outputs_and_targets() -> None:
     model = _model("forest", "breast_cancer", 5)
     x, _ = _data("breast_cancer", 5)
-    result = TreeInteraction(model).attribute(x[:3])
+    result = TreeInteraction(model).attribute(x[:3], full_spectrum=True)
     assert result.out_shape == (3, 2)  # rows x classes (probabilities)
-    one = TreeInteraction(model).attribute(x[:3], target=1)
+    one = TreeInteraction(model).attribute(x[:3], target=1, full_spectrum=True)
     assert one.out_shape == (3,)
     torch.testing.assert_close(one.spectrum.coefficients, result.spectrum.coefficients[:, :, 1])
     # probabilities of the two classes sum to one for every mask

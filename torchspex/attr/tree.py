@@ -1,8 +1,11 @@
-"""Exact interactions of tree ensembles, read from their Fourier spectrum (no model calls).
+"""Exact interactions of tree ensembles, read off the trees (no model calls).
 
 For one explained row ``x`` a tree ensemble, as a function of which features are kept, is a
 polynomial of degree at most the tree depth; :mod:`torchspex.decoders.trees` reads its Fourier
 spectrum off the trees exactly, and every interaction index follows by the usual conversions.
+Shapley values, and k-SII up to order 2, have a faster exact route that never expands
+the spectrum (:mod:`torchspex.decoders.treeshap`); :class:`TreeInteraction` takes it for those
+requests and returns a :class:`TreeShapleyInteractions`.
 """
 
 from __future__ import annotations
@@ -12,17 +15,93 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from torchspex.decoders.trees import TreeEnsemble, parse_tree_ensemble, tree_spectrum
+from torchspex.decoders.treeshap import TreePaths, tree_paths, tree_shapley_values
 from torchspex.fourier import SparseSpectrum, canonical_index
 from torchspex.fourier._sets import coalesce
 from torchspex.interactions import Interactions, _check_order
 
-__all__ = ["TreeInteraction"]
+__all__ = ["TreeInteraction", "TreeShapleyInteractions"]
 
 MASKINGS = ("path_dependent", "interventional")
 #: Explained-row x background-row pairs expanded at once (bounds memory).
 _PAIRS_PER_CHUNK = 4096
+#: Indices whose values up to order 1 are the Shapley values (empty set included).
+_SHAPLEY_ORDER_1 = frozenset({"SV", "SII", "k-SII", "STII", "FSII"})
+#: Indices the order-2 Shapley route gives exactly up to order 2: k-SII (its pairs are the
+#: Shapley interaction indices, its singletons the Shapley values minus half their pairs).
+#: SII's pairs are the same, but its empty-set value depends on every order: full spectrum.
+_SHAPLEY_ORDER_2 = frozenset({"k-SII"})
+
+
+def _shapley_order(index: str, max_order: int | None) -> int | None:
+    """The order of the Shapley route that serves ``(index, max_order)`` exactly, or None."""
+    if index == "SV" or (index in _SHAPLEY_ORDER_1 and max_order == 1):
+        return 1
+    if index in _SHAPLEY_ORDER_2 and max_order == 2:
+        return 2
+    return None
+
+
+class TreeShapleyInteractions(Interactions):
+    """A result of the Shapley route: exact Shapley values (and order-2 k-SII).
+
+    Its spectrum is not the trees' own game but the simplest game with the same values: the
+    additive game ``f(empty) + sum_{i in S} phi_i`` (``info["exact_order"] == 1``), or for an
+    order-2 request the game of degree 2 whose Moebius coefficients are the model's k-SII values
+    of order 2 (``info["exact_order"] == 2``). Both keep ``baseline_value`` (every feature
+    removed) and ``full_value`` (the model's output) exact. Reads it answers exactly: ``SV``;
+    ``SII``, ``k-SII``, ``STII`` and ``FSII`` at ``max_order=1``; for order 2 also ``k-SII`` at
+    ``max_order=2``. Any other index, and :meth:`predict` of masks, raise
+    ``ValueError``: ask :class:`TreeInteraction` for that index, or pass
+    ``full_spectrum=True``, which reads the trees' whole Fourier spectrum.
+    """
+
+    def _exact_order(self) -> int:
+        return int(self.info.get("exact_order", 1))
+
+    def _check_read(self, index: str, max_order: int | None) -> None:
+        name = canonical_index(index)
+        order = _shapley_order(name, max_order)
+        if order is None or order > self._exact_order():
+            what = "Shapley values" if self._exact_order() == 1 else "k-SII up to order 2"
+            raise ValueError(
+                f"this TreeInteraction result holds the exact {what} only (the fast Shapley "
+                f"route), not {name} at max_order={max_order}; call attribute(..., "
+                f"index={name!r}, max_order={max_order}) for it, or pass full_spectrum=True "
+                "for the trees' whole spectrum."
+            )
+
+    def to_index(self, index: str, max_order: int | None = None) -> Interactions:
+        """The values in another index; only the indices the result holds exactly (see the
+        class docstring), else ``ValueError``."""
+        self._check_read(index, max_order)
+        return super().to_index(index, max_order)
+
+    def first_order(self, index: str = "SV") -> Tensor:
+        """First-order values ``[*out, n_features]``; ``SV`` (or another Shapley-family index
+        at order 1); Banzhaf values and other indices raise ``ValueError``."""
+        self._check_read(index, 1)
+        return super().first_order(index)
+
+    def select(self, *output: int) -> Interactions:
+        """The values of one output (one row of the batch, or one class); same class."""
+        chosen = super().select(*output)
+        return self._derive(type(self), chosen.spectrum, self.index, self.max_order)
+
+    def predict(self, masks: Tensor) -> Tensor:
+        """Not available: the result holds index values, not the trees' game.
+
+        Raises:
+            ValueError: always; use ``TreeInteraction(...).attribute(..., full_spectrum=True)``
+                or ``TreeInteraction.fourier`` for the value of every mask.
+        """
+        raise ValueError(
+            "this TreeInteraction result holds Shapley values only, not the trees' value of "
+            "each mask; pass full_spectrum=True to attribute() (or call fourier()) for that."
+        )
 
 
 def _as_rows(value: Any, name: str, n_features: int) -> np.ndarray:
@@ -93,6 +172,7 @@ class TreeInteraction:
         self.masking = masking
         self.background = background
         self._ensemble: TreeEnsemble | None = None
+        self._paths: TreePaths | None = None
 
     @property
     def ensemble(self) -> TreeEnsemble:
@@ -100,6 +180,32 @@ class TreeInteraction:
         if self._ensemble is None:
             self._ensemble = parse_tree_ensemble(self.model)
         return self._ensemble
+
+    @property
+    def paths(self) -> TreePaths:
+        """The trees' root-to-leaf paths for the Shapley route (built on first use)."""
+        if self._paths is None:
+            self._paths = tree_paths(self.ensemble)
+        return self._paths
+
+    def _baselines(self, baselines: Any) -> np.ndarray | None:
+        """The interventional baseline rows ``[M, n]`` (None for path-dependent masking)."""
+        n = self.ensemble.n_features
+        if self.masking == "path_dependent":
+            if baselines is not None:
+                raise ValueError(
+                    "`baselines` is only used by masking='interventional'; drop it or construct "
+                    "TreeInteraction(model, masking='interventional')."
+                )
+            return None
+        if baselines is None:
+            baselines = self.background
+        if baselines is None:
+            raise ValueError(
+                "masking='interventional' needs baseline rows: pass `background=` to "
+                "TreeInteraction or `baselines=` to attribute()."
+            )
+        return _as_rows(baselines, "baselines", n)
 
     def fourier(
         self, inputs: Any, baselines: Any = None, show_progress: bool = False
@@ -119,21 +225,8 @@ class TreeInteraction:
         ens = self.ensemble
         n = ens.n_features
         rows = _as_rows(inputs, "inputs", n)
-        if self.masking == "path_dependent" and baselines is not None:
-            raise ValueError(
-                "`baselines` is only used by masking='interventional'; drop it or construct "
-                "TreeInteraction(model, masking='interventional')."
-            )
-        removed = None
-        if self.masking == "interventional":
-            if baselines is None:
-                baselines = self.background
-            if baselines is None:
-                raise ValueError(
-                    "masking='interventional' needs baseline rows: pass `background=` to "
-                    "TreeInteraction or `baselines=` to attribute()."
-                )
-            removed = ens.goes_left(_as_rows(baselines, "baselines", n))
+        base_rows = self._baselines(baselines)
+        removed = None if base_rows is None else ens.goes_left(base_rows)
         if not show_progress:
             return self._spectrum(ens, ens.goes_left(rows), removed)
         from torchspex.decoders.base import Progress
@@ -198,8 +291,17 @@ class TreeInteraction:
         max_order: int | None = 2,
         feature_names: Sequence[str] | None = None,
         show_progress: bool = False,
+        full_spectrum: bool = False,
     ) -> Interactions:
         """Exact interactions for each row of ``inputs``.
+
+        Shapley values (``index="SV"``, or ``SII`` / ``k-SII`` / ``STII`` / ``FSII`` with
+        ``max_order=1``) and ``k-SII`` with ``max_order=2`` take the Shapley route:
+        exact values computed leaf by leaf from each row's decision pattern
+        (:func:`~torchspex.decoders.treeshap.tree_shapley_values`), without the trees' Fourier
+        spectrum, returned as a :class:`TreeShapleyInteractions` that answers those reads only.
+        Every other request (or ``full_spectrum=True``) reads the whole spectrum, from which
+        any index and order follows.
 
         Args:
             inputs: ``[B, n_features]`` rows to explain (NumPy array or tensor); a single row
@@ -216,12 +318,15 @@ class TreeInteraction:
                 records them, else ``"0" .. "n-1"``).
             show_progress: show a tqdm bar over the rows (read in about 50 chunks; for many
                 rows, e.g. a whole test set). Off by default.
+            full_spectrum: read the trees' whole Fourier spectrum even where the Shapley route
+                serves the request (slower; every index, order and ``predict`` then work).
 
         Returns:
             :class:`~torchspex.Interactions` whose spectrum has coefficients ``float64 [s, B]``
             (``[s, B, O]`` for several outputs; ``[s]`` / ``[s, O]`` for one 1-D row). The
             empty set holds the value with every feature removed. ``n_evaluations`` is 0: the
-            model is never called.
+            model is never called. From the Shapley route a :class:`TreeShapleyInteractions`,
+            whose spectrum is the game of degree 1 (or 2) with the model's exact values.
 
         Raises:
             ValueError: for inputs of the wrong width, a missing background for
@@ -229,8 +334,12 @@ class TreeInteraction:
         """
         index = canonical_index(index)
         single = np.ndim(inputs.detach().cpu() if isinstance(inputs, torch.Tensor) else inputs) == 1
-        spectrum = self.fourier(inputs, baselines, show_progress=show_progress)
-        max_order = _check_order(max_order, spectrum.n_features)
+        max_order = _check_order(max_order, self.ensemble.n_features)
+        order = None if full_spectrum else _shapley_order(index, max_order)
+        if order is None:
+            spectrum = self.fourier(inputs, baselines, show_progress=show_progress)
+        else:
+            spectrum = self._shapley_spectrum(inputs, baselines, order, show_progress)
         coef = spectrum.coefficients  # [s, B, O]
         n_out = coef.shape[2]
         if target is not None:
@@ -249,15 +358,57 @@ class TreeInteraction:
         spectrum = spectrum.replace(coefficients=coef.contiguous())
         if feature_names is None:
             feature_names = _feature_names(inputs, self.model, spectrum.n_features)
-        return Interactions(
+        info: dict[str, Any] = {"masking": self.masking, "exact": True,
+                                "model": self.ensemble.source}
+        cls = Interactions
+        if order is not None:
+            cls = TreeShapleyInteractions
+            info["exact_order"] = order
+        return cls(
             spectrum,
             index=index,
             max_order=max_order,
             n_evaluations=0,
             feature_names=feature_names,
             method="tree",
-            info={"masking": self.masking, "exact": True, "model": self.ensemble.source},
+            info=info,
         )
+
+    def _shapley_spectrum(
+        self, inputs: Any, baselines: Any, order: int, show_progress: bool
+    ) -> SparseSpectrum:
+        """The Fourier spectrum ``[s, B, O]`` of the degree-``order`` game with the rows' exact
+        Shapley values (order 2: k-SII values as its Moebius coefficients)."""
+        ens = self.ensemble
+        n = ens.n_features
+        rows = _as_rows(inputs, "inputs", n)
+        base_rows = self._baselines(baselines)
+        bar = None
+        if show_progress:
+            from torchspex.decoders.base import Progress
+
+            bar = Progress("TreeInteraction", rows.shape[0], unit="row")
+        try:
+            values, baseline, pairs, sii = tree_shapley_values(
+                ens, rows, base_rows, order, self.paths, None if bar is None else bar.update
+            )
+            if bar is not None:
+                bar.finish()
+        finally:
+            if bar is not None:
+                bar.close()
+        n_rows = rows.shape[0]
+        # Moebius m(empty) = f(empty), m(i) = SV_i - sum_k SII_ik / 2, m(ik) = SII_ik; in the
+        # Fourier basis F(K) = (-1)^|K| sum_{T >= K} m(T) / 2^|T|:
+        # F(empty) = f(empty) + sum SV / 2 - sum SII / 4, F(i) = -SV_i / 2, F(ik) = SII_ik / 4
+        empty = baseline.expand(n_rows, -1) + values.sum(dim=1) / 2  # [B, O]
+        parts = [empty[None], values.permute(1, 0, 2) / -2]
+        idx = [torch.full((1, 1), -1, dtype=torch.long), torch.arange(n)[:, None]]
+        if pairs is not None and sii is not None:
+            parts[0] = parts[0] - sii.sum(dim=1)[None] / 4
+            parts.append(sii.permute(1, 0, 2) / 4)
+            idx = [torch.nn.functional.pad(i, (0, 1), value=-1) for i in idx] + [pairs]
+        return SparseSpectrum(torch.cat(idx), torch.cat(parts).contiguous(), n, "Fourier")
 
 
 def _concat_rows(parts: list[SparseSpectrum], n_features: int) -> SparseSpectrum:

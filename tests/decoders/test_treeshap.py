@@ -1,0 +1,271 @@
+"""Exact tree Shapley values and pair interactions (torchspex.decoders.treeshap).
+
+The oracle is the exact Fourier read-out (``TreeInteraction(..., full_spectrum=True)``, itself
+checked against brute force over all masks in tests/attr/test_tree.py): every value must agree
+to 1e-9 relative to the largest one, on both routes (pattern tables and row by row).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import torchspex.decoders.treeshap as treeshap
+from torchspex import TreeInteraction
+from torchspex.decoders.trees import TreeEnsemble, parse_tree_ensemble
+from torchspex.decoders.treeshap import decision_patterns, tree_paths, tree_shapley_values
+
+lgb = pytest.importorskip("lightgbm")
+
+
+def _data(n: int, m: int, seed: int, nan: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(m, n))
+    y = x[:, 0] + 2 * x[:, 1] * x[:, 2] - np.abs(x[:, 3]) + rng.normal(0, 0.1, m)
+    if nan:
+        x[rng.random(x.shape) < nan] = np.nan
+    return x, y
+
+
+def _reference(model, rows, background) -> tuple[np.ndarray, np.ndarray]:
+    """Shapley values ``[B, n, O]`` and SII ``[B, n, n, O]`` from the full Fourier spectrum."""
+    masking = "path_dependent" if background is None else "interventional"
+    explainer = TreeInteraction(model, masking, background=background)
+    full = explainer.attribute(rows, index="SII", max_order=2, full_spectrum=True)
+    n = full.n_features
+    coef = full.values.coefficients.reshape(len(full.values.sets()), len(rows), -1)
+    sii = np.zeros((len(rows), n, n, coef.shape[2]))
+    for s, c in zip(full.values.sets(), coef.numpy()):
+        if len(s) == 2:
+            sii[:, s[0], s[1]] = sii[:, s[1], s[0]] = c
+    sv = full.first_order("SV").reshape(len(rows), -1, n).transpose(1, 2).numpy()
+    return sv, sii
+
+
+def _check(model, rows, background=None, route=None) -> None:
+    """Both orders against the reference; ``route``: ``"tables"`` or ``"rows"`` for every
+    leaf, None for the automatic choice."""
+    sv_ref, sii_ref = _reference(model, rows, background)
+    scale = max(np.abs(sv_ref).max(), np.abs(sii_ref).max())
+    budget, cheaper = treeshap._TABLE_BUDGET, treeshap._table_is_cheaper
+    try:
+        if route == "rows":
+            treeshap._TABLE_BUDGET = 0
+        if route == "tables":
+            treeshap._table_is_cheaper = lambda *args: True
+        for order in (1, 2):
+            sv, base, pairs, sii = tree_shapley_values(model, rows, background, order)
+            np.testing.assert_allclose(sv.numpy(), sv_ref, rtol=0, atol=1e-9 * scale)
+            if order == 2:
+                dense = np.zeros_like(sii_ref)
+                i, k = pairs.numpy().T
+                dense[:, i, k] = dense[:, k, i] = sii.numpy()
+                np.testing.assert_allclose(dense, sii_ref, rtol=0, atol=1e-9 * scale)
+    finally:
+        treeshap._TABLE_BUDGET, treeshap._table_is_cheaper = budget, cheaper
+    # efficiency: the values add up to the raw output minus the all-removed value
+    ens = parse_tree_ensemble(model)
+    np.testing.assert_allclose(sv.sum(dim=1) + base, ens.predict(rows), rtol=0,
+                               atol=1e-9 * max(1.0, scale))
+
+
+def _hand_tree(feature, threshold, left, right, value, n_features) -> TreeEnsemble:
+    size = len(feature)
+    return TreeEnsemble(
+        feature=np.asarray(feature, dtype=np.int64),
+        threshold=np.asarray(threshold, dtype=np.float64),
+        left=np.asarray(left, dtype=np.int64),
+        right=np.asarray(right, dtype=np.int64),
+        value=np.asarray(value, dtype=np.float64).reshape(size, -1),
+        cover=np.arange(1, size + 1, dtype=np.float64),  # uneven covers
+        default_left=np.zeros(size, dtype=bool),
+        missing=np.full(size, 2, dtype=np.int8),
+        roots=np.array([0]),
+        base=np.array([0.5]),
+        n_features=n_features,
+    )
+
+
+# ---------------------------------------------------------------------------- models
+@pytest.mark.parametrize("route", [None, "tables", "rows"])
+@pytest.mark.parametrize("masking", ["path_dependent", "interventional"])
+def test_lightgbm_regressor_equals_fourier_readout(masking: str, route: str | None) -> None:
+    x, y = _data(6, 300, 0)
+    model = lgb.LGBMRegressor(n_estimators=12, num_leaves=12, min_child_samples=5,
+                              verbose=-1, n_jobs=1, random_state=0).fit(x, y)
+    background = x[200:212] if masking == "interventional" else None
+    _check(model, x[:9], background, route)
+
+
+@pytest.mark.parametrize("masking", ["path_dependent", "interventional"])
+def test_lightgbm_multiclass_and_missing_values(masking: str) -> None:
+    x, y = _data(5, 300, 1, nan=0.15)
+    labels = np.digitize(np.nan_to_num(y), [-1.0, 1.0])
+    model = lgb.LGBMClassifier(n_estimators=6, num_leaves=8, min_child_samples=5,
+                               verbose=-1, n_jobs=1, random_state=0).fit(x, labels)
+    assert parse_tree_ensemble(model).n_outputs == 3
+    background = x[200:208] if masking == "interventional" else None  # NaNs in both
+    for route in ("tables", "rows"):
+        _check(model, x[:7], background, route)
+
+
+@pytest.mark.parametrize("masking", ["path_dependent", "interventional"])
+def test_xgboost_models(masking: str) -> None:
+    xgb = pytest.importorskip("xgboost")
+    x, y = _data(5, 300, 2, nan=0.1)
+    background = x[200:206] if masking == "interventional" else None
+    reg = xgb.XGBRegressor(n_estimators=8, max_depth=4, n_jobs=1, random_state=0).fit(x, y)
+    clf = xgb.XGBClassifier(n_estimators=5, max_depth=3, n_jobs=1, random_state=0)
+    clf.fit(x, np.digitize(np.nan_to_num(y), [-1.0, 1.0]))
+    for model in (reg, clf):
+        for route in ("tables", "rows"):
+            _check(model, x[:6], background, route)
+
+
+def test_sklearn_models() -> None:
+    from sklearn.ensemble import (
+        ExtraTreesRegressor,
+        GradientBoostingClassifier,
+        GradientBoostingRegressor,
+        HistGradientBoostingRegressor,
+        RandomForestClassifier,
+        RandomForestRegressor,
+    )
+    from sklearn.tree import DecisionTreeRegressor
+
+    x, y = _data(5, 200, 3)
+    labels = (y > np.median(y)).astype(int)
+    models = [
+        DecisionTreeRegressor(max_depth=6, random_state=0).fit(x, y),
+        RandomForestRegressor(n_estimators=4, max_depth=5, random_state=0).fit(x, y),
+        ExtraTreesRegressor(n_estimators=4, max_depth=4, random_state=0).fit(x, y),
+        GradientBoostingRegressor(n_estimators=6, max_depth=3, random_state=0).fit(x, y),
+        RandomForestClassifier(n_estimators=4, max_depth=4, random_state=0).fit(x, labels),
+        GradientBoostingClassifier(n_estimators=4, max_depth=3, random_state=0).fit(x, labels),
+    ]
+    xn, yn = _data(5, 200, 4, nan=0.1)
+    models.append(HistGradientBoostingRegressor(max_iter=6, max_depth=4, random_state=0)
+                  .fit(xn, yn))  # fmt: skip
+    for model in models:
+        rows = xn[:5] if isinstance(model, HistGradientBoostingRegressor) else x[:5]
+        for background in (None, x[100:106]):
+            for route in ("tables", "rows"):
+                _check(model, rows, background, route)
+
+
+# ---------------------------------------------------------------------------- structure
+def test_repeated_splits_on_one_feature() -> None:
+    #        0:x0
+    #     1:x0      2:x1
+    #    3    4   5:x0   6
+    #            7    8
+    ens = _hand_tree(feature=[0, 0, 1, -1, -1, 0, -1, -1, -1],
+                     threshold=[0.5, -0.5, 0.5, 0, 0, 1.5, 0, 0, 0],
+                     left=[1, 3, 5, -1, -1, 7, -1, -1, -1],
+                     right=[2, 4, 6, -1, -1, 8, -1, -1, -1],
+                     value=[0, 0, 0, 1.5, -7.0, 0, 4.0, -2.0, 11.0], n_features=3)
+    paths = tree_paths(ens)
+    assert paths.n_slots.tolist() == [1, 1, 2, 2, 2]  # x0 merged: leaves 3, 4 have one slot
+    rows = np.array([[0.0, 0.0, 0.0], [1.0, 1.0, 5.0], [2.0, 0.0, 0.0], [-1.0, 1.0, 0.0]])
+    for route in ("tables", "rows"):
+        _check(ens, rows, None, route)
+        _check(ens, rows, rows[[0, 2, 3]], route)
+
+
+def test_random_deep_trees_with_repeated_features() -> None:
+    n, depth = 5, 7
+    n_int, size = 2**depth - 1, 2 ** (depth + 1) - 1
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        feature = np.concatenate([rng.integers(0, n, n_int), np.full(size - n_int, -1)])
+        threshold = np.concatenate([rng.normal(size=n_int), np.zeros(size - n_int)])
+        left = np.concatenate([2 * np.arange(n_int) + 1, np.full(size - n_int, -1)])
+        right = np.concatenate([2 * np.arange(n_int) + 2, np.full(size - n_int, -1)])
+        value = np.concatenate([np.zeros(n_int), rng.normal(size=size - n_int)])
+        ens = _hand_tree(feature, threshold, left, right, value, n)
+        if seed == 2:  # some children with zero cover: removing their feature never reaches them
+            cover = ens.cover.copy()
+            cover[rng.choice(np.arange(1, size), 12, replace=False)] = 0.0
+            ens = TreeEnsemble(**{**ens.__dict__, "cover": cover})
+            assert (tree_paths(ens).zero_fraction == 0).any()
+        rows = rng.normal(size=(6, n))
+        for route in ("tables", "rows"):
+            _check(ens, rows, None, route)
+            _check(ens, rows, rng.normal(size=(5, n)), route)
+
+
+def test_single_leaf_booster() -> None:
+    x = np.zeros((50, 3))
+    booster = lgb.train({"objective": "regression", "verbose": -1, "num_threads": 1},
+                        lgb.Dataset(x, np.full(50, 2.5)), num_boost_round=3)
+    rows = np.random.default_rng(0).normal(size=(4, 3))
+    for background in (None, rows[:2]):
+        sv, base, pairs, sii = tree_shapley_values(booster, rows, background, max_order=2)
+        assert sv.shape == (4, 3, 1) and not sv.any()
+        assert base.tolist() == pytest.approx([2.5])
+        assert pairs.shape == (0, 2) and sii.shape == (4, 0, 1)
+
+
+def test_decision_patterns_follow_the_trainers_routing() -> None:
+    x, y = _data(4, 200, 6, nan=0.2)
+    model = lgb.LGBMRegressor(n_estimators=5, num_leaves=10, min_child_samples=5,
+                              verbose=-1, n_jobs=1).fit(x, y)
+    ens = parse_tree_ensemble(model)
+    paths = tree_paths(ens)
+    pat = decision_patterns(paths, x[:20])[paths.leaf]  # [L, R]
+    # a row reaches a leaf iff every bit of the leaf's pattern is set: one leaf per tree
+    reached = (pat == (1 << paths.n_slots)[:, None] - 1).double()
+    assert reached.sum(dim=0).tolist() == [ens.roots.size] * 20
+    predicted = (reached.T @ paths.value).numpy() + ens.base
+    np.testing.assert_allclose(predicted[:, 0], model.predict(x[:20], raw_score=True),
+                               atol=1e-9)
+
+
+# ---------------------------------------------------------------------------- memory, shap
+def test_row_chunks_do_not_change_the_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    x, y = _data(6, 300, 7)
+    model = lgb.LGBMRegressor(n_estimators=10, num_leaves=10, verbose=-1, n_jobs=1).fit(x, y)
+    for background in (None, x[:20]):
+        whole = tree_shapley_values(model, x[:50], background, max_order=2)
+        monkeypatch.setattr(treeshap, "_CHUNK", 64)  # a few rows per chunk
+        chunked = tree_shapley_values(model, x[:50], background, max_order=2)
+        monkeypatch.undo()
+        for a, b in zip(whole, chunked):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
+def test_equals_shap_tree_explainer() -> None:
+    shap = pytest.importorskip("shap")
+    x, y = _data(6, 300, 8)
+    model = lgb.LGBMRegressor(n_estimators=20, num_leaves=16, verbose=-1, n_jobs=1).fit(x, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        path = shap.TreeExplainer(model, feature_perturbation="tree_path_dependent")
+        inter = shap.TreeExplainer(model, data=x[:30], feature_perturbation="interventional")
+        want_path = path.shap_values(x[:10])
+        want_inter = inter.shap_values(x[:10])
+    np.testing.assert_allclose(tree_shapley_values(model, x[:10])[0][..., 0], want_path,
+                               atol=1e-8)
+    # shap routes the background in float32: differences of order 1e-8 near thresholds
+    np.testing.assert_allclose(tree_shapley_values(model, x[:10], x[:30])[0][..., 0],
+                               want_inter, atol=1e-6)
+
+
+def test_errors() -> None:
+    x, y = _data(4, 100, 9)
+    model = lgb.LGBMRegressor(n_estimators=2, num_leaves=4, verbose=-1, n_jobs=1).fit(x, y)
+    with pytest.raises(ValueError, match="`max_order` must be 1 or 2"):
+        tree_shapley_values(model, x[:2], max_order=3)
+    # a chain of 63 splits on 63 distinct features: more than a pattern holds
+    n = 63
+    size = 2 * n + 1
+    internal = np.arange(n)
+    feature = np.concatenate([internal, np.full(n + 1, -1)])
+    left = np.concatenate([n + internal, np.full(n + 1, -1)])  # left child: a leaf
+    right = np.concatenate([internal[1:], [2 * n], np.full(n + 1, -1)])
+    ens = _hand_tree(feature, np.zeros(size), left, right, np.ones(size), n)
+    with pytest.raises(ValueError, match="more than 62 distinct features"):
+        tree_paths(ens)

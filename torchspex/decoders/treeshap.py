@@ -1,0 +1,647 @@
+"""Exact Shapley values and pair interactions of tree ensembles, batched over rows.
+
+A leaf of a tree, as a function of the set ``S`` of kept features, is its value times a product
+over the *distinct* features ``j`` on its root-to-leaf path (splits on one feature merged by
+multiplying their factors):
+
+.. math:: w(S) = \\prod_j \\big(o_j\\,[j \\in S] + z_j\\,[j \\notin S]\\big),
+
+where ``o_j in {0, 1}`` says whether the explained row follows every edge on ``j`` and ``z_j``
+is the weight the removal rule gives those edges: the product of their cover shares
+(path-dependent masking, as TreeSHAP) or whether a baseline row follows them (interventional
+masking, averaged over the background rows). The Shapley value and the Shapley interaction
+index (SII) of a pair of such a product game are
+
+.. math:: \\phi_i = (o_i - z_i) \\int_0^1 \\prod_{j \\ne i} \\big(z_j (1 - t) + o_j t\\big)\\,dt ,
+    \\qquad
+    I_{ik} = (o_i - z_i)(o_k - z_k) \\int_0^1 \\prod_{j \\ne i, k} (z_j (1 - t) + o_j t)\\,dt ,
+
+since ``int_0^1 t^s (1 - t)^(d-1-s) dt = s! (d-1-s)! / d!`` are the Shapley weights (and one
+degree lower the SII weights); the integrands have degree at most ``d - 1``, so Gauss-Legendre
+quadrature with ``ceil(d / 2)`` nodes is exact. For 0/1 weights (interventional masking) the
+same integrals are closed-form Beta values. A row enters a leaf's values only through its
+*decision pattern*: the ``d`` bits ``o_j``, read for all rows at once top-down through every
+tree (a few integer operations per node and row). Leaves with few path features get a table
+of their values for all ``2^d`` patterns, built once and shared by every row (one gather per
+row and leaf); leaves with long paths are computed row by row. Interventional tables come from
+each leaf's histogram of background patterns by a superset-sum transform, so the per-row cost
+does not grow with the background. k-SII of order 2 follows from the Shapley values and SII:
+``k-SII_i = phi_i - sum_k I_ik / 2``, ``k-SII_ik = I_ik``.
+
+References:
+    Lundberg et al., "From local explanations to global understanding with explainable AI for
+    trees" (Nature Machine Intelligence 2020): TreeSHAP, path-dependent and interventional.
+    Yu et al., "Linear TreeShap" (NeurIPS 2022): the leaf polynomial along the path.
+    Yang, "Fast TreeSHAP" (2021), and Woodelf (the ``woodelf-explainer`` package, 2025-26):
+    per-leaf tables over decision patterns. Quadrature-TreeSHAP (shapiq >= 1.7, 2026): the
+    Shapley weights as Beta integrals, evaluated by Gauss-Legendre quadrature.
+    Grabisch and Roubens (1999): the Shapley interaction index; Bordt and von Luxburg (2023):
+    k-SII.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from torchspex.decoders._tree_parsers import TreeEnsemble, parse_tree_ensemble
+
+__all__ = ["TreePaths", "decision_patterns", "tree_paths", "tree_shapley_values"]
+
+#: Distinct features on one root-to-leaf path a decision pattern (an int64 bitmask) can hold.
+MAX_PATH_FEATURES = 62
+#: Elements of one working tensor (bounds memory: rows are processed in chunks).
+_CHUNK = 1 << 22
+#: Pattern-table entries kept at once (shared by all rows); larger leaves go row by row.
+_TABLE_BUDGET = 1 << 24
+
+
+@dataclass(frozen=True, eq=False)
+class TreePaths:
+    """The root-to-leaf paths of an ensemble, with repeated features merged (row independent).
+
+    Attributes:
+        router: the ensemble restricted to its ``V`` internal nodes (its ``goes_left`` routes
+            rows at the splits only).
+        levels: top-down, two entries per tree depth (splits on a feature new on the path,
+            then splits on a repeated one): ``(new, parent, split, left, right, slot)``,
+            ``new`` a bool, the rest ``int64 [E]``: node ids of the parents and their children,
+            ``split`` the parent's position among the internal nodes, ``slot`` the position of
+            the parent's split feature among the distinct features of the path (its bit in the
+            decision pattern).
+        leaf: ``int64 [L]`` node ids of the leaves with at least one path feature and a
+            non-zero value, ordered by ``n_slots``.
+        n_slots: ``int64 [L]`` distinct features ``d`` on each leaf's path.
+        feature: ``int64 [L, D]`` the feature in each slot (``-1`` padding).
+        zero_fraction: ``float64 [L, D]`` the product of the cover shares of the edges on each
+            slot's feature (``1`` padding): the path-dependent weight of removing it.
+        value: ``float64 [L, O]`` leaf values.
+        sibling: ``int64 [L]`` for a left leaf whose sibling is a leaf with the same path
+            features (the parent's feature new on the path), the sibling's position; ``-1``
+            elsewhere. Their pattern tables merge into one (one gather per row for both).
+        expected: ``float64 [O]`` the path-dependent value with every feature removed (the
+            cover-weighted mean of the leaves plus the ensemble's ``base``).
+        n_nodes: nodes ``N`` of the ensemble.
+        n_features: input features ``n``.
+    """
+
+    router: TreeEnsemble
+    levels: list[tuple[bool, Tensor, Tensor, Tensor, Tensor, Tensor]]
+    leaf: Tensor
+    n_slots: Tensor
+    feature: Tensor
+    zero_fraction: Tensor
+    value: Tensor
+    sibling: Tensor
+    expected: Tensor
+    n_nodes: int
+    n_features: int
+
+    @property
+    def n_outputs(self) -> int:
+        """Model outputs ``O``."""
+        return int(self.value.shape[1])
+
+    @property
+    def pattern_dtype(self) -> torch.dtype:
+        """The narrowest integer type that holds every decision pattern."""
+        width = int(self.n_slots.max()) if self.n_slots.numel() else 0
+        return torch.int32 if width <= 30 else torch.int64
+
+
+def _router(ens: TreeEnsemble, internal: np.ndarray) -> TreeEnsemble:
+    """``ens`` restricted to the nodes ``internal`` (children ids are meaningless there)."""
+    sub = {"feature", "threshold", "left", "right", "value", "cover", "default_left", "missing"}
+    fields = {k: (v[internal] if k in sub else v) for k, v in ens.__dict__.items()}
+    fields["left"] = np.zeros(len(internal), dtype=np.int64)  # all internal: never a leaf
+    fields["right"] = fields["left"]
+    return TreeEnsemble(**fields)
+
+
+def tree_paths(ensemble: TreeEnsemble) -> TreePaths:
+    """Walks every tree top-down once and records its leaves' merged paths.
+
+    Raises:
+        ValueError: if a path has more than 62 distinct features.
+    """
+    ens = ensemble
+    n_nodes = len(ens.feature)
+    internal = ens.left >= 0
+    split_pos = np.cumsum(internal) - 1
+    lc, rc = np.where(internal, ens.left, 0), np.where(internal, ens.right, 0)
+    total = ens.cover[lc] + ens.cover[rc]
+    share = np.divide(ens.cover[lc], total, out=np.full(n_nodes, 0.5), where=total > 0)
+    nodes = ens.roots.astype(np.int64)
+    feats = np.full((len(nodes), 1), -1, dtype=np.int64)  # features in slot order
+    zeros = np.ones((len(nodes), 1))
+    count = np.zeros(len(nodes), dtype=np.int64)
+    levels = []
+    leaf_parts: list[tuple[np.ndarray, ...]] = []
+    both = np.concatenate
+    while len(nodes):
+        is_int = internal[nodes]
+        done = ~is_int
+        if done.any():
+            leaf_parts.append((nodes[done], count[done], feats[done], zeros[done]))
+        nodes, feats, zeros, count = nodes[is_int], feats[is_int], zeros[is_int], count[is_int]
+        if not len(nodes):
+            break
+        f = ens.feature[nodes]
+        hit = feats == f[:, None]
+        seen = hit.any(axis=1)
+        slot = np.where(seen, hit.argmax(axis=1), count)
+        if int(slot.max()) >= MAX_PATH_FEATURES:
+            raise ValueError(
+                f"a root-to-leaf path splits on more than {MAX_PATH_FEATURES} distinct features, "
+                "which the exact Shapley route does not support; limit the tree depth."
+            )
+        count = count + ~seen
+        if int(count.max()) > feats.shape[1]:
+            feats = np.pad(feats, ((0, 0), (0, 1)), constant_values=-1)
+            zeros = np.pad(zeros, ((0, 0), (0, 1)), constant_values=1.0)
+        rows = np.arange(len(nodes))
+        feats = feats.copy()
+        feats[rows, slot] = f
+        left_zeros, right_zeros = zeros.copy(), zeros.copy()
+        left_zeros[rows, slot] *= share[nodes]
+        right_zeros[rows, slot] *= 1.0 - share[nodes]
+        for new in (True, False):
+            sel = seen != new
+            if sel.any():
+                v = nodes[sel]
+                levels.append((new, *(torch.from_numpy(a) for a in (
+                    v, split_pos[v], ens.left[v], ens.right[v], slot[sel]))))  # fmt: skip
+        nodes = both([ens.left[nodes], ens.right[nodes]])
+        feats = both([feats, feats])
+        zeros = both([left_zeros, right_zeros])
+        count = both([count, count])
+    width = max(p[2].shape[1] for p in leaf_parts)
+    leaf = both([p[0] for p in leaf_parts])
+    n_slots = both([p[1] for p in leaf_parts])
+    feature = both([np.pad(p[2], ((0, 0), (0, width - p[2].shape[1])), constant_values=-1)
+                    for p in leaf_parts])
+    zero = both([np.pad(p[3], ((0, 0), (0, width - p[3].shape[1])), constant_values=1.0)
+                 for p in leaf_parts])
+    value = ens.value[leaf]
+    expected = (value * zero.prod(axis=1, keepdims=True)).sum(axis=0) + ens.base
+    keep = np.nonzero((n_slots > 0) & (value != 0).any(axis=1))[0]
+    keep = keep[np.argsort(n_slots[keep], kind="stable")]  # groups of equal d are contiguous
+    width = int(n_slots[keep].max(initial=0))
+    return TreePaths(
+        router=_router(ens, np.nonzero(internal)[0]),
+        levels=levels,  # type: ignore[arg-type]
+        leaf=torch.from_numpy(leaf[keep]),
+        n_slots=torch.from_numpy(n_slots[keep]),
+        feature=torch.from_numpy(np.ascontiguousarray(feature[keep, :width])),
+        zero_fraction=torch.from_numpy(np.ascontiguousarray(zero[keep, :width])),
+        value=torch.from_numpy(np.ascontiguousarray(value[keep])),
+        sibling=torch.from_numpy(_siblings(ens, leaf[keep], levels)),
+        expected=torch.from_numpy(np.asarray(expected, dtype=np.float64)),
+        n_nodes=n_nodes,
+        n_features=ens.n_features,
+    )
+
+
+def _siblings(ens: TreeEnsemble, leaf: np.ndarray, levels: list) -> np.ndarray:
+    """For each leaf, the position in ``leaf`` of its right sibling where the two can share one
+    pattern table (both are leaves, the left one here, and their parent's split feature is new
+    on the path: their patterns differ exactly in that last bit), else ``-1``."""
+    n_nodes = len(ens.feature)
+    new = np.zeros(n_nodes, dtype=bool)
+    parent = np.full(n_nodes, -1, dtype=np.int64)
+    for is_new, par, _, left, right, _ in levels:
+        for child in (left.numpy(), right.numpy()):
+            new[child] = is_new
+            parent[child] = par.numpy()
+    pos = np.full(n_nodes, -1, dtype=np.int64)
+    pos[leaf] = np.arange(len(leaf))
+    par = parent[leaf]
+    is_left = (par >= 0) & (ens.left[np.maximum(par, 0)] == leaf)
+    right = np.where(is_left, ens.right[np.maximum(par, 0)], 0)
+    return np.where(is_left & new[leaf] & (pos[right] >= 0), pos[right], -1)
+
+
+def decision_patterns(paths: TreePaths, x: np.ndarray) -> Tensor:
+    """Each row's decision pattern at every node: ``int32 / int64 [N, R]``.
+
+    Bit ``j`` of node ``u``'s pattern is set iff the row ``x [R, n]`` follows every edge above
+    ``u`` that splits on the path's ``j``-th distinct feature (the trainer's routing, missing
+    values included).
+    """
+    goes_left = torch.from_numpy(np.ascontiguousarray(paths.router.goes_left(x)))  # [V, R]
+    dtype = paths.pattern_dtype
+    pat = torch.zeros(paths.n_nodes, goes_left.shape[1], dtype=dtype)
+    for new, parent, split, left, right, slot in paths.levels:
+        above = pat[parent]
+        one = (1 << slot.to(dtype))[:, None]
+        bit = goes_left[split].to(dtype) << slot.to(dtype)[:, None]  # set where it goes left
+        if new:  # the new bit says which way the row went
+            pat[left] = above | bit
+            pat[right] = above | (bit ^ one)
+        else:  # the feature's bit stays set only where the row follows this edge too
+            pat[left] = above & (bit | ~one)
+            pat[right] = above & ~bit
+    return pat
+
+
+# ---------------------------------------------------------------------------- leaf values
+# Every function below returns, for leaves with d path features, their value-free Shapley
+# values and (order 2) Shapley interaction indices: ``[L, M, d]`` or ``[L, M, d + d(d-1)/2]``
+# (pairs ``(j, k)``, ``j < k``, in the order of :func:`_pairs`), for M patterns or rows.
+def _quadrature(d: int) -> tuple[Tensor, Tensor]:
+    """Gauss-Legendre nodes and weights on ``[0, 1]`` exact for degree ``d - 1``."""
+    t, w = np.polynomial.legendre.leggauss(max(1, -(-d // 2)))
+    return torch.from_numpy((t + 1) / 2), torch.from_numpy(w / 2)
+
+
+def _pairs(d: int) -> tuple[Tensor, Tensor]:
+    """Slot pairs ``(j, k)``, ``j < k``, row by row: two ``int64 [d (d - 1) / 2]``."""
+    j, k = torch.triu_indices(d, d, offset=1)
+    return j, k
+
+
+def _width(d: int, order: int) -> int:
+    return d + (d * (d - 1) // 2 if order == 2 else 0)
+
+
+def _bits(keys: Tensor, d: int) -> Tensor:
+    """``float64 [..., d]``: bit ``j`` of each pattern."""
+    return ((keys[..., None] >> torch.arange(d)) & 1).double()
+
+
+def _path_dependent_values(z: Tensor, bits: Tensor, g: Tensor, t: Tensor, order: int) -> Tensor:
+    """Shapley values (and pair indices) of the leaf games from the quadrature products.
+
+    ``z [L, d]`` zero fractions, ``bits [L or 1, M, d]`` the patterns' ``o_j``, ``g [L, M, Q]``
+    the quadrature weights times ``prod_j (z_j (1 - t) + o_j t)``. Dividing that product by
+    feature ``j``'s own factor and multiplying by ``o_j - z_j`` gives ``r_j = -1 / (1 - t)``
+    where ``o_j = 0`` and ``(1 - z_j) / (z_j (1 - t) + t)`` where ``o_j = 1``; the Shapley value
+    is ``sum_q g r_j`` and the Shapley interaction index of a pair ``sum_q g r_j r_k`` (its
+    weights ``s! (d-2-s)! / (d-1)!`` are the same Beta integrals, one degree lower).
+    """
+    c = -1.0 / (1.0 - t)  # [Q]
+    gap = (1.0 - z)[..., None] / (z[..., None] * (1.0 - t) + t) - c  # [L, d, Q]
+    sv = (g @ c)[..., None] + bits * (g @ gap.transpose(1, 2))
+    if order == 1:
+        return sv
+    # sum_q g (c + o_j gap_j)(c + o_k gap_k): the products not involving the pattern's bits
+    # are batched matrix products over the patterns
+    j, k = _pairs(z.shape[1])
+    cross = (g * c) @ gap.transpose(1, 2)  # [L, M, d]
+    both = g @ (gap[:, j] * gap[:, k]).transpose(1, 2)  # [L, M, P]
+    oj, ok = bits[..., j], bits[..., k]
+    sii = (g @ (c * c))[..., None] + oj * cross[..., j] + ok * cross[..., k] + oj * ok * both
+    return torch.cat([sv, sii], dim=2)
+
+
+def _path_dependent_table(z: Tensor, order: int) -> Tensor:
+    """Values for all ``2^d`` patterns: ``[L, 2^d, width]``."""
+    n_leaves, d = z.shape
+    t, w = _quadrature(d)
+    g = w.expand(n_leaves, 1, -1)
+    off = z[..., None] * (1.0 - t)  # [L, d, Q] factor where the row leaves the path
+    for j in range(d):  # pattern p holds o_j = bit j of p
+        g = torch.cat([g * off[:, j : j + 1], g * (off[:, j : j + 1] + t)], dim=1)
+    return _path_dependent_values(z, _bits(torch.arange(1 << d), d)[None], g, t, order)
+
+
+def _path_dependent_rows(z: Tensor, keys: Tensor, order: int) -> Tensor:
+    """Values for rows with patterns ``keys [L, R]``: ``[L, R, width]``."""
+    d = z.shape[1]
+    t, w = _quadrature(d)
+    bits = _bits(keys, d)  # [L, R, d]
+    # prod_j (z_j (1 - t) + o_j t) = exp(sum_j log off_j + bits @ (log on_j - log off_j)): one
+    # batched matrix product; a zero cover share (off = 0) is kept apart as a count of the
+    # row's zero factors, so that no infinity enters
+    off = z[..., None] * (1.0 - t)  # [L, d, Q]
+    on = off + t
+    zero = off == 0
+    log_off = torch.where(zero, 0.0, off.clamp(min=1e-300).log())
+    g = torch.exp(log_off.sum(dim=1)[:, None] + bits @ (on.log() - log_off))  # [L, R, Q]
+    if bool(zero.any()):
+        g = g * ((1.0 - bits) @ zero.double() == 0)  # a row leaving a zero-share edge
+    return _path_dependent_values(z, bits, g * w, t, order)
+
+
+@lru_cache(maxsize=32)
+def _popcount_table(d: int) -> Tensor:
+    return _popcount(torch.arange(1 << d))
+
+
+def _count_bits(x: Tensor, d: int) -> Tensor:
+    """Set bits of patterns ``x < 2^d`` (a table lookup for small ``d``)."""
+    return _popcount_table(d)[x] if d <= 16 else _popcount(x)
+
+
+def _popcount(x: Tensor) -> Tensor:
+    """Set bits of non-negative ``int64`` values."""
+    x = x - ((x >> 1) & 0x5555555555555555)
+    x = (x & 0x3333333333333333) + ((x >> 2) & 0x3333333333333333)
+    x = (x + (x >> 4)) & 0x0F0F0F0F0F0F0F0F
+    x = x + (x >> 8)
+    x = x + (x >> 16)
+    x = x + (x >> 32)
+    return x & 0x7F
+
+
+def _gamma(a: int, b: int) -> float:
+    """``a! b! / (a + b + 1)!``, the Beta integral ``int_0^1 t^a (1 - t)^b dt``."""
+    return 1.0 / ((a + b + 1) * math.comb(a + b, a))
+
+
+@lru_cache(maxsize=128)
+def _weights(d: int, order: int) -> dict[str, Tensor]:
+    """Values of the 0/1 game ``[A subset of S, S disjoint from B]`` by ``(|A|, |B|) = (a, b)``.
+
+    ``"in"``: the Shapley value of each member of ``A``, ``(a-1)! b! / (a+b)!``; ``"out"``: of
+    each member of ``B``, ``-a! (b-1)! / (a+b)!``; order 2 adds the Shapley interaction index of
+    two members of ``A`` (``"in_in"``, ``(a-2)! b! / (a+b-1)!``), one of each (``"in_out"``,
+    ``-(a-1)! (b-1)! / (a+b-1)!``) and two of ``B`` (``"out_out"``, ``a! (b-2)! / (a+b-1)!``).
+    ``float64 [d + 1, d + 1]`` each, 0 where undefined (cached: not to be modified).
+    """
+    names = ("in", "out") + (("in_in", "in_out", "out_out") if order == 2 else ())
+    out = {name: torch.zeros(d + 1, d + 1, dtype=torch.float64) for name in names}
+    for a in range(d + 1):
+        for b in range(d + 1 - a):
+            if a >= 1:
+                out["in"][a, b] = _gamma(a - 1, b)
+            if b >= 1:
+                out["out"][a, b] = -_gamma(a, b - 1)
+            if order == 2:
+                if a >= 2:
+                    out["in_in"][a, b] = _gamma(a - 2, b)
+                if a >= 1 and b >= 1:
+                    out["in_out"][a, b] = -_gamma(a - 1, b - 1)
+                if b >= 2:
+                    out["out_out"][a, b] = _gamma(a, b - 2)
+    return out
+
+
+def _interventional_table(bkeys: Tensor, d: int, order: int) -> Tensor:
+    """Values for all ``2^d`` patterns from background patterns ``bkeys [L, M]``.
+
+    Background pattern ``b`` and explained pattern ``p`` give the 0/1 game with ``A = p - b``
+    and ``B`` the complement of ``p`` when ``b`` covers that complement (else the zero game).
+    ``count[p, a]``, the background rows covering ``~p`` with ``a`` zero bits (so ``|A| = a``),
+    is a superset-sum transform of each leaf's background histogram split by zero bits. A
+    feature ``j in p`` must be in ``A``, i.e. not in ``b``: those rows number
+    ``count[p, a] - count[p - j, a]`` (two features: inclusion-exclusion over four counts).
+    """
+    n_leaves, m = bkeys.shape
+    size, full = 1 << d, (1 << d) - 1
+    zeros = d - _count_bits(bkeys, d)
+    hist = torch.zeros(n_leaves, d + 1, size, dtype=torch.float64)
+    flat = (torch.arange(n_leaves)[:, None] * (d + 1) + zeros) * size + bkeys
+    ones = torch.full((flat.numel(),), 1.0 / m, dtype=torch.float64)
+    hist.view(-1).index_add_(0, flat.reshape(-1), ones)
+    for j in range(d):  # superset sums: entry c collects every b containing c
+        view = hist.view(n_leaves, d + 1, size >> (j + 1), 2, 1 << j)
+        view[:, :, :, 0] += view[:, :, :, 1]
+    p = torch.arange(size)
+    count = hist[:, :, full ^ p].transpose(1, 2)  # [L, 2^d, a]
+    n_out = d - _count_bits(p, d)  # |B|
+    w = _weights(d, order)
+
+    def total(name: str, shift: int) -> Tensor:
+        """``[L, 2^d]``: ``sum_a count[p, a] w[a, |B(p)| - shift]`` (0 where negative)."""
+        col = n_out - shift
+        wt = w[name][:, col.clamp(min=0)].T * (col >= 0)[:, None]  # [2^d, a]
+        return (count * wt).sum(dim=2)
+
+    bits = _bits(p, d).bool()  # [2^d, d]
+    flip = 1 << torch.arange(d)
+    sv = torch.where(bits, total("in", 0)[..., None] - total("in", 1)[:, p[:, None] ^ flip],
+                     total("out", 0)[..., None])  # fmt: skip
+    if order == 1:
+        return sv
+    one, two = _pairs(d)
+    bj, bk = bits[:, one], bits[:, two]  # [2^d, P]
+    pj, pk = p[:, None] ^ flip[one], p[:, None] ^ flip[two]
+    in_in = (total("in_in", 0)[..., None] - total("in_in", 1)[:, pj]
+             - total("in_in", 1)[:, pk] + total("in_in", 2)[:, pj ^ flip[two]])  # fmt: skip
+    io0, io1 = total("in_out", 0), total("in_out", 1)
+    in_out = torch.where(bj, io0[..., None] - io1[:, pj], io0[..., None] - io1[:, pk])
+    out_out = total("out_out", 0)[..., None].expand(-1, -1, one.numel())
+    sii = torch.where(bj & bk, in_in, torch.where(bj | bk, in_out, out_out))
+    return torch.cat([sv, sii], dim=2)
+
+
+def _interventional_rows(bkeys: Tensor, keys: Tensor, d: int, order: int) -> Tensor:
+    """Values for rows ``keys [L, R]`` from background patterns ``bkeys [L, M]``."""
+    m = bkeys.shape[1]
+    full = (1 << d) - 1
+    valid = ((keys[..., None] | bkeys[:, None, :]) == full).double() / m  # [L, R, M]
+    a = _count_bits(keys[..., None] & (full ^ bkeys)[:, None, :], d)
+    n_out = (d - _count_bits(keys, d))[..., None].expand_as(a)
+    w = _weights(d, order)
+    free = 1.0 - _bits(bkeys, d)  # [L, M, d]: the feature is in A when the row has it
+    bits = _bits(keys, d).bool()  # [L, R, d]
+    sv = torch.where(bits, (valid * w["in"][a, n_out]) @ free,
+                     (valid * w["out"][a, n_out]).sum(dim=2)[..., None])  # fmt: skip
+    if order == 1:
+        return sv
+    j, k = _pairs(d)
+    bj, bk = bits[..., j], bits[..., k]  # [L, R, P]
+    in_in = (valid * w["in_in"][a, n_out]) @ (free[..., j] * free[..., k])
+    io = valid * w["in_out"][a, n_out]
+    in_out = torch.where(bj, io @ free[..., j], io @ free[..., k])
+    out_out = (valid * w["out_out"][a, n_out]).sum(dim=2)[..., None]
+    sii = torch.where(bj & bk, in_in, torch.where(bj | bk, in_out, out_out))
+    return torch.cat([sv, sii], dim=2)
+
+
+# ---------------------------------------------------------------------------- driver
+def tree_shapley_values(
+    ensemble: object,
+    inputs: np.ndarray,
+    background: np.ndarray | None = None,
+    max_order: int = 1,
+    paths: TreePaths | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+    """Exact Shapley values (and pair interactions) of every row of ``inputs``.
+
+    Rows are processed in chunks (working memory about ``2^22`` floats whatever the number of
+    rows, plus the per-leaf pattern tables, at most ``2^24`` floats, built once).
+
+    Args:
+        ensemble: a fitted model :func:`parse_tree_ensemble` reads, or a :class:`TreeEnsemble`.
+        inputs: ``float [R, n]`` rows to explain.
+        background: ``float [M, n]`` baseline rows for interventional masking (the value
+            function averages over them); ``None``: path-dependent masking (cover weights).
+        max_order: 1 (Shapley values) or 2 (also the Shapley interaction index of every pair
+            of features that share a root-to-leaf path; the others are 0).
+        paths: the ensemble's :func:`tree_paths`, when already computed.
+        progress: called with the number of rows after each chunk of rows.
+
+    Returns:
+        ``(values, baseline, pairs, sii)``: Shapley values ``float64 [R, n, O]``, the value with
+        every feature removed ``float64 [O]`` (``baseline + values.sum(1)`` is each row's raw
+        model output), and for ``max_order=2`` the pairs ``int64 [P, 2]`` with their Shapley
+        interaction indices ``float64 [R, P, O]`` (``None, None`` for ``max_order=1``).
+
+    Raises:
+        ValueError: for ``max_order`` other than 1 or 2, or a root-to-leaf path that splits on
+            more than 62 distinct features.
+
+    Example:
+        >>> from sklearn.tree import DecisionTreeRegressor
+        >>> x = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+        >>> tree = DecisionTreeRegressor().fit(x, [0.0, 0.0, 0.0, 4.0])
+        >>> values, baseline, pairs, sii = tree_shapley_values(tree, x[3:], x[:1], max_order=2)
+        >>> values[0, :, 0].tolist(), baseline.tolist(), pairs.tolist(), sii[0, :, 0].tolist()
+        ([2.0, 2.0], [0.0], [[0, 1]], [4.0])
+    """
+    if max_order not in (1, 2):
+        raise ValueError(f"`max_order` must be 1 or 2; got {max_order!r}.")
+    ens = parse_tree_ensemble(ensemble)
+    if paths is None:
+        paths = tree_paths(ens)
+    x = np.asarray(inputs, dtype=np.float64)
+    n_rows, n, n_out = x.shape[0], paths.n_features, paths.n_outputs
+    if background is None:
+        baseline = paths.expected.clone()
+        bpat = None
+        work = float(n_rows)
+    else:
+        bg = np.asarray(background, dtype=np.float64)
+        baseline = torch.from_numpy(ens.predict(bg).mean(axis=0))
+        step = max(1, _CHUNK // max(1, paths.n_nodes))  # background rows in chunks too
+        bpat = torch.cat([decision_patterns(paths, bg[i : i + step])[paths.leaf]
+                          for i in range(0, bg.shape[0], step)], dim=1)  # [L, M]
+        work = float(n_rows) * bg.shape[0]
+    pairs, pair_of = _pair_ids(paths) if max_order == 2 else (None, None)
+    n_targets = n + (0 if pairs is None else pairs.shape[0])
+    # leaves grouped by their number d of path features; a table over all 2^d patterns (built
+    # once) where that is cheaper than computing the rows one by one and fits the budget
+    groups = []
+    used = 0
+    for d in torch.unique(paths.n_slots).tolist():
+        idx = torch.nonzero(paths.n_slots == d).squeeze(1)
+        width = _width(d, max_order)
+        size = idx.numel() * (1 << d) * width * n_out
+        table = None
+        if _table_is_cheaper(d, work, bpat is not None) and used + size <= _TABLE_BUDGET:
+            used += size
+            table, idx = _merge_siblings(paths, idx, d, _leaf_table(paths, idx, d, bpat,
+                                                                     max_order))
+        feat = paths.feature[idx, :d]
+        target = feat
+        if pair_of is not None:
+            j, k = _pairs(d)
+            target = torch.cat([feat, pair_of[feat[:, j], feat[:, k]]], dim=1)
+        groups.append((d, idx, width, target.T.contiguous(), table))
+    out_all = torch.zeros(n_targets, n_rows, n_out, dtype=torch.float64)
+    per_row = max(1, int(sum(g[2] * g[1].numel() for g in groups)) * n_out, paths.n_nodes)
+    step = max(1, _CHUNK // per_row)
+    for start in range(0, n_rows, step):
+        rows = x[start : start + step]
+        pat = decision_patterns(paths, rows)
+        out = out_all[:, start : start + step]  # [targets, R_c, O]
+        for d, idx, width, target, table in groups:
+            keys = pat[paths.leaf[idx]]  # [L_g, R_c]
+            if table is not None:  # one gather of consecutive values per leaf and row
+                where = ((torch.arange(idx.numel()) << d)[:, None] + keys).reshape(-1)
+                vals = table.index_select(0, where).view(idx.numel(), rows.shape[0], width, n_out)
+            else:
+                vals = _leaf_rows(paths, idx, d, keys.long(), bpat, max_order)
+            for s in range(width):
+                out.index_add_(0, target[s], vals[:, :, s])
+        if progress is not None:
+            progress(rows.shape[0])
+    values = out_all[:n].permute(1, 0, 2).contiguous()
+    if pairs is None:
+        return values, baseline, None, None
+    return values, baseline, pairs, out_all[n:].permute(1, 0, 2).contiguous()
+
+
+def _merge_siblings(paths: TreePaths, idx: Tensor, d: int, table: Tensor) -> tuple[Tensor, Tensor]:
+    """Folds each right sibling's table into its left sibling's: ``(table, idx)`` without them.
+
+    The right leaf's pattern is the left one's with the last bit (the parent's split feature,
+    slot ``d - 1``) flipped, and the two have the same features in the same slots.
+    """
+    sibling = paths.sibling[idx]
+    has = sibling >= 0
+    if not bool(has.any()):
+        return table, idx
+    local = torch.full((paths.leaf.numel(),), -1, dtype=torch.int64)
+    local[idx] = torch.arange(idx.numel())
+    left, right = torch.nonzero(has).squeeze(1), local[sibling[has]]
+    tab = table.view(idx.numel(), 2, 1 << (d - 1), -1)  # [L_g, bit d-1, other bits, W]
+    tab[left] += tab[right].flip(1)
+    keep = torch.ones(idx.numel(), dtype=torch.bool)
+    keep[right] = False
+    return tab[keep].reshape(-1, table.shape[1]), idx[keep]
+
+
+def _table_is_cheaper(d: int, work: float, interventional: bool) -> bool:
+    """Whether a table over all ``2^d`` patterns costs less than ``work`` rows (or row and
+    background pairs) computed one by one: a pattern costs about what a row costs
+    (path-dependent, measured), or ``d`` row-background pairs (interventional: one
+    superset-sum pass per feature instead of one pass per background row)."""
+    if interventional:
+        return (1 << d) * d <= work
+    return (1 << d) <= 4 * work
+
+
+def _pair_ids(paths: TreePaths) -> tuple[Tensor, Tensor]:
+    """The feature pairs sharing a path, ``int64 [P, 2]``, and ``[n, n]`` ids into them."""
+    n = paths.n_features
+    keys = []
+    for d in torch.unique(paths.n_slots).tolist():
+        feat = paths.feature[paths.n_slots == d, :d]
+        j, k = _pairs(d)
+        a, b = feat[:, j], feat[:, k]
+        keys.append((torch.minimum(a, b) * n + torch.maximum(a, b)).reshape(-1))
+    uniq = torch.unique(torch.cat(keys)) if keys else torch.zeros(0, dtype=torch.int64)
+    pairs = torch.stack([uniq // n, uniq % n], dim=1)
+    pair_of = torch.full((n, n), -1, dtype=torch.int64)
+    ids = torch.arange(uniq.numel()) + n  # targets after the n single features
+    pair_of[pairs[:, 0], pairs[:, 1]] = ids
+    pair_of[pairs[:, 1], pairs[:, 0]] = ids
+    return pairs, pair_of
+
+
+def _leaf_table(
+    paths: TreePaths, idx: Tensor, d: int, bpat: Tensor | None, order: int
+) -> Tensor:
+    """``[L_g * 2^d, width * O]``: each leaf's value times its table over all patterns."""
+    width = _width(d, order)
+    per = max(1, _CHUNK // ((1 << d) * (width + d) * max(d // 2, 1, 0 if bpat is None else d)))
+    parts = []
+    for start in range(0, idx.numel(), per):
+        sel = idx[start : start + per]
+        if bpat is None:
+            tab = _path_dependent_table(paths.zero_fraction[sel, :d], order)
+        else:
+            tab = _interventional_table(bpat[sel].long(), d, order)
+        tab = tab[..., None] * paths.value[sel][:, None, None, :]  # [l, 2^d, width, O]
+        parts.append(tab.reshape(sel.numel() << d, -1))
+    return torch.cat(parts)
+
+
+def _leaf_rows(
+    paths: TreePaths, idx: Tensor, d: int, keys: Tensor, bpat: Tensor | None, order: int
+) -> Tensor:
+    """``[L_g, R_c, width, O]``: the group's leaf values for the rows' patterns."""
+    n_rows = keys.shape[1]
+    width = _width(d, order)
+    cost = (width + d) * max(d // 2, 1) if bpat is None else bpat.shape[1] * (width + d)
+    per = max(1, _CHUNK // (n_rows * cost))
+    parts = []
+    for start in range(0, idx.numel(), per):
+        sel = idx[start : start + per]
+        k = keys[start : start + per]
+        if bpat is None:
+            val = _path_dependent_rows(paths.zero_fraction[sel, :d], k, order)
+        else:
+            val = _interventional_rows(bpat[sel].long(), k, d, order)
+        parts.append(val[..., None] * paths.value[sel][:, None, None, :])
+    return torch.cat(parts)
