@@ -139,7 +139,9 @@ def check_model_device(forward_func: Any, device: torch.device) -> None:
     raise ValueError(
         f"{describe_model(forward_func)} has its parameters (and buffers) on "
         f"{', '.join(repr(d) for d in devices)}, but the inputs are on {on}; torchspex runs the "
-        f"model on the inputs' device and never moves it.{fix}"
+        f"model on the inputs' device and never moves it.{fix} (A model whose forward moves "
+        "its inputs itself can be passed as `lambda *args: model(*args)`, which is not "
+        "inspected.)"
     )
 
 
