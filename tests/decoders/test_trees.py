@@ -191,3 +191,29 @@ def test_constant_trees_and_empty_constant_first() -> None:
     assert spec.coefficients.tolist() == pytest.approx([2.5])
     torch.testing.assert_close(spec.evaluate(all_masks(3)),
                                torch.full((8,), 2.5, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("n", [4, 7])
+def test_leaf_readout_equals_the_node_expansion(n: int) -> None:
+    # two exact routes for 0/1 routing: leaves merged by the bits they fix, then taken to the
+    # Fourier basis one feature at a time (n <= 39), and every internal node expanded into its
+    # 2^k terms (the general route, used above 39 features); same terms, same coefficients
+    from torchspex.decoders import trees
+
+    rng = np.random.default_rng(n)
+    for _ in range(10):
+        depth = 6
+        n_int = 2**depth - 1
+        size = 2 ** (depth + 1) - 1
+        feature = np.concatenate([rng.integers(0, n, n_int), np.full(size - n_int, -1)])
+        threshold = np.concatenate([rng.choice([-0.5, 0.5, 1.5], n_int), np.zeros(size - n_int)])
+        left = np.concatenate([2 * np.arange(n_int) + 1, np.full(size - n_int, -1)])
+        right = np.concatenate([2 * np.arange(n_int) + 2, np.full(size - n_int, -1)])
+        value = np.concatenate([np.zeros(n_int), rng.normal(size=(size - n_int))])
+        ens = _hand_tree(feature, threshold, left, right, value, n, base=0.25)
+        routes = ens.goes_left(np.stack([np.ones(n), np.zeros(n)]))
+        idx_leaf, coef_leaf = trees._binary_leaf_spectrum(ens, routes[:, 0], routes[:, 1], n)
+        idx_node, coef_node = trees.tree_spectrum(ens, routes[:, :1],
+                                                  routes[:, 1:].astype(np.float64), n)
+        assert torch.equal(idx_leaf, idx_node)
+        torch.testing.assert_close(coef_leaf, coef_node, atol=1e-13, rtol=0)

@@ -14,6 +14,12 @@ exact), factors independent of ``m_i`` fold into a scalar, and the product over 
 ``k`` distinct features expands into ``2^k`` Fourier terms. All leaves of all trees (and all
 explained rows) are expanded at once, grouped by ``k``, and summed with one ``coalesce``.
 
+For one 0/1 baseline (:func:`tree_ensemble_to_fourier`, the proxies of ProxySPEX and of the
+regression decoder) a leaf is its value times an indicator of the bits its path fixes; leaves
+fixing the same bits are summed first and the sum goes to the Fourier basis one feature at a
+time (:func:`_binary_leaf_spectrum`), which never expands a deep leaf into its ``2^k`` terms
+on its own (a 1,000-tree depth-8 booster over 13 features: 15 s -> 0.1 s, same terms).
+
 References:
     Gorji et al., "Amortized SHAP values via sparse Fourier function approximation" (2024);
     Butler et al., "ProxySPEX" (NeurIPS 2025); Lundberg et al., "From local explanations to
@@ -262,6 +268,92 @@ def tree_spectrum(
     return idx[:, :used].contiguous(), coef[keep]
 
 
+#: Largest ``n`` whose base-3 leaf keys fit an int64 (``3^39 < 2^63``).
+_LEAF_KEY_FEATURES = 39
+
+
+def _binary_leaf_keys(
+    ens: TreeEnsemble, kept_left: np.ndarray, removed_left: np.ndarray, n_features: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every reachable leaf as ``(key int64 [L], value [L, O])`` for 0/1 routing.
+
+    Digit ``f`` of a key (base 3) says what the leaf needs of mask bit ``m_f``: ``0`` removed,
+    ``1`` kept, ``2`` either. Built top-down, one tree level at a time; a leaf whose path
+    needs both values of one bit is unreachable and dropped.
+    """
+    pow3 = 3 ** np.arange(n_features, dtype=np.int64)
+    node = ens.roots.copy()
+    key = np.full(node.shape, int(pow3.sum() * 2), dtype=np.int64)
+    keys, values = [], []
+    while node.size:
+        leaf = ens.left[node] < 0
+        keys.append(key[leaf])
+        values.append(ens.value[node[leaf]])
+        node, key = node[~leaf], key[~leaf]
+        if not node.size:
+            break
+        f = ens.feature[node]
+        p = pow3[f]
+        digit = (key // p) % 3
+        kept_l, removed_l = kept_left[node], removed_left[node]
+        children, child_keys = [], []
+        for child, m1, m0 in ((ens.left[node], kept_l, removed_l),
+                              (ens.right[node], ~kept_l, ~removed_l)):  # fmt: skip
+            # the child is reached for m_f = 1 (m1), for m_f = 0 (m0), or both
+            both = m1 & m0
+            need = np.where(m1, 1, 0)
+            ok = both | ((m1 | m0) & ((digit == 2) | (digit == need)))
+            new_key = np.where(both | (digit != 2), key, key - (2 - need) * p)
+            children.append(child[ok])
+            child_keys.append(new_key[ok])
+        node, key = np.concatenate(children), np.concatenate(child_keys)
+    return np.concatenate(keys), np.concatenate(values)
+
+
+def _binary_leaf_spectrum(
+    ens: TreeEnsemble, kept_left: np.ndarray, removed_left: np.ndarray, n_features: int
+) -> tuple[Tensor, Tensor]:
+    """:func:`tree_spectrum` for one column of 0/1 routing (a baseline row), from the leaves.
+
+    A leaf is ``value * prod_f 1[m_f = b_f]`` over the bits its path fixes, and
+    ``1[m_f = 1] = (1 - chi_f) / 2``, ``1[m_f = 0] = (1 + chi_f) / 2``. Leaves that fix the same
+    bits to the same values are summed first (boosted trees repeat regions often), then the
+    sum is taken to the Fourier basis one feature at a time, merging equal terms after each,
+    so no leaf is ever expanded into its ``2^k`` terms on its own.
+    """
+    leaf_key, leaf_value = _binary_leaf_keys(ens, kept_left, removed_left, n_features)
+    keys = torch.from_numpy(leaf_key)
+    coef = torch.from_numpy(np.ascontiguousarray(leaf_value, dtype=np.float64))
+    keys, inverse = torch.unique(keys, return_inverse=True)
+    coef = torch.zeros(keys.shape[0], coef.shape[1], dtype=coef.dtype).index_add_(0, inverse, coef)
+    for f in range(n_features):
+        p = 3**f
+        digit = (keys // p) % 3
+        fixed = digit != 2
+        if not bool(fixed.any()):
+            keys = keys - 2 * p
+            continue
+        # free -> f not in S (coefficient kept); fixed b -> f not in S (c / 2) and f in S
+        # (+c / 2 for b = 0, -c / 2 for b = 1); digit 0 / 1 now mean "f not in / in S"
+        d, c = digit[fixed], coef[fixed] / 2
+        out_keys = torch.cat([keys[~fixed] - 2 * p, keys[fixed] - d * p, keys[fixed] + (1 - d) * p])
+        sign = (1 - 2 * d).to(c.dtype).unsqueeze(1)
+        out_coef = torch.cat([coef[~fixed], c, c * sign])
+        keys, inverse = torch.unique(out_keys, return_inverse=True)
+        coef = torch.zeros(keys.shape[0], coef.shape[1], dtype=coef.dtype)
+        coef.index_add_(0, inverse, out_coef)
+    coef[0] += torch.from_numpy(np.asarray(ens.base, dtype=np.float64))  # key 0: the empty set
+    keep = coef.ne(0).any(dim=1)
+    keep[0] = True
+    keys, coef = keys[keep], coef[keep]
+    bits = ((keys.unsqueeze(1) // (3 ** torch.arange(n_features))) % 3).bool()
+    width = int(bits.sum(dim=1).max()) if keys.numel() else 0
+    pos = torch.where(bits, torch.arange(n_features), n_features).sort(dim=1).values[:, :width]
+    idx = torch.where(pos == n_features, -1, pos)
+    idx, coef = coalesce(idx, coef, n_features)  # canonical order (all rows already unique)
+    return idx, coef.unsqueeze(1)
+
+
 def _sort_levels(feat: Tensor, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     order = feat.argsort(dim=1, stable=True)
     ex = order.unsqueeze(-1).expand_as(a)
@@ -318,7 +410,10 @@ def tree_ensemble_to_fourier(model: Any, n_features: int | None = None) -> Spars
     n = _check_n_features(ens, n_features)
     rows = np.stack([np.ones(n), np.zeros(n)])
     routes = ens.goes_left(rows)  # [N, 2]: x_i = 1 (kept) and x_i = 0 (removed)
-    idx, coef = tree_spectrum(ens, routes[:, :1], routes[:, 1:].astype(np.float64), n)
+    if n <= _LEAF_KEY_FEATURES:
+        idx, coef = _binary_leaf_spectrum(ens, routes[:, 0], routes[:, 1], n)
+    else:
+        idx, coef = tree_spectrum(ens, routes[:, :1], routes[:, 1:].astype(np.float64), n)
     coef = coef[:, 0]
     if coef.shape[1] == 1:
         coef = coef[:, 0]
