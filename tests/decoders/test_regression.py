@@ -233,22 +233,23 @@ def test_the_proxy_tries_deep_trees_once_the_rows_carry_them():
 def test_candidates_rank_by_scores_averaged_over_proxies(monkeypatch):
     """The candidate scores of B proxies are the mean of the B single proxies' squared
     coefficients (each on its own held-out fifth, drawn in turn from the same generator), and
-    the info records B; 5 proxies below DEEP_ROWS samples, 3 from there on, 1 from
-    BAG_FEATURES features on."""
+    the info records B; at effort="high" 5 proxies below DEEP_ROWS samples, 3 from there on,
+    1 from BAG_FEATURES features on; one at the default effort="low"."""
     from torchspex.decoders import regression as reg
     from torchspex.sampling.coalitions import paired_coalitions
 
     bags = [reg.proxy_bags(reg.DEEP_ROWS - 1, 64), reg.proxy_bags(reg.DEEP_ROWS, 64),
-            reg.proxy_bags(reg.DEEP_ROWS - 1, reg.BAG_FEATURES)]  # fmt: skip
-    assert bags == [5, 3, 1]
+            reg.proxy_bags(reg.DEEP_ROWS - 1, reg.BAG_FEATURES),
+            reg.proxy_bags(reg.DEEP_ROWS - 1, 64, "low")]  # fmt: skip
+    assert bags == [5, 3, 1, 1]
     n = 10
     masks, _ = paired_coalitions(n, 300, torch.Generator().manual_seed(1), "leverage")
     flat = hierarchical(masks).double().reshape(-1, 1)
     monkeypatch.setattr(reg, "PROXY_BAGS", 1)
     g = torch.Generator().manual_seed(7)
-    singles = [reg._proxy_terms(masks, flat, g) for _ in range(3)]
+    singles = [reg._proxy_terms(masks, flat, g, "high") for _ in range(3)]
     monkeypatch.setattr(reg, "PROXY_BAGS", 3)
-    idx, score, info = reg._proxy_terms(masks, flat, torch.Generator().manual_seed(7))
+    idx, score, info = reg._proxy_terms(masks, flat, torch.Generator().manual_seed(7), "high")
     assert info["bags"] == 3 and singles[0][2]["bags"] == 1
     want: dict[tuple, float] = {}
     for s_idx, s_score, _ in singles:
@@ -498,7 +499,7 @@ def test_the_odd_part_averages_the_best_settings_and_leaves_the_rest(monkeypatch
     for k in (1, 6):
         monkeypatch.setattr(reg, "ODD_AVERAGE", k)
         fits[k] = decode_regression(Evaluator(hierarchical, n, n_samples=budget), n,
-                                    n_samples=budget, index="SV")  # fmt: skip
+                                    n_samples=budget, index="SV", effort="high")  # fmt: skip
         spec = fits[k][0]
         assert torch.allclose(spec.evaluate(ends), hierarchical(ends).double(), rtol=0,
                               atol=1e-12)  # fmt: skip
@@ -529,3 +530,31 @@ def test_cross_validation_keeps_its_best_settings_in_order(monkeypatch):
     assert errors == sorted(errors) and len({(t[1], t[2]) for t in top}) == 4
     monkeypatch.setattr(reg, "AVG_TOL", 1.0 + 1e-12)  # nothing is as good as the best
     assert _cross_validate(*args, torch.Generator().manual_seed(1), keep=4) == one
+
+
+def test_effort_sets_the_proxies_and_is_checked_before_any_call():
+    """effort="low" (default) ranks candidates with one proxy, "high" with PROXY_BAGS; the
+    choice is in info, auto keeps its own rules with either, and a bad value raises before
+    the first model call."""
+    from torchspex import explain
+    from torchspex.decoders import regression as reg
+
+    n, budget = 12, 300
+    calls = []
+
+    def game(m):
+        calls.append(m.shape[0])
+        return hierarchical(m)
+
+    low = explain(game, n, n_samples=budget, index="SV")
+    high = explain(game, n, n_samples=budget, index="SV", effort="high")
+    assert low.info["effort"] == "low" and low.info["proxy"]["bags"] == 1
+    assert high.info["effort"] == "high" and high.info["proxy"]["bags"] == reg.PROXY_BAGS
+    assert low.info["auto"]["choice"] == high.info["auto"]["choice"] == "regression"
+    for r in (low, high):  # efficiency holds at either effort
+        assert float(r.first_order("SV").sum()) == pytest.approx(
+            float(r.full_value - r.baseline_value), abs=1e-10)
+    calls.clear()
+    with pytest.raises(ValueError, match="`effort` must be one of"):
+        explain(game, n, n_samples=budget, effort="max")
+    assert calls == []

@@ -40,6 +40,7 @@ from torchspex.decoders._budgets import PROXYSPEX_MIN_SAMPLES
 from torchspex.decoders.base import BudgetTooSmallError, Evaluator
 from torchspex.decoders.efficiency import enforce_corners
 from torchspex.decoders.regression import (
+    EFFORTS,
     decode_regression,
     default_sizes,
     design,
@@ -100,8 +101,12 @@ def decode_auto(
         max_order: the order reported (never caps the fit).
         generator: randomness (``None``: seed 0).
         index: the index to be reported (its family picks the design).
-        **options: decoder options: auto hands them to the one method they belong to (e.g.
-            ``b`` or ``degree_parameter`` -> SPEX) and records that as its choice.
+        **options: ``effort`` (``"low"``, default, or ``"high"``: how much the regression
+            spends on ranking candidate terms, :func:`~torchspex.decoders.regression.proxy_bags`;
+            ``"high"`` lowers the error per call by up to about 15% for 3-5x the decode
+            seconds, worth it when a model call costs more than a few milliseconds); any other
+            decoder option: auto hands them to the one method they belong to (e.g. ``b`` or
+            ``degree_parameter`` -> SPEX) and records that as its choice.
 
     Returns:
         ``(spectrum, info)``; ``info["auto"]`` holds the choice, the reason and, for the
@@ -118,12 +123,16 @@ def decode_auto(
         'regression'
     """
     n = n_features
+    effort = options.pop("effort", "low")
+    if effort not in EFFORTS:
+        raise ValueError(f"`effort` must be one of {EFFORTS}; got {effort!r}.")
     if options:
         method = _method_of_options(options)
         if method == "regression":
             spectrum, info = decode_regression(evaluator, n, n_samples=n_samples,
                                                max_order=max_order, generator=generator,
-                                               index=index, **options)  # fmt: skip
+                                               index=index, effort=effort,
+                                               **options)  # fmt: skip
         else:
             spectrum, info = decode_with_corners(method, evaluator, n, n_samples=n_samples,
                                                  max_order=max_order, generator=generator,
@@ -145,7 +154,8 @@ def decode_auto(
     family = index_family(index)
     if n_samples < minimum:
         if n_samples >= PROXYSPEX_MIN_SAMPLES and _has_lightgbm():
-            return _below_minimum(evaluator, n, n_samples, max_order, generator, family)
+            return _below_minimum(evaluator, n, n_samples, max_order, generator, family,
+                                  effort)  # fmt: skip
         raise BudgetTooSmallError(
             f"method='auto' needs n_samples >= {minimum} for {n} features (the two corners "
             f"and n / 2 paired coalitions; from {PROXYSPEX_MIN_SAMPLES} with LightGBM "
@@ -159,7 +169,7 @@ def decode_auto(
         reason = f"n_samples={n_samples} covers all 2^{n} = {1 << n} masks: exact"
         return spectrum, {**info, "auto": {"choice": "exhaustive", "reason": reason}}
     if n >= SPEX_FEATURES:
-        hybrid = _hybrid(evaluator, n, n_samples, max_order, generator, family)
+        hybrid = _hybrid(evaluator, n, n_samples, max_order, generator, family, effort)
         if hybrid is not None:
             return hybrid
         reason = (
@@ -169,13 +179,14 @@ def decode_auto(
     else:
         reason = f"n = {n} < {SPEX_FEATURES}: regression on the {family} design"
     spectrum, info = decode_regression(evaluator, n, n_samples=n_samples, max_order=max_order,
-                                       generator=generator, index=index)  # fmt: skip
+                                       generator=generator, index=index,
+                                       effort=effort)  # fmt: skip
     return spectrum, {**info, "auto": {"choice": "regression", "reason": reason}}
 
 
 def _below_minimum(
     evaluator: Evaluator, n: int, n_samples: int, max_order: int | None,
-    generator: torch.Generator, family: str,
+    generator: torch.Generator, family: str, effort: str = "low",
 ) -> tuple[SparseSpectrum, dict[str, Any]]:
     """Rule 4 (fewer calls than ``n + 2``, LightGBM installed)."""
     minimum = minimum_samples(n)
@@ -184,7 +195,7 @@ def _below_minimum(
         masks, weights = design(n, n_samples, generator, family, sizes)
         values = evaluator(masks)
         spectrum, info = fit_regression(masks, weights, values, n, generator, family,
-                                        {"sizes": sizes})  # fmt: skip
+                                        {"sizes": sizes, "effort": effort})  # fmt: skip
         reason = (
             f"n_samples={n_samples} is below n + 2 = {minimum}: regression on paired "
             "coalitions around a cross-fitted LightGBM proxy (fewer pairs than features), "
@@ -241,6 +252,7 @@ def _hybrid(
     max_order: int | None,
     generator: torch.Generator,
     family: str,
+    effort: str = "low",
 ) -> tuple[SparseSpectrum, dict[str, Any]] | None:
     """SPEX on a share of the budget, the index's design on the rest, the better one kept.
 
@@ -271,7 +283,7 @@ def _hybrid(
                           descending=True)  # fmt: skip
     prior = support.indices[order]
     reg_spec, reg_info = fit_regression(masks, weights, values, n, generator, family,
-                                        {"sizes": sizes}, prior=prior,
+                                        {"sizes": sizes, "effort": effort}, prior=prior,
                                         proxy_data=proxy_data)  # fmt: skip
     if family == "shapley":
         spex_error = paired_error(spex_spec, masks, weights, values)

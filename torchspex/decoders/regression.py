@@ -91,7 +91,11 @@ __all__ = [
 #: index is Shapley-weighted.
 BANZHAF_FAMILY = frozenset({"BV", "BII", "FBII", "Fourier", "Moebius", "Co-Moebius", "BGV"})
 
-_OPTIONS = ("sizes", "proxy", "n_folds", "max_terms", "pairs", "shrink", "cross_fit")
+_OPTIONS = ("sizes", "proxy", "n_folds", "max_terms", "pairs", "shrink", "cross_fit", "effort")
+#: Decode effort levels (:func:`proxy_bags`): ``"low"`` (default) one LightGBM proxy ranks
+#: the candidate terms; ``"high"`` averages several, for models slow enough that the lower
+#: error per call is worth the decode seconds.
+EFFORTS = ("low", "high")
 
 #: Relative ridge penalties tried on the discovered (non first-order) terms.
 _PENALTIES = (0.0, 1e-4, 1e-3, 1e-2, 1e-1)
@@ -126,10 +130,23 @@ AVG_TOL = 2.0
 _PREFIXES = tuple(sorted({round(2 ** (i / 2)) for i in range(0, 30)}))
 
 
-def proxy_bags(n_rows: int, n_features: int) -> int:
-    """How many LightGBM proxies rank the candidate terms: :data:`PROXY_BAGS` below
-    :data:`DEEP_ROWS` samples, :data:`DEEP_PROXY_BAGS` from there on, and one from
-    :data:`BAG_FEATURES` features on.
+def proxy_bags(n_rows: int, n_features: int, effort: str = "high") -> int:
+    """How many LightGBM proxies rank the candidate terms: one at ``effort="low"`` (the
+    default of the decoders); at ``"high"`` :data:`PROXY_BAGS` below :data:`DEEP_ROWS`
+    samples, :data:`DEEP_PROXY_BAGS` from there on, and one from :data:`BAG_FEATURES`
+    features on.
+
+    Why one by default: the decode's seconds are mostly the proxies' (LightGBM training and
+    read-out), so five proxies cost 3-5x the decode of one. With today's decoder the gain of
+    five is 0-14% of SV error below 1,024 calls and none at 1,024 on the model games, except
+    LightGBM on diabetes, whose errors are already 2-6x below every peer's (12 seeds, one
+    proxy -> five, ``/tmp/ab/ab.py new,bags1`` in the issue-28 note: the MLP on wine at 128 /
+    256 / 512 / 1,024 calls 0.091 / 0.043 / 0.022 / 0.0090 -> 0.083 / 0.038 / 0.021 / 0.0089,
+    MiniLM 0.052 / 0.031 / 0.018 / 0.0072 -> 0.051 / 0.027 / 0.016 / 0.0073, LightGBM at 128 /
+    256 0.012 / 0.0016 -> 0.0075 / 0.0008; decode 0.05-0.76 s -> 0.3-2.1 s). A call that costs
+    more than a few milliseconds (an LLM on a CPU) pays for ``effort="high"``.
+
+    The measurements behind the ``"high"`` settings (an older decoder):
 
     One proxy trained on four fifths of a few hundred rows ranks the terms noisily: over the
     true top 100 odd terms of the digits CNN over 2x2 patches at 1,024 calls, one proxy's top
@@ -149,10 +166,10 @@ def proxy_bags(n_rows: int, n_features: int) -> int:
     over 2x2 patches 0.102 / 0.029 -> 0.090 / 0.028, MiniLM 0.040 / 0.010 -> 0.037 / 0.009).
 
     Example:
-        >>> proxy_bags(1024, 16), proxy_bags(4096, 16), proxy_bags(1024, 256)
-        (5, 3, 1)
+        >>> proxy_bags(1024, 16, "low"), proxy_bags(1024, 16), proxy_bags(4096, 16)
+        (1, 5, 3)
     """
-    if n_features >= BAG_FEATURES:
+    if effort == "low" or n_features >= BAG_FEATURES:
         return 1
     return PROXY_BAGS if n_rows < DEEP_ROWS else DEEP_PROXY_BAGS
 
@@ -256,6 +273,9 @@ def _check_options(options: dict[str, Any]) -> None:
     for flag in ("proxy", "shrink", "cross_fit"):
         if options.get(flag, True) not in (True, False):
             raise ValueError(f"`{flag}` must be True or False; got {options[flag]!r}.")
+    effort = options.get("effort", "low")
+    if effort not in EFFORTS:
+        raise ValueError(f"`effort` must be one of {EFFORTS}; got {effort!r}.")
     folds = options.get("n_folds", 5)
     if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
         raise ValueError(f"`n_folds` must be an int >= 2; got {folds!r}.")
@@ -277,7 +297,7 @@ def _sets_of_order(n: int, width: int, order: int = 2) -> Tensor:
 
 
 def _proxy_terms(
-    masks: Tensor, flat: Tensor, generator: torch.Generator
+    masks: Tensor, flat: Tensor, generator: torch.Generator, effort: str = "low"
 ) -> tuple[Tensor, Tensor, dict[str, Any]]:
     """Terms of LightGBM proxies fitted to the samples, ``(indices, score [s], info)``.
 
@@ -295,7 +315,7 @@ def _proxy_terms(
     # k-SII pairs 0.017 -> 0.0038)
     configs = proxy_configs(None, 0.1) + ([(DEEP_DEPTH, 0.1)] if m >= DEEP_ROWS else [])
     rows, scores, infos = [], [], []
-    bags = proxy_bags(m, n)
+    bags = proxy_bags(m, n, effort)
     for bag in range(bags):
         valid = holdout_rows(m, 0.2, generator)
         for j in range(flat.shape[1]):
@@ -669,7 +689,8 @@ def decode_regression(
             ``cross_fit`` (``True``, default: also fit the odd part to the residual of a
             cross-fitted proxy, and keep it from :data:`OFFSET_FEATURES` features on or where
             it cross-validates better; one output, fewer than :data:`CROSS_FIT_PAIRS` pairs
-            per feature).
+            per feature), ``effort`` (``"low"``, default: one LightGBM proxy ranks the
+            candidates; ``"high"``: several, averaged, :func:`proxy_bags`).
 
     Returns:
         ``(spectrum, info)``: a Fourier spectrum exact at ∅ and N (Shapley family), and what
@@ -778,7 +799,8 @@ def fit_regression(
     proxy_score = torch.zeros(0, dtype=torch.float64)
     if use_proxy:
         try:
-            proxy_idx, proxy_score, proxy_info = _proxy_terms(px_masks, px_flat, generator)
+            proxy_idx, proxy_score, proxy_info = _proxy_terms(
+                px_masks, px_flat, generator, options.get("effort", "low"))
         except ImportError:
             use_proxy = False
     if prior is not None and prior.shape[0]:
@@ -810,6 +832,7 @@ def fit_regression(
         "design": f"paired {options['sizes']}" if family == "shapley" else "uniform",
         "n_samples": int(masks.shape[0]),
         "proxy": proxy_info if use_proxy else None,
+        "effort": options.get("effort", "low"),
         **fit_info,
         "seconds": {"proxy": t_proxy, "fit": time.perf_counter() - start},
     }
@@ -998,7 +1021,7 @@ def _fit_paired(
             if p < max(SLOPE_PAIRS, JACKKNIFE_PAIRS) * n:
                 refits, slope = _even_refits(masks, flat, w, extra, (proxy_idx, proxy_score),
                                              own_proxy, n, n_folds, generator, max_terms,
-                                             even)  # fmt: skip
+                                             even, options.get("effort", "low"))  # fmt: skip
             if refits is not None and p < JACKKNIFE_PAIRS * n:
                 factor = jackknife_stein_factor(even_pairs(even), refits)
                 info["even"]["shrinkage_noise"] = "jackknife"
@@ -1049,7 +1072,7 @@ def _size_strata(x: Tensor, least: int = 4) -> tuple[Tensor, Tensor]:
 def _even_refits(
     masks: Tensor, flat: Tensor, w: Tensor, extra: list[Tensor],
     ranking: tuple[Tensor, Tensor], own_proxy: bool, n: int, n_folds: int,
-    generator: torch.Generator, max_terms: int, even: SparseSpectrum,
+    generator: torch.Generator, max_terms: int, even: SparseSpectrum, effort: str = "low",
 ) -> tuple[list[tuple[Tensor, Tensor]], Tensor]:
     """Refits of the even fit without one fold of the pairs each, and what they say about it.
 
@@ -1078,7 +1101,7 @@ def _even_refits(
         idx, score = ranking
         if own_proxy:
             rows = torch.cat([torch.tensor([0, 1]), torch.stack([first, second], 1).reshape(-1)])
-            idx, score, _ = _proxy_terms(masks[rows], flat[rows], generator)
+            idx, score, _ = _proxy_terms(masks[rows], flat[rows], generator, effort)
         fixed, ranked, n_pairs = _ranked_candidates(constant, extra, idx, score, n, 0)
         y = (flat[first] + flat[second]) / 2
         support, coef, _, _ = _fit_part(masks[first], y, w[kept], fixed, ranked,
