@@ -1,15 +1,24 @@
-"""Child process of tree_vs_shapiq.py: times shapiq >= 1.8 and woodelf-explainer (Python >= 3.12).
+"""Child process of tree_vs_shapiq.py: times one peer library on one case.
 
-Run by the parent with the interpreter of a venv that has them (``--python``); reads a job file
-written by the parent and writes each task's values (``.npy``) and timings (``results.json``)
-next to it. Not meant to be run by hand.
+shapiq >= 1.8 and woodelf-explainer need Python >= 3.12 and run under the interpreter of a venv
+that has them (the parent's ``--python``); shap runs under the parent's own interpreter. Each
+case runs in its own process, so that the parent can stop a peer that exceeds its time limit.
+Reads a job file written by the parent and writes the values (``.npy``) and the timing
+(``result.json``) next to it. Not meant to be run by hand.
 
     /work/venv312/bin/python benchmarks/_tree_shapiq18_child.py JOB.json
 """
 
 from __future__ import annotations
 
+import os
+
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ[_var] = "1"  # one thread everywhere
+
+import itertools
 import json
+import pickle
 import sys
 import time
 import warnings
@@ -18,17 +27,47 @@ from pathlib import Path
 import numpy as np
 
 
-def _shapiq(booster, rows, background, index: str, order: int) -> np.ndarray:
-    """``[R, n]`` Shapley values, or ``[R, n, n]`` k-SII (singletons on the diagonal)."""
+def load_model(kind: str, path: Path):
+    """The model saved by the parent: a LightGBM text model, an XGBoost JSON model, or a
+    pickled scikit-learn model."""
+    if kind == "lightgbm":
+        import lightgbm as lgb
+
+        return lgb.Booster(model_file=str(path))
+    if kind == "xgboost":
+        import xgboost as xgb
+
+        booster = xgb.Booster(model_file=str(path))
+        booster.set_param({"nthread": 1})
+        return booster
+    with open(path, "rb") as fh:
+        return pickle.load(fh)
+
+
+def subsets(n: int, order: int) -> list[tuple[int, ...]]:
+    """All feature sets of size 1 .. ``order``, in the order the order-3 arrays use."""
+    return [s for k in range(1, order + 1) for s in itertools.combinations(range(n), k)]
+
+
+def _shapiq(model, rows, background, index: str, order: int) -> np.ndarray:
+    """``[R, n]`` Shapley values; ``[R, n, n]`` k-SII of order 2 (singletons on the diagonal);
+    ``[R, S]`` for order 3 (the sets of :func:`subsets`)."""
     import shapiq
 
     kwargs = {"mode": "pathdependent"}
     if background is not None:
         kwargs = {"mode": "interventional", "reference_dataset": background}
-    explainer = shapiq.TreeExplainer(booster, index=index, max_order=order, min_order=1,
+    explainer = shapiq.TreeExplainer(model, index=index, max_order=order, min_order=1,
                                      **kwargs)
     values = explainer.explain_X(rows).values  # {interaction: [R]}
     n = rows.shape[1]
+    if order == 3:
+        pos = {s: i for i, s in enumerate(subsets(n, 3))}
+        out = np.zeros((rows.shape[0], len(pos)))
+        for key, col in values.items():
+            if key in pos:
+                out[:, pos[key]] = col
+        return out
     out = np.zeros((rows.shape[0], n, n)) if order == 2 else np.zeros((rows.shape[0], n))
     for key, col in values.items():
         if len(key) == 1 and order == 1:
@@ -40,13 +79,13 @@ def _shapiq(booster, rows, background, index: str, order: int) -> np.ndarray:
     return out
 
 
-def _woodelf(booster, rows, background, index: str, order: int) -> np.ndarray:
+def _woodelf(model, rows, background, index: str, order: int) -> np.ndarray:
     import pandas as pd
     from woodelf import WoodelfExplainer
 
     cols = [f"f{i}" for i in range(rows.shape[1])]
     data = None if background is None else pd.DataFrame(background, columns=cols)
-    explainer = WoodelfExplainer(booster, data=data)
+    explainer = WoodelfExplainer(model, data=data)
     x = pd.DataFrame(rows, columns=cols)
     if order == 1:
         return np.asarray(explainer.shap_values(x, verbose=False))
@@ -55,31 +94,39 @@ def _woodelf(booster, rows, background, index: str, order: int) -> np.ndarray:
     return 2 * np.asarray(explainer.shap_interaction_values(x, verbose=False))
 
 
+def _shap(model, rows, background, index: str, order: int) -> np.ndarray:
+    import shap
+
+    if background is None:
+        explainer = shap.TreeExplainer(model, feature_perturbation="tree_path_dependent")
+    else:
+        explainer = shap.TreeExplainer(model, data=background,
+                                       feature_perturbation="interventional")
+    if order == 1:
+        return np.asarray(explainer.shap_values(rows))
+    return 2 * np.asarray(explainer.shap_interaction_values(rows))
+
+
 def main() -> None:
     job = json.loads(Path(sys.argv[1]).read_text())
     folder = Path(sys.argv[1]).parent
-    import lightgbm as lgb
-
-    booster = lgb.Booster(model_file=str(folder / job["model"]))
-    rows = np.load(folder / job["rows"])
-    background = np.load(folder / job["background"])
-    results = []
-    for task in job["tasks"]:
-        run = {"shapiq": _shapiq, "woodelf": _woodelf}[task["library"]]
-        times = []
-        try:
-            for _ in range(task["repeats"]):
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    start = time.perf_counter()
-                    bg = background if task["interventional"] else None
-                    values = run(booster, rows, bg, task["index"], task["order"])
-                    times.append(time.perf_counter() - start)
-            np.save(folder / task["out"], values)
-            results.append({**task, "seconds": min(times), "error": None})
-        except Exception as err:  # a library that cannot do a case is reported, not fatal
-            results.append({**task, "seconds": None, "error": f"{type(err).__name__}: {err}"})
-    (folder / "results.json").write_text(json.dumps(results, indent=2))
+    model = load_model(job["kind"], folder / job["model"])
+    rows = np.load(folder / "rows.npy")
+    background = np.load(folder / "background.npy") if job["interventional"] else None
+    run = {"shapiq": _shapiq, "woodelf": _woodelf, "shap": _shap}[job["library"]]
+    times = []
+    try:
+        for _ in range(job["repeats"]):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                start = time.perf_counter()
+                values = run(model, rows, background, job["index"], job["order"])
+                times.append(time.perf_counter() - start)
+        np.save(folder / "values.npy", values)
+        result = {"seconds": min(times), "error": None}
+    except Exception as err:  # a library that cannot do a case is reported, not fatal
+        result = {"seconds": None, "error": f"{type(err).__name__}: {err}"[:300]}
+    (folder / "result.json").write_text(json.dumps(result))
 
 
 if __name__ == "__main__":

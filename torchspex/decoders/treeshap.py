@@ -60,6 +60,9 @@ MAX_PATH_FEATURES = 62
 _CHUNK = 1 << 22
 #: Pattern-table entries kept at once (shared by all rows); larger leaves go row by row.
 _TABLE_BUDGET = 1 << 24
+#: Internal nodes a tree may have for its rows to be grouped by one int64 routing key (bits 0
+#: to 62); the rows of larger trees are taken one by one.
+_KEY_BITS = 63
 
 
 @dataclass(frozen=True, eq=False)
@@ -87,6 +90,14 @@ class TreePaths:
             elsewhere. Their pattern tables merge into one (one gather per row for both).
         expected: ``float64 [O]`` the path-dependent value with every feature removed (the
             cover-weighted mean of the leaves plus the ensemble's ``base``).
+        leaf_tree: ``int64 [L]`` the tree of each leaf.
+        mask, need: ``int64 [L, D]`` a tree's *routing key* of a row has bit ``b`` set iff the
+            row goes left at the tree's ``b``-th internal node; the row follows every edge on
+            slot ``j``'s feature iff ``key & mask[j] == need[j]`` (for trees of at most 63
+            internal nodes, else 0).
+        split_tree: ``int64 [V]`` the tree of each internal node; ``split_bit``: ``int64 [V]``
+            its bit in the tree's routing key.
+        tree_splits: ``int64 [T]`` internal nodes of each tree.
         n_nodes: nodes ``N`` of the ensemble.
         n_features: input features ``n``.
     """
@@ -100,6 +111,12 @@ class TreePaths:
     value: Tensor
     sibling: Tensor
     expected: Tensor
+    leaf_tree: Tensor
+    mask: Tensor
+    need: Tensor
+    split_tree: Tensor
+    split_bit: Tensor
+    tree_splits: Tensor
     n_nodes: int
     n_features: int
 
@@ -107,6 +124,11 @@ class TreePaths:
     def n_outputs(self) -> int:
         """Model outputs ``O``."""
         return int(self.value.shape[1])
+
+    @property
+    def n_trees(self) -> int:
+        """Trees ``T``."""
+        return int(self.tree_splits.numel())
 
     @property
     def pattern_dtype(self) -> torch.dtype:
@@ -137,19 +159,27 @@ def tree_paths(ensemble: TreeEnsemble) -> TreePaths:
     lc, rc = np.where(internal, ens.left, 0), np.where(internal, ens.right, 0)
     total = ens.cover[lc] + ens.cover[rc]
     share = np.divide(ens.cover[lc], total, out=np.full(n_nodes, 0.5), where=total > 0)
+    n_trees = len(ens.roots)
     nodes = ens.roots.astype(np.int64)
+    tree = np.arange(n_trees, dtype=np.int64)
+    node_tree = np.zeros(n_nodes, dtype=np.int64)
     feats = np.full((len(nodes), 1), -1, dtype=np.int64)  # features in slot order
     zeros = np.ones((len(nodes), 1))
+    masks = np.zeros((len(nodes), 1), dtype=np.int64)
+    needs = np.zeros((len(nodes), 1), dtype=np.int64)
     count = np.zeros(len(nodes), dtype=np.int64)
     levels = []
     leaf_parts: list[tuple[np.ndarray, ...]] = []
     both = np.concatenate
     while len(nodes):
+        node_tree[nodes] = tree
         is_int = internal[nodes]
         done = ~is_int
         if done.any():
-            leaf_parts.append((nodes[done], count[done], feats[done], zeros[done]))
+            leaf_parts.append((nodes[done], count[done], feats[done], zeros[done], tree[done],
+                               masks[done], needs[done]))  # fmt: skip
         nodes, feats, zeros, count = nodes[is_int], feats[is_int], zeros[is_int], count[is_int]
+        tree, masks, needs = tree[is_int], masks[is_int], needs[is_int]
         if not len(nodes):
             break
         f = ens.feature[nodes]
@@ -165,12 +195,21 @@ def tree_paths(ensemble: TreeEnsemble) -> TreePaths:
         if int(count.max()) > feats.shape[1]:
             feats = np.pad(feats, ((0, 0), (0, 1)), constant_values=-1)
             zeros = np.pad(zeros, ((0, 0), (0, 1)), constant_values=1.0)
+            masks = np.pad(masks, ((0, 0), (0, 1)))
+            needs = np.pad(needs, ((0, 0), (0, 1)))
         rows = np.arange(len(nodes))
         feats = feats.copy()
         feats[rows, slot] = f
         left_zeros, right_zeros = zeros.copy(), zeros.copy()
         left_zeros[rows, slot] *= share[nodes]
         right_zeros[rows, slot] *= 1.0 - share[nodes]
+        # the node's bit in its tree's routing key (set where the row goes left)
+        local = split_pos[nodes] - split_pos[ens.roots[tree]]
+        bit = np.where(local < _KEY_BITS, np.left_shift(1, np.minimum(local, _KEY_BITS - 1)), 0)
+        masks = masks.copy()
+        masks[rows, slot] |= bit
+        left_needs, right_needs = needs.copy(), needs
+        left_needs[rows, slot] |= bit
         for new in (True, False):
             sel = seen != new
             if sel.any():
@@ -181,28 +220,52 @@ def tree_paths(ensemble: TreeEnsemble) -> TreePaths:
         feats = both([feats, feats])
         zeros = both([left_zeros, right_zeros])
         count = both([count, count])
-    width = max(p[2].shape[1] for p in leaf_parts)
+        tree = both([tree, tree])
+        masks = both([masks, masks])
+        needs = both([left_needs, right_needs])
+
+    def stack(k: int, fill: float | int) -> np.ndarray:
+        width = max(p[k].shape[1] for p in leaf_parts)
+        return both([np.pad(p[k], ((0, 0), (0, width - p[k].shape[1])), constant_values=fill)
+                     for p in leaf_parts])  # fmt: skip
+
     leaf = both([p[0] for p in leaf_parts])
     n_slots = both([p[1] for p in leaf_parts])
-    feature = both([np.pad(p[2], ((0, 0), (0, width - p[2].shape[1])), constant_values=-1)
-                    for p in leaf_parts])
-    zero = both([np.pad(p[3], ((0, 0), (0, width - p[3].shape[1])), constant_values=1.0)
-                 for p in leaf_parts])
+    feature, zero, mask, need = stack(2, -1), stack(3, 1.0), stack(5, 0), stack(6, 0)
+    leaf_tree = both([p[4] for p in leaf_parts])
     value = ens.value[leaf]
     expected = (value * zero.prod(axis=1, keepdims=True)).sum(axis=0) + ens.base
     keep = np.nonzero((n_slots > 0) & (value != 0).any(axis=1))[0]
     keep = keep[np.argsort(n_slots[keep], kind="stable")]  # groups of equal d are contiguous
     width = int(n_slots[keep].max(initial=0))
+    split_ids = np.nonzero(internal)[0]
+    split_tree = node_tree[split_ids]
+    tree_splits = np.bincount(split_tree, minlength=n_trees)
+    first = np.concatenate([[0], np.cumsum(tree_splits)[:-1]])
+    order = np.argsort(split_tree, kind="stable")  # nodes of one tree in id order
+    split_bit = np.empty_like(split_tree)
+    split_bit[order] = np.arange(len(split_ids)) - first[split_tree[order]]
+    assert (split_bit == split_pos[split_ids] - split_pos[ens.roots[split_tree]]).all()
+
+    def cut(a: np.ndarray) -> Tensor:
+        return torch.from_numpy(np.ascontiguousarray(a[keep, :width]))
+
     return TreePaths(
-        router=_router(ens, np.nonzero(internal)[0]),
+        router=_router(ens, split_ids),
         levels=levels,  # type: ignore[arg-type]
         leaf=torch.from_numpy(leaf[keep]),
         n_slots=torch.from_numpy(n_slots[keep]),
-        feature=torch.from_numpy(np.ascontiguousarray(feature[keep, :width])),
-        zero_fraction=torch.from_numpy(np.ascontiguousarray(zero[keep, :width])),
+        feature=cut(feature),
+        zero_fraction=cut(zero),
         value=torch.from_numpy(np.ascontiguousarray(value[keep])),
         sibling=torch.from_numpy(_siblings(ens, leaf[keep], levels)),
         expected=torch.from_numpy(np.asarray(expected, dtype=np.float64)),
+        leaf_tree=torch.from_numpy(leaf_tree[keep]),
+        mask=cut(mask),
+        need=cut(need),
+        split_tree=torch.from_numpy(split_tree),
+        split_bit=torch.from_numpy(split_bit),
+        tree_splits=torch.from_numpy(tree_splits),
         n_nodes=n_nodes,
         n_features=ens.n_features,
     )
@@ -518,47 +581,231 @@ def tree_shapley_values(
         work = float(n_rows) * bg.shape[0]
     pairs, pair_of = _pair_ids(paths) if max_order == 2 else (None, None)
     n_targets = n + (0 if pairs is None else pairs.shape[0])
-    # leaves grouped by their number d of path features; a table over all 2^d patterns (built
-    # once) where that is cheaper than computing the rows one by one and fits the budget
+    keyed = paths.tree_splits <= _KEY_BITS  # [T]: rows grouped by routing key
+    # leaves grouped by their number d of path features and by whether their tree is keyed,
+    # each group's leaves in tree order; a table over all 2^d patterns (built once) where that
+    # is cheaper than computing the rows one by one and fits the budget
     groups = []
     used = 0
     for d in torch.unique(paths.n_slots).tolist():
-        idx = torch.nonzero(paths.n_slots == d).squeeze(1)
-        width = _width(d, max_order)
-        size = idx.numel() * (1 << d) * width * n_out
-        table = None
-        if _table_is_cheaper(d, work, bpat is not None) and used + size <= _TABLE_BUDGET:
-            used += size
-            table, idx = _merge_siblings(paths, idx, d, _leaf_table(paths, idx, d, bpat,
-                                                                     max_order))
-        feat = paths.feature[idx, :d]
-        target = feat
-        if pair_of is not None:
-            j, k = _pairs(d)
-            target = torch.cat([feat, pair_of[feat[:, j], feat[:, k]]], dim=1)
-        groups.append((d, idx, width, target.T.contiguous(), table))
-    out_all = torch.zeros(n_targets, n_rows, n_out, dtype=torch.float64)
-    per_row = max(1, int(sum(g[2] * g[1].numel() for g in groups)) * n_out, paths.n_nodes)
-    step = max(1, _CHUNK // per_row)
+        for by_key in (True, False):
+            idx = torch.nonzero((paths.n_slots == d) & (keyed[paths.leaf_tree] == by_key))
+            idx = idx.squeeze(1)
+            if not idx.numel():
+                continue
+            idx = idx[torch.argsort(paths.leaf_tree[idx], stable=True)]
+            width = _width(d, max_order)
+            size = idx.numel() * (1 << d) * width * n_out
+            table = None
+            if _table_is_cheaper(d, work, bpat is not None) and used + size <= _TABLE_BUDGET:
+                used += size
+                table, idx = _merge_siblings(paths, idx, d, _leaf_table(paths, idx, d, bpat,
+                                                                         max_order))
+                table = table.view(idx.numel(), 1 << d, -1).transpose(1, 2).contiguous()
+            target = paths.feature[idx, :d]
+            if pair_of is not None:
+                j, k = _pairs(d)
+                target = torch.cat([target, pair_of[target[:, j], target[:, k]]], dim=1)
+            groups.append(_Group(d, by_key, idx, paths.leaf_tree[idx], target, table))
+    entries = _Entries.build(groups, paths.n_trees, n_targets)
+    most = int(paths.tree_splits[keyed].max()) if bool(keyed.any()) else 0
+    key_dtype = torch.int32 if most <= 31 and n_rows < 2**31 else torch.int64
+    for g in groups:
+        g.mask = paths.mask[g.idx, : g.d].to(key_dtype)
+        g.need = paths.need[g.idx, : g.d].to(key_dtype)
+    out_all = torch.zeros(n_targets, n_out, n_rows, dtype=torch.float64)
+    step = max(1, _CHUNK // max(1, paths.n_trees))
+    if not bool(keyed.all()):
+        step = max(1, min(step, _CHUNK // max(1, paths.n_nodes)))
     for start in range(0, n_rows, step):
         rows = x[start : start + step]
-        pat = decision_patterns(paths, rows)
-        out = out_all[:, start : start + step]  # [targets, R_c, O]
-        for d, idx, width, target, table in groups:
-            keys = pat[paths.leaf[idx]]  # [L_g, R_c]
-            if table is not None:  # one gather of consecutive values per leaf and row
-                where = ((torch.arange(idx.numel()) << d)[:, None] + keys).reshape(-1)
-                vals = table.index_select(0, where).view(idx.numel(), rows.shape[0], width, n_out)
-            else:
-                vals = _leaf_rows(paths, idx, d, keys.long(), bpat, max_order)
-            for s in range(width):
-                out.index_add_(0, target[s], vals[:, :, s])
+        classes = _RowClasses.build(paths, rows, keyed, key_dtype)
+        _accumulate(paths, groups, entries, classes, bpat, max_order,
+                    out_all[:, :, start : start + rows.shape[0]])
         if progress is not None:
             progress(rows.shape[0])
-    values = out_all[:n].permute(1, 0, 2).contiguous()
+    values = out_all[:n].permute(2, 0, 1).contiguous()
     if pairs is None:
         return values, baseline, None, None
-    return values, baseline, pairs, out_all[n:].permute(1, 0, 2).contiguous()
+    return values, baseline, pairs, out_all[n:].permute(2, 0, 1).contiguous()
+
+
+@dataclass
+class _Group:
+    """Leaves with ``d`` path features (of keyed trees or not), in tree order: positions
+    ``idx [L_g]`` in the paths, their trees ``tree [L_g]``, global targets ``target [L_g, W]``
+    of their ``W`` values, ``table [L_g * 2^d, W * O]`` or None (row by row); set by
+    :class:`_Entries`: ``entry [L_g, W]`` each value's ``(tree, target)`` entry; by the driver:
+    ``mask``, ``need`` ``[L_g, d]`` the paths' masks in the routing keys' dtype."""
+
+    d: int
+    keyed: bool
+    idx: Tensor
+    tree: Tensor
+    target: Tensor
+    table: Tensor | None
+    entry: Tensor | None = None
+    mask: Tensor | None = None
+    need: Tensor | None = None
+
+
+@dataclass
+class _Entries:
+    """The distinct ``(tree, target)`` pairs, tree by tree: ``tree [E]``, ``target [E]``, and
+    their number per tree ``per_tree [T]`` (entries of tree ``t`` start at ``first[t]``)."""
+
+    tree: Tensor
+    target: Tensor
+    per_tree: Tensor
+    first: Tensor
+
+    @staticmethod
+    def build(groups: list[_Group], n_trees: int, n_targets: int) -> _Entries:
+        keys = [(g.tree[:, None] * n_targets + g.target).reshape(-1) for g in groups]
+        uniq, inverse = torch.unique(torch.cat(keys) if keys else torch.zeros(0, dtype=torch.int64),
+                                     return_inverse=True)  # fmt: skip
+        tree, target = uniq // n_targets, uniq % n_targets
+        per_tree = torch.bincount(tree, minlength=n_trees)
+        first = torch.cat([torch.zeros(1, dtype=torch.int64), per_tree.cumsum(0)])
+        at = 0
+        for g in groups:
+            size = g.target.numel()
+            g.entry = inverse[at : at + size].view_as(g.target)
+            at += size
+        return _Entries(tree, target, per_tree, first)
+
+
+@dataclass
+class _RowClasses:
+    """A chunk of ``R`` rows grouped, tree by tree, by their routing key (the rows of a class
+    go the same way at every split of the tree, so they share every leaf's pattern and the
+    tree's contribution). The rows of trees too large for a key are classes of their own.
+
+    ``pos [T, R]`` each row's class in its tree; ``key [T, U]`` each class's routing key
+    (``U`` the most classes of a tree; unused columns repeat a key); ``count [T]`` classes per
+    tree; ``patterns`` the rows' decision patterns at every node where some tree is not keyed,
+    else None.
+    """
+
+    pos: Tensor
+    key: Tensor
+    count: Tensor
+    patterns: Tensor | None
+
+    @staticmethod
+    def build(paths: TreePaths, rows: np.ndarray, keyed: Tensor, dtype: torch.dtype
+              ) -> _RowClasses:
+        n_rows, n_trees = rows.shape[0], paths.n_trees
+        keys = torch.zeros(n_trees, n_rows, dtype=dtype)
+        sel = keyed[paths.split_tree]
+        tree, bit = paths.split_tree[sel], paths.split_bit[sel][:, None].to(dtype)
+        router = paths.router
+        if not bool(sel.all()):
+            router = _router(router, np.nonzero(sel.numpy())[0])
+        step = max(1, (_CHUNK >> 1) // max(1, int(sel.sum())))  # the router's temporaries
+        for start in range(0, n_rows if bool(sel.any()) else 0, step):
+            left = torch.from_numpy(router.goes_left(rows[start : start + step]))  # [V, r]
+            keys[:, start : start + step].index_add_(0, tree, left.to(dtype) << bit)
+        patterns = None
+        if not bool(keyed.all()):  # a class per row, in row order
+            keys[~keyed] = torch.arange(n_rows, dtype=dtype)
+            patterns = decision_patterns(paths, rows)
+        sorted_keys, order = keys.sort(dim=1)
+        new = torch.ones(n_trees, n_rows, dtype=torch.bool)
+        new[:, 1:] = sorted_keys[:, 1:] != sorted_keys[:, :-1]
+        cls = new.cumsum(dim=1) - 1  # [T, R] in sorted order: class within the tree
+        pos = torch.empty_like(cls).scatter_(1, order, cls)
+        count = cls[:, -1] + 1 if n_rows else torch.zeros(n_trees, dtype=torch.int64)
+        width = int(count.max()) if n_trees else 0
+        key = torch.zeros(n_trees, width, dtype=dtype).scatter_(1, cls, sorted_keys)
+        return _RowClasses(pos, key, count, patterns)
+
+
+def _accumulate(
+    paths: TreePaths,
+    groups: list[_Group],
+    entries: _Entries,
+    classes: _RowClasses,
+    bpat: Tensor | None,
+    order: int,
+    out: Tensor,
+) -> None:
+    """Adds the chunk's values to ``out [targets, O, R]``: every leaf's values for every class
+    of its tree, summed per ``(tree, target)`` entry and class (``acc [E_b, O, U_b]``), then
+    each row's class sums. Trees go in blocks that bound ``acc``."""
+    n_out, n_rows = out.shape[1], out.shape[2]
+    n_trees = paths.n_trees
+    t0 = 0
+    while t0 < n_trees:
+        # the block: trees t0 .. t1 - 1, acc [entries, O, most classes] within budget
+        most = torch.cummax(classes.count[t0:], 0).values
+        size = torch.cumsum(entries.per_tree[t0:], 0) * most * n_out
+        t1 = t0 + max(1, int(torch.searchsorted(size, _CHUNK, right=True)))
+        width = int(most[t1 - t0 - 1])
+        e0, e1 = int(entries.first[t0]), int(entries.first[t1])
+        acc = torch.zeros(e1 - e0, n_out, width, dtype=torch.float64)
+        for g in groups:
+            lo = int(torch.searchsorted(g.tree, t0))
+            hi = int(torch.searchsorted(g.tree, t1))
+            if lo < hi:
+                _leaf_classes(paths, g, lo, hi, classes, width, bpat, order, acc, e0)
+        # rows: out[target, :, r] += acc[entry, :, class of r in the entry's tree]
+        pos = classes.pos[t0:t1]  # [T_b, R]
+        step = max(1, _CHUNK // max(1, n_rows * n_out))
+        for e in range(e0, e1, step):
+            sel = slice(e, min(e + step, e1))
+            where = pos[entries.tree[sel] - t0][:, None, :].expand(-1, n_out, -1)
+            out.index_add_(0, entries.target[sel], acc[sel.start - e0 : sel.stop - e0]
+                           .gather(2, where))  # fmt: skip
+        t0 = t1
+
+
+def _leaf_classes(
+    paths: TreePaths,
+    g: _Group,
+    lo: int,
+    hi: int,
+    classes: _RowClasses,
+    width: int,
+    bpat: Tensor | None,
+    order: int,
+    acc: Tensor,
+    e0: int,
+) -> None:
+    """Adds the values of the group's leaves ``lo .. hi - 1`` for the first ``width`` classes
+    of their trees to ``acc [E_b, O, width]`` (in pieces of about ``_CHUNK`` values)."""
+    d = g.d
+    n_vals = g.target.shape[1] * acc.shape[1]  # W * O
+    step = max(1, _CHUNK // (width * max(d, n_vals)))
+    for a in range(lo, hi, step):
+        b = min(a + step, hi)
+        if g.keyed:
+            assert g.mask is not None and g.need is not None
+            key = classes.key[g.tree[a:b], :width]  # [l, U]
+            follow = (key[..., None] & g.mask[a:b, None]) == g.need[a:b, None]  # [l, U, d]
+            keys = _pack(follow)
+        else:
+            assert classes.patterns is not None
+            keys = classes.patterns[paths.leaf[g.idx[a:b]]].long()  # [l, R]
+            keys = torch.nn.functional.pad(keys, (0, width - keys.shape[1]))
+        if g.table is not None:  # [l, W * O, 2^d] gathered at each class's pattern
+            index = keys[:, None, :].expand(-1, n_vals, -1)
+            vals = g.table[a:b].gather(2, index)  # [l, W * O, U]
+        else:
+            vals = _leaf_rows(paths, g.idx[a:b], d, keys, bpat, order)  # [l, U, W, O]
+            vals = vals.flatten(2).transpose(1, 2)
+        assert g.entry is not None
+        acc.index_add_(0, g.entry[a:b].reshape(-1) - e0, vals.reshape(-1, *acc.shape[1:]))
+
+
+def _pack(bits: Tensor) -> Tensor:
+    """``int64 [...]``: ``bits bool [..., d]`` as binary numbers (bit ``j``: entry ``j``), by
+    a matrix-vector product (exact in float32 up to ``d = 24``, in float64 up to 52)."""
+    d = bits.shape[-1]
+    if d > 52:
+        return (bits.long() << torch.arange(d)).sum(dim=-1)
+    dtype = torch.float32 if d <= 24 else torch.float64
+    return (bits.to(dtype) @ torch.pow(2.0, torch.arange(d, dtype=dtype))).long()
 
 
 def _merge_siblings(paths: TreePaths, idx: Tensor, d: int, table: Tensor) -> tuple[Tensor, Tensor]:
