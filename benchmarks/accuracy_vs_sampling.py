@@ -11,7 +11,18 @@ the same budget of model calls and is scored against the game's reference values
 - ``top10``: share of the 10 strongest true k-SII pairs among the method's top 10;
 - ``r2``: held-out R^2 of torchspex's surrogate on 1000 uniform random masks;
 - ``calls``: value-function rows actually evaluated (counted by the game wrapper, so a method
-  that spends more or less than the budget shows it); ``time_s``: wall time (noisy 2-core box).
+  that spends more or less than the budget shows it); ``time_s``: wall time (noisy 2-core box);
+  ``decode_s``: the method's own seconds, ``time_s`` less the time spent answering its value
+  queries (table look-ups, and for shapiq 1.8 the round trips to its child interpreter), i.e.
+  what the estimator costs on top of the model calls. Every method runs single-threaded.
+
+Equal wall time (``--readme`` prints it, with ``--costs``): a user with a model that costs ``c``
+seconds per call waits ``calls x c + decode_s`` for a method at a budget. For each game and call
+cost, each method's (wall time, SV error) points over the budgets (means over the seeds) are
+interpolated log-log (the running minimum over time: a method whose largest budget finishes
+sooner keeps its error at that budget), and at the wall time of the default (``auto``) at each
+budget the table lists the default's error, the lowest error any method reaches in that time
+(a method whose smallest budget takes longer reaches none) and their ratio.
 
 Methods. torchspex: every method of ``("auto", "regression", "proxyspex", "spex")`` that
 ``torchspex.decoders.dispatch.METHODS`` has at run time, as ``torchspex.explain(game, n,
@@ -86,6 +97,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import argparse
 import copy
 import io
+import itertools
 import json
 import math
 import select
@@ -138,6 +150,7 @@ class Game:
     def __init__(self, name: str, n: int, f: Callable[[np.ndarray], np.ndarray]):
         self.name, self.n, self._f = name, n, f
         self.calls = 0
+        self.eval_s = 0.0
         ends = np.asarray(f(np.stack([np.ones(n, bool), np.zeros(n, bool)])), np.float64)
         self.span = float(ends[0] - ends[1])
         self.sv = np.zeros(n)
@@ -157,7 +170,10 @@ class Game:
         x = np.asarray(masks.numpy() if isinstance(masks, torch.Tensor) else masks)
         x = np.atleast_2d(x).astype(bool)
         self.calls += x.shape[0]
-        return np.asarray(self._f(x), dtype=np.float64).reshape(-1)
+        start = time.perf_counter()
+        out = np.asarray(self._f(x), dtype=np.float64).reshape(-1)
+        self.eval_s += time.perf_counter() - start
+        return out
 
     def meta(self) -> dict:
         return {"game": self.name, "n": self.n, "reference": self.reference,
@@ -458,13 +474,19 @@ def _games(quick: bool, seed_gen: torch.Generator, patterns: list[str] | None) -
 
 # ----------------------------------------------------------------------------- methods
 def _torchspex(method: str):
+    # "auto:high" is method="auto" with effort="high"
+    base, _, effort = method.partition(":")
+    extra = {"effort": effort} if effort else {}
+
     def run(game: Game, budget: int, seed: int) -> dict:
+        start = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             res = torchspex.explain(
-                game, game.n, method=method, n_samples=budget, generator=seed, index="SV",
-                mask_format="numpy",
+                game, game.n, method=base, n_samples=budget, generator=seed, index="SV",
+                mask_format="numpy", **extra,
             )  # fmt: skip
+        decode_s = time.perf_counter() - start - game.eval_s
         g = torch.Generator().manual_seed(10_000 + seed)
         held = torch.rand(N_HELDOUT, game.n, generator=g) < 0.5
         values = torch.from_numpy(game._f(held.numpy()))
@@ -473,6 +495,7 @@ def _torchspex(method: str):
             "ksii": _dense_pairs(res.to_index("k-SII", 2).values, game.n),
             "fsii": _dense_pairs(res.to_index("FSII", 2).values, game.n),
             "r2": float(res.r2(held, values)),
+            "decode_s": decode_s,
         }
 
     return run
@@ -569,7 +592,8 @@ class Shapiq18:
     def run(self, game: Game, peer: str, budget: int, seed: int, limit: float) -> dict:
         if self.proc is None:
             self.check()
-        game.calls = 0
+        game.calls, game.eval_s = 0, 0.0
+        answering = 0.0  # seconds between a query's arrival and its answer sent
         start = time.perf_counter()
         deadline = time.monotonic() + limit
         self._send({"op": "run", "peer": peer, "n": game.n, "budget": budget, "seed": seed})
@@ -577,7 +601,9 @@ class Shapiq18:
             while True:
                 header, array = self._recv(deadline)
                 if header["op"] == "eval":
+                    t0 = time.perf_counter()
                     self._send({"op": "values"}, game(array))
+                    answering += time.perf_counter() - t0
                 elif header["op"] == "error":
                     return {"skipped": header["message"]}
                 else:
@@ -589,7 +615,8 @@ class Shapiq18:
             code = self.proc.poll()
             self.close()
             return {"skipped": f"shapiq 1.8 child died (exit code {code})"}
-        out: dict = {"time_s": time.perf_counter() - start, "calls": game.calls,
+        elapsed = time.perf_counter() - start
+        out: dict = {"time_s": elapsed, "decode_s": elapsed - answering, "calls": game.calls,
                      "index": header["index"]}  # fmt: skip
         if header["sv"] is not None:
             out["sv"] = np.asarray(header["sv"])
@@ -615,7 +642,7 @@ def _top10(est: np.ndarray, exact: np.ndarray) -> float:
 
 
 def _metrics(game: Game, out: dict) -> dict:
-    row = {k: out[k] for k in ("time_s", "calls", "index", "r2") if k in out}
+    row = {k: out[k] for k in ("time_s", "decode_s", "calls", "index", "r2") if k in out}
     if "sv" in out:
         row["sv_err"] = _rel(out["sv"], game.sv)
         row["eff_gap"] = abs(float(out["sv"].sum()) - game.span) / abs(game.span)
@@ -630,7 +657,7 @@ def _metrics(game: Game, out: dict) -> dict:
 
 def _run_local(game: Game, name: str, budget: int, seed: int) -> dict:
     """Run one torchspex / shap cell in this process; its metrics or ``{"skipped": why}``."""
-    game.calls = 0
+    game.calls, game.eval_s = 0, 0.0
     start = time.perf_counter()
     fn = LOCAL[name] if name in LOCAL else _torchspex(name.removeprefix("torchspex "))
     try:
@@ -640,6 +667,7 @@ def _run_local(game: Game, name: str, budget: int, seed: int) -> dict:
     except Exception as err:  # a method failing at some budget is a result, not a crash
         return {"skipped": f"{type(err).__name__}: {str(err)[:120]}"}
     out["time_s"], out["calls"] = time.perf_counter() - start, game.calls
+    out.setdefault("decode_s", out["time_s"] - game.eval_s)
     return _metrics(game, out)
 
 
@@ -686,7 +714,11 @@ def _warm_up() -> None:
     shap.PermutationExplainer(game, masker, seed=0)(np.ones((1, 4)), max_evals=64, silent=True)
 
 
-METRICS = ("calls", "sv_err", "ksii_err", "fsii_err", "eff_gap", "top10", "r2", "time_s")
+METRICS = ("calls", "sv_err", "ksii_err", "fsii_err", "eff_gap", "top10", "r2", "time_s",
+           "decode_s")
+#: Seconds per model call of the equal-wall-time table: a small tabular model (0.01 ms), a
+#: transformer on a GPU (0.1 ms), a small transformer on a CPU (1 ms), a large one (10 ms).
+COSTS = (1e-5, 1e-4, 1e-3, 1e-2)
 
 
 def _summarize(rows: list[dict]) -> list[dict]:
@@ -822,6 +854,7 @@ def _print_tables(summary: list[dict], games: list[dict], n_seeds: int | str) ->
             f"| {e.get('ksii_torchspex', '—')} | {g(e, 'ksii_torchspex_err')} "
             f"| {e.get('ksii_peer', '—')} | {g(e, 'ksii_peer_err')} | {g(e, 'ksii_ratio')} |"
         )
+    _print_time_tables(summary)
 
 
 def _combine(paths: list[Path], out: Path) -> None:
@@ -878,6 +911,108 @@ def _print_readme(path: Path) -> None:
             if r["method"].startswith("torchspex") and "eff_gap" in r]  # fmt: skip
     if gaps:
         print(f"\nefficiency: max relative gap {max(gaps):.2g} over {len(gaps)} torchspex runs")
+    _print_time_tables(result["summary"])
+
+
+def _interp_loglog(points: list[tuple[float, float]], t: float) -> float | None:
+    """The lowest error reachable by wall time ``t`` from ``(time, error)`` points: the running
+    minimum of the errors over time, interpolated log-log between points, held after the last
+    one (more time can only buy a larger budget); ``None`` before the first point."""
+    points = sorted(points)
+    if not points or t < points[0][0]:
+        return None
+    envelope, best = [], math.inf
+    for time_s, err in points:
+        best = min(best, err)
+        envelope.append((time_s, best))
+    for (t0, e0), (t1, e1) in itertools.pairwise(envelope):
+        if t0 <= t <= t1:
+            if t1 == t0 or min(e0, e1) <= 0:
+                return min(e0, e1) if t1 == t0 else e0 + (e1 - e0) * (t - t0) / (t1 - t0)
+            w = math.log(t / t0) / math.log(t1 / t0)
+            return math.exp(math.log(e0) + w * (math.log(e1) - math.log(e0)))
+    return envelope[-1][1]
+
+
+def _equal_time(summary: list[dict], costs: tuple[float, ...] = COSTS) -> list[dict]:
+    """Per game, call cost and budget of the default: its wall time and SV error, and the
+    lowest SV error any method reaches in that wall time (log-log interpolation over budgets).
+    """
+    per: dict[str, dict[str, list[dict]]] = {}
+    for r in summary:
+        if "sv_err" in r and "decode_s" in r and "calls" in r:
+            per.setdefault(r["game"], {}).setdefault(r["method"], []).append(r)
+    out = []
+    for game, methods in per.items():
+        default = methods.get("torchspex auto")
+        if not default:
+            continue
+        for cost in costs:
+            curves = {
+                m: sorted((r["calls"] * cost + r["decode_s"], r["sv_err"]) for r in rows)
+                for m, rows in methods.items()
+            }
+            for r in sorted(default, key=lambda r: r["budget"]):
+                t = r["calls"] * cost + r["decode_s"]
+                reach = {m: e for m, c in curves.items()
+                         if (e := _interp_loglog(c, t)) is not None}  # fmt: skip
+                best = min(reach, key=reach.__getitem__)
+                out.append({"game": game, "cost_s": cost, "budget": r["budget"],
+                            "wall_s": t, "default_err": r["sv_err"], "best": best,
+                            "best_err": reach[best],
+                            "ratio": ("both exact" if max(r["sv_err"], reach[best]) < EXACT
+                                      else "**exact in that time**" if reach[best] < EXACT
+                                      else r["sv_err"] / reach[best])})  # fmt: skip
+    return out
+
+
+def _decode_ratios(summary: list[dict]) -> list[dict]:
+    """Per (game, budget): the default's decode seconds against the more accurate (SV) of
+    OddSHAP and RegressionMSR, and both errors."""
+    cells: dict[tuple, dict[str, dict]] = {}
+    for r in summary:
+        cells.setdefault((r["game"], r["budget"]), {})[r["method"]] = r
+    out = []
+    for (game, budget), rows in cells.items():
+        auto = rows.get("torchspex auto")
+        peers = [rows[m] for m in ("shapiq OddSHAP", "shapiq RegressionMSR")
+                 if m in rows and "sv_err" in rows[m] and "decode_s" in rows[m]]  # fmt: skip
+        if auto is None or "decode_s" not in auto or not peers:
+            continue
+        peer = min(peers, key=lambda r: r["sv_err"])
+        out.append({"game": game, "budget": budget, "default_s": auto["decode_s"],
+                    "default_err": auto.get("sv_err"), "peer": peer["method"],
+                    "peer_s": peer["decode_s"], "peer_err": peer["sv_err"],
+                    "ratio": auto["decode_s"] / peer["decode_s"]})  # fmt: skip
+    return out
+
+
+def _print_time_tables(summary: list[dict], costs: tuple[float, ...] = COSTS) -> None:
+    """The decode-seconds table and the equal-wall-time table."""
+    decode = _decode_ratios(summary)
+    if decode:
+        print("\nDecode seconds (one thread; the value queries' time excluded): the default vs "
+              "the more accurate of OddSHAP and RegressionMSR")  # fmt: skip
+        print("\n| game | calls | default: decode s | SV err | peer | decode s | SV err "
+              "| decode ratio |\n|---|---:|---:|---:|---|---:|---:|---:|")  # fmt: skip
+        for e in decode:
+            print(f"| {e['game']} | {e['budget']:,} | {e['default_s']:.3g} | "
+                  f"{e['default_err']:.2g} | {_short(e['peer'])} | {e['peer_s']:.3g} | "
+                  f"{e['peer_err']:.2g} | {e['ratio']:.1f}x |")  # fmt: skip
+    rows = _equal_time(summary, costs)
+    if not rows:
+        return
+    print("\nEqual wall time (calls x cost per call + decode seconds): the default's SV error "
+          "at each of its budgets, and the lowest SV error any method reaches in the same "
+          "wall time (ratio > 1: another method is more accurate in that time)")  # fmt: skip
+    print("\n| game | cost per call | default's calls | wall s | default SV err "
+          "| best in that time | SV err | ratio |\n|---|---:|---:|---:|---:|---|---:|---:|")
+    for e in rows:
+        ratio = e["ratio"] if isinstance(e["ratio"], str) else (
+            f"**{e['ratio']:.2f}**" if e["ratio"] > 1.05 else f"{e['ratio']:.2f}")  # fmt: skip
+        print(f"| {e['game']} | {e['cost_s'] * 1e3:g} ms | {e['budget']:,} | {e['wall_s']:.3g} "
+              f"| {e['default_err']:.2g} | {_short(e['best'])} | {e['best_err']:.2g} "
+              f"| {ratio} |")  # fmt: skip
 
 
 def _csv(text: str) -> list[str]:
@@ -963,7 +1098,7 @@ def main() -> None:
 
     methods = []
     for m in [] if args.methods == ["none"] else args.methods:
-        if m in DISPATCH:
+        if m.partition(":")[0] in DISPATCH:
             methods.append(f"torchspex {m}")
         else:
             print(f"torchspex method {m!r} not in torchspex.decoders.dispatch.METHODS "

@@ -479,3 +479,12 @@ def test_first_order_feeds_captum_metrics_and_visualization():
         attr[0].permute(1, 2, 0).numpy(), method="heat_map", sign="all", use_pyplot=False
     )
     assert len(fig.axes) >= 1 and len(fig.axes[0].get_images()) == 1
+
+
+def test_info_splits_forward_and_decode_seconds():
+    # issue 28: info records the forward passes' and the decoders' seconds apart, and says
+    # where the decode runs
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1))
+    result = SpectralInteraction(model).attribute(torch.randn(2, 8), n_samples=300, target=0)
+    assert result.info["forward_seconds"] > 0 and result.info["decode_seconds"] > 0
+    assert result.info["decode_device"].startswith("cpu")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -556,6 +557,7 @@ class _PartOutcome:
     ends: Tensor  # float64 [2, B_p, *o]: all kept, all removed
     n_evaluations: int
     state: Tensor | None  # the generator's state after the first member's decode
+    decode_wall: float = 0.0  # seconds inside the decoders, their forward passes included
 
 
 def _explain_part(
@@ -589,18 +591,21 @@ def _explain_part(
     )  # fmt: skip
     columns = _SharedColumns(shared, n_part)
     spectra, infos, first = [], [], None
+    decode_wall = 0.0
     for b in range(part.members.shape[0]):
         evaluator = Evaluator(
             partial(columns.column, b), n_part, n_samples=problem.n_samples,
             nonfinite=problem.nonfinite, progress=None if progress is None else progress.phases(),
         )  # fmt: skip
         generator = problem.replay(state)
+        start = time.perf_counter()
         spectrum, info = problem.decode(evaluator, n_part, generator=generator)
+        decode_wall += time.perf_counter() - start
         first = generator.get_state() if first is None else first
         spectra.append(spectrum.prune(atol=0.0))
         infos.append(info)
     ends = columns.ends()
-    return _PartOutcome(part, spectra, infos, ends, shared.n_evaluations, first)
+    return _PartOutcome(part, spectra, infos, ends, shared.n_evaluations, first, decode_wall)
 
 
 def _assemble(
@@ -630,6 +635,12 @@ def _assemble(
         "n_forward_calls": sum(fwd.n_calls for fwd in forwards),
         "n_forward_rows": sum(fwd.n_rows for fwd in forwards),
         "forward_seconds": sum(fwd.forward_seconds for fwd in forwards),
+        # the decoders' own time: their wall time less the forward passes they asked for
+        # (masks built on the model's device included in the forwards)
+        "decode_seconds": max(0.0, sum(o.decode_wall for o in outcomes)
+                              - sum(fwd.forward_seconds for fwd in forwards)),
+        "decode_device": "cpu (float64; LightGBM proxies, regression, SPEX and every "
+                         "conversion; only the masked forward passes run on the model's device)",
         "perturbations_per_eval": forwards[-1].chunk,
         "inputs_value": full_value,
         "baselines_value": empty_value,

@@ -1,0 +1,103 @@
+"""Decode variants side by side: SV error and decode seconds on the exact-table games.
+
+An in-process A/B harness for the regression decoder's settings (issue 28): every variant runs
+on the same game, budget and seed in turn (one thread), so decode seconds compare within one
+run even on a loaded machine. A variant is ``+``-joined parts:
+
+* ``low`` / ``high``: ``effort`` (``low`` is the default),
+* ``oldread``: the trees' node expansion instead of the leaf read-out,
+* ``nodeep``: no depth-8 proxy at 2,048 rows and more,
+* ``pens2``: ridge penalties ``(0, 1e-2)`` on discovered terms instead of five,
+* ``avg1``: the odd part keeps its best setting instead of averaging up to eight,
+* ``lr0.3``: the proxies' learning rate.
+
+    python benchmarks/decode_variants.py low,high --seeds 12 --budgets 128,256,512,1024
+    python benchmarks/decode_variants.py low,low+pens2 --budgets 4096 --games MLP,MiniLM,2x2
+
+Prints one line per (game, budget, variant) and writes ``results/decode_variants.json``
+(``--out``): mean SV error over the seeds, median decode seconds (the value queries' time
+excluded), and every seed's numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import accuracy_vs_sampling as avs
+import numpy as np
+import torch
+
+import torchspex
+from torchspex.decoders import regression as reg
+from torchspex.decoders import trees
+
+ORIGINAL = {
+    "leaf": trees._LEAF_KEY_FEATURES, "deep": reg.DEEP_ROWS, "pens": reg._PENALTIES,
+    "avg": reg.ODD_AVERAGE, "configs": reg.proxy_configs,
+}  # fmt: skip
+
+
+def _apply(variant: str) -> dict:
+    """Sets the module knobs of ``variant``; returns the explain() options it needs."""
+    parts = variant.split("+")
+    trees._LEAF_KEY_FEATURES = 0 if "oldread" in parts else ORIGINAL["leaf"]
+    reg.DEEP_ROWS = 10**9 if "nodeep" in parts else ORIGINAL["deep"]
+    reg._PENALTIES = (0.0, 1e-2) if "pens2" in parts else ORIGINAL["pens"]
+    reg.ODD_AVERAGE = 1 if "avg1" in parts else ORIGINAL["avg"]
+    rate = next((float(p[2:]) for p in parts if p.startswith("lr")), None)
+    reg.proxy_configs = (ORIGINAL["configs"] if rate is None
+                         else lambda depth, _rate, r=rate: ORIGINAL["configs"](depth, r))
+    return {"effort": "high"} if "high" in parts else {}
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("variants", help="comma list, e.g. low,high,low+pens2")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--budgets", default="128,256,512,1024,4096")
+    parser.add_argument("--games", default="LightGBM,MLP,MiniLM,2x2")
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "decode_variants.json")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    warnings.simplefilter("ignore")
+    variants = args.variants.split(",")
+    budgets = [int(b) for b in args.budgets.split(",")]
+    rows: list[dict] = []
+    for pattern in args.games.split(","):
+        game = avs._games(False, torch.Generator().manual_seed(0), [pattern])[0]
+        for budget in budgets:
+            got: dict[str, tuple[list[float], list[float]]] = {v: ([], []) for v in variants}
+            for seed in range(args.seeds):
+                for v in variants:
+                    options = _apply(v)
+                    game.eval_s = 0.0
+                    start = time.perf_counter()
+                    res = torchspex.explain(game, game.n, n_samples=budget, generator=seed,
+                                            index="SV", mask_format="numpy", **options)
+                    got[v][1].append(time.perf_counter() - start - game.eval_s)
+                    got[v][0].append(avs._rel(res.first_order("SV").numpy(), game.sv))
+            for v in variants:
+                errs, secs = got[v]
+                rows.append({"game": game.name, "budget": budget, "variant": v,
+                             "sv_err": float(np.mean(errs)), "decode_s": float(np.median(secs)),
+                             "errs": errs, "secs": secs})  # fmt: skip
+                print(f"{game.name:30s} {budget:5d} {v:24s} SV error {np.mean(errs):.5f}  "
+                      f"decode {np.median(secs):.3f} s", flush=True)
+            args.out.parent.mkdir(exist_ok=True)
+            args.out.write_text(json.dumps({"seeds": args.seeds, "rows": rows}, indent=1))
+    _apply("")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
