@@ -171,6 +171,40 @@ def test_xgboost_readout() -> None:
     np.testing.assert_allclose(ens.predict(masks.double().numpy())[:, 0], expected, atol=1e-5)
 
 
+@pytest.mark.parametrize("general_route", [False, True])
+def test_categorical_splits_readout_equals_predict_on_all_masks(
+    general_route: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 0/1 inputs declared categorical: a mask bit is category 0 or 1 at those splits; both the
+    # leaf read-out (the 0/1 fast path) and the node expansion
+    import torchspex.decoders.trees as trees
+
+    if general_route:
+        monkeypatch.setattr(trees, "_LEAF_KEY_FEATURES", 0)
+    n = 6
+    x, y = _binary_data(n, 400, 8)
+    masks = all_masks(n)
+    booster = lgb.train(
+        {"objective": "regression", "verbose": -1, "num_leaves": 8, "min_data_in_leaf": 3,
+         "min_data_per_group": 3, "cat_smooth": 1.0, "num_threads": 1},
+        lgb.Dataset(x, y, categorical_feature=[0, 1, 3]),
+        num_boost_round=10,
+    )
+    assert (parse_tree_ensemble(booster).category >= 0).any()
+    spec = tree_ensemble_to_fourier(booster, n)
+    expected = booster.predict(masks.double().numpy(), raw_score=True)
+    np.testing.assert_allclose(spec.evaluate(masks).numpy(), expected, rtol=0, atol=1e-9)
+    xgb = pytest.importorskip("xgboost")
+    types = ["c", "c", "q", "c", "q", "q"]
+    model = xgb.XGBRegressor(n_estimators=10, max_depth=3, n_jobs=1, enable_categorical=True,
+                             feature_types=types).fit(x, y)
+    assert (parse_tree_ensemble(model).category >= 0).any()
+    spec = tree_ensemble_to_fourier(model, n)
+    data = xgb.DMatrix(masks.double().numpy(), feature_types=types, enable_categorical=True)
+    expected = model.get_booster().predict(data, output_margin=True)
+    np.testing.assert_allclose(spec.evaluate(masks).numpy(), expected, atol=1e-5)  # float32
+
+
 def test_errors() -> None:
     with pytest.raises(TypeError, match="`model` must be"):
         tree_ensemble_to_fourier(object(), 3)

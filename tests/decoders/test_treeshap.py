@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import math
 import warnings
+from typing import Any
 
 import numpy as np
 import pytest
@@ -274,21 +275,55 @@ def test_errors() -> None:
 
 
 # ---------------------------------------------------------------------------- brute force
-def _brute_force(predict, rows: np.ndarray, background: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Interventional Shapley values ``[B, n]`` and SII ``[B, n, n]`` over all ``2^n`` masks,
-    from the model's own ``predict`` of the hybrid rows (kept features from the row, removed
-    ones from each background row, averaged)."""
+def _all_masks(n: int) -> np.ndarray:
+    return np.array(list(itertools.product([0, 1], repeat=n)), dtype=bool)  # [2^n, n]
+
+
+def _interventional_game(predict, rows: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """``[B, 2^n]``: the model's own ``predict`` of the hybrid rows (kept features from the
+    row, removed ones from each background row), averaged over the background."""
     n = rows.shape[1]
-    masks = np.array(list(itertools.product([0, 1], repeat=n)), dtype=bool)  # [2^n, n]
-    size = masks.sum(axis=1)
+    masks = _all_masks(n)
     hybrid = np.where(masks[None, :, None, :], rows[:, None, None, :], background[None, None])
     game = predict(hybrid.reshape(-1, n)).reshape(len(rows), len(masks), len(background))
-    game = game.mean(axis=2)  # [B, 2^n]
+    return game.mean(axis=2)
+
+
+def _path_dependent_game(ens: TreeEnsemble, rows: np.ndarray) -> np.ndarray:
+    """``[B, 2^n]`` (first output): the textbook top-down recursion, a kept feature's split
+    followed as the row goes, a removed one's children weighted by their cover."""
+    masks = _all_masks(rows.shape[1])
+    internal = ens.left >= 0
+    left = ens.goes_left(rows)  # [N, B]
+    weight = np.zeros((len(ens.feature), len(rows), len(masks)))
+    weight[ens.roots] = 1.0
+    order = list(ens.roots)  # breadth-first: parents before children
+    for node in order:
+        if internal[node]:
+            order.extend([ens.left[node], ens.right[node]])
+    for node in order:
+        if internal[node]:
+            lc, rc = ens.left[node], ens.right[node]
+            share = ens.cover[lc] / (ens.cover[lc] + ens.cover[rc])
+            kept = masks[None, :, ens.feature[node]]
+            go = left[node][:, None]
+            weight[lc] = weight[node] * np.where(kept, go, share)
+            weight[rc] = weight[node] * np.where(kept, ~go, 1 - share)
+    leaf = ~internal
+    return np.einsum("lbm,l->bm", weight[leaf], ens.value[leaf, 0]) + ens.base[0]
+
+
+def _shapley_indices(game: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Shapley values ``[B, n]`` and SII ``[B, n, n]`` of ``game`` (``[B, 2^n]`` over
+    :func:`_all_masks`) from their definitions."""
+    n = int(np.log2(game.shape[1]))
+    masks = _all_masks(n)
+    size = masks.sum(axis=1)
     code = masks @ (1 << np.arange(n))
     at = np.empty(1 << n, dtype=np.int64)
     at[code] = np.arange(len(masks))
-    sv = np.zeros((len(rows), n))
-    sii = np.zeros((len(rows), n, n))
+    sv = np.zeros((len(game), n))
+    sii = np.zeros((len(game), n, n))
     for i in range(n):
         out = ~masks[:, i]
         w = 1.0 / (n * np.array([math.comb(n - 1, s) for s in size[out]]))
@@ -301,6 +336,11 @@ def _brute_force(predict, rows: np.ndarray, background: np.ndarray) -> tuple[np.
                      - game[:, at[code[both] | 1 << k]] + game[:, both])  # fmt: skip
             sii[:, i, k] = sii[:, k, i] = delta @ w2
     return sv, sii
+
+
+def _brute_force(predict, rows: np.ndarray, background: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Interventional Shapley values ``[B, n]`` and SII ``[B, n, n]`` over all ``2^n`` masks."""
+    return _shapley_indices(_interventional_game(predict, rows, background))
 
 
 def _check_brute_force(model, predict, rows, background) -> None:
@@ -351,17 +391,131 @@ def test_lightgbm_missing_values_equal_brute_force_over_all_masks(zero_as_missin
     _check_brute_force(model, predict, x[:3], x[200:206])
 
 
-def test_lightgbm_categorical_splits_are_refused_with_a_clear_error() -> None:
-    # categorical splits are not read yet (the parser refuses them); pinned so that the
-    # message stays actionable until they are
-    rng = np.random.default_rng(13)
-    x = np.column_stack([rng.integers(0, 6, 300), rng.normal(size=300)]).astype(np.float64)
-    y = np.isin(x[:, 0], [1, 4]) * 2.0 + x[:, 1]
-    booster = lgb.train({"objective": "regression", "verbose": -1, "num_threads": 1,
-                         "min_data_per_group": 5, "cat_smooth": 1.0},
-                        lgb.Dataset(x, y, categorical_feature=[0]), num_boost_round=3)
-    with pytest.raises(ValueError, match="categorical splits"):
-        tree_shapley_values(booster, x[:2])
+# ---------------------------------------------------------------------------- categorical
+def _categorical_data(m: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Six features, 0, 2 and 4 categorical (integer codes: 6, 30 and 3 categories), with
+    NaN in every column."""
+    rng = np.random.default_rng(seed)
+    x = np.column_stack([rng.integers(0, 6, m), rng.normal(size=m), rng.integers(0, 30, m),
+                         rng.normal(size=m), rng.integers(0, 3, m), rng.normal(size=m)])
+    y = (2.0 * np.isin(x[:, 0], [0, 2, 5]) + (x[:, 2] % 4 == 1) * x[:, 1] + x[:, 3]
+         - (x[:, 4] == 1) * x[:, 5] + rng.normal(0, 0.1, m))  # fmt: skip
+    x[rng.random(x.shape) < 0.1] = np.nan
+    return x, y
+
+
+def _held_out(m: int, seed: int) -> np.ndarray:
+    """Rows whose categorical columns hold unseen categories (up to 70, past a 32-bit word),
+    negative and fractional codes (``int()`` truncates: -0.5 is category 0 for LightGBM,
+    outside for XGBoost), and NaN."""
+    rng = np.random.default_rng(seed)
+    x = _categorical_data(m, seed)[0]
+    cat = [0, 2, 4]
+    x[:, cat] = rng.integers(-2, 70, (m, 3))
+    x[: m // 4, cat] += rng.uniform(-0.9, 0.9, (m // 4, 3))
+    x[rng.random(x.shape) < 0.15] = np.nan
+    return x
+
+
+def _lgb_categorical(**params: Any) -> Any:
+    x, y = _categorical_data(500, 20)
+    return lgb.LGBMRegressor(n_estimators=10, num_leaves=12, min_child_samples=5,
+                             min_data_per_group=5, cat_smooth=1.0, verbose=-1, n_jobs=1,
+                             random_state=0, **params).fit(x, y, categorical_feature=[0, 2, 4])
+
+
+@pytest.mark.parametrize("zero_as_missing", [False, True])
+def test_lightgbm_categorical_splits_route_as_lightgbm(zero_as_missing: bool) -> None:
+    # many-vs-many splits (features 0 and 2) and one-hot ones (feature 4: 3 categories, under
+    # max_cat_to_onehot); unseen categories, negative values and NaN go right
+    model = _lgb_categorical(zero_as_missing=zero_as_missing)
+    ens = parse_tree_ensemble(model)
+    rows = ens.category >= 0
+    assert set(ens.feature[rows]) == {0, 2, 4}
+    n_left = np.unpackbits(ens.category_bits.view(np.uint8), axis=1).sum(axis=1)
+    assert (n_left == 1).any() and (n_left > 1).any()
+    x = _held_out(400, 21)
+    np.testing.assert_allclose(ens.predict(x)[:, 0], model.predict(x, raw_score=True),
+                               rtol=0, atol=1e-12)
+
+
+def _check_indices(model, game: np.ndarray, rows: np.ndarray, background) -> None:
+    """Shapley values and SII of both routes (pattern tables and the Fourier read-out) and
+    k-SII order 2 against the indices of ``game`` (``[B, 2^n]``) from their definitions."""
+    sv_ref, sii_ref = _shapley_indices(game)
+    scale = max(np.abs(sv_ref).max(), np.abs(sii_ref).max())
+    sv, base, pairs, sii = tree_shapley_values(model, rows, background, max_order=2)
+    np.testing.assert_allclose(sv[..., 0].numpy(), sv_ref, rtol=0, atol=1e-9 * scale)
+    dense = np.zeros_like(sii_ref)
+    i, k = pairs.numpy().T
+    dense[:, i, k] = dense[:, k, i] = sii[..., 0].numpy()
+    np.testing.assert_allclose(dense, sii_ref, rtol=0, atol=1e-9 * scale)
+    np.testing.assert_allclose(base.numpy(), game[:1, 0], rtol=0, atol=1e-9 * scale)
+    sv_full, sii_full = _reference(model, rows, background)
+    np.testing.assert_allclose(sv_full[..., 0], sv_ref, rtol=0, atol=1e-9 * scale)
+    np.testing.assert_allclose(sii_full[..., 0], sii_ref, rtol=0, atol=1e-9 * scale)
+    # k-SII order 2 (Bernoulli aggregation of SII): pairs are SII, singletons SV - SII/2
+    masking = "path_dependent" if background is None else "interventional"
+    explainer = TreeInteraction(model, masking, background=background)
+    ksii = explainer.attribute(rows, index="k-SII", max_order=2).to_dict()
+    n = rows.shape[1]
+    want = {(): game[:, 0]}
+    want.update({(a,): sv_ref[:, a] - sii_ref[:, a].sum(axis=1) / 2 for a in range(n)})
+    want.update({(a, b): sii_ref[:, a, b] for a, b in itertools.combinations(range(n), 2)})
+    for key, value in want.items():
+        got = np.asarray(ksii.get(key, np.zeros(len(rows))))
+        np.testing.assert_allclose(got, value, rtol=0, atol=1e-9 * scale, err_msg=str(key))
+
+
+@pytest.mark.parametrize("masking", ["path_dependent", "interventional"])
+def test_lightgbm_categorical_splits_equal_brute_force_over_all_masks(masking: str) -> None:
+    model = _lgb_categorical()
+    rows = _held_out(4, 22)
+    if masking == "interventional":
+        background = _held_out(6, 23)
+        game = _interventional_game(lambda r: model.predict(r, raw_score=True), rows, background)
+        _check_indices(model, game, rows, background)
+        return
+    game = _path_dependent_game(parse_tree_ensemble(model), rows)
+    # the recursion's Shapley values are LightGBM's own path-dependent TreeSHAP
+    contrib = model.predict(rows, pred_contrib=True)
+    sv_ref = _shapley_indices(game)[0]
+    np.testing.assert_allclose(sv_ref, contrib[:, :-1], rtol=0, atol=1e-9 * np.abs(sv_ref).max())
+    _check_indices(model, game, rows, None)
+
+
+def test_xgboost_categorical_splits_equal_brute_force_over_all_masks() -> None:
+    # XGBoost sends the listed categories right, every other value left (unseen and negative
+    # categories), NaN to the default child; partition splits and one-hot splits
+    xgb = pytest.importorskip("xgboost")
+    x, y = _categorical_data(500, 24)
+    types = ["c", "q", "c", "q", "c", "q"]
+    for onehot in (1, 8):
+        model = xgb.XGBRegressor(n_estimators=10, max_depth=4, n_jobs=1, random_state=0,
+                                 enable_categorical=True, feature_types=types,
+                                 max_cat_to_onehot=onehot).fit(x, y)
+        ens = parse_tree_ensemble(model)
+        assert set(ens.feature[ens.category >= 0]) == {0, 2, 4}
+        held = _held_out(400, 25)
+        data = xgb.DMatrix(held, feature_types=types, enable_categorical=True)
+        margin = model.get_booster().predict(data, output_margin=True)
+        # XGBoost sums in float32: routing is exact, the sum agrees to float32 rounding
+        np.testing.assert_allclose(ens.predict(held)[:, 0], margin, rtol=0, atol=1e-5)
+    rows, background = held[:4], held[10:16]
+    game = _interventional_game(lambda r: ens.predict(r)[:, 0], rows, background)
+    _check_indices(model, game, rows, background)
+    _check_indices(model, _path_dependent_game(ens, rows), rows, None)
+
+
+def test_sklearn_hist_gradient_boosting_categorical_features_are_refused() -> None:
+    # HistGradientBoosting ordinal-encodes declared categorical features and moves them to the
+    # first columns before its trees see them: refused until that mapping is read
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    x, y = _categorical_data(200, 26)
+    model = HistGradientBoostingRegressor(max_iter=3, categorical_features=[0, 2]).fit(x, y)
+    with pytest.raises(ValueError, match="categorical_features=None"):
+        tree_shapley_values(model, x[:2])
 
 
 def test_routing_keys_equal_rows_one_by_one(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,13 +3,15 @@
 Every supported model is read into one :class:`TreeEnsemble`: all nodes of all trees in flat
 NumPy arrays, with the routing rule of the library that trained it, so that
 ``TreeEnsemble.predict`` reproduces the model's raw output (margin / log-odds for boosted
-classifiers, class probabilities for scikit-learn trees and forests).
+classifiers, class probabilities for scikit-learn trees and forests). Categorical splits
+(LightGBM ``categorical_feature``, XGBoost ``enable_categorical``) are read as per-node category
+bitsets routed by the trainer's rule.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -19,6 +21,10 @@ __all__ = ["TreeEnsemble", "parse_tree_ensemble"]
 #: LightGBM treats ``|x| <= kZeroThreshold`` (a float32 1e-35) as zero for missing-type Zero.
 _LGB_ZERO = float(np.float32(1e-35))
 _MISSING_NONE, _MISSING_ZERO, _MISSING_NAN = 0, 1, 2
+
+
+def _no_categories() -> np.ndarray:
+    return np.zeros(0, dtype=np.int64)
 
 
 @dataclass(frozen=True, eq=False)
@@ -40,6 +46,16 @@ class TreeEnsemble:
         strict: a row goes left iff ``x < threshold`` (XGBoost); else iff ``x <= threshold``.
         float32_inputs: compare ``float32(x)`` (scikit-learn trees, XGBoost).
         source: a short description of the parsed model.
+        category: ``int64 [N]`` for a categorical split, its row of ``category_bits``; ``-1``
+            at numeric splits and leaves (the default: no categorical splits).
+        category_bits: ``uint32 [C, W]`` the categories a categorical split sends left: bit
+            ``c % 32`` of word ``c // 32`` for category ``c < 32 W``.
+        category_other_left: ``bool [C]`` where a categorical split sends a value outside its
+            bitset (a negative or infinite value, a category ``>= 32 W``). NaN follows
+            ``default_left``; ``missing`` is 2 at categorical splits.
+        category_truncates: a value's category is ``int(x)`` with the sign tested after the
+            cast, so ``-0.5`` is category 0 (LightGBM); else every ``x < 0`` is outside
+            (XGBoost).
     """
 
     feature: np.ndarray
@@ -56,6 +72,14 @@ class TreeEnsemble:
     strict: bool = False
     float32_inputs: bool = False
     source: str = ""
+    category: np.ndarray = field(default_factory=_no_categories)
+    category_bits: np.ndarray = field(default_factory=lambda: np.zeros((0, 1), dtype=np.uint32))
+    category_other_left: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    category_truncates: bool = False
+
+    def __post_init__(self) -> None:
+        if self.category.size == 0 and self.feature.size:  # no categorical splits
+            object.__setattr__(self, "category", np.full(len(self.feature), -1, dtype=np.int64))
 
     @property
     def n_outputs(self) -> int:
@@ -70,7 +94,8 @@ class TreeEnsemble:
     def goes_left(self, x: np.ndarray) -> np.ndarray:
         """Routing of rows ``x`` (``float [R, n_features]``) at every node: ``bool [N, R]``.
 
-        Leaves get ``False``. Implements the trainer's rule, missing values included.
+        Leaves get ``False``. Implements the trainer's rule, missing values and categorical
+        splits included.
         """
         x = np.asarray(x, dtype=np.float64)
         if self.float32_inputs:
@@ -87,8 +112,24 @@ class TreeEnsemble:
         )
         with np.errstate(invalid="ignore"):
             cmp = vals < thr if self.strict else vals <= thr
+        at = np.flatnonzero(self.category >= 0)
+        if at.size:
+            cmp[at] = self._category_left(vals[at], self.category[at])
         out = np.where(use_default, self.default_left[:, None], cmp)
         return out & internal[:, None]
+
+    def _category_left(self, vals: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Categorical routing of ``vals`` (``float64 [C', R]``) at splits using the bitset
+        ``rows`` (``int64 [C']``): ``bool [C', R]``; NaN is left to the caller."""
+        bits = self.category_bits[rows]  # [C', W]
+        with np.errstate(invalid="ignore"):
+            code = np.trunc(vals)
+            inside = (code >= 0) if self.category_truncates else (vals >= 0)
+            inside &= code < 32 * bits.shape[1]  # False for NaN and inf
+        code = np.where(inside, code, 0).astype(np.int64)
+        word = np.take_along_axis(bits, code >> 5, axis=1)
+        member = ((word >> (code & 31).astype(np.uint32)) & 1).astype(bool)
+        return np.where(inside, member, self.category_other_left[rows][:, None])
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Raw model output for rows ``x`` (``float [R, n_features]``) -> ``float64 [R, O]``."""
@@ -173,11 +214,6 @@ def _parse_lightgbm(booster: Any) -> TreeEnsemble:
             fields.setdefault(key, []).append(val)
     if any(v != "0" for v in fields.get("is_linear", [])):
         raise ValueError("`model` uses linear trees (linear_tree=True), which are not supported.")
-    if any(v != "0" for v in fields.get("num_cat", [])):
-        raise ValueError(
-            "`model` has categorical splits, which are not supported; train with numeric "
-            "features (categorical_feature=[])."
-        )
     n_class = int(header.get("num_tree_per_iteration", header.get("num_class", "1")))
     n_features = int(header["max_feature_idx"]) + 1
     n_leaves = np.array(fields.get("num_leaves", []), dtype=np.int64)
@@ -192,8 +228,6 @@ def _parse_lightgbm(booster: Any) -> TreeEnsemble:
     leaf_value = _lgb_column(fields, "leaf_value", np.float64, total_leaves)
     leaf_count = _lgb_column(fields, "leaf_count", np.float64, total_leaves)
     dec = col["decision_type"]
-    if (dec & 1).any():
-        raise ValueError("`model` has categorical splits, which are not supported.")
     n_trees = n_leaves.size
     scale = 1.0 / (n_trees // n_class) if "average_output" in header else 1.0
     size = n_int + n_leaves
@@ -224,14 +258,53 @@ def _parse_lightgbm(booster: Any) -> TreeEnsemble:
     right[internal] = child(col["right_child"])
     cover[internal] = col["internal_count"]
     cover[leaves] = leaf_count
-    default_left[internal] = (dec & 2) > 0
-    missing[internal] = (dec >> 2) & 3
+    categorical = (dec & 1) > 0
+    # LightGBM sends NaN right at a categorical split whatever its missing type
+    default_left[internal] = ((dec & 2) > 0) & ~categorical
+    missing[internal] = np.where(categorical, _MISSING_NAN, (dec >> 2) & 3)
     value[leaves, tree_l % n_class] = leaf_value * scale
+    category = np.full(n_nodes, -1, dtype=np.int64)
+    bits, other = _lgb_categories(fields, n_trees)
+    if categorical.any():
+        # a categorical split's threshold is its bitset's index among its tree's bitsets
+        n_cat = np.array(fields["num_cat"], dtype=np.int64)
+        first_cat = np.concatenate([[0], np.cumsum(n_cat)[:-1]])
+        cat_id = first_cat[tree_i] + col["threshold"].astype(np.int64)
+        category[internal[categorical]] = cat_id[categorical]
     return TreeEnsemble(
         feature=feature, threshold=threshold, left=left, right=right, value=value,
         cover=cover, default_left=default_left, missing=missing, roots=roots,
         base=np.zeros(n_class), n_features=n_features, source="lightgbm",
+        category=category, category_bits=bits, category_other_left=other,
+        category_truncates=True,
     )  # fmt: skip
+
+
+def _lgb_categories(fields: dict[str, list[str]], n_trees: int) -> tuple[np.ndarray, np.ndarray]:
+    """The category bitsets of all trees: ``uint32 [C, W]`` (rows in tree order) and where
+    values outside them go (``bool [C]``, all right).
+
+    A tree with ``k`` categorical splits writes ``cat_boundaries`` (``k + 1`` offsets into its
+    words) and ``cat_threshold`` (its bitsets' ``uint32`` words, one after another).
+    """
+    n_cat = np.array(fields.get("num_cat", ["0"] * n_trees), dtype=np.int64)
+    has = n_cat > 0
+    total = int(n_cat.sum())
+    if total == 0:
+        return np.zeros((0, 1), dtype=np.uint32), np.zeros(0, dtype=bool)
+    bounds = _lgb_column(fields, "cat_boundaries", np.int64, int((n_cat[has] + 1).sum()))
+    last = np.cumsum(n_cat[has] + 1) - 1  # each categorical tree's last offset in `bounds`
+    words = _lgb_column(fields, "cat_threshold", np.int64, int(bounds[last].sum()))
+    word_start = np.concatenate([[0], np.cumsum(bounds[last])[:-1]])  # per categorical tree
+    tree = np.repeat(np.arange(has.sum()), n_cat[has])  # [C]
+    pos = np.arange(total) - np.repeat(np.cumsum(n_cat[has]) - n_cat[has], n_cat[has])
+    at = last[tree] - n_cat[has][tree] + pos  # the split's first offset in `bounds`
+    lo, size = bounds[at], bounds[at + 1] - bounds[at]
+    width = max(int(size.max()), 1)
+    idx = (word_start[tree] + lo)[:, None] + np.arange(width)
+    inside = np.arange(width) < size[:, None]
+    bits = np.where(inside, words[np.where(inside, idx, 0)], 0).astype(np.uint32)
+    return bits, np.zeros(total, dtype=bool)
 
 
 # ---------------------------------------------------------------------------- scikit-learn
@@ -299,14 +372,22 @@ def _parse_sklearn(model: Any) -> TreeEnsemble:
 
 
 def _parse_sklearn_hist(model: Any, n_features: int) -> TreeEnsemble:
+    # declared categorical features are ordinal-encoded and moved to the first columns before
+    # the trees see them: the trees' features and categories are not the inputs'
+    if getattr(model, "_preprocessor", None) is not None or any(
+        p.nodes["is_categorical"].any() for it in model._predictors for p in it
+    ):
+        raise ValueError(
+            "`model` has categorical features, which are not supported for scikit-learn's "
+            "HistGradientBoosting (they are for LightGBM and XGBoost); train with "
+            "categorical_features=None."
+        )
     predictors = model._predictors  # list over iterations of lists over outputs
     n_out = len(predictors[0])
     trees = []
     for it in predictors:
         for k, pred in enumerate(it):
             nodes = pred.nodes
-            if nodes["is_categorical"].any():
-                raise ValueError("`model` has categorical splits, which are not supported.")
             leaf = nodes["is_leaf"].astype(bool)
             value = np.zeros((len(nodes), n_out))
             value[:, k] = nodes["value"]
@@ -357,14 +438,22 @@ def _parse_xgboost(booster: Any) -> TreeEnsemble:
     n_out = max(int(learner["learner_model_param"].get("num_class", "0")), 1)
     n_out = max(n_out, max(info) + 1 if info else 1)
     trees = []
+    cat_nodes: list[np.ndarray] = []  # global ids of the categorical splits
+    cat_sets: list[list[int]] = []  # the categories each sends right
+    offset = 0
     for tree, group in zip(model["trees"], info):
         left = np.asarray(tree["left_children"], dtype=np.int64)
         leaf = left < 0
         cond = np.asarray(tree["split_conditions"], dtype=np.float64)
         value = np.zeros((len(left), n_out))
         value[:, group] = np.where(leaf, cond, 0.0)
-        if any(int(t) != 0 for t in tree.get("split_type", [])):
-            raise ValueError("`model` has categorical splits, which are not supported.")
+        nodes = np.asarray(tree.get("categories_nodes", []), dtype=np.int64)
+        if nodes.size:
+            flat = tree["categories"]
+            starts, sizes = tree["categories_segments"], tree["categories_sizes"]
+            cat_nodes.append(nodes + offset)
+            cat_sets.extend(flat[int(a) : int(a) + int(b)] for a, b in zip(starts, sizes))
+        offset += len(left)
         trees.append(
             {
                 "feature": np.asarray(tree["split_indices"], dtype=np.int64),
@@ -380,12 +469,34 @@ def _parse_xgboost(booster: Any) -> TreeEnsemble:
     if not trees:
         raise ValueError("`model` has no trees; fit it first.")
     n_features = int(learner["learner_model_param"]["num_feature"])
+    categories = _xgb_categories(cat_nodes, cat_sets, offset)
     ens = _concat(trees, n_out, base=np.zeros(n_out), n_features=n_features, strict=True,
-                  float32_inputs=True, source="xgboost")
+                  float32_inputs=True, source="xgboost", **categories)
     x = np.zeros((1, n_features), dtype=np.float32)
     raw = booster.predict(xgboost.DMatrix(x), output_margin=True)
     base = (np.asarray(raw, dtype=np.float64).reshape(1, -1) - ens.predict(x))[0]
     return TreeEnsemble(**{**ens.__dict__, "base": base})
+
+
+def _xgb_categories(nodes: list[np.ndarray], sets: list[list[int]], n_nodes: int) -> dict[str, Any]:
+    """Category fields of :class:`TreeEnsemble` for XGBoost's categorical splits.
+
+    XGBoost sends the listed categories right and every other value left (unlisted
+    categories, negative values and categories past the bitset); NaN takes the default child.
+    The stored bitset is therefore the complement of the listed set.
+    """
+    if not nodes:
+        return {}
+    width = max(max((max(c) for c in sets if c), default=0) // 32 + 1, 1)
+    right = np.zeros((len(sets), 32 * width), dtype=bool)
+    rows = np.repeat(np.arange(len(sets)), [len(c) for c in sets])
+    right[rows, np.concatenate([np.asarray(c, dtype=np.int64) for c in sets])] = True
+    weight = np.left_shift(np.uint64(1), np.arange(32, dtype=np.uint64))
+    bits = (~right).reshape(len(sets), width, 32).astype(np.uint64) @ weight
+    category = np.full(n_nodes, -1, dtype=np.int64)
+    category[np.concatenate(nodes)] = np.arange(len(sets))
+    return {"category": category, "category_bits": bits.astype(np.uint32),
+            "category_other_left": np.ones(len(sets), dtype=bool)}
 
 
 # ---------------------------------------------------------------------------- dispatch
@@ -402,7 +513,8 @@ def parse_tree_ensemble(model: Any) -> TreeEnsemble:
 
     Raises:
         TypeError: for an unsupported model type.
-        ValueError: for unsupported tree features (categorical splits, linear trees).
+        ValueError: for unsupported tree features (linear trees, categorical splits of
+            scikit-learn's HistGradientBoosting).
     """
     if isinstance(model, TreeEnsemble):
         return model

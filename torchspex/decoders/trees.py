@@ -382,7 +382,8 @@ def tree_ensemble_to_fourier(model: Any, n_features: int | None = None) -> Spars
     included), ``decision_function`` for scikit-learn gradient boosting, ``predict_proba`` for
     scikit-learn tree/forest classifiers, ``predict(output_margin=True)`` for XGBoost. Any
     threshold is allowed (a mask bit ``x_i`` is routed as the trainer would route the value
-    ``0.0`` or ``1.0``), and a feature may be split several times on one path.
+    ``0.0`` or ``1.0``; at a categorical split, category 0 or 1), and a feature may be split
+    several times on one path.
 
     Args:
         model: a fitted LightGBM ``Booster`` / ``LGBMRegressor`` / ``LGBMClassifier``, a
@@ -396,8 +397,8 @@ def tree_ensemble_to_fourier(model: Any, n_features: int | None = None) -> Spars
 
     Raises:
         TypeError: for an unsupported model.
-        ValueError: if ``n_features`` differs from the model's input width, or for categorical
-            or linear trees.
+        ValueError: if ``n_features`` differs from the model's input width, for linear trees,
+            or for categorical splits of scikit-learn's HistGradientBoosting.
 
     Example:
         >>> from sklearn.tree import DecisionTreeRegressor

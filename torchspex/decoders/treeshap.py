@@ -139,7 +139,8 @@ class TreePaths:
 
 def _router(ens: TreeEnsemble, internal: np.ndarray) -> TreeEnsemble:
     """``ens`` restricted to the nodes ``internal`` (children ids are meaningless there)."""
-    sub = {"feature", "threshold", "left", "right", "value", "cover", "default_left", "missing"}
+    sub = {"feature", "threshold", "left", "right", "value", "cover", "default_left", "missing",
+           "category"}
     fields = {k: (v[internal] if k in sub else v) for k, v in ens.__dict__.items()}
     fields["left"] = np.zeros(len(internal), dtype=np.int64)  # all internal: never a leaf
     fields["right"] = fields["left"]
