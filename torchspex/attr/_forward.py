@@ -24,6 +24,7 @@ from torchspex.decoders.base import has_context, mark_context
 __all__ = [
     "AUTO_MAX_ELEMENTS",
     "AUTO_MAX_ROWS",
+    "BatchBackoff",
     "MaskedForward",
     "check_model_device",
     "check_perturbations_per_eval",
@@ -52,6 +53,63 @@ def check_perturbations_per_eval(value: Any) -> int | str:
 
 def _is_oom(err: BaseException) -> bool:
     return isinstance(err, torch.OutOfMemoryError)
+
+
+class BatchBackoff:
+    """Runs ``n`` items in batches of ``size``; an adaptive size halves on out-of-memory.
+
+    Shared by :class:`MaskedForward` and :class:`~torchspex.llm.LLMSpectralInteraction`. When a
+    batch of more than one item raises ``torch.OutOfMemoryError`` (CUDA's
+    ``torch.cuda.OutOfMemoryError`` included) and ``adaptive`` is set, the size becomes half that
+    batch's, the CUDA cache is emptied once the failed batch's tensors are released, and the
+    same items are retried; the smaller size is kept for every later batch (and later
+    :meth:`run` calls). Each item's value never depends on its batch, so the result equals a
+    run with a small fixed size. Any other error, an out-of-memory error of a one-item batch, or
+    any error when not ``adaptive``, goes to ``on_error`` (which may add a note or raise its own
+    error) and is then re-raised.
+
+    Args:
+        size: items per batch (a positive int).
+        adaptive: whether out-of-memory halves ``size`` (``perturbations_per_eval="auto"``).
+
+    Attributes:
+        size: the current batch size.
+        backoffs: ``[(failed, retried), ...]``: the batch sizes of each halving, in order.
+    """
+
+    def __init__(self, size: int, adaptive: bool) -> None:
+        self.size = max(1, int(size))
+        self.adaptive = adaptive
+        self.backoffs: list[tuple[int, int]] = []
+
+    def run(
+        self,
+        n: int,
+        forward: Callable[[int, int], Tensor],
+        on_error: Callable[[BaseException, int, int], None] | None = None,
+    ) -> list[Tensor]:
+        """``[forward(start, stop), ...]`` over consecutive batches covering ``0 .. n - 1``."""
+        chunks: list[Tensor] = []
+        start = 0
+        while start < n:
+            stop = min(start + self.size, n)
+            retry = False
+            try:
+                chunks.append(forward(start, stop))
+            except Exception as err:
+                if not (self.adaptive and _is_oom(err) and stop - start > 1):
+                    if on_error is not None:
+                        on_error(err, start, stop)
+                    raise
+                retry = True  # leave the handler first: its traceback holds the batch's tensors
+            if retry:
+                self.size = max(1, (stop - start) // 2)
+                self.backoffs.append((stop - start, self.size))
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                continue
+            start = stop
+        return chunks
 
 
 def _add_note(err: BaseException, note: str) -> None:
@@ -251,9 +309,10 @@ class MaskedForward:
         if self.auto:
             per_row = max(1, sum(x[0].numel() for x in inputs))
             cap = AUTO_MAX_ROWS if self.device.type == "cpu" else AUTO_MAX_ROWS_ACCELERATOR
-            self.chunk = max(1, min(cap // rows, AUTO_MAX_ELEMENTS // (rows * per_row)))
+            chunk = max(1, min(cap // rows, AUTO_MAX_ELEMENTS // (rows * per_row)))
         else:
-            self.chunk = int(perturbations_per_eval)
+            chunk = int(perturbations_per_eval)
+        self.batching = BatchBackoff(chunk, adaptive=self.auto)
         self.progress = progress
         self.n_calls = 0
         self.n_masks = 0
@@ -262,6 +321,15 @@ class MaskedForward:
         self.out_shape: tuple[int, ...] | None = None
         self._target_index: Tensor | tuple[Tensor, ...] | None = None
         self._args_cache: dict[int, tuple[Any, ...]] = {}
+
+    @property
+    def chunk(self) -> int:
+        """The current number of masks per forward call (halved on out-of-memory with auto)."""
+        return self.batching.size
+
+    @chunk.setter
+    def chunk(self, value: int) -> None:
+        self.batching.size = max(1, int(value))
 
     def limit_rows_for_progress(self) -> None:
         """With ``"auto"`` on the CPU, at most :data:`PROGRESS_MAX_ROWS` rows per forward call.
@@ -435,43 +503,34 @@ class MaskedForward:
     def __call__(self, masks: Tensor) -> Tensor:
         """Values for ``masks bool [m, n]``: ``float64 [m, B, *o]`` on the CPU."""
         masks = torch.as_tensor(masks, dtype=torch.bool)
-        chunks: list[Tensor] = []
-        start = 0
+
+        def on_error(err: BaseException, start: int, stop: int) -> None:
+            if has_context(err):
+                return
+            if self.n_calls == 0:
+                advice = _dtype_advice(self.forward_func, self.inputs, err)
+                if advice is not None:
+                    error = TypeError(f"{describe_model(self.forward_func)}: {advice}")
+                    mark_context(error)
+                    raise error from err
+            rows = (stop - start) * self.n_background * self.batch
+            hint = (
+                " Lower `perturbations_per_eval` or pass perturbations_per_eval='auto'."
+                if _is_oom(err)
+                else _device_hint(err, self.device)
+            )
+            _add_note(
+                err,
+                f"torchspex: {describe_model(self.forward_func)} raised on forward call "
+                f"{self.n_calls + 1} (masks {start}..{stop - 1} of a request of "
+                f"{masks.shape[0]}: {rows} input rows); the {self.n_calls} calls before "
+                f"it ({self.n_masks} masks) had succeeded.{hint}",
+            )
+
         with torch.inference_mode():
-            while start < masks.shape[0]:
-                stop = min(start + self.chunk, masks.shape[0])
-                try:
-                    chunks.append(self._forward(masks[start:stop]))
-                except Exception as err:
-                    if self.auto and _is_oom(err) and stop - start > 1:
-                        del err
-                        self.chunk = max(1, (stop - start) // 2)
-                        if torch.cuda.is_available():
-                            torch.cuda.empty_cache()
-                        continue
-                    if has_context(err):
-                        raise
-                    if self.n_calls == 0:
-                        advice = _dtype_advice(self.forward_func, self.inputs, err)
-                        if advice is not None:
-                            error = TypeError(f"{describe_model(self.forward_func)}: {advice}")
-                            mark_context(error)
-                            raise error from err
-                    rows = (stop - start) * self.n_background * self.batch
-                    hint = (
-                        " Lower `perturbations_per_eval` or pass perturbations_per_eval='auto'."
-                        if _is_oom(err)
-                        else _device_hint(err, self.device)
-                    )
-                    _add_note(
-                        err,
-                        f"torchspex: {describe_model(self.forward_func)} raised on forward call "
-                        f"{self.n_calls + 1} (masks {start}..{stop - 1} of a request of "
-                        f"{masks.shape[0]}: {rows} input rows); the {self.n_calls} calls before "
-                        f"it ({self.n_masks} masks) had succeeded.{hint}",
-                    )
-                    raise
-                start = stop
+            chunks = self.batching.run(
+                masks.shape[0], lambda start, stop: self._forward(masks[start:stop]), on_error
+            )
         if not chunks:
             return torch.zeros(0, self.batch, *(self.out_shape or ()), dtype=torch.float64)
         return torch.cat(chunks)

@@ -6,6 +6,12 @@ the prompts are left-padded, the target is appended, and explicit position ids
 (``cumsum(attention_mask) - 1``) make every row equal to its own unpadded forward pass, so a
 result never depends on which masks share a batch. Row 0 of the values is the whole target's
 log-probability, rows ``1..T`` each target token's (Captum's ``LLMAttribution`` layout).
+
+Memory: each forward pass returns logits for the ``T`` positions that predict the target only
+(``logits_to_keep``), the log-softmax runs there, and only ``[b, 1 + T]`` values outlive the
+pass. ``perturbations_per_eval="auto"`` (the default) sizes the batch from the prompt's length
+(:data:`AUTO_TOKENS_PER_BATCH`, measured there) and halves it on out-of-memory
+(:class:`~torchspex.attr._forward.BatchBackoff`, shared with ``SpectralInteraction``).
 """
 
 from __future__ import annotations
@@ -19,22 +25,60 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from torchspex.attr._forward import BatchBackoff, check_perturbations_per_eval
 from torchspex.cache import fingerprint
 from torchspex.grouping.text import TextFeatures, text_features
 from torchspex.interactions import Interactions
 from torchspex.llm._common import (
-    check_batch_size,
     check_options,
     model_device,
     run_decoder,
 )
 from torchspex.llm.layer import LayerSweep, _named_layers, sweep_layers
 
-__all__ = ["DEFAULT_GEN_ARGS", "LLMInteractions", "LLMSpectralInteraction"]
+__all__ = [
+    "AUTO_MAX_LOGITS",
+    "AUTO_MAX_PROMPTS",
+    "AUTO_TOKENS_PER_BATCH",
+    "DEFAULT_GEN_ARGS",
+    "LLMInteractions",
+    "LLMSpectralInteraction",
+]
 
 #: Greedy generation used when ``target=None`` (Captum's defaults).
 DEFAULT_GEN_ARGS: dict[str, Any] = {"max_new_tokens": 25, "do_sample": False}
 _ATTR_TARGETS = ("log_prob", "prob")
+
+#: ``perturbations_per_eval="auto"``: at most this many tokens (padded prompt + target) per
+#: forward pass: 8 prompts of 1,000 tokens, 27 of 300. Measured peak CPU memory of one forward
+#: pass (`_target_log_probs`, fp32, one thread, random GPT-2 from a ``GPT2Config`` with GPT-2's
+#: vocabulary of 50,257, 5 target tokens; peak RSS over the RSS before the call, one process
+#: per row, torch 2.13, transformers 5.25):
+#:
+#: ====================================  ======  =========  =========
+#: model                                 tokens  1 prompt   8 prompts
+#: ====================================  ======  =========  =========
+#: 2 layers, 64 dims, logits_to_keep        300    16 MiB     44 MiB
+#: 2 layers, 64 dims, logits_to_keep      1,000    23 MiB     62 MiB
+#: 2 layers, 64 dims, all logits            300    71 MiB    510 MiB
+#: 2 layers, 64 dims, all logits          1,000   208 MiB  1,587 MiB
+#: 12 layers, 768 dims (GPT-2 small)        300   <147 MiB   354 MiB
+#: 12 layers, 768 dims (GPT-2 small)      1,000   154 MiB    625 MiB
+#: ====================================  ======  =========  =========
+#:
+#: So 8,192 tokens cost about 0.6 GiB of activations for a GPT-2-small-sized model (about
+#: 80 KiB per token, growing with width and depth: a few GiB for a 4,096-wide model), small
+#: next to the weights of any model it is run on; where it does not fit, out-of-memory halves
+#: the batch. (The former fixed default, 16 prompts, would take about twice that at 1,000
+#: tokens, scaling the 8-prompt row.)
+AUTO_TOKENS_PER_BATCH = 8192
+#: ... at most this many masked prompts per forward pass (short prompts) ...
+AUTO_MAX_PROMPTS = 64
+#: ... and at most this many logit elements ``[b, positions, vocab]`` per forward pass (1 GiB
+#: in float32). It binds for a model without ``logits_to_keep``, which returns logits at every
+#: position: in the table above those dominate (1,587 MiB for 8 prompts of 1,000 tokens), and
+#: this rule gives 5 prompts there (about 1 GiB).
+AUTO_MAX_LOGITS = 2**28
 
 
 class LLMInteractions(Interactions):
@@ -246,7 +290,15 @@ class LLMSpectralInteraction:
             return False
 
     def _target_log_probs(self, ids: Tensor, attention: Tensor, target: Tensor) -> Tensor:
-        """``float64 [b, 1 + T]``: sum and per-token log-probs of ``target`` after each prompt."""
+        """``float64 [b, 1 + T]``: sum and per-token log-probs of ``target`` after each prompt.
+
+        The model reads the prompt and the first ``T - 1`` target tokens (the last target
+        token's own logits are never needed); with ``logits_to_keep`` it returns logits at the
+        ``T`` positions that predict the target only, ``[b, T, V]``, else ``[b, P + T - 1, V]``
+        of which those ``T`` are sliced. The log-softmax runs over the vocabulary at those ``T``
+        positions of this batch, and only the ``[b, T]`` picked log-probs leave it: no
+        ``[m, n_tokens, vocab]`` tensor outlives a forward pass.
+        """
         device = model_device(self.model)
         ids, attention, target = ids.to(device), attention.to(device), target.to(device)
         if bool((attention[:, -1] == 0).any()):
@@ -257,7 +309,7 @@ class LLMSpectralInteraction:
             )
         b, width = ids.shape
         n_target = target.numel()
-        full = torch.cat([ids, target.expand(b, n_target)], dim=1)
+        full = torch.cat([ids, target[:-1].expand(b, n_target - 1)], dim=1)
         att = torch.cat([attention, torch.ones_like(full[:, width:])], dim=1)
         kwargs: dict[str, Any] = {"input_ids": full, "attention_mask": att}
         if self._accepts("position_ids"):
@@ -270,34 +322,105 @@ class LLMSpectralInteraction:
             )
         if self._accepts("use_cache"):
             kwargs["use_cache"] = False
-        keep_logits = self._accepts("logits_to_keep")
-        if keep_logits:
-            kwargs["logits_to_keep"] = n_target + 1
+        if self._accepts("logits_to_keep"):
+            kwargs["logits_to_keep"] = n_target  # the last T positions predict the target
         with torch.inference_mode():
             out = self.model(**kwargs)
-        logits = out.logits if hasattr(out, "logits") else out[0] if isinstance(out, tuple) else out
-        if logits.dim() == 4:
-            logits = logits[:, 0]
-        logits = logits[:, -(n_target + 1) : -1] if keep_logits else logits[
-            :, width - 1 : width - 1 + n_target
-        ]
-        log_probs = torch.log_softmax(logits.float(), dim=-1)
-        picked = log_probs.gather(-1, target.view(1, -1, 1).expand(b, n_target, 1)).squeeze(-1)
-        picked = picked.double().cpu()
+            logits = (
+                out.logits if hasattr(out, "logits")
+                else out[0] if isinstance(out, tuple) else out
+            )  # fmt: skip
+            if logits.dim() == 4:
+                logits = logits[:, 0]
+            logits = logits[:, -n_target:]  # [b, T, V] (a view)
+            del out
+            log_probs = torch.log_softmax(logits.float(), dim=-1)
+            del logits
+            index = target.view(1, -1, 1).expand(b, n_target, 1)
+            picked = log_probs.gather(-1, index).squeeze(-1).double().cpu()
         return torch.cat([picked.sum(dim=1, keepdim=True), picked], dim=1)
 
-    def values(
-        self, inp: Any, masks: Tensor, target: Tensor, perturbations_per_eval: int = 16
-    ) -> Tensor:
-        """The explained value for each mask: ``float64 [m, 1 + T]`` (log-prob or prob)."""
-        check_batch_size(perturbations_per_eval)
+    def _vocab_size(self) -> int | None:
+        size = getattr(getattr(self.model, "config", None), "vocab_size", None)
+        if isinstance(size, int):
+            return size
+        try:
+            return len(self.tokenizer)
+        except TypeError:
+            return None
+
+    def auto_batch_size(self, n_tokens: int, n_target: int) -> int:
+        """Masked prompts per forward pass for ``perturbations_per_eval="auto"``.
+
+        ``min(AUTO_MAX_PROMPTS, AUTO_TOKENS_PER_BATCH // n_tokens, AUTO_MAX_LOGITS //
+        (positions * vocab))``, at least 1, where ``n_tokens`` is the longest masked prompt
+        plus the target, ``positions`` is ``n_target`` for a model taking ``logits_to_keep``
+        (``transformers`` models do) and ``n_tokens`` otherwise (it returns logits for every
+        position), and ``vocab`` the model's ``config.vocab_size`` (else the tokenizer's
+        length). At 1,000 tokens this is 8 prompts per pass; at 100, 64. See
+        :data:`AUTO_TOKENS_PER_BATCH` for the measurement behind the constants; an
+        out-of-memory error still halves the size.
+
+        Args:
+            n_tokens: tokens of the longest masked prompt with its target.
+            n_target: target tokens ``T``.
+        """
+        rows = min(AUTO_MAX_PROMPTS, AUTO_TOKENS_PER_BATCH // max(1, n_tokens))
+        vocab = self._vocab_size()
+        if vocab:
+            positions = n_target if self._accepts("logits_to_keep") else n_tokens
+            rows = min(rows, AUTO_MAX_LOGITS // max(1, positions * vocab))
+        return max(1, rows)
+
+    def _auto_size(self, inp: Any, target: Tensor) -> int:
+        """:meth:`auto_batch_size` for ``inp``: its longest of all-kept and all-removed prompts."""
+        n = int(inp.n_itp_features)
+        probes = torch.stack([torch.ones(n, dtype=torch.bool), torch.zeros(n, dtype=torch.bool)])
+        ids, _ = self.prompt_batch(inp, probes)
+        return self.auto_batch_size(int(ids.shape[1]) + target.numel(), target.numel())
+
+    def _values(self, inp: Any, masks: Tensor, target: Tensor, batching: BatchBackoff) -> Tensor:
+        """:meth:`values` in ``batching``'s batches (halved on out-of-memory if adaptive)."""
         masks = torch.as_tensor(masks).bool()
-        chunks = []
-        for start in range(0, masks.shape[0], perturbations_per_eval):
-            ids, attention = self.prompt_batch(inp, masks[start : start + perturbations_per_eval])
-            chunks.append(self._target_log_probs(ids, attention, target))
+
+        def forward(start: int, stop: int) -> Tensor:
+            ids, attention = self.prompt_batch(inp, masks[start:stop])
+            return self._target_log_probs(ids, attention, target)
+
+        def on_error(err: BaseException, start: int, stop: int) -> None:
+            if not isinstance(err, torch.OutOfMemoryError) or not hasattr(err, "add_note"):
+                return
+            if stop - start > 1:
+                fix = (
+                    f"lower `perturbations_per_eval` (this batch had {stop - start} masked "
+                    "prompts) or pass perturbations_per_eval='auto', which halves the batch on "
+                    "out-of-memory."
+                )
+            else:
+                fix = (
+                    "a single masked prompt (with the target) does not fit in memory. Run the "
+                    "model in half precision (`torch_dtype=torch.bfloat16`), dispatch it over "
+                    "several devices or offload it (`device_map='auto'`), use a device with "
+                    "more memory, or shorten the prompt or the target."
+                )
+            err.add_note(f"torchspex: LLMSpectralInteraction ran out of memory: {fix}")
+
+        chunks = batching.run(masks.shape[0], forward, on_error)
         out = torch.cat(chunks) if chunks else torch.zeros(0, 1 + target.numel())
         return out.exp() if self.attr_target == "prob" else out
+
+    def values(
+        self, inp: Any, masks: Tensor, target: Tensor, perturbations_per_eval: int | str = "auto"
+    ) -> Tensor:
+        """The explained value for each mask: ``float64 [m, 1 + T]`` (log-prob or prob).
+
+        ``perturbations_per_eval``: masked prompts per forward pass, or ``"auto"``
+        (:meth:`auto_batch_size`, halved on out-of-memory).
+        """
+        check_perturbations_per_eval(perturbations_per_eval)
+        auto = perturbations_per_eval == "auto"
+        size = self._auto_size(inp, target) if auto else int(perturbations_per_eval)
+        return self._values(inp, masks, target, BatchBackoff(size, adaptive=auto))
 
     def _target(self, feats: Any, target: Any, gen_args: dict | None) -> Tensor:
         """The target ids of an explanation, after a warning if the model is in training mode.
@@ -325,7 +448,7 @@ class LLMSpectralInteraction:
         n_samples: int | None = None,
         max_order: int | None = None,
         index: str = "k-SII",
-        perturbations_per_eval: int = 16,
+        perturbations_per_eval: int | str = "auto",
         generator: torch.Generator | int | None = None,
         show_progress: bool = False,
         cache: str | os.PathLike | None = None,
@@ -350,7 +473,14 @@ class LLMSpectralInteraction:
             max_order: order cap of the interactions.
             index: interaction index of the result (default ``"k-SII"``, of the Shapley family:
                 its design serves ``first_order("SV")``); see :func:`torchspex.explain`.
-            perturbations_per_eval: masked prompts per padded forward pass.
+            perturbations_per_eval: masked prompts per padded forward pass, or ``"auto"``
+                (default): :meth:`auto_batch_size` from the prompt's length (8 prompts of
+                1,000 tokens, up to 64 short ones), halved and retried whenever a forward
+                pass runs out of memory (``torch.OutOfMemoryError``), the smaller size kept.
+                Values never depend on the batch, so the result equals a small fixed batch's.
+                ``info["perturbations_per_eval"]`` is the final size and
+                ``info["batch_backoffs"]`` lists each halving as ``[failed, retried]``. A fixed
+                int never changes: out-of-memory is re-raised with a note naming the fix.
             generator: ``torch.Generator`` or int seed (``None``: seed 0).
             show_progress: show a progress bar over evaluated masks.
             cache: path of an evaluation store (SQLite, see :mod:`torchspex.cache`): every
@@ -373,23 +503,33 @@ class LLMSpectralInteraction:
             :class:`LLMInteractions` with outputs ``(1 + T,)``.
         """
         feats = self._features(inp, level, baseline)
-        check_options(method, index, n_samples, perturbations_per_eval, process_group)
+        fixed = check_perturbations_per_eval(perturbations_per_eval)
+        auto = fixed == "auto"
+        check_options(method, index, n_samples, 1 if auto else int(fixed), process_group)
         target_ids = self._target(feats, target, gen_args)
+        size = self._auto_size(feats, target_ids) if auto else int(fixed)
+        batching = BatchBackoff(size, adaptive=auto)
 
         def value_function(masks: Tensor) -> Tensor:
-            # the evaluator hands over perturbations_per_eval masks at a time, now and then
-            # with one more (a stored value re-checked on resume, a distributed witness mask):
-            # one forward pass each
-            return self.values(feats, masks, target_ids, max(int(masks.shape[0]), 1))
+            # the evaluator hands over `size` masks at a time, now and then with one more (a
+            # stored value re-checked on resume, a distributed witness mask): one forward pass
+            # each for a fixed size; "auto" splits them by its current (perhaps halved) size
+            if batching.adaptive:
+                return self._values(feats, masks, target_ids, batching)
+            return self._values(
+                feats, masks, target_ids, BatchBackoff(int(masks.shape[0]), adaptive=False)
+            )
 
         key = None if cache is None else self._prompt_key(feats, target_ids)
         result = run_decoder(
             value_function, int(feats.n_itp_features), method=method, n_samples=n_samples,
             max_order=max_order, index=index, generator=generator,
-            batch_size=perturbations_per_eval, feature_names=list(feats.values),
+            batch_size=size, feature_names=list(feats.values),
             show_progress=show_progress, desc="LLM Spectral Interaction attribution",
             cache=cache, cache_key=key, process_group=process_group, **decoder_options,
         )  # fmt: skip
+        result.info["perturbations_per_eval"] = batching.size
+        result.info["batch_backoffs"] = [list(pair) for pair in batching.backoffs]
         return LLMInteractions._wrap(result, **self._extras(feats, target_ids))
 
     def _model_key(self) -> str:
@@ -484,7 +624,8 @@ class LLMSpectralInteraction:
         groups = _token_groups(feats)
         target_ids = self._target(feats, target, gen_args)
         prompt, _ = self._unperturbed(feats)
-        layer_mask = torch.cat([groups, torch.full((target_ids.numel(),), -1)]).view(1, -1, 1)
+        # the forward reads the prompt and the first T - 1 target tokens (see _target_log_probs)
+        layer_mask = torch.cat([groups, torch.full((target_ids.numel() - 1,), -1)]).view(1, -1, 1)
         named = _named_layers(self.model if layers is None else layers)
 
         def forward(ids: Tensor) -> Tensor:
