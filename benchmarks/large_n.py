@@ -660,7 +660,9 @@ def _combine(paths: list[Path], out: Path) -> None:
             if old.get("noise_floor") != g.get("noise_floor"):
                 raise SystemExit(f"--combine: {g['game']} has two different references; rerun "
                                  f"with the same --ref-calls and --ref-cache")  # fmt: skip
-            old["seeds"] += g["seeds"]
+            # other seeds of the same budgets add up; other budgets of the same seeds do not
+            overlap = set(old["budgets"]) & set(g["budgets"])
+            old["seeds"] = old["seeds"] + g["seeds"] if overlap else max(old["seeds"], g["seeds"])
             old["budgets"] = sorted(set(old["budgets"]) | set(g["budgets"]))
             old["max_budget"] = max(old["budgets"])
     rows = [r for part in parts for r in part["rows"]]
