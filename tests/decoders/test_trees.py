@@ -42,6 +42,19 @@ def _hand_tree(feature, threshold, left, right, value, n_features, base=0.0) -> 
     )
 
 
+def _random_complete_tree(rng, n: int, depth: int, base: float = 0.0) -> TreeEnsemble:
+    """A complete tree of ``depth`` over ``n`` features (features repeat on paths), thresholds
+    from -0.5 / 0.5 / 1.5 (a 0/1 mask bit may go either way, or both the same way)."""
+    n_int = 2**depth - 1
+    size = 2 ** (depth + 1) - 1
+    feature = np.concatenate([rng.integers(0, n, n_int), np.full(size - n_int, -1)])
+    threshold = np.concatenate([rng.choice([-0.5, 0.5, 1.5], n_int), np.zeros(size - n_int)])
+    left = np.concatenate([2 * np.arange(n_int) + 1, np.full(size - n_int, -1)])
+    right = np.concatenate([2 * np.arange(n_int) + 2, np.full(size - n_int, -1)])
+    value = np.concatenate([np.zeros(n_int), rng.normal(size=size - n_int)])
+    return _hand_tree(feature, threshold, left, right, value, n, base=base)
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_lightgbm_readout_equals_predict_on_all_masks(seed: int) -> None:
     n = 8 + seed  # up to 10 features
@@ -104,16 +117,7 @@ def test_random_hand_built_trees_with_repeated_features() -> None:
     rng = np.random.default_rng(5)
     n = 4
     for _ in range(20):
-        # random complete tree of depth 5 over 4 features: features repeat on paths
-        depth = 5
-        n_int = 2**depth - 1
-        size = 2 ** (depth + 1) - 1
-        feature = np.concatenate([rng.integers(0, n, n_int), np.full(size - n_int, -1)])
-        threshold = np.concatenate([rng.choice([-0.5, 0.5, 1.5], n_int), np.zeros(size - n_int)])
-        left = np.concatenate([2 * np.arange(n_int) + 1, np.full(size - n_int, -1)])
-        right = np.concatenate([2 * np.arange(n_int) + 2, np.full(size - n_int, -1)])
-        value = np.concatenate([np.zeros(n_int), rng.normal(size=size - n_int)])
-        ens = _hand_tree(feature, threshold, left, right, value, n)
+        ens = _random_complete_tree(rng, n, 5)  # features repeat on paths
         masks = all_masks(n)
         spec = tree_ensemble_to_fourier(ens)
         expected = ens.predict(masks.double().numpy())[:, 0]
@@ -236,15 +240,7 @@ def test_leaf_readout_equals_the_node_expansion(n: int) -> None:
 
     rng = np.random.default_rng(n)
     for _ in range(10):
-        depth = 6
-        n_int = 2**depth - 1
-        size = 2 ** (depth + 1) - 1
-        feature = np.concatenate([rng.integers(0, n, n_int), np.full(size - n_int, -1)])
-        threshold = np.concatenate([rng.choice([-0.5, 0.5, 1.5], n_int), np.zeros(size - n_int)])
-        left = np.concatenate([2 * np.arange(n_int) + 1, np.full(size - n_int, -1)])
-        right = np.concatenate([2 * np.arange(n_int) + 2, np.full(size - n_int, -1)])
-        value = np.concatenate([np.zeros(n_int), rng.normal(size=(size - n_int))])
-        ens = _hand_tree(feature, threshold, left, right, value, n, base=0.25)
+        ens = _random_complete_tree(rng, n, 6, base=0.25)
         routes = ens.goes_left(np.stack([np.ones(n), np.zeros(n)]))
         idx_leaf, coef_leaf = trees._binary_leaf_spectrum(ens, routes[:, 0], routes[:, 1], n)
         idx_node, coef_node = trees.tree_spectrum(ens, routes[:, :1],
