@@ -217,17 +217,26 @@ def test_prefix_solutions_equal_one_kkt_solve_per_prefix(constrained):
             assert torch.allclose(c[:, :k] @ got[:, :k, i], d.expand(n_f, -1, -1), atol=1e-9)
 
 
-def test_the_proxy_tries_deep_trees_once_the_rows_carry_them():
-    """From DEEP_ROWS samples on, the proxy also fits depth-DEEP_DEPTH trees (its high-order
-    terms become candidates); below, only the default depths."""
-    from torchspex.decoders.regression import DEEP_ROWS
+def test_the_proxy_tries_deep_trees_once_the_rows_carry_them(monkeypatch):
+    """From DEEP_ROWS samples on, the proxy fits the depths DEEP_DEPTHS (5 and 8: the high-order
+    terms of deep trees become candidates, depth 3 is not tried); below, the default (3, 5)."""
+    from torchspex.decoders import regression as reg
 
+    tried: list[list[int]] = []
+    real = reg.fit_proxy
+
+    def spy(x, y, valid, configs, *args):
+        tried.append([depth for depth, _ in configs])
+        return real(x, y, valid, configs, *args)
+
+    monkeypatch.setattr(reg, "fit_proxy", spy)
     n = 12
     small = decode_regression(Evaluator(hierarchical, n, n_samples=600), n, n_samples=600)[1]
-    large = decode_regression(Evaluator(hierarchical, n, n_samples=DEEP_ROWS + 2), n,
-                              n_samples=DEEP_ROWS + 2)[1]  # fmt: skip
-    assert small["proxy"]["n_fits"] == 2
-    assert large["proxy"]["n_fits"] == 3
+    large = decode_regression(Evaluator(hierarchical, n, n_samples=reg.DEEP_ROWS + 2), n,
+                              n_samples=reg.DEEP_ROWS + 2)[1]  # fmt: skip
+    assert tried == [[3, 5], [5, 8]]
+    assert small["proxy"]["n_fits"] == 2 and large["proxy"]["n_fits"] == 2
+    assert large["proxy"]["max_depth"] in (5, 8)
 
 
 def test_candidates_rank_by_scores_averaged_over_proxies(monkeypatch):

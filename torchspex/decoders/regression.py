@@ -108,9 +108,20 @@ _FIXED_PENALTIES = (0.0, 1e-3, 1e-2, 1e-1, 1.0)
 #: none (the proxy's own Shapley values): planted hierarchical n = 64 / 256 at 512 calls, SV
 #: error 0.67 -> 0.65 / 0.85 -> 0.73; the digits CNN over 64 pixels at 256, 0.53 -> 0.52
 _OFFSET_FIXED_PENALTIES = (0.0, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)
-#: From this many samples on, the proxy also tries trees of depth ``DEEP_DEPTH``.
+#: From this many samples on, the proxy tries trees of depth ``DEEP_DEPTHS`` instead of the
+#: default ``(3, 5)``: depth 8 for the high-order terms such rows can carry, and no depth 3,
+#: which never won there (4,096 calls, validation R^2 of depth 3 / 5 / 8: MLP on wine
+#: 0.972 / 0.995 / 0.998, MiniLM 0.996 / 0.999 / 0.998, digits CNN over 2x2 patches
+#: 0.956 / 0.983 / 0.991) and took a quarter of the proxy's seconds.
 DEEP_ROWS = 2048
-DEEP_DEPTH = 8
+DEEP_DEPTHS = (5, 8)
+#: Most terms per part of the fit at ``effort="low"`` (else ``3 p / 4`` for ``p`` pairs): at
+#: 4,096 calls (2,047 pairs, 1,535 terms) 1,024 kept the SV error within 1% on the MLP on wine,
+#: MiniLM and the digits CNN over 2x2 patches (4 seeds) and cut the decode 35-40%; 768 cut it
+#: 55% but raised MiniLM's error 14%, 512 the CNN's 80%
+#: (``benchmarks/decode_variants.py low,low+mt512,low+mt768,low+mt1024 --budgets 4096``,
+#: results/decode_variants_max_terms.json).
+MAX_TERMS_LOW = 1024
 #: Proxies averaged to rank the candidate terms (:func:`proxy_bags`): below ``DEEP_ROWS``
 #: samples, and from there on; one proxy from ``BAG_FEATURES`` features on.
 PROXY_BAGS = 5
@@ -175,6 +186,20 @@ def proxy_bags(n_rows: int, n_features: int, effort: str = "high") -> int:
     if effort == "low" or n_features >= BAG_FEATURES:
         return 1
     return PROXY_BAGS if n_rows < DEEP_ROWS else DEEP_PROXY_BAGS
+
+
+def default_max_terms(n_features: int, n_pairs: int, effort: str = "low") -> int:
+    """Most terms per part of the fit: three quarters of the pairs (at least ``n + 1``), at
+    most :data:`MAX_TERMS_LOW` at ``effort="low"``.
+
+    Example:
+        >>> [default_max_terms(13, 511), default_max_terms(13, 2047)]
+        [383, 1024]
+        >>> default_max_terms(13, 2047, effort="high")
+        1535
+    """
+    most = max(n_features + 1, (3 * n_pairs) // 4)
+    return min(most, max(n_features + 1, MAX_TERMS_LOW)) if effort == "low" else most
 
 
 def index_family(index: str | None) -> str:
@@ -316,7 +341,7 @@ def _proxy_terms(
     # deep trees too once the rows can carry them: their high-order terms are the candidates
     # that matter at large budgets (MLP on wine at 4,096 calls: SV error 0.0011 -> 0.00066,
     # k-SII pairs 0.017 -> 0.0038)
-    configs = proxy_configs(None, 0.1) + ([(DEEP_DEPTH, 0.1)] if m >= DEEP_ROWS else [])
+    configs = proxy_configs(None if m < DEEP_ROWS else DEEP_DEPTHS, 0.1)
     rows, scores, infos = [], [], []
     bags = proxy_bags(m, n, effort)
     for bag in range(bags):
@@ -338,6 +363,22 @@ def _proxy_terms(
     rows = [torch.nn.functional.pad(r, (0, width - r.shape[1]), value=-1) for r in rows]
     idx, score = coalesce(normalize_indices(torch.cat(rows)), torch.cat(scores).unsqueeze(1), n)
     return idx, score.squeeze(1), (infos[0] if len(infos) == 1 else {"per_output": infos})
+
+
+def _refit_terms(
+    masks: Tensor, y: Tensor, fit: dict[str, Any], n: int, generator: torch.Generator
+) -> tuple[Tensor, Tensor]:
+    """``(indices, score)`` of one LightGBM proxy refitted on ``(masks, y)`` with the setting
+    an earlier :func:`_proxy_terms` chose (``fit``: depth, rate, trees; no early stopping, no
+    held-out rows): a term's score is its squared coefficient."""
+    from torchspex.decoders._proxy import refit_proxy
+    from torchspex.decoders.trees import tree_ensemble_to_fourier
+
+    booster = refit_proxy(masks.numpy().astype(np.float32), y.numpy(), fit["max_depth"],
+                          fit["learning_rate"], fit["n_trees"], draw_seed(generator))  # fmt: skip
+    spec = tree_ensemble_to_fourier(booster, n)
+    coef = spec.coefficients.double().reshape(spec.n_terms, -1)
+    return spec.indices, coef.pow(2).sum(dim=1)
 
 
 def _ranked_candidates(
@@ -442,16 +483,17 @@ def _cross_validate(
     a: Tensor, aw: Tensor, y: Tensor, w: Tensor, scale: Tensor, c: Tensor | None,
     d: Tensor | None, n_fixed: int, grid: list[int], fixed_pens: tuple[float, ...],
     n_folds: int, generator: torch.Generator, keep: int = 1,
+    normal: tuple[Tensor, Tensor] | None = None,
 ) -> list[tuple[float, int, float, float]]:
     """The ``keep`` settings ``(cv error, terms, penalty, fixed penalty)`` with the lowest
     ``n_folds``-fold error, best first.
 
     Every prefix of the support is scored from one Cholesky factor per fold and penalty
-    (:func:`_prefix_solutions`).
+    (:func:`_prefix_solutions`). ``normal``: ``(A'WA, A'Wy)`` when the caller has them.
     """
     p, s = a.shape
     fold = torch.randperm(p, generator=generator) % n_folds
-    gram_all, rhs_all = a.T @ aw, aw.T @ y
+    gram_all, rhs_all = normal if normal is not None else (a.T @ aw, aw.T @ y)
     grams, rhss, tests = [], [], []
     for f in range(n_folds):
         test = fold == f
@@ -585,9 +627,11 @@ def _fit_part(
     # penalties on the discovered terms; on the fixed ones too when the rows barely pin them
     if fixed_pens is None:
         fixed_pens = (0.0,) if p >= 3 * n_fixed else _FIXED_PENALTIES
+    # the normal equations once: every setting below is a leading block of them
+    gram, rhs = a.T @ aw, aw.T @ y
     if p >= n_folds:
         top = _cross_validate(a, aw, y, w, scale, c, d, n_fixed, grid, fixed_pens, n_folds,
-                              generator, average)  # fmt: skip
+                              generator, average, (gram, rhs))  # fmt: skip
     else:
         top = [(math.nan, limit, _PENALTIES[-1], fixed_pens[-1])]
     folds = p >= n_folds
@@ -600,8 +644,8 @@ def _fit_part(
         penalty = torch.full((cols_t,), pen_t, dtype=torch.float64)
         penalty[:n_fixed] = fixed_t
         c_t = None if c is None else c[:, :cols_t]
-        coef[:cols_t] += _solve_refined(a[:, :cols_t].T @ aw[:, :cols_t], aw[:, :cols_t].T @ y,
-                                        penalty, c_t, d) / len(top)  # fmt: skip
+        coef[:cols_t] += _solve_refined(gram[:cols_t, :cols_t], rhs[:cols_t], penalty, c_t,
+                                        d) / len(top)  # fmt: skip
     info = {"n_terms": cols, "n_discovered": cols - n_fixed, "penalty": pen,
             "fixed_penalty": fixed_pen, "n_candidates": limit,
             "cv_error": cv_error if folds else math.nan}  # fmt: skip
@@ -614,22 +658,24 @@ def _fit_part(
     spread = None
     if strata is not None and folds:
         spread = _coefficient_spread(a[:, :cols], w, y - a[:, :cols] @ coef, penalty[0], c_cols,
-                                     strata)  # fmt: skip
+                                     strata, gram[:cols, :cols])  # fmt: skip
     return support[:cols], coef, info, spread
 
 
 def _coefficient_spread(
     a: Tensor, w: Tensor, resid: Tensor, penalty: Tensor, c: Tensor | None,
-    strata: tuple[Tensor, Tensor],
+    strata: tuple[Tensor, Tensor], gram: Tensor | None = None,
 ) -> Tensor:
     """A factor ``L [o, s, p]`` of the sampling covariance of the fitted coefficients,
     ``Cov(b_o) ~ L_o L_o'``: the sandwich ``Q V Q`` of the constrained ridge solution
     ``b = Q A'W y + const`` with ``V`` the stratified covariance of the score terms
     ``w_i a_i r_i``, each residual ``r_i`` scaled by ``1 / sqrt(1 - h_ii)`` (HC2).
-    ``strata = (label [p], fraction [p])`` from :func:`_size_strata`."""
+    ``strata = (label [p], fraction [p])`` from :func:`_size_strata`; ``gram``: ``A'WA`` when
+    the caller has it."""
     label, fraction = strata
     s = a.shape[1]
-    gram = a.T @ (w.unsqueeze(1) * a)
+    if gram is None:
+        gram = a.T @ (w.unsqueeze(1) * a)
     scale = torch.diagonal(gram).mean().clamp(min=1e-300)
     h = gram + torch.diag((penalty + 1e-9) * scale)
     h_inv = torch.cholesky_inverse(torch.linalg.cholesky(h))
@@ -684,7 +730,7 @@ def decode_regression(
             LightGBM proxy; needs lightgbm, used when it is installed), ``pairs`` (``None``:
             every pair is a candidate when there are at most as many pairs as samples; ``True``
             / ``False`` force it), ``n_folds`` (cross-validation folds, default 5),
-            ``max_terms`` (most terms per part, default: a third of the pairs), ``shrink``
+            ``max_terms`` (most terms per part, default :func:`default_max_terms`), ``shrink``
             (``True``, default: the James-Stein shrinkage of the even part, its noise from a
             sandwich or, with fewer pairs than features, a jackknife, and below
             :data:`SLOPE_PAIRS` pairs per feature the factor capped by the calibration slope of
@@ -983,7 +1029,7 @@ def _fit_paired(
     odd_y, even_y = (y_s - y_c) / 2, (y_s + y_c) / 2
     p = x.shape[0]
     n_folds = options.get("n_folds", 5)
-    max_terms = options.get("max_terms") or max(n + 1, (3 * p) // 4)
+    max_terms = options.get("max_terms") or default_max_terms(n, p, options.get("effort", "low"))
     first = _first_order_rows(n, 1)
     # every triple first among the odd candidates when the pairs are plenty for them (the
     # order-3 terms are the next odd order after the always-kept first-order terms)
@@ -1024,7 +1070,8 @@ def _fit_paired(
             if p < max(SLOPE_PAIRS, JACKKNIFE_PAIRS) * n:
                 refits, slope = _even_refits(masks, flat, w, extra, (proxy_idx, proxy_score),
                                              own_proxy, n, n_folds, generator, max_terms,
-                                             even, options.get("effort", "low"))  # fmt: skip
+                                             even, options.get("effort", "low"),
+                                             proxy_fit)  # fmt: skip
             if refits is not None and p < JACKKNIFE_PAIRS * n:
                 factor = jackknife_stein_factor(even_pairs(even), refits)
                 info["even"]["shrinkage_noise"] = "jackknife"
@@ -1076,13 +1123,16 @@ def _even_refits(
     masks: Tensor, flat: Tensor, w: Tensor, extra: list[Tensor],
     ranking: tuple[Tensor, Tensor], own_proxy: bool, n: int, n_folds: int,
     generator: torch.Generator, max_terms: int, even: SparseSpectrum, effort: str = "low",
+    proxy_fit: dict[str, Any] | None = None,
 ) -> tuple[list[tuple[Tensor, Tensor]], Tensor]:
     """Refits of the even fit without one fold of the pairs each, and what they say about it.
 
     :data:`~torchspex.decoders._shrink.JACKKNIFE_FOLDS` refits, each on the pairs of the other
     folds, with the proxy refitted on those when it was fitted on these samples
-    (``own_proxy``; else the given ``ranking`` of candidates is kept) and the terms and
-    penalty cross-validated again. Returns ``(pairs, slope)``: each refit's
+    (``own_proxy``; else the given ``ranking`` of candidates is kept; with one output and
+    ``effort="low"`` the refit keeps the setting ``proxy_fit`` chose, depth, rate and trees,
+    instead of early-stopping again: :func:`_refit_terms`) and the terms and penalty
+    cross-validated again. Returns ``(pairs, slope)``: each refit's
     :func:`~torchspex.decoders._shrink.even_pairs` (for the jackknife noise) and the
     calibration slope ``[o]`` of their out-of-fold predictions, the weighted (the pairs'
     weights) least-squares factor ``c`` in ``y(S) - y(∅) ~ c (g(S) - g(∅))`` over the
@@ -1104,7 +1154,10 @@ def _even_refits(
         idx, score = ranking
         if own_proxy:
             rows = torch.cat([torch.tensor([0, 1]), torch.stack([first, second], 1).reshape(-1)])
-            idx, score, _ = _proxy_terms(masks[rows], flat[rows], generator, effort)
+            if effort == "low" and proxy_fit is not None and "max_depth" in proxy_fit:
+                idx, score = _refit_terms(masks[rows], flat[rows, 0], proxy_fit, n, generator)
+            else:
+                idx, score, _ = _proxy_terms(masks[rows], flat[rows], generator, effort)
         fixed, ranked, n_pairs = _ranked_candidates(constant, extra, idx, score, n, 0)
         y = (flat[first] + flat[second]) / 2
         support, coef, _, _ = _fit_part(masks[first], y, w[kept], fixed, ranked,
