@@ -247,3 +247,49 @@ def test_leaf_readout_equals_the_node_expansion(n: int) -> None:
                                                   routes[:, 1:].astype(np.float64), n)
         assert torch.equal(idx_leaf, idx_node)
         torch.testing.assert_close(coef_leaf, coef_node, atol=1e-13, rtol=0)
+
+
+@pytest.mark.parametrize("library", ["lightgbm", "lightgbm-zero", "xgboost", "sklearn"])
+def test_routing_by_threshold_rank_equals_the_full_rule(library: str) -> None:
+    """goes_left reads numeric splits from each row's rank among the feature's thresholds;
+    that equals the trainer's rule in full (_goes_left_full) at every node, for rows exactly
+    at thresholds, one ulp either side, +-inf, zeros and NaN (which take the full rule)."""
+    from sklearn.ensemble import RandomForestRegressor
+
+    from torchspex.decoders._tree_parsers import parse_tree_ensemble
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(300, 5)).round(1)  # repeated values: many rows sit on thresholds
+    x[rng.random(x.shape) < 0.1] = 0.0
+    y = x[:, 0] * x[:, 1] + np.sin(x[:, 2]) + (x[:, 3] > 0.2)
+    if library.startswith("lightgbm"):
+        import lightgbm as lgb
+
+        params = {"verbose": -1, "n_jobs": 1, "n_estimators": 20, "num_leaves": 15,
+                  "zero_as_missing": library == "lightgbm-zero"}  # fmt: skip
+        train = x.copy()
+        train[rng.random(x.shape) < 0.05] = np.nan
+        model = lgb.LGBMRegressor(**params).fit(train, y)
+    elif library == "xgboost":
+        import xgboost as xgb
+
+        model = xgb.XGBRegressor(n_estimators=20, max_depth=4, n_jobs=1).fit(x, y)
+    else:
+        model = RandomForestRegressor(n_estimators=10, max_depth=5, random_state=0).fit(x, y)
+    ens = parse_tree_ensemble(model)
+    internal = np.flatnonzero(ens.left >= 0)
+    thr = ens.threshold[internal]
+    rows = np.tile(x[:40], (4, 1))
+    for j, (f, t) in enumerate(zip(ens.feature[internal][:40], thr[:40])):
+        rows[j, f] = t
+        rows[40 + j, f] = np.nextafter(t, np.inf)
+        rows[80 + j, f] = np.nextafter(t, -np.inf)
+    rows[120:130, 1] = np.inf
+    rows[130:140, 2] = -np.inf
+    with_nan = rows.copy()
+    with_nan[::7, 4] = np.nan
+    for data in (rows, with_nan):
+        full = data.astype(np.float32).astype(np.float64) if ens.float32_inputs else data
+        got = ens.goes_left(data)
+        assert not got[ens.left < 0].any()
+        np.testing.assert_array_equal(got[internal], ens._goes_left_full(full, internal))

@@ -11,7 +11,8 @@ bitsets routed by the trainer's rule.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -95,28 +96,70 @@ class TreeEnsemble:
         """Routing of rows ``x`` (``float [R, n_features]``) at every node: ``bool [N, R]``.
 
         Leaves get ``False``. Implements the trainer's rule, missing values and categorical
-        splits included.
+        splits included. Numeric splits on features without NaN in ``x`` (and not of LightGBM's
+        missing type Zero) are read from each row's rank among the feature's thresholds
+        (:attr:`_cuts`): a row goes left at a split iff fewer of the feature's thresholds lie
+        below it (``<=`` / ``<`` for strict splits) than the split's own rank, one integer
+        comparison per node and row; every other split takes the rule in full.
         """
         x = np.asarray(x, dtype=np.float64)
         if self.float32_inputs:
             x = x.astype(np.float32).astype(np.float64)
         internal = ~self.is_leaf
         feat = np.where(internal, self.feature, 0)
-        vals = x[:, feat].T  # [N, R]
-        thr = self.threshold[:, None]
+        rank, cuts = self._cuts
+        full = internal & ((self.category >= 0) | (self.missing == _MISSING_ZERO)
+                           | np.isnan(x).any(axis=0)[feat])  # fmt: skip
+        out = np.zeros((len(self.feature), x.shape[0]), dtype=bool)
+        fast = np.flatnonzero(internal & ~full)
+        if fast.size:
+            side = "right" if self.strict else "left"
+            below = np.zeros((self.n_features, x.shape[0]), dtype=np.int32)
+            for f in np.unique(feat[fast]).tolist():
+                below[f] = np.searchsorted(cuts[f], x[:, f], side=side)
+            out[fast] = below[feat[fast]] <= rank[fast, None]
+        slow = np.flatnonzero(full)
+        if slow.size:
+            out[slow] = self._goes_left_full(x, slow)
+        return out
+
+    @cached_property
+    def _cuts(self) -> tuple[np.ndarray, list[np.ndarray]]:
+        """``(rank [N], cuts)``: per feature the sorted distinct thresholds of its numeric
+        splits, per numeric split its threshold's position among them (``-1`` elsewhere)."""
+        at = np.flatnonzero((~self.is_leaf) & (self.category < 0))
+        feat, thr = self.feature[at], self.threshold[at]
+        order = np.lexsort((thr, feat))
+        feat, thr, at = feat[order], thr[order], at[order]
+        new = np.ones(at.size, dtype=bool)
+        new[1:] = (feat[1:] != feat[:-1]) | (thr[1:] != thr[:-1])
+        distinct = np.cumsum(new) - 1  # position among all distinct (feature, threshold)
+        first = np.searchsorted(feat[new], np.arange(self.n_features))  # per feature
+        rank = np.full(len(self.feature), -1, dtype=np.int64)
+        rank[at] = distinct - first[feat]
+        bounds = np.append(first, int(new.sum()))
+        uniq = thr[new]
+        cuts = [uniq[bounds[f] : bounds[f + 1]] for f in range(self.n_features)]
+        return rank, cuts
+
+    def _goes_left_full(self, x: np.ndarray, nodes: np.ndarray) -> np.ndarray:
+        """:meth:`goes_left` at the internal ``nodes`` by the full rule (``x`` already in the
+        model's precision): ``bool [len(nodes), R]``."""
+        vals = x[:, self.feature[nodes]].T  # [V, R]
+        thr = self.threshold[nodes, None]
         nan = np.isnan(vals)
-        missing = self.missing[:, None]
+        missing = self.missing[nodes, None]
         vals = np.where(nan & (missing != _MISSING_NAN), 0.0, vals)
         use_default = ((missing == _MISSING_ZERO) & (np.abs(vals) <= _LGB_ZERO)) | (
             (missing == _MISSING_NAN) & nan
         )
         with np.errstate(invalid="ignore"):
             cmp = vals < thr if self.strict else vals <= thr
-        at = np.flatnonzero(self.category >= 0)
+        category = self.category[nodes]
+        at = np.flatnonzero(category >= 0)
         if at.size:
-            cmp[at] = self._category_left(vals[at], self.category[at])
-        out = np.where(use_default, self.default_left[:, None], cmp)
-        return out & internal[:, None]
+            cmp[at] = self._category_left(vals[at], category[at])
+        return np.where(use_default, self.default_left[nodes, None], cmp)
 
     def _category_left(self, vals: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Categorical routing of ``vals`` (``float64 [C', R]``) at splits using the bitset
@@ -421,7 +464,7 @@ def _with_empirical_base(ens: TreeEnsemble, model: Any) -> TreeEnsemble:
     """Sets ``base`` to the model's raw output minus the trees' sum (the init estimator)."""
     x = np.zeros((1, ens.n_features))
     base = (_raw_output(model, x) - ens.predict(x))[0]
-    return TreeEnsemble(**{**ens.__dict__, "base": base})
+    return replace(ens, base=base)
 
 
 # ---------------------------------------------------------------------------- XGBoost
@@ -475,7 +518,7 @@ def _parse_xgboost(booster: Any) -> TreeEnsemble:
     x = np.zeros((1, n_features), dtype=np.float32)
     raw = booster.predict(xgboost.DMatrix(x), output_margin=True)
     base = (np.asarray(raw, dtype=np.float64).reshape(1, -1) - ens.predict(x))[0]
-    return TreeEnsemble(**{**ens.__dict__, "base": base})
+    return replace(ens, base=base)
 
 
 def _xgb_categories(nodes: list[np.ndarray], sets: list[list[int]], n_nodes: int) -> dict[str, Any]:

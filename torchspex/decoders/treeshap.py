@@ -41,6 +41,7 @@ References:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -141,7 +142,8 @@ def _router(ens: TreeEnsemble, internal: np.ndarray) -> TreeEnsemble:
     """``ens`` restricted to the nodes ``internal`` (children ids are meaningless there)."""
     sub = {"feature", "threshold", "left", "right", "value", "cover", "default_left", "missing",
            "category"}
-    fields = {k: (v[internal] if k in sub else v) for k, v in ens.__dict__.items()}
+    fields = {f.name: getattr(ens, f.name) for f in dataclasses.fields(ens)}
+    fields = {k: (v[internal] if k in sub else v) for k, v in fields.items()}
     fields["left"] = np.zeros(len(internal), dtype=np.int64)  # all internal: never a leaf
     fields["right"] = fields["left"]
     return TreeEnsemble(**fields)
