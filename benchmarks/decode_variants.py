@@ -11,7 +11,8 @@ run even on a loaded machine. A variant is ``+``-joined parts:
 * ``avg1``: the odd part keeps its best setting instead of averaging up to eight,
 * ``lr0.3``: the proxies' learning rate,
 * ``mt512``: ``max_terms`` (most terms per part of the regression),
-* ``noproxy``: no LightGBM proxy (candidates: the pairs and triples the budget allows).
+* ``noproxy``: no LightGBM proxy (candidates: the pairs and triples the budget allows),
+* ``f3``: cross-validation folds of the regression.
 
     python benchmarks/decode_variants.py low,high --seeds 12 --budgets 128,256,512,1024
     python benchmarks/decode_variants.py low,low+pens2 --budgets 4096 --games MLP,MiniLM,2x2
@@ -62,6 +63,9 @@ def _apply(variant: str) -> dict:
     options: dict = {"effort": "high"} if "high" in parts else {}
     if "noproxy" in parts:
         options.update(proxy=False, method="regression")
+    folds = next((int(p[1:]) for p in parts if p[:1] == "f" and p[1:].isdigit()), None)
+    if folds is not None:
+        options.update(n_folds=folds, method="regression")
     cap = next((int(p[2:]) for p in parts if p.startswith("mt")), None)
     if cap is not None:
         # auto at n < SPEX_FEATURES is the regression; max_terms names it (two methods take it)
