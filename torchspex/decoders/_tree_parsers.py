@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -113,7 +113,7 @@ class TreeEnsemble:
         out = np.zeros((len(self.feature), x.shape[0]), dtype=bool)
         fast = np.flatnonzero(internal & ~full)
         if fast.size:
-            side = "right" if self.strict else "left"
+            side: Literal["left", "right"] = "right" if self.strict else "left"
             below = np.zeros((self.n_features, x.shape[0]), dtype=np.int32)
             for f in np.unique(feat[fast]).tolist():
                 below[f] = np.searchsorted(cuts[f], x[:, f], side=side)
