@@ -60,6 +60,12 @@ __all__ = ["SPEX_FEATURES", "SPEX_SHARE", "decode_auto", "default_n_samples"]
 #: to decode (planted hierarchical games at n = 64 and 256, the digits CNN over 64 pixels:
 #: SV error 0.36 against 0.88 at n = 64 and 1,024 calls, 0.023 against 0.12 at n = 256 and
 #: 4,096), and the regression's own proxy candidates recover sparse games there too.
+#: Re-measured with the hybrid from 32 features (``benchmarks/auto_vs_parts.py``, 2 seeds,
+#: results/auto_vs_parts.json): it wins where SPEX decodes on its share (planted sparse n = 64
+#: at 1,024 calls: exact against 0.20) and loses everywhere else it runs (planted
+#: hierarchical n = 64 / 256 at 1,024 calls 0.55 / 0.70 against 0.36 / 0.47, n = 256 at 4,096
+#: 0.25 against 0.023; the digits CNN over 64 pixels 0.39 / 0.11 against 0.19 / 0.075 at
+#: 1,024 / 4,096), so the threshold stays.
 SPEX_FEATURES = 400
 #: Share of the budget SPEX spends in the hybrid.
 SPEX_SHARE = 0.6
