@@ -38,3 +38,17 @@ def test_fit_proxy_learns_a_pair_on_the_training_rows():
     assert info["validation_r2"] > 0.99 and info["n_fits"] == 2
     assert np.allclose(booster.predict(masks[valid].numpy().astype(np.float32)), y[valid],
                        atol=0.05)  # fmt: skip
+
+
+def test_min_gain_stops_the_tail_of_tiny_improvements():
+    """With min_gain the early stop ignores rounds that gain less than that fraction of the
+    held-out variance: a near-exact fit stops far earlier, its held-out fit nearly as good."""
+    rng = np.random.default_rng(0)
+    x = (rng.random((400, 10)) < 0.5).astype(np.float32)
+    y = 3.0 * x[:, 0] * x[:, 1] - 2.0 * x[:, 2] + x[:, 3] * x[:, 4] * x[:, 5]
+    valid = holdout_rows(400, 0.2, torch.Generator().manual_seed(1))
+    full, info_full = fit_proxy(x, y, valid, [(3, 0.1)], 1000, 30, 7)
+    cut, info_cut = fit_proxy(x, y, valid, [(3, 0.1)], 1000, 30, 7, min_gain=1e-4)
+    assert info_cut["n_trees"] < info_full["n_trees"] / 2
+    assert info_cut["validation_r2"] > 0.999
+    assert info_full["validation_r2"] >= info_cut["validation_r2"]

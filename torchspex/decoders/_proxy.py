@@ -97,6 +97,7 @@ def fit_proxy(
     max_rounds: int,
     patience: int,
     seed: int,
+    min_gain: float = 0.0,
 ) -> tuple[Any, dict[str, Any]]:
     """Early-stopped LightGBM per config on one binned dataset; the best one, cut at its best
     iteration. Only the training rows are used, so the held-out rows stay clean for choosing
@@ -110,6 +111,8 @@ def fit_proxy(
         max_rounds: most trees.
         patience: rounds without improvement before a fit stops.
         seed: LightGBM's seed (:func:`draw_seed`).
+        min_gain: a round counts as an improvement only when it lowers the held-out mean
+            squared error by more than ``min_gain`` times the held-out values' variance.
 
     Returns:
         ``(booster, info)``: the LightGBM booster (its ``best_iteration`` set to the trees kept,
@@ -133,6 +136,7 @@ def fit_proxy(
     train.construct()
     held.construct()
     best: tuple[float, Any, int, float] | None = None
+    min_delta = float(min_gain * np.var(y[valid]))
     for depth, rate in configs:
         params = {**base, "max_depth": depth, "num_leaves": max(2, 2**depth),
                   "learning_rate": rate, "metric": "l2"}
@@ -140,7 +144,8 @@ def fit_proxy(
         # the booster from its own model string after training)
         booster = lgb.train(
             params, train, num_boost_round=max_rounds, valid_sets=[held],
-            callbacks=[lgb.early_stopping(patience, first_metric_only=True, verbose=False)],
+            callbacks=[lgb.early_stopping(patience, first_metric_only=True, verbose=False,
+                                          min_delta=min_delta)],
             keep_training_booster=True,
         )
         mse = float(booster.best_score["valid_0"]["l2"])

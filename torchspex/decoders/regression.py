@@ -115,6 +115,22 @@ _OFFSET_FIXED_PENALTIES = (0.0, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)
 #: 0.956 / 0.983 / 0.991) and took a quarter of the proxy's seconds.
 DEEP_ROWS = 2048
 DEEP_DEPTHS = (5, 8)
+#: Below ``DEEP_ROWS`` samples a boosting round of the proxy counts as an improvement only
+#: when it lowers the held-out error by more than this fraction of the held-out variance
+#: (early stopping's ``min_delta``): without it the proxies of near-exact fits ran to the
+#: 1,000-round cap for gains of 1e-6 (LightGBM on diabetes). 4 seeds, 128-4,096 calls
+#: (``benchmarks/decode_variants.py low,low+mg1e-4``, results/decode_variants_min_gain.json):
+#: decode LightGBM on diabetes 0.08-0.22 -> 0.05-0.09 s, the MLP and MiniLM at 1,024 calls
+#: 0.37 / 0.33 -> 0.29 / 0.23 s; SV error -14% to +3% everywhere below 2,048 samples but
+#: LightGBM at 256 calls (0.00096 -> 0.00135, 3.5x below the best peer's); at 4,096 calls it
+#: raised the MLP's error 37%, so from ``DEEP_ROWS`` on rounds count as before.
+PROXY_MIN_GAIN = 1e-4
+#: Triples screened by their correlation with the odd part's residual join the candidates.
+SCREEN_TRIPLES = False
+#: ... from at most this many pairs, and only while ``n^3`` times those pairs stays below
+#: ``SCREEN_FLOPS`` (the screen costs about ``2 p n^3`` flops: 0.1-0.3 s at the bound).
+SCREEN_ROWS = 1024
+SCREEN_FLOPS = 1 << 31
 #: Most terms per part of the fit at ``effort="low"`` (else ``3 p / 4`` for ``p`` pairs): at
 #: 4,096 calls (2,047 pairs, 1,535 terms) 1,024 kept the SV error within 1% on the MLP on wine,
 #: MiniLM and the digits CNN over 2x2 patches (4 seeds) and cut the decode 35-40%; 768 cut it
@@ -324,6 +340,34 @@ def _sets_of_order(n: int, width: int, order: int = 2) -> Tensor:
     return rows
 
 
+def _screened_triples(
+    x: Tensor, y: Tensor, w: Tensor, n: int, keep: int
+) -> tuple[Tensor, Tensor]:
+    """The ``keep`` triples whose Walsh characters correlate most with the odd part's residual
+    after a least-squares fit of the first-order terms, ``(rows int64 [k, 3], score [k])``.
+
+    Tree proxies miss pure parity interactions (a split on one of their features gains
+    nothing by itself); this screen sees them. ``x bool [p, n]`` pair rows, ``y [p, o]`` the
+    odd part, ``w [p]`` weights. A triple's score is its squared coefficient estimate
+    ``(sum_p w r z_i z_j z_k / sum_p w)^2`` summed over outputs, on the proxy's scale; every
+    triple at once from the tensor ``sum_p (w r)_p z_p (x) z_p (x) z_p`` (``p n^3`` flops).
+    """
+    z = walsh_design(x, _first_order_rows(n, 1)[1:], n)  # [p, n], +-1
+    gram = z.T @ (w.unsqueeze(1) * z)
+    scale = torch.diagonal(gram).mean().clamp(min=1e-300)
+    b = torch.linalg.solve(gram + 1e-9 * scale * torch.eye(n, dtype=torch.float64),
+                           z.T @ (w.unsqueeze(1) * y))  # fmt: skip
+    r = w.unsqueeze(1) * (y - z @ b) / w.sum()  # [p, o]
+    combos = torch.combinations(torch.arange(n), 3)  # [C, 3], i < j < k
+    score = torch.zeros(combos.shape[0], dtype=torch.float64)
+    for o in range(y.shape[1]):
+        # t[a, b, c] = sum_p r_p z_pa z_pb z_pc, one feature a at a time
+        t = torch.stack([z.T @ ((r[:, o] * z[:, a]).unsqueeze(1) * z) for a in range(n)])
+        score += t[combos[:, 0], combos[:, 1], combos[:, 2]] ** 2
+    top = torch.topk(score, min(keep, score.numel())).indices
+    return combos[top], score[top]
+
+
 def _proxy_terms(
     masks: Tensor, flat: Tensor, generator: torch.Generator, effort: str = "low"
 ) -> tuple[Tensor, Tensor, dict[str, Any]]:
@@ -350,7 +394,8 @@ def _proxy_terms(
             y = flat[:, j].numpy()
             if float(np.var(y)) == 0.0:
                 continue
-            booster, info = fit_proxy(x, y, valid, configs, 1000, 30, draw_seed(generator))
+            booster, info = fit_proxy(x, y, valid, configs, 1000, 30, draw_seed(generator),
+                                      PROXY_MIN_GAIN if m < DEEP_ROWS else 0.0)  # fmt: skip
             spec = tree_ensemble_to_fourier(booster, n)
             rows.append(spec.indices)
             coef = spec.coefficients.double().reshape(spec.n_terms, -1)
@@ -1034,8 +1079,21 @@ def _fit_paired(
     # every triple first among the odd candidates when the pairs are plenty for them (the
     # order-3 terms are the next odd order after the always-kept first-order terms)
     triples = [_sets_of_order(n, 3, 3)] if n >= 3 and math.comb(n, 3) <= p // 2 else []
-    odd_fixed, odd_ranked, n_triples = _ranked_candidates(first[1:], triples, proxy_idx,
-                                                          proxy_score, n, 1)  # fmt: skip
+    odd_idx, odd_score = proxy_idx, proxy_score
+    screen = n >= 3 and 2 * n <= p and n**3 * min(p, SCREEN_ROWS) <= SCREEN_FLOPS
+    if SCREEN_TRIPLES and not triples and screen:
+        # the triples that correlate most with the first-order fit's residual join the
+        # proxy's terms (scores on one scale: squared coefficients); at most SCREEN_ROWS
+        # pairs, evenly spaced, enter the screen
+        at = torch.linspace(0, p - 1, min(p, SCREEN_ROWS)).round().long()
+        rows, score = _screened_triples(x[at], odd_y[at], w[at], n, max(1, p // 8))
+        width = max(3, proxy_idx.shape[1])
+        pad = lambda r: torch.nn.functional.pad(r, (0, width - r.shape[1]), value=-1)  # noqa: E731
+        odd_idx, odd_score = coalesce(normalize_indices(torch.cat([pad(proxy_idx), pad(rows)])),
+                                      torch.cat([proxy_score, score]).unsqueeze(1), n)
+        odd_score = odd_score.squeeze(1)
+    odd_fixed, odd_ranked, n_triples = _ranked_candidates(first[1:], triples, odd_idx,
+                                                          odd_score, n, 1)  # fmt: skip
     extra = [_sets_of_order(n, 2)] if _pairs_wanted(options, n, p) and n >= 2 else []
     even_fixed, even_ranked, n_pairs = _ranked_candidates(first[:1], extra, proxy_idx,
                                                           proxy_score, n, 0)  # fmt: skip
