@@ -12,7 +12,10 @@ run even on a loaded machine. A variant is ``+``-joined parts:
 * ``lr0.3``: the proxies' learning rate,
 * ``mt512``: ``max_terms`` (most terms per part of the regression),
 * ``noproxy``: no LightGBM proxy (candidates: the pairs and triples the budget allows),
-* ``f3``: cross-validation folds of the regression.
+* ``f3``: cross-validation folds of the regression,
+* ``screen`` / ``noscreen``: triples screened against the odd residual as candidates,
+* ``mg1e-4``: the proxy's early stopping counts a round only if it gains this fraction of the
+  held-out variance (``PROXY_MIN_GAIN``).
 
     python benchmarks/decode_variants.py low,high --seeds 12 --budgets 128,256,512,1024
     python benchmarks/decode_variants.py low,low+pens2 --budgets 4096 --games MLP,MiniLM,2x2
@@ -46,7 +49,8 @@ from torchspex.decoders import trees
 
 ORIGINAL = {
     "leaf": trees._LEAF_KEY_FEATURES, "deep": reg.DEEP_ROWS, "pens": reg._PENALTIES,
-    "avg": reg.ODD_AVERAGE, "configs": reg.proxy_configs,
+    "avg": reg.ODD_AVERAGE, "configs": reg.proxy_configs, "gain": reg.PROXY_MIN_GAIN,
+    "screen": reg.SCREEN_TRIPLES,
 }  # fmt: skip
 
 
@@ -57,6 +61,9 @@ def _apply(variant: str) -> dict:
     reg.DEEP_ROWS = 10**9 if "nodeep" in parts else ORIGINAL["deep"]
     reg._PENALTIES = (0.0, 1e-2) if "pens2" in parts else ORIGINAL["pens"]
     reg.ODD_AVERAGE = 1 if "avg1" in parts else ORIGINAL["avg"]
+    reg.SCREEN_TRIPLES = ("screen" in parts) or (ORIGINAL["screen"] and "noscreen" not in parts)
+    reg.PROXY_MIN_GAIN = next((float(p[2:]) for p in parts if p.startswith("mg")),
+                              ORIGINAL["gain"])  # fmt: skip
     rate = next((float(p[2:]) for p in parts if p.startswith("lr")), None)
     reg.proxy_configs = (ORIGINAL["configs"] if rate is None
                          else lambda depth, _rate, r=rate: ORIGINAL["configs"](depth, r))

@@ -47,8 +47,8 @@ def test_min_gain_stops_the_tail_of_tiny_improvements():
     x = (rng.random((400, 10)) < 0.5).astype(np.float32)
     y = 3.0 * x[:, 0] * x[:, 1] - 2.0 * x[:, 2] + x[:, 3] * x[:, 4] * x[:, 5]
     valid = holdout_rows(400, 0.2, torch.Generator().manual_seed(1))
-    full, info_full = fit_proxy(x, y, valid, [(3, 0.1)], 1000, 30, 7)
-    cut, info_cut = fit_proxy(x, y, valid, [(3, 0.1)], 1000, 30, 7, min_gain=1e-4)
+    _, info_full = fit_proxy(x, y, valid, [(3, 0.1)], 1000, 30, 7)
+    _, info_cut = fit_proxy(x, y, valid, [(3, 0.1)], 1000, 30, 7, min_gain=1e-4)
     assert info_cut["n_trees"] < info_full["n_trees"] / 2
     assert info_cut["validation_r2"] > 0.999
     assert info_full["validation_r2"] >= info_cut["validation_r2"]

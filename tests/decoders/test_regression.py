@@ -567,3 +567,38 @@ def test_effort_sets_the_proxies_and_is_checked_before_any_call():
     with pytest.raises(ValueError, match="`effort` must be one of"):
         explain(game, n, n_samples=budget, effort="max")
     assert calls == []
+
+
+def test_screened_triples_find_pure_parities_a_tree_misses():
+    """A game of pure order-3 parities (no lower-order term on their features) gives a tree
+    nothing to split on; the screen of the odd residual ranks the two strongest of those
+    triples first (only what beats the universal threshold is returned, best first), and the
+    default decode gets the Shapley values exactly at 402 calls: -2 F_K / |K| to each member
+    of each odd term K."""
+    from torchspex.decoders import regression as reg
+    from torchspex.sampling.coalitions import paired_coalitions
+
+    n = 24
+    planted = [((1, 5, 9), 1.5), ((2, 7, 20), 1.1), ((11, 12, 19), 0.7)]
+    first = [(3, 0.5), (17, -0.25)]
+
+    def f(m: torch.Tensor) -> torch.Tensor:
+        z = 1.0 - 2.0 * m.double()  # (-1)^x
+        out = sum(c * z[:, i] for i, c in first)
+        for (i, j, k), c in planted:
+            out = out + c * z[:, i] * z[:, j] * z[:, k]
+        return out
+
+    masks, weights = paired_coalitions(n, 402, torch.Generator().manual_seed(0), "kernel")
+    x, y = masks[2::2], f(masks)
+    odd = ((y[2::2] - y[3::2]) / 2).unsqueeze(1)
+    rows, score = reg._screened_triples(x, odd, weights[2::2], n, 10)
+    assert [tuple(r) for r in rows[:2].tolist()] == [planted[0][0], planted[1][0]]
+    assert rows.shape[0] <= 10 and bool(torch.all(score[:-1] >= score[1:]))
+    want = torch.zeros(n, dtype=torch.float64)
+    for i, c in first:
+        want[i] -= 2 * c
+    for term, c in planted:
+        want[list(term)] -= 2 * c / 3
+    res = explain(f, n, n_samples=402, generator=0, index="SV")
+    assert torch.allclose(res.first_order("SV"), want, atol=1e-9)

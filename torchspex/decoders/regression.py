@@ -125,8 +125,15 @@ DEEP_DEPTHS = (5, 8)
 #: LightGBM at 256 calls (0.00096 -> 0.00135, 3.5x below the best peer's); at 4,096 calls it
 #: raised the MLP's error 37%, so from ``DEEP_ROWS`` on rounds count as before.
 PROXY_MIN_GAIN = 1e-4
-#: Triples screened by their correlation with the odd part's residual join the candidates.
-SCREEN_TRIPLES = False
+#: Triples screened by their correlation with the odd part's residual join the candidates
+#: (:func:`_screened_triples`; when not every triple is a candidate already). A/B against
+#: none (``benchmarks/decode_variants.py low,low+screen``, results/decode_variants_screen_*.json;
+#: 3 seeds on the exact-table games at 128-1,024 calls, 2 on the n = 64 games at 512-4,096):
+#: the planted sparse game at n = 64 and 1,024 calls exact (0.20 before; SPEX alone is exact
+#: there), MiniLM at 128 calls -11%, the CNN over 2x2 patches -4% to -10% at 256-1,024, the
+#: CNN over 64 pixels -1% to -3%; LightGBM at 128 calls +7%; everything else within 1%. Before
+#: the universal threshold in the screen, the MLP was 6-10% worse at 256-1,024 calls.
+SCREEN_TRIPLES = True
 #: ... from at most this many pairs, and only while ``n^3`` times those pairs stays below
 #: ``SCREEN_FLOPS`` (the screen costs about ``2 p n^3`` flops: 0.1-0.3 s at the bound).
 SCREEN_ROWS = 1024
@@ -360,11 +367,18 @@ def _screened_triples(
     r = w.unsqueeze(1) * (y - z @ b) / w.sum()  # [p, o]
     combos = torch.combinations(torch.arange(n), 3)  # [C, 3], i < j < k
     score = torch.zeros(combos.shape[0], dtype=torch.float64)
+    signal = torch.zeros(combos.shape[0], dtype=torch.float64)
     for o in range(y.shape[1]):
         # t[a, b, c] = sum_p r_p z_pa z_pb z_pc, one feature a at a time
         t = torch.stack([z.T @ ((r[:, o] * z[:, a]).unsqueeze(1) * z) for a in range(n)])
-        score += t[combos[:, 0], combos[:, 1], combos[:, 2]] ** 2
-    top = torch.topk(score, min(keep, score.numel())).indices
+        est = t[combos[:, 0], combos[:, 1], combos[:, 2]]
+        score += est**2
+        # the estimate's variance were the triple absent: sum_p r_p^2
+        signal += est**2 / r[:, o].pow(2).sum().clamp(min=1e-300)
+    # only what stands out of the largest of C(n, 3) null estimates (the universal threshold
+    # sqrt(2 log N) of Donoho and Johnstone, per output)
+    strong = torch.nonzero(signal > 2.0 * y.shape[1] * math.log(combos.shape[0])).squeeze(1)
+    top = strong[torch.argsort(score[strong], descending=True)[:keep]]
     return combos[top], score[top]
 
 
