@@ -1015,7 +1015,9 @@ def _cross_fitted_proxy(
         spec = tree_ensemble_to_fourier(booster, n)
         specs.append(spec)
         rows = torch.stack([2 + 2 * out_pairs, 3 + 2 * out_pairs], dim=1).reshape(-1)
-        values = spec.evaluate(masks[rows]).double().reshape(-1)
+        # the booster's own prediction: its spectrum is exact on 0/1 masks, and LightGBM sums
+        # a few leaves where the spectrum sums every term
+        values = torch.from_numpy(np.asarray(booster.predict(x[rows.numpy()]), dtype=np.float64))
         pred[torch.stack([2 * out_pairs, 2 * out_pairs + 1], dim=1).reshape(-1)] = values
     width = max(sp.indices.shape[1] for sp in specs)
     idx = torch.cat([torch.nn.functional.pad(sp.indices, (0, width - sp.indices.shape[1]),
