@@ -347,11 +347,22 @@ def _sets_of_order(n: int, width: int, order: int = 2) -> Tensor:
     return rows
 
 
+def _union_terms(rows: list[Tensor], values: list[Tensor], n: int) -> tuple[Tensor, Tensor]:
+    """The union of term sets ``rows`` (``int64 [k_i, d_i]``, ``-1`` padded) with their
+    ``values`` (``[k_i]`` or ``[k_i, o]``) summed where a term repeats (:func:`coalesce`)."""
+    width = max(1, *[r.shape[1] for r in rows])
+    idx = torch.cat([torch.nn.functional.pad(r, (0, width - r.shape[1]), value=-1) for r in rows])
+    flat = [v.unsqueeze(1) if v.dim() == 1 else v for v in values]
+    out_idx, out = coalesce(normalize_indices(idx), torch.cat(flat), n)
+    return out_idx, (out.squeeze(1) if values[0].dim() == 1 else out)
+
+
 def _screened_triples(
     x: Tensor, y: Tensor, w: Tensor, n: int, keep: int
 ) -> tuple[Tensor, Tensor]:
-    """The ``keep`` triples whose Walsh characters correlate most with the odd part's residual
-    after a least-squares fit of the first-order terms, ``(rows int64 [k, 3], score [k])``.
+    """At most ``keep`` triples whose Walsh characters correlate with the odd part's residual
+    after a least-squares fit of the first-order terms beyond the universal threshold, best
+    first, ``(rows int64 [k, 3], score [k])``.
 
     Tree proxies miss pure parity interactions (a split on one of their features gains
     nothing by itself); this screen sees them. ``x bool [p, n]`` pair rows, ``y [p, o]`` the
@@ -915,13 +926,8 @@ def fit_regression(
         # prior terms outrank every proxy term, in their given order
         top = float(proxy_score.max()) if proxy_score.numel() else 0.0
         rank = torch.arange(prior.shape[0], 0, -1, dtype=torch.float64)
-        width = max(prior.shape[1], proxy_idx.shape[1])
-        pad = lambda r: torch.nn.functional.pad(r, (0, width - r.shape[1]), value=-1)  # noqa: E731
-        proxy_idx, proxy_score = coalesce(
-            normalize_indices(torch.cat([pad(prior), pad(proxy_idx)])),
-            torch.cat([(top + 1.0) * (1.0 + rank), proxy_score]).unsqueeze(1), n,
-        )
-        proxy_score = proxy_score.squeeze(1)
+        proxy_idx, proxy_score = _union_terms([prior, proxy_idx],
+                                              [(top + 1.0) * (1.0 + rank), proxy_score], n)
     t_proxy = time.perf_counter() - start
     start = time.perf_counter()
     if family == "shapley":
@@ -1058,11 +1064,8 @@ def _with_proxy_offset(
     if not offset_error < plain_error and n < OFFSET_FEATURES:
         return plain[0], plain[1], {**plain[2], "proxy_offset": False,
                                     "offset_cv_error": info["cv_error"]}  # fmt: skip
-    width = max(idx.shape[1], proxy_odd.indices.shape[1])
-    pad = lambda r: torch.nn.functional.pad(r, (0, width - r.shape[1]), value=-1)  # noqa: E731
-    idx, coef = coalesce(normalize_indices(torch.cat([pad(idx), pad(proxy_odd.indices)])),
-                         torch.cat([coef, proxy_odd.coefficients.double().reshape(-1, 1)]),
-                         n)  # fmt: skip
+    idx, coef = _union_terms([idx, proxy_odd.indices],
+                             [coef, proxy_odd.coefficients.double().reshape(-1, 1)], n)
     info = {**info, "cv_error": offset_error / float(odd_y.var(correction=0)),
             "proxy_offset": True, "plain_cv_error": plain[2]["cv_error"]}  # fmt: skip
     return idx, coef, info
@@ -1103,11 +1106,7 @@ def _fit_paired(
         # pairs, evenly spaced, enter the screen
         at = torch.linspace(0, p - 1, min(p, SCREEN_ROWS)).round().long()
         rows, score = _screened_triples(x[at], odd_y[at], w[at], n, max(1, p // 8))
-        width = max(3, proxy_idx.shape[1])
-        pad = lambda r: torch.nn.functional.pad(r, (0, width - r.shape[1]), value=-1)  # noqa: E731
-        odd_idx, odd_score = coalesce(normalize_indices(torch.cat([pad(proxy_idx), pad(rows)])),
-                                      torch.cat([proxy_score, score]).unsqueeze(1), n)
-        odd_score = odd_score.squeeze(1)
+        odd_idx, odd_score = _union_terms([proxy_idx, rows], [proxy_score, score], n)
     odd_fixed, odd_ranked, n_triples = _ranked_candidates(first[1:], triples, odd_idx,
                                                           odd_score, n, 1)  # fmt: skip
     extra = [_sets_of_order(n, 2)] if _pairs_wanted(options, n, p) and n >= 2 else []
@@ -1159,10 +1158,7 @@ def _fit_paired(
             even_coef = scale_even(even, factor).coefficients
             info["even"]["shrinkage"] = factor.tolist()
     info["cv_error"] = info["odd"]["cv_error"] + info["even"]["cv_error"] if p else math.nan
-    width = max(odd_idx.shape[1], even_idx.shape[1], 1)
-    pad = lambda r: torch.nn.functional.pad(r, (0, width - r.shape[1]), value=-1)  # noqa: E731
-    idx, coef = coalesce(normalize_indices(torch.cat([pad(even_idx), pad(odd_idx)])),
-                         torch.cat([even_coef, odd_coef]), n)  # fmt: skip
+    idx, coef = _union_terms([even_idx, odd_idx], [even_coef, odd_coef], n)
     return SparseSpectrum(idx, coef, n), info
 
 
