@@ -6,7 +6,7 @@ run even on a loaded machine. A variant is ``+``-joined parts:
 
 * ``low`` / ``high``: ``effort`` (``low`` is the default),
 * ``oldread``: the trees' node expansion instead of the leaf read-out,
-* ``nodeep``: no depth-8 proxy at 2,048 rows and more,
+* ``nodeep``: no depth-8 proxy at 2,048 rows and more; ``deep8``: only the depth-8 one there,
 * ``pens2``: ridge penalties ``(0, 1e-2)`` on discovered terms instead of five,
 * ``avg1``: the odd part keeps its best setting instead of averaging up to eight,
 * ``lr0.3``: the proxies' learning rate,
@@ -14,6 +14,7 @@ run even on a loaded machine. A variant is ``+``-joined parts:
 * ``noproxy``: no LightGBM proxy (candidates: the pairs and triples the budget allows),
 * ``f3``: cross-validation folds of the regression,
 * ``screen`` / ``noscreen``: triples screened against the odd residual as candidates,
+* ``nopad``: factor matrices at their own side, not padded off MKL's slow sides (``_linalg``),
 * ``mg1e-4``: the proxy's early stopping counts a round only if it gains this fraction of the
   held-out variance (``PROXY_MIN_GAIN``).
 
@@ -44,13 +45,13 @@ import numpy as np
 import torch
 
 import torchspex
+from torchspex.decoders import _linalg, trees
 from torchspex.decoders import regression as reg
-from torchspex.decoders import trees
 
 ORIGINAL = {
     "leaf": trees._LEAF_KEY_FEATURES, "deep": reg.DEEP_ROWS, "pens": reg._PENALTIES,
     "avg": reg.ODD_AVERAGE, "configs": reg.proxy_configs, "gain": reg.PROXY_MIN_GAIN,
-    "screen": reg.SCREEN_TRIPLES,
+    "screen": reg.SCREEN_TRIPLES, "depths": reg.DEEP_DEPTHS, "pad_from": _linalg.PAD_FROM,
 }  # fmt: skip
 
 
@@ -59,8 +60,10 @@ def _apply(variant: str) -> dict:
     parts = variant.split("+")
     trees._LEAF_KEY_FEATURES = 0 if "oldread" in parts else ORIGINAL["leaf"]
     reg.DEEP_ROWS = 10**9 if "nodeep" in parts else ORIGINAL["deep"]
+    reg.DEEP_DEPTHS = (8,) if "deep8" in parts else ORIGINAL["depths"]
     reg._PENALTIES = (0.0, 1e-2) if "pens2" in parts else ORIGINAL["pens"]
     reg.ODD_AVERAGE = 1 if "avg1" in parts else ORIGINAL["avg"]
+    _linalg.PAD_FROM = 1 << 62 if "nopad" in parts else ORIGINAL["pad_from"]
     reg.SCREEN_TRIPLES = ("screen" in parts) or (ORIGINAL["screen"] and "noscreen" not in parts)
     reg.PROXY_MIN_GAIN = next((float(p[2:]) for p in parts if p.startswith("mg")),
                               ORIGINAL["gain"])  # fmt: skip

@@ -63,6 +63,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from torchspex.decoders import _linalg
 from torchspex.decoders._budgets import regression_n_samples as suggest_n_samples
 from torchspex.decoders._proxy import draw_seed, fit_proxy, holdout_rows, proxy_configs
 from torchspex.decoders._shrink import (
@@ -539,13 +540,13 @@ def _solve_refined(
         assert d is not None
         kkt[:s, s:], kkt[s:, :s] = c.T, c
         b = torch.cat([rhs, d])
-    lu, pivots = torch.linalg.lu_factor(kkt)
-    coef = torch.linalg.lu_solve(lu, pivots, b)[:s]
+    lu, pivots = _linalg.lu_factor(kkt)
+    coef = _linalg.lu_solve(lu, pivots, b)[:s]
     for _ in range(steps):
         resid = rhs - exact @ coef
         if c is not None:  # the constraint holds; the correction keeps it (C step = 0)
             resid = torch.cat([resid, torch.zeros(r, rhs.shape[1], dtype=torch.float64)])
-        coef = coef + torch.linalg.lu_solve(lu, pivots, resid)[:s]
+        coef = coef + _linalg.lu_solve(lu, pivots, resid)[:s]
     return coef
 
 
@@ -573,6 +574,7 @@ def _cross_validate(
     gram_f, rhs_f = torch.stack(grams), torch.stack(rhss)  # [F, s, s], [F, s, o]
     # every column of a Walsh design has squared norm sum(w): the mean diagonal of any prefix
     diag_scale = torch.diagonal(gram_f, dim1=1, dim2=2).mean(dim=1).clamp(min=1e-300)  # [F]
+    factor = _linalg.ShiftedCholesky(gram_f)
     best: tuple[float, int, float, float] | None = None
     scored: list[tuple[float, int, float, float]] = []
     for fp in fixed_pens:
@@ -583,9 +585,7 @@ def _cross_validate(
             cols = [n_fixed + k for k in ks]
             penalty = torch.full((s,), pen + 1e-9, dtype=torch.float64)
             penalty[:n_fixed] = fp + 1e-9
-            h = gram_f.clone()
-            h.diagonal(dim1=1, dim2=2).add_(penalty * diag_scale.unsqueeze(1))
-            chol, bad = torch.linalg.cholesky_ex(h)
+            chol, bad = factor(penalty * diag_scale.unsqueeze(1))
             if bool(bad.any()):  # not numerically positive definite: the KKT system per prefix
                 coef = _kkt_prefixes(gram_f, rhs_f, c, d, cols, n_fixed, fp, pen)
             else:
@@ -611,8 +611,9 @@ def _prefix_solutions(
 ) -> Tensor:
     """The constrained solutions on the leading ``cols`` columns, all from one factor.
 
-    ``chol [F, s, s]`` lower Cholesky factors of ``H = G + D`` (``D`` diagonal), ``rhs [F, s,
-    o]``; returns ``[F, s, len(cols), o]``, solution ``g`` zero past ``cols[g]``: ``argmin
+    ``chol`` lower Cholesky factors of ``H = G + D [F, s, s]`` (``D`` diagonal) from
+    :class:`_linalg.ShiftedCholesky` (perhaps padded), ``rhs [F, s, o]``; returns ``[F, s,
+    len(cols), o]``, solution ``g`` zero past ``cols[g]``: ``argmin
     b'Hb - 2 b'r`` subject to ``C b = d`` on that prefix. The leading block of the factor is the
     factor of the leading block, and the leading part of a forward substitution depends only
     on it; an upper-triangular system whose right side is zero past ``k`` has its solution zero
@@ -621,7 +622,7 @@ def _prefix_solutions(
     """
     n_f, s, o = rhs.shape
     fwd = rhs if c is None else torch.cat([rhs, c.T.expand(n_f, -1, -1)], dim=2)
-    fwd = torch.linalg.solve_triangular(chol, fwd, upper=False)
+    fwd = _linalg.solve_triangular(chol, fwd, upper=False)
     z = fwd[..., :o]
     cut = torch.zeros(s, len(cols), dtype=torch.float64)
     for g, k in enumerate(cols):
@@ -635,7 +636,7 @@ def _prefix_solutions(
         at = torch.tensor([k - 1 for k in cols])
         lam = torch.linalg.solve(uu[:, at], uz[:, at] - d)  # [F, G, r, o]
         zk = zk - torch.einsum("fsr,fgro->fsgo", u, lam) * cut.view(1, s, -1, 1)
-    back = torch.linalg.solve_triangular(chol.mT, zk.reshape(n_f, s, -1), upper=True)
+    back = _linalg.solve_triangular(chol, zk.reshape(n_f, s, -1), upper=True)
     return back.reshape(n_f, s, len(cols), o)
 
 
@@ -748,7 +749,7 @@ def _coefficient_spread(
         gram = a.T @ (w.unsqueeze(1) * a)
     scale = torch.diagonal(gram).mean().clamp(min=1e-300)
     h = gram + torch.diag((penalty + 1e-9) * scale)
-    h_inv = torch.cholesky_inverse(torch.linalg.cholesky(h))
+    h_inv = _linalg.spd_inverse(h)
     q = h_inv
     if c is not None:
         hc = h_inv @ c.T

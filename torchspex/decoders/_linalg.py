@@ -1,0 +1,99 @@
+"""Dense factorizations, kept off the matrix sizes where the CPU LAPACK is slow.
+
+MKL (torch's CPU LAPACK) factors a matrix whose side is a multiple of 128 more slowly than one
+8 rows larger: one thread, five float64 Cholesky factors at 1,024 take 0.15 s against 0.05 s at
+1,032; at 512, 1,536 and 2,048 the ratio is 2.2-2.9x, at 768 and 1,280 1.7-1.8x, at 384, 640
+and 1,152 1.3-1.6x; at 960 (a multiple of 64 only) 1.2x, at 1,000 none. LU factors lose up to
+1.35x (``python benchmarks/linalg_sizes.py``, ``benchmarks/results/linalg_sizes.json``). The
+regression decoder's default caps a part at 1,024 terms, exactly such a size. A symmetric or
+square matrix is therefore factored inside one :data:`PAD` rows larger with an identity block
+in the corner: the factor's leading block is the factor of the matrix itself (the blocks never
+mix: the Cholesky factor of a block diagonal matrix is block diagonal, and partial pivoting
+never picks a row that is zero in the pivot column), so only round-off, not the result, can
+change.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+#: pad sides that are multiples of this (the slow sizes above) ...
+PAD_MULTIPLE = 128
+#: ... by this many rows (``+ 8`` was as fast as ``+ 1`` or a little faster at most sides)
+PAD = 8
+#: smaller matrices are cheap whatever their side
+PAD_FROM = 256
+
+
+def _padded(mat: Tensor) -> Tensor | None:
+    """``mat [..., s, s]`` inside ``[..., s + PAD, s + PAD]`` with the identity in the corner,
+    or ``None`` where its side is not a slow one (or it is not on the CPU)."""
+    s = mat.shape[-1]
+    if mat.device.type != "cpu" or s < PAD_FROM or s % PAD_MULTIPLE:
+        return None
+    out = mat.new_zeros(*mat.shape[:-2], s + PAD, s + PAD)
+    out[..., :s, :s] = mat
+    out[..., range(s, s + PAD), range(s, s + PAD)] = 1.0
+    return out
+
+
+class ShiftedCholesky:
+    """Lower Cholesky factors of ``mat + diag(shift)`` for many shifts of one batch ``mat [...,
+    s, s]`` (ridge penalties on the same normal equations).
+
+    ``mat`` is padded once (see the module docstring) and every call reuses one work buffer
+    (torch's ``out=`` for the factor measured slower: one more copy). The factor may
+    be :data:`PAD` rows larger than ``mat``: solve with :func:`solve_triangular`, which pads
+    the right side and cuts the answer (slicing the factor instead costs a strided copy in
+    every solve).
+    """
+
+    def __init__(self, mat: Tensor) -> None:
+        self.side = mat.shape[-1]
+        padded = _padded(mat)
+        self.base = mat.clone() if padded is None else padded
+        self.work = torch.empty_like(self.base)
+
+    def __call__(self, shift: Tensor) -> tuple[Tensor, Tensor]:
+        """``(factor, info)`` as :func:`torch.linalg.cholesky_ex` gives them, of ``mat +
+        diag(shift)``, ``shift [..., s]``."""
+        self.work.copy_(self.base)
+        self.work.diagonal(dim1=-2, dim2=-1)[..., : self.side].add_(shift)
+        return torch.linalg.cholesky_ex(self.work)
+
+
+def _pad_rows(rhs: Tensor, rows: int) -> Tensor:
+    extra = rows - rhs.shape[-2]
+    return torch.nn.functional.pad(rhs, (0, 0, 0, extra)) if extra else rhs
+
+
+def solve_triangular(chol: Tensor, rhs: Tensor, upper: bool) -> Tensor:
+    """``L^{-1} rhs`` (``upper=False``) or ``L'^{-1} rhs`` (``upper=True``) for a factor ``L``
+    from :func:`cholesky_ex`; ``rhs [..., s, k]`` with ``s`` the side of the matrix factored."""
+    s = rhs.shape[-2]
+    tri = chol.mT if upper else chol
+    out = torch.linalg.solve_triangular(tri, _pad_rows(rhs, chol.shape[-1]), upper=upper)
+    return out[..., :s, :]
+
+
+def spd_inverse(mat: Tensor) -> Tensor:
+    """The inverse of a symmetric positive definite ``mat [s, s]`` from its Cholesky factor;
+    raises where it is not positive definite, as :func:`torch.linalg.cholesky` does."""
+    s = mat.shape[-1]
+    big = _padded(mat)
+    inv = torch.cholesky_inverse(torch.linalg.cholesky(mat if big is None else big))
+    return inv[..., :s, :s]
+
+
+def lu_factor(mat: Tensor) -> tuple[Tensor, Tensor]:
+    """:func:`torch.linalg.lu_factor` of ``mat [s, s]``, possibly of the padded matrix: solve
+    with :func:`lu_solve`."""
+    big = _padded(mat)
+    return torch.linalg.lu_factor(mat if big is None else big)
+
+
+def lu_solve(lu: Tensor, pivots: Tensor, rhs: Tensor) -> Tensor:
+    """``mat^{-1} rhs`` for ``(lu, pivots)`` from :func:`lu_factor`; ``rhs [s, k]``."""
+    s = rhs.shape[-2]
+    return torch.linalg.lu_solve(lu, pivots, _pad_rows(rhs, lu.shape[-1]))[..., :s, :]
