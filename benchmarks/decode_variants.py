@@ -15,6 +15,8 @@ run even on a loaded machine. A variant is ``+``-joined parts:
 * ``f3``: cross-validation folds of the regression,
 * ``screen`` / ``noscreen``: triples screened against the odd residual as candidates,
 * ``nopad``: factor matrices at their own side, not padded off MKL's slow sides (``_linalg``),
+* ``jkrefit``: the even part's jackknife refits its own proxies instead of reusing the odd
+  part's cross-fitted ones,
 * ``mg1e-4``: the proxy's early stopping counts a round only if it gains this fraction of the
   held-out variance (``PROXY_MIN_GAIN``).
 
@@ -22,7 +24,8 @@ run even on a loaded machine. A variant is ``+``-joined parts:
     python benchmarks/decode_variants.py low,low+pens2 --budgets 4096 --games MLP,MiniLM,2x2
 
 Prints one line per (game, budget, variant) and writes ``results/decode_variants.json``
-(``--out``): mean SV error over the seeds, median decode seconds (the value queries' time
+(``--out``): mean SV error and mean order-2 k-SII pair error over the seeds (relative L2, as
+``accuracy_vs_sampling.py`` reports them), median decode seconds (the value queries' time
 excluded), and every seed's numbers.
 """
 
@@ -51,7 +54,8 @@ from torchspex.decoders import regression as reg
 ORIGINAL = {
     "leaf": trees._LEAF_KEY_FEATURES, "deep": reg.DEEP_ROWS, "pens": reg._PENALTIES,
     "avg": reg.ODD_AVERAGE, "configs": reg.proxy_configs, "gain": reg.PROXY_MIN_GAIN,
-    "screen": reg.SCREEN_TRIPLES, "depths": reg.DEEP_DEPTHS, "pad_from": _linalg.PAD_FROM,
+    "screen": reg.SCREEN_TRIPLES, "even_refits": reg._even_refits, "depths": reg.DEEP_DEPTHS,
+    "pad_from": _linalg.PAD_FROM,
 }  # fmt: skip
 
 
@@ -63,6 +67,8 @@ def _apply(variant: str) -> dict:
     reg.DEEP_DEPTHS = (8,) if "deep8" in parts else ORIGINAL["depths"]
     reg._PENALTIES = (0.0, 1e-2) if "pens2" in parts else ORIGINAL["pens"]
     reg.ODD_AVERAGE = 1 if "avg1" in parts else ORIGINAL["avg"]
+    reg._even_refits = (ORIGINAL["even_refits"] if "jkrefit" not in parts else
+                        lambda *a, **k: ORIGINAL["even_refits"](*a[:-1], None, **k))
     _linalg.PAD_FROM = 1 << 62 if "nopad" in parts else ORIGINAL["pad_from"]
     reg.SCREEN_TRIPLES = ("screen" in parts) or (ORIGINAL["screen"] and "noscreen" not in parts)
     reg.PROXY_MIN_GAIN = next((float(p[2:]) for p in parts if p.startswith("mg")),
@@ -99,7 +105,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for pattern in args.games.split(","):
         game = avs._games(False, torch.Generator().manual_seed(0), [pattern])[0]
         for budget in budgets:
-            got: dict[str, tuple[list[float], list[float]]] = {v: ([], []) for v in variants}
+            got: dict[str, tuple[list[float], list[float], list[float]]] = {
+                v: ([], [], []) for v in variants}
             for seed in range(args.seeds):
                 for v in variants:
                     options = _apply(v)
@@ -109,13 +116,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
                                             index="SV", mask_format="numpy", **options)
                     got[v][1].append(time.perf_counter() - start - game.eval_s)
                     got[v][0].append(avs._rel(res.first_order("SV").numpy(), game.sv))
+                    pairs = avs._dense_pairs(res.to_index("k-SII", 2).values, game.n)
+                    got[v][2].append(avs._rel(pairs, game.ksii))
             for v in variants:
-                errs, secs = got[v]
+                errs, secs, pair_errs = got[v]
                 rows.append({"game": game.name, "budget": budget, "variant": v,
-                             "sv_err": float(np.mean(errs)), "decode_s": float(np.median(secs)),
-                             "errs": errs, "secs": secs})  # fmt: skip
+                             "sv_err": float(np.mean(errs)), "ksii_err": float(np.mean(pair_errs)),
+                             "decode_s": float(np.median(secs)), "errs": errs,
+                             "ksii_errs": pair_errs, "secs": secs})  # fmt: skip
                 print(f"{game.name:30s} {budget:5d} {v:24s} SV error {np.mean(errs):.5f}  "
-                      f"decode {np.median(secs):.3f} s", flush=True)
+                      f"k-SII pairs {np.mean(pair_errs):.4f}  decode {np.median(secs):.3f} s",
+                      flush=True)  # fmt: skip
             args.out.parent.mkdir(exist_ok=True)
             args.out.write_text(json.dumps({"seeds": args.seeds, "rows": rows}, indent=1))
     _apply("")

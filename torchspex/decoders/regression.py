@@ -422,10 +422,9 @@ def _proxy_terms(
                 continue
             booster, info = fit_proxy(x, y, valid, configs, 1000, 30, draw_seed(generator),
                                       PROXY_MIN_GAIN if m < DEEP_ROWS else 0.0)  # fmt: skip
-            spec = tree_ensemble_to_fourier(booster, n)
-            rows.append(spec.indices)
-            coef = spec.coefficients.double().reshape(spec.n_terms, -1)
-            scores.append(coef.pow(2).sum(dim=1) / bags)
+            idx, score = _term_scores(tree_ensemble_to_fourier(booster, n))
+            rows.append(idx)
+            scores.append(score / bags)
             if bag == 0:
                 infos.append({**info, "bags": bags})
     if not rows:
@@ -434,6 +433,12 @@ def _proxy_terms(
     rows = [torch.nn.functional.pad(r, (0, width - r.shape[1]), value=-1) for r in rows]
     idx, score = coalesce(normalize_indices(torch.cat(rows)), torch.cat(scores).unsqueeze(1), n)
     return idx, score.squeeze(1), (infos[0] if len(infos) == 1 else {"per_output": infos})
+
+
+def _term_scores(spec: SparseSpectrum) -> tuple[Tensor, Tensor]:
+    """``(indices, score)`` of a proxy's spectrum: a term's score is its squared coefficient,
+    summed over outputs."""
+    return spec.indices, spec.coefficients.double().reshape(spec.n_terms, -1).pow(2).sum(dim=1)
 
 
 def _refit_terms(
@@ -447,9 +452,7 @@ def _refit_terms(
 
     booster = refit_proxy(masks.numpy().astype(np.float32), y.numpy(), fit["max_depth"],
                           fit["learning_rate"], fit["n_trees"], draw_seed(generator))  # fmt: skip
-    spec = tree_ensemble_to_fourier(booster, n)
-    coef = spec.coefficients.double().reshape(spec.n_terms, -1)
-    return spec.indices, coef.pow(2).sum(dim=1)
+    return _term_scores(tree_ensemble_to_fourier(booster, n))
 
 
 def _ranked_candidates(
@@ -994,15 +997,16 @@ def _odd_part(spectrum: SparseSpectrum) -> SparseSpectrum:
 def _cross_fitted_proxy(
     masks: Tensor, flat: Tensor, fold: Tensor, n_folds: int, fit: dict[str, Any], n: int,
     generator: torch.Generator,
-) -> tuple[Tensor, SparseSpectrum]:
+) -> tuple[Tensor, SparseSpectrum, list[tuple[Tensor, Tensor]]]:
     """The odd part of a proxy at the pair rows, each from a proxy that did not see the row.
 
     For each fold, a LightGBM proxy of the chosen setting (``fit``: depth, rate, trees, from
     :func:`_proxy_terms`) is refitted on the corners and the pairs of the other folds and read
     exactly into a Fourier spectrum; each pair row gets the prediction of the proxy that did
     not see it (cross-fitting, as in shapiq's ProxySHAP with ``k_folds > 1``). Returns ``(odd
-    [p], spectrum)``: the odd part ``(g(S) - g(N∖S)) / 2`` of those predictions and the mean of
-    the fold spectra.
+    [p], spectrum, terms)``: the odd part ``(g(S) - g(N∖S)) / 2`` of those predictions, the mean
+    of the fold spectra, and each fold proxy's ``(indices, score)`` as :func:`_refit_terms`
+    gives them (the even part's jackknife reuses them: :func:`_even_refits`).
     """
     from torchspex.decoders._proxy import refit_proxy
     from torchspex.decoders.trees import tree_ensemble_to_fourier
@@ -1026,13 +1030,14 @@ def _cross_fitted_proxy(
         # a few leaves where the spectrum sums every term
         values = torch.from_numpy(np.asarray(booster.predict(x[rows.numpy()]), dtype=np.float64))
         pred[torch.stack([2 * out_pairs, 2 * out_pairs + 1], dim=1).reshape(-1)] = values
+    terms = [_term_scores(sp) for sp in specs]
     width = max(sp.indices.shape[1] for sp in specs)
     idx = torch.cat([torch.nn.functional.pad(sp.indices, (0, width - sp.indices.shape[1]),
                                              value=-1) for sp in specs])  # fmt: skip
     coef = torch.cat([sp.coefficients.double().reshape(-1) for sp in specs]) / n_folds
     idx, coef = coalesce(normalize_indices(idx), coef.unsqueeze(1), n)
     mean = SparseSpectrum(idx, coef, n)
-    return (pred[0::2] - pred[1::2]) / 2, mean
+    return (pred[0::2] - pred[1::2]) / 2, mean, terms
 
 
 def _with_proxy_offset(
@@ -1040,15 +1045,17 @@ def _with_proxy_offset(
     ranked: Tensor, constraint: tuple[Any, Tensor], n: int, n_folds: int,
     generator: torch.Generator, max_terms: int, breaks: tuple[int, ...], proxy_fit: dict[str, Any],
     plain: tuple[Tensor, Tensor, dict[str, Any]],
-) -> tuple[Tensor, Tensor, dict[str, Any]]:
+) -> tuple[Tensor, Tensor, dict[str, Any], tuple[Tensor, list[tuple[Tensor, Tensor]]]]:
     """The odd fit on the residual of a cross-fitted proxy (:func:`_cross_fitted_proxy`), if
     its cross-validated error is below the plain fit's (``plain``) or there are at least
     :data:`OFFSET_FEATURES` features; the proxy's odd part is then added to the fitted
-    correction."""
+    correction. The fourth element is ``(fold [p], terms)``: the pairs' folds and each fold
+    proxy's ``(indices, score)``, whichever fit is kept."""
     fold = torch.randperm(x.shape[0], generator=generator) % n_folds
     # at least CROSS_FIT_TREES trees: the early stop on a fifth of few rows stops early
     proxy_fit = {**proxy_fit, "n_trees": max(proxy_fit["n_trees"], CROSS_FIT_TREES)}
-    column, mean = _cross_fitted_proxy(masks, flat, fold, n_folds, proxy_fit, n, generator)
+    column, mean, terms = _cross_fitted_proxy(masks, flat, fold, n_folds, proxy_fit, n,
+                                              generator)  # fmt: skip
     proxy_odd = _odd_part(mean)
     at_empty = proxy_odd.coefficients.double().sum()
     y = odd_y - column.unsqueeze(1)
@@ -1064,12 +1071,12 @@ def _with_proxy_offset(
     # from OFFSET_FEATURES features on the offset is kept whatever the comparison says
     if not offset_error < plain_error and n < OFFSET_FEATURES:
         return plain[0], plain[1], {**plain[2], "proxy_offset": False,
-                                    "offset_cv_error": info["cv_error"]}  # fmt: skip
+                                    "offset_cv_error": info["cv_error"]}, (fold, terms)  # fmt: skip
     idx, coef = _union_terms([idx, proxy_odd.indices],
                              [coef, proxy_odd.coefficients.double().reshape(-1, 1)], n)
     info = {**info, "cv_error": offset_error / float(odd_y.var(correction=0)),
             "proxy_offset": True, "plain_cv_error": plain[2]["cv_error"]}  # fmt: skip
-    return idx, coef, info
+    return idx, coef, info, (fold, terms)
 
 
 def _fit_paired(
@@ -1129,10 +1136,11 @@ def _fit_paired(
             x, even_y, w, even_fixed, even_ranked, (_at_empty, (f_empty + f_full) / 2), n, n_folds,
             generator, max_terms, (n_pairs,), strata,
         )
+        fold_proxies = None
         if (proxy_fit is not None and "max_depth" in proxy_fit and flat.shape[1] == 1
                 and 2 * n_folds <= p < CROSS_FIT_PAIRS * n
                 and options.get("cross_fit", True)):  # fmt: skip
-            odd_idx, odd_coef, info["odd"] = _with_proxy_offset(
+            odd_idx, odd_coef, info["odd"], fold_proxies = _with_proxy_offset(
                 masks, flat, x, odd_y, w, odd_fixed, odd_ranked, odd_constraint, n, n_folds,
                 generator, max_terms, (n_triples,) if triples else (), proxy_fit,
                 (odd_idx, odd_coef, info["odd"]),
@@ -1145,7 +1153,7 @@ def _fit_paired(
                 refits, slope = _even_refits(masks, flat, w, extra, (proxy_idx, proxy_score),
                                              own_proxy, n, n_folds, generator, max_terms,
                                              even, options.get("effort", "low"),
-                                             proxy_fit)  # fmt: skip
+                                             proxy_fit, fold_proxies)  # fmt: skip
             if refits is not None and p < JACKKNIFE_PAIRS * n:
                 factor = jackknife_stein_factor(even_pairs(even), refits)
                 info["even"]["shrinkage_noise"] = "jackknife"
@@ -1195,6 +1203,7 @@ def _even_refits(
     ranking: tuple[Tensor, Tensor], own_proxy: bool, n: int, n_folds: int,
     generator: torch.Generator, max_terms: int, even: SparseSpectrum, effort: str = "low",
     proxy_fit: dict[str, Any] | None = None,
+    fold_proxies: tuple[Tensor, list[tuple[Tensor, Tensor]]] | None = None,
 ) -> tuple[list[tuple[Tensor, Tensor]], Tensor]:
     """Refits of the even fit without one fold of the pairs each, and what they say about it.
 
@@ -1202,18 +1211,25 @@ def _even_refits(
     folds, with the proxy refitted on those when it was fitted on these samples
     (``own_proxy``; else the given ``ranking`` of candidates is kept; with one output and
     ``effort="low"`` the refit keeps the setting ``proxy_fit`` chose, depth, rate and trees,
-    instead of early-stopping again: :func:`_refit_terms`) and the terms and penalty
-    cross-validated again. Returns ``(pairs, slope)``: each refit's
-    :func:`~torchspex.decoders._shrink.even_pairs` (for the jackknife noise) and the
-    calibration slope ``[o]`` of their out-of-fold predictions, the weighted (the pairs'
-    weights) least-squares factor ``c`` in ``y(S) - y(∅) ~ c (g(S) - g(∅))`` over the
-    held-out pairs (van Houwelingen's cross-validated shrinkage factor), clamped to
+    instead of early-stopping again: :func:`_refit_terms`; ``fold_proxies``, the folds and
+    fold proxies of the odd part's cross-fit (:func:`_with_proxy_offset`) when it ran with as
+    many folds: those proxies were refitted without the same pairs, so they are reused, not
+    fitted again) and the terms and penalty cross-validated again. Returns ``(pairs,
+    slope)``: each refit's :func:`~torchspex.decoders._shrink.even_pairs` (for the jackknife
+    noise) and the calibration slope ``[o]`` of their out-of-fold predictions, the weighted
+    (the pairs' weights) least-squares factor ``c`` in ``y(S) - y(∅) ~ c (g(S) - g(∅))`` over
+    the held-out pairs (van Houwelingen's cross-validated shrinkage factor), clamped to
     ``[0, 1]``: how much of the even fit's departure from the constant carries over to pairs
     it did not see. It is 0 where no refit departs from the constant (the fit's pairs are not
     reproduced without any one fold).
     """
     p = (masks.shape[0] - 2) // 2
-    fold = torch.randperm(p, generator=generator) % JACKKNIFE_FOLDS
+    if fold_proxies is not None and len(fold_proxies[1]) != JACKKNIFE_FOLDS:
+        fold_proxies = None
+    if fold_proxies is None:
+        fold = torch.randperm(p, generator=generator) % JACKKNIFE_FOLDS
+    else:
+        fold = fold_proxies[0]
     constant = _first_order_rows(n, 1)[:1]
     at_empty = even.coefficients.double().reshape(even.n_terms, -1).sum(dim=0)
     num = torch.zeros_like(at_empty)
@@ -1225,7 +1241,9 @@ def _even_refits(
         idx, score = ranking
         if own_proxy:
             rows = torch.cat([torch.tensor([0, 1]), torch.stack([first, second], 1).reshape(-1)])
-            if effort == "low" and proxy_fit is not None and "max_depth" in proxy_fit:
+            if fold_proxies is not None:
+                idx, score = fold_proxies[1][f]
+            elif effort == "low" and proxy_fit is not None and "max_depth" in proxy_fit:
                 idx, score = _refit_terms(masks[rows], flat[rows, 0], proxy_fit, n, generator)
             else:
                 idx, score, _ = _proxy_terms(masks[rows], flat[rows], generator, effort)
