@@ -691,6 +691,7 @@ def main() -> None:
             print(f"shapiq peers: {peers18.check()}", flush=True)
     names = [f"torchspex {m}" for m in args.methods] + [f"shapiq {p}" for p in peers]
     torch.set_num_threads(1)
+    avs.warm_up_torchspex()  # forked cells inherit a warm process, as the peers' child is
     reduced = "" if ref_calls >= REF_FACTOR * max(budgets) else "; REDUCED below issue 31's 20x"
     ref_note = (
         f"two independent antithetic permutation estimates of {ref_calls:,} calls each "
