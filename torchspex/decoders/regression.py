@@ -77,7 +77,7 @@ from torchspex.decoders.base import BudgetTooSmallError, Evaluator
 from torchspex.decoders.efficiency import corner_rows
 from torchspex.decoders.refit import walsh_design
 from torchspex.fourier import SparseSpectrum
-from torchspex.fourier._sets import coalesce, normalize_indices, set_sizes
+from torchspex.fourier._sets import coalesce, normalize_indices, row_keys, set_sizes
 from torchspex.sampling.coalitions import SIZE_RULES, paired_coalitions
 from torchspex.sampling.uniform import uniform_masks
 
@@ -455,6 +455,33 @@ def _refit_terms(
     return _term_scores(tree_ensemble_to_fourier(booster, n))
 
 
+def _rows_in(rows: Tensor, among: Tensor, n: int) -> Tensor:
+    """``bool [len(rows)]``: which normalized set rows are also rows of ``among``."""
+    width = max(rows.shape[1], among.shape[1])
+    both = torch.cat([torch.nn.functional.pad(r, (0, width - r.shape[1]), value=-1)
+                      for r in (rows, among)])  # fmt: skip
+    keys = row_keys(both, n)
+    if keys is None:  # too wide for one integer key: compare rows through a unique over both
+        _, keys = torch.unique(both, dim=0, return_inverse=True)
+    return torch.isin(keys[: rows.shape[0]], keys[rows.shape[0]:])
+
+
+def _strongest_terms(idx: Tensor, score: Tensor, keep: int) -> tuple[Tensor, Tensor]:
+    """The proxy terms ``(idx, score)`` that can be among a part's first ``keep`` candidates
+    (:func:`_ranked_candidates`): every term of order 3 or less (the pairs or the triples may
+    all be candidates, ranked by their scores) and, per parity, the ``keep`` best of the
+    higher orders in the ranking's own order (score, then order, then the given order)."""
+    sizes = set_sizes(idx)
+    chosen = sizes <= 3
+    for parity in (0, 1):
+        rows = ((sizes > 3) & (sizes % 2 == parity)).nonzero().squeeze(1)
+        if rows.numel() > keep:
+            best = np.lexsort((sizes[rows].numpy(), -score[rows].numpy()))[:keep]
+            rows = rows[torch.from_numpy(best)]
+        chosen[rows] = True
+    return idx[chosen], score[chosen]
+
+
 def _ranked_candidates(
     fixed: Tensor, extra: list[Tensor], proxy_idx: Tensor, proxy_score: Tensor, n: int,
     parity: int | None,
@@ -480,11 +507,9 @@ def _ranked_candidates(
     sc = sc.squeeze(1)
     # the fixed rows are never candidates
     fixed = normalize_indices(pad(fixed)) if fixed.shape[0] else pad(fixed)
-    both = torch.cat([pad(fixed), pad(idx)]) if idx.shape[0] else pad(fixed)
-    keys = [tuple(r) for r in normalize_indices(both).tolist()]
-    fixed_keys = set(keys[: fixed.shape[0]])
-    cand = [i for i, k in enumerate(keys[fixed.shape[0]:]) if k not in fixed_keys]
-    idx, sc = idx[cand], sc[cand]
+    if fixed.shape[0] and idx.shape[0]:
+        cand = ~_rows_in(normalize_indices(pad(idx)), fixed, n)
+        idx, sc = idx[cand], sc[cand]
     sizes = set_sizes(idx)
     # rank: the `extra` low-order terms (every pair) first, then by the proxy's score; ties
     # (terms the proxy never used) by lower order
@@ -926,6 +951,10 @@ def fit_regression(
                 px_masks, px_flat, generator, options.get("effort", "low"))
         except ImportError:
             use_proxy = False
+    # only the terms that can reach a fit go on: deep proxies over many features have
+    # hundreds of thousands (CNN over 64 pixels at 8,000 calls: ranking them took 1.5 s)
+    proxy_idx, proxy_score = _strongest_terms(
+        proxy_idx, proxy_score, options.get("max_terms") or max(n + 1, (3 * masks.shape[0]) // 4))
     if prior is not None and prior.shape[0]:
         # prior terms outrank every proxy term, in their given order
         top = float(proxy_score.max()) if proxy_score.numel() else 0.0
