@@ -7,7 +7,8 @@ run even on a loaded machine. A variant is ``+``-joined parts:
 * ``low`` / ``high``: ``effort`` (``low`` is the default),
 * ``oldread``: the trees' node expansion instead of the leaf read-out,
 * ``nodeep``: no depth-8 proxy at 2,048 rows and more; ``deep8``: only the depth-8 one there,
-* ``pens2``: ridge penalties ``(0, 1e-2)`` on discovered terms instead of five,
+* ``pens2``: ridge penalties ``(0, 1e-2)`` on discovered terms instead of five; ``pens3``:
+  ``(0, 1e-3, 1e-2)``,
 * ``avg1``: the odd part keeps its best setting instead of averaging up to eight,
 * ``lr0.3``: the proxies' learning rate,
 * ``mt512``: ``max_terms`` (most terms per part of the regression),
@@ -65,7 +66,8 @@ def _apply(variant: str) -> dict:
     trees._LEAF_KEY_FEATURES = 0 if "oldread" in parts else ORIGINAL["leaf"]
     reg.DEEP_ROWS = 10**9 if "nodeep" in parts else ORIGINAL["deep"]
     reg.DEEP_DEPTHS = (8,) if "deep8" in parts else ORIGINAL["depths"]
-    reg._PENALTIES = (0.0, 1e-2) if "pens2" in parts else ORIGINAL["pens"]
+    reg._PENALTIES = ((0.0, 1e-2) if "pens2" in parts else (0.0, 1e-3, 1e-2) if "pens3" in parts
+                      else ORIGINAL["pens"])  # fmt: skip
     reg.ODD_AVERAGE = 1 if "avg1" in parts else ORIGINAL["avg"]
     reg._even_refits = (ORIGINAL["even_refits"] if "jkrefit" not in parts else
                         lambda *a, **k: ORIGINAL["even_refits"](*a[:-1], None, **k))
