@@ -16,6 +16,8 @@ run even on a loaded machine. A variant is ``+``-joined parts:
 * ``f3``: cross-validation folds of the regression,
 * ``screen`` / ``noscreen``: triples screened against the odd residual as candidates,
 * ``nopad``: factor matrices at their own side, not padded off MKL's slow sides (``_linalg``),
+* ``mid35``: from 1,024 samples to ``DEEP_ROWS`` the proxy tries depths 3 and 5, not 5 only
+  (the default before ``MID_ROWS``),
 * ``jkrefit``: the even part's jackknife refits its own proxies instead of reusing the odd
   part's cross-fitted ones,
 * ``mg1e-4``: the proxy's early stopping counts a round only if it gains this fraction of the
@@ -56,7 +58,7 @@ ORIGINAL = {
     "leaf": trees._LEAF_KEY_FEATURES, "deep": reg.DEEP_ROWS, "pens": reg._PENALTIES,
     "avg": reg.ODD_AVERAGE, "configs": reg.proxy_configs, "gain": reg.PROXY_MIN_GAIN,
     "screen": reg.SCREEN_TRIPLES, "even_refits": reg._even_refits, "depths": reg.DEEP_DEPTHS,
-    "pad_from": _linalg.PAD_FROM,
+    "pad_from": _linalg.PAD_FROM, "mid": reg.MID_ROWS,
 }  # fmt: skip
 
 
@@ -71,6 +73,7 @@ def _apply(variant: str) -> dict:
     reg.ODD_AVERAGE = 1 if "avg1" in parts else ORIGINAL["avg"]
     reg._even_refits = (ORIGINAL["even_refits"] if "jkrefit" not in parts else
                         lambda *a, **k: ORIGINAL["even_refits"](*a[:-1], None, **k))
+    reg.MID_ROWS = 1 << 62 if "mid35" in parts else ORIGINAL["mid"]
     _linalg.PAD_FROM = 1 << 62 if "nopad" in parts else ORIGINAL["pad_from"]
     reg.SCREEN_TRIPLES = ("screen" in parts) or (ORIGINAL["screen"] and "noscreen" not in parts)
     reg.PROXY_MIN_GAIN = next((float(p[2:]) for p in parts if p.startswith("mg")),

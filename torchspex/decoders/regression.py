@@ -116,6 +116,16 @@ _OFFSET_FIXED_PENALTIES = (0.0, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)
 #: 0.956 / 0.983 / 0.991) and took a quarter of the proxy's seconds.
 DEEP_ROWS = 2048
 DEEP_DEPTHS = (5, 8)
+#: From this many samples to ``DEEP_ROWS`` the proxy tries depth 5 only, not 3 and 5: depth 3
+#: won 0 of 36 fits at 1,024 and 1,536 samples on the MLP, MiniLM and the CNN over 2x2 patches
+#: (6 seeds; 1 of 18 at 768), so its fit only cost time; on the planted n = 64 games it won
+#: 4-5 of 6, yet depth 5 alone left the errors equal or lower (4 seeds, ``python
+#: benchmarks/decode_variants.py low,low+mid35 --budgets 1024,1536``,
+#: results/decode_variants_mid5.json, where ``low+mid5`` was this rule and ``low`` the old:
+#: decode -7% to -30%, SV and k-SII pair errors identical but the hierarchical game at 1,024
+#: calls, 0.360 / 0.716 -> 0.358 / 0.693).
+MID_ROWS = 1024
+MID_DEPTHS = (5,)
 #: Below ``DEEP_ROWS`` samples a boosting round of the proxy counts as an improvement only
 #: when it lowers the held-out error by more than this fraction of the held-out variance
 #: (early stopping's ``min_delta``): without it the proxies of near-exact fits ran to the
@@ -411,7 +421,8 @@ def _proxy_terms(
     # deep trees too once the rows can carry them: their high-order terms are the candidates
     # that matter at large budgets (MLP on wine at 4,096 calls: SV error 0.0011 -> 0.00066,
     # k-SII pairs 0.017 -> 0.0038)
-    configs = proxy_configs(None if m < DEEP_ROWS else DEEP_DEPTHS, 0.1)
+    configs = proxy_configs(None if m < MID_ROWS else MID_DEPTHS if m < DEEP_ROWS
+                            else DEEP_DEPTHS, 0.1)  # fmt: skip
     rows, scores, infos = [], [], []
     bags = proxy_bags(m, n, effort)
     for bag in range(bags):
