@@ -652,11 +652,11 @@ def _prefix_solutions(
 
     ``chol`` lower Cholesky factors of ``H = G + D [F, s, s]`` (``D`` diagonal) from
     :class:`_linalg.ShiftedCholesky` (perhaps padded), ``rhs [F, s, o]``; returns ``[F, s,
-    len(cols), o]``, solution ``g`` zero past ``cols[g]``: ``argmin
-    b'Hb - 2 b'r`` subject to ``C b = d`` on that prefix. The leading block of the factor is the
-    factor of the leading block, and the leading part of a forward substitution depends only
-    on it; an upper-triangular system whose right side is zero past ``k`` has its solution zero
-    past ``k``. So one forward and one batched backward substitution give every prefix; the
+    len(cols), o]``, solution ``g`` zero past ``cols[g]``: ``argmin b'Hb - 2 b'r`` subject to
+    ``C b = d`` on that prefix. The leading block of the factor is the factor of the leading
+    block, and the leading part of a forward substitution depends only on it; an
+    upper-triangular system whose right side is zero past ``k`` has its solution zero past
+    ``k``. So one forward and one batched backward substitution give every prefix; the
     equality enters through its Schur complement, accumulated over the prefix.
     """
     n_f, s, o = rhs.shape
