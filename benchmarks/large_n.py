@@ -356,18 +356,14 @@ def _run_torchspex(game: LargeGame, method: str, budget: int, seed: int) -> dict
     return out
 
 
-def _score_forked(game: LargeGame, method: str, budget: int, seed: int, limit: float) -> dict:
-    """One torchspex cell in a forked child, killed after ``limit`` seconds."""
-
-    def cell() -> dict:
-        try:
-            return _run_torchspex(game, method, budget, seed)
-        except avs.BudgetTooSmallError as err:
-            return {"skipped": f"skipped (needs >= {err.minimum})"}
-        except Exception as err:  # a method failing at some budget is a result
-            return {"skipped": f"{type(err).__name__}: {str(err)[:160]}"}
-
-    return avs.run_forked(cell, limit)
+def _cell(game: LargeGame, method: str, budget: int, seed: int) -> dict:
+    """One torchspex cell, its failures reported as skipped."""
+    try:
+        return _run_torchspex(game, method, budget, seed)
+    except avs.BudgetTooSmallError as err:
+        return {"skipped": f"skipped (needs >= {err.minimum})"}
+    except Exception as err:  # a method failing at some budget is a result
+        return {"skipped": f"{type(err).__name__}: {str(err)[:160]}"}
 
 
 class Shapiq18Large(avs.Shapiq18):
@@ -715,6 +711,10 @@ def main() -> None:
         games.append(game)
         print(f"{game.name}: built + reference + held-out in {time.perf_counter() - start:.0f} "
               f"s ({game.setup_calls:,} calls); {game.reference}", flush=True)  # fmt: skip
+    # torchspex cells run in one long-lived worker forked from this warm process, as the peers
+    # run in their long-lived child (accuracy_vs_sampling.ForkedWorker)
+    by_name = {g.name: g for g in games}
+    worker = avs.ForkedWorker(lambda key: _cell(by_name[key[0]], *key[1:]))
     game_meta = [{**g.meta(), "seeds": n_seeds, "budgets": budgets, "max_budget": max(budgets),
                   "heldout_each": n_heldout, "cell_limit_s": limit}
                  for g in games]  # fmt: skip
@@ -735,8 +735,8 @@ def main() -> None:
                         res = peers18.run_large(game, name.removeprefix("shapiq "), budget, run,
                                                 limit)  # fmt: skip
                     else:
-                        res = _score_forked(game, name.removeprefix("torchspex "), budget, run,
-                                            limit)  # fmt: skip
+                        res = worker.run((game.name, name.removeprefix("torchspex "), budget,
+                                          run), limit)  # fmt: skip
                     rows.append({**row, **(res if "skipped" in res else _metrics(game, res))})
                     if rows[-1].get("timeout"):
                         timed_out.add((game.name, name, budget))
@@ -746,6 +746,7 @@ def main() -> None:
                     _write(out, {**meta, "run_s": time.perf_counter() - t0}, game_meta, rows)
     if peers18 is not None:
         peers18.close()
+    worker.close()
     summary = _write(out, {**meta, "run_s": time.perf_counter() - t0}, game_meta, rows)
     for g in game_meta:
         print(f"{g['game']}: {g['reference']}")
