@@ -18,6 +18,8 @@ run even on a loaded machine. A variant is ``+``-joined parts:
 * ``nopad``: factor matrices at their own side, not padded off MKL's slow sides (``_linalg``),
 * ``mid35``: from 1,024 samples to ``DEEP_ROWS`` the proxy tries depths 3 and 5, not 5 only
   (the default before ``MID_ROWS``),
+* ``cv64``: cross-validation scored in float64 at every part size (not float32 from
+  ``CV_SINGLE_FROM`` terms),
 * ``jkrefit``: the even part's jackknife refits its own proxies instead of reusing the odd
   part's cross-fitted ones,
 * ``mg1e-4``: the proxy's early stopping counts a round only if it gains this fraction of the
@@ -58,7 +60,7 @@ ORIGINAL = {
     "leaf": trees._LEAF_KEY_FEATURES, "deep": reg.DEEP_ROWS, "pens": reg._PENALTIES,
     "avg": reg.ODD_AVERAGE, "configs": reg.proxy_configs, "gain": reg.PROXY_MIN_GAIN,
     "screen": reg.SCREEN_TRIPLES, "even_refits": reg._even_refits, "depths": reg.DEEP_DEPTHS,
-    "pad_from": _linalg.PAD_FROM, "mid": reg.MID_ROWS,
+    "pad_from": _linalg.PAD_FROM, "mid": reg.MID_ROWS, "single": reg.CV_SINGLE_FROM,
 }  # fmt: skip
 
 
@@ -74,6 +76,7 @@ def _apply(variant: str) -> dict:
     reg._even_refits = (ORIGINAL["even_refits"] if "jkrefit" not in parts else
                         lambda *a, **k: ORIGINAL["even_refits"](*a[:-1], None, **k))
     reg.MID_ROWS = 1 << 62 if "mid35" in parts else ORIGINAL["mid"]
+    reg.CV_SINGLE_FROM = 1 << 62 if "cv64" in parts else ORIGINAL["single"]
     _linalg.PAD_FROM = 1 << 62 if "nopad" in parts else ORIGINAL["pad_from"]
     reg.SCREEN_TRIPLES = ("screen" in parts) or (ORIGINAL["screen"] and "noscreen" not in parts)
     reg.PROXY_MIN_GAIN = next((float(p[2:]) for p in parts if p.startswith("mg")),

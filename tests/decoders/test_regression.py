@@ -541,6 +541,58 @@ def test_cross_validation_keeps_its_best_settings_in_order(monkeypatch):
     assert _cross_validate(*args, torch.Generator().manual_seed(1), keep=4) == one
 
 
+def _cv_problem(constrained: bool) -> tuple:
+    g = torch.Generator().manual_seed(4)
+    p, s = 200, 40
+    a = torch.randn(p, s, generator=g, dtype=torch.float64)
+    y = a[:, :6] @ torch.randn(6, 2, generator=g, dtype=torch.float64)
+    y = y + 0.5 * torch.randn(p, 2, generator=g, dtype=torch.float64)
+    w = 0.5 + torch.rand(p, generator=g, dtype=torch.float64)
+    c = torch.ones(1, s, dtype=torch.float64) if constrained else None
+    d = torch.ones(1, 2, dtype=torch.float64) if constrained else None
+    return (a, w.unsqueeze(1) * a, y, w, y.var(dim=0, correction=0), c, d, 4,
+            [0, 2, 4, 8, 16, 36], (0.0,), 5)  # fmt: skip
+
+
+@pytest.mark.parametrize("constrained", [False, True])
+def test_cross_validation_in_float32_ranks_the_settings_as_float64_does(monkeypatch, constrained):
+    """Large parts score their settings in float32 (CV_SINGLE_FROM): the same settings in the
+    same order, errors within float32 round-off of the float64 ones."""
+    from torchspex.decoders import regression as reg
+
+    args = _cv_problem(constrained)
+    double = reg._cross_validate(*args, torch.Generator().manual_seed(1), keep=6)
+    monkeypatch.setattr(reg, "CV_SINGLE_FROM", 1)
+    single = reg._cross_validate(*args, torch.Generator().manual_seed(1), keep=6)
+    assert [t[1:] for t in single] == [t[1:] for t in double]
+    for got, want in zip(single, double):
+        assert abs(got[0] - want[0]) <= 1e-4 * want[0]
+
+
+def test_cross_validation_in_float32_falls_back_to_float64_kkt(monkeypatch):
+    """Where a float32 factor fails, the prefixes are solved through the float64 KKT systems
+    and scored as before."""
+    from torchspex.decoders import _linalg
+    from torchspex.decoders import regression as reg
+
+    args = _cv_problem(True)
+    want = reg._cross_validate(*args, torch.Generator().manual_seed(1), keep=3)
+    monkeypatch.setattr(reg, "CV_SINGLE_FROM", 1)
+    calls = []
+
+    def failing(self, shift):
+        calls.append(self.base.dtype)
+        factor, info = torch.linalg.cholesky_ex(self.base)
+        return factor, torch.ones_like(info)
+
+    monkeypatch.setattr(_linalg.ShiftedCholesky, "__call__", failing)
+    got = reg._cross_validate(*args, torch.Generator().manual_seed(1), keep=3)
+    assert calls and all(dtype == torch.float32 for dtype in calls)
+    assert [t[1:] for t in got] == [t[1:] for t in want]
+    for g_, w_ in zip(got, want):
+        assert abs(g_[0] - w_[0]) <= 1e-4 * w_[0]
+
+
 def test_effort_sets_the_proxies_and_is_checked_before_any_call():
     """effort="low" (default) ranks candidates with one proxy, "high" with PROXY_BAGS; the
     choice is in info, auto keeps its own rules with either, and a bad value raises before

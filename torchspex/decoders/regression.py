@@ -126,6 +126,16 @@ DEEP_DEPTHS = (5, 8)
 #: calls, 0.360 / 0.716 -> 0.358 / 0.693).
 MID_ROWS = 1024
 MID_DEPTHS = (5,)
+#: Parts of at least this many terms score their cross-validation settings in float32 (the
+#: Cholesky factors, the prefix solutions and the held-out predictions; the errors are summed
+#: in float64), with a ridge floor of ``CV_SINGLE_RIDGE`` (relative to the mean diagonal)
+#: instead of 1e-9, which float32 cannot resolve. The choice only ranks settings; the fits
+#: after it are float64. At 2,048 and 4,096 calls (3 seeds, MLP, MiniLM, the CNN over 2x2
+#: patches; ``python benchmarks/decode_variants.py low,low+cv64 --budgets 1024,2048,4096``,
+#: results/decode_variants_cv32.json) every SV and k-SII pair error was unchanged to five
+#: digits and the decode took 12-22% less; below 512 terms (1,024 calls) nothing changes.
+CV_SINGLE_FROM = 512
+CV_SINGLE_RIDGE = 1e-6
 #: Below ``DEEP_ROWS`` samples a boosting round of the proxy counts as an improvement only
 #: when it lowers the held-out error by more than this fraction of the held-out variance
 #: (early stopping's ``min_delta``): without it the proxies of near-exact fits ran to the
@@ -613,6 +623,15 @@ def _cross_validate(
     gram_f, rhs_f = torch.stack(grams), torch.stack(rhss)  # [F, s, s], [F, s, o]
     # every column of a Walsh design has squared norm sum(w): the mean diagonal of any prefix
     diag_scale = torch.diagonal(gram_f, dim1=1, dim2=2).mean(dim=1).clamp(min=1e-300)  # [F]
+    # large parts score their settings in float32 (see CV_SINGLE_FROM); the fallback below
+    # and every fit after the choice stay in float64
+    exact = (gram_f, rhs_f, c, d)
+    single = s >= CV_SINGLE_FROM
+    floor = CV_SINGLE_RIDGE if single else 1e-9
+    if single:
+        gram_f, rhs_f = gram_f.float(), rhs_f.float()
+        c, d = (None, None) if c is None or d is None else (c.float(), d.float())
+        tests = [(a_t.float(), y_t.float(), w_t) for a_t, y_t, w_t in tests]
     factor = _linalg.ShiftedCholesky(gram_f)
     best: tuple[float, int, float, float] | None = None
     scored: list[tuple[float, int, float, float]] = []
@@ -622,17 +641,17 @@ def _cross_validate(
             if not ks:  # no discovered terms: every such penalty is the unpenalized fit
                 continue
             cols = [n_fixed + k for k in ks]
-            penalty = torch.full((s,), pen + 1e-9, dtype=torch.float64)
-            penalty[:n_fixed] = fp + 1e-9
-            chol, bad = factor(penalty * diag_scale.unsqueeze(1))
+            penalty = torch.full((s,), pen + floor, dtype=torch.float64)
+            penalty[:n_fixed] = fp + floor
+            chol, bad = factor((penalty * diag_scale.unsqueeze(1)).to(gram_f.dtype))
             if bool(bad.any()):  # not numerically positive definite: the KKT system per prefix
-                coef = _kkt_prefixes(gram_f, rhs_f, c, d, cols, n_fixed, fp, pen)
+                coef = _kkt_prefixes(*exact, cols, n_fixed, fp, pen).to(gram_f.dtype)
             else:
                 coef = _prefix_solutions(chol, rhs_f, c, d, cols)  # [F, s, G, o]
             err = torch.zeros(len(ks), dtype=torch.float64)
             for f, (a_t, y_t, w_t) in enumerate(tests):
                 resid = y_t.unsqueeze(1) - torch.einsum("ts,sgo->tgo", a_t, coef[f])
-                err += ((w_t.view(-1, 1, 1) * resid**2).sum(dim=0) / scale).sum(dim=1)
+                err += ((w_t.view(-1, 1, 1) * resid.double()**2).sum(dim=0) / scale).sum(dim=1)
             for k, e in zip(ks, err.tolist()):
                 scored.append((e, k, pen, fp))
                 if best is None or e < best[0] * (1 - 1e-9):
@@ -663,7 +682,7 @@ def _prefix_solutions(
     fwd = rhs if c is None else torch.cat([rhs, c.T.expand(n_f, -1, -1)], dim=2)
     fwd = _linalg.solve_triangular(chol, fwd, upper=False)
     z = fwd[..., :o]
-    cut = torch.zeros(s, len(cols), dtype=torch.float64)
+    cut = torch.zeros(s, len(cols), dtype=rhs.dtype)
     for g, k in enumerate(cols):
         cut[:k, g] = 1.0
     zk = z.unsqueeze(2) * cut.view(1, s, -1, 1)  # [F, s, G, o]
