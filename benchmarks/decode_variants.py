@@ -6,7 +6,8 @@ run even on a loaded machine. A variant is ``+``-joined parts:
 
 * ``low`` / ``high``: ``effort`` (``low`` is the default),
 * ``oldread``: the trees' node expansion instead of the leaf read-out,
-* ``nodeep``: no depth-8 proxy at 2,048 rows and more; ``deep8``: only the depth-8 one there,
+* ``nodeep``: no depth-8 proxy at 2,048 rows and more; ``deep8``: only the depth-8 one there;
+  ``leaves256``: the deep proxies grow every leaf their depth allows (not ``DEEP_LEAVES``),
 * ``pens2``: ridge penalties ``(0, 1e-2)`` on discovered terms instead of five; ``pens3``:
   ``(0, 1e-3, 1e-2)``,
 * ``avg1``: the odd part keeps its best setting instead of averaging up to eight,
@@ -61,6 +62,7 @@ ORIGINAL = {
     "avg": reg.ODD_AVERAGE, "configs": reg.proxy_configs, "gain": reg.PROXY_MIN_GAIN,
     "screen": reg.SCREEN_TRIPLES, "even_refits": reg._even_refits, "depths": reg.DEEP_DEPTHS,
     "pad_from": _linalg.PAD_FROM, "mid": reg.MID_ROWS, "single": reg.CV_SINGLE_FROM,
+    "leaves": reg.DEEP_LEAVES,
 }  # fmt: skip
 
 
@@ -76,6 +78,7 @@ def _apply(variant: str) -> dict:
     reg._even_refits = (ORIGINAL["even_refits"] if "jkrefit" not in parts else
                         lambda *a, **k: ORIGINAL["even_refits"](*a[:-1], None, **k))
     reg.MID_ROWS = 1 << 62 if "mid35" in parts else ORIGINAL["mid"]
+    reg.DEEP_LEAVES = 256 if "leaves256" in parts else ORIGINAL["leaves"]
     reg.CV_SINGLE_FROM = 1 << 62 if "cv64" in parts else ORIGINAL["single"]
     _linalg.PAD_FROM = 1 << 62 if "nopad" in parts else ORIGINAL["pad_from"]
     reg.SCREEN_TRIPLES = ("screen" in parts) or (ORIGINAL["screen"] and "noscreen" not in parts)

@@ -52,3 +52,27 @@ def test_min_gain_stops_the_tail_of_tiny_improvements():
     assert info_cut["n_trees"] < info_full["n_trees"] / 2
     assert info_cut["validation_r2"] > 0.999
     assert info_full["validation_r2"] >= info_cut["validation_r2"]
+
+
+def test_a_config_may_cap_the_leaves_and_the_refit_keeps_them():
+    """A ``(depth, rate, leaves)`` config grows trees of at most ``leaves`` leaves (depth 8,
+    4 leaves here), the info records them, and ``refit_proxy`` with the same leaves does too;
+    a ``(depth, rate)`` config grows up to ``2^depth``."""
+    pytest.importorskip("lightgbm")
+    from torchspex.decoders._proxy import refit_proxy
+
+    rng = np.random.default_rng(2)
+    x = (rng.random((600, 8)) < 0.5).astype(np.float32)
+    y = np.sin(x @ rng.normal(size=8)) + x[:, 0] * x[:, 1] * x[:, 2] * x[:, 3]
+    valid = holdout_rows(600, 0.2, torch.Generator().manual_seed(0))
+
+    def most_leaves(booster):
+        return max(t["num_leaves"] for t in booster.dump_model()["tree_info"])
+
+    capped, info = fit_proxy(x, y, valid, [(8, 0.1, 4)], 50, 10, 3)
+    assert info["num_leaves"] == 4 and info["max_depth"] == 8 and most_leaves(capped) <= 4
+    full, info_full = fit_proxy(x, y, valid, [(3, 0.1)], 50, 10, 3)
+    assert info_full["num_leaves"] == 8 and most_leaves(full) == 8
+    refit = refit_proxy(x, y, 8, 0.1, 20, 3, info["num_leaves"])
+    assert most_leaves(refit) <= 4
+    assert most_leaves(refit_proxy(x, y, 8, 0.1, 20, 3)) > 4

@@ -218,25 +218,30 @@ def test_prefix_solutions_equal_one_kkt_solve_per_prefix(constrained):
 
 
 def test_the_proxy_tries_deep_trees_once_the_rows_carry_them(monkeypatch):
-    """From DEEP_ROWS samples on, the proxy fits the depths DEEP_DEPTHS (5 and 8: the high-order
-    terms of deep trees become candidates, depth 3 is not tried); below, the default (3, 5)."""
+    """Below MID_ROWS samples the proxy fits the default depths (3, 5) with every leaf; from
+    MID_ROWS depth 5 only; from DEEP_ROWS on the depths DEEP_DEPTHS (5 and 8: the high-order
+    terms of deep trees become candidates), each of at most DEEP_LEAVES leaves, and the info
+    records the leaves of the one chosen."""
     from torchspex.decoders import regression as reg
 
-    tried: list[list[int]] = []
+    tried: list[list[tuple]] = []
     real = reg.fit_proxy
 
     def spy(x, y, valid, configs, *args):
-        tried.append([depth for depth, _ in configs])
+        tried.append([(c[0], c[2] if len(c) > 2 else None) for c in configs])
         return real(x, y, valid, configs, *args)
 
     monkeypatch.setattr(reg, "fit_proxy", spy)
     n = 12
-    small = decode_regression(Evaluator(hierarchical, n, n_samples=600), n, n_samples=600)[1]
-    large = decode_regression(Evaluator(hierarchical, n, n_samples=reg.DEEP_ROWS + 2), n,
-                              n_samples=reg.DEEP_ROWS + 2)[1]  # fmt: skip
-    assert tried == [[3, 5], [5, 8]]
-    assert small["proxy"]["n_fits"] == 2 and large["proxy"]["n_fits"] == 2
-    assert large["proxy"]["max_depth"] in (5, 8)
+    runs = [decode_regression(Evaluator(hierarchical, n, n_samples=m), n, n_samples=m)[1]
+            for m in (600, reg.MID_ROWS, reg.DEEP_ROWS + 2)]  # fmt: skip
+    assert tried == [[(3, None), (5, None)], [(5, None)],
+                     [(5, reg.DEEP_LEAVES), (8, reg.DEEP_LEAVES)]]  # fmt: skip
+    assert [r["proxy"]["n_fits"] for r in runs] == [2, 1, 2]
+    assert runs[0]["proxy"]["num_leaves"] == 2 ** runs[0]["proxy"]["max_depth"]
+    assert runs[1]["proxy"]["max_depth"] == 5 and runs[1]["proxy"]["num_leaves"] == 32
+    assert runs[2]["proxy"]["max_depth"] in (5, 8)
+    assert runs[2]["proxy"]["num_leaves"] == reg.DEEP_LEAVES
 
 
 def test_candidates_rank_by_scores_averaged_over_proxies(monkeypatch):

@@ -74,15 +74,23 @@ def _base_params(n_train: int, seed: int) -> dict[str, Any]:
     }
 
 
+def _leaves(depth: int, leaves: int | None) -> int:
+    """LightGBM's ``num_leaves``: ``leaves``, or every leaf a tree of ``depth`` can have."""
+    return max(2, 2**depth if leaves is None else leaves)
+
+
 def refit_proxy(
-    x: np.ndarray, y: np.ndarray, depth: int, rate: float, rounds: int, seed: int
+    x: np.ndarray, y: np.ndarray, depth: int, rate: float, rounds: int, seed: int,
+    leaves: int | None = None,
 ) -> Any:
-    """A LightGBM booster of a chosen ``(depth, rate)`` and number of trees on all of ``(x,
-    y)`` (no held-out rows: the settings come from an earlier :func:`fit_proxy`)."""
+    """A LightGBM booster of a chosen ``(depth, rate, leaves)`` and number of trees on all of
+    ``(x, y)`` (no held-out rows: the settings come from an earlier :func:`fit_proxy`;
+    ``leaves=None``: ``2^depth``)."""
     import lightgbm as lgb
 
     base = _base_params(x.shape[0], seed)
-    params = {**base, "max_depth": depth, "num_leaves": max(2, 2**depth), "learning_rate": rate}
+    params = {**base, "max_depth": depth, "num_leaves": _leaves(depth, leaves),
+              "learning_rate": rate}  # fmt: skip
     data_params = {k: base[k] for k in ("verbosity", "max_bin", "min_data_in_bin",
                                         "feature_pre_filter", "num_threads")}  # fmt: skip
     train = lgb.Dataset(x, y, params=data_params, free_raw_data=False)
@@ -93,7 +101,7 @@ def fit_proxy(
     x: np.ndarray,
     y: np.ndarray,
     valid: np.ndarray,
-    configs: list[tuple[int, float]],
+    configs: Sequence[tuple[int, float] | tuple[int, float, int]],
     max_rounds: int,
     patience: int,
     seed: int,
@@ -107,7 +115,8 @@ def fit_proxy(
         x: ``float32 [m, n]`` masks.
         y: ``[m]`` values of one output.
         valid: ``bool [m]`` held-out rows (early stopping and the choice of config).
-        configs: ``(depth, learning rate)`` candidates (:func:`proxy_configs`).
+        configs: ``(depth, learning rate)`` candidates (:func:`proxy_configs`), or ``(depth,
+            learning rate, leaves)`` for trees of fewer leaves than ``2^depth``.
         max_rounds: most trees.
         patience: rounds without improvement before a fit stops.
         seed: LightGBM's seed (:func:`draw_seed`).
@@ -116,8 +125,8 @@ def fit_proxy(
 
     Returns:
         ``(booster, info)``: the LightGBM booster (its ``best_iteration`` set to the trees kept,
-        which ``predict`` and ``model_to_string`` honour) and its depth, rate, trees, held-out
-        R^2.
+        which ``predict`` and ``model_to_string`` honour) and its depth, leaves, rate, trees,
+        held-out R^2.
     """
     try:
         import lightgbm as lgb
@@ -135,11 +144,13 @@ def fit_proxy(
     )
     train.construct()
     held.construct()
-    best: tuple[float, Any, int, float] | None = None
+    best: tuple[float, Any, int, float, int] | None = None
     min_delta = float(min_gain * np.var(y[valid]))
-    for depth, rate in configs:
-        params = {**base, "max_depth": depth, "num_leaves": max(2, 2**depth),
-                  "learning_rate": rate, "metric": "l2"}
+    for config in configs:
+        depth, rate = config[0], config[1]
+        leaves = _leaves(depth, config[2] if len(config) > 2 else None)
+        params = {**base, "max_depth": depth, "num_leaves": leaves, "learning_rate": rate,
+                  "metric": "l2"}  # fmt: skip
         # keep_training_booster: no text round trip of every fit (LightGBM otherwise rebuilds
         # the booster from its own model string after training)
         booster = lgb.train(
@@ -150,9 +161,9 @@ def fit_proxy(
         )
         mse = float(booster.best_score["valid_0"]["l2"])
         if best is None or mse < best[0]:
-            best = (mse, booster, depth, rate)
+            best = (mse, booster, depth, rate, leaves)
     assert best is not None
-    mse, booster, depth, rate = best
+    mse, booster, depth, rate, leaves = best
     rounds = max(1, booster.best_iteration or booster.current_iteration())
     # the trees up to the best validation score only: LightGBM's predict and model_to_string
     # (which the tree read-out parses) stop at `best_iteration`; no copy of the booster
@@ -160,6 +171,7 @@ def fit_proxy(
     variance = float(np.var(y[valid]))
     info = {
         "max_depth": depth,
+        "num_leaves": leaves,
         "learning_rate": rate,
         "n_trees": rounds,
         "validation_r2": 1.0 - mse / variance if variance > 0 else float("nan"),

@@ -116,6 +116,15 @@ _OFFSET_FIXED_PENALTIES = (0.0, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)
 #: 0.956 / 0.983 / 0.991) and took a quarter of the proxy's seconds.
 DEEP_ROWS = 2048
 DEEP_DEPTHS = (5, 8)
+#: ... each grown to at most this many leaves (LightGBM grows leaf-wise: the depth-8 trees
+#: reach depth 8 where the rows ask for it, at the cost of a depth-5 tree). Against trees of
+#: every leaf their depth allows (3 seeds; results/decode_variants_deep_leaves*.json, where
+#: ``low`` is the old rule and ``low+d5L32`` this one; ``python benchmarks/decode_variants.py
+#: low,low+leaves256 --budgets 2048,4096`` repeats it): decode -4% to -26%; SV / k-SII pair
+#: error MiniLM at 2,048 / 4,096 calls -8% / -5% and -9% / -47%, the CNN over 2x2 patches -1%
+#: / -9% and -12% / -8%, the MLP +1% / -5% (6 seeds at 4,096) and -4% / 0%, the CNN over 64
+#: pixels at 4,000 +2%; the planted n = 64 games at 4,000 stay exact.
+DEEP_LEAVES = 32
 #: From this many samples to ``DEEP_ROWS`` the proxy tries depth 5 only, not 3 and 5: depth 3
 #: won 0 of 36 fits at 1,024 and 1,536 samples on the MLP, MiniLM and the CNN over 2x2 patches
 #: (6 seeds; 1 of 18 at 768), so its fit only cost time; on the planted n = 64 games it won
@@ -436,8 +445,11 @@ def _proxy_terms(
     # deep trees too once the rows can carry them: their high-order terms are the candidates
     # that matter at large budgets (MLP on wine at 4,096 calls: SV error 0.0011 -> 0.00066,
     # k-SII pairs 0.017 -> 0.0038)
-    configs = proxy_configs(None if m < MID_ROWS else MID_DEPTHS if m < DEEP_ROWS
-                            else DEEP_DEPTHS, 0.1)  # fmt: skip
+    configs: list[tuple[int, float] | tuple[int, float, int]]
+    if m < DEEP_ROWS:
+        configs = list(proxy_configs(None if m < MID_ROWS else MID_DEPTHS, 0.1))
+    else:
+        configs = [(d, r, DEEP_LEAVES) for d, r in proxy_configs(DEEP_DEPTHS, 0.1)]
     rows, scores, infos = [], [], []
     bags = proxy_bags(m, n, effort)
     for bag in range(bags):
@@ -477,7 +489,8 @@ def _refit_terms(
     from torchspex.decoders.trees import tree_ensemble_to_fourier
 
     booster = refit_proxy(masks.numpy().astype(np.float32), y.numpy(), fit["max_depth"],
-                          fit["learning_rate"], fit["n_trees"], draw_seed(generator))  # fmt: skip
+                          fit["learning_rate"], fit["n_trees"], draw_seed(generator),
+                          fit.get("num_leaves"))  # fmt: skip
     return _term_scores(tree_ensemble_to_fourier(booster, n))
 
 
@@ -1086,7 +1099,8 @@ def _cross_fitted_proxy(
         train[(2 + 2 * out_pairs).numpy()] = False
         train[(3 + 2 * out_pairs).numpy()] = False
         booster = refit_proxy(x[train], y[train], fit["max_depth"], fit["learning_rate"],
-                              fit["n_trees"], draw_seed(generator))  # fmt: skip
+                              fit["n_trees"], draw_seed(generator),
+                              fit.get("num_leaves"))  # fmt: skip
         spec = tree_ensemble_to_fourier(booster, n)
         specs.append(spec)
         rows = torch.stack([2 + 2 * out_pairs, 3 + 2 * out_pairs], dim=1).reshape(-1)
