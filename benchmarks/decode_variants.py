@@ -21,6 +21,7 @@ run even on a loaded machine. A variant is ``+``-joined parts:
   (the default before ``MID_ROWS``),
 * ``cv64``: cross-validation scored in float64 at every part size (not float32 from
   ``CV_SINGLE_FROM`` terms),
+* ``cft100``: the cross-fitted proxies keep at least this many trees (``CROSS_FIT_TREES``),
 * ``jkrefit``: the even part's jackknife refits its own proxies instead of reusing the odd
   part's cross-fitted ones,
 * ``mg1e-4``: the proxy's early stopping counts a round only if it gains this fraction of the
@@ -62,7 +63,7 @@ ORIGINAL = {
     "avg": reg.ODD_AVERAGE, "configs": reg.proxy_configs, "gain": reg.PROXY_MIN_GAIN,
     "screen": reg.SCREEN_TRIPLES, "even_refits": reg._even_refits, "depths": reg.DEEP_DEPTHS,
     "pad_from": _linalg.PAD_FROM, "mid": reg.MID_ROWS, "single": reg.CV_SINGLE_FROM,
-    "leaves": reg.DEEP_LEAVES,
+    "leaves": reg.DEEP_LEAVES, "cft": reg.CROSS_FIT_TREES,
 }  # fmt: skip
 
 
@@ -79,6 +80,8 @@ def _apply(variant: str) -> dict:
                         lambda *a, **k: ORIGINAL["even_refits"](*a[:-1], None, **k))
     reg.MID_ROWS = 1 << 62 if "mid35" in parts else ORIGINAL["mid"]
     reg.DEEP_LEAVES = 256 if "leaves256" in parts else ORIGINAL["leaves"]
+    reg.CROSS_FIT_TREES = next((int(p[3:]) for p in parts if p.startswith("cft")),
+                               ORIGINAL["cft"])  # fmt: skip
     reg.CV_SINGLE_FROM = 1 << 62 if "cv64" in parts else ORIGINAL["single"]
     _linalg.PAD_FROM = 1 << 62 if "nopad" in parts else ORIGINAL["pad_from"]
     reg.SCREEN_TRIPLES = ("screen" in parts) or (ORIGINAL["screen"] and "noscreen" not in parts)

@@ -272,8 +272,12 @@ CROSS_FIT_PAIRS = 4
 #: Fewest trees of each cross-fitted proxy. Early stopping on a fifth of a few hundred rows
 #: stops the main proxy after tens of trees; refitted with at least this many, the offset
 #: did better (4 seeds, SV error: planted n = 64 sparse at 128 calls 0.78 -> 0.76,
-#: hierarchical at 512 0.66 -> 0.62; the digits CNN over pixels at 128 0.78 -> 0.77).
-CROSS_FIT_TREES = 100
+#: hierarchical at 512 0.66 -> 0.62; the digits CNN over pixels at 128 0.78 -> 0.77). 50 did
+#: as well as 100 for less time (``python benchmarks/decode_variants.py low,low+cft100``, 4-6
+#: seeds, results/decode_variants_cross_fit_trees_*.json, where ``low+cft50`` was this value:
+#: SV error within 1% but planted hierarchical n = 64 at 256 calls, 0.765 -> 0.738; decode
+#: 0-13% shorter on the CNN over 2x2 patches at 128 calls and the n = 64 games at 256 / 512).
+CROSS_FIT_TREES = 50
 #: Below this many pairs per feature, the noise of the even part's James-Stein shrinkage comes
 #: from a jackknife of the whole even fit, proxy included (:func:`_even_refits`),
 #: instead of the sandwich around the chosen terms: with fewer pairs than features, choosing
