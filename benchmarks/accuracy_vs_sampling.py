@@ -696,28 +696,6 @@ def _run_local(game: Game, name: str, budget: int, seed: int) -> dict:
     return _metrics(game, out)
 
 
-def run_forked(cell: Callable[[], dict], limit: float) -> dict:
-    """``cell()`` in a forked child, killed after ``limit`` seconds (reported as skipped)."""
-    import multiprocessing as mp
-
-    ctx = mp.get_context("fork")
-    recv, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=lambda: send.send(cell()))
-    proc.start()
-    send.close()
-    if recv.poll(limit):
-        try:
-            result = recv.recv()
-        except EOFError:
-            result = {"skipped": f"child died (exit code {proc.exitcode})"}
-    else:
-        result = {"skipped": f"> {limit:g} s (time limit per cell)", "timeout": True}
-    proc.kill()
-    proc.join()
-    recv.close()
-    return result
-
-
 class ForkedWorker:
     """A long-lived forked child that runs cells by key, as the shapiq 1.8 peers' child does.
 
@@ -769,19 +747,9 @@ class ForkedWorker:
         self.proc = self.conn = None
 
 
-#: the torchspex / shap cells' worker (``main`` forks it once the games are built and warm)
-_WORKER: ForkedWorker | None = None
-
-
-def _score_forked(game: Game, name: str, budget: int, seed: int, limit: float) -> dict:
-    """One cell in a forked child (:data:`_WORKER` when there is one), killed after ``limit``
-    seconds (reported as skipped)."""
-    if _WORKER is not None:
-        return _WORKER.run((game.name, name, budget, seed), limit)
-    return run_forked(lambda: _run_local(game, name, budget, seed), limit)
-
-
-def _score(game: Game, name: str, budget: int, seed: int, limit: float, peers18) -> dict:
+def _score(game: Game, name: str, budget: int, seed: int, limit: float, peers18,
+           worker: ForkedWorker) -> dict:
+    """One cell: a shapiq 1.8 peer in its child, else torchspex / shap in ``worker``."""
     row = {"game": game.name, "method": name, "budget": budget, "seed": seed}
     if name.startswith("shapiq "):
         peer = name.removeprefix("shapiq ")
@@ -790,7 +758,7 @@ def _score(game: Game, name: str, budget: int, seed: int, limit: float, peers18)
             return {**row, "skipped": f"order-2 design matrix {design / 1e9:.1f} GB"}
         out = peers18.run(game, peer, budget, seed, limit)
         return {**row, **(out if "skipped" in out else {**_metrics(game, out)})}
-    return {**row, **_score_forked(game, name, budget, seed, limit)}
+    return {**row, **worker.run((game.name, name, budget, seed), limit)}
 
 
 def _warm_up() -> None:
@@ -1251,9 +1219,8 @@ def main() -> None:
         raise SystemExit(f"--games {args.games}: no game selected (--quick has fewer games)")
     game_meta = kept_games + [{**g.meta(), "seeds": n_seeds} for g in games]
     _warm_up()
-    global _WORKER
     by_name = {g.name: g for g in games}
-    _WORKER = ForkedWorker(lambda key: _run_local(by_name[key[0]], *key[1:]))
+    worker = ForkedWorker(lambda key: _run_local(by_name[key[0]], *key[1:]))
     print(f"games built in {time.perf_counter() - start:.1f} s", flush=True)
     for g in games:
         print(f"  {g.name}: {g.reference}", flush=True)
@@ -1280,7 +1247,8 @@ def main() -> None:
                     if name in peers and args.reuse_peers and key in cache:
                         rows.append({**cache[key], "cached": True})
                     else:
-                        rows.append(_score(game, name, budget, seed, args.cell_limit, peers18))
+                        rows.append(_score(game, name, budget, seed, args.cell_limit, peers18,
+                                           worker))  # fmt: skip
                         if name in peers and "child died" not in rows[-1].get("skipped", ""):
                             cache[key] = rows[-1]
                             args.peer_cache.write_text(json.dumps(cache, indent=0))
@@ -1292,7 +1260,7 @@ def main() -> None:
                     _write(out, meta, game_meta, kept + rows)
     if peers18 is not None:
         peers18.close()
-    _WORKER.close()
+    worker.close()
     summary = _write(out, meta, game_meta, kept + rows)
     names_run = {g.name for g in games}
     summary = [r for r in summary if r["game"] in names_run]

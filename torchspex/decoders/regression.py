@@ -386,11 +386,17 @@ def _sets_of_order(n: int, width: int, order: int = 2) -> Tensor:
     return rows
 
 
+def _stack_rows(rows: list[Tensor]) -> Tensor:
+    """Set rows ``int64 [k_i, d_i]`` (``-1`` padded) stacked at one width, ``[sum k_i, d]``."""
+    width = max(1, *[r.shape[1] for r in rows])
+    return torch.cat([torch.nn.functional.pad(r, (0, width - r.shape[1]), value=-1)
+                      for r in rows])  # fmt: skip
+
+
 def _union_terms(rows: list[Tensor], values: list[Tensor], n: int) -> tuple[Tensor, Tensor]:
     """The union of term sets ``rows`` (``int64 [k_i, d_i]``, ``-1`` padded) with their
     ``values`` (``[k_i]`` or ``[k_i, o]``) summed where a term repeats (:func:`coalesce`)."""
-    width = max(1, *[r.shape[1] for r in rows])
-    idx = torch.cat([torch.nn.functional.pad(r, (0, width - r.shape[1]), value=-1) for r in rows])
+    idx = _stack_rows(rows)
     flat = [v.unsqueeze(1) if v.dim() == 1 else v for v in values]
     out_idx, out = coalesce(normalize_indices(idx), torch.cat(flat), n)
     return out_idx, (out.squeeze(1) if values[0].dim() == 1 else out)
@@ -471,10 +477,8 @@ def _proxy_terms(
                 infos.append({**info, "bags": bags})
     if not rows:
         return torch.zeros(0, 1, dtype=torch.long), torch.zeros(0, dtype=torch.float64), {}
-    width = max(r.shape[1] for r in rows)
-    rows = [torch.nn.functional.pad(r, (0, width - r.shape[1]), value=-1) for r in rows]
-    idx, score = coalesce(normalize_indices(torch.cat(rows)), torch.cat(scores).unsqueeze(1), n)
-    return idx, score.squeeze(1), (infos[0] if len(infos) == 1 else {"per_output": infos})
+    idx, score = _union_terms(rows, scores, n)
+    return idx, score, (infos[0] if len(infos) == 1 else {"per_output": infos})
 
 
 def _term_scores(spec: SparseSpectrum) -> tuple[Tensor, Tensor]:
@@ -500,9 +504,7 @@ def _refit_terms(
 
 def _rows_in(rows: Tensor, among: Tensor, n: int) -> Tensor:
     """``bool [len(rows)]``: which normalized set rows are also rows of ``among``."""
-    width = max(rows.shape[1], among.shape[1])
-    both = torch.cat([torch.nn.functional.pad(r, (0, width - r.shape[1]), value=-1)
-                      for r in (rows, among)])  # fmt: skip
+    both = _stack_rows([rows, among])
     keys = row_keys(both, n)
     if keys is None:  # too wide for one integer key: compare rows through a unique over both
         _, keys = torch.unique(both, dim=0, return_inverse=True)
@@ -1113,11 +1115,9 @@ def _cross_fitted_proxy(
         values = torch.from_numpy(np.asarray(booster.predict(x[rows.numpy()]), dtype=np.float64))
         pred[torch.stack([2 * out_pairs, 2 * out_pairs + 1], dim=1).reshape(-1)] = values
     terms = [_term_scores(sp) for sp in specs]
-    width = max(sp.indices.shape[1] for sp in specs)
-    idx = torch.cat([torch.nn.functional.pad(sp.indices, (0, width - sp.indices.shape[1]),
-                                             value=-1) for sp in specs])  # fmt: skip
-    coef = torch.cat([sp.coefficients.double().reshape(-1) for sp in specs]) / n_folds
-    idx, coef = coalesce(normalize_indices(idx), coef.unsqueeze(1), n)
+    idx, coef = _union_terms([sp.indices for sp in specs],
+                             [sp.coefficients.double().reshape(-1, 1) / n_folds for sp in specs],
+                             n)  # fmt: skip
     mean = SparseSpectrum(idx, coef, n)
     return (pred[0::2] - pred[1::2]) / 2, mean, terms
 
