@@ -7,10 +7,14 @@ run even on a loaded machine. A variant is ``+``-joined parts:
 * ``low`` / ``high``: ``effort`` (``low`` is the default),
 * ``oldread``: the trees' node expansion instead of the leaf read-out,
 * ``nodeep``: no depth-8 proxy at 2,048 rows and more; ``deep8``: only the depth-8 one there;
+  ``dd6`` / ``dd57``: the depths tried there (one digit each),
   ``leaves256``: the deep proxies grow every leaf their depth allows (not ``DEEP_LEAVES``),
 * ``pens2``: ridge penalties ``(0, 1e-2)`` on discovered terms instead of five; ``pens3``:
   ``(0, 1e-3, 1e-2)``,
 * ``avg1``: the odd part keeps its best setting instead of averaging up to eight,
+* ``norace``: every proxy config boosts to its own early stop (no race, ``RACE_ROUNDS``),
+* ``fullpens``: cross-validation scores every ridge penalty, not a walk over them
+  (``PENALTY_WALK``),
 * ``lr0.3``: the proxies' learning rate,
 * ``mt512``: ``max_terms`` (most terms per part of the regression),
 * ``noproxy``: no LightGBM proxy (candidates: the pairs and triples the budget allows),
@@ -55,7 +59,7 @@ import numpy as np
 import torch
 
 import torchspex
-from torchspex.decoders import _linalg, trees
+from torchspex.decoders import _linalg, _proxy, trees
 from torchspex.decoders import regression as reg
 
 ORIGINAL = {
@@ -63,7 +67,8 @@ ORIGINAL = {
     "avg": reg.ODD_AVERAGE, "configs": reg.proxy_configs, "gain": reg.PROXY_MIN_GAIN,
     "screen": reg.SCREEN_TRIPLES, "even_refits": reg._even_refits, "depths": reg.DEEP_DEPTHS,
     "pad_from": _linalg.PAD_FROM, "mid": reg.MID_ROWS, "single": reg.CV_SINGLE_FROM,
-    "leaves": reg.DEEP_LEAVES, "cft": reg.CROSS_FIT_TREES,
+    "leaves": reg.DEEP_LEAVES, "cft": reg.CROSS_FIT_TREES, "walk": reg.PENALTY_WALK,
+    "race": _proxy.RACE_ROUNDS,
 }  # fmt: skip
 
 
@@ -73,9 +78,14 @@ def _apply(variant: str) -> dict:
     trees._LEAF_KEY_FEATURES = 0 if "oldread" in parts else ORIGINAL["leaf"]
     reg.DEEP_ROWS = 10**9 if "nodeep" in parts else ORIGINAL["deep"]
     reg.DEEP_DEPTHS = (8,) if "deep8" in parts else ORIGINAL["depths"]
+    deep = next((p[2:] for p in parts if p.startswith("dd") and p[2:].isdigit()), None)
+    if deep is not None:
+        reg.DEEP_DEPTHS = tuple(int(c) for c in deep)
     reg._PENALTIES = ((0.0, 1e-2) if "pens2" in parts else (0.0, 1e-3, 1e-2) if "pens3" in parts
                       else ORIGINAL["pens"])  # fmt: skip
     reg.ODD_AVERAGE = 1 if "avg1" in parts else ORIGINAL["avg"]
+    reg.PENALTY_WALK = False if "fullpens" in parts else ORIGINAL["walk"]
+    _proxy.RACE_ROUNDS = 1 << 62 if "norace" in parts else ORIGINAL["race"]
     reg._even_refits = (ORIGINAL["even_refits"] if "jkrefit" not in parts else
                         lambda *a, **k: ORIGINAL["even_refits"](*a[:-1], None, **k))
     reg.MID_ROWS = 1 << 62 if "mid35" in parts else ORIGINAL["mid"]

@@ -659,3 +659,164 @@ def test_screened_triples_find_pure_parities_a_tree_misses():
         want[list(term)] -= 2 * c / 3
     res = explain(f, n, n_samples=402, generator=0, index="SV")
     assert torch.allclose(res.first_order("SV"), want, atol=1e-9)
+
+
+@pytest.mark.parametrize("walsh", [False, True])
+@pytest.mark.parametrize("constrained", [False, True])
+@pytest.mark.parametrize("rows", [200, 30])  # 30 rows for 40 columns: rank deficient
+def test_averaged_fit_matches_each_settings_kkt_fit(constrained, rows, walsh, monkeypatch):
+    """The averaged fit through one Cholesky factor per penalty (every prefix from it, each
+    refined) equals the mean of the KKT fits of the settings to round-off. In a +-1 (Walsh)
+    design the settings of one penalty share one factor."""
+    from torchspex.decoders import _linalg
+    from torchspex.decoders import regression as reg
+
+    a, aw, y, w, _, c, d, *_ = _cv_problem(constrained)
+    if walsh:
+        a = torch.sign(a)
+        aw = w.unsqueeze(1) * a
+    a, aw, y = a[:rows], aw[:rows], y[:rows]
+    factors = []
+    original = _linalg.ShiftedCholesky.__call__
+    monkeypatch.setattr(_linalg.ShiftedCholesky, "__call__",
+                        lambda self, shift: factors.append(1) or original(self, shift))
+    gram, rhs = a.T @ aw, aw.T @ y
+    settings = [(40, 1e-3, 0.0), (20, 1e-3, 0.0), (9, 0.0, 0.0), (40, 1e-1, 1e-2)]
+    got = reg._averaged_fit(gram, rhs, c, d, settings, 4)
+    assert len(factors) == (3 if walsh else 4)
+    want = torch.zeros(40, 2, dtype=torch.float64)
+    for k, pen, fixed_pen in settings:
+        penalty = torch.full((k,), pen, dtype=torch.float64)
+        penalty[:4] = fixed_pen
+        want[:k] += reg._solve_refined(gram[:k, :k], rhs[:k], penalty,
+                                       None if c is None else c[:, :k], d) / len(settings)
+    # the minimum-norm directions of a rank-deficient system are resolved by the 1e-9 ridge
+    # in both: agreement to that ridge's reach, not to round-off
+    tol = 1e-10 if rows > 40 else 1e-6
+    assert torch.allclose(got, want, rtol=0, atol=tol * float(want.abs().max()))
+    if rows > 40:  # a full-rank unpenalized fit is exact: its residual is orthogonal
+        exact = reg._averaged_fit(gram, rhs, c, d, [(40, 0.0, 0.0)], 4)
+        if c is None:
+            assert torch.allclose(gram @ exact, rhs, rtol=0, atol=1e-10 * float(rhs.abs().max()))
+
+
+def test_averaged_fit_falls_back_to_kkt_where_the_factor_fails(monkeypatch):
+    from torchspex.decoders import _linalg
+    from torchspex.decoders import regression as reg
+
+    a, aw, y, _, _, c, d, *_ = _cv_problem(True)
+    gram, rhs = a.T @ aw, aw.T @ y
+    settings = [(40, 1e-3, 0.0), (12, 1e-3, 0.0)]
+    want = reg._averaged_fit(gram, rhs, c, d, settings, 4)
+
+    def failing(self, shift):
+        factor, info = torch.linalg.cholesky_ex(self.base)
+        return factor, torch.ones_like(info)
+
+    monkeypatch.setattr(_linalg.ShiftedCholesky, "__call__", failing)
+    got = reg._averaged_fit(gram, rhs, c, d, settings, 4)
+    assert torch.allclose(got, want, rtol=0, atol=1e-10 * float(want.abs().max()))
+
+
+def test_fold_normals_sum_to_the_normal_equations():
+    from torchspex.decoders import regression as reg
+
+    a, aw, y, *_ = _cv_problem(False)
+    fold = torch.randperm(a.shape[0], generator=torch.Generator().manual_seed(0)) % 5
+    got_fold, gram, rhs, grams, rhss = reg._fold_normals(a, aw, y, fold, 5)
+    assert got_fold is fold and len(grams) == len(rhss) == 5
+    assert torch.allclose(gram, a.T @ aw, rtol=1e-13, atol=1e-12)
+    assert torch.allclose(rhs, aw.T @ y, rtol=1e-13, atol=1e-12)
+    for f in range(5):
+        test = fold == f
+        assert torch.allclose(grams[f], a[test].T @ aw[test], rtol=0, atol=1e-12)
+
+
+def test_projected_spread_is_the_projection_of_the_spread():
+    """_coefficient_spread(project=T) is T times the coefficients' spread: the covariance of
+    linear values of the coefficients without the [o, s, p] factor."""
+    from torchspex.decoders import regression as reg
+
+    g = torch.Generator().manual_seed(2)
+    a, _, _, w, _, c, _, *_ = _cv_problem(True)
+    resid = torch.randn(a.shape[0], 2, generator=g, dtype=torch.float64)
+    penalty = torch.full((a.shape[1],), 1e-3, dtype=torch.float64)
+    strata = (torch.arange(a.shape[0]) % 3, torch.full((a.shape[0],), 0.25, dtype=torch.float64))
+    project = torch.randn(7, a.shape[1], generator=g, dtype=torch.float64)
+    full = reg._coefficient_spread(a, w, resid, penalty, c, strata)
+    got = reg._coefficient_spread(a, w, resid, penalty, c, strata, project=project)
+    assert got.shape == (2, 7, a.shape[0])
+    assert torch.allclose(got, project @ full, rtol=0, atol=1e-12 * float(full.abs().max()))
+
+
+def test_index_map_is_the_conversion_of_each_coefficient():
+    from torchspex.decoders import regression as reg
+    from torchspex.fourier import fourier_to_index
+
+    idx = torch.tensor([[0, 1, -1, -1], [0, 1, 2, 3], [1, 2, -1, -1], [0, -1, -1, -1],
+                        [0, 1, 2, 4]])  # fmt: skip
+    coef = torch.tensor([0.5, -1.0, 2.0, 0.3, 0.7], dtype=torch.float64)
+    spec = SparseSpectrum(idx, coef, 5)
+    view = fourier_to_index(spec, "k-SII", 2)
+    want = view.coefficients[view.orders == 2]
+    got = reg._index_map(idx, 5, "k-SII", 2) @ coef
+    assert torch.allclose(got, want, rtol=0, atol=1e-14)
+
+
+def test_penalty_walk_finds_the_best_of_a_unimodal_ladder_with_fewer_scores():
+    from torchspex.decoders import regression as reg
+
+    for best in range(5):
+        calls = []
+
+        def score(i, first, best=best, calls=calls):
+            calls.append((i, first))
+            return [(1.0 + abs(i - best), 3, float(i), 0.0)]
+
+        got = reg._penalty_walk(score, 5)
+        assert min(got, key=lambda i: got[i][0][0]) == best
+        assert calls[0][1] and not any(first for _, first in calls[1:])
+        assert len(calls) == (4 if best < 2 else 3)
+
+
+def test_cross_validation_walk_keeps_the_full_grids_best(monkeypatch):
+    from torchspex.decoders import regression as reg
+
+    for constrained in (False, True):
+        args = _cv_problem(constrained)
+        walk = reg._cross_validate(*args, torch.Generator().manual_seed(1), keep=3)
+        monkeypatch.setattr(reg, "PENALTY_WALK", False)
+        full = reg._cross_validate(*args, torch.Generator().manual_seed(1), keep=3)
+        monkeypatch.setattr(reg, "PENALTY_WALK", True)
+        assert walk[0] == full[0]
+        assert all(t in full or t[0] > full[-1][0] or t[2] for t in walk)
+
+
+@pytest.mark.parametrize("n", [1, 6, 11])
+def test_walsh_normals_equal_the_design_products(n):
+    """The fold normal equations from a Walsh-Hadamard transform of the rows' histogram equal
+    the products of the Walsh design (duplicate rows, the empty term, every order)."""
+    from torchspex.decoders import regression as reg
+    from torchspex.decoders.refit import walsh_design
+
+    g = torch.Generator().manual_seed(n)
+    p = 90
+    x = torch.rand(p, n, generator=g) < 0.5
+    x[1] = x[0]  # a repeated mask
+    support = torch.unique(torch.where(torch.rand(40, 3, generator=g) < 0.3, -1,
+                                       torch.randint(0, n, (40, 3), generator=g)), dim=0)
+    support = torch.cat([torch.full((1, 3), -1), support])  # the empty set too
+    support = torch.stack([torch.tensor(sorted(set(r.tolist()) - {-1}) + [-1] * 3)[:3]
+                           for r in support]).unique(dim=0)  # fmt: skip
+    w = torch.rand(p, generator=g, dtype=torch.float64)
+    y = torch.randn(p, 2, generator=g, dtype=torch.float64)
+    fold = torch.randperm(p, generator=g) % 5
+    a = walsh_design(x, support, n)
+    want = reg._fold_normals(a, w.unsqueeze(1) * a, y, fold, 5)
+    got = reg._walsh_normals(x, support, w, y, fold, 5, n)
+    assert got[0] is fold
+    for gw, ww in zip(got[1:3], want[1:3]):
+        assert torch.allclose(gw, ww, rtol=0, atol=1e-12)
+    for part in (3, 4):
+        for gw, ww in zip(got[part], want[part]):
+            assert torch.allclose(gw, ww, rtol=0, atol=1e-12)

@@ -8,6 +8,7 @@ ensemble's exact Fourier spectrum. ``proxyspex.py`` builds its decoder on these 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -97,6 +98,43 @@ def refit_proxy(
     return lgb.train(params, train, num_boost_round=max(1, rounds), keep_training_booster=True)
 
 
+#: The regression's deep proxies (from ``DEEP_ROWS`` samples) boost their configs side by side
+#: for this many rounds; then only the one with the lowest held-out error goes on (to its
+#: early stop). The leader at 100 rounds was the final winner in 12 of 12 fits (depths 5 and
+#: 8 at 4,096 calls, 4 seeds each of the MLP on wine, MiniLM and the digits CNN over 2x2
+#: patches: ``/tmp/race.py`` in the issue-28 note; their held-out errors at 300 rounds stood
+#: in the ratio of the final ones, 1.07-2.4), and the race leaves the loser's remaining
+#: rounds unpaid (both ran to the 1,000-round cap). A/B against no race, 4 seeds
+#: (``python benchmarks/decode_variants.py low,low+norace``,
+#: results/decode_variants_race.json): every SV and k-SII pair error at 2,048 and 4,096
+#: calls equal or lower, the decode 7-22% shorter. Below ``DEEP_ROWS`` (depths 3 and 5,
+#: early-stopped on a minimum gain) it lost LightGBM on diabetes at 256 calls (SV error
+#: 0.0012 -> 0.0030) for 2-10% of the seconds, so there every config runs to its own stop.
+RACE_ROUNDS = 100
+
+
+class _EarlyStopped:
+    """One config's booster, boosted a round per :meth:`step` with LightGBM's early stopping
+    (a round improves when its held-out error is below the best one's minus ``min_delta``;
+    the run ends ``patience`` rounds after its best round, or at ``max_rounds``)."""
+
+    def __init__(self, booster: Any, held: Any, config: tuple[int, float, int], max_rounds: int,
+                 patience: int, min_delta: float) -> None:  # fmt: skip
+        booster.add_valid(held, "valid_0")
+        self.booster, self.config = booster, config
+        self.max_rounds, self.patience, self.min_delta = max_rounds, patience, min_delta
+        self.best, self.best_round, self.rounds, self.done = math.inf, 0, 0, False
+
+    def step(self) -> None:
+        self.booster.update()
+        mse = float(self.booster.eval_valid()[0][2])
+        if self.rounds == 0 or mse < self.best - self.min_delta:
+            self.best, self.best_round = mse, self.rounds
+        self.rounds += 1
+        self.done = (self.rounds - 1 - self.best_round >= self.patience
+                     or self.rounds >= self.max_rounds)  # fmt: skip
+
+
 def fit_proxy(
     x: np.ndarray,
     y: np.ndarray,
@@ -106,6 +144,7 @@ def fit_proxy(
     patience: int,
     seed: int,
     min_gain: float = 0.0,
+    race: int | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """Early-stopped LightGBM per config on one binned dataset; the best one, cut at its best
     iteration. Only the training rows are used, so the held-out rows stay clean for choosing
@@ -122,6 +161,8 @@ def fit_proxy(
         seed: LightGBM's seed (:func:`draw_seed`).
         min_gain: a round counts as an improvement only when it lowers the held-out mean
             squared error by more than ``min_gain`` times the held-out values' variance.
+        race: after this many rounds only the config with the lowest held-out error goes
+            on (``None``: every config boosts to its own early stop); see :data:`RACE_ROUNDS`.
 
     Returns:
         ``(booster, info)``: the LightGBM booster (its ``best_iteration`` set to the trees kept,
@@ -144,27 +185,27 @@ def fit_proxy(
     )
     train.construct()
     held.construct()
-    best: tuple[float, Any, int, float, int] | None = None
     min_delta = float(min_gain * np.var(y[valid]))
+    runs = []
     for config in configs:
         depth, rate = config[0], config[1]
         leaves = _leaves(depth, config[2] if len(config) > 2 else None)
         params = {**base, "max_depth": depth, "num_leaves": leaves, "learning_rate": rate,
-                  "metric": "l2"}  # fmt: skip
-        # keep_training_booster: no text round trip of every fit (LightGBM otherwise rebuilds
-        # the booster from its own model string after training)
-        booster = lgb.train(
-            params, train, num_boost_round=max_rounds, valid_sets=[held],
-            callbacks=[lgb.early_stopping(patience, first_metric_only=True, verbose=False,
-                                          min_delta=min_delta)],
-            keep_training_booster=True,
-        )
-        mse = float(booster.best_score["valid_0"]["l2"])
-        if best is None or mse < best[0]:
-            best = (mse, booster, depth, rate, leaves)
-    assert best is not None
-    mse, booster, depth, rate, leaves = best
-    rounds = max(1, booster.best_iteration or booster.current_iteration())
+                  "metric": "l2", "num_iterations": max_rounds}  # fmt: skip
+        runs.append(_EarlyStopped(lgb.Booster(params=params, train_set=train), held,
+                                  (depth, rate, leaves), max_rounds, patience, min_delta))
+    # every config boosts round by round; after `race` rounds only the leader goes on
+    for round_ in range(max_rounds):
+        if round_ == race and len(runs) > 1:
+            runs = [min(runs, key=lambda r: r.best)]
+        active = [r for r in runs if not r.done]
+        if not active:
+            break
+        for run in active:
+            run.step()
+    best = min(runs, key=lambda r: r.best)  # the first of equals, as configs are listed
+    booster, mse, (depth, rate, leaves) = best.booster, best.best, best.config
+    rounds = best.best_round + 1
     # the trees up to the best validation score only: LightGBM's predict and model_to_string
     # (which the tree read-out parses) stop at `best_iteration`; no copy of the booster
     booster.best_iteration = rounds

@@ -57,13 +57,14 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from torchspex.decoders import _linalg
+from torchspex.decoders import _linalg, _proxy
 from torchspex.decoders._budgets import regression_n_samples as suggest_n_samples
 from torchspex.decoders._proxy import draw_seed, fit_proxy, holdout_rows, proxy_configs
 from torchspex.decoders._shrink import (
@@ -98,6 +99,9 @@ _OPTIONS = ("sizes", "proxy", "n_folds", "max_terms", "pairs", "shrink", "cross_
 #: error per call is worth the decode seconds.
 EFFORTS = ("low", "high")
 
+#: Cross-validation walks the ladder of ``_PENALTIES`` from its middle (:func:`_penalty_walk`)
+#: instead of scoring all of it.
+PENALTY_WALK = True
 #: Relative ridge penalties tried on the discovered (non first-order) terms. Two of them,
 #: ``(0, 1e-2)``, cut the decode 10-30% (4,096 calls: the MLP 9.4 -> 6.4 s) but raised the SV
 #: error 2-10% on MiniLM and the digits CNN over 2x2 patches at most budgets (6 seeds,
@@ -469,7 +473,8 @@ def _proxy_terms(
             if float(np.var(y)) == 0.0:
                 continue
             booster, info = fit_proxy(x, y, valid, configs, 1000, 30, draw_seed(generator),
-                                      PROXY_MIN_GAIN if m < DEEP_ROWS else 0.0)  # fmt: skip
+                                      PROXY_MIN_GAIN if m < DEEP_ROWS else 0.0,
+                                      None if m < DEEP_ROWS else _proxy.RACE_ROUNDS)  # fmt: skip
             idx, score = _term_scores(tree_ensemble_to_fourier(booster, n))
             rows.append(idx)
             scores.append(score / bags)
@@ -623,69 +628,225 @@ def _solve_refined(
     return coef
 
 
+def _fold_normals(
+    a: Tensor, aw: Tensor, y: Tensor, fold: Tensor, n_folds: int
+) -> tuple[Tensor, Tensor, Tensor, list[Tensor], list[Tensor]]:
+    """``(fold, A'WA, A'Wy, grams, rhss)``: the normal equations of the design ``a`` (``aw =
+    W a``) and each fold's share of them (its rows' ``A'WA`` and ``A'Wy``). The full matrices
+    are the sums of the shares, so the cross-validation's fold matrices cost no second
+    product over every row."""
+    grams, rhss = [], []
+    for f in range(n_folds):
+        test = fold == f
+        grams.append(a[test].T @ aw[test])
+        rhss.append(aw[test].T @ y[test])
+    gram, rhs = grams[0].clone(), rhss[0].clone()
+    for g, r in zip(grams[1:], rhss[1:]):
+        gram += g
+        rhs += r
+    return fold, gram, rhs, grams, rhss
+
+
+def _averaged_fit(
+    gram: Tensor, rhs: Tensor, c: Tensor | None, d: Tensor | None,
+    settings: list[tuple[int, float, float]], n_fixed: int, steps: int = 3,
+) -> Tensor:
+    """The mean of the fits of ``settings`` ``(columns, penalty, fixed penalty)``, each as
+    :func:`_solve_refined` gives it, ``[max columns, o]``.
+
+    Settings of one penalty share a float64 Cholesky factor of their largest leading block
+    (with the tiny ridge) and take every prefix from it (:func:`_prefix_solutions`); each is
+    then refined against its system without the ridge. Where that factor fails, the settings
+    go through the KKT system (:func:`_solve_refined`)."""
+    cols, o = max(t[0] for t in settings), rhs.shape[1]
+    coef = torch.zeros(cols, o, dtype=torch.float64)
+    # the penalties are relative to the mean diagonal of each prefix: one in a Walsh design
+    # (every column's squared norm is sum(w)), so its settings of one penalty share a factor
+    diag = torch.diagonal(gram).clamp(min=0.0).cumsum(0)
+    groups: list[tuple[float, float, float, list[int]]] = []
+    for k, pen, fixed_pen in sorted(settings, reverse=True):
+        scale = max(float(diag[k - 1]) / k, 1e-300)
+        group = next((gr for gr in groups if gr[:2] == (pen, fixed_pen)
+                      and abs(gr[2] - scale) <= 1e-12 * gr[2]), None)  # fmt: skip
+        if group is None:
+            groups.append((pen, fixed_pen, scale, [k]))
+        else:
+            group[3].append(k)
+    for pen, fixed_pen, scale, ks in groups:
+        s = max(ks)
+        penalty = torch.full((s,), pen, dtype=torch.float64)
+        penalty[:n_fixed] = fixed_pen
+        exact = gram[:s, :s] + torch.diag(penalty * scale)
+        c_s = None if c is None else c[:, :s]
+        chol, bad = _linalg.ShiftedCholesky(exact.unsqueeze(0))(
+            torch.full((1, s), 1e-9 * float(scale), dtype=torch.float64))
+        if bool(bad.any()):
+            for k in ks:
+                coef[:k] += _solve_refined(gram[:k, :k], rhs[:k], penalty[:k],
+                                           None if c is None else c[:, :k], d) / len(settings)
+            continue
+        fits = _prefix_solutions(chol, rhs[:s].unsqueeze(0), c_s, d, ks)[0]  # [s, G, o]
+        zero = None if d is None else torch.zeros_like(d)
+        for g, k in enumerate(ks):
+            fit = fits[:, g]
+            for _ in range(steps):  # against the system without the ridge, on the prefix
+                resid = torch.zeros(s, o, dtype=torch.float64)
+                resid[:k] = rhs[:k] - exact[:k, :k] @ fit[:k]
+                fit = fit + _prefix_solutions(chol, resid.unsqueeze(0), c_s, zero, [k])[0, :, 0]
+            coef[:k] += fit[:k] / len(settings)
+    return coef
+
+
+def _walsh_normals(
+    x: Tensor, support: Tensor, w: Tensor, y: Tensor, fold: Tensor, n_folds: int, n: int
+) -> tuple[Tensor, Tensor, Tensor, list[Tensor], list[Tensor]]:
+    """:func:`_fold_normals` of the Walsh design of ``support`` at the rows ``x bool [p, n]``
+    without forming products over the rows: a Walsh design's Gram entry is a character sum,
+    ``(A'WA)_jk = sum_i w_i chi_{K_j xor K_k}(x_i)``, and ``(A'Wy)_j = sum_i w_i y_i
+    chi_{K_j}(x_i)``, so one Walsh-Hadamard transform of each fold's weighted histogram over
+    the ``2^n`` masks gives every entry (``n 2^n`` operations per fold instead of ``s^2 p /
+    F``); the matrices are gathers from it. Equal to the products up to round-off."""
+    from torchspex.fourier._basis import fwht
+
+    o = y.shape[1]
+    bit = torch.ones(1, dtype=torch.long) << torch.arange(n)
+    row = (x.long() * bit).sum(dim=1)  # [p] each row's mask as an integer
+    key = torch.where(support >= 0, bit[support.clamp(min=0)], 0).sum(dim=1)  # [s]
+    both = key.unsqueeze(1) ^ key.unsqueeze(0)  # [s, s]
+    weighted = torch.cat([w.unsqueeze(1), w.unsqueeze(1) * y], dim=1)  # [p, 1 + o]
+    grams, rhss = [], []
+    total = torch.zeros(1 << n, 1 + o, dtype=torch.float64)
+    for f in range(n_folds):
+        test = fold == f
+        hist = torch.zeros(1 << n, 1 + o, dtype=torch.float64).index_add_(0, row[test],
+                                                                          weighted[test])
+        sums = fwht(hist)  # [2^n, 1 + o]: every character's weighted sums over the fold
+        total += sums
+        grams.append(sums[:, 0][both])
+        rhss.append(sums[key, 1:])
+    return fold, total[:, 0][both], total[key, 1:], grams, rhss
+
+
+#: Up to this many features the fold normal equations come from :func:`_walsh_normals` (where
+#: that is also the fewer operations); the ``2^n`` table then holds at most 8 MiB per column.
+WALSH_NORMALS_FEATURES = 20
+
+
 def _cross_validate(
     a: Tensor, aw: Tensor, y: Tensor, w: Tensor, scale: Tensor, c: Tensor | None,
     d: Tensor | None, n_fixed: int, grid: list[int], fixed_pens: tuple[float, ...],
     n_folds: int, generator: torch.Generator, keep: int = 1,
-    normal: tuple[Tensor, Tensor] | None = None,
+    normal: tuple[Tensor, Tensor, Tensor, list[Tensor], list[Tensor]] | None = None,
 ) -> list[tuple[float, int, float, float]]:
     """The ``keep`` settings ``(cv error, terms, penalty, fixed penalty)`` with the lowest
     ``n_folds``-fold error, best first.
 
     Every prefix of the support is scored from one Cholesky factor per fold and penalty
-    (:func:`_prefix_solutions`). ``normal``: ``(A'WA, A'Wy)`` when the caller has them.
+    (:func:`_prefix_solutions`). ``normal``: :func:`_fold_normals` when the caller has them
+    (else the folds are drawn from ``generator`` here).
     """
     p, s = a.shape
-    fold = torch.randperm(p, generator=generator) % n_folds
-    gram_all, rhs_all = normal if normal is not None else (a.T @ aw, aw.T @ y)
-    grams, rhss, tests = [], [], []
-    for f in range(n_folds):
-        test = fold == f
-        grams.append(gram_all - a[test].T @ aw[test])
-        rhss.append(rhs_all - aw[test].T @ y[test])
-        tests.append((a[test], y[test], w[test]))
-    gram_f, rhs_f = torch.stack(grams), torch.stack(rhss)  # [F, s, s], [F, s, o]
-    # every column of a Walsh design has squared norm sum(w): the mean diagonal of any prefix
-    diag_scale = torch.diagonal(gram_f, dim1=1, dim2=2).mean(dim=1).clamp(min=1e-300)  # [F]
+    if normal is None:
+        normal = _fold_normals(a, aw, y, torch.randperm(p, generator=generator) % n_folds,
+                               n_folds)  # fmt: skip
+    fold, gram_all, rhs_all, test_grams, test_rhss = normal
     # large parts score their settings in float32 (see CV_SINGLE_FROM); the fallback below
     # and every fit after the choice stay in float64
-    exact = (gram_f, rhs_f, c, d)
     single = s >= CV_SINGLE_FROM
+    dtype = torch.float32 if single else torch.float64
+    gram_f = torch.empty(n_folds, s, s, dtype=dtype)  # [F, s, s]: A'WA without fold f
+    for f, test_gram in enumerate(test_grams):
+        gram_f[f] = gram_all - test_gram
+    rhs_f = torch.stack([rhs_all - t for t in test_rhss])  # [F, s, o]
+    tests = [(a[fold == f], y[fold == f], w[fold == f]) for f in range(n_folds)]
+    # every column of a Walsh design has squared norm sum(w): the mean diagonal of any prefix
+    diag_scale = torch.diagonal(gram_f, dim1=1, dim2=2).double().mean(dim=1).clamp(min=1e-300)
+    rhs_exact, c_exact, d_exact = rhs_f, c, d  # the float64 KKT fallback's
     floor = CV_SINGLE_RIDGE if single else 1e-9
     if single:
-        gram_f, rhs_f = gram_f.float(), rhs_f.float()
+        rhs_f = rhs_f.float()
         c, d = (None, None) if c is None or d is None else (c.float(), d.float())
         tests = [(a_t.float(), y_t.float(), w_t) for a_t, y_t, w_t in tests]
     factor = _linalg.ShiftedCholesky(gram_f)
-    best: tuple[float, int, float, float] | None = None
+
+    def score(fp: float, pen: float, ks: list[int]) -> list[tuple[float, int, float, float]]:
+        if not ks:
+            return []
+        cols = [n_fixed + k for k in ks]
+        penalty = torch.full((s,), pen + floor, dtype=torch.float64)
+        penalty[:n_fixed] = fp + floor
+        chol, bad = factor((penalty * diag_scale.unsqueeze(1)).to(gram_f.dtype))
+        if bool(bad.any()):  # not numerically positive definite: the KKT system per prefix
+            exact = torch.stack([gram_all - t for t in test_grams])
+            coef = _kkt_prefixes(exact, rhs_exact, c_exact, d_exact, cols, n_fixed, fp,
+                                 pen).to(gram_f.dtype)  # fmt: skip
+        else:
+            coef = _prefix_solutions(chol, rhs_f, c, d, cols)  # [F, s, G, o]
+        err = torch.zeros(len(ks), dtype=torch.float64)
+        for f, (a_t, y_t, w_t) in enumerate(tests):
+            resid = y_t.unsqueeze(1) - torch.einsum("ts,sgo->tgo", a_t, coef[f])
+            err += ((w_t.view(-1, 1, 1) * resid.double()**2).sum(dim=0) / scale).sum(dim=1)
+        # no discovered terms: every penalty on them is the unpenalized fit
+        return [(e, k, pen if k else 0.0, fp) for k, e in zip(ks, err.tolist())]
+
     scored: list[tuple[float, int, float, float]] = []
     for fp in fixed_pens:
-        for pen in _PENALTIES:
-            ks = [k for k in grid if k or not pen]  # the penalty acts on discovered terms only
-            if not ks:  # no discovered terms: every such penalty is the unpenalized fit
-                continue
-            cols = [n_fixed + k for k in ks]
-            penalty = torch.full((s,), pen + floor, dtype=torch.float64)
-            penalty[:n_fixed] = fp + floor
-            chol, bad = factor((penalty * diag_scale.unsqueeze(1)).to(gram_f.dtype))
-            if bool(bad.any()):  # not numerically positive definite: the KKT system per prefix
-                coef = _kkt_prefixes(*exact, cols, n_fixed, fp, pen).to(gram_f.dtype)
-            else:
-                coef = _prefix_solutions(chol, rhs_f, c, d, cols)  # [F, s, G, o]
-            err = torch.zeros(len(ks), dtype=torch.float64)
-            for f, (a_t, y_t, w_t) in enumerate(tests):
-                resid = y_t.unsqueeze(1) - torch.einsum("ts,sgo->tgo", a_t, coef[f])
-                err += ((w_t.view(-1, 1, 1) * resid.double()**2).sum(dim=0) / scale).sum(dim=1)
-            for k, e in zip(ks, err.tolist()):
-                scored.append((e, k, pen, fp))
-                if best is None or e < best[0] * (1 - 1e-9):
-                    best = scored[-1]
+        # the penalty acts on discovered terms only: the fit without any (k = 0) is scored
+        # with the first penalty tried
+        if PENALTY_WALK:
+
+            def at(i: int, first: bool, fp: float = fp) -> list[tuple[float, int, float, float]]:
+                return score(fp, _PENALTIES[i], [k for k in grid if k or first])
+
+            by_pen = _penalty_walk(at, len(_PENALTIES))
+        else:
+            by_pen = {i: score(fp, pen, [k for k in grid if k or not pen])
+                      for i, pen in enumerate(_PENALTIES) if pen or 0 in grid}  # fmt: skip
+        # in the order of the full grid (ties go to the lower penalty, then fewer terms)
+        for i in sorted(by_pen):
+            scored.extend(t for t in by_pen[i] if t[1] == 0)
+        for i in sorted(by_pen):
+            scored.extend(t for t in by_pen[i] if t[1] != 0)
+    best: tuple[float, int, float, float] | None = None
+    for t in scored:
+        if best is None or t[0] < best[0] * (1 - 1e-9):
+            best = t
     assert best is not None
     if keep == 1:
         return [best]
     rest = sorted((t for t in scored if t is not best and t[0] <= AVG_TOL * best[0]),
                   key=lambda t: t[0])
     return [best, *rest[: keep - 1]]
+
+
+def _penalty_walk(
+    score: Callable[[int, bool], list[tuple[float, int, float, float]]], n_penalties: int
+) -> dict[int, list[tuple[float, int, float, float]]]:
+    """The penalties cross-validation scores: a walk over their ladder instead of all of it.
+
+    ``score(i, first)`` scores every prefix at penalty ``i`` (``first``: the first call, which
+    also scores the fit without discovered terms). The walk starts at the middle penalty and
+    the next larger one, then goes on in the direction whose best error fell, one step at a
+    time, until the best error stops falling: it finds the best penalty wherever the best
+    error over the prefixes is unimodal along the ladder, as it was in every part measured
+    (the MLP on wine, MiniLM, the digits CNN over 2x2 patches, 512-4,096 calls, 2 seeds:
+    ``/tmp/penstats.py`` in the issue-28 note), with 3 factors per fold instead of 5 where
+    the best is one of the three upper penalties. Returns ``{penalty index: scored}``."""
+    got: dict[int, list[tuple[float, int, float, float]]] = {}
+
+    def best(i: int) -> float:
+        if i not in got:
+            got[i] = score(i, not got)
+        return min((t[0] for t in got[i]), default=math.inf)
+
+    at = n_penalties // 2
+    if at + 1 < n_penalties and best(at + 1) < best(at):
+        at, step = at + 1, 1
+    else:
+        step = -1
+    while 0 <= at + step < n_penalties and best(at + step) < best(at):
+        at += step
+    return got
 
 
 def _prefix_solutions(
@@ -753,6 +914,7 @@ def _fit_part(
     strata: tuple[Tensor, Tensor] | None = None,
     fixed_pens: tuple[float, ...] | None = None,
     average: int = 1,
+    project: Callable[[Tensor], Tensor] | None = None,
 ) -> tuple[Tensor, Tensor, dict[str, Any], Tensor | None]:
     """Cross-validated constrained weighted ridge on ``fixed`` plus a prefix of ``ranked``.
 
@@ -762,7 +924,8 @@ def _fit_part(
     prefixes and penalties are scored by ``n_folds``-fold cross-validation (weighted squared
     error, each output scaled by its variance); every fold's Gram matrix is computed once and
     each candidate is a leading sub-block of it. Returns ``(indices, coefficients [s, o], info,
-    spread)`` (``spread``: :func:`_coefficient_spread` when ``strata`` is given).
+    spread)`` (``spread``: :func:`_coefficient_spread` when ``strata`` is given, of the values
+    ``project(indices) [r, s]`` maps the coefficients to).
     """
     p = x.shape[0]
     limit = max(0, min(ranked.shape[0], max_terms - fixed.shape[0]))
@@ -780,25 +943,25 @@ def _fit_part(
     # penalties on the discovered terms; on the fixed ones too when the rows barely pin them
     if fixed_pens is None:
         fixed_pens = (0.0,) if p >= 3 * n_fixed else _FIXED_PENALTIES
-    # the normal equations once: every setting below is a leading block of them
-    gram, rhs = a.T @ aw, aw.T @ y
+    # the normal equations once, as the sum of the folds' shares: every setting below is a
+    # leading block of them
     if p >= n_folds:
+        fold = torch.randperm(p, generator=generator) % n_folds
+        if n <= WALSH_NORMALS_FEATURES and n << n <= support.shape[0] * p:
+            normal = _walsh_normals(x, support, w, y, fold, n_folds, n)
+        else:
+            normal = _fold_normals(a, aw, y, fold, n_folds)
+        gram, rhs = normal[1], normal[2]
         top = _cross_validate(a, aw, y, w, scale, c, d, n_fixed, grid, fixed_pens, n_folds,
-                              generator, average, (gram, rhs))  # fmt: skip
+                              generator, average, normal)  # fmt: skip
     else:
+        gram, rhs = a.T @ aw, aw.T @ y
         top = [(math.nan, limit, _PENALTIES[-1], fixed_pens[-1])]
     folds = p >= n_folds
     cv_error, _, pen, fixed_pen = top[0]
     # the fit of every kept setting, averaged on the union of their prefixes
     cols = n_fixed + max(t[1] for t in top)
-    coef = torch.zeros(cols, y.shape[1], dtype=torch.float64)
-    for _, k_t, pen_t, fixed_t in top:
-        cols_t = n_fixed + k_t
-        penalty = torch.full((cols_t,), pen_t, dtype=torch.float64)
-        penalty[:n_fixed] = fixed_t
-        c_t = None if c is None else c[:, :cols_t]
-        coef[:cols_t] += _solve_refined(gram[:cols_t, :cols_t], rhs[:cols_t], penalty, c_t,
-                                        d) / len(top)  # fmt: skip
+    coef = _averaged_fit(gram, rhs, c, d, [(n_fixed + t[1], t[2], t[3]) for t in top], n_fixed)
     info = {"n_terms": cols, "n_discovered": cols - n_fixed, "penalty": pen,
             "fixed_penalty": fixed_pen, "n_candidates": limit,
             "cv_error": cv_error if folds else math.nan}  # fmt: skip
@@ -811,22 +974,24 @@ def _fit_part(
     spread = None
     if strata is not None and folds:
         spread = _coefficient_spread(a[:, :cols], w, y - a[:, :cols] @ coef, penalty[0], c_cols,
-                                     strata, gram[:cols, :cols])  # fmt: skip
+                                     strata, gram[:cols, :cols],
+                                     None if project is None else project(support[:cols]))
     return support[:cols], coef, info, spread
 
 
 def _coefficient_spread(
     a: Tensor, w: Tensor, resid: Tensor, penalty: Tensor, c: Tensor | None,
-    strata: tuple[Tensor, Tensor], gram: Tensor | None = None,
+    strata: tuple[Tensor, Tensor], gram: Tensor | None = None, project: Tensor | None = None,
 ) -> Tensor:
     """A factor ``L [o, s, p]`` of the sampling covariance of the fitted coefficients,
     ``Cov(b_o) ~ L_o L_o'``: the sandwich ``Q V Q`` of the constrained ridge solution
     ``b = Q A'W y + const`` with ``V`` the stratified covariance of the score terms
     ``w_i a_i r_i``, each residual ``r_i`` scaled by ``1 / sqrt(1 - h_ii)`` (HC2).
     ``strata = (label [p], fraction [p])`` from :func:`_size_strata`; ``gram``: ``A'WA`` when
-    the caller has it."""
+    the caller has it; ``project [r, s]``: the factor ``[o, r, p]`` of ``Cov(project b_o)``
+    instead (linear values of the coefficients: ``project Q`` first, so the ``[o, s, p]``
+    factor is never formed)."""
     label, fraction = strata
-    s = a.shape[1]
     if gram is None:
         gram = a.T @ (w.unsqueeze(1) * a)
     scale = torch.diagonal(gram).mean().clamp(min=1e-300)
@@ -840,7 +1005,9 @@ def _coefficient_spread(
     lev = (w.unsqueeze(1) * a * (a @ q)).sum(dim=1).clamp(0.0, 0.99)
     resid = resid / (1.0 - lev).sqrt().unsqueeze(1)
     z = (w.unsqueeze(1) * a).unsqueeze(0) * resid.T.unsqueeze(2)  # [o, p, s]
-    out = torch.zeros(z.shape[0], s, a.shape[0], dtype=torch.float64)
+    if project is not None:
+        q = project @ q  # [r, s]
+    out = torch.zeros(z.shape[0], q.shape[0], a.shape[0], dtype=torch.float64)
     for h_label in label.unique().tolist():
         if h_label < 0:
             continue
@@ -1217,6 +1384,7 @@ def _fit_paired(
         even_idx, even_coef, info["even"], even_spread = _fit_part(
             x, even_y, w, even_fixed, even_ranked, (_at_empty, (f_empty + f_full) / 2), n, n_folds,
             generator, max_terms, (n_pairs,), strata,
+            project=lambda support: _index_map(support, n, "k-SII", 2),
         )
         fold_proxies = None
         if (proxy_fit is not None and "max_depth" in proxy_fit and flat.shape[1] == 1
@@ -1352,20 +1520,25 @@ def _stein_factor(
 ) -> Tensor:
     """Positive-part James-Stein factor ``[o]`` for the ``index`` values of order ``order``
     of ``(idx, coef)`` (the deviation from the shrinkage target): ``max(0, 1 - tr / ||v||^2)``
-    with ``tr`` the trace of their sampling covariance, from ``spread`` (``[o, s, p]``)."""
+    with ``tr`` the trace of their sampling covariance, from ``spread`` (``[o, r, p]``, the
+    factor of those values' covariance: :func:`_coefficient_spread` projected by
+    :func:`_index_map`)."""
     from torchspex.fourier import fourier_to_index
 
-    o = coef.shape[1]
     view = fourier_to_index(SparseSpectrum(idx, coef, n), index, order)
-    keep = view.orders == order
-    norm = view.coefficients[keep].pow(2).sum(dim=0)  # [o]
-    trace = torch.zeros(o, dtype=torch.float64)
-    for j in range(o):
-        for start in range(0, spread.shape[2], 256):
-            block = spread[j, :, start:start + 256]
-            v = fourier_to_index(SparseSpectrum(idx, block, n), index, order)
-            trace[j] += v.coefficients[v.orders == order].pow(2).sum()
-    return stein_factor(trace, norm)
+    norm = view.coefficients[view.orders == order].pow(2).sum(dim=0)  # [o]
+    return stein_factor(spread.pow(2).sum(dim=(1, 2)), norm)
+
+
+def _index_map(idx: Tensor, n: int, index: str, order: int) -> Tensor:
+    """``[r, s]``: the linear map from the Fourier coefficients of the terms ``idx [s, d]`` to
+    the ``index`` values of order ``order`` (the conversion of the identity, one output per
+    term)."""
+    from torchspex.fourier import fourier_to_index
+
+    eye = torch.eye(idx.shape[0], dtype=torch.float64)
+    view = fourier_to_index(SparseSpectrum(idx, eye, n), index, order)
+    return view.coefficients[view.orders == order].reshape(-1, idx.shape[0])
 
 
 def _fit_uniform(
