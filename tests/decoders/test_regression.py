@@ -757,10 +757,13 @@ def test_index_map_is_the_conversion_of_each_coefficient():
                         [0, 1, 2, 4]])  # fmt: skip
     coef = torch.tensor([0.5, -1.0, 2.0, 0.3, 0.7], dtype=torch.float64)
     spec = SparseSpectrum(idx, coef, 5)
-    view = fourier_to_index(spec, "k-SII", 2)
-    want = view.coefficients[view.orders == 2]
-    got = reg._index_map(idx, 5, "k-SII", 2) @ coef
-    assert torch.allclose(got, want, rtol=0, atol=1e-14)
+    for index in ("k-SII", "STII", "FSII"):
+        view = fourier_to_index(spec, index, 2).to_dict()
+        want = torch.tensor([v for k, v in sorted(view.items()) if len(k) == 2],
+                            dtype=torch.float64)
+        got = reg._index_map(idx, 5, index, 2) @ coef  # pairs in ascending order
+        assert torch.allclose(got, want, rtol=0, atol=1e-14), index
+    assert reg._index_map(idx[3:4, :1], 5, "k-SII", 2).shape == (0, 1)
 
 
 def test_penalty_walk_finds_the_best_of_a_unimodal_ladder_with_fewer_scores():

@@ -1531,14 +1531,25 @@ def _stein_factor(
 
 
 def _index_map(idx: Tensor, n: int, index: str, order: int) -> Tensor:
-    """``[r, s]``: the linear map from the Fourier coefficients of the terms ``idx [s, d]`` to
-    the ``index`` values of order ``order`` (the conversion of the identity, one output per
-    term)."""
-    from torchspex.fourier import fourier_to_index
+    """``[r, s]``: the linear map from the Fourier coefficients of the terms ``idx [s, d]``
+    (sorted rows, ``-1`` padded) to the ``index`` values of the ``r`` sets of order ``order``
+    inside them (ascending by set). The value of a set ``P`` is ``sum_{K ⊇ P} W[|K|] F(K)``
+    with ``W`` the index's weight table (:func:`~torchspex.fourier.indices.fourier_weights`),
+    so the map is a scatter of one weight per (term, subset), not a conversion."""
+    from torchspex.fourier.indices import fourier_weights
 
-    eye = torch.eye(idx.shape[0], dtype=torch.float64)
-    view = fourier_to_index(SparseSpectrum(idx, eye, n), index, order)
-    return view.coefficients[view.orders == order].reshape(-1, idx.shape[0])
+    s, d = idx.shape
+    if d < order or s == 0:
+        return torch.zeros(0, s, dtype=torch.float64)
+    sizes = set_sizes(idx)
+    weight = fourier_weights(index, order, max(int(sizes.max()), order))[:, order]
+    sub = idx[:, torch.combinations(torch.arange(d), order)]  # [s, C, order]
+    term, which = (sub >= 0).all(dim=-1).nonzero(as_tuple=True)
+    key = (sub[term, which] * (n ** torch.arange(order - 1, -1, -1))).sum(dim=1)
+    sets, row = torch.unique(key, return_inverse=True)
+    out = torch.zeros(sets.numel(), s, dtype=torch.float64)
+    out[row, term] = weight[sizes[term]]
+    return out
 
 
 def _fit_uniform(
