@@ -29,6 +29,14 @@ projected on the linear functions, is the projection onto the linear functions);
 support makes the residual, and with it the sampling error, smaller (PolySHAP, Fumagalli et
 al. 2026).
 
+What the cross-validation costs: every prefix of the ranked support comes from one Cholesky
+factor per fold and penalty (:func:`_prefix_solutions`); the penalties are walked from the
+middle of their ladder while the error falls, not all scored (:func:`_penalty_walk`); up to
+20 features the fold normal equations are gathers from a Walsh-Hadamard transform of each
+fold's mask histogram, not products over the rows (:func:`_walsh_normals`); and from
+:data:`DEEP_ROWS` samples the proxy's two tree depths race for
+:data:`~torchspex.decoders._proxy.RACE_ROUNDS` rounds before only the leader boosts on.
+
 With a proxy (one output), the odd part is fitted twice: to ``(f(S) - f(N∖S)) / 2`` as above,
 and to its residual after a *cross-fitted* proxy (one LightGBM per fold, each predicting only
 the pairs it did not see; the proxy's exact odd spectrum is added back). The fit with the lower
