@@ -718,7 +718,7 @@ def test_averaged_fit_falls_back_to_kkt_where_the_factor_fails(monkeypatch):
     assert torch.allclose(got, want, rtol=0, atol=1e-10 * float(want.abs().max()))
 
 
-def test_fold_normals_sum_to_the_normal_equations():
+def test_fold_normals_are_the_normal_equations_and_their_training_shares():
     from torchspex.decoders import regression as reg
 
     a, aw, y, *_ = _cv_problem(False)
@@ -727,9 +727,10 @@ def test_fold_normals_sum_to_the_normal_equations():
     assert got_fold is fold and len(grams) == len(rhss) == 5
     assert torch.allclose(gram, a.T @ aw, rtol=1e-13, atol=1e-12)
     assert torch.allclose(rhs, aw.T @ y, rtol=1e-13, atol=1e-12)
-    for f in range(5):
-        test = fold == f
-        assert torch.allclose(grams[f], a[test].T @ aw[test], rtol=0, atol=1e-12)
+    for f in range(5):  # each fold's training share: the normal equations without its rows
+        train = fold != f
+        assert torch.allclose(grams[f], a[train].T @ aw[train], rtol=0, atol=1e-12)
+        assert torch.allclose(rhss[f], aw[train].T @ y[train], rtol=0, atol=1e-12)
 
 
 def test_projected_spread_is_the_projection_of_the_spread():
@@ -823,3 +824,37 @@ def test_walsh_normals_equal_the_design_products(n):
     for part in (3, 4):
         for gw, ww in zip(got[part], want[part]):
             assert torch.allclose(gw, ww, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("constrained", [False, True])
+def test_coefficient_spread_is_the_stratified_hc2_sandwich(constrained):
+    """The spread from the Cholesky factor equals the sandwich written out with the explicit
+    constrained inverse Q: leverages w_i a_i' Q a_i, residuals / sqrt(1 - h_ii), per stratum
+    Q z' (centred, finite-population factor)."""
+    from torchspex.decoders import regression as reg
+
+    g = torch.Generator().manual_seed(3)
+    p, s = 120, 30
+    a = torch.sign(torch.randn(p, s, generator=g, dtype=torch.float64))
+    w = 0.5 + torch.rand(p, generator=g, dtype=torch.float64)
+    resid = torch.randn(p, 2, generator=g, dtype=torch.float64)
+    penalty = torch.full((s,), 1e-3, dtype=torch.float64)
+    c = torch.ones(1, s, dtype=torch.float64) if constrained else None
+    label = torch.arange(p) % 3
+    label[:5] = -1  # an enumerated class: no sampling variance
+    fraction = torch.full((p,), 0.25, dtype=torch.float64)
+    got = reg._coefficient_spread(a, w, resid, penalty, c, (label, fraction))
+    gram = a.T @ (w.unsqueeze(1) * a)
+    h = gram + torch.diag((penalty + 1e-9) * torch.diagonal(gram).mean())
+    q = torch.linalg.inv(h)
+    if c is not None:
+        q = q - q @ c.T @ torch.linalg.inv(c @ q @ c.T) @ c @ q
+    lev = (w * torch.einsum("ps,st,pt->p", a, q, a)).clamp(0.0, 0.99)
+    z = (w.unsqueeze(1) * a).unsqueeze(0) * (resid / (1 - lev).sqrt().unsqueeze(1)).T.unsqueeze(2)
+    want = torch.zeros(2, s, p, dtype=torch.float64)
+    for h_label in range(3):
+        rows = (label == h_label).nonzero().squeeze(1)
+        zh = z[:, rows] - z[:, rows].mean(dim=1, keepdim=True)
+        m = rows.numel()
+        want[:, :, rows] = (q @ zh.mT) * math.sqrt(m / (m - 1) * 0.75)
+    assert torch.allclose(got, want, rtol=0, atol=1e-12 * float(want.abs().max()))

@@ -78,13 +78,19 @@ def solve_triangular(chol: Tensor, rhs: Tensor, upper: bool) -> Tensor:
     return out[..., :s, :]
 
 
+def cholesky(mat: Tensor) -> Tensor:
+    """The lower Cholesky factor of a symmetric positive definite ``mat [s, s]``, perhaps of
+    the padded matrix (solve with :func:`solve_triangular`); raises where it is not positive
+    definite, as :func:`torch.linalg.cholesky` does."""
+    big = _padded(mat)
+    return torch.linalg.cholesky(mat if big is None else big)
+
+
 def spd_inverse(mat: Tensor) -> Tensor:
     """The inverse of a symmetric positive definite ``mat [s, s]`` from its Cholesky factor;
     raises where it is not positive definite, as :func:`torch.linalg.cholesky` does."""
     s = mat.shape[-1]
-    big = _padded(mat)
-    inv = torch.cholesky_inverse(torch.linalg.cholesky(mat if big is None else big))
-    return inv[..., :s, :s]
+    return torch.cholesky_inverse(cholesky(mat))[..., :s, :s]
 
 
 def lu_factor(mat: Tensor) -> tuple[Tensor, Tensor]:
