@@ -102,14 +102,15 @@ def refit_proxy(
 #: for this many rounds; then only the one with the lowest held-out error goes on (to its
 #: early stop). The leader at 100 rounds was the final winner in 12 of 12 fits (depths 5 and
 #: 8 at 4,096 calls, 4 seeds each of the MLP on wine, MiniLM and the digits CNN over 2x2
-#: patches: ``/tmp/race.py`` in the issue-28 note; their held-out errors at 300 rounds stood
-#: in the ratio of the final ones, 1.07-2.4), and the race leaves the loser's remaining
-#: rounds unpaid (both ran to the 1,000-round cap). A/B against no race, 4 seeds
-#: (``python benchmarks/decode_variants.py low,low+norace``,
-#: results/decode_variants_race.json): every SV and k-SII pair error at 2,048 and 4,096
-#: calls equal or lower, the decode 7-22% shorter. Below ``DEEP_ROWS`` (depths 3 and 5,
-#: early-stopped on a minimum gain) it lost LightGBM on diabetes at 256 calls (SV error
-#: 0.0012 -> 0.0030) for 2-10% of the seconds, so there every config runs to its own stop.
+#: patches: ``python benchmarks/proxy_race.py``, results/proxy_race.json; their held-out
+#: errors at 300 rounds stood in the ratio of the final ones), and the race leaves the loser's
+#: remaining rounds unpaid (both ran to the 1,000-round cap). A/B against no race, 4 seeds
+#: (``python benchmarks/decode_variants.py low,low+norace``, results/decode_variants_race.json
+#: and ``_n64.json``): every SV and k-SII pair error at 2,048 and 4,096 calls equal or lower,
+#: the planted n = 64 games exact at 4,000, the decode 7-30% shorter. Below ``DEEP_ROWS``
+#: (depths 3 and 5, early-stopped on a minimum gain) it lost LightGBM on diabetes at 256 calls
+#: (SV error 0.0012 -> 0.0030) for 2-10% of the seconds, so there every config runs to its own
+#: stop.
 RACE_ROUNDS = 100
 
 
