@@ -535,3 +535,32 @@ def test_routing_keys_equal_rows_one_by_one(monkeypatch: pytest.MonkeyPatch) -> 
             for a, b in zip(keyed, other):
                 torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
     assert splits.sum() > 12 * 10 / 2  # some trees over 12 splits: the mix is a mix
+
+
+def test_dense_row_tables_equal_the_entry_by_entry_sums(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the rows' values through dense per-tree tables over every target equal the per-entry
+    # gather and index_add they replace (Shapley values and pairs, both maskings, two outputs,
+    # blocks of a few trees)
+    x, y = _data(6, 300, 15)
+    model = lgb.LGBMClassifier(objective="multiclass", num_class=3, n_estimators=6,
+                               num_leaves=12, verbose=-1, n_jobs=1, random_state=0)
+    model.fit(x, (y > np.quantile(y, 0.3)).astype(int) + (y > np.quantile(y, 0.7)))
+    used = []
+    original = treeshap._accumulate
+
+    def spy(paths, groups, entries, classes, bpat, order, out):
+        used.append(out.shape[0] <= treeshap.DENSE_SPREAD * entries.tree.numel() / paths.n_trees)
+        return original(paths, groups, entries, classes, bpat, order, out)
+
+    monkeypatch.setattr(treeshap, "_accumulate", spy)
+    monkeypatch.setattr(treeshap, "_CHUNK", 4096)  # blocks of a few trees
+    for background in (None, x[200:230]):
+        for order in (1, 2):
+            monkeypatch.setattr(treeshap, "DENSE_SPREAD", 1e9)
+            dense = tree_shapley_values(model, x[:60], background, max_order=order)
+            monkeypatch.setattr(treeshap, "DENSE_SPREAD", 0)
+            entry = tree_shapley_values(model, x[:60], background, max_order=order)
+            for a, b in zip(dense, entry):
+                if a is not None:
+                    torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+    assert True in used and False in used

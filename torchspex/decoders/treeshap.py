@@ -724,6 +724,14 @@ class _RowClasses:
         return _RowClasses(pos, key, count, patterns)
 
 
+#: The rows take each tree's values from a dense table over every target (one ``index_select``
+#: of contiguous rows per tree) when the targets number at most this many times the trees'
+#: mean entries, else entry by entry (a gather and an ``index_add`` per entry): one thread,
+#: 42,000 rows, 100 trees, float64, a dense row element cost 1.5 ns against 12.6 ns per entry
+#: and row, so dense wins up to about 8 targets per entry.
+DENSE_SPREAD = 8
+
+
 def _accumulate(
     paths: TreePaths,
     groups: list[_Group],
@@ -736,13 +744,19 @@ def _accumulate(
     """Adds the chunk's values to ``out [targets, O, R]``: every leaf's values for every class
     of its tree, summed per ``(tree, target)`` entry and class (``acc [E_b, O, U_b]``), then
     each row's class sums. Trees go in blocks that bound ``acc``."""
-    n_out, n_rows = out.shape[1], out.shape[2]
+    n_targets, n_out, n_rows = out.shape
     n_trees = paths.n_trees
+    # rows by dense tables (a row of every target per class, one index_select per tree) where
+    # the trees' entries fill at least 1 / DENSE_SPREAD of the targets, else entry by entry
+    dense = n_targets <= DENSE_SPREAD * entries.tree.numel() / max(1, n_trees)
+    flat = torch.zeros(n_rows, n_targets * n_out, dtype=torch.float64) if dense else None
     t0 = 0
     while t0 < n_trees:
-        # the block: trees t0 .. t1 - 1, acc [entries, O, most classes] within budget
+        # the block: trees t0 .. t1 - 1, acc [entries, O, most classes] (and the dense tables)
+        # within budget
         most = torch.cummax(classes.count[t0:], 0).values
-        size = torch.cumsum(entries.per_tree[t0:], 0) * most * n_out
+        per_tree = torch.full_like(most, n_targets) if dense else entries.per_tree[t0:]
+        size = torch.cumsum(per_tree, 0) * most * n_out
         t1 = t0 + max(1, int(torch.searchsorted(size, _CHUNK, right=True)))
         width = int(most[t1 - t0 - 1])
         e0, e1 = int(entries.first[t0]), int(entries.first[t1])
@@ -752,8 +766,18 @@ def _accumulate(
             hi = int(torch.searchsorted(g.tree, t1))
             if lo < hi:
                 _leaf_classes(paths, g, lo, hi, classes, width, bpat, order, acc, e0)
-        # rows: out[target, :, r] += acc[entry, :, class of r in the entry's tree]
         pos = classes.pos[t0:t1]  # [T_b, R]
+        if flat is not None:
+            # flat[r] += table[tree, class of r in the tree] for each tree of the block
+            table = torch.zeros(t1 - t0, width, n_targets, n_out, dtype=torch.float64)
+            table[entries.tree[e0:e1] - t0, :, entries.target[e0:e1]] = acc.transpose(1, 2)
+            table = table.view(t1 - t0, width, n_targets * n_out)
+            buf = torch.empty_like(flat)
+            for t in range(t1 - t0):
+                flat += torch.index_select(table[t], 0, pos[t], out=buf)
+            t0 = t1
+            continue
+        # rows: out[target, :, r] += acc[entry, :, class of r in the entry's tree]
         step = max(1, _CHUNK // max(1, n_rows * n_out))
         for e in range(e0, e1, step):
             sel = slice(e, min(e + step, e1))
@@ -761,6 +785,8 @@ def _accumulate(
             out.index_add_(0, entries.target[sel], acc[sel.start - e0 : sel.stop - e0]
                            .gather(2, where))  # fmt: skip
         t0 = t1
+    if flat is not None:
+        out += flat.view(n_rows, n_targets, n_out).permute(1, 2, 0)
 
 
 def _leaf_classes(
