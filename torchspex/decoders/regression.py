@@ -1019,7 +1019,7 @@ def _coefficient_spread(
     lev = ya.pow(2).sum(dim=0)  # a_i' H^-1 a_i
     rows_of = torch.eye(h.shape[0], dtype=torch.float64) if project is None else project
     pq = _linalg.solve_triangular(chol, _linalg.solve_triangular(chol, rows_of.T, upper=False),
-                                  upper=True).T  # [r, s]: project H^-1  # fmt: skip
+                                  upper=True).T  # [r, s]: project H^-1, then project Q  # fmt: skip
     if c is not None:
         u = _linalg.solve_triangular(chol, c.T, upper=False)  # [s, k]
         m = u.T @ u  # C H^-1 C'
@@ -1031,8 +1031,7 @@ def _coefficient_spread(
     lev = (w * lev).clamp(0.0, 0.99)
     resid = resid / (1.0 - lev).sqrt().unsqueeze(1)
     z = (w.unsqueeze(1) * a).unsqueeze(0) * resid.T.unsqueeze(2)  # [o, p, s]
-    q = pq  # [r, s]: project Q
-    out = torch.zeros(z.shape[0], q.shape[0], a.shape[0], dtype=torch.float64)
+    out = torch.zeros(z.shape[0], pq.shape[0], a.shape[0], dtype=torch.float64)
     for h_label in label.unique().tolist():
         if h_label < 0:
             continue
@@ -1043,7 +1042,7 @@ def _coefficient_spread(
         zh = z[:, rows]
         zh = zh - zh.mean(dim=1, keepdim=True)
         factor = math.sqrt(m / (m - 1) * max(0.0, 1.0 - float(fraction[rows].mean())))
-        out[:, :, rows] = (q @ zh.mT) * factor
+        out[:, :, rows] = (pq @ zh.mT) * factor  # project Q z
     return out
 
 
