@@ -548,9 +548,9 @@ def test_dense_row_tables_equal_the_entry_by_entry_sums(monkeypatch: pytest.Monk
     used = []
     original = treeshap._accumulate
 
-    def spy(paths, groups, entries, classes, bpat, order, out):
+    def spy(paths, groups, entries, classes, bpat, order, out, *rest):
         used.append(out.shape[0] <= treeshap.DENSE_SPREAD * entries.tree.numel() / paths.n_trees)
-        return original(paths, groups, entries, classes, bpat, order, out)
+        return original(paths, groups, entries, classes, bpat, order, out, *rest)
 
     monkeypatch.setattr(treeshap, "_accumulate", spy)
     monkeypatch.setattr(treeshap, "_CHUNK", 4096)  # blocks of a few trees
@@ -564,3 +564,106 @@ def test_dense_row_tables_equal_the_entry_by_entry_sums(monkeypatch: pytest.Monk
                 if a is not None:
                     torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
     assert True in used and False in used
+
+
+def test_row_classes_by_unique_and_direct_keys_equal_one_sort(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # from UNIQUE_FROM rows a chunk's classes come from torch.unique tree by tree, and small
+    # trees take their keys as classes outright (DIRECT_KEYS): the values are bitwise those of
+    # one sort of all keys (repeated rows, missing values, both maskings, order 2)
+    x, y = _data(6, 1500, 16, nan=0.05)
+    model = lgb.LGBMRegressor(n_estimators=8, num_leaves=10, min_child_samples=5,
+                              verbose=-1, n_jobs=1, random_state=0).fit(x, y)
+    # a tree of 3 splits (8 keys <= 1,500 / 64), two on feature 0: some keys never occur
+    small = _hand_tree([0, 0, 1, -1, -1, -1, -1], [0.0, -1.0, 0.0, 0, 0, 0, 0],
+                       [1, 3, 5, -1, -1, -1, -1], [2, 4, 6, -1, -1, -1, -1],
+                       [0, 0, 0, 1.0, -2.0, 0.5, 3.0], 6)
+    rows = np.concatenate([x[:700], x[:300]])
+    built = []
+    original = treeshap._RowClasses.build
+
+    def spy(paths, chunk, keyed, dtype):
+        classes = original(paths, chunk, keyed, dtype)
+        built.append(int(classes.count.max()))
+        return classes
+
+    monkeypatch.setattr(treeshap._RowClasses, "build", staticmethod(spy))
+    for m in (model, small):
+        for background in (None, x[1000:1020]):
+            fast = tree_shapley_values(m, rows, background, max_order=2)
+            monkeypatch.setattr(treeshap, "UNIQUE_FROM", 10**9)
+            sort = tree_shapley_values(m, rows, background, max_order=2)
+            monkeypatch.setattr(treeshap, "UNIQUE_FROM", 512)
+            for a, b in zip(fast, sort):
+                torch.testing.assert_close(a, b, rtol=0, atol=0)
+    # the model's classes are its distinct keys either way; the small tree's direct keys are
+    # all 8 keys, against the 6 that occur
+    assert built[0] == built[1] > 16
+    assert built[4:6] == [8, 6]
+
+
+def _caterpillar(k: int, seed: int) -> TreeEnsemble:
+    """One tree splitting on features 0 .. k - 1 in turn (leaf to the left at each): its
+    deepest leaves have ``k`` distinct path features."""
+    rng = np.random.default_rng(seed)
+    feature = list(range(k)) + [-1] * (k + 1)
+    left = [k + i for i in range(k)] + [-1] * (k + 1)
+    right = list(range(1, k)) + [2 * k] + [-1] * (k + 1)
+    value = [0.0] * k + rng.normal(size=k + 1).tolist()
+    return _hand_tree(feature, [0.0] * (2 * k + 1), left, right, value, k)
+
+
+@pytest.mark.parametrize("k", [6, 30])
+def test_key_product_patterns_equal_slot_by_slot(monkeypatch: pytest.MonkeyPatch, k: int) -> None:
+    # the keyed leaves' decision patterns from one product per block of trees equal the
+    # patterns packed slot by slot: random deep trees with repeated features, and a path of
+    # 30 distinct features (float64 patterns); the values are bitwise equal
+    x, y = _data(8, 400, 17)
+    deep = lgb.LGBMRegressor(n_estimators=6, num_leaves=24, max_depth=9, min_child_samples=3,
+                             verbose=-1, n_jobs=1, random_state=0).fit(x, y)
+    model: Any = deep if k == 6 else _caterpillar(k, 0)
+    rows = x[:40] if k == 6 else np.random.default_rng(1).normal(0.8, 1, (40, k))
+    ens = parse_tree_ensemble(model)
+    paths = tree_paths(ens)
+    if k == 6:  # some slot is decided by several splits on its feature
+        mask = paths.mask[paths.feature >= 0]
+        assert bool(((mask & (mask - 1)) != 0).any())
+    for background in (None, rows[:5] - 0.5):
+        product = tree_shapley_values(model, rows, background, max_order=2)
+        monkeypatch.setattr(treeshap, "KEY_PRODUCT", False)
+        slots = tree_shapley_values(model, rows, background, max_order=2)
+        monkeypatch.setattr(treeshap, "KEY_PRODUCT", True)
+        for a, b in zip(product, slots):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+    # the patterns themselves, class by class, against key & mask == need packed
+    groups = []
+    for d in torch.unique(paths.n_slots).tolist():
+        idx = torch.nonzero(paths.n_slots == d).squeeze(1)
+        idx = idx[torch.argsort(paths.leaf_tree[idx], stable=True)]
+        groups.append(treeshap._Group(d, True, idx, paths.leaf_tree[idx], paths.feature[idx, :d],
+                                      None))
+    kp = treeshap._KeyPatterns.build(paths, groups, torch.int64)
+    assert kp is not None and kp.weight.dtype == (torch.float32 if k <= 24 else torch.float64)
+    key = torch.randint(0, 2**20, (paths.n_trees, 50)) * (2**20 + 1)  # high bits too
+    key &= (1 << paths.tree_splits[:, None].clamp(max=62)) - 1
+    pattern = kp.block(key, 0, paths.n_trees)
+    for g in groups:
+        want = treeshap._pack((key[g.tree][..., None] & paths.mask[g.idx, None, : g.d])
+                              == paths.need[g.idx, None, : g.d])  # fmt: skip
+        assert g.local is not None
+        torch.testing.assert_close(pattern[g.tree, g.local].long(), want, rtol=0, atol=0)
+
+
+def test_key_product_steps_aside_past_52_slots() -> None:
+    # float64 holds a pattern of at most 52 slots exactly: beyond that the slot-by-slot
+    # packing computes them (a path of 55 distinct features, 55 splits: still keyed)
+    paths = tree_paths(_caterpillar(55, 2))
+    idx = torch.arange(paths.leaf.numel())
+    groups = [treeshap._Group(int(paths.n_slots.max()), True, idx, paths.leaf_tree,
+                              paths.feature, None)]
+    assert treeshap._KeyPatterns.build(paths, groups, torch.int64) is None
+    rows = np.random.default_rng(3).normal(2.0, 1, (3, 55))
+    values, base, _, _ = tree_shapley_values(_caterpillar(55, 2), rows)
+    np.testing.assert_allclose(values.sum(dim=1) + base, _caterpillar(55, 2).predict(rows),
+                               rtol=0, atol=1e-9)
