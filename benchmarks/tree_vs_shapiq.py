@@ -214,8 +214,17 @@ def _not_offered(library: str, order: int, masking: str) -> str | None:
     return None
 
 
+def _case_key(row: dict) -> tuple:
+    return (row["model"], row["masking"], row["index"], row["max_order"], row["rows"])
+
+
 def run(quick: bool, python: str, out: Path, timeout: float, only: str | None) -> list[dict]:
+    """Runs the cases (those of the models named by ``only``) and writes ``out``; with
+    ``only``, the other cases' rows already in ``out`` are kept (the rerun replaces its own)."""
     torch.set_num_threads(1)
+    kept: list[dict] = []
+    if only is not None and out.exists():
+        kept = [r for r in json.loads(out.read_text())["results"] if only not in r["model"]]
     results: list[dict] = []
     with tempfile.TemporaryDirectory() as models_tmp:
         models_dir = Path(models_tmp)
@@ -251,8 +260,12 @@ def run(quick: bool, python: str, out: Path, timeout: float, only: str | None) -
             finished = [row[f"{lib}_s"] for lib in LIBRARIES if row[f"{lib}_s"] is not None]
             row["fastest_peer_ratio"] = (min(finished) / row["torchspex_s"]) if finished else None
             results.append(row)
+            order = {_case_key(r): i for i, r in enumerate(
+                {"model": c[0], "masking": c[1], "index": c[2], "max_order": c[3], "rows": c[4]}
+                for c in _cases(quick))}  # fmt: skip
+            merged = sorted(kept + results, key=lambda r: order.get(_case_key(r), len(order)))
             out.write_text(json.dumps({"quick": quick, "threads": 1, "timeout_s": timeout,
-                                       "versions": _versions(python), "results": results},
+                                       "versions": _versions(python), "results": merged},
                                       indent=2))
             print(_line(row), flush=True)
     return results
@@ -314,12 +327,15 @@ def main() -> None:
                         help="interpreter with shapiq >= 1.8 and woodelf-explainer")
     parser.add_argument("--timeout", type=float, default=60.0,
                         help="seconds a peer may take on one case (all its repeats)")
-    parser.add_argument("--only", default=None, help="run only the models whose name has this")
+    parser.add_argument("--only", default=None,
+                        help="run only the models whose name has this (the JSON keeps the "
+                             "other models' rows)")
+    parser.add_argument("--out", type=Path, default=None, help="the JSON (default: results/)")
     parser.add_argument("--table", action="store_true",
                         help="print the table of the saved results instead of running")
     args = parser.parse_args()
-    out = Path(__file__).parent / "results" / ("tree_vs_shapiq_quick.json" if args.quick
-                                               else "tree_vs_shapiq.json")
+    out = args.out or Path(__file__).parent / "results" / (
+        "tree_vs_shapiq_quick.json" if args.quick else "tree_vs_shapiq.json")
     out.parent.mkdir(exist_ok=True)
     print(HEADER)
     if args.table:

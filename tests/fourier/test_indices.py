@@ -151,3 +151,26 @@ def test_all_subsets_enumerated() -> None:
     want |= {(1, ()), (1, (1,))}
     assert got == want
     assert size.tolist() == [sum(v >= 0 for v in row) for row in sub.tolist()]
+
+
+@pytest.mark.parametrize("name", ["SV", "k-SII", "STII", "FSII", "Moebius"])
+def test_many_columns_convert_by_one_sparse_product(name: str, monkeypatch) -> None:
+    """With many columns (rows x outputs) the superset sums run as one sparse product; they
+    equal the weighted copies (and each column converted alone), including the row order."""
+    from torchspex.fourier import _basis
+
+    g = torch.Generator().manual_seed(6)
+    sets = [(), (0,), (2,), (0, 1), (1, 3), (0, 2, 5), (1, 2, 3, 4), (0, 1, 2, 3, 4, 5)]
+    coef = torch.randn(len(sets), 70, 2, generator=g).double()  # 140 columns
+    spec = SparseSpectrum.from_sets(sets, coef, 6)
+    order = 1 if name == "SV" else 3
+    product = fourier_to_index(spec, name, order, dense=False)
+    monkeypatch.setattr(_basis, "SPARSE_PRODUCT_COLUMNS", 10**9)
+    copies = fourier_to_index(spec, name, order, dense=False)
+    assert torch.equal(product.indices, copies.indices)
+    torch.testing.assert_close(product.coefficients, copies.coefficients, rtol=0, atol=1e-13)
+    column = fourier_to_index(spec.replace(coefficients=coef[:, 7, 1]), name, order, dense=False)
+    got, want = product.to_dict(), column.to_dict()
+    for key in set(got) | set(want):
+        value = np.asarray(got.get(key, np.zeros((70, 2))))[7, 1]
+        assert value == pytest.approx(want.get(key, 0.0), abs=1e-12)

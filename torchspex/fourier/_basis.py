@@ -16,7 +16,7 @@ from math import comb
 import torch
 from torch import Tensor
 
-from torchspex.fourier._sets import coalesce, subsets
+from torchspex.fourier._sets import coalesce, coalesce_rows, subsets
 from torchspex.fourier.indices import fourier_weights
 from torchspex.fourier.spectrum import SparseSpectrum
 
@@ -134,6 +134,15 @@ def dense_to_spectrum(
     return SparseSpectrum(idx.cpu(), dense[pos], n, basis)
 
 
+#: :func:`_expand` sums over supersets by one sparse matrix product once the coefficients have
+#: this many columns (rows of inputs x outputs), instead of a weighted copy of every input row
+#: per subset and a scatter. One thread, degree-2 spectra over 30 features and degree-4 ones
+#: over 64 features (2,000 terms), k-SII and SV: the copy is faster at 1-16 columns (1.2 against
+#: 1.6 ms, 6.3 against 10 ms), the product from 64 (2.9 against 1.7 ms; 512 columns 184
+#: against 22 ms; 10,000 columns 333 against 60 ms, SV 165 against 4 ms), equal to round-off.
+SPARSE_PRODUCT_COLUMNS = 64
+
+
 def _expand(
     spectrum: SparseSpectrum, table: Tensor, max_order: int | None, min_order: int = 0
 ) -> tuple[Tensor, Tensor]:
@@ -141,9 +150,20 @@ def _expand(
     sub_idx, parent, sub_size = subsets(spectrum.indices, max_order, min_order)
     k = spectrum.orders.to(parent.device)[parent]
     weight = table.to(spectrum.coefficients.device)[k, sub_size].to(spectrum.coefficients.dtype)
-    coef = spectrum.coefficients[parent] * weight.reshape(-1, *([1] * len(spectrum.out_shape)))
     nonzero = weight != 0
-    return coalesce(sub_idx[nonzero], coef[nonzero], spectrum.n_features)
+    coefficients = spectrum.coefficients
+    columns = coefficients[0].numel() if coefficients.shape[0] else 0
+    if columns < SPARSE_PRODUCT_COLUMNS or sub_idx.shape[0] == 0:
+        coef = coefficients[parent] * weight.reshape(-1, *([1] * len(spectrum.out_shape)))
+        return coalesce(sub_idx[nonzero], coef[nonzero], spectrum.n_features)
+    # many columns (rows of inputs x outputs): one sparse [terms out, terms in] product, not a
+    # weighted copy of every input row per subset
+    out_idx, inverse = coalesce_rows(sub_idx[nonzero], spectrum.n_features)
+    where = torch.stack([inverse, parent[nonzero].to(inverse.device)])
+    matrix = torch.sparse_coo_tensor(where, weight[nonzero], (out_idx.shape[0], len(coefficients)),
+                                     check_invariants=False)  # fmt: skip
+    out = torch.sparse.mm(matrix.coalesce(), coefficients.reshape(len(coefficients), -1))
+    return out_idx, out.reshape(-1, *spectrum.out_shape)
 
 
 def _expansion_size(spectrum: SparseSpectrum, max_order: int | None) -> int:

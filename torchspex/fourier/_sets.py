@@ -102,6 +102,19 @@ def coalesce(indices: Tensor, coefficients: Tensor, n_features: int) -> tuple[Te
     """
     if indices.shape[0] == 0:
         return indices, coefficients
+    out_idx, inverse = coalesce_rows(indices, n_features)
+    out = torch.zeros(
+        (out_idx.shape[0], *coefficients.shape[1:]),
+        dtype=coefficients.dtype,
+        device=coefficients.device,
+    )
+    out.index_add_(0, inverse, coefficients)
+    return out_idx, out
+
+
+def coalesce_rows(indices: Tensor, n_features: int) -> tuple[Tensor, Tensor]:
+    """The unique rows of ``indices [s, d]`` in :func:`coalesce`'s canonical order, and each
+    row's position among them (``int64 [s]``)."""
     keys = row_keys(indices, n_features)
     if keys is not None:
         uniq, inverse = torch.unique(keys, return_inverse=True)
@@ -116,14 +129,7 @@ def coalesce(indices: Tensor, coefficients: Tensor, n_features: int) -> tuple[Te
     rank = torch.empty_like(order).scatter_(
         0, order, torch.arange(order.shape[0], device=order.device)
     )
-    out_idx, inverse = out_idx[order], rank[inverse]
-    out = torch.zeros(
-        (out_idx.shape[0], *coefficients.shape[1:]),
-        dtype=coefficients.dtype,
-        device=coefficients.device,
-    )
-    out.index_add_(0, inverse, coefficients)
-    return out_idx, out
+    return out_idx[order], rank[inverse]
 
 
 @lru_cache(maxsize=256)
