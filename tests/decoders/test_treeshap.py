@@ -629,6 +629,7 @@ def test_key_product_patterns_equal_slot_by_slot(monkeypatch: pytest.MonkeyPatch
     if k == 6:  # some slot is decided by several splits on its feature
         mask = paths.mask[paths.feature >= 0]
         assert bool(((mask & (mask - 1)) != 0).any())
+    monkeypatch.setattr(treeshap, "KEY_PRODUCT_SPREAD", 1e9)  # the product in every block
     for background in (None, rows[:5] - 0.5):
         product = tree_shapley_values(model, rows, background, max_order=2)
         monkeypatch.setattr(treeshap, "KEY_PRODUCT", False)
