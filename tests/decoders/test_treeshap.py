@@ -583,8 +583,8 @@ def test_row_classes_by_unique_and_direct_keys_equal_one_sort(
     built = []
     original = treeshap._RowClasses.build
 
-    def spy(paths, chunk, keyed, dtype):
-        classes = original(paths, chunk, keyed, dtype)
+    def spy(paths, chunk, keyed, dtype, *rest):
+        classes = original(paths, chunk, keyed, dtype, *rest)
         built.append(int(classes.count.max()))
         return classes
 
@@ -668,3 +668,47 @@ def test_key_product_steps_aside_past_52_slots() -> None:
     values, base, _, _ = tree_shapley_values(_caterpillar(55, 2), rows)
     np.testing.assert_allclose(values.sum(dim=1) + base, _caterpillar(55, 2).predict(rows),
                                rtol=0, atol=1e-9)
+
+
+def test_key_tables_equal_split_by_split_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    # routing keys from per-feature tables equal the split-by-split keys bitwise: numeric
+    # splits (LightGBM <=, XGBoost < on float32 inputs, scikit-learn), categorical splits and
+    # LightGBM's missing type Zero (routed in full beside the tables), and chunks of rows with
+    # and without missing values (their features' splits in full)
+    xgb = pytest.importorskip("xgboost")
+    from sklearn.ensemble import RandomForestRegressor
+
+    x, y = _data(6, 400, 18, nan=0.0)
+    x[:100:7, 2] = np.nan  # missing values in some chunks only
+    x[5:60:9, 3] = 0.0
+    models = [
+        lgb.LGBMRegressor(n_estimators=8, num_leaves=12, min_child_samples=5, verbose=-1,
+                          n_jobs=1, random_state=0).fit(x, y),
+        lgb.LGBMRegressor(n_estimators=8, num_leaves=12, min_child_samples=5, verbose=-1,
+                          n_jobs=1, random_state=0, zero_as_missing=True).fit(x, y),
+        _lgb_categorical(),
+        xgb.XGBRegressor(n_estimators=8, max_depth=4, n_jobs=1, random_state=0).fit(x, y),
+        RandomForestRegressor(n_estimators=5, max_depth=5, random_state=0).fit(
+            np.nan_to_num(x), y),
+    ]
+    monkeypatch.setattr(treeshap, "_CHUNK", 2048)  # several chunks of rows
+    monkeypatch.setattr(treeshap, "KEY_TABLE_SPLITS", 0.0)  # tables wherever they can
+    used = []
+    original = treeshap._KeyTables.keys
+
+    def spy(self, paths, rows, dtype):
+        used.append(bool(np.isnan(rows).any()))
+        return original(self, paths, rows, dtype)
+
+    monkeypatch.setattr(treeshap._KeyTables, "keys", spy)
+    for i, model in enumerate(models):
+        rows = _held_out(200, 22) if i == 2 else x[:200]
+        rows = np.nan_to_num(rows) if i == 4 else rows
+        for background in (None, rows[150:160]):
+            tables = tree_shapley_values(model, rows, background, max_order=2)
+            monkeypatch.setattr(treeshap, "KEY_TABLES", False)
+            splits = tree_shapley_values(model, rows, background, max_order=2)
+            monkeypatch.setattr(treeshap, "KEY_TABLES", True)
+            for a, b in zip(tables, splits):
+                torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert True in used and False in used
