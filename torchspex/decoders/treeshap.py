@@ -896,7 +896,7 @@ class _KeyTables:
         n_rows = x.shape[0]
         _, cuts = router._cuts
         side: Literal["left", "right"] = "right" if router.strict else "left"
-        nan = np.isnan(x).any(axis=0)  # these features' splits go by the rule in full
+        nan = np.asarray(np.isnan(x).any(axis=0), dtype=bool)  # their splits: the full rule
         below = torch.zeros(router.n_features, n_rows, dtype=torch.int64)
         for f in torch.unique(self.feature).tolist():
             if not nan[f]:
