@@ -748,7 +748,7 @@ WALSH_NORMALS_FEATURES = 20
 
 
 def _cross_validate(
-    a: Tensor, aw: Tensor, y: Tensor, w: Tensor, scale: Tensor, c: Tensor | None,
+    a: Tensor, aw: Tensor | None, y: Tensor, w: Tensor, scale: Tensor, c: Tensor | None,
     d: Tensor | None, n_fixed: int, grid: list[int], fixed_pens: tuple[float, ...],
     n_folds: int, generator: torch.Generator, keep: int = 1,
     normal: tuple[Tensor, Tensor, Tensor, list[Tensor], list[Tensor]] | None = None,
@@ -762,6 +762,7 @@ def _cross_validate(
     """
     p, s = a.shape
     if normal is None:
+        aw = w.unsqueeze(1) * a if aw is None else aw
         normal = _fold_normals(a, aw, y, torch.randperm(p, generator=generator) % n_folds,
                                n_folds)  # fmt: skip
     fold, _, _, train_grams, train_rhss = normal
@@ -955,7 +956,6 @@ def _fit_part(
         c = constraint[0](support)
         d = constraint[1].reshape(c.shape[0], -1)
     scale = y.var(dim=0, correction=0).clamp(min=1e-300)
-    aw = w.unsqueeze(1) * a
     # penalties on the discovered terms; on the fixed ones too when the rows barely pin them
     if fixed_pens is None:
         fixed_pens = (0.0,) if p >= 3 * n_fixed else _FIXED_PENALTIES
@@ -966,11 +966,12 @@ def _fit_part(
         if n <= WALSH_NORMALS_FEATURES and n << n <= support.shape[0] * p:
             normal = _walsh_normals(x, support, w, y, fold, n_folds, n)
         else:
-            normal = _fold_normals(a, aw, y, fold, n_folds)
+            normal = _fold_normals(a, w.unsqueeze(1) * a, y, fold, n_folds)
         gram, rhs = normal[1], normal[2]
-        top = _cross_validate(a, aw, y, w, scale, c, d, n_fixed, grid, fixed_pens, n_folds,
+        top = _cross_validate(a, None, y, w, scale, c, d, n_fixed, grid, fixed_pens, n_folds,
                               generator, average, normal)  # fmt: skip
     else:
+        aw = w.unsqueeze(1) * a
         gram, rhs = a.T @ aw, aw.T @ y
         top = [(math.nan, limit, _PENALTIES[-1], fixed_pens[-1])]
     folds = p >= n_folds
