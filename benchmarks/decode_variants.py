@@ -28,6 +28,7 @@ run even on a loaded machine. A variant is ``+``-joined parts:
 * ``cft100``: the cross-fitted proxies keep at least this many trees (``CROSS_FIT_TREES``),
 * ``jkrefit``: the even part's jackknife refits its own proxies instead of reusing the odd
   part's cross-fitted ones,
+* ``rounds500``: the proxies' most boosting rounds (``PROXY_ROUNDS``),
 * ``mg1e-4``: the proxy's early stopping counts a round only if it gains this fraction of the
   held-out variance (``PROXY_MIN_GAIN``).
 
@@ -68,7 +69,7 @@ ORIGINAL = {
     "screen": reg.SCREEN_TRIPLES, "even_refits": reg._even_refits, "depths": reg.DEEP_DEPTHS,
     "pad_from": _linalg.PAD_FROM, "mid": reg.MID_ROWS, "single": reg.CV_SINGLE_FROM,
     "leaves": reg.DEEP_LEAVES, "cft": reg.CROSS_FIT_TREES, "walk": reg.PENALTY_WALK,
-    "race": _proxy.RACE_ROUNDS,
+    "race": _proxy.RACE_ROUNDS, "rounds": reg.PROXY_ROUNDS,
 }  # fmt: skip
 
 
@@ -89,6 +90,8 @@ def _apply(variant: str) -> dict:
     reg._even_refits = (ORIGINAL["even_refits"] if "jkrefit" not in parts else
                         lambda *a, **k: ORIGINAL["even_refits"](*a[:-1], None, **k))
     reg.MID_ROWS = 1 << 62 if "mid35" in parts else ORIGINAL["mid"]
+    reg.PROXY_ROUNDS = next((int(p[6:]) for p in parts if p.startswith("rounds")),
+                            ORIGINAL["rounds"])  # fmt: skip
     reg.DEEP_LEAVES = 256 if "leaves256" in parts else ORIGINAL["leaves"]
     reg.CROSS_FIT_TREES = next((int(p[3:]) for p in parts if p.startswith("cft")),
                                ORIGINAL["cft"])  # fmt: skip

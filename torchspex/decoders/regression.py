@@ -167,6 +167,12 @@ CV_SINGLE_RIDGE = 1e-6
 #: LightGBM at 256 calls (0.00096 -> 0.00135, 3.5x below the best peer's); at 4,096 calls it
 #: raised the MLP's error 37%, so from ``DEEP_ROWS`` on rounds count as before.
 PROXY_MIN_GAIN = 1e-4
+#: Most boosting rounds of a proxy. A cap of 500 or 300 (6 seeds, 2,048 and 4,096 calls,
+#: ``python benchmarks/decode_variants.py low,low+rounds500,low+rounds300``,
+#: results/decode_variants_rounds.json) cut the 4,096-call decode 20-35% but raised the MLP's
+#: SV error there 15-20% (0.00061 -> 0.00070 / 0.00073) and the k-SII pair errors 2-16%
+#: (MiniLM and the CNN level on SV): not adopted.
+PROXY_ROUNDS = 1000
 #: Triples screened by their correlation with the odd part's residual join the candidates
 #: (:func:`_screened_triples`; when not every triple is a candidate already). A/B against
 #: none (``benchmarks/decode_variants.py low,low+screen``, results/decode_variants_screen_*.json;
@@ -480,7 +486,7 @@ def _proxy_terms(
             y = flat[:, j].numpy()
             if float(np.var(y)) == 0.0:
                 continue
-            booster, info = fit_proxy(x, y, valid, configs, 1000, 30, draw_seed(generator),
+            booster, info = fit_proxy(x, y, valid, configs, PROXY_ROUNDS, 30, draw_seed(generator),
                                       PROXY_MIN_GAIN if m < DEEP_ROWS else 0.0,
                                       None if m < DEEP_ROWS else _proxy.RACE_ROUNDS)  # fmt: skip
             idx, score = _term_scores(tree_ensemble_to_fourier(booster, n))
