@@ -712,3 +712,12 @@ def test_key_tables_equal_split_by_split_keys(monkeypatch: pytest.MonkeyPatch) -
             for a, b in zip(tables, splits):
                 torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert True in used and False in used
+
+
+def test_unique_rows_equal_torch_unique() -> None:
+    g = torch.Generator().manual_seed(7)
+    for shape, high in (((500, 3), 4), ((1, 3), 9), ((300, 3), 2**62), ((0, 3), 2)):
+        rows = torch.randint(0, high, shape, generator=g)
+        want = torch.unique(rows, dim=0, return_inverse=True)
+        got = treeshap._unique_rows(rows)
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])

@@ -360,10 +360,12 @@ def _path_dependent_values(z: Tensor, bits: Tensor, g: Tensor, t: Tensor, order:
     # sum_q g (c + o_j gap_j)(c + o_k gap_k): the products not involving the pattern's bits
     # are batched matrix products over the patterns
     j, k = _pairs(z.shape[1])
-    cross = (g * c) @ gap.transpose(1, 2)  # [L, M, d]
-    both = g @ (gap[:, j] * gap[:, k]).transpose(1, 2)  # [L, M, P]
-    oj, ok = bits[..., j], bits[..., k]
-    sii = (g @ (c * c))[..., None] + oj * cross[..., j] + ok * cross[..., k] + oj * ok * both
+    cross = bits * ((g * c) @ gap.transpose(1, 2))  # [L, M, d]: o_j sum_q g c gap_j
+    sii = g @ (gap[:, j] * gap[:, k]).transpose(1, 2)  # [L, M, P]
+    sii *= bits[..., j] * bits[..., k]
+    sii += cross[..., j]
+    sii += cross[..., k]
+    sii += (g @ (c * c))[..., None]
     return torch.cat([sv, sii], dim=2)
 
 
@@ -661,6 +663,19 @@ class _Group:
     local: Tensor | None = None
 
 
+def _unique_rows(rows: Tensor) -> tuple[Tensor, Tensor]:
+    """``torch.unique(rows, dim=0, return_inverse=True)`` for ``int64 [N, k]`` rows, by one
+    lexicographic sort (about 10x faster on 10,000 rows)."""
+    a = rows.numpy()
+    order = np.lexsort(a.T[::-1])
+    ranked = a[order]
+    new = np.ones(len(a), dtype=bool)
+    new[1:] = (ranked[1:] != ranked[:-1]).any(axis=1)
+    inverse = np.empty(len(a), dtype=np.int64)
+    inverse[order] = np.cumsum(new) - 1
+    return torch.from_numpy(ranked[new]), torch.from_numpy(inverse)
+
+
 #: Keyed trees' decision patterns come from one product per block of trees
 #: (:class:`_KeyPatterns`) rather than from every leaf's slots one by one ...
 KEY_PRODUCT = True
@@ -744,7 +759,7 @@ class _KeyPatterns:
         m_tree = m_mask = m_need = torch.zeros(0, dtype=torch.int64)
         if multi.numel():
             triple = torch.stack([t[multi], mask[multi], need[multi]], dim=1)
-            uniq, inverse = torch.unique(triple, dim=0, return_inverse=True)
+            uniq, inverse = _unique_rows(triple)
             m_tree, m_mask, m_need = uniq[:, 0], uniq[:, 1], uniq[:, 2]
             n_multi = torch.bincount(m_tree, minlength=n_trees)
             m_first = torch.cumsum(n_multi, 0) - n_multi
@@ -864,10 +879,9 @@ class _KeyTables:
         bits = np.left_shift(np.int64(1), paths.split_bit.numpy()[at].astype(np.int64))
         np.add.at(diff, offset[pair_of], bits)
         np.add.at(diff, offset[pair_of] + rank[at] + 1, -bits)
-        table = np.zeros_like(diff)
-        for j in range(len(pair_key)):  # a cumulative sum within each pair's segment
-            lo, hi = int(offset[j]), int(offset[j] + sizes[j])
-            table[lo:hi] = np.cumsum(diff[lo:hi])
+        # every split's + and - fall in its own pair's segment (rank + 1 < its size), so one
+        # cumulative sum over all segments is each segment's own
+        table = np.cumsum(diff)
         per_tree = np.bincount(p_tree, minlength=paths.n_trees)
         width = int(per_tree.max()) if per_tree.size else 0
         pair = np.full((paths.n_trees, max(width, 1)), -1, dtype=np.int64)
