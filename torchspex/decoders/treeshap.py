@@ -692,8 +692,8 @@ class _KeyPatterns:
     """The decision patterns of every keyed leaf as a linear function of its tree's *key
     conditions* (``key & mask[q] == need[q]``, a 0/1 column per condition): a slot that one
     split decides is that split's bit (or one minus it), a slot on a feature split several
-    times on the path is a condition of its own. For a block of trees, ``cond [T_b, U, Q]``
-    times ``weight [T_b, Q, L_t]`` plus ``bias [T_b, L_t]`` gives every class's pattern at
+    times on the path is a condition of its own. For a block of trees, ``weight [T_b, L_t,
+    Q]`` times ``cond [T_b, Q, U]`` plus ``bias [T_b, L_t]`` gives every class's pattern at
     every leaf (exact: sums of distinct powers of two, in float32 up to 24 slots).
 
     ``mask``, ``need`` ``[T, Q]`` (padding: 0 and 0, weight 0); ``weight``, ``bias`` in
