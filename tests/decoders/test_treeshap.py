@@ -645,10 +645,12 @@ def test_key_product_patterns_equal_slot_by_slot(monkeypatch: pytest.MonkeyPatch
         groups.append(treeshap._Group(d, True, idx, paths.leaf_tree[idx], paths.feature[idx, :d],
                                       None))
     kp = treeshap._KeyPatterns.build(paths, groups, torch.int64)
-    assert kp is not None and kp.weight.dtype == (torch.float32 if k <= 24 else torch.float64)
-    key = torch.randint(0, 2**20, (paths.n_trees, 50)) * (2**20 + 1)  # high bits too
-    key &= (1 << paths.tree_splits[:, None].clamp(max=62)) - 1
+    assert kp is not None
+    key = torch.randint(-(2**63), 2**63 - 1, (paths.n_trees, 50))  # every bit, 62 too
+    splits = paths.tree_splits[:, None]
+    key &= torch.where(splits >= 63, -1, (1 << splits.clamp(max=62)) - 1)
     pattern = kp.block(key, 0, paths.n_trees)
+    assert pattern.dtype == (torch.float32 if k <= 24 else torch.float64)
     for g in groups:
         want = treeshap._pack((key[g.tree][..., None] & paths.mask[g.idx, None, : g.d])
                               == paths.need[g.idx, None, : g.d])  # fmt: skip
@@ -721,3 +723,48 @@ def test_unique_rows_equal_torch_unique() -> None:
         want = torch.unique(rows, dim=0, return_inverse=True)
         got = treeshap._unique_rows(rows)
         assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+
+
+def test_wide_keys_multiclass_and_threshold_rows_through_tables_and_product(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # trees of 32-63 splits (int64 keys, bits past 31) with three outputs, and XGBoost rows
+    # lying exactly on its thresholds (strict <, float32 inputs): the tables and the product
+    # forced everywhere equal the split-by-split keys and slot-by-slot patterns bitwise
+    xgb = pytest.importorskip("xgboost")
+    x, y = _data(8, 3000, 19)
+    labels = np.digitize(y, np.quantile(y, [0.33, 0.66]))
+    wide = lgb.LGBMClassifier(n_estimators=4, num_leaves=50, min_child_samples=2, verbose=-1,
+                              n_jobs=1, random_state=0).fit(x, labels)
+    splits = tree_paths(parse_tree_ensemble(wide)).tree_splits
+    assert int(splits.max()) > 31 and int(splits.max()) <= 63
+    boost = xgb.XGBRegressor(n_estimators=6, max_depth=5, n_jobs=1, random_state=0).fit(x, y)
+    ens = parse_tree_ensemble(boost)
+    on = np.tile(x[:60], (1, 1))
+    inner = ens.feature >= 0
+    for r in range(60):  # each row takes one split's threshold in that split's feature
+        node = np.flatnonzero(inner)[r % int(inner.sum())]
+        on[r, ens.feature[node]] = ens.threshold[node]
+    monkeypatch.setattr(treeshap, "KEY_TABLE_SPLITS", 0.0)
+    monkeypatch.setattr(treeshap, "KEY_PRODUCT_SPREAD", 1e9)
+    for model, rows in ((wide, x[:700]), (boost, on)):
+        for background in (None, x[2000:2010]):
+            new = tree_shapley_values(model, rows, background, max_order=2)
+            monkeypatch.setattr(treeshap, "KEY_TABLES", False)
+            monkeypatch.setattr(treeshap, "KEY_PRODUCT", False)
+            old = tree_shapley_values(model, rows, background, max_order=2)
+            monkeypatch.setattr(treeshap, "KEY_TABLES", True)
+            monkeypatch.setattr(treeshap, "KEY_PRODUCT", True)
+            for a, b in zip(new, old):
+                torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert new[0].shape[2] == 1 and old[0].shape[2] == 1
+
+
+def test_key_tables_step_aside_where_they_hold_nothing() -> None:
+    # LightGBM's missing type Zero on every split: no split fits a table, so none are built
+    x, y = _data(6, 400, 20)
+    model = lgb.LGBMRegressor(n_estimators=5, num_leaves=12, verbose=-1, n_jobs=1,
+                              random_state=0, zero_as_missing=True).fit(x, y)
+    paths = tree_paths(parse_tree_ensemble(model))
+    assert bool((paths.router.missing == 1).all())
+    assert treeshap._KeyTables.build(paths, paths.tree_splits <= 63) is None

@@ -620,11 +620,7 @@ def tree_shapley_values(
         g.mask = paths.mask[g.idx, : g.d].to(key_dtype)
         g.need = paths.need[g.idx, : g.d].to(key_dtype)
     key_patterns = _KeyPatterns.build(paths, groups, key_dtype) if KEY_PRODUCT else None
-    key_tables = None
-    if KEY_TABLES and bool(keyed.any()):
-        key_tables = _KeyTables.build(paths, keyed)
-        if not key_tables.pays(int(paths.tree_splits[keyed].sum())):
-            key_tables = None
+    key_tables = _KeyTables.build(paths, keyed) if KEY_TABLES and bool(keyed.any()) else None
     out_all = torch.zeros(n_targets, n_out, n_rows, dtype=torch.float64)
     step = max(1, _CHUNK // max(1, paths.n_trees))
     if not bool(keyed.all()):
@@ -665,7 +661,7 @@ class _Group:
 
 def _unique_rows(rows: Tensor) -> tuple[Tensor, Tensor]:
     """``torch.unique(rows, dim=0, return_inverse=True)`` for ``int64 [N, k]`` rows, by one
-    lexicographic sort (about 10x faster on 10,000 rows)."""
+    lexicographic sort (about 7x faster on 10,000 rows)."""
     a = rows.numpy()
     order = np.lexsort(a.T[::-1])
     ranked = a[order]
@@ -692,26 +688,34 @@ class _KeyPatterns:
     """The decision patterns of every keyed leaf as a linear function of its tree's *key
     conditions* (``key & mask[q] == need[q]``, a 0/1 column per condition): a slot that one
     split decides is that split's bit (or one minus it), a slot on a feature split several
-    times on the path is a condition of its own. For a block of trees, ``weight [T_b, L_t,
-    Q]`` times ``cond [T_b, Q, U]`` plus ``bias [T_b, L_t]`` gives every class's pattern at
-    every leaf (exact: sums of distinct powers of two, in float32 up to 24 slots).
+    times on the path is a condition of its own. For a block of trees, ``weight [T_b, L_b,
+    Q_b]`` times ``cond [T_b, Q_b, U]`` plus ``bias [T_b, L_b]`` gives every class's pattern
+    at every leaf (exact: sums of distinct powers of two, in float32 up to 24 slots).
 
-    ``mask``, ``need`` ``[T, Q]`` (padding: 0 and 0, weight 0); ``weight``, ``bias`` in
-    ``dtype``; the leaves' columns ``_Group.local``."""
+    ``mask``, ``need`` ``[T, Q]`` (padding: 0 and 0, weight 0); the weights as entries, tree
+    by tree: ``tree``, ``leaf``, ``col`` ``[S]`` and ``sign [S]`` (``±2^slot``), the bias as
+    ``flip`` ``bool [S]`` (a slot decided by a right turn adds ``2^slot``); per tree its
+    ``columns``, keyed ``leaves`` and their ``slots`` ``[T]``; the leaves' columns
+    ``_Group.local``."""
 
     mask: Tensor
     need: Tensor
-    weight: Tensor
-    bias: Tensor
-    columns: Tensor  # [T] conditions of each tree
-    leaves: Tensor  # [T] keyed leaves of each tree
-    slots: Tensor  # [T] their slots
+    tree: Tensor
+    leaf: Tensor
+    col: Tensor
+    sign: Tensor
+    flip: Tensor
+    columns: Tensor
+    leaves: Tensor
+    slots: Tensor
 
     def pays(self, t0: int, t1: int) -> bool:
-        """Whether the product (``T_b`` x the block's most conditions x most leaves multiply-
-        adds) costs at most :data:`KEY_PRODUCT_SPREAD` x the slots packed one by one."""
+        """Whether the block has keyed leaves and its product (``T_b`` x its most conditions x
+        most leaves multiply-adds) costs at most :data:`KEY_PRODUCT_SPREAD` x its slots
+        packed one by one."""
         cols, leaves = int(self.columns[t0:t1].max()), int(self.leaves[t0:t1].max())
-        return (t1 - t0) * cols * leaves <= KEY_PRODUCT_SPREAD * int(self.slots[t0:t1].sum())
+        slots = int(self.slots[t0:t1].sum())
+        return slots > 0 and (t1 - t0) * cols * leaves <= KEY_PRODUCT_SPREAD * slots
 
     @staticmethod
     def build(paths: TreePaths, groups: list[_Group], key_dtype: torch.dtype
@@ -720,7 +724,6 @@ class _KeyPatterns:
         most = max((g.d for g in keyed), default=0)
         if not keyed or most > 52:  # float64 holds the patterns exactly up to 52 slots
             return None
-        dtype = torch.float32 if most <= 24 else torch.float64
         n_trees = paths.n_trees
         # each keyed leaf's column in its tree: leaves numbered tree by tree
         tree = torch.cat([g.tree for g in keyed])
@@ -745,7 +748,7 @@ class _KeyPatterns:
             s_need.append(paths.need[g.idx, :d].reshape(-1))
         t, leaf, slot = torch.cat(s_tree), torch.cat(s_leaf), torch.cat(s_slot)
         mask, need = torch.cat(s_mask), torch.cat(s_need)
-        power = torch.pow(2.0, slot.to(torch.float64)).to(dtype)
+        power = torch.pow(2.0, slot.to(torch.float64))
         single = (mask & (mask - 1)) == 0  # one split decides the slot
         bit = torch.log2(mask.clamp(min=1).to(torch.float64)).round().long()  # where single
         goes_left = (need & mask) != 0
@@ -781,21 +784,33 @@ class _KeyPatterns:
         # a slot decided by one right turn is 1 - bit: weight -2^j and 2^j in the bias
         flip = single & ~goes_left
         sign = torch.where(flip, -power, power)
-        n_leaves = int(per_tree.max())
-        weight = torch.zeros(n_trees, n_leaves, cmask.shape[1], dtype=dtype)
-        weight.index_put_((t, leaf, col), sign, accumulate=True)
-        bias = torch.zeros(n_trees, n_leaves, dtype=dtype)
-        bias.index_put_((t[flip], leaf[flip]), power[flip], accumulate=True)
-        slots = torch.bincount(t, minlength=n_trees)
-        return _KeyPatterns(cmask.to(key_dtype), cneed.to(key_dtype), weight, bias,
-                            splits + n_multi, per_tree, slots)  # fmt: skip
+        by_tree = torch.argsort(t, stable=True)
+        return _KeyPatterns(cmask.to(key_dtype), cneed.to(key_dtype), t[by_tree],
+                            leaf[by_tree], col[by_tree], sign[by_tree], flip[by_tree],
+                            splits + n_multi, per_tree, torch.bincount(t, minlength=n_trees))
 
     def block(self, key: Tensor, t0: int, t1: int) -> Tensor:
-        """``[T_b, L_t, U]`` (float, integral): the patterns of the classes ``key [T_b, U]``
-        of trees ``t0 .. t1 - 1`` at each of their leaves' columns."""
-        cond = (key[:, None, :] & self.mask[t0:t1, :, None]) == self.need[t0:t1, :, None]
-        pattern = torch.baddbmm(self.bias[t0:t1, :, None], self.weight[t0:t1],
-                                cond.to(self.weight.dtype))  # fmt: skip
+        """``[T_b, L_b, U]`` (float, integral): the patterns of the classes ``key [T_b, U]``
+        of trees ``t0 .. t1 - 1`` at each of their leaves' columns (``L_b`` the block's most
+        keyed leaves), in pieces of trees of about ``_CHUNK`` conditions."""
+        n_cols, n_leaves = int(self.columns[t0:t1].max()), int(self.leaves[t0:t1].max())
+        most = int(self.sign.abs().max()) if self.sign.numel() else 1
+        dtype = torch.float32 if most < 1 << 24 else torch.float64
+        lo, hi = (int(torch.searchsorted(self.tree, v)) for v in (t0, t1))
+        rows = (self.tree[lo:hi] - t0, self.leaf[lo:hi], self.col[lo:hi])
+        weight = torch.zeros(t1 - t0, n_leaves, n_cols, dtype=dtype)
+        weight.index_put_(rows, self.sign[lo:hi].to(dtype), accumulate=True)
+        flip = self.flip[lo:hi]
+        bias = torch.zeros(t1 - t0, n_leaves, dtype=dtype)
+        bias.index_put_((rows[0][flip], rows[1][flip]), self.sign[lo:hi][flip].abs().to(dtype),
+                        accumulate=True)  # fmt: skip
+        mask, need = self.mask[t0:t1, :n_cols, None], self.need[t0:t1, :n_cols, None]
+        pattern = torch.empty(t1 - t0, n_leaves, key.shape[1], dtype=dtype)
+        step = max(1, _CHUNK // max(1, n_cols * key.shape[1]))
+        for a in range(0, t1 - t0, step):
+            b = min(a + step, t1 - t0)
+            cond = (key[a:b, None, :] & mask[a:b]) == need[a:b]
+            torch.baddbmm(bias[a:b, :, None], weight[a:b], cond.to(dtype), out=pattern[a:b])
         return pattern
 
 
@@ -826,13 +841,14 @@ class _Entries:
 
 
 #: Routing keys from per-feature tables (:class:`_KeyTables`) rather than split by split,
-#: where the keyed splits number at least ``KEY_TABLE_SPLITS`` per lookup (trees x most
-#: features of a tree). In place (100 trees, 10,000 rows, both ways twice; splits per lookup
-#: in brackets): the scikit-learn forest on diabetes (4.9) 1.70-1.90 -> 1.64-1.74 s (its keys
-#: of 30,000 rows 1.4 -> 0.56 s), LightGBM diabetes (1.6) 0.17-0.18 -> 0.18-0.22 s, LightGBM
-#: breast cancer (1.3) 0.63-0.66 -> 0.70-0.77 s, the XGBoost classifier (0.3) 2.5x slower. A
-#: lookup (a gather from a table of about 2 million entries and a sum) costs about what two
-#: splits' comparisons, shifts and scatter do.
+#: where the splits the tables hold number at least ``KEY_TABLE_SPLITS`` per lookup (trees x
+#: most features of a tree) and the tables fit ``_CHUNK`` entries. In place (100 trees, 10,000
+#: rows, both ways twice; splits per lookup in brackets): the scikit-learn forest on diabetes
+#: (4.9) 1.70-1.90 -> 1.64-1.74 s (its keys of 30,000 rows 1.4 -> 0.56 s), LightGBM diabetes
+#: (1.6) 0.17-0.18 -> 0.18-0.22 s, LightGBM breast cancer (1.3) 0.63-0.66 -> 0.70-0.77 s, the
+#: XGBoost classifier (0.3) 2.5x slower; 2 lies between the measured 1.6 (slower) and 4.9
+#: (faster). A lookup (a gather from a table of about 2 million entries and a sum) costs about
+#: what two splits' comparisons, shifts and scatter do.
 KEY_TABLES = True
 KEY_TABLE_SPLITS = 2.0
 
@@ -843,36 +859,44 @@ class _KeyTables:
     according to the row's rank among that feature's thresholds alone (``below``, as
     :meth:`TreeEnsemble.goes_left` computes it), so their bits of the key are a table over
     that rank. A key is then the sum, over the tree's features, of one table entry each
-    (``[T, F_t]`` lookups per row instead of ``[V]`` comparisons, shifts and a scatter).
+    (``[T, F]`` lookups per row instead of ``[V]`` comparisons, shifts and a scatter).
 
-    ``pair [T, F]`` each tree's (tree, feature) tables (``-1`` padding), ``feature [P]`` and
-    ``offset [P]`` theirs into ``table [sum of (thresholds + 1), +1]`` (its last entry 0, for
-    padding and for features routed by the rule in full); ``other [V']``: the keyed splits the
-    tables cannot hold (categorical ones, LightGBM's missing type Zero)."""
+    ``table [E + 1]``: the tables one after another (a (tree, feature) pair's table has one
+    entry per rank, the feature's thresholds plus one), then a 0 that padding and the features
+    routed by the rule in full read; ``lookup_feature``, ``lookup_offset`` ``[T, F]``: each
+    tree's lookups, their features (ids into ``features``; ``len(features)``: padding) and
+    their tables' offsets; ``in_tables`` ``bool [V]`` the splits the tables hold;
+    ``full_rule [V']`` the keyed splits they cannot hold (categorical ones, LightGBM's missing
+    type Zero), routed by :meth:`TreeEnsemble.goes_left` beside them."""
 
-    pair: Tensor
-    feature: Tensor
-    offset: Tensor
+    features: np.ndarray
     table: Tensor
-    other: np.ndarray
-    able: np.ndarray  # bool [V]: the splits the tables hold
-    pad_feature: Tensor  # [T, F] the feature of each lookup (n_features: padding)
-    pad_offset: Tensor  # [T, F] its table's offset (the last entry: padding)
+    lookup_feature: Tensor
+    lookup_offset: Tensor
+    in_tables: np.ndarray
+    full_rule: np.ndarray
 
     @staticmethod
-    def build(paths: TreePaths, keyed: Tensor) -> _KeyTables:
+    def build(paths: TreePaths, keyed: Tensor) -> _KeyTables | None:
+        """The tables, or None where they would not pay (:data:`KEY_TABLE_SPLITS`) or would
+        exceed ``_CHUNK`` entries."""
         router = paths.router
         rank, cuts = router._cuts
         split_keyed = keyed[paths.split_tree].numpy()
-        able = (router.category < 0) & (router.missing != _MISSING_ZERO) & split_keyed
-        at = np.flatnonzero(able)
+        in_tables = (router.category < 0) & (router.missing != _MISSING_ZERO) & split_keyed
+        at = np.flatnonzero(in_tables)
         tree = paths.split_tree.numpy()[at]
         feat = router.feature[at]
         n_f = router.n_features
         pair_key, pair_of = np.unique(tree * n_f + feat, return_inverse=True)
         p_tree, p_feat = pair_key // n_f, pair_key % n_f
+        per_tree = np.bincount(p_tree, minlength=paths.n_trees)
+        width = int(per_tree.max()) if per_tree.size else 0
         sizes = np.array([len(cuts[f]) + 1 for f in p_feat.tolist()], dtype=np.int64)
-        offset = (np.cumsum(sizes) - sizes).astype(np.int64)
+        if (not at.size or at.size < KEY_TABLE_SPLITS * paths.n_trees * width
+                or int(sizes.sum()) > _CHUNK):  # fmt: skip
+            return None
+        offset = np.cumsum(sizes) - sizes
         # entry b of a pair: sum of 1 << bit over its splits with b <= rank (left there),
         # as a difference array: + at the segment's start, - after position rank
         diff = np.zeros(int(sizes.sum()) + 1, dtype=np.int64)
@@ -880,26 +904,18 @@ class _KeyTables:
         np.add.at(diff, offset[pair_of], bits)
         np.add.at(diff, offset[pair_of] + rank[at] + 1, -bits)
         # every split's + and - fall in its own pair's segment (rank + 1 < its size), so one
-        # cumulative sum over all segments is each segment's own
+        # cumulative sum over all segments is each segment's own (and the last entry is 0)
         table = np.cumsum(diff)
-        per_tree = np.bincount(p_tree, minlength=paths.n_trees)
-        width = int(per_tree.max()) if per_tree.size else 0
-        pair = np.full((paths.n_trees, max(width, 1)), -1, dtype=np.int64)
+        features, p_local = np.unique(p_feat, return_inverse=True)
         first = np.cumsum(per_tree) - per_tree
-        pair[p_tree, np.arange(len(pair_key)) - first[p_tree]] = np.arange(len(pair_key))
-        other = np.flatnonzero(split_keyed & ~able)
-        pad = pair < 0
-        some = np.maximum(pair, 0) if len(pair_key) else np.zeros_like(pair)
-        pad_feature = np.where(pad, n_f, np.append(p_feat, n_f)[some])
-        pad_offset = np.where(pad, len(table) - 1, np.append(offset, 0)[some])
-        return _KeyTables(torch.from_numpy(pair), torch.from_numpy(p_feat),
-                          torch.from_numpy(offset), torch.from_numpy(table), other, able,
-                          torch.from_numpy(pad_feature), torch.from_numpy(pad_offset))
-
-    def pays(self, splits: int) -> bool:
-        """Whether ``splits`` keyed splits number at least :data:`KEY_TABLE_SPLITS` per
-        lookup."""
-        return splits >= KEY_TABLE_SPLITS * self.pair.numel()
+        lookup_feature = np.full((paths.n_trees, width), len(features), dtype=np.int64)
+        lookup_offset = np.full((paths.n_trees, width), len(table) - 1, dtype=np.int64)
+        column = np.arange(len(pair_key)) - first[p_tree]
+        lookup_feature[p_tree, column] = p_local
+        lookup_offset[p_tree, column] = offset
+        return _KeyTables(features, torch.from_numpy(table), torch.from_numpy(lookup_feature),
+                          torch.from_numpy(lookup_offset), in_tables,
+                          np.flatnonzero(split_keyed & ~in_tables))
 
     def keys(self, paths: TreePaths, rows: np.ndarray, dtype: torch.dtype) -> Tensor:
         """``[T, R]`` the keyed trees' routing keys of ``rows`` (0 for the other trees)."""
@@ -911,30 +927,32 @@ class _KeyTables:
         _, cuts = router._cuts
         side: Literal["left", "right"] = "right" if router.strict else "left"
         nan = np.asarray(np.isnan(x).any(axis=0), dtype=bool)  # their splits: the full rule
-        below = torch.zeros(router.n_features, n_rows, dtype=torch.int64)
-        for f in torch.unique(self.feature).tolist():
+        # each table feature's ranks, then a row of zeros that padding and the features with
+        # missing values read (with the table's last entry, 0)
+        below = torch.zeros(len(self.features) + 1, n_rows, dtype=torch.int64)
+        for i, f in enumerate(self.features.tolist()):
             if not nan[f]:
-                below[f] = torch.from_numpy(np.searchsorted(cuts[f], x[:, f], side=side))
-        # each tree's (feature, table) lookups [T, F, R]; padding and the features with
-        # missing values read the table's last entry (0) through a row of zero ranks
-        below = torch.cat([below, torch.zeros(1, n_rows, dtype=torch.int64)])
-        feature, offset = self.pad_feature, self.pad_offset
-        if nan.any():
-            off = torch.from_numpy(nan)[feature.clamp(max=router.n_features - 1)]
-            off &= feature < router.n_features
-            feature = torch.where(off, router.n_features, feature)
-            offset = torch.where(off, self.table.numel() - 1, offset)
+                below[i] = torch.from_numpy(np.searchsorted(cuts[f], x[:, f], side=side))
+        feature, offset = self.lookup_feature, self.lookup_offset
+        off = np.append(nan[self.features], False)[feature.numpy()]
+        if off.any():
+            where = torch.from_numpy(off)
+            feature = torch.where(where, len(self.features), feature)
+            offset = torch.where(where, self.table.numel() - 1, offset)
         index = below[feature]  # [T, F, R]
         index += offset[:, :, None]
         keys = self.table.index_select(0, index.view(-1)).view(index.shape).sum(dim=1)
-        rest = self.other
+        full = self.full_rule
         if nan.any():
-            rest = np.union1d(rest, np.flatnonzero(self.able & nan[router.feature]))
-        if rest.size:
-            left = torch.from_numpy(_router(router, rest).goes_left(x))  # [V', R]
-            tree = paths.split_tree[torch.from_numpy(rest)]
-            bit = paths.split_bit[torch.from_numpy(rest)][:, None]
-            keys.index_add_(0, tree, left.long() << bit)
+            full = np.union1d(full, np.flatnonzero(self.in_tables & nan[router.feature]))
+        if full.size:
+            sub = _router(router, full)
+            tree = paths.split_tree[torch.from_numpy(full)]
+            bit = paths.split_bit[torch.from_numpy(full)][:, None]
+            step = max(1, (_CHUNK >> 1) // full.size)  # the router's temporaries
+            for start in range(0, n_rows, step):
+                left = torch.from_numpy(sub.goes_left(x[start : start + step]))  # [V', r]
+                keys[:, start : start + step].index_add_(0, tree, left.long() << bit)
         return keys.to(dtype)
 
 
@@ -991,7 +1009,7 @@ class _RowClasses:
         keys = torch.zeros(n_trees, n_rows, dtype=dtype)
         sel = keyed[paths.split_tree]
         if tables is not None:  # by feature tables (the same keys)
-            step = max(1, _CHUNK // max(1, tables.pair.numel()))
+            step = max(1, _CHUNK // max(1, tables.lookup_feature.numel()))
             for start in range(0, n_rows, step):
                 keys[:, start : start + step] = tables.keys(paths, rows[start : start + step],
                                                             dtype)  # fmt: skip
