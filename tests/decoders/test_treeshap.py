@@ -767,4 +767,4 @@ def test_key_tables_step_aside_where_they_hold_nothing() -> None:
                               random_state=0, zero_as_missing=True).fit(x, y)
     paths = tree_paths(parse_tree_ensemble(model))
     assert bool((paths.router.missing == 1).all())
-    assert treeshap._KeyTables.build(paths, paths.tree_splits <= 63) is None
+    assert treeshap._KeyTables.build(paths, paths.tree_splits <= 63, 10**6) is None

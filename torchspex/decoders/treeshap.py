@@ -620,7 +620,9 @@ def tree_shapley_values(
         g.mask = paths.mask[g.idx, : g.d].to(key_dtype)
         g.need = paths.need[g.idx, : g.d].to(key_dtype)
     key_patterns = _KeyPatterns.build(paths, groups, key_dtype) if KEY_PRODUCT else None
-    key_tables = _KeyTables.build(paths, keyed) if KEY_TABLES and bool(keyed.any()) else None
+    key_tables = None
+    if KEY_TABLES and bool(keyed.any()):
+        key_tables = _KeyTables.build(paths, keyed, n_rows)
     out_all = torch.zeros(n_targets, n_out, n_rows, dtype=torch.float64)
     step = max(1, _CHUNK // max(1, paths.n_trees))
     if not bool(keyed.all()):
@@ -877,8 +879,9 @@ class _KeyTables:
     full_rule: np.ndarray
 
     @staticmethod
-    def build(paths: TreePaths, keyed: Tensor) -> _KeyTables | None:
-        """The tables, or None where they would not pay (:data:`KEY_TABLE_SPLITS`) or would
+    def build(paths: TreePaths, keyed: Tensor, n_rows: int) -> _KeyTables | None:
+        """The tables, or None where they would not pay (:data:`KEY_TABLE_SPLITS`; or fewer
+        comparisons saved over ``n_rows`` rows than the tables have entries to build) or would
         exceed ``_CHUNK`` entries."""
         router = paths.router
         rank, cuts = router._cuts
@@ -893,8 +896,9 @@ class _KeyTables:
         per_tree = np.bincount(p_tree, minlength=paths.n_trees)
         width = int(per_tree.max()) if per_tree.size else 0
         sizes = np.array([len(cuts[f]) + 1 for f in p_feat.tolist()], dtype=np.int64)
-        if (not at.size or at.size < KEY_TABLE_SPLITS * paths.n_trees * width
-                or int(sizes.sum()) > _CHUNK):  # fmt: skip
+        lookups = paths.n_trees * width
+        if (not at.size or at.size < KEY_TABLE_SPLITS * lookups or int(sizes.sum()) > _CHUNK
+                or n_rows * (at.size - lookups) < int(sizes.sum())):  # fmt: skip
             return None
         offset = np.cumsum(sizes) - sizes
         # entry b of a pair: sum of 1 << bit over its splits with b <= rank (left there),
