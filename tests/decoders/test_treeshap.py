@@ -566,6 +566,22 @@ def test_dense_row_tables_equal_the_entry_by_entry_sums(monkeypatch: pytest.Monk
     assert True in used and False in used
 
 
+def _same_bitwise_with(monkeypatch: pytest.MonkeyPatch, settings: dict[str, Any], model: Any,
+                       rows: np.ndarray, backgrounds: tuple) -> Any:
+    """Values up to order 2 with treeshap's current settings, checked bitwise equal to those
+    with ``settings`` applied, for each background; returns the last background's."""
+    out = None
+    for background in backgrounds:
+        out = tree_shapley_values(model, rows, background, max_order=2)
+        with monkeypatch.context() as patch:
+            for name, value in settings.items():
+                patch.setattr(treeshap, name, value)
+            other = tree_shapley_values(model, rows, background, max_order=2)
+        for a, b in zip(out, other):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+    return out
+
+
 def test_row_classes_by_unique_and_direct_keys_equal_one_sort(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -590,13 +606,7 @@ def test_row_classes_by_unique_and_direct_keys_equal_one_sort(
 
     monkeypatch.setattr(treeshap._RowClasses, "build", staticmethod(spy))
     for m in (model, small):
-        for background in (None, x[1000:1020]):
-            fast = tree_shapley_values(m, rows, background, max_order=2)
-            monkeypatch.setattr(treeshap, "UNIQUE_FROM", 10**9)
-            sort = tree_shapley_values(m, rows, background, max_order=2)
-            monkeypatch.setattr(treeshap, "UNIQUE_FROM", 512)
-            for a, b in zip(fast, sort):
-                torch.testing.assert_close(a, b, rtol=0, atol=0)
+        _same_bitwise_with(monkeypatch, {"UNIQUE_FROM": 10**9}, m, rows, (None, x[1000:1020]))
     # the model's classes are its distinct keys either way; the small tree's direct keys are
     # all 8 keys, against the 6 that occur
     assert built[0] == built[1] > 16
@@ -630,13 +640,7 @@ def test_key_product_patterns_equal_slot_by_slot(monkeypatch: pytest.MonkeyPatch
         mask = paths.mask[paths.feature >= 0]
         assert bool(((mask & (mask - 1)) != 0).any())
     monkeypatch.setattr(treeshap, "KEY_PRODUCT_SPREAD", 1e9)  # the product in every block
-    for background in (None, rows[:5] - 0.5):
-        product = tree_shapley_values(model, rows, background, max_order=2)
-        monkeypatch.setattr(treeshap, "KEY_PRODUCT", False)
-        slots = tree_shapley_values(model, rows, background, max_order=2)
-        monkeypatch.setattr(treeshap, "KEY_PRODUCT", True)
-        for a, b in zip(product, slots):
-            torch.testing.assert_close(a, b, rtol=0, atol=0)
+    _same_bitwise_with(monkeypatch, {"KEY_PRODUCT": False}, model, rows, (None, rows[:5] - 0.5))
     # the patterns themselves, class by class, against key & mask == need packed
     groups = []
     for d in torch.unique(paths.n_slots).tolist():
@@ -706,13 +710,8 @@ def test_key_tables_equal_split_by_split_keys(monkeypatch: pytest.MonkeyPatch) -
     for i, model in enumerate(models):
         rows = _held_out(200, 22) if i == 2 else x[:200]
         rows = np.nan_to_num(rows) if i == 4 else rows
-        for background in (None, rows[150:160]):
-            tables = tree_shapley_values(model, rows, background, max_order=2)
-            monkeypatch.setattr(treeshap, "KEY_TABLES", False)
-            splits = tree_shapley_values(model, rows, background, max_order=2)
-            monkeypatch.setattr(treeshap, "KEY_TABLES", True)
-            for a, b in zip(tables, splits):
-                torch.testing.assert_close(a, b, rtol=0, atol=0)
+        _same_bitwise_with(monkeypatch, {"KEY_TABLES": False}, model, rows,
+                           (None, rows[150:160]))
     assert True in used and False in used
 
 
@@ -747,17 +746,10 @@ def test_wide_keys_multiclass_and_threshold_rows_through_tables_and_product(
         on[r, ens.feature[node]] = ens.threshold[node]
     monkeypatch.setattr(treeshap, "KEY_TABLE_SPLITS", 0.0)
     monkeypatch.setattr(treeshap, "KEY_PRODUCT_SPREAD", 1e9)
-    for model, rows in ((wide, x[:700]), (boost, on)):
-        for background in (None, x[2000:2010]):
-            new = tree_shapley_values(model, rows, background, max_order=2)
-            monkeypatch.setattr(treeshap, "KEY_TABLES", False)
-            monkeypatch.setattr(treeshap, "KEY_PRODUCT", False)
-            old = tree_shapley_values(model, rows, background, max_order=2)
-            monkeypatch.setattr(treeshap, "KEY_TABLES", True)
-            monkeypatch.setattr(treeshap, "KEY_PRODUCT", True)
-            for a, b in zip(new, old):
-                torch.testing.assert_close(a, b, rtol=0, atol=0)
-    assert new[0].shape[2] == 1 and old[0].shape[2] == 1
+    old_paths = {"KEY_TABLES": False, "KEY_PRODUCT": False}
+    values = _same_bitwise_with(monkeypatch, old_paths, wide, x[:700], (None, x[2000:2010]))
+    assert values[0].shape[2] == 3  # three outputs
+    _same_bitwise_with(monkeypatch, old_paths, boost, on, (None, x[2000:2010]))
 
 
 def test_key_tables_step_aside_where_they_hold_nothing() -> None:
