@@ -877,6 +877,7 @@ class _KeyTables:
     lookup_offset: Tensor
     in_tables: np.ndarray
     full_rule: np.ndarray
+    full_router: TreeEnsemble | None  # the router at ``full_rule`` (None: no such split)
 
     @staticmethod
     def build(paths: TreePaths, keyed: Tensor, n_rows: int) -> _KeyTables | None:
@@ -917,9 +918,10 @@ class _KeyTables:
         column = np.arange(len(pair_key)) - first[p_tree]
         lookup_feature[p_tree, column] = p_local
         lookup_offset[p_tree, column] = offset
+        full_rule = np.flatnonzero(split_keyed & ~in_tables)
         return _KeyTables(features, torch.from_numpy(table), torch.from_numpy(lookup_feature),
-                          torch.from_numpy(lookup_offset), in_tables,
-                          np.flatnonzero(split_keyed & ~in_tables))
+                          torch.from_numpy(lookup_offset), in_tables, full_rule,
+                          _router(router, full_rule) if full_rule.size else None)
 
     def keys(self, paths: TreePaths, rows: np.ndarray, dtype: torch.dtype) -> Tensor:
         """``[T, R]`` the keyed trees' routing keys of ``rows`` (0 for the other trees)."""
@@ -946,11 +948,11 @@ class _KeyTables:
         index = below[feature]  # [T, F, R]
         index += offset[:, :, None]
         keys = self.table.index_select(0, index.view(-1)).view(index.shape).sum(dim=1)
-        full = self.full_rule
+        full, sub = self.full_rule, self.full_router
         if nan.any():
             full = np.union1d(full, np.flatnonzero(self.in_tables & nan[router.feature]))
-        if full.size:
-            sub = _router(router, full)
+            sub = _router(router, full) if full.size else None
+        if sub is not None:
             tree = paths.split_tree[torch.from_numpy(full)]
             bit = paths.split_bit[torch.from_numpy(full)][:, None]
             step = max(1, (_CHUNK >> 1) // full.size)  # the router's temporaries
