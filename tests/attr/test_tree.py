@@ -246,7 +246,8 @@ def test_shapley_route_equals_full_spectrum(kind: str, masking: str) -> None:
     x, _ = _data("breast_cancer", 8)
     kwargs = {"background": x[20:30]} if masking == "interventional" else {}
     explainer = TreeInteraction(model, masking, **kwargs)
-    cases = [("SV", None), ("k-SII", 1), ("SII", 1), ("STII", 1), ("FSII", 1), ("k-SII", 2)]
+    cases = [("SV", None), ("k-SII", 1), ("SII", 1), ("STII", 1), ("FSII", 1), ("k-SII", 2),
+             ("k-SII", 3)]
     for index, order in cases:
         for rows in (x[:4], x[5]):  # a batch and a single row
             fast = explainer.attribute(rows, index=index, max_order=order)
@@ -281,10 +282,27 @@ def test_shapley_route_answers_only_what_it_holds() -> None:
     pairs = explainer.attribute(x[:3])  # the default: k-SII up to order 2
     assert isinstance(pairs, TreeShapleyInteractions) and pairs.info["exact_order"] == 2
     torch.testing.assert_close(pairs.first_order("SV"), sv.first_order("SV"))
-    with pytest.raises(ValueError, match="holds the exact k-SII up to order 2 only"):
+    with pytest.raises(ValueError, match="holds the exact k-SII of order 2 only"):
         pairs.to_index("STII", 2)
+    # order 3: k-SII from the Shapley values and the pairs' and triples' SII
+    for masking, background in (("path_dependent", None), ("interventional", x[:20])):
+        tree = TreeInteraction(model, masking, background=background)
+        fast = tree.attribute(x[:3], index="k-SII", max_order=3)
+        full = tree.attribute(x[:3], index="k-SII", max_order=3, full_spectrum=True)
+        assert isinstance(fast, TreeShapleyInteractions) and fast.info["exact_order"] == 3
+        got = {s: np.asarray(v) for s, v in fast.values.to_dict().items()}
+        want = {s: np.asarray(v) for s, v in full.values.to_dict().items()}
+        assert any(len(s) == 3 and np.abs(v).max() > 1e-6 for s, v in want.items())
+        scale = max(np.abs(v).max() for v in want.values())
+        for s in set(got) | set(want):
+            np.testing.assert_allclose(got.get(s, np.zeros(3)), want.get(s, np.zeros(3)),
+                                       rtol=0, atol=1e-9 * scale, err_msg=str(s))  # fmt: skip
+        torch.testing.assert_close(fast.first_order("SV"), full.first_order("SV"))
+        # its k-SII of order 2 are not the model's: refused, not wrong
+        with pytest.raises(ValueError, match="holds the exact k-SII of order 3 only"):
+            fast.to_index("k-SII", 2)
     # SII's empty-set value depends on every order, Banzhaf on other weights: full spectrum
-    for index, order in (("SII", 2), ("BV", 1), ("k-SII", 3), ("FSII", 2)):
+    for index, order in (("SII", 2), ("BV", 1), ("k-SII", 4), ("FSII", 2)):
         assert type(explainer.attribute(x[:3], index=index, max_order=order)) is Interactions
 
 

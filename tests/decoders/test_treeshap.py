@@ -33,25 +33,29 @@ def _data(n: int, m: int, seed: int, nan: float = 0.0) -> tuple[np.ndarray, np.n
     return x, y
 
 
-def _reference(model, rows, background) -> tuple[np.ndarray, np.ndarray]:
-    """Shapley values ``[B, n, O]`` and SII ``[B, n, n, O]`` from the full Fourier spectrum."""
+def _reference(model, rows, background) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Shapley values ``[B, n, O]``, SII ``[B, n, n, O]`` and ``{triple: SII [B, O]}`` from the
+    full Fourier spectrum."""
     masking = "path_dependent" if background is None else "interventional"
     explainer = TreeInteraction(model, masking, background=background)
-    full = explainer.attribute(rows, index="SII", max_order=2, full_spectrum=True)
+    full = explainer.attribute(rows, index="SII", max_order=3, full_spectrum=True)
     n = full.n_features
     coef = full.values.coefficients.reshape(len(full.values.sets()), len(rows), -1)
     sii = np.zeros((len(rows), n, n, coef.shape[2]))
+    triples = {}
     for s, c in zip(full.values.sets(), coef.numpy()):
         if len(s) == 2:
             sii[:, s[0], s[1]] = sii[:, s[1], s[0]] = c
+        if len(s) == 3:
+            triples[tuple(s)] = c
     sv = full.first_order("SV").reshape(len(rows), -1, n).transpose(1, 2).numpy()
-    return sv, sii
+    return sv, sii, triples
 
 
 def _check(model, rows, background=None, route=None) -> None:
     """Both orders against the reference; ``route``: ``"tables"`` or ``"rows"`` for every
     leaf, None for the automatic choice."""
-    sv_ref, sii_ref = _reference(model, rows, background)
+    sv_ref, sii_ref, triples_ref = _reference(model, rows, background)
     scale = max(np.abs(sv_ref).max(), np.abs(sii_ref).max())
     budget, cheaper = treeshap._TABLE_BUDGET, treeshap._table_is_cheaper
     try:
@@ -59,14 +63,25 @@ def _check(model, rows, background=None, route=None) -> None:
             treeshap._TABLE_BUDGET = 0
         if route == "tables":
             treeshap._table_is_cheaper = lambda *args: True
-        for order in (1, 2):
-            sv, base, pairs, sii = tree_shapley_values(model, rows, background, order)
+        for order in (1, 2, 3):
+            sv, base, sets, sii = tree_shapley_values(model, rows, background, order)
             np.testing.assert_allclose(sv.numpy(), sv_ref, rtol=0, atol=1e-9 * scale)
-            if order == 2:
-                dense = np.zeros_like(sii_ref)
-                i, k = pairs.numpy().T
-                dense[:, i, k] = dense[:, k, i] = sii.numpy()
-                np.testing.assert_allclose(dense, sii_ref, rtol=0, atol=1e-9 * scale)
+            if order == 1:
+                continue
+            is_pair = np.ones(len(sets), dtype=bool) if order == 2 else sets[:, 2].numpy() < 0
+            dense = np.zeros_like(sii_ref)
+            i, k = sets[is_pair, :2].numpy().T
+            dense[:, i, k] = dense[:, k, i] = sii[:, is_pair].numpy()
+            np.testing.assert_allclose(dense, sii_ref, rtol=0, atol=1e-9 * scale)
+            if order == 3:  # every triple sharing a path, and no other, with its SII
+                got = {tuple(t): sii[:, q].numpy() for q, t in enumerate(sets.tolist())
+                       if t[2] >= 0}  # fmt: skip
+                for t in set(got) | set(triples_ref):
+                    want = triples_ref.get(t, np.zeros_like(sv_ref[:, 0]))
+                    np.testing.assert_allclose(got.get(t, np.zeros_like(want)), want, rtol=0,
+                                               atol=1e-9 * scale)  # fmt: skip
+                nonzero = {t for t, v in triples_ref.items() if np.abs(v).max() > 1e-12 * scale}
+                assert nonzero <= set(got)
     finally:
         treeshap._TABLE_BUDGET, treeshap._table_is_cheaper = budget, cheaper
     # efficiency: the values add up to the raw output minus the all-removed value
@@ -260,8 +275,8 @@ def test_equals_shap_tree_explainer() -> None:
 def test_errors() -> None:
     x, y = _data(4, 100, 9)
     model = lgb.LGBMRegressor(n_estimators=2, num_leaves=4, verbose=-1, n_jobs=1).fit(x, y)
-    with pytest.raises(ValueError, match="`max_order` must be 1 or 2"):
-        tree_shapley_values(model, x[:2], max_order=3)
+    with pytest.raises(ValueError, match="`max_order` must be 1, 2 or 3"):
+        tree_shapley_values(model, x[:2], max_order=4)
     # a chain of 63 splits on 63 distinct features: more than a pattern holds
     n = 63
     size = 2 * n + 1
@@ -336,6 +351,29 @@ def _shapley_indices(game: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
                      - game[:, at[code[both] | 1 << k]] + game[:, both])  # fmt: skip
             sii[:, i, k] = sii[:, k, i] = delta @ w2
     return sv, sii
+
+
+def _triple_indices(game: np.ndarray) -> dict[tuple[int, int, int], np.ndarray]:
+    """SII ``{(i, j, l): [B]}`` of every triple of ``game`` (``[B, 2^n]`` over
+    :func:`_all_masks`) from its definition: the third discrete derivative at each set ``S``
+    of the others, weighted ``|S|! (n - |S| - 3)! / (n - 2)!``."""
+    n = int(np.log2(game.shape[1]))
+    masks = _all_masks(n)
+    size = masks.sum(axis=1)
+    code = masks @ (1 << np.arange(n))
+    at = np.empty(1 << n, dtype=np.int64)
+    at[code] = np.arange(len(masks))
+    out = {}
+    for t in itertools.combinations(range(n), 3):
+        rest = ~masks[:, list(t)].any(axis=1)
+        s = size[rest]
+        w = 1.0 / ((n - 2) * np.array([math.comb(n - 3, k) for k in s]))
+        delta = np.zeros((len(game), int(rest.sum())))
+        for chosen in itertools.product((0, 1), repeat=3):
+            add = sum(1 << i for i, c in zip(t, chosen) if c)
+            delta += (-1) ** (3 - sum(chosen)) * game[:, at[code[rest] | add]]
+        out[t] = delta @ w
+    return out
 
 
 def _brute_force(predict, rows: np.ndarray, background: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -451,9 +489,19 @@ def _check_indices(model, game: np.ndarray, rows: np.ndarray, background) -> Non
     dense[:, i, k] = dense[:, k, i] = sii[..., 0].numpy()
     np.testing.assert_allclose(dense, sii_ref, rtol=0, atol=1e-9 * scale)
     np.testing.assert_allclose(base.numpy(), game[:1, 0], rtol=0, atol=1e-9 * scale)
-    sv_full, sii_full = _reference(model, rows, background)
+    sv_full, sii_full, triples_full = _reference(model, rows, background)
     np.testing.assert_allclose(sv_full[..., 0], sv_ref, rtol=0, atol=1e-9 * scale)
     np.testing.assert_allclose(sii_full[..., 0], sii_ref, rtol=0, atol=1e-9 * scale)
+    # order 3: every triple's SII, from the patterns and from the spectrum
+    triples_ref = _triple_indices(game)
+    _, _, sets, sii3 = tree_shapley_values(model, rows, background, max_order=3)
+    got = {tuple(t): sii3[:, q, 0].numpy() for q, t in enumerate(sets.tolist()) if t[2] >= 0}
+    assert any(np.abs(v).max() > 1e-6 * scale for v in triples_ref.values())
+    for t, value in triples_ref.items():
+        zero = np.zeros(len(rows))
+        np.testing.assert_allclose(got.get(t, zero), value, rtol=0, atol=1e-9 * scale)
+        np.testing.assert_allclose(triples_full.get(t, zero[:, None])[:, 0], value, rtol=0,
+                                   atol=1e-9 * scale)  # fmt: skip
     # k-SII order 2 (Bernoulli aggregation of SII): pairs are SII, singletons SV - SII/2
     masking = "path_dependent" if background is None else "interventional"
     explainer = TreeInteraction(model, masking, background=background)

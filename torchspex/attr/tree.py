@@ -3,7 +3,7 @@
 For one explained row ``x`` a tree ensemble, as a function of which features are kept, is a
 polynomial of degree at most the tree depth; :mod:`torchspex.decoders.trees` reads its Fourier
 spectrum off the trees exactly, and every interaction index follows by the usual conversions.
-Shapley values, and k-SII up to order 2, have a faster exact route that never expands
+Shapley values, and k-SII of order 2 or 3, have a faster exact route that never expands
 the spectrum (:mod:`torchspex.decoders.treeshap`); :class:`TreeInteraction` takes it for those
 requests and returns a :class:`TreeShapleyInteractions`.
 """
@@ -19,7 +19,7 @@ from torch import Tensor
 
 from torchspex.decoders.trees import TreeEnsemble, parse_tree_ensemble, tree_spectrum
 from torchspex.decoders.treeshap import TreePaths, tree_paths, tree_shapley_values
-from torchspex.fourier import SparseSpectrum, canonical_index
+from torchspex.fourier import SparseSpectrum, canonical_index, moebius_to_fourier
 from torchspex.fourier._sets import coalesce
 from torchspex.interactions import Interactions, _check_order
 
@@ -33,6 +33,7 @@ _SHAPLEY_ORDER_1 = frozenset({"SV", "SII", "k-SII", "STII", "FSII"})
 #: Indices the order-2 Shapley route gives exactly up to order 2: k-SII (its pairs are the
 #: Shapley interaction indices, its singletons the Shapley values minus half their pairs).
 #: SII's pairs are the same, but its empty-set value depends on every order: full spectrum.
+#: The same holds at order 3 (k-SII from the Shapley values and the pairs' and triples' SII).
 _SHAPLEY_ORDER_2 = frozenset({"k-SII"})
 
 
@@ -40,8 +41,8 @@ def _shapley_order(index: str, max_order: int | None) -> int | None:
     """The order of the Shapley route that serves ``(index, max_order)`` exactly, or None."""
     if index == "SV" or (index in _SHAPLEY_ORDER_1 and max_order == 1):
         return 1
-    if index in _SHAPLEY_ORDER_2 and max_order == 2:
-        return 2
+    if index in _SHAPLEY_ORDER_2 and max_order in (2, 3):
+        return max_order
     return None
 
 
@@ -50,11 +51,12 @@ class TreeShapleyInteractions(Interactions):
 
     Its spectrum is not the trees' own game but the simplest game with the same values: the
     additive game ``f(empty) + sum_{i in S} phi_i`` (``info["exact_order"] == 1``), or for an
-    order-2 request the game of degree 2 whose Moebius coefficients are the model's k-SII values
-    of order 2 (``info["exact_order"] == 2``). Both keep ``baseline_value`` (every feature
-    removed) and ``full_value`` (the model's output) exact. Reads it answers exactly: ``SV``;
-    ``SII``, ``k-SII``, ``STII`` and ``FSII`` at ``max_order=1``; for order 2 also ``k-SII`` at
-    ``max_order=2``. Any other index, and :meth:`predict` of masks, raise
+    order-2 (order-3) request the game of degree 2 (3) whose Moebius coefficients are the
+    model's k-SII values of that order (``info["exact_order"]``). All keep ``baseline_value``
+    (every feature removed) and ``full_value`` (the model's output) exact. Reads it answers
+    exactly: ``SV``; ``SII``, ``k-SII``, ``STII`` and ``FSII`` at ``max_order=1``; for order 2
+    (3) also ``k-SII`` at ``max_order=2`` (3), not at another order (the k-SII of order 2 of
+    the order-3 game are not the model's). Any other index, and :meth:`predict` of masks, raise
     ``ValueError``: ask :class:`TreeInteraction` for that index, or pass
     ``full_spectrum=True``, which reads the trees' whole Fourier spectrum.
     """
@@ -65,8 +67,9 @@ class TreeShapleyInteractions(Interactions):
     def _check_read(self, index: str, max_order: int | None) -> None:
         name = canonical_index(index)
         order = _shapley_order(name, max_order)
-        if order is None or order > self._exact_order():
-            what = "Shapley values" if self._exact_order() == 1 else "k-SII up to order 2"
+        exact = self._exact_order()
+        if order is None or order not in (1, exact):
+            what = "Shapley values" if exact == 1 else f"k-SII of order {exact}"
             raise ValueError(
                 f"this TreeInteraction result holds the exact {what} only (the fast Shapley "
                 f"route), not {name} at max_order={max_order}; call attribute(..., "
@@ -296,7 +299,7 @@ class TreeInteraction:
         """Exact interactions for each row of ``inputs``.
 
         Shapley values (``index="SV"``, or ``SII`` / ``k-SII`` / ``STII`` / ``FSII`` with
-        ``max_order=1``) and ``k-SII`` with ``max_order=2`` take the Shapley route:
+        ``max_order=1``) and ``k-SII`` with ``max_order=2`` or ``3`` take the Shapley route:
         exact values computed leaf by leaf from each row's decision pattern
         (:func:`~torchspex.decoders.treeshap.tree_shapley_values`), without the trees' Fourier
         spectrum, returned as a :class:`TreeShapleyInteractions` that answers those reads only.
@@ -326,7 +329,7 @@ class TreeInteraction:
             (``[s, B, O]`` for several outputs; ``[s]`` / ``[s, O]`` for one 1-D row). The
             empty set holds the value with every feature removed. ``n_evaluations`` is 0: the
             model is never called. From the Shapley route a :class:`TreeShapleyInteractions`,
-            whose spectrum is the game of degree 1 (or 2) with the model's exact values.
+            whose spectrum is the game of degree 1 (2, 3) with the model's exact values.
 
         Raises:
             ValueError: for inputs of the wrong width, a missing background for
@@ -378,7 +381,7 @@ class TreeInteraction:
         self, inputs: Any, baselines: Any, order: int, show_progress: bool
     ) -> SparseSpectrum:
         """The Fourier spectrum ``[s, B, O]`` of the degree-``order`` game with the rows' exact
-        Shapley values (order 2: k-SII values as its Moebius coefficients)."""
+        Shapley values (order 2 or 3: k-SII values as its Moebius coefficients)."""
         ens = self.ensemble
         n = ens.n_features
         rows = _as_rows(inputs, "inputs", n)
@@ -398,6 +401,9 @@ class TreeInteraction:
             if bar is not None:
                 bar.close()
         n_rows = rows.shape[0]
+        if order == 3:
+            assert pairs is not None and sii is not None
+            return _order3_spectrum(values, baseline, pairs, sii, n)
         # Moebius m(empty) = f(empty), m(i) = SV_i - sum_k SII_ik / 2, m(ik) = SII_ik; in the
         # Fourier basis F(K) = (-1)^|K| sum_{T >= K} m(T) / 2^|T|:
         # F(empty) = f(empty) + sum SV / 2 - sum SII / 4, F(i) = -SV_i / 2, F(ik) = SII_ik / 4
@@ -409,6 +415,41 @@ class TreeInteraction:
             parts.append(sii.permute(1, 0, 2) / 4)
             idx = [torch.nn.functional.pad(i, (0, 1), value=-1) for i in idx] + [pairs]
         return SparseSpectrum(torch.cat(idx), torch.cat(parts).contiguous(), n, "Fourier")
+
+
+def _order3_spectrum(
+    values: Tensor, baseline: Tensor, sets: Tensor, sii: Tensor, n: int
+) -> SparseSpectrum:
+    """The Fourier spectrum ``[s, B, O]`` of the game of degree 3 whose Moebius coefficients
+    are the k-SII values of order 3 of the rows: from the Shapley values ``values [B, n, O]``
+    and the Shapley interaction indices ``sii [B, P + Q, O]`` of the pairs and triples
+    ``sets [P + Q, 3]`` (a pair's third entry ``-1``), with the Bernoulli numbers ``1, -1/2,
+    1/6`` (Bordt and von Luxburg 2023): ``k-SII_ijl = SII_ijl``, ``k-SII_ij = SII_ij - sum_l
+    SII_ijl / 2``, ``k-SII_i = phi_i - sum_j SII_ij / 2 + sum_{j<l} SII_ijl / 6``."""
+    n_rows = values.shape[0]
+    triple = sets[:, 2] >= 0
+    pair = ~triple
+    pair_sets, triple_sets = sets[pair, :2], sets[triple]
+    pair_sii, triple_sii = sii[:, pair], sii[:, triple]  # [B, P, O], [B, Q, O]
+    # each triple's three pairs among the pairs (every pair inside a path's triple shares it)
+    keys = pair_sets[:, 0] * n + pair_sets[:, 1]
+    order = torch.argsort(keys)
+    ksii_pairs = pair_sii.clone()
+    for a, b in ((0, 1), (0, 2), (1, 2)):
+        where = order[torch.searchsorted(keys[order], triple_sets[:, a] * n + triple_sets[:, b])]
+        ksii_pairs.index_add_(1, where, triple_sii, alpha=-0.5)
+    ksii_single = values.clone()
+    for col in range(2):
+        ksii_single.index_add_(1, pair_sets[:, col], pair_sii, alpha=-0.5)
+    for col in range(3):
+        ksii_single.index_add_(1, triple_sets[:, col], triple_sii, alpha=1.0 / 6.0)
+    idx = torch.cat([torch.full((1, 3), -1, dtype=torch.long),
+                     torch.nn.functional.pad(torch.arange(n)[:, None], (0, 2), value=-1),
+                     torch.nn.functional.pad(pair_sets, (0, 1), value=-1), triple_sets])
+    coef = torch.cat([baseline.expand(n_rows, -1)[None], ksii_single.permute(1, 0, 2),
+                      ksii_pairs.permute(1, 0, 2), triple_sii.permute(1, 0, 2)])
+    moebius = SparseSpectrum(idx, coef.contiguous(), n, "Moebius")
+    return moebius_to_fourier(moebius, dense=False)
 
 
 def _concat_rows(parts: list[SparseSpectrum], n_features: int) -> SparseSpectrum:

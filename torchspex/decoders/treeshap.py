@@ -1,4 +1,4 @@
-"""Exact Shapley values and pair interactions of tree ensembles, batched over rows.
+"""Exact Shapley values and pair / triple interactions of tree ensembles, batched over rows.
 
 A leaf of a tree, as a function of the set ``S`` of kept features, is its value times a product
 over the *distinct* features ``j`` on its root-to-leaf path (splits on one feature merged by
@@ -26,7 +26,10 @@ of their values for all ``2^d`` patterns, built once and shared by every row (on
 row and leaf); leaves with long paths are computed row by row. Interventional tables come from
 each leaf's histogram of background patterns by a superset-sum transform, so the per-row cost
 does not grow with the background. k-SII of order 2 follows from the Shapley values and SII:
-``k-SII_i = phi_i - sum_k I_ik / 2``, ``k-SII_ik = I_ik``.
+``k-SII_i = phi_i - sum_k I_ik / 2``, ``k-SII_ik = I_ik``. The SII of a triple is the same
+integral with three factors divided out, ``prod_{j in T} (o_j - z_j) int_0^1 prod_{j not in T}
+(...) dt``, and k-SII of order 3 adds the Bernoulli terms of the triples (``-I_ijl / 2`` to each
+pair, ``+I_ijl / 6`` to each member).
 
 References:
     Lundberg et al., "From local explanations to global understanding with explainable AI for
@@ -320,9 +323,12 @@ def decision_patterns(paths: TreePaths, x: np.ndarray) -> Tensor:
 # ---------------------------------------------------------------------------- leaf values
 # Every function below returns, for leaves with d path features, their value-free Shapley
 # values and (order 2) Shapley interaction indices: ``[L, M, d]`` or ``[L, M, d + d(d-1)/2]``
-# (pairs ``(j, k)``, ``j < k``, in the order of :func:`_pairs`), for M patterns or rows.
+# (pairs ``(j, k)``, ``j < k``, in the order of :func:`_pairs`), for M patterns or rows; order
+# 3 appends the triples of :func:`_triples` (``_width`` values in all).
+@lru_cache(maxsize=128)
 def _quadrature(d: int) -> tuple[Tensor, Tensor]:
-    """Gauss-Legendre nodes and weights on ``[0, 1]`` exact for degree ``d - 1``."""
+    """Gauss-Legendre nodes and weights on ``[0, 1]`` exact for degree ``d - 1`` (cached: not
+    to be modified)."""
     t, w = np.polynomial.legendre.leggauss(max(1, -(-d // 2)))
     return torch.from_numpy((t + 1) / 2), torch.from_numpy(w / 2)
 
@@ -333,8 +339,31 @@ def _pairs(d: int) -> tuple[Tensor, Tensor]:
     return j, k
 
 
+@lru_cache(maxsize=64)
+def _triples(d: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Slot triples ``(i, j, l)``, ``i < j < l``, in lexicographic order: three ``int64
+    [d (d - 1) (d - 2) / 6]`` (cached: not to be modified)."""
+    if d < 3:
+        empty = torch.zeros(0, dtype=torch.int64)
+        return empty, empty, empty
+    t = torch.combinations(torch.arange(d), 3)
+    return t[:, 0], t[:, 1], t[:, 2]
+
+
+def _pair_position(d: int, j: Tensor, k: Tensor) -> Tensor:
+    """The position of slot pair ``(j, k)``, ``j < k``, in :func:`_pairs` ``(d)``."""
+    return j * (2 * d - j - 1) // 2 + (k - j - 1)
+
+
 def _width(d: int, order: int) -> int:
-    return d + (d * (d - 1) // 2 if order == 2 else 0)
+    """Values per leaf and pattern: ``d`` Shapley values, then ``d (d-1) / 2`` pair indices
+    (order >= 2), then ``d (d-1) (d-2) / 6`` triple indices (order 3)."""
+    width = d
+    if order >= 2:
+        width += d * (d - 1) // 2
+    if order >= 3:
+        width += d * (d - 1) * (d - 2) // 6
+    return width
 
 
 def _bits(keys: Tensor, d: int) -> Tensor:
@@ -358,15 +387,57 @@ def _path_dependent_values(z: Tensor, bits: Tensor, g: Tensor, t: Tensor, order:
     if order == 1:
         return sv
     # sum_q g (c + o_j gap_j)(c + o_k gap_k): the products not involving the pattern's bits
-    # are batched matrix products over the patterns
-    j, k = _pairs(z.shape[1])
+    # are batched matrix products over the patterns; picking slots j and k for every pair is
+    # a product with the pairs' 0/1 incidence matrix (a gather along the last dimension is
+    # several times slower), and o_j o_k = max(o_j + o_k - 1, 0) for bits
+    d = z.shape[1]
+    j, k = _pairs(d)
+    pairs = _incidence(d, 2)  # [d, P]
     cross = bits * ((g * c) @ gap.transpose(1, 2))  # [L, M, d]: o_j sum_q g c gap_j
+    both = (bits @ pairs - 1.0).clamp_(min=0.0)  # [L or 1, M, P]: o_j o_k
     sii = g @ (gap[:, j] * gap[:, k]).transpose(1, 2)  # [L, M, P]
-    sii *= bits[..., j] * bits[..., k]
-    sii += cross[..., j]
-    sii += cross[..., k]
+    sii *= both
+    sii += cross @ pairs
     sii += (g @ (c * c))[..., None]
-    return torch.cat([sv, sii], dim=2)
+    if order == 2:
+        return torch.cat([sv, sii], dim=2)
+    # triples: sum_q g (c + o_i gap_i)(c + o_j gap_j)(c + o_l gap_l), expanded the same way
+    # (one degree lower again: the integrand has degree d - 3); per pair (j, k): o_j o_k sum_q
+    # g c gap_j gap_k plus half of each member's term and a third of the constant, so that a
+    # triple's value is the sum over its three pairs plus the term of all three
+    i3, j3, l3 = _triples(d)
+    one = bits * ((g * (c * c)) @ gap.transpose(1, 2))  # [L, M, d]
+    two = (g * c) @ (gap[:, j] * gap[:, k]).transpose(1, 2)
+    two *= both
+    two += (one @ pairs) / 2
+    two += (g @ (c * c * c))[..., None] / 3
+    sii3 = g @ (gap[:, i3] * gap[:, j3] * gap[:, l3]).transpose(1, 2)  # [L, M, T]
+    sii3 *= (bits @ _incidence(d, 3) - 2.0).clamp_(min=0.0)  # o_i o_j o_l
+    sii3 += two @ _triple_pairs(d)
+    return torch.cat([sv, sii, sii3], dim=2)
+
+
+@lru_cache(maxsize=64)
+def _incidence(d: int, size: int) -> Tensor:
+    """``float64 [d, C(d, size)]``: 1 where slot ``j`` is in the pair (``size=2``, in the
+    order of :func:`_pairs`) or triple (``size=3``, :func:`_triples`) (cached)."""
+    sets = torch.stack(_pairs(d)) if size == 2 else torch.stack(_triples(d))
+    out = torch.zeros(d, sets.shape[1], dtype=torch.float64)
+    for row in sets:
+        out[row, torch.arange(sets.shape[1])] = 1.0
+    return out
+
+
+@lru_cache(maxsize=64)
+def _triple_pairs(d: int) -> Tensor:
+    """``float64 [P, T]``: 1 where the pair (:func:`_pairs`) lies in the triple
+    (:func:`_triples`), three per triple (cached)."""
+    i3, j3, l3 = _triples(d)
+    out = torch.zeros(d * (d - 1) // 2, i3.numel(), dtype=torch.float64)
+    cols = torch.arange(i3.numel())
+    for a, b in ((i3, j3), (i3, l3), (j3, l3)):
+        out[_pair_position(d, a, b), cols] = 1.0
+    return out
 
 
 def _path_dependent_table(z: Tensor, order: int) -> Tensor:
@@ -432,23 +503,21 @@ def _weights(d: int, order: int) -> dict[str, Tensor]:
     each member of ``B``, ``-a! (b-1)! / (a+b)!``; order 2 adds the Shapley interaction index of
     two members of ``A`` (``"in_in"``, ``(a-2)! b! / (a+b-1)!``), one of each (``"in_out"``,
     ``-(a-1)! (b-1)! / (a+b-1)!``) and two of ``B`` (``"out_out"``, ``a! (b-2)! / (a+b-1)!``).
-    ``float64 [d + 1, d + 1]`` each, 0 where undefined (cached: not to be modified).
+    Order 3 adds the index of three members, ``k`` of them in ``A`` (``"in3"``, ``"in2"``,
+    ``"in1"``, ``"in0"``): ``(-1)^(3-k) (a-k)! (b-3+k)! / (a+b-2)!``. In general a set ``T``
+    inside ``A`` and ``B`` has the index ``(-1)^|T & B| |A - T|! |B - T|! / (|A - T| + |B - T|
+    + 1)!``. ``float64 [d + 1, d + 1]`` each, 0 where undefined (cached: not to be modified).
     """
-    names = ("in", "out") + (("in_in", "in_out", "out_out") if order == 2 else ())
+    names = {"in": (1, 0), "out": (0, 1)}
+    if order >= 2:
+        names.update(in_in=(2, 0), in_out=(1, 1), out_out=(0, 2))
+    if order >= 3:
+        names.update(in3=(3, 0), in2=(2, 1), in1=(1, 2), in0=(0, 3))
     out = {name: torch.zeros(d + 1, d + 1, dtype=torch.float64) for name in names}
-    for a in range(d + 1):
-        for b in range(d + 1 - a):
-            if a >= 1:
-                out["in"][a, b] = _gamma(a - 1, b)
-            if b >= 1:
-                out["out"][a, b] = -_gamma(a, b - 1)
-            if order == 2:
-                if a >= 2:
-                    out["in_in"][a, b] = _gamma(a - 2, b)
-                if a >= 1 and b >= 1:
-                    out["in_out"][a, b] = -_gamma(a - 1, b - 1)
-                if b >= 2:
-                    out["out_out"][a, b] = _gamma(a, b - 2)
+    for name, (k_in, k_out) in names.items():
+        for a in range(k_in, d + 1):
+            for b in range(k_out, d + 1 - a):
+                out[name][a, b] = (-1) ** k_out * _gamma(a - k_in, b - k_out)
     return out
 
 
@@ -498,7 +567,34 @@ def _interventional_table(bkeys: Tensor, d: int, order: int) -> Tensor:
     in_out = torch.where(bj, io0[..., None] - io1[:, pj], io0[..., None] - io1[:, pk])
     out_out = total("out_out", 0)[..., None].expand(-1, -1, one.numel())
     sii = torch.where(bj & bk, in_in, torch.where(bj | bk, in_out, out_out))
-    return torch.cat([sv, sii], dim=2)
+    if order == 2:
+        return torch.cat([sv, sii], dim=2)
+    # a triple T with k = |T & p| members in p: inclusion-exclusion over the subsets U of
+    # those members, sum_U (-1)^|U| total(k, |U|)[p - U]; the k of each (pattern, triple)
+    # picks its row of the stacked totals
+    i3, j3, l3 = _triples(d)
+    members = torch.stack([bits[:, i3], bits[:, j3], bits[:, l3]])  # [3, 2^d, T]
+    k = members.sum(dim=0)  # [2^d, T]
+    flips = torch.stack([flip[i3], flip[j3], flip[l3]])  # [3, T]
+    names = ("in0", "in1", "in2", "in3")
+    sii3 = torch.zeros(n_leaves, size, i3.numel(), dtype=torch.float64)
+    for u in range(8):
+        chosen = [m for m in range(3) if u >> m & 1]
+        inside = torch.ones_like(k, dtype=torch.bool)
+        q = p[:, None].expand_as(k)
+        for m in chosen:
+            inside = inside & members[m]
+            q = q ^ flips[m]
+        shift = len(chosen)
+        stacked = torch.stack([total(name, shift) if kk >= shift else torch.zeros(n_leaves, size,
+                               dtype=torch.float64) for kk, name in enumerate(names)], dim=1)
+        term = stacked.reshape(n_leaves, 4 * size)[:, (k * size + q).reshape(-1)]
+        term = term.view(n_leaves, size, -1) * inside
+        if shift % 2:
+            sii3 -= term
+        else:
+            sii3 += term
+    return torch.cat([sv, sii, sii3], dim=2)
 
 
 def _interventional_rows(bkeys: Tensor, keys: Tensor, d: int, order: int) -> Tensor:
@@ -522,7 +618,25 @@ def _interventional_rows(bkeys: Tensor, keys: Tensor, d: int, order: int) -> Ten
     in_out = torch.where(bj, io @ free[..., j], io @ free[..., k])
     out_out = (valid * w["out_out"][a, n_out]).sum(dim=2)[..., None]
     sii = torch.where(bj & bk, in_in, torch.where(bj | bk, in_out, out_out))
-    return torch.cat([sv, sii], dim=2)
+    if order == 2:
+        return torch.cat([sv, sii], dim=2)
+    # a triple with all of its members in the row's pattern needs all three free in the
+    # background row; with two, those two (the pair left when the third is dropped); one,
+    # that one
+    i3, j3, l3 = _triples(d)
+    bi, bj3, bl = bits[..., i3], bits[..., j3], bits[..., l3]  # [L, R, T]
+    all3 = (valid * w["in3"][a, n_out]) @ (free[..., i3] * free[..., j3] * free[..., l3])
+    two = (valid * w["in2"][a, n_out]) @ (free[..., j] * free[..., k])  # [L, R, P]
+    two = torch.where(~bl, two[..., _pair_position(d, i3, j3)],
+                      torch.where(~bj3, two[..., _pair_position(d, i3, l3)],
+                                  two[..., _pair_position(d, j3, l3)]))  # fmt: skip
+    one = (valid * w["in1"][a, n_out]) @ free  # [L, R, d]
+    one = torch.where(bi, one[..., i3], torch.where(bj3, one[..., j3], one[..., l3]))
+    none = (valid * w["in0"][a, n_out]).sum(dim=2)[..., None]
+    count = bi.long() + bj3.long() + bl.long()
+    sii3 = torch.where(count == 3, all3, torch.where(count == 2, two,
+                                                     torch.where(count == 1, one, none)))
+    return torch.cat([sv, sii, sii3], dim=2)
 
 
 # ---------------------------------------------------------------------------- driver
@@ -544,8 +658,9 @@ def tree_shapley_values(
         inputs: ``float [R, n]`` rows to explain.
         background: ``float [M, n]`` baseline rows for interventional masking (the value
             function averages over them); ``None``: path-dependent masking (cover weights).
-        max_order: 1 (Shapley values) or 2 (also the Shapley interaction index of every pair
-            of features that share a root-to-leaf path; the others are 0).
+        max_order: 1 (Shapley values), 2 (also the Shapley interaction index of every pair
+            of features that share a root-to-leaf path; the others are 0) or 3 (also of every
+            such triple).
         paths: the ensemble's :func:`tree_paths`, when already computed.
         progress: called with the number of rows after each chunk of rows.
 
@@ -553,10 +668,12 @@ def tree_shapley_values(
         ``(values, baseline, pairs, sii)``: Shapley values ``float64 [R, n, O]``, the value with
         every feature removed ``float64 [O]`` (``baseline + values.sum(1)`` is each row's raw
         model output), and for ``max_order=2`` the pairs ``int64 [P, 2]`` with their Shapley
-        interaction indices ``float64 [R, P, O]`` (``None, None`` for ``max_order=1``).
+        interaction indices ``float64 [R, P, O]`` (``None, None`` for ``max_order=1``); for
+        ``max_order=3`` the pairs and then the triples, ``int64 [P + Q, 3]`` (a pair's third
+        entry is ``-1``), and their indices ``float64 [R, P + Q, O]``.
 
     Raises:
-        ValueError: for ``max_order`` other than 1 or 2, or a root-to-leaf path that splits on
+        ValueError: for ``max_order`` other than 1, 2 or 3, or a root-to-leaf path that splits on
             more than 62 distinct features.
 
     Example:
@@ -567,8 +684,8 @@ def tree_shapley_values(
         >>> values[0, :, 0].tolist(), baseline.tolist(), pairs.tolist(), sii[0, :, 0].tolist()
         ([2.0, 2.0], [0.0], [[0, 1]], [4.0])
     """
-    if max_order not in (1, 2):
-        raise ValueError(f"`max_order` must be 1 or 2; got {max_order!r}.")
+    if max_order not in (1, 2, 3):
+        raise ValueError(f"`max_order` must be 1, 2 or 3; got {max_order!r}.")
     ens = parse_tree_ensemble(ensemble)
     if paths is None:
         paths = tree_paths(ens)
@@ -585,8 +702,11 @@ def tree_shapley_values(
         bpat = torch.cat([decision_patterns(paths, bg[i : i + step])[paths.leaf]
                           for i in range(0, bg.shape[0], step)], dim=1)  # [L, M]
         work = float(n_rows) * bg.shape[0]
-    pairs, pair_of = _pair_ids(paths) if max_order == 2 else (None, None)
+    pairs, pair_of = _pair_ids(paths) if max_order >= 2 else (None, None)
     n_targets = n + (0 if pairs is None else pairs.shape[0])
+    triples, triple_keys = _triple_ids(paths) if max_order == 3 else (None, None)
+    if triples is not None:
+        n_targets += triples.shape[0]
     keyed = paths.tree_splits <= _KEY_BITS  # [T]: rows grouped by routing key
     # leaves grouped by their number d of path features and by whether their tree is keyed,
     # each group's leaves in tree order; a table over all 2^d patterns (built once) where that
@@ -611,7 +731,13 @@ def tree_shapley_values(
             target = paths.feature[idx, :d]
             if pair_of is not None:
                 j, k = _pairs(d)
-                target = torch.cat([target, pair_of[target[:, j], target[:, k]]], dim=1)
+                pair_target = pair_of[target[:, j], target[:, k]]
+                if triple_keys is not None:
+                    assert triples is not None
+                    found = _triple_targets(target, d, triple_keys, n)
+                    pair_target = torch.cat([pair_target, found + n_targets
+                                             - triples.shape[0]], dim=1)  # fmt: skip
+                target = torch.cat([target, pair_target], dim=1)
             groups.append(_Group(d, by_key, idx, paths.leaf_tree[idx], target, table))
     entries = _Entries.build(groups, paths.n_trees, n_targets)
     most = int(paths.tree_splits[keyed].max()) if bool(keyed.any()) else 0
@@ -637,6 +763,8 @@ def tree_shapley_values(
     values = out_all[:n].permute(2, 0, 1).contiguous()
     if pairs is None:
         return values, baseline, None, None
+    if triples is not None:
+        pairs = torch.cat([torch.nn.functional.pad(pairs, (0, 1), value=-1), triples])
     return values, baseline, pairs, out_all[n:].permute(2, 0, 1).contiguous()
 
 
@@ -1240,6 +1368,33 @@ def _pair_ids(paths: TreePaths) -> tuple[Tensor, Tensor]:
     pair_of[pairs[:, 0], pairs[:, 1]] = ids
     pair_of[pairs[:, 1], pairs[:, 0]] = ids
     return pairs, pair_of
+
+
+def _triple_ids(paths: TreePaths) -> tuple[Tensor, Tensor]:
+    """The feature triples sharing a path, ``int64 [Q, 3]`` (increasing within a triple,
+    triples in lexicographic order), and their sorted keys ``(i n + j) n + l`` ``[Q]``."""
+    n = paths.n_features
+    keys = []
+    for d in torch.unique(paths.n_slots).tolist():
+        feat = paths.feature[paths.n_slots == d, :d]
+        if d >= 3:
+            keys.append(_triple_keys(feat, d, n).reshape(-1))
+    uniq = torch.unique(torch.cat(keys)) if keys else torch.zeros(0, dtype=torch.int64)
+    triples = torch.stack([uniq // (n * n), uniq // n % n, uniq % n], dim=1)
+    return triples, uniq
+
+
+def _triple_keys(feat: Tensor, d: int, n: int) -> Tensor:
+    """``[L, d (d-1) (d-2) / 6]``: the key ``(i n + j) n + l`` (``i < j < l``) of the features
+    in each slot triple of :func:`_triples` of leaves with path features ``feat [L, d]``."""
+    i3, j3, l3 = _triples(d)
+    sets = torch.stack([feat[:, i3], feat[:, j3], feat[:, l3]], dim=2).sort(dim=2).values
+    return (sets[..., 0] * n + sets[..., 1]) * n + sets[..., 2]
+
+
+def _triple_targets(feat: Tensor, d: int, keys: Tensor, n: int) -> Tensor:
+    """Positions in the sorted triple ``keys`` of the leaves' slot triples ``[L, T]``."""
+    return torch.searchsorted(keys, _triple_keys(feat, d, n))
 
 
 def _leaf_table(
