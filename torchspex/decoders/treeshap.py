@@ -554,21 +554,26 @@ def _interventional_table(bkeys: Tensor, d: int, order: int) -> Tensor:
 
     bits = _bits(p, d).bool()  # [2^d, d]
     flip = 1 << torch.arange(d)
-    sv = torch.where(bits, total("in", 0)[..., None] - total("in", 1)[:, p[:, None] ^ flip],
-                     total("out", 0)[..., None])  # fmt: skip
+    # the values are built slot-major ([L, d or P, 2^d]): a pattern with a bit flipped is a
+    # flip of a reshaped view (no gather), and a pair's row is a block of contiguous entries
+    bits_t = bits.T  # [d, 2^d]
+    sv = torch.where(bits_t, total("in", 0)[:, None] - _flipped(total("in", 1), d),
+                     total("out", 0)[:, None])  # fmt: skip
     if order == 1:
-        return sv
+        return sv.transpose(1, 2)
     one, two = _pairs(d)
-    bj, bk = bits[:, one], bits[:, two]  # [2^d, P]
-    pj, pk = p[:, None] ^ flip[one], p[:, None] ^ flip[two]
-    in_in = (total("in_in", 0)[..., None] - total("in_in", 1)[:, pj]
-             - total("in_in", 1)[:, pk] + total("in_in", 2)[:, pj ^ flip[two]])  # fmt: skip
-    io0, io1 = total("in_out", 0), total("in_out", 1)
-    in_out = torch.where(bj, io0[..., None] - io1[:, pj], io0[..., None] - io1[:, pk])
-    out_out = total("out_out", 0)[..., None].expand(-1, -1, one.numel())
+    bj, bk = bits_t[one], bits_t[two]  # [P, 2^d]
+    in_in1 = _flipped(total("in_in", 1), d)  # [L, d, 2^d]
+    in_in = (total("in_in", 0)[:, None] - in_in1.index_select(1, one)
+             - in_in1.index_select(1, two) + _flipped_pairs(total("in_in", 2), d))  # fmt: skip
+    io1 = _flipped(total("in_out", 1), d)
+    in_out = total("in_out", 0)[:, None] - torch.where(bj, io1.index_select(1, one),
+                                                       io1.index_select(1, two))  # fmt: skip
+    out_out = total("out_out", 0)[:, None].expand(-1, one.numel(), -1)
     sii = torch.where(bj & bk, in_in, torch.where(bj | bk, in_out, out_out))
     if order == 2:
-        return torch.cat([sv, sii], dim=2)
+        return torch.cat([sv, sii], dim=1).transpose(1, 2)
+    sv, sii = sv.transpose(1, 2), sii.transpose(1, 2)
     # a triple T with k = |T & p| members in p: inclusion-exclusion over the subsets U of
     # those members, sum_U (-1)^|U| total(k, |U|)[p - U]; the k of each (pattern, triple)
     # picks its row of the stacked totals
@@ -597,6 +602,29 @@ def _interventional_table(bkeys: Tensor, d: int, order: int) -> Tensor:
     return torch.cat([sv, sii, sii3], dim=2)
 
 
+def _flipped(t: Tensor, d: int) -> Tensor:
+    """``[L, d, 2^d]``: entry ``[:, j, p]`` is ``t[:, p ^ 2^j]`` for ``t [L, 2^d]``."""
+    n = t.shape[0]
+    out = torch.empty(n, d, 1 << d, dtype=t.dtype)
+    for j in range(d):
+        shape = (n, 1 << (d - 1 - j), 2, 1 << j)
+        out[:, j].view(shape).copy_(t.view(shape).flip(2))
+    return out
+
+
+def _flipped_pairs(t: Tensor, d: int) -> Tensor:
+    """``[L, P, 2^d]``: entry ``[:, pair (j, k), p]`` is ``t[:, p ^ 2^j ^ 2^k]`` (pairs in the
+    order of :func:`_pairs`)."""
+    n = t.shape[0]
+    once = _flipped(t, d)
+    out = torch.empty(n, d * (d - 1) // 2, 1 << d, dtype=t.dtype)
+    for k in range(1, d):  # the pairs (j, k), j < k: flip bit k of the rows flipped at j
+        shape = (n, k, 1 << (d - 1 - k), 2, 1 << k)
+        at = _pair_position(d, torch.arange(k), torch.full((k,), k))
+        out.index_copy_(1, at, once[:, :k].reshape(shape).flip(3).reshape(n, k, -1))
+    return out
+
+
 def _interventional_rows(bkeys: Tensor, keys: Tensor, d: int, order: int) -> Tensor:
     """Values for rows ``keys [L, R]`` from background patterns ``bkeys [L, M]``."""
     m = bkeys.shape[1]
@@ -606,16 +634,22 @@ def _interventional_rows(bkeys: Tensor, keys: Tensor, d: int, order: int) -> Ten
     n_out = (d - _count_bits(keys, d))[..., None].expand_as(a)
     w = _weights(d, order)
     free = 1.0 - _bits(bkeys, d)  # [L, M, d]: the feature is in A when the row has it
-    bits = _bits(keys, d).bool()  # [L, R, d]
+    row_bits = _bits(keys, d)  # [L, R, d]
+    bits = row_bits.bool()
     sv = torch.where(bits, (valid * w["in"][a, n_out]) @ free,
                      (valid * w["out"][a, n_out]).sum(dim=2)[..., None])  # fmt: skip
     if order == 1:
         return sv
+    # slots are picked for every pair by products with 0/1 matrices (exact: one term each;
+    # a gather along the last dimension is several times slower); for bits o_j o_k = max(o_j
+    # + o_k - 1, 0)
     j, k = _pairs(d)
-    bj, bk = bits[..., j], bits[..., k]  # [L, R, P]
-    in_in = (valid * w["in_in"][a, n_out]) @ (free[..., j] * free[..., k])
-    io = valid * w["in_out"][a, n_out]
-    in_out = torch.where(bj, io @ free[..., j], io @ free[..., k])
+    first, second = _pick(d, j), _pick(d, k)  # [d, P]
+    bj, bk = (row_bits @ first).bool(), (row_bits @ second).bool()  # [L, R, P]
+    free2 = (free @ _incidence(d, 2) - 1.0).clamp_(min=0.0)  # [L, M, P]: both free
+    in_in = (valid * w["in_in"][a, n_out]) @ free2
+    single = (valid * w["in_out"][a, n_out]) @ free  # [L, R, d]
+    in_out = torch.where(bj, single @ first, single @ second)
     out_out = (valid * w["out_out"][a, n_out]).sum(dim=2)[..., None]
     sii = torch.where(bj & bk, in_in, torch.where(bj | bk, in_out, out_out))
     if order == 2:
@@ -624,19 +658,44 @@ def _interventional_rows(bkeys: Tensor, keys: Tensor, d: int, order: int) -> Ten
     # background row; with two, those two (the pair left when the third is dropped); one,
     # that one
     i3, j3, l3 = _triples(d)
-    bi, bj3, bl = bits[..., i3], bits[..., j3], bits[..., l3]  # [L, R, T]
-    all3 = (valid * w["in3"][a, n_out]) @ (free[..., i3] * free[..., j3] * free[..., l3])
-    two = (valid * w["in2"][a, n_out]) @ (free[..., j] * free[..., k])  # [L, R, P]
-    two = torch.where(~bl, two[..., _pair_position(d, i3, j3)],
-                      torch.where(~bj3, two[..., _pair_position(d, i3, l3)],
-                                  two[..., _pair_position(d, j3, l3)]))  # fmt: skip
+    p_i, p_j, p_l = _pick(d, i3), _pick(d, j3), _pick(d, l3)  # [d, T]
+    bi, bj3, bl = (row_bits @ p_i).bool(), (row_bits @ p_j).bool(), (row_bits @ p_l).bool()
+    all3 = (valid * w["in3"][a, n_out]) @ (free @ _incidence(d, 3) - 2.0).clamp_(min=0.0)
+    two = (valid * w["in2"][a, n_out]) @ free2  # [L, R, P]
+    # the pair left: (i, j) where l is out, (i, l) where j is, else (j, l)
+    two = torch.where(~bl, two @ _pick_pairs(d, 0), torch.where(
+        ~bj3, two @ _pick_pairs(d, 1), two @ _pick_pairs(d, 2)))  # fmt: skip
     one = (valid * w["in1"][a, n_out]) @ free  # [L, R, d]
-    one = torch.where(bi, one[..., i3], torch.where(bj3, one[..., j3], one[..., l3]))
+    one = torch.where(bi, one @ p_i, torch.where(bj3, one @ p_j, one @ p_l))
     none = (valid * w["in0"][a, n_out]).sum(dim=2)[..., None]
     count = bi.long() + bj3.long() + bl.long()
     sii3 = torch.where(count == 3, all3, torch.where(count == 2, two,
                                                      torch.where(count == 1, one, none)))
     return torch.cat([sv, sii, sii3], dim=2)
+
+
+@lru_cache(maxsize=256)
+def _pick_cached(d: int, slots: tuple[int, ...]) -> Tensor:
+    out = torch.zeros(d, len(slots), dtype=torch.float64)
+    out[list(slots), range(len(slots))] = 1.0
+    return out
+
+
+def _pick(d: int, slots: Tensor) -> Tensor:
+    """``float64 [d, len(slots)]``: column ``c`` is the indicator of slot ``slots[c]``, so that
+    ``x @ _pick(d, slots)`` is ``x[..., slots]`` (cached per ``slots``)."""
+    return _pick_cached(d, tuple(slots.tolist()))
+
+
+@lru_cache(maxsize=64)
+def _pick_pairs(d: int, which: int) -> Tensor:
+    """``float64 [P, T]``: picks of each triple's pair ``(i, j)`` (``which=0``), ``(i, l)``
+    (1) or ``(j, l)`` (2) among the pairs of :func:`_pairs` (cached)."""
+    i3, j3, l3 = _triples(d)
+    a, b = ((i3, j3), (i3, l3), (j3, l3))[which]
+    out = torch.zeros(d * (d - 1) // 2, i3.numel(), dtype=torch.float64)
+    out[_pair_position(d, a, b), torch.arange(i3.numel())] = 1.0
+    return out
 
 
 # ---------------------------------------------------------------------------- driver
