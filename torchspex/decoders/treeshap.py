@@ -1233,7 +1233,9 @@ class _RowClasses:
         # each keyed tree's classes: its distinct keys in increasing order (torch.unique per
         # tree), or every key its splits allow when they number at most 1 / DIRECT_KEYS of the
         # rows (the key is the class: no unique); the other trees: a class per row
-        pos = torch.arange(n_rows).repeat(n_trees, 1)
+        pos = torch.empty(n_trees, n_rows, dtype=torch.int64)
+        if not bool(keyed.all()):
+            pos[~keyed] = torch.arange(n_rows)
         uniq: list[Tensor] = []
         direct = paths.tree_splits <= (n_rows // DIRECT_KEYS).bit_length() - 1
         for t in range(n_trees):
@@ -1316,13 +1318,16 @@ def _accumulate(
                 flat += torch.index_select(table[t], 0, pos[t], out=buf)
             t0 = t1
             continue
-        # rows: out[target, :, r] += acc[entry, :, class of r in the entry's tree]
+        # rows: out[target, :, r] += acc[entry, :, class of r in the entry's tree], tree by
+        # tree (the tree's classes of the rows broadcast to its entries, not copied), in
+        # pieces of about _CHUNK values
         step = max(1, _CHUNK // max(1, n_rows * n_out))
-        for e in range(e0, e1, step):
-            sel = slice(e, min(e + step, e1))
-            where = pos[entries.tree[sel] - t0][:, None, :].expand(-1, n_out, -1)
-            out.index_add_(0, entries.target[sel], acc[sel.start - e0 : sel.stop - e0]
-                           .gather(2, where))  # fmt: skip
+        for t in range(t1 - t0):
+            lo, hi = int(entries.first[t0 + t]) - e0, int(entries.first[t0 + t + 1]) - e0
+            for a in range(lo, hi, step):
+                b = min(a + step, hi)
+                where = pos[t].view(1, 1, -1).expand(b - a, n_out, -1)
+                out.index_add_(0, entries.target[e0 + a : e0 + b], acc[a:b].gather(2, where))
         t0 = t1
     if flat is not None:
         out += flat.view(n_rows, n_targets, n_out).permute(1, 2, 0)
