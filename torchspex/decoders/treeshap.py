@@ -1263,8 +1263,13 @@ class _RowClasses:
 #: process, twice each, ``benchmarks/tree_vs_shapiq.py``'s models): k-SII order 2 of the
 #: LightGBM diabetes booster on 10,000 rows 0.56-0.59 -> 0.45-0.47 s; Shapley values of the
 #: LightGBM and XGBoost breast-cancer models on 100,000 rows and the forest on 10,000 within
-#: the machine's noise (the row sums were not the large part there).
-DENSE_SPREAD = 8
+#: the machine's noise (the row sums were not the large part there). Lowered from 8 to 4 once
+#: the entries' sums stopped copying an ``[entries, rows]`` index (one process, best of 2, 8
+#: / 4 / 2): k-SII order 2 of the breast-cancer booster on 10,000 rows 4.65 / 2.47 / 2.55 s
+#: path-dependent, 8.37 / 7.03 / 7.40 s interventional, on 100 rows 0.20 / 0.16 / 0.17 s; the
+#: forest's on 10,000 rows 4.5 / 4.3 / 4.0 s; the diabetes booster's on 100,000 rows 2.95 /
+#: 2.87 / 3.47 s; Shapley values level (LightGBM, XGBoost, the forest on 10,000-30,000 rows).
+DENSE_SPREAD = 4
 
 
 def _accumulate(
