@@ -763,6 +763,30 @@ def test_key_tables_equal_split_by_split_keys(monkeypatch: pytest.MonkeyPatch) -
     assert True in used and False in used
 
 
+def test_bit_packer_equals_shifted_sums() -> None:
+    # keys packed a byte at a time equal the sum of left << bit: trees without splits (key 0),
+    # trees with bits past 31 (int64), bit positions held by some trees only, splits out of
+    # tree order
+    rng = np.random.default_rng(0)
+    splits = np.array([0, 3, 40, 9, 0, 31, 1, 63])
+    tree = np.repeat(np.arange(len(splits)), splits)
+    bit = np.concatenate([rng.permutation(s) for s in splits])
+    perm = rng.permutation(len(tree))
+    tree, bit = tree[perm], bit[perm]
+    left = rng.random((len(tree), 37)) < 0.5
+    expect = torch.zeros(len(splits), 37, dtype=torch.int64)
+    expect.index_add_(0, torch.from_numpy(tree), torch.from_numpy(left).long()
+                      << torch.from_numpy(bit)[:, None])  # fmt: skip
+    packed = treeshap._BitPacker(tree, bit, len(splits))(left, torch.int64)
+    assert packed.dtype == np.int64
+    assert torch.equal(torch.from_numpy(packed), expect)
+    narrow = splits <= 31
+    keep = narrow[tree]
+    small = treeshap._BitPacker(tree[keep], bit[keep], len(splits))(left[keep], torch.int32)
+    assert small.dtype == np.int32
+    assert torch.equal(torch.from_numpy(small).long(), expect * torch.from_numpy(narrow)[:, None])
+
+
 def test_unique_rows_equal_torch_unique() -> None:
     g = torch.Generator().manual_seed(7)
     for shape, high in (((500, 3), 4), ((1, 3), 9), ((300, 3), 2**62), ((0, 3), 2)):

@@ -1148,13 +1148,53 @@ class _KeyTables:
             full = np.union1d(full, np.flatnonzero(self.in_tables & nan[router.feature]))
             sub = _router(router, full) if full.size else None
         if sub is not None:
-            tree = paths.split_tree[torch.from_numpy(full)]
-            bit = paths.split_bit[torch.from_numpy(full)][:, None]
+            pack = _BitPacker(paths.split_tree.numpy()[full], paths.split_bit.numpy()[full],
+                              paths.n_trees)  # fmt: skip
             step = max(1, (_CHUNK >> 1) // full.size)  # the router's temporaries
             for start in range(0, n_rows, step):
-                left = torch.from_numpy(sub.goes_left(x[start : start + step]))  # [V', r]
-                keys[:, start : start + step].index_add_(0, tree, left.long() << bit)
+                left = sub.goes_left(x[start : start + step])  # [V', r]
+                keys[:, start : start + step] += torch.from_numpy(pack(left, torch.int64))
         return keys.to(dtype)
+
+
+class _BitPacker:
+    """Routing keys from the routing of rows at a set of splits: ``key[t] = sum over t's
+    splits v of left[v] << bit[v]`` (``left`` the splits' ``bool [V, R]`` routing, a tree's
+    bits distinct), packed a byte at a time: every split with bit ``b`` ORs its row of
+    ``left`` into byte ``b // 8`` of its tree's key. An ``index_add`` of the shifted
+    ``[V, R]`` integers did the same 3.5-5x slower (one thread, the rows of one router step:
+    the XGBoost breast-cancer classifier 0.9 -> 0.2 us per row, the LightGBM breast-cancer
+    booster 7.4 -> 1.5, the LightGBM diabetes booster 3.8 -> 0.8; bitwise equal)."""
+
+    def __init__(self, tree: np.ndarray, bit: np.ndarray, n_trees: int) -> None:
+        self.n_trees = n_trees
+        # per bit position: the splits holding it and their trees (all trees in order:
+        # a plain slice, no scatter)
+        self.steps: list[tuple[int, np.ndarray, np.ndarray | slice]] = []
+        for b in np.unique(bit).tolist():
+            at = np.flatnonzero(bit == b)
+            trees = tree[at]
+            order = np.argsort(trees, kind="stable")
+            at, trees = at[order], trees[order]
+            whole = trees.size == n_trees and bool((trees == np.arange(n_trees)).all())
+            self.steps.append((int(b), at, slice(None) if whole else trees))
+
+    def __call__(self, left: np.ndarray, dtype: torch.dtype) -> np.ndarray:
+        """``[T, R]`` keys (``int32`` or ``int64`` as ``dtype``; 0 for trees without splits)."""
+        n_rows = left.shape[1]
+        np_dtype = np.int32 if dtype == torch.int32 else np.int64
+        out = np.zeros((self.n_trees, n_rows), dtype=np_dtype)
+        u8 = left.view(np.uint8)
+        byte = np.zeros((self.n_trees, n_rows), dtype=np.uint8)
+        current = 0  # the byte being filled
+        for b, at, trees in self.steps:
+            if b // 8 != current:
+                out |= byte.astype(np_dtype) << (8 * current)
+                byte[:] = 0
+                current = b // 8
+            byte[trees] |= u8[at] << np.uint8(b % 8)
+        out |= byte.astype(np_dtype) << (8 * current)
+        return out
 
 
 #: From this many rows a chunk's classes come from ``torch.unique`` tree by tree instead of
@@ -1215,14 +1255,15 @@ class _RowClasses:
                 keys[:, start : start + step] = tables.keys(paths, rows[start : start + step],
                                                             dtype)  # fmt: skip
         elif bool(sel.any()):
-            tree, bit = paths.split_tree[sel], paths.split_bit[sel][:, None].to(dtype)
+            pack = _BitPacker(paths.split_tree[sel].numpy(), paths.split_bit[sel].numpy(),
+                              n_trees)  # fmt: skip
             router = paths.router
             if not bool(sel.all()):
                 router = _router(router, np.nonzero(sel.numpy())[0])
             step = max(1, (_CHUNK >> 1) // max(1, int(sel.sum())))  # the router's temporaries
             for start in range(0, n_rows, step):
-                left = torch.from_numpy(router.goes_left(rows[start : start + step]))  # [V, r]
-                keys[:, start : start + step].index_add_(0, tree, left.to(dtype) << bit)
+                left = router.goes_left(rows[start : start + step])  # [V, r]
+                keys[:, start : start + step] = torch.from_numpy(pack(left, dtype))
         patterns = None
         if not bool(keyed.all()):
             patterns = decision_patterns(paths, rows)
