@@ -630,6 +630,20 @@ def _same_bitwise_with(monkeypatch: pytest.MonkeyPatch, settings: dict[str, Any]
     return out
 
 
+def test_entry_sums_at_once_equal_tree_by_tree(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a block's entry-by-entry row sums in one gather and index_add (few rows) are bitwise
+    # those of a pair of calls per tree (both maskings, order 2, two outputs, blocks of a few
+    # trees)
+    x, y = _data(6, 300, 15)
+    model = lgb.LGBMClassifier(objective="multiclass", num_class=3, n_estimators=6,
+                               num_leaves=12, verbose=-1, n_jobs=1, random_state=0)
+    model.fit(x, (y > np.quantile(y, 0.3)).astype(int) + (y > np.quantile(y, 0.7)))
+    monkeypatch.setattr(treeshap, "DENSE_SPREAD", 0)  # entry by entry
+    monkeypatch.setattr(treeshap, "_CHUNK", 4096)  # blocks of a few trees
+    monkeypatch.setattr(treeshap, "ROWS_AT_ONCE", 1e9)
+    _same_bitwise_with(monkeypatch, {"ROWS_AT_ONCE": 0}, model, x[:60], (None, x[200:230]))
+
+
 def test_row_classes_by_unique_and_direct_keys_equal_one_sort(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -1311,6 +1311,14 @@ class _RowClasses:
 #: forest's on 10,000 rows 4.5 / 4.3 / 4.0 s; the diabetes booster's on 100,000 rows 2.95 /
 #: 2.87 / 3.47 s; Shapley values level (LightGBM, XGBoost, the forest on 10,000-30,000 rows).
 DENSE_SPREAD = 4
+#: Entry-by-entry row sums take a block's entries in one gather and one ``index_add`` (instead
+#: of a pair of calls per tree) where its entries times rows stay within this many per tree.
+#: One thread, best of 3, ``tree_shapley_values`` of the XGBoost breast-cancer classifier (100
+#: trees, 3 entries each), per tree / 1,024 / 4,096 / 16,384 / always at once: 100 rows 6.0 /
+#: 4.6 / 4.6 / 4.6 / 4.6 ms, 1,000 rows 9.0 / 9.0 / 7.8 / 7.8 / 7.8 ms, 10,000 rows 22.7 / 22.3
+#: / 22.1 / 21.7 / 38.4 ms (the ``[entries, rows]`` index then costs more than the calls); the
+#: LightGBM boosters and the forest (dense tables) level.
+ROWS_AT_ONCE = 4096
 
 
 def _accumulate(
@@ -1368,6 +1376,11 @@ def _accumulate(
         # tree (the tree's classes of the rows broadcast to its entries, not copied), in
         # pieces of about _CHUNK values
         step = max(1, _CHUNK // max(1, n_rows * n_out))
+        if n_rows * (e1 - e0) <= ROWS_AT_ONCE * (t1 - t0):
+            where = pos[entries.tree[e0:e1] - t0][:, None, :].expand(-1, n_out, -1)
+            out.index_add_(0, entries.target[e0:e1], acc.gather(2, where))
+            t0 = t1
+            continue
         for t in range(t1 - t0):
             lo, hi = int(entries.first[t0 + t]) - e0, int(entries.first[t0 + t + 1]) - e0
             for a in range(lo, hi, step):
