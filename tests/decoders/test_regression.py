@@ -792,8 +792,13 @@ def test_cross_validation_walk_keeps_the_full_grids_best(monkeypatch):
         monkeypatch.setattr(reg, "PENALTY_WALK", False)
         full = reg._cross_validate(*args, torch.Generator().manual_seed(1), keep=3)
         monkeypatch.setattr(reg, "PENALTY_WALK", True)
-        assert walk[0] == full[0]
-        assert all(t in full or t[0] > full[-1][0] or t[2] for t in walk)
+        # the same candidates score alike up to round-off (the walk batches its penalties
+        # differently: the last digit moves with the CPU's kernels, e.g. AVX512)
+        def same(a, b):
+            return a[1:] == b[1:] and math.isclose(a[0], b[0], rel_tol=1e-12)
+
+        assert same(walk[0], full[0])
+        assert all(any(same(t, f) for f in full) or t[0] > full[-1][0] or t[2] for t in walk)
 
 
 @pytest.mark.parametrize("n", [1, 6, 11])

@@ -1189,11 +1189,11 @@ class _BitPacker:
         current = 0  # the byte being filled
         for b, at, trees in self.steps:
             if b // 8 != current:
-                out |= byte.astype(np_dtype) << (8 * current)
+                out |= np.left_shift(byte.astype(np_dtype), 8 * current)
                 byte[:] = 0
                 current = b // 8
             byte[trees] |= u8[at] << np.uint8(b % 8)
-        out |= byte.astype(np_dtype) << (8 * current)
+        out |= np.left_shift(byte.astype(np_dtype), 8 * current)
         return out
 
 
