@@ -644,6 +644,27 @@ def test_entry_sums_at_once_equal_tree_by_tree(monkeypatch: pytest.MonkeyPatch) 
     _same_bitwise_with(monkeypatch, {"ROWS_AT_ONCE": 0}, model, x[:60], (None, x[200:230]))
 
 
+def test_distinct_background_patterns_equal_every_background_row(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # interventional rows summed over each leaf's distinct background patterns (weighted by
+    # their counts) equal the sum over every background row: repeated background rows,
+    # orders 1 to 3, leaves computed row by row (no pattern tables)
+    x, y = _data(6, 300, 15)
+    model = lgb.LGBMRegressor(n_estimators=6, num_leaves=12, verbose=-1, n_jobs=1,
+                              random_state=0).fit(x, y)
+    background = np.concatenate([x[200:215], x[200:210], x[250:260]])
+    monkeypatch.setattr(treeshap, "_table_is_cheaper", lambda d, work, interventional: False)
+    for order in (1, 2, 3):
+        monkeypatch.setattr(treeshap, "DISTINCT_BACKGROUNDS", 1.0)
+        distinct = tree_shapley_values(model, x[:40], background, max_order=order)
+        monkeypatch.setattr(treeshap, "DISTINCT_BACKGROUNDS", 0.0)
+        every = tree_shapley_values(model, x[:40], background, max_order=order)
+        for a, b in zip(distinct, every):
+            if a is not None:
+                torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
 def test_row_classes_by_unique_and_direct_keys_equal_one_sort(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

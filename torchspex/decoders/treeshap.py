@@ -633,11 +633,44 @@ def _flipped_pairs(t: Tensor, d: int) -> Tensor:
     return out
 
 
+def _distinct_backgrounds(bkeys: Tensor, d: int) -> tuple[Tensor, Tensor]:
+    """Each leaf's distinct background patterns and their shares of the ``M`` rows: ``(keys
+    [L, M'], share [L, M'])``, ``M'`` the most distinct patterns of a leaf (padding: the
+    pattern of every bit, share 0)."""
+    n_leaves, m = bkeys.shape
+    ordered = bkeys.sort(dim=1).values
+    new = torch.ones_like(ordered, dtype=torch.bool)
+    new[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    rank = new.cumsum(dim=1) - 1  # [L, M]: each row's pattern among the leaf's distinct ones
+    width = int(rank[:, -1].max()) + 1 if m else 0
+    keys = torch.full((n_leaves, width), (1 << d) - 1, dtype=bkeys.dtype)
+    keys.scatter_(1, rank, ordered)
+    share = torch.zeros(n_leaves, width, dtype=torch.float64)
+    share.scatter_add_(1, rank, torch.full((n_leaves, m), 1.0 / m, dtype=torch.float64))
+    return keys, share
+
+
+#: The interventional rows' values sum over each leaf's distinct background patterns,
+#: weighted by their counts, where those number at most this share of the background rows
+#: (else over the rows themselves). One thread, best of 2, 100 background rows, share 0 (never)
+#: / 0.5 / 0.75 / 1 (always): the LightGBM breast-cancer booster's k-SII order 2 on 100 rows
+#: 0.46 / 0.45 / 0.41 / 0.42 s, its Shapley values 0.12 / 0.13 / 0.11 / 0.10 s (on 10,000
+#: rows 0.67 / 0.65 / 0.66 / 0.67 s); the diabetes booster, the forest and XGBoost on 10,000
+#: rows level; in place, k-SII order 2 of the breast-cancer booster on 10,000 rows 3.72 ->
+#: 2.88 s. The values move by round-off only (2e-16 of the largest).
+DISTINCT_BACKGROUNDS = 0.75
+
+
 def _interventional_rows(bkeys: Tensor, keys: Tensor, d: int, order: int) -> Tensor:
     """Values for rows ``keys [L, R]`` from background patterns ``bkeys [L, M]``."""
     m = bkeys.shape[1]
     full = (1 << d) - 1
-    valid = ((keys[..., None] | bkeys[:, None, :]) == full).double() / m  # [L, R, M]
+    distinct, share = _distinct_backgrounds(bkeys, d)
+    if distinct.shape[1] <= DISTINCT_BACKGROUNDS * m:  # [L, R, M']
+        valid = ((keys[..., None] | distinct[:, None, :]) == full).double() * share[:, None]
+        bkeys = distinct
+    else:
+        valid = ((keys[..., None] | bkeys[:, None, :]) == full).double() / m  # [L, R, M]
     a = _count_bits(keys[..., None] & (full ^ bkeys)[:, None, :], d)
     n_out = (d - _count_bits(keys, d))[..., None].expand_as(a)
     w = _weights(d, order)
