@@ -9,7 +9,7 @@ of order 2, path-dependent and interventional (the first 100 data rows as backgr
 k-SII of order 3 on the LightGBM diabetes booster (torchspex through the full Fourier spectrum;
 only shapiq gives order 3). Every library runs on one thread and is timed from the loaded model
 to the values as arrays (explainer construction, model parsing and the index read-out
-included), best of 3 runs for 100 rows, 1 run above.
+included), best of 5 runs for 100 rows, 1 run above.
 
 Each peer runs in a child process per case (``_tree_shapiq18_child.py``), stopped after
 ``--timeout`` seconds (recorded as ``n/a (timeout)``): shapiq >= 1.8 (QuadratureTreeSHAP;
@@ -235,7 +235,7 @@ def run(quick: bool, python: str, out: Path, timeout: float, only: str | None) -
             model = models[name]
             rows = _rows(model.x, n_rows)
             background = model.x[:100] if masking == "interventional" else None
-            repeats = 3 if n_rows <= 1_000 else 1
+            repeats = 5 if n_rows <= 1_000 else 1  # small cells: millisecond times, noisy
             row: dict[str, Any] = {"model": name, "n_features": model.x.shape[1],
                                    "masking": masking, "index": index, "max_order": order,
                                    "rows": n_rows, "repeats": repeats}

@@ -143,6 +143,22 @@ def test_xgboost_models(masking: str) -> None:
             _check(model, x[:6], background, route)
 
 
+def test_xgboost_trained_on_a_dataframe() -> None:
+    # a booster that records feature names (trained on a pandas DataFrame) reads and explains
+    # plain arrays: its base margin comes from inplace_predict, not a nameless DMatrix
+    xgb = pytest.importorskip("xgboost")
+    pd = pytest.importorskip("pandas")
+    x, y = _data(5, 300, 2, nan=0.1)
+    frame = pd.DataFrame(x, columns=[f"f{i}" for i in range(x.shape[1])])
+    model = xgb.XGBRegressor(n_estimators=6, max_depth=3, n_jobs=1, random_state=0)
+    model.fit(frame, y)
+    ens = parse_tree_ensemble(model)
+    margin = model.get_booster().inplace_predict(frame.iloc[:20], predict_type="margin")
+    np.testing.assert_allclose(ens.predict(x[:20])[:, 0], margin, rtol=0, atol=1e-5)
+    for route in ("tables", "rows"):
+        _check(model, x[:6], None, route)
+
+
 def test_sklearn_models() -> None:
     from sklearn.ensemble import (
         ExtraTreesRegressor,

@@ -645,9 +645,9 @@ def _distinct_backgrounds(bkeys: Tensor, d: int) -> tuple[Tensor, Tensor]:
     width = int(rank[:, -1].max()) + 1 if m else 0
     keys = torch.full((n_leaves, width), (1 << d) - 1, dtype=bkeys.dtype)
     keys.scatter_(1, rank, ordered)
-    share = torch.zeros(n_leaves, width, dtype=torch.float64)
-    share.scatter_add_(1, rank, torch.full((n_leaves, m), 1.0 / m, dtype=torch.float64))
-    return keys, share
+    count = torch.zeros(n_leaves, width, dtype=torch.float64)
+    count.scatter_add_(1, rank, torch.ones(n_leaves, m, dtype=torch.float64))
+    return keys, count / m
 
 
 #: The interventional rows' values sum over each leaf's distinct background patterns,
@@ -1345,7 +1345,8 @@ class _RowClasses:
 #: 2.87 / 3.47 s; Shapley values level (LightGBM, XGBoost, the forest on 10,000-30,000 rows).
 DENSE_SPREAD = 4
 #: Entry-by-entry row sums take a block's entries in one gather and one ``index_add`` (instead
-#: of a pair of calls per tree) where its entries times rows stay within this many per tree.
+#: of a pair of calls per tree) where its entries times rows (times outputs) stay within this
+#: many per tree and within ``_CHUNK``.
 #: One thread, best of 3, ``tree_shapley_values`` of the XGBoost breast-cancer classifier (100
 #: trees, 3 entries each), per tree / 1,024 / 4,096 / 16,384 / always at once: 100 rows 6.0 /
 #: 4.6 / 4.6 / 4.6 / 4.6 ms, 1,000 rows 9.0 / 9.0 / 7.8 / 7.8 / 7.8 ms, 10,000 rows 22.7 / 22.3
@@ -1409,7 +1410,7 @@ def _accumulate(
         # tree (the tree's classes of the rows broadcast to its entries, not copied), in
         # pieces of about _CHUNK values
         step = max(1, _CHUNK // max(1, n_rows * n_out))
-        if n_rows * (e1 - e0) <= ROWS_AT_ONCE * (t1 - t0):
+        if n_rows * (e1 - e0) * n_out <= min(ROWS_AT_ONCE * (t1 - t0), _CHUNK):
             where = pos[entries.tree[e0:e1] - t0][:, None, :].expand(-1, n_out, -1)
             out.index_add_(0, entries.target[e0:e1], acc.gather(2, where))
             t0 = t1
