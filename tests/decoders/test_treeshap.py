@@ -755,8 +755,12 @@ def test_key_product_patterns_equal_slot_by_slot(monkeypatch: pytest.MonkeyPatch
     pattern = kp.block(key, 0, paths.n_trees)
     assert pattern.dtype == (torch.float32 if k <= 24 else torch.float64)
     for g in groups:
-        want = treeshap._pack((key[g.tree][..., None] & paths.mask[g.idx, None, : g.d])
-                              == paths.need[g.idx, None, : g.d])  # fmt: skip
+        follow = ((key[g.tree][..., None] & paths.mask[g.idx, None, : g.d])
+                  == paths.need[g.idx, None, : g.d])  # fmt: skip
+        want = (follow.long() << torch.arange(g.d)).sum(dim=-1)
+        got = treeshap._follow_patterns(key[g.tree], paths.mask[g.idx, : g.d],
+                                        paths.need[g.idx, : g.d])  # fmt: skip
+        assert torch.equal(got, want)
         assert g.local is not None
         torch.testing.assert_close(pattern[g.tree, g.local].long(), want, rtol=0, atol=0)
 
