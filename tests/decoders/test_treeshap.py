@@ -631,18 +631,22 @@ def test_dense_row_tables_equal_the_entry_by_entry_sums(monkeypatch: pytest.Monk
 
 
 def _same_bitwise_with(monkeypatch: pytest.MonkeyPatch, settings: dict[str, Any], model: Any,
-                       rows: np.ndarray, backgrounds: tuple) -> Any:
-    """Values up to order 2 with treeshap's current settings, checked bitwise equal to those
-    with ``settings`` applied, for each background; returns the last background's."""
+                       rows: np.ndarray, backgrounds: tuple, orders: tuple[int, ...] = (2,),
+                       atol: float = 0.0) -> Any:  # fmt: skip
+    """Values up to each of ``orders`` with treeshap's current settings, checked equal (bitwise,
+    or to ``atol``) to those with ``settings`` applied, for each background; returns the last
+    values."""
     out = None
     for background in backgrounds:
-        out = tree_shapley_values(model, rows, background, max_order=2)
-        with monkeypatch.context() as patch:
-            for name, value in settings.items():
-                patch.setattr(treeshap, name, value)
-            other = tree_shapley_values(model, rows, background, max_order=2)
-        for a, b in zip(out, other):
-            torch.testing.assert_close(a, b, rtol=0, atol=0)
+        for order in orders:
+            out = tree_shapley_values(model, rows, background, max_order=order)
+            with monkeypatch.context() as patch:
+                for name, value in settings.items():
+                    patch.setattr(treeshap, name, value)
+                other = tree_shapley_values(model, rows, background, max_order=order)
+            for a, b in zip(out, other):
+                if a is not None:
+                    torch.testing.assert_close(a, b, rtol=0, atol=atol)
     return out
 
 
@@ -671,14 +675,9 @@ def test_distinct_background_patterns_equal_every_background_row(
                               random_state=0).fit(x, y)
     background = np.concatenate([x[200:215], x[200:210], x[250:260]])
     monkeypatch.setattr(treeshap, "_table_is_cheaper", lambda d, work, interventional: False)
-    for order in (1, 2, 3):
-        monkeypatch.setattr(treeshap, "DISTINCT_BACKGROUNDS", 1.0)
-        distinct = tree_shapley_values(model, x[:40], background, max_order=order)
-        monkeypatch.setattr(treeshap, "DISTINCT_BACKGROUNDS", 0.0)
-        every = tree_shapley_values(model, x[:40], background, max_order=order)
-        for a, b in zip(distinct, every):
-            if a is not None:
-                torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+    monkeypatch.setattr(treeshap, "DISTINCT_BACKGROUNDS", 1.0)
+    _same_bitwise_with(monkeypatch, {"DISTINCT_BACKGROUNDS": 0.0}, model, x[:40], (background,),
+                       orders=(1, 2, 3), atol=1e-12)  # fmt: skip
 
 
 def test_row_classes_by_unique_and_direct_keys_equal_one_sort(
