@@ -6,8 +6,8 @@ run even on a loaded machine. A variant is ``+``-joined parts:
 
 * ``low`` / ``high``: ``effort`` (``low`` is the default),
 * ``oldread``: the trees' node expansion instead of the leaf read-out,
-* ``nodeep``: no depth-8 proxy at 2,048 rows and more; ``deep8``: only the depth-8 one there;
-  ``dd6`` / ``dd57``: the depths tried there (one digit each),
+* ``nodeep``: no depth-8 proxy at 2,048 rows and more; ``deep8``: only the depth-8 one there
+  (the default); ``dd6`` / ``dd58``: the depths tried there (one digit each),
   ``leaves256``: the deep proxies grow every leaf their depth allows (not ``DEEP_LEAVES``),
 * ``pens2``: ridge penalties ``(0, 1e-2)`` on discovered terms instead of five; ``pens3``:
   ``(0, 1e-3, 1e-2)``,
@@ -15,10 +15,11 @@ run even on a loaded machine. A variant is ``+``-joined parts:
 * ``norace``: every proxy config boosts to its own early stop (no race, ``RACE_ROUNDS``),
 * ``fullpens``: cross-validation scores every ridge penalty, not a walk over them
   (``PENALTY_WALK``),
-* ``lr0.3``: the proxies' learning rate,
+* ``lr0.3``: the proxies' learning rate (every proxy; ``DEEP_RATE`` from ``DEEP_ROWS`` samples),
 * ``mt512``: ``max_terms`` (most terms per part of the regression),
 * ``noproxy``: no LightGBM proxy (candidates: the pairs and triples the budget allows),
-* ``f3``: cross-validation folds of the regression,
+* ``f3``: cross-validation folds of the regression (every part; by default parts from
+  ``CV_SINGLE_FROM`` terms take ``LARGE_PART_FOLDS``),
 * ``screen`` / ``noscreen``: triples screened against the odd residual as candidates,
 * ``nopad``: factor matrices at their own side, not padded off MKL's slow sides (``_linalg``),
 * ``mid35``: from 1,024 samples to ``DEEP_ROWS`` the proxy tries depths 3 and 5, not 5 only
@@ -28,7 +29,8 @@ run even on a loaded machine. A variant is ``+``-joined parts:
 * ``cft100``: the cross-fitted proxies keep at least this many trees (``CROSS_FIT_TREES``),
 * ``jkrefit``: the even part's jackknife refits its own proxies instead of reusing the odd
   part's cross-fitted ones,
-* ``rounds500``: the proxies' most boosting rounds (``PROXY_ROUNDS``),
+* ``rounds500``: the proxies' most boosting rounds (``PROXY_ROUNDS``); ``drounds1000``: the
+  deep proxy's (``DEEP_ROUNDS``, from ``DEEP_ROWS`` samples),
 * ``mg1e-4``: the proxy's early stopping counts a round only if it gains this fraction of the
   held-out variance (``PROXY_MIN_GAIN``).
 
@@ -69,7 +71,7 @@ ORIGINAL = {
     "screen": reg.SCREEN_TRIPLES, "even_refits": reg._even_refits, "depths": reg.DEEP_DEPTHS,
     "pad_from": _linalg.PAD_FROM, "mid": reg.MID_ROWS, "single": reg.CV_SINGLE_FROM,
     "leaves": reg.DEEP_LEAVES, "cft": reg.CROSS_FIT_TREES, "walk": reg.PENALTY_WALK,
-    "race": _proxy.RACE_ROUNDS, "rounds": reg.PROXY_ROUNDS,
+    "race": _proxy.RACE_ROUNDS, "rounds": reg.PROXY_ROUNDS, "drounds": reg.DEEP_ROUNDS,
 }  # fmt: skip
 
 
@@ -92,6 +94,8 @@ def _apply(variant: str) -> dict:
     reg.MID_ROWS = 1 << 62 if "mid35" in parts else ORIGINAL["mid"]
     reg.PROXY_ROUNDS = next((int(p[6:]) for p in parts if p.startswith("rounds")),
                             ORIGINAL["rounds"])  # fmt: skip
+    reg.DEEP_ROUNDS = next((int(p[7:]) for p in parts if p.startswith("drounds")),
+                           ORIGINAL["drounds"])  # fmt: skip
     reg.DEEP_LEAVES = 256 if "leaves256" in parts else ORIGINAL["leaves"]
     reg.CROSS_FIT_TREES = next((int(p[3:]) for p in parts if p.startswith("cft")),
                                ORIGINAL["cft"])  # fmt: skip
@@ -109,7 +113,7 @@ def _apply(variant: str) -> dict:
     folds = next((int(p[1:]) for p in parts if p[:1] == "f" and p[1:].isdigit()), None)
     if folds is not None:
         options.update(n_folds=folds, method="regression")
-    cap = next((int(p[2:]) for p in parts if p.startswith("mt")), None)
+    cap = next((int(p[2:]) for p in parts if p.startswith("mt") and p[2:].isdigit()), None)
     if cap is not None:
         # auto at n < SPEX_FEATURES is the regression; max_terms names it (two methods take it)
         options.update(max_terms=cap, method="regression")

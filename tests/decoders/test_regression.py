@@ -218,30 +218,53 @@ def test_prefix_solutions_equal_one_kkt_solve_per_prefix(constrained):
 
 
 def test_the_proxy_tries_deep_trees_once_the_rows_carry_them(monkeypatch):
-    """Below MID_ROWS samples the proxy fits the default depths (3, 5) with every leaf; from
-    MID_ROWS depth 5 only; from DEEP_ROWS on the depths DEEP_DEPTHS (5 and 8: the high-order
-    terms of deep trees become candidates), each of at most DEEP_LEAVES leaves, and the info
-    records the leaves of the one chosen."""
+    """Below MID_ROWS samples the proxy fits the default depths (3, 5) with every leaf at rate
+    0.1 for at most PROXY_ROUNDS rounds; from MID_ROWS depth 5 only; from DEEP_ROWS on depth 8
+    (the high-order terms of deep trees become candidates) of at most DEEP_LEAVES leaves, at
+    DEEP_RATE for at most DEEP_ROUNDS rounds, and the info records the leaves of the one
+    chosen."""
     from torchspex.decoders import regression as reg
 
     tried: list[list[tuple]] = []
+    rounds: list[int] = []
     real = reg.fit_proxy
 
-    def spy(x, y, valid, configs, *args):
-        tried.append([(c[0], c[2] if len(c) > 2 else None) for c in configs])
-        return real(x, y, valid, configs, *args)
+    def spy(x, y, valid, configs, max_rounds, *args):
+        tried.append([(c[0], c[2] if len(c) > 2 else None, c[1]) for c in configs])
+        rounds.append(max_rounds)
+        return real(x, y, valid, configs, max_rounds, *args)
 
     monkeypatch.setattr(reg, "fit_proxy", spy)
     n = 12
     runs = [decode_regression(Evaluator(hierarchical, n, n_samples=m), n, n_samples=m)[1]
             for m in (600, reg.MID_ROWS, reg.DEEP_ROWS + 2)]  # fmt: skip
-    assert tried == [[(3, None), (5, None)], [(5, None)],
-                     [(5, reg.DEEP_LEAVES), (8, reg.DEEP_LEAVES)]]  # fmt: skip
-    assert [r["proxy"]["n_fits"] for r in runs] == [2, 1, 2]
+    assert tried == [[(3, None, 0.1), (5, None, 0.1)], [(5, None, 0.1)],
+                     [(8, reg.DEEP_LEAVES, reg.DEEP_RATE)]]  # fmt: skip
+    assert rounds == [reg.PROXY_ROUNDS, reg.PROXY_ROUNDS, reg.DEEP_ROUNDS]
+    assert [r["proxy"]["n_fits"] for r in runs] == [2, 1, 1]
     assert runs[0]["proxy"]["num_leaves"] == 2 ** runs[0]["proxy"]["max_depth"]
     assert runs[1]["proxy"]["max_depth"] == 5 and runs[1]["proxy"]["num_leaves"] == 32
-    assert runs[2]["proxy"]["max_depth"] in (5, 8)
+    assert runs[2]["proxy"]["max_depth"] == 8 and runs[2]["proxy"]["learning_rate"] == reg.DEEP_RATE
     assert runs[2]["proxy"]["num_leaves"] == reg.DEEP_LEAVES
+
+
+def test_large_parts_cross_validate_on_fewer_folds(monkeypatch):
+    """A part of CV_SINGLE_FROM terms or more is cross-validated on LARGE_PART_FOLDS folds, a
+    smaller one on 5; an explicit ``n_folds`` applies to every part."""
+    from torchspex.decoders import regression as reg
+
+    n, m = 10, 300
+    info = decode_regression(Evaluator(hierarchical, n, n_samples=m), n, n_samples=m)[1]
+    assert info["odd"]["n_folds"] == info["even"]["n_folds"] == 5
+    sizes = (info["odd"]["n_terms"], info["even"]["n_terms"])
+    monkeypatch.setattr(reg, "CV_SINGLE_FROM", min(sizes))
+    info = decode_regression(Evaluator(hierarchical, n, n_samples=m), n, n_samples=m)[1]
+    assert [info[part]["n_folds"] for part in ("odd", "even")] == [
+        reg.LARGE_PART_FOLDS if size >= min(sizes) else 5 for size in sizes]
+    assert reg.LARGE_PART_FOLDS in (info["odd"]["n_folds"], info["even"]["n_folds"])
+    info = decode_regression(Evaluator(hierarchical, n, n_samples=m), n, n_samples=m,
+                             n_folds=4)[1]  # fmt: skip
+    assert info["odd"]["n_folds"] == info["even"]["n_folds"] == 4
 
 
 def test_candidates_rank_by_scores_averaged_over_proxies(monkeypatch):

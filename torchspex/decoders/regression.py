@@ -34,8 +34,9 @@ factor per fold and penalty (:func:`_prefix_solutions`); the penalties are walke
 middle of their ladder while the error falls, not all scored (:func:`_penalty_walk`); up to
 20 features the fold normal equations are gathers from a Walsh-Hadamard transform of each
 fold's mask histogram, not products over the rows (:func:`_walsh_normals`); and from
-:data:`DEEP_ROWS` samples the proxy's two tree depths race for
-:data:`~torchspex.decoders._proxy.RACE_ROUNDS` rounds before only the leader boosts on.
+:data:`DEEP_ROWS` samples the proxy grows depth-8 trees only, at twice the learning rate for
+half the rounds (:data:`DEEP_RATE`), and parts of :data:`CV_SINGLE_FROM` terms or more are
+cross-validated on :data:`LARGE_PART_FOLDS` folds.
 
 With a proxy (one output), the odd part is fitted twice: to ``(f(S) - f(N∖S)) / 2`` as above,
 and to its residual after a *cross-fitted* proxy (one LightGBM per fold, each predicting only
@@ -127,7 +128,26 @@ _OFFSET_FIXED_PENALTIES = (0.0, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)
 #: 0.972 / 0.995 / 0.998, MiniLM 0.996 / 0.999 / 0.998, digits CNN over 2x2 patches
 #: 0.956 / 0.983 / 0.991) and took a quarter of the proxy's seconds.
 DEEP_ROWS = 2048
-DEEP_DEPTHS = (5, 8)
+#: Depth 8 alone: it beat depth 5 in 12 of 12 races (``python benchmarks/proxy_race.py``,
+#: results/proxy_race.json: 4,096 calls, 4 seeds each of the MLP on wine, MiniLM and the
+#: digits CNN over 2x2 patches), so racing depth 5 for
+#: :data:`~torchspex.decoders._proxy.RACE_ROUNDS` rounds only cost time.
+DEEP_DEPTHS = (8,)
+#: The deep proxy's learning rate, and its most rounds at the same rate x rounds as the smaller
+#: proxies' (0.1 x :data:`PROXY_ROUNDS`); at 0.1 it ran to its 1,000-round cap in every fit at
+#: 4,096 calls. This rate, depth 8 alone and :data:`LARGE_PART_FOLDS` against the previous 0.1
+#: / depths 5 and 8 / 5 folds (16 seeds, ``python benchmarks/decode_variants.py
+#: low+lr0.1+drounds1000+dd58+f5,low,low+lr0.2+drounds500 --budgets 2048,4096 --seeds 16``,
+#: results/decode_variants_deep_rate.json), SV error at 4,096 / 2,048 calls: the MLP on wine
+#: 0.00063 -> 0.00064 / 0.00263 -> 0.00281, MiniLM 0.00137 -> 0.00131 / 0.00364 -> 0.00332,
+#: the digits CNN over 2x2 patches 0.00672 -> 0.00677 / 0.0148 -> 0.0158; k-SII pairs -1% to
+#: +12%; decode 0.86-0.94 -> 0.59-0.66 s at 4,096 calls, 0.32-0.53 -> 0.23-0.36 s at 2,048.
+#: 0.2 was faster still (a further -10% to -14%) with errors within 7% on those games, but
+#: lost the planted hierarchical game at n = 64: exact at 4,096 calls in 3 of 4 seeds, against
+#: 4 of 4 at 0.15 and before (at 2,048 calls 0.076 before, 0.098 at 0.15, 0.103 at 0.2; 4
+#: seeds, the same command with ``--games "hierarchical (n=64"``,
+#: results/decode_variants_deep_rate_n64.json).
+DEEP_RATE = 0.15
 #: ... each grown to at most this many leaves (LightGBM grows leaf-wise: the depth-8 trees
 #: reach depth 8 where the rows ask for it, at the cost of a depth-5 tree). Against trees of
 #: every leaf their depth allows (3 seeds; results/decode_variants_deep_leaves*.json, where
@@ -157,6 +177,12 @@ MID_DEPTHS = (5,)
 #: digits and the decode took 12-22% less; below 512 terms (1,024 calls) nothing changes.
 CV_SINGLE_FROM = 512
 CV_SINGLE_RIDGE = 1e-6
+#: ... and are cross-validated on this many folds, not 5 (unless ``n_folds`` is given): the
+#: Cholesky factors per fold and penalty are the decode's largest cost there. Against 5 folds
+#: (16 seeds, 2,048 and 4,096 calls, ``python benchmarks/decode_variants.py low,low+f5
+#: --budgets 2048,4096 --seeds 16``, results/decode_variants_large_part_folds.json): SV
+#: errors -5% to +1%, k-SII pair errors +4% to +13%, decode -17% to -22%.
+LARGE_PART_FOLDS = 3
 #: Below ``DEEP_ROWS`` samples a boosting round of the proxy counts as an improvement only
 #: when it lowers the held-out error by more than this fraction of the held-out variance
 #: (early stopping's ``min_delta``): without it the proxies of near-exact fits ran to the
@@ -173,6 +199,8 @@ PROXY_MIN_GAIN = 1e-4
 #: SV error there 15-20% (0.00061 -> 0.00070 / 0.00073) and the k-SII pair errors 2-16%
 #: (MiniLM and the CNN level on SV): not adopted.
 PROXY_ROUNDS = 1000
+#: ... and of the deep proxy (:data:`DEEP_RATE`): the same rate x rounds.
+DEEP_ROUNDS = round(PROXY_ROUNDS * 0.1 / DEEP_RATE)
 #: Triples screened by their correlation with the odd part's residual join the candidates
 #: (:func:`_screened_triples`; when not every triple is a candidate already). A/B against
 #: none (``benchmarks/decode_variants.py low,low+screen``, results/decode_variants_screen_*.json;
@@ -477,7 +505,7 @@ def _proxy_terms(
     if m < DEEP_ROWS:
         configs = list(proxy_configs(None if m < MID_ROWS else MID_DEPTHS, 0.1))
     else:
-        configs = [(d, r, DEEP_LEAVES) for d, r in proxy_configs(DEEP_DEPTHS, 0.1)]
+        configs = [(d, r, DEEP_LEAVES) for d, r in proxy_configs(DEEP_DEPTHS, DEEP_RATE)]
     rows, scores, infos = [], [], []
     bags = proxy_bags(m, n, effort)
     for bag in range(bags):
@@ -486,7 +514,8 @@ def _proxy_terms(
             y = flat[:, j].numpy()
             if float(np.var(y)) == 0.0:
                 continue
-            booster, info = fit_proxy(x, y, valid, configs, PROXY_ROUNDS, 30, draw_seed(generator),
+            rounds = PROXY_ROUNDS if m < DEEP_ROWS else DEEP_ROUNDS
+            booster, info = fit_proxy(x, y, valid, configs, rounds, 30, draw_seed(generator),
                                       PROXY_MIN_GAIN if m < DEEP_ROWS else 0.0,
                                       None if m < DEEP_ROWS else _proxy.RACE_ROUNDS)  # fmt: skip
             idx, score = _term_scores(tree_ensemble_to_fourier(booster, n))
@@ -930,7 +959,7 @@ def _fit_part(
     ranked: Tensor,
     constraint: tuple[Any, Tensor] | None,
     n: int,
-    n_folds: int,
+    n_folds: int | None,
     generator: torch.Generator,
     max_terms: int,
     breaks: tuple[int, ...] = (),
@@ -946,15 +975,19 @@ def _fit_part(
     (e.g. the values at the corners), or ``None``. The candidate
     prefixes and penalties are scored by ``n_folds``-fold cross-validation (weighted squared
     error, each output scaled by its variance); every fold's Gram matrix is computed once and
-    each candidate is a leading sub-block of it. Returns ``(indices, coefficients [s, o], info,
-    spread)`` (``spread``: :func:`_coefficient_spread` when ``strata`` is given, of the values
-    ``project(indices) [r, s]`` maps the coefficients to).
+    each candidate is a leading sub-block of it (``n_folds=None``: 5 folds, or
+    :data:`LARGE_PART_FOLDS` for a part of :data:`CV_SINGLE_FROM` terms or more). Returns
+    ``(indices, coefficients [s, o], info, spread)`` (``spread``: :func:`_coefficient_spread`
+    when ``strata`` is given, of the values ``project(indices) [r, s]`` maps the coefficients
+    to).
     """
     p = x.shape[0]
     limit = max(0, min(ranked.shape[0], max_terms - fixed.shape[0]))
     grid = sorted({0, *[k for k in _PREFIXES if k < limit], *[b for b in breaks if b < limit],
                    limit})  # fmt: skip
     support = torch.cat([fixed, ranked[:limit]])
+    if n_folds is None:
+        n_folds = LARGE_PART_FOLDS if support.shape[0] >= CV_SINGLE_FROM else 5
     a = walsh_design(x, support, n)
     n_fixed = fixed.shape[0]
     c = d = None
@@ -987,7 +1020,7 @@ def _fit_part(
     coef = _averaged_fit(gram, rhs, c, d, [(n_fixed + t[1], t[2], t[3]) for t in top], n_fixed)
     info = {"n_terms": cols, "n_discovered": cols - n_fixed, "penalty": pen,
             "fixed_penalty": fixed_pen, "n_candidates": limit,
-            "cv_error": cv_error if folds else math.nan}  # fmt: skip
+            "cv_error": cv_error if folds else math.nan, "n_folds": n_folds}  # fmt: skip
     if len(top) > 1:
         info["averaged"] = len(top)
     penalty = torch.zeros(1, cols, dtype=torch.float64)
@@ -1381,6 +1414,7 @@ def _fit_paired(
     odd_y, even_y = (y_s - y_c) / 2, (y_s + y_c) / 2
     p = x.shape[0]
     n_folds = options.get("n_folds", 5)
+    part_folds = options.get("n_folds")  # None: by the part's size (_fit_part)
     max_terms = options.get("max_terms") or default_max_terms(n, p, options.get("effort", "low"))
     first = _first_order_rows(n, 1)
     # every triple first among the odd candidates when the pairs are plenty for them (the
@@ -1408,13 +1442,13 @@ def _fit_paired(
     else:
         odd_constraint = (_at_empty, (f_empty - f_full) / 2)
         odd_idx, odd_coef, info["odd"], _ = _fit_part(
-            x, odd_y, w, odd_fixed, odd_ranked, odd_constraint, n, n_folds, generator,
+            x, odd_y, w, odd_fixed, odd_ranked, odd_constraint, n, part_folds, generator,
             max_terms, (n_triples,) if triples else (), average=ODD_AVERAGE,
         )
         strata = _size_strata(x) if options.get("shrink", True) else None
         even_idx, even_coef, info["even"], even_spread = _fit_part(
-            x, even_y, w, even_fixed, even_ranked, (_at_empty, (f_empty + f_full) / 2), n, n_folds,
-            generator, max_terms, (n_pairs,), strata,
+            x, even_y, w, even_fixed, even_ranked, (_at_empty, (f_empty + f_full) / 2), n,
+            part_folds, generator, max_terms, (n_pairs,), strata,
             project=lambda support: _index_map(support, n, "k-SII", 2),
         )
         fold_proxies = None
