@@ -293,3 +293,31 @@ def test_routing_by_threshold_rank_equals_the_full_rule(library: str) -> None:
         got = ens.goes_left(data)
         assert not got[ens.left < 0].any()
         np.testing.assert_array_equal(got[internal], ens._goes_left_full(full, internal))
+
+
+@pytest.mark.parametrize(
+    ("leaves", "rounds", "best"), [(4, 3, 0), (32, 400, 0), (32, 400, 250)]
+)
+def test_lightgbm_text_is_the_wrappers_serialized_once(
+    leaves: int, rounds: int, best: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The text the parser reads is ``Booster.model_to_string()`` without the line the wrapper
+    appends, up to the booster's best iteration, also where the first guess of its size is
+    short (retried once at the size LightGBM reports) or where the text exceeds the wrapper's
+    1 MiB first buffer (400 trees of 32 leaves)."""
+    from torchspex.decoders import _tree_parsers as tp
+
+    rng = np.random.default_rng(3)
+    x = (rng.random((2000, 12)) < 0.5).astype(np.float64)
+    y = np.sin(x @ rng.standard_normal(12)) + x[:, 0] * x[:, 1] * x[:, 2]
+    params = {"objective": "regression", "verbosity": -1, "num_threads": 1,
+              "num_leaves": leaves, "min_data_in_leaf": 5}  # fmt: skip
+    booster = lgb.train(params, lgb.Dataset(x, y), num_boost_round=rounds)
+    booster.best_iteration = best
+    wrapper = booster.model_to_string()
+    text = tp._lightgbm_text(booster)
+    assert wrapper == text + "\npandas_categorical:null\n"
+    assert text.count("\nTree=") == (best or rounds)
+    monkeypatch.setattr(tp, "_LGB_TREE_BYTES", 1)
+    monkeypatch.setattr(tp, "_LGB_LEAF_BYTES", 0)
+    assert tp._lightgbm_text(booster) == text

@@ -259,14 +259,53 @@ def _lgb_column(fields: dict[str, list[str]], key: str, dtype: type, count: int)
     return out
 
 
+#: First guess of a LightGBM text model's size: bytes per tree plus bytes per leaf (a 667-tree
+#: booster of 32-leaf trees on 13 binary features wrote 97 bytes per leaf).
+_LGB_TREE_BYTES, _LGB_LEAF_BYTES = 1024, 128
+
+
+def _lightgbm_text(booster: Any) -> str:
+    """The trees of ``booster`` (up to its best iteration) as LightGBM's text model, serialized
+    once.
+
+    ``Booster.model_to_string`` serializes into a 1 MiB buffer and, when the text is longer,
+    serializes it all again into a buffer of the right size: the regression's deep proxy (667
+    trees, 2 MB of text) paid 38 ms where one pass takes 18. Here the buffer is sized from the
+    trees and their leaves first (again only where that guess is short). The text is the
+    wrapper's without the ``pandas_categorical`` line it appends; where LightGBM's C entry point
+    is not where this expects it, the wrapper's method is used.
+    """
+    import ctypes
+
+    try:
+        from lightgbm.basic import _LIB, _safe_call
+
+        handle = booster._handle
+    except (ImportError, AttributeError):  # pragma: no cover - another LightGBM layout
+        return str(booster.model_to_string())
+    leaves = int(booster.params.get("num_leaves", 31)) if hasattr(booster, "params") else 31
+    size = (1 << 16) + booster.num_trees() * (_LGB_TREE_BYTES + _LGB_LEAF_BYTES * max(leaves, 2))
+    written = ctypes.c_int64(0)
+    for _ in range(2):
+        buffer = ctypes.create_string_buffer(size)
+        _safe_call(_LIB.LGBM_BoosterSaveModelToString(
+            handle, ctypes.c_int(0), ctypes.c_int(booster.best_iteration), ctypes.c_int(0),
+            ctypes.c_int64(size), ctypes.byref(written),
+            ctypes.c_char_p(ctypes.addressof(buffer))))  # fmt: skip
+        if written.value <= size:
+            return buffer.raw[: written.value - 1].decode("utf-8")
+        size = written.value
+    raise RuntimeError("LightGBM wrote more text than it announced.")  # pragma: no cover
+
+
 def _parse_lightgbm(booster: Any) -> TreeEnsemble:
     """All trees of a LightGBM booster (up to its best iteration) in flat arrays.
 
-    LightGBM has no array export of its trees: the text model (``model_to_string``) is read
+    LightGBM has no array export of its trees: the text model (:func:`_lightgbm_text`) is read
     once, field by field over all trees at a time, and the node arrays are laid out with array
     arithmetic (tree ``t``: its ``n_i`` internal nodes, then its ``n_l = n_i + 1`` leaves).
     """
-    text = booster.model_to_string()
+    text = _lightgbm_text(booster)
     head, _, rest = text.partition("\nTree=")
     header: dict[str, str] = {}
     for line in head.splitlines():
