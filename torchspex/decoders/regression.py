@@ -34,9 +34,9 @@ factor per fold and penalty (:func:`_prefix_solutions`); the penalties are walke
 middle of their ladder while the error falls, not all scored (:func:`_penalty_walk`); up to
 20 features the fold normal equations are gathers from a Walsh-Hadamard transform of each
 fold's mask histogram, not products over the rows (:func:`_walsh_normals`); and from
-:data:`DEEP_ROWS` samples the proxy grows depth-8 trees only, at twice the learning rate for
-half the rounds (:data:`DEEP_RATE`), and parts of :data:`CV_SINGLE_FROM` terms or more are
-cross-validated on :data:`LARGE_PART_FOLDS` folds.
+:data:`DEEP_ROWS` samples the proxy grows depth-8 trees only, at learning rate
+:data:`DEEP_RATE` (not 0.1) for fewer rounds, and parts of :data:`CV_SINGLE_FROM` terms or
+more are cross-validated on :data:`LARGE_PART_FOLDS` folds, not 5.
 
 With a proxy (one output), the odd part is fitted twice: to ``(f(S) - f(N∖S)) / 2`` as above,
 and to its residual after a *cross-fitted* proxy (one LightGBM per fold, each predicting only
@@ -1113,7 +1113,8 @@ def decode_regression(
             half kernel, half uniform), ``proxy`` (``True``: rank higher-order terms with a
             LightGBM proxy; needs lightgbm, used when it is installed), ``pairs`` (``None``:
             every pair is a candidate when there are at most as many pairs as samples; ``True``
-            / ``False`` force it), ``n_folds`` (cross-validation folds, default 5),
+            / ``False`` force it), ``n_folds`` (cross-validation folds; default 5, and
+            :data:`LARGE_PART_FOLDS` for a part of :data:`CV_SINGLE_FROM` terms or more),
             ``max_terms`` (most terms per part, default :func:`default_max_terms`), ``shrink``
             (``True``, default: the James-Stein shrinkage of the even part, its noise from a
             sandwich or, with fewer pairs than features, a jackknife, and below
