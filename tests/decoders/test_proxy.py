@@ -76,3 +76,35 @@ def test_a_config_may_cap_the_leaves_and_the_refit_keeps_them():
     refit = refit_proxy(x, y, 8, 0.1, 20, 3, info["num_leaves"])
     assert most_leaves(refit) <= 4
     assert most_leaves(refit_proxy(x, y, 8, 0.1, 20, 3)) > 4
+
+
+@pytest.mark.parametrize("n", [12, 64])
+def test_row_wise_histograms_grow_the_column_wise_trees(n):
+    """The proxies' fixed row-wise histogram layout grows the trees the column-wise one grows
+    (the same per-bin sums, in the same row order): the early-stopped booster's text up to its
+    parameters and its held-out predictions are identical."""
+    from torchspex.decoders import _proxy
+
+    rng = np.random.default_rng(n)
+    x = (rng.random((900, n)) < 0.5).astype(np.float32)
+    y = np.sin(x @ rng.standard_normal(n)) + 2.0 * x[:, 0] * x[:, 1] * x[:, 2]
+    valid = holdout_rows(900, 0.2, torch.Generator().manual_seed(0))
+    real = _proxy._base_params
+    out = []
+    for layout in ("row", "col"):
+
+        def params(n_train, seed, layout=layout):
+            p = {k: v for k, v in real(n_train, seed).items() if not k.startswith("force_")}
+            return {**p, f"force_{layout}_wise": True}
+
+        _proxy._base_params = params
+        try:
+            booster, info = fit_proxy(x, y, valid, [(3, 0.1), (6, 0.1, 24)], 300, 20, 7)
+        finally:
+            _proxy._base_params = real
+        out.append((booster.model_to_string().split("\nparameters:")[0], info,
+                    booster.predict(x[valid])))  # fmt: skip
+    assert "force_row_wise" in real(100, 0) and "force_col_wise" not in real(100, 0)
+    assert out[0][0] == out[1][0] and out[0][1] == out[1][1]
+    assert np.array_equal(out[0][2], out[1][2])
+    assert out[0][1]["n_trees"] > 10  # a real fit, not a stub
