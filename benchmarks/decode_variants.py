@@ -11,7 +11,9 @@ run even on a loaded machine. A variant is ``+``-joined parts:
   ``leaves256``: the deep proxies grow every leaf their depth allows (not ``DEEP_LEAVES``),
 * ``pens2``: ridge penalties ``(0, 1e-2)`` on discovered terms instead of five; ``pens3``:
   ``(0, 1e-3, 1e-2)``,
-* ``avg1``: the odd part keeps its best setting instead of averaging up to eight,
+* ``avg1``: the odd part keeps its best setting instead of averaging up to eight;
+  ``allpens``: it averages settings of every penalty, not only the best one's
+  (``AVERAGE_ONE_PENALTY``),
 * ``norace``: every proxy config boosts to its own early stop (no race, ``RACE_ROUNDS``),
 * ``fullpens``: cross-validation scores every ridge penalty, not a walk over them
   (``PENALTY_WALK``),
@@ -72,6 +74,7 @@ ORIGINAL = {
     "pad_from": _linalg.PAD_FROM, "mid": reg.MID_ROWS, "single": reg.CV_SINGLE_FROM,
     "leaves": reg.DEEP_LEAVES, "cft": reg.CROSS_FIT_TREES, "walk": reg.PENALTY_WALK,
     "race": _proxy.RACE_ROUNDS, "rounds": reg.PROXY_ROUNDS, "drounds": reg.DEEP_ROUNDS,
+    "one_pen": reg.AVERAGE_ONE_PENALTY,
 }  # fmt: skip
 
 
@@ -87,6 +90,7 @@ def _apply(variant: str) -> dict:
     reg._PENALTIES = ((0.0, 1e-2) if "pens2" in parts else (0.0, 1e-3, 1e-2) if "pens3" in parts
                       else ORIGINAL["pens"])  # fmt: skip
     reg.ODD_AVERAGE = 1 if "avg1" in parts else ORIGINAL["avg"]
+    reg.AVERAGE_ONE_PENALTY = False if "allpens" in parts else ORIGINAL["one_pen"]
     reg.PENALTY_WALK = False if "fullpens" in parts else ORIGINAL["walk"]
     _proxy.RACE_ROUNDS = 1 << 62 if "norace" in parts else ORIGINAL["race"]
     reg._even_refits = (ORIGINAL["even_refits"] if "jkrefit" not in parts else

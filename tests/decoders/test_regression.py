@@ -547,11 +547,13 @@ def test_the_odd_part_averages_the_best_settings_and_leaves_the_rest(monkeypatch
 
 def test_cross_validation_keeps_its_best_settings_in_order(monkeypatch):
     """keep=k returns the best setting first, then the next best by CV error, only those
-    within AVG_TOL times the best error."""
+    within AVG_TOL times the best error (and, with AVERAGE_ONE_PENALTY, only those at the
+    best setting's penalties: its prefixes)."""
     from torchspex.decoders import regression as reg
     from torchspex.decoders.regression import _cross_validate
 
     monkeypatch.setattr(reg, "AVG_TOL", math.inf)
+    monkeypatch.setattr(reg, "AVERAGE_ONE_PENALTY", False)
     g = torch.Generator().manual_seed(0)
     p, s = 60, 10
     a = torch.randn(p, s, generator=g, dtype=torch.float64)
@@ -565,6 +567,14 @@ def test_cross_validation_keeps_its_best_settings_in_order(monkeypatch):
     assert len(one) == 1 and len(top) == 4 and top[0] == one[0]
     errors = [t[0] for t in top]
     assert errors == sorted(errors) and len({(t[1], t[2]) for t in top}) == 4
+    monkeypatch.setattr(reg, "AVERAGE_ONE_PENALTY", True)
+    shared = _cross_validate(*args, torch.Generator().manual_seed(1), keep=4)
+    assert shared[0] == one[0] and len(shared) > 1
+    assert all(t[2:] == one[0][2:] for t in shared)
+    assert [t[0] for t in shared] == sorted(t[0] for t in shared)
+    assert shared == [top[0], *[t for t in sorted(
+        (t for t in _cross_validate(*args, torch.Generator().manual_seed(1), keep=100)
+         if t[2:] == one[0][2:]), key=lambda t: t[0]) if t != top[0]][:3]]  # fmt: skip
     monkeypatch.setattr(reg, "AVG_TOL", 1.0 + 1e-12)  # nothing is as good as the best
     assert _cross_validate(*args, torch.Generator().manual_seed(1), keep=4) == one
 
