@@ -183,6 +183,8 @@ CV_SINGLE_RIDGE = 1e-6
 #: --budgets 2048,4096 --seeds 16``, results/decode_variants_large_part_folds.json): SV
 #: errors -5% to +1%, k-SII pair errors +4% to +13%, decode -17% to -22%.
 LARGE_PART_FOLDS = 3
+#: Cross-validation folds otherwise (the ``n_folds`` option's default).
+N_FOLDS = 5
 #: Below ``DEEP_ROWS`` samples a boosting round of the proxy counts as an improvement only
 #: when it lowers the held-out error by more than this fraction of the held-out variance
 #: (early stopping's ``min_delta``): without it the proxies of near-exact fits ran to the
@@ -421,7 +423,7 @@ def _check_options(options: dict[str, Any]) -> None:
     effort = options.get("effort", "low")
     if effort not in EFFORTS:
         raise ValueError(f"`effort` must be one of {EFFORTS}; got {effort!r}.")
-    folds = options.get("n_folds", 5)
+    folds = options.get("n_folds", N_FOLDS)
     if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
         raise ValueError(f"`n_folds` must be an int >= 2; got {folds!r}.")
 
@@ -513,8 +515,10 @@ def _proxy_terms(
     configs: list[tuple[int, float] | tuple[int, float, int]]
     if m < DEEP_ROWS:
         configs = list(proxy_configs(None if m < MID_ROWS else MID_DEPTHS, 0.1))
+        rounds, min_gain, race = PROXY_ROUNDS, PROXY_MIN_GAIN, None
     else:
         configs = [(d, r, DEEP_LEAVES) for d, r in proxy_configs(DEEP_DEPTHS, DEEP_RATE)]
+        rounds, min_gain, race = DEEP_ROUNDS, 0.0, _proxy.RACE_ROUNDS
     rows, scores, infos = [], [], []
     bags = proxy_bags(m, n, effort)
     for bag in range(bags):
@@ -523,10 +527,8 @@ def _proxy_terms(
             y = flat[:, j].numpy()
             if float(np.var(y)) == 0.0:
                 continue
-            rounds = PROXY_ROUNDS if m < DEEP_ROWS else DEEP_ROUNDS
             booster, info = fit_proxy(x, y, valid, configs, rounds, 30, draw_seed(generator),
-                                      PROXY_MIN_GAIN if m < DEEP_ROWS else 0.0,
-                                      None if m < DEEP_ROWS else _proxy.RACE_ROUNDS)  # fmt: skip
+                                      min_gain, race)  # fmt: skip
             idx, score = _term_scores(tree_ensemble_to_fourier(booster, n))
             rows.append(idx)
             scores.append(score / bags)
@@ -986,7 +988,7 @@ def _fit_part(
     (e.g. the values at the corners), or ``None``. The candidate
     prefixes and penalties are scored by ``n_folds``-fold cross-validation (weighted squared
     error, each output scaled by its variance); every fold's Gram matrix is computed once and
-    each candidate is a leading sub-block of it (``n_folds=None``: 5 folds, or
+    each candidate is a leading sub-block of it (``n_folds=None``: :data:`N_FOLDS`, or
     :data:`LARGE_PART_FOLDS` for a part of :data:`CV_SINGLE_FROM` terms or more). Returns
     ``(indices, coefficients [s, o], info, spread)`` (``spread``: :func:`_coefficient_spread`
     when ``strata`` is given, of the values ``project(indices) [r, s]`` maps the coefficients
@@ -998,7 +1000,7 @@ def _fit_part(
                    limit})  # fmt: skip
     support = torch.cat([fixed, ranked[:limit]])
     if n_folds is None:
-        n_folds = LARGE_PART_FOLDS if support.shape[0] >= CV_SINGLE_FROM else 5
+        n_folds = LARGE_PART_FOLDS if support.shape[0] >= CV_SINGLE_FROM else N_FOLDS
     a = walsh_design(x, support, n)
     n_fixed = fixed.shape[0]
     c = d = None
@@ -1425,7 +1427,7 @@ def _fit_paired(
     w = w / w.mean() if w.numel() else w
     odd_y, even_y = (y_s - y_c) / 2, (y_s + y_c) / 2
     p = x.shape[0]
-    n_folds = options.get("n_folds", 5)
+    n_folds = options.get("n_folds", N_FOLDS)
     part_folds = options.get("n_folds")  # None: by the part's size (_fit_part)
     max_terms = options.get("max_terms") or default_max_terms(n, p, options.get("effort", "low"))
     first = _first_order_rows(n, 1)
@@ -1644,6 +1646,6 @@ def _fit_uniform(
     w = torch.ones(m, dtype=torch.float64)
     max_terms = options.get("max_terms") or max(n + 1, (3 * m) // 4)
     idx, coef, info, _ = _fit_part(masks, flat, w, fixed, ranked, (corner_rows, corners), n,
-                                   options.get("n_folds", 5), generator, max_terms,
+                                   options.get("n_folds", N_FOLDS), generator, max_terms,
                                    (n_pairs,))  # fmt: skip
     return SparseSpectrum(idx, coef, n), {"fit": info, "cv_error": info["cv_error"]}
