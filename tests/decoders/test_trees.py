@@ -321,3 +321,23 @@ def test_lightgbm_text_is_the_wrappers_serialized_once(
     monkeypatch.setattr(tp, "_LGB_TREE_BYTES", 1)
     monkeypatch.setattr(tp, "_LGB_LEAF_BYTES", 0)
     assert tp._lightgbm_text(booster) == text
+
+
+def test_lightgbm_integer_fields_parse_as_integers_or_fall_back() -> None:
+    """Integer fields read through the integer parser give the float parser's values; a field
+    whose text is not all integers falls back to the float parser (and an int field whose
+    values are not integral still raises)."""
+    from torchspex.decoders import _tree_parsers as tp
+
+    fields = {"a": ["1 -2 3", "40 0"], "b": ["1 2.5", "3"], "c": ["1 1e+06", "-0"],
+              "d": ["1 2", "3.5"]}  # fmt: skip
+    got = tp._lgb_column(fields, "a", np.int64, 5, True)
+    assert got.dtype == np.int64 and got.tolist() == [1, -2, 3, 40, 0]
+    counts = tp._lgb_column(fields, "a", np.float64, 5, True)
+    assert counts.dtype == np.float64 and counts.tolist() == [1.0, -2.0, 3.0, 40.0, 0.0]
+    assert tp._lgb_column(fields, "b", np.float64, 3, True).tolist() == [1.0, 2.5, 3.0]
+    assert tp._lgb_column(fields, "c", np.int64, 3, True).tolist() == [1, 1_000_000, 0]
+    with pytest.raises(ValueError, match="field 'd'"):
+        tp._lgb_column(fields, "d", np.int64, 3, True)
+    with pytest.raises(ValueError, match="field 'a'"):
+        tp._lgb_column(fields, "a", np.int64, 4, True)

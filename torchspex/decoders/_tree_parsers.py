@@ -11,6 +11,7 @@ bitsets routed by the trainer's rule.
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any, Literal
@@ -240,15 +241,31 @@ def _assemble(arr: dict[str, np.ndarray], sizes: np.ndarray, n_outputs: int,
 
 
 # ---------------------------------------------------------------------------- LightGBM
-def _lgb_column(fields: dict[str, list[str]], key: str, dtype: type, count: int) -> np.ndarray:
-    """The field ``key`` of every tree that has it, concatenated: ``count`` entries.
+def _lgb_column(
+    fields: dict[str, list[str]], key: str, dtype: type, count: int, integral: bool = False
+) -> np.ndarray:
+    """The field ``key`` of every tree that has it, concatenated: ``count`` entries
+    (``integral``: LightGBM writes the field as integers).
 
     NumPy's text reader (``np.fromstring`` with a separator) parses the numbers in C with the
     same correctly rounded conversion as ``float()``; a Python list of strings took 10x as long
     (cProfile of the regression decoder, MLP on wine at 1,024 calls: 0.53 s of 8.5 s).
     """
     lines = fields.get(key, [])
-    flat = np.fromstring(" ".join(lines), dtype=np.float64, sep=" ") if lines else np.zeros(0)
+    text = " ".join(lines)
+    if integral and lines:
+        # integer fields (nodes, features, decision bits, counts) parse 8x faster as integers
+        # (667-tree proxy: 4.5 -> 0.5 ms per field); text that is not all integers (numpy
+        # raises on the first token it cannot read to its end) takes the float path below
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", DeprecationWarning)  # numpy < 2.3 only warned
+                ints = np.fromstring(text, dtype=np.int64, sep=" ")
+            if ints.size == count:
+                return ints if dtype is not np.float64 else ints.astype(np.float64)
+        except (ValueError, DeprecationWarning):
+            pass
+    flat = np.fromstring(text, dtype=np.float64, sep=" ") if lines else np.zeros(0)
     if flat.size != count:
         raise ValueError(f"could not read LightGBM field {key!r} from the model string.")
     if dtype is np.float64:
@@ -327,12 +344,12 @@ def _parse_lightgbm(booster: Any) -> TreeEnsemble:
         raise ValueError("`model` has no trees; fit it first.")
     n_int = n_leaves - 1
     total_int, total_leaves = int(n_int.sum()), int(n_leaves.sum())
-    col = {key: _lgb_column(fields, key, dtype, total_int)
+    col = {key: _lgb_column(fields, key, dtype, total_int, key != "threshold")
            for key, dtype in (("split_feature", np.int64), ("threshold", np.float64),
                               ("decision_type", np.int64), ("left_child", np.int64),
                               ("right_child", np.int64), ("internal_count", np.float64))}
     leaf_value = _lgb_column(fields, "leaf_value", np.float64, total_leaves)
-    leaf_count = _lgb_column(fields, "leaf_count", np.float64, total_leaves)
+    leaf_count = _lgb_column(fields, "leaf_count", np.float64, total_leaves, True)
     dec = col["decision_type"]
     n_trees = n_leaves.size
     scale = 1.0 / (n_trees // n_class) if "average_output" in header else 1.0
