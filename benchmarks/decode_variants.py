@@ -18,7 +18,8 @@ run even on a loaded machine. A variant is ``+``-joined parts:
 * ``fullpens``: cross-validation scores every ridge penalty, not a walk over them
   (``PENALTY_WALK``),
 * ``lr0.3``: the proxies' learning rate (every proxy; ``DEEP_RATE`` from ``DEEP_ROWS`` samples),
-* ``mt512``: ``max_terms`` (most terms per part of the regression),
+* ``mt512``: ``max_terms`` (most terms per part of the regression); ``cap768``: the default's
+  cap on it (``MAX_TERMS_LOW``; ``3 p / 4`` for ``p`` pairs below it),
 * ``noproxy``: no LightGBM proxy (candidates: the pairs and triples the budget allows),
 * ``f3``: cross-validation folds of the regression (every part; by default parts from
   ``CV_SINGLE_FROM`` terms take ``LARGE_PART_FOLDS``),
@@ -74,7 +75,7 @@ ORIGINAL = {
     "pad_from": _linalg.PAD_FROM, "mid": reg.MID_ROWS, "single": reg.CV_SINGLE_FROM,
     "leaves": reg.DEEP_LEAVES, "cft": reg.CROSS_FIT_TREES, "walk": reg.PENALTY_WALK,
     "race": _proxy.RACE_ROUNDS, "rounds": reg.PROXY_ROUNDS, "drounds": reg.DEEP_ROUNDS,
-    "one_pen": reg.AVERAGE_ONE_PENALTY,
+    "one_pen": reg.AVERAGE_ONE_PENALTY, "cap": reg.MAX_TERMS_LOW,
 }  # fmt: skip
 
 
@@ -104,6 +105,8 @@ def _apply(variant: str) -> dict:
     reg.CROSS_FIT_TREES = next((int(p[3:]) for p in parts if p.startswith("cft")),
                                ORIGINAL["cft"])  # fmt: skip
     reg.CV_SINGLE_FROM = 1 << 62 if "cv64" in parts else ORIGINAL["single"]
+    reg.MAX_TERMS_LOW = next((int(p[3:]) for p in parts if p.startswith("cap")),
+                             ORIGINAL["cap"])  # fmt: skip
     _linalg.PAD_FROM = 1 << 62 if "nopad" in parts else ORIGINAL["pad_from"]
     reg.SCREEN_TRIPLES = ("screen" in parts) or (ORIGINAL["screen"] and "noscreen" not in parts)
     reg.PROXY_MIN_GAIN = next((float(p[2:]) for p in parts if p.startswith("mg")),

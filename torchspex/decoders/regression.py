@@ -201,8 +201,14 @@ PROXY_MIN_GAIN = 1e-4
 #: SV error there 15-20% (0.00061 -> 0.00070 / 0.00073) and the k-SII pair errors 2-16%
 #: (MiniLM and the CNN level on SV): not adopted.
 PROXY_ROUNDS = 1000
-#: ... and of the deep proxy (:data:`DEEP_RATE`): the same rate x rounds.
-DEEP_ROUNDS = round(PROXY_ROUNDS * 0.1 / DEEP_RATE)
+#: ... and of the deep proxy (:data:`DEEP_RATE`, from :data:`DEEP_ROWS` samples), which ran to
+#: its cap on the MLP, MiniLM and the CNN over 2x2 patches at 4,096 calls. 400 rounds instead
+#: of 667 (the same rate x rounds as ``PROXY_ROUNDS``), 4-6 seeds at 2,048 and 4,096 calls
+#: (``python benchmarks/decode_variants.py low,low+drounds400,low+drounds500``,
+#: results/decode_variants_deep_rounds.json, ``_planted.json``): SV error -5% to +1%, k-SII
+#: pairs -2% to +14%, the planted games at n = 64 and 256 unchanged (exact where they were);
+#: decode -10% to -25%.
+DEEP_ROUNDS = 400
 #: Triples screened by their correlation with the odd part's residual join the candidates
 #: (:func:`_screened_triples`; when not every triple is a candidate already). A/B against
 #: none (``benchmarks/decode_variants.py low,low+screen``, results/decode_variants_screen_*.json;
@@ -221,8 +227,15 @@ SCREEN_FLOPS = 1 << 31
 #: MiniLM and the digits CNN over 2x2 patches (4 seeds) and cut the decode 35-40%; 768 cut it
 #: 55% but raised MiniLM's error 14%, 512 the CNN's 80%
 #: (``benchmarks/decode_variants.py low,low+mt512,low+mt768,low+mt1024 --budgets 4096``,
-#: results/decode_variants_max_terms.json).
-MAX_TERMS_LOW = 1024
+#: results/decode_variants_max_terms.json). Since then (deep proxies of 32 leaves, one penalty
+#: averaged) 768 costs less: with :data:`DEEP_ROUNDS` 400, 6 seeds at 4,096 calls (``python
+#: benchmarks/decode_variants.py low,low+drounds400+cap768``,
+#: results/decode_variants_rounds400_cap768.json) SV error MLP 0.00061 -> 0.00062, MiniLM
+#: 0.00132 -> 0.00131, CNN 0.0067 -> 0.0070 (+4.5%), k-SII pairs +1% / +23% / +1%, decode
+#: 0.67-0.82 -> 0.43-0.49 s; 2,048 calls (767 terms at most either way) SV -3% to +2%. Capping
+#: the even part alone (768 / 512, the odd part at 1,024) saved less for pair errors up to
+#: +28% (a knob since removed, ``ecap``: results/decode_variants_even_terms.json).
+MAX_TERMS_LOW = 768
 #: Proxies averaged to rank the candidate terms (:func:`proxy_bags`): below ``DEEP_ROWS``
 #: samples, and from there on; one proxy from ``BAG_FEATURES`` features on.
 PROXY_BAGS = 5
@@ -304,7 +317,7 @@ def default_max_terms(n_features: int, n_pairs: int, effort: str = "low") -> int
 
     Example:
         >>> [default_max_terms(13, 511), default_max_terms(13, 2047)]
-        [383, 1024]
+        [383, 768]
         >>> default_max_terms(13, 2047, effort="high")
         1535
     """
