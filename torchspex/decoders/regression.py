@@ -823,7 +823,7 @@ def _cross_validate(
     a: Tensor, aw: Tensor | None, y: Tensor, w: Tensor, scale: Tensor, c: Tensor | None,
     d: Tensor | None, n_fixed: int, grid: list[int], fixed_pens: tuple[float, ...],
     n_folds: int, generator: torch.Generator, keep: int = 1,
-    normal: tuple[Tensor, Tensor, Tensor, list[Tensor], list[Tensor]] | None = None,
+    normal: tuple[Tensor, Tensor, Tensor, list[Tensor] | Tensor, list[Tensor]] | None = None,
 ) -> list[tuple[float, int, float, float]]:
     """The ``keep`` settings ``(cv error, terms, penalty, fixed penalty)`` with the lowest
     ``n_folds``-fold error, best first: after the best, those within :data:`AVG_TOL` times its
