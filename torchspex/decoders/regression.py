@@ -234,7 +234,12 @@ SCREEN_FLOPS = 1 << 31
 #: 0.00132 -> 0.00131, CNN 0.0067 -> 0.0070 (+4.5%), k-SII pairs +1% / +23% / +1%, decode
 #: 0.67-0.82 -> 0.43-0.49 s; 2,048 calls (767 terms at most either way) SV -3% to +2%. Capping
 #: the even part alone (768 / 512, the odd part at 1,024) saved less for pair errors up to
-#: +28% (a knob since removed, ``ecap``: results/decode_variants_even_terms.json).
+#: +28% (a knob since removed, ``ecap``: results/decode_variants_even_terms.json). The cap
+#: counts the discovered terms: a part holds at most ``n`` more (the odd part's first-order
+#: terms). Counted with them (768 in all), the planted hierarchical game at n = 256 and 4,096
+#: calls went 0.0245 -> 0.0384 (4 seeds; 512 slots left for its discovered terms; ``python
+#: benchmarks/decode_variants.py low,low+cap1024 --budgets 4096 --games "hierarchical (n=256"``,
+#: results/decode_variants_cap_n256.json).
 MAX_TERMS_LOW = 768
 #: Proxies averaged to rank the candidate terms (:func:`proxy_bags`): below ``DEEP_ROWS``
 #: samples, and from there on; one proxy from ``BAG_FEATURES`` features on.
@@ -313,16 +318,17 @@ def proxy_bags(n_rows: int, n_features: int, effort: str = "high") -> int:
 
 def default_max_terms(n_features: int, n_pairs: int, effort: str = "low") -> int:
     """Most terms per part of the fit: three quarters of the pairs (at least ``n + 1``), at
-    most :data:`MAX_TERMS_LOW` at ``effort="low"``.
+    most ``n`` + :data:`MAX_TERMS_LOW` at ``effort="low"`` (the ``n`` first-order terms the odd
+    part always holds, and as many discovered terms as the cap).
 
     Example:
         >>> [default_max_terms(13, 511), default_max_terms(13, 2047)]
-        [383, 768]
-        >>> default_max_terms(13, 2047, effort="high")
-        1535
+        [383, 781]
+        >>> default_max_terms(256, 2047), default_max_terms(13, 2047, effort="high")
+        (1024, 1535)
     """
     most = max(n_features + 1, (3 * n_pairs) // 4)
-    return min(most, max(n_features + 1, MAX_TERMS_LOW)) if effort == "low" else most
+    return min(most, n_features + MAX_TERMS_LOW) if effort == "low" else most
 
 
 def index_family(index: str | None) -> str:
