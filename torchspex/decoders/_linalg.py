@@ -6,7 +6,7 @@ MKL (torch's CPU LAPACK) factors a matrix whose side is a multiple of 128 more s
 and 1,152 1.3-1.6x; at 960 (a multiple of 64 only) 1.2x, at 1,000 none. LU factors lose up to
 1.35x, float32 Cholesky factors 1.2-3.4x (3.4x at 1,024; ``python
 benchmarks/linalg_sizes.py``, ``benchmarks/results/linalg_sizes.json``). The regression
-decoder's default caps a part at 768 terms (once 1,024), exactly such a size. A symmetric or
+decoder's default once capped a part at 1,024 terms, exactly such a size. A symmetric or
 square matrix is therefore factored inside one :data:`PAD` rows larger with an identity block
 in the corner: the factor's leading block is the factor of the matrix itself (the blocks never
 mix: the Cholesky factor of a block diagonal matrix is block diagonal, and partial pivoting
