@@ -14,6 +14,8 @@ run even on a loaded machine. A variant is ``+``-joined parts:
 * ``avg1``: the odd part keeps its best setting instead of averaging up to eight;
   ``allpens``: it averages settings of every penalty, not only the best one's
   (``AVERAGE_ONE_PENALTY``),
+* ``rescreen`` / ``norescreen``: the odd part with / without its second screen of the triples
+  against its residual (``RESCREEN_TRIPLES``),
 * ``norace``: every proxy config boosts to its own early stop (no race, ``RACE_ROUNDS``),
 * ``fullpens``: cross-validation scores every ridge penalty, not a walk over them
   (``PENALTY_WALK``),
@@ -75,7 +77,7 @@ ORIGINAL = {
     "pad_from": _linalg.PAD_FROM, "mid": reg.MID_ROWS, "single": reg.CV_SINGLE_FROM,
     "leaves": reg.DEEP_LEAVES, "cft": reg.CROSS_FIT_TREES, "walk": reg.PENALTY_WALK,
     "race": _proxy.RACE_ROUNDS, "rounds": reg.PROXY_ROUNDS, "drounds": reg.DEEP_ROUNDS,
-    "one_pen": reg.AVERAGE_ONE_PENALTY, "cap": reg.MAX_TERMS_LOW,
+    "one_pen": reg.AVERAGE_ONE_PENALTY, "cap": reg.MAX_TERMS_LOW, "rescreen": reg.RESCREEN_TRIPLES,
 }  # fmt: skip
 
 
@@ -105,6 +107,8 @@ def _apply(variant: str) -> dict:
     reg.CROSS_FIT_TREES = next((int(p[3:]) for p in parts if p.startswith("cft")),
                                ORIGINAL["cft"])  # fmt: skip
     reg.CV_SINGLE_FROM = 1 << 62 if "cv64" in parts else ORIGINAL["single"]
+    reg.RESCREEN_TRIPLES = (True if "rescreen" in parts else False if "norescreen" in parts
+                            else ORIGINAL["rescreen"])  # fmt: skip
     reg.MAX_TERMS_LOW = next((int(p[3:]) for p in parts if p.startswith("cap")),
                              ORIGINAL["cap"])  # fmt: skip
     _linalg.PAD_FROM = 1 << 62 if "nopad" in parts else ORIGINAL["pad_from"]

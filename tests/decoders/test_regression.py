@@ -914,3 +914,54 @@ def test_coefficient_spread_is_the_stratified_hc2_sandwich(constrained):
         want[:, :, rows] = (q @ zh.mT) * math.sqrt(m / (m - 1) * 0.75)
     # the leverages are computed in float32 (they only scale the residuals): 1e-6, not 1e-12
     assert torch.allclose(got, want, rtol=0, atol=1e-6 * float(want.abs().max()))
+
+
+def _planted_triples_game(seed: int, n: int = 64):
+    """A constant, 10 first-order, 10 pair and 5 triple Walsh terms of random sign and size."""
+    from torchspex.fourier import SparseSpectrum
+
+    g = torch.Generator().manual_seed(seed)
+    rows: list[tuple[int, ...]] = []
+    for order, count in ((1, 10), (2, 10), (3, 5)):
+        while sum(len(r) == order for r in rows) < count:
+            s = tuple(sorted(torch.randperm(n, generator=g)[:order].tolist()))
+            if s not in rows:
+                rows.append(s)
+    support = torch.zeros(len(rows) + 1, n, dtype=torch.bool)
+    for i, s in enumerate(rows, start=1):
+        support[i, list(s)] = True
+    size = 1.0 + torch.rand(len(rows) + 1, generator=g, dtype=torch.float64)
+    sign = torch.where(torch.rand(len(rows) + 1, generator=g) < 0.5, -1.0, 1.0).double()
+    return SparseSpectrum.from_support(support, size * sign)
+
+
+@pytest.mark.parametrize(("game_seed", "seed"), [(0, 4), (1, 0)])
+def test_the_odd_part_rescreens_the_triples_it_missed(game_seed, seed, monkeypatch):
+    """A planted triple that neither the proxy nor the first screen ranks (the other planted
+    triples hide it) is the fitted odd part's whole residual: the second screen finds it, the
+    refit on the same folds is kept, and the Shapley values are exact. Without the second
+    screen they are not; with a share test above the residual's share no refit runs."""
+    from torchspex.decoders import regression as reg
+    from torchspex.decoders.base import Evaluator
+    from torchspex.fourier import fourier_to_index
+
+    spec = _planted_triples_game(game_seed)
+    want = fourier_to_index(spec, "SV", 1).to_dict()
+
+    def run():
+        ev = Evaluator(lambda m: spec.evaluate(m), 64, n_samples=1024)
+        got, info = reg.decode_regression(ev, 64, n_samples=1024, index="SV",
+                                          generator=torch.Generator().manual_seed(seed))
+        sv = fourier_to_index(got, "SV", 1).to_dict()
+        return max(abs(sv.get(k, 0.0) - v) for k, v in want.items()), info["odd"]
+
+    err, info = run()
+    assert err < 1e-9
+    assert info["rescreen"]["refit_kept"] and info["rescreen"]["new_triples"] >= 1
+    assert info["rescreen"]["share"] >= reg.RESCREEN_SHARE
+    monkeypatch.setattr(reg, "RESCREEN_SHARE", info["rescreen"]["share"] * 1.01)
+    high, info_high = run()
+    assert high > 1e-3 and "refit_kept" not in info_high["rescreen"]
+    monkeypatch.setattr(reg, "RESCREEN_TRIPLES", False)
+    off, info_off = run()
+    assert off == high and "rescreen" not in info_off
