@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.helpers import planted_spectrum
 from torchspex import explain
 from torchspex.decoders.base import BudgetTooSmallError, Evaluator
 from torchspex.decoders.efficiency import enforce_corners
@@ -916,26 +917,19 @@ def test_coefficient_spread_is_the_stratified_hc2_sandwich(constrained):
     assert torch.allclose(got, want, rtol=0, atol=1e-6 * float(want.abs().max()))
 
 
-def _planted_triples_game(seed: int, n: int = 64):
-    """A constant, 10 first-order, 10 pair and 5 triple Walsh terms of random sign and size."""
-    from torchspex.fourier import SparseSpectrum
-
+def _planted_triples_game(seed: int, n: int = 64) -> SparseSpectrum:
+    """A constant, 10 first-order, 10 pair and 5 triple Walsh terms (:func:`planted_spectrum`
+    per order)."""
     g = torch.Generator().manual_seed(seed)
-    rows: list[tuple[int, ...]] = []
-    for order, count in ((1, 10), (2, 10), (3, 5)):
-        while sum(len(r) == order for r in rows) < count:
-            s = tuple(sorted(torch.randperm(n, generator=g)[:order].tolist()))
-            if s not in rows:
-                rows.append(s)
-    support = torch.zeros(len(rows) + 1, n, dtype=torch.bool)
-    for i, s in enumerate(rows, start=1):
-        support[i, list(s)] = True
-    size = 1.0 + torch.rand(len(rows) + 1, generator=g, dtype=torch.float64)
-    sign = torch.where(torch.rand(len(rows) + 1, generator=g) < 0.5, -1.0, 1.0).double()
-    return SparseSpectrum.from_support(support, size * sign)
+    parts = [planted_spectrum(n, 10, 1, g),
+             planted_spectrum(n, 10, 2, g, min_order=2, constant=None),
+             planted_spectrum(n, 5, 3, g, min_order=3, constant=None)]  # fmt: skip
+    idx = torch.cat([torch.nn.functional.pad(part.indices, (0, 3 - part.indices.shape[1]),
+                                             value=-1) for part in parts])  # fmt: skip
+    return SparseSpectrum(idx, torch.cat([part.coefficients for part in parts]), n).coalesce()
 
 
-@pytest.mark.parametrize(("game_seed", "seed"), [(0, 4), (1, 0)])
+@pytest.mark.parametrize(("game_seed", "seed"), [(2, 2), (3, 1)])
 def test_the_odd_part_rescreens_the_triples_it_missed(game_seed, seed, monkeypatch):
     """A planted triple that neither the proxy nor the first screen ranks (the other planted
     triples hide it) is the fitted odd part's whole residual: the second screen finds it, the
