@@ -231,7 +231,8 @@ SCREEN_FLOPS = 1 << 31
 #: "sparse (n=64,hierarchical (n=64,pixels"``, results/decode_variants_rescreen.json): the
 #: planted sparse game at n = 64 and 1,024 calls 0.0286 -> exact, every other cell's errors
 #: identical, decode +0-7%; the exact-table games at 128-1,024 calls identical errors
-#: (``_small.json``). The share separates (4 seeds each, every budget above): on the model
+#: (``_small.json``). The share separates (``info["odd"]["rescreen"]`` read over 4 seeds at
+#: every budget above): on the model
 #: games, the CNN over pixels and the planted hierarchical game the new triples carried at most
 #: 0.25 of the residual (MiniLM at 256 calls), where a planted triple was missed 0.39-4.1 (the
 #: benchmark's sparse game 1.9; others in ``test_the_odd_part_rescreens_the_triples_it_missed``);
