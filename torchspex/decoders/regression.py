@@ -829,17 +829,16 @@ def _walsh_normals(
         folds.append(fwht(hist))  # [2^n, 1 + o]: every character's weighted sums over the fold
         total += folds[-1]
 
-    def gather(sums: Tensor) -> tuple[Tensor, Tensor]:  # index_select: 5x a fancy index
-        return sums[:, 0].contiguous().index_select(0, both).view(s, s), sums[key, 1:]
+    def gather(sums: Tensor) -> Tensor:  # index_select: 5x a fancy index
+        return sums[:, 0].contiguous().index_select(0, both).view(s, s)
 
-    gram, rhs = gather(total)
-    rhss = [(total - sums)[key, 1:] for sums in folds]
+    rest = [total - sums for sums in folds]  # every character's sums without the fold
+    gram, rhs, rhss = gather(total), total[key, 1:], [r[key, 1:] for r in rest]
     if fold_dtype == torch.float64:
-        return fold, gram, rhs, [gather(total - sums)[0] for sums in folds], rhss
+        return fold, gram, rhs, [gather(r) for r in rest], rhss
     grams = torch.empty(n_folds, s, s, dtype=fold_dtype)
-    for f, sums in enumerate(folds):
-        table = (total[:, 0] - sums[:, 0]).to(fold_dtype)
-        torch.index_select(table, 0, both, out=grams[f].view(-1))
+    for f, r in enumerate(rest):
+        torch.index_select(r[:, 0].to(fold_dtype), 0, both, out=grams[f].view(-1))
     return fold, gram, rhs, grams, rhss
 
 
@@ -1532,13 +1531,12 @@ def _fit_paired(
         if RESCREEN_TRIPLES and SCREEN_TRIPLES and not triples and screen and rescreen:
             # a second screen against the fitted odd part's residual (RESCREEN_TRIPLES)
             def refit(ranked: Tensor) -> tuple[Tensor, Tensor, dict[str, Any]]:
-                got = _fit_part(x, odd_y, w, odd_fixed, ranked, odd_constraint, n, part_folds,
-                                torch.Generator().set_state(folds_state), max_terms, (),
-                                average=ODD_AVERAGE)  # fmt: skip
-                return got[0], got[1], got[2]
+                return _fit_part(x, odd_y, w, odd_fixed, ranked, odd_constraint, n, part_folds,
+                                 torch.Generator().set_state(folds_state), max_terms, (),
+                                 average=ODD_AVERAGE)[:3]  # fmt: skip
 
             odd_idx, odd_coef, info["odd"] = _rescreened_odd(
-                x[at], odd_y[at], w[at], (odd_idx, odd_coef, info["odd"]),
+                x[at], odd_y[at], w[at], (odd_idx, odd_coef, info["odd"]), odd_fixed,
                 (odd_idx_all, odd_score_all), refit, n, p)  # fmt: skip
         strata = _size_strata(x) if options.get("shrink", True) else None
         even_idx, even_coef, info["even"], even_spread = _fit_part(
@@ -1583,7 +1581,7 @@ def _fit_paired(
 
 def _rescreened_odd(
     xs: Tensor, ys: Tensor, ws: Tensor, fit: tuple[Tensor, Tensor, dict[str, Any]],
-    candidates: tuple[Tensor, Tensor],
+    fixed: Tensor, candidates: tuple[Tensor, Tensor],
     refit: Callable[[Tensor], tuple[Tensor, Tensor, dict[str, Any]]], n: int, p: int,
 ) -> tuple[Tensor, Tensor, dict[str, Any]]:
     """The odd part ``fit = (support, coefficients, info)``, refitted where a second screen of
@@ -1592,7 +1590,8 @@ def _rescreened_odd(
     :data:`RESCREEN_SHARE` or more of the residual's weighted energy (the sum of their squared
     coefficient estimates over it): they rank first, before the first fit's pool
     ``candidates = (rows, scores)``, and ``refit(ranked)`` (on the first fit's folds) is kept
-    where it cross-validates better. ``info["rescreen"]`` records the new triples, their
+    where it cross-validates better (``fixed``: the rows every fit holds, never candidates).
+    ``info["rescreen"]`` records the new triples, their
     share and, where it ran, whether the refit was kept."""
     support, coef, info = fit
     resid = ys - walsh_design(xs, support, n) @ coef
@@ -1608,7 +1607,7 @@ def _rescreened_odd(
     top = float(pool_score.max()) if pool_score.numel() else 0.0
     rank = torch.arange(int(fresh.sum()), 0, -1, dtype=torch.float64)
     idx, sc = _union_terms([rows[fresh], pool], [(top + 1.0) * (1.0 + rank), pool_score], n)
-    _, ranked, _ = _ranked_candidates(_first_order_rows(n, 1)[1:], [], idx, sc, n, 1)
+    _, ranked, _ = _ranked_candidates(fixed, [], idx, sc, n, 1)
     again = refit(ranked)
     record["refit_kept"] = again[2]["cv_error"] < info["cv_error"]
     if record["refit_kept"]:
