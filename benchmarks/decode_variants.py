@@ -26,7 +26,8 @@ run even on a loaded machine. A variant is ``+``-joined parts:
 * ``f3``: cross-validation folds of the regression (every part; by default parts from
   ``CV_SINGLE_FROM`` terms take ``LARGE_PART_FOLDS``),
 * ``screen`` / ``noscreen``: triples screened against the odd residual as candidates,
-* ``nopad``: factor matrices at their own side, not padded off MKL's slow sides (``_linalg``),
+* ``nopad``: factor matrices at their own side, not padded off MKL's slow sides (``_linalg``);
+  ``noalign``: padded only off the multiples of 128, not up to a multiple of 8 (``ALIGN``),
 * ``mid35``: from 1,024 samples to ``DEEP_ROWS`` the proxy tries depths 3 and 5, not 5 only
   (the default before ``MID_ROWS``),
 * ``cv64``: cross-validation scored in float64 at every part size (not float32 from
@@ -112,6 +113,7 @@ def _apply(variant: str) -> dict:
     reg.MAX_TERMS_LOW = next((int(p[3:]) for p in parts if p.startswith("cap")),
                              ORIGINAL["cap"])  # fmt: skip
     _linalg.PAD_FROM = 1 << 62 if "nopad" in parts else ORIGINAL["pad_from"]
+    _linalg.ALIGN = "noalign" not in parts
     reg.SCREEN_TRIPLES = ("screen" in parts) or (ORIGINAL["screen"] and "noscreen" not in parts)
     reg.PROXY_MIN_GAIN = next((float(p[2:]) for p in parts if p.startswith("mg")),
                               ORIGINAL["gain"])  # fmt: skip

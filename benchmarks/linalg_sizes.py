@@ -2,9 +2,10 @@
 
 Sets the padding rule of ``torchspex/decoders/_linalg.py``: a batch of five symmetric positive
 definite float64 matrices (the regression decoder's five cross-validation folds) is factored at
-side ``s`` (plain torch), at ``s + 1`` and ``s + 8``, and through the padded helpers; one LU
-factor likewise, and the batch of Cholesky factors in float32 (plain and helper). One thread,
-best of ``--reps``. The helper's time is a copy and a factor, as
+side ``s`` (plain torch), at ``s + 1`` and ``s + 8``, and through the padded helpers (which pad
+to ``nice_side(s)``, a multiple of 8 and not of 128); one LU factor likewise, and the batch of
+Cholesky factors in float32 (plain, at ``nice_side(s)``, and helper). One thread, best of
+``--reps``. The helper's time is a copy and a factor, as
 the decoder spends it per ridge penalty (it padded the matrix once before): where the side is
 not padded, its ratio below 1 is that copy, which the decoder made before the helper too.
 
@@ -28,7 +29,8 @@ import torch
 
 from torchspex.decoders import _linalg
 
-SIDES = (384, 512, 640, 768, 960, 1000, 1024, 1152, 1280, 1536, 2048)
+SIDES = (362, 383, 384, 511, 512, 525, 640, 703, 767, 768, 781, 831, 960, 1000, 1001, 1024,
+         1152, 1280, 1536, 2048)
 
 
 def _best(fn, arg, reps: int) -> float:
@@ -54,7 +56,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     gen = torch.Generator().manual_seed(0)
     rows = []
     print(f"{'side':>5s} {'chol s':>8s} {'s+1':>8s} {'s+8':>8s} {'helper':>8s} {'ratio':>6s}"
-          f" {'lu s':>8s} {'helper':>8s} {'ratio':>6s} {'f32 s':>8s} {'helper':>8s} {'ratio':>6s}")
+          f" {'lu s':>8s} {'helper':>8s} {'ratio':>6s} {'f32 s':>8s} {'f32 nice':>8s}"
+          f" {'helper':>8s} {'ratio':>6s}")
     for s in SIDES:
         g, g1, g8 = _spd(s, 5, gen), _spd(s + 1, 5, gen), _spd(s + 8, 5, gen)
         # the helper as the decoder uses it: padded once, then a copy and a factor per penalty
@@ -65,6 +68,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         row = {"side": s,
                "chol32": _best(torch.linalg.cholesky_ex, g32, args.reps),
                "chol32_helper": _best(_linalg.ShiftedCholesky(g32), zero.float(), args.reps),
+               "chol32_nice": _best(torch.linalg.cholesky_ex,
+                                    _spd(_linalg.nice_side(s), 5, gen).float(), args.reps),
                "chol": _best(torch.linalg.cholesky_ex, g, args.reps),
                "chol_plus1": _best(torch.linalg.cholesky_ex, g1, args.reps),
                "chol_plus8": _best(torch.linalg.cholesky_ex, g8, args.reps),
@@ -75,7 +80,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print(f"{s:5d} {row['chol']:8.4f} {row['chol_plus1']:8.4f} {row['chol_plus8']:8.4f} "
               f"{row['chol_helper']:8.4f} {row['chol'] / row['chol_helper']:5.2f}x "
               f"{row['lu']:8.4f} {row['lu_helper']:8.4f} {row['lu'] / row['lu_helper']:5.2f}x "
-              f"{row['chol32']:8.4f} {row['chol32_helper']:8.4f} "
+              f"{row['chol32']:8.4f} {row['chol32_nice']:8.4f} {row['chol32_helper']:8.4f} "
               f"{row['chol32'] / row['chol32_helper']:5.2f}x", flush=True)  # fmt: skip
     args.out.parent.mkdir(exist_ok=True)
     args.out.write_text(json.dumps({"threads": 1, "torch": torch.__version__, "rows": rows},

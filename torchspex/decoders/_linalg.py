@@ -6,9 +6,12 @@ MKL (torch's CPU LAPACK) factors a matrix whose side is a multiple of 128 more s
 and 1,152 1.3-1.6x; at 960 (a multiple of 64 only) 1.2x, at 1,000 none. LU factors lose up to
 1.35x, float32 Cholesky factors 1.2-3.4x (3.4x at 1,024; ``python
 benchmarks/linalg_sizes.py``, ``benchmarks/results/linalg_sizes.json``). The regression
-decoder's default once capped a part at 1,024 terms, exactly such a size. A symmetric or
-square matrix is therefore factored inside one :data:`PAD` rows larger with an identity block
-in the corner: the factor's leading block is the factor of the matrix itself (the blocks never
+decoder's default once capped a part at 1,024 terms, exactly such a size. Sides that are not
+multiples of 8 lose too, less: float32 Cholesky factors of three matrices at 525, 703, 781, 831
+and 1,001 took 1.15-1.32x the time at the next multiple of 8, float64 1.0-1.18x (padding at 362,
+383 and 511 gained nothing or lost up to 7%). A symmetric or square matrix is therefore factored
+inside the smallest larger one whose side is a multiple of 8 and not of 128 (:func:`nice_side`;
+``ALIGN``), with an identity block in the corner: the factor's leading block is the factor of the matrix itself (the blocks never
 mix: the Cholesky factor of a block diagonal matrix is block diagonal, and partial pivoting
 never picks a row that is zero in the pivot column), so only round-off, not the result, can
 change.
@@ -25,17 +28,35 @@ PAD_MULTIPLE = 128
 PAD = 8
 #: smaller matrices are cheap whatever their side
 PAD_FROM = 256
+#: pad every side up to :func:`nice_side` (a multiple of 8), not only the multiples of 128
+#: (``False``: those by :data:`PAD`). Measured in the regression decoder (3 seeds, the MLP,
+#: MiniLM and the CNN over 2x2 patches at 1,024-4,096 calls: ``python
+#: benchmarks/decode_variants.py low,low+noalign --budgets 1024,2048,4096``,
+#: results/decode_variants_align.json): every error unchanged, decode -1% to -9% (one cell +2%).
+ALIGN = True
+
+
+def nice_side(k: int) -> int:
+    """The smallest side ``>= k`` that is a multiple of 8 and not of :data:`PAD_MULTIPLE`.
+
+    Example:
+        >>> [nice_side(k) for k in (250, 257, 525, 528, 1024)]
+        [264, 264, 528, 528, 1032]
+    """
+    side = -(-k // 8) * 8
+    return side + PAD if side % PAD_MULTIPLE == 0 else side
 
 
 def _padded(mat: Tensor) -> Tensor | None:
-    """``mat [..., s, s]`` inside ``[..., s + PAD, s + PAD]`` with the identity in the corner,
-    or ``None`` where its side is not a slow one (or it is not on the CPU)."""
+    """``mat [..., s, s]`` inside ``[..., S, S]`` (``S = nice_side(s)``) with the identity in the
+    corner, or ``None`` where its side is not a slow one (or it is not on the CPU)."""
     s = mat.shape[-1]
-    if mat.device.type != "cpu" or s < PAD_FROM or s % PAD_MULTIPLE:
+    side = nice_side(s) if ALIGN else s + PAD if s % PAD_MULTIPLE == 0 else s
+    if mat.device.type != "cpu" or s < PAD_FROM or side == s:
         return None
-    out = mat.new_zeros(*mat.shape[:-2], s + PAD, s + PAD)
+    out = mat.new_zeros(*mat.shape[:-2], side, side)
     out[..., :s, :s] = mat
-    out[..., range(s, s + PAD), range(s, s + PAD)] = 1.0
+    out[..., range(s, side), range(s, side)] = 1.0
     return out
 
 
