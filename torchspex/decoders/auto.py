@@ -308,7 +308,9 @@ def _hybrid(
     }
     if use_spex:
         all_masks = torch.cat([spex_masks, masks])
-        spectrum = enforce_corners(spex_spec, all_masks, values[0], values[1])
+        # least squares on the samples: the Shapley design samples the sizes next to the
+        # corners most, so they say where the correction belongs
+        spectrum = enforce_corners(spex_spec, values[0], values[1], all_masks)
         reason = (f"n = {n} >= {SPEX_FEATURES}: SPEX on {spex_budget} calls; its held-out error "
                   f"on the {family} design ({spex_error:.3g}) <= the regression's CV error "
                   f"({reg_error:.3g})")  # fmt: skip

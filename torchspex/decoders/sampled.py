@@ -35,7 +35,8 @@ def decode_with_corners(
     """SPEX (on ``n_samples - 2`` masks) or ProxySPEX, then exact at the corners.
 
     The two corners are evaluated (unless the decoder already did) and the spectrum is moved
-    onto them with the smallest change on the decoder's own samples
+    onto them with the smallest change in mean square over uniform masks, spread over its terms,
+    the constant, the order-1 terms and the pairs
     (:func:`~torchspex.decoders.efficiency.enforce_corners`); an exact recovery is unchanged.
     """
     from torchspex.decoders.base import BudgetTooSmallError
@@ -72,7 +73,6 @@ def decode_with_corners(
         return spectrum, info
     n = n_features
     ends = torch.stack([torch.zeros(n, dtype=torch.bool), torch.ones(n, dtype=torch.bool)])
-    masks = evaluator.masks
     corner_values = evaluator(ends)
     finite = torch.isfinite(corner_values.reshape(2, -1)).all()
     if not bool(finite):  # only reachable with nonfinite="drop"
@@ -83,8 +83,6 @@ def decode_with_corners(
             stacklevel=4,
         )
         return spectrum, {**info, "corners_exact": False}
-    values = evaluator.values
-    keep = torch.isfinite(values.reshape(values.shape[0], -1)).all(dim=1)
-    fixed = enforce_corners(spectrum, masks[keep[: masks.shape[0]]] if masks.shape[0] else masks,
-                            corner_values[0], corner_values[1])  # fmt: skip
+    # SPEX's and ProxySPEX's masks are uniform-like: the least change over uniform masks
+    fixed = enforce_corners(spectrum, corner_values[0], corner_values[1])
     return fixed, {**info, "corners_exact": True}
