@@ -25,6 +25,30 @@ def test_evaluate_matches_definition() -> None:
     assert torch.allclose(spec.evaluate(masks, chunk_size=5), expected, atol=1e-12)
 
 
+def test_evaluate_takes_many_pairs_as_one_quadratic_form(monkeypatch) -> None:
+    """Every pair of 20 features (more than PAIRS_AS_MATRIX per feature) with other terms
+    and a [2, 3] output: the quadratic form gives the definition's values to round-off."""
+    from torchspex.fourier import spectrum as spectrum_module
+
+    g = torch.Generator().manual_seed(5)
+    n = 20
+    pairs = torch.combinations(torch.arange(n), 2)
+    support = torch.zeros(pairs.shape[0] + 30, n, dtype=torch.bool)
+    support[torch.arange(pairs.shape[0]).unsqueeze(1), pairs] = True
+    support[pairs.shape[0]:] = torch.rand(30, n, generator=g) < 0.2
+    coef = torch.randn(support.shape[0], 2, 3, generator=g, dtype=torch.float64)
+    spec = SparseSpectrum.from_support(support, coef).coalesce()
+    assert int((spec.orders == 2).sum()) > spectrum_module.PAIRS_AS_MATRIX * n
+    masks = torch.rand(300, n, generator=g) < 0.5
+    parity = (masks.double() @ spec.support.double().T) % 2
+    expected = torch.einsum("ms,sbo->mbo", 1 - 2 * parity, spec.coefficients)
+    got = spec.evaluate(masks)
+    assert got.shape == (300, 2, 3)
+    assert torch.allclose(got, expected, rtol=0, atol=1e-11)
+    monkeypatch.setattr(spectrum_module, "PAIRS_AS_MATRIX", 10**9)  # term by term
+    assert torch.allclose(spec.evaluate(masks), expected, rtol=0, atol=1e-11)
+
+
 def test_evaluate_equals_fwht_of_dense() -> None:
     g = torch.Generator().manual_seed(1)
     coef = torch.randn(1 << 6, generator=g, dtype=torch.float64)

@@ -11,10 +11,10 @@ multiples of 8 lose too, less: float32 Cholesky factors of three matrices at 525
 and 1,001 took 1.15-1.32x the time at the next multiple of 8, float64 1.0-1.18x (padding at 362,
 383 and 511 gained nothing or lost up to 7%). A symmetric or square matrix is therefore factored
 inside the smallest larger one whose side is a multiple of 8 and not of 128 (:func:`nice_side`;
-``ALIGN``), with an identity block in the corner: the factor's leading block is the factor of the matrix itself (the blocks never
-mix: the Cholesky factor of a block diagonal matrix is block diagonal, and partial pivoting
-never picks a row that is zero in the pivot column), so only round-off, not the result, can
-change.
+``ALIGN``), with an identity block in the corner: the factor's leading block is the factor of
+the matrix itself (the blocks never mix: the Cholesky factor of a block diagonal matrix is block
+diagonal, and partial pivoting never picks a row that is zero in the pivot column), so only
+round-off, not the result, can change.
 """
 
 from __future__ import annotations
