@@ -26,6 +26,8 @@ run even on a loaded machine. A variant is ``+``-joined parts:
 * ``f3``: cross-validation folds of the regression (every part; by default parts from
   ``CV_SINGLE_FROM`` terms take ``LARGE_PART_FOLDS``),
 * ``screen`` / ``noscreen``: triples screened against the odd residual as candidates,
+* ``constshrink``: the even part's James-Stein scaling gives its change at the corners to the
+  constant alone, not spread over the even terms and every pair (``_shrink.SPREAD_CHANGE``),
 * ``nopad``: factor matrices at their own side, not padded off MKL's slow sides (``_linalg``);
   ``noalign``: padded only off the multiples of 128, not up to a multiple of 8 (``ALIGN``),
 * ``mid35``: from 1,024 samples to ``DEEP_ROWS`` the proxy tries depths 3 and 5, not 5 only
@@ -68,7 +70,7 @@ import numpy as np
 import torch
 
 import torchspex
-from torchspex.decoders import _linalg, _proxy, trees
+from torchspex.decoders import _linalg, _proxy, _shrink, trees
 from torchspex.decoders import regression as reg
 
 ORIGINAL = {
@@ -79,6 +81,7 @@ ORIGINAL = {
     "leaves": reg.DEEP_LEAVES, "cft": reg.CROSS_FIT_TREES, "walk": reg.PENALTY_WALK,
     "race": _proxy.RACE_ROUNDS, "rounds": reg.PROXY_ROUNDS, "drounds": reg.DEEP_ROUNDS,
     "one_pen": reg.AVERAGE_ONE_PENALTY, "cap": reg.MAX_TERMS_LOW, "rescreen": reg.RESCREEN_TRIPLES,
+    "spread": _shrink.SPREAD_CHANGE,
 }  # fmt: skip
 
 
@@ -114,6 +117,7 @@ def _apply(variant: str) -> dict:
                              ORIGINAL["cap"])  # fmt: skip
     _linalg.PAD_FROM = 1 << 62 if "nopad" in parts else ORIGINAL["pad_from"]
     _linalg.ALIGN = "noalign" not in parts
+    _shrink.SPREAD_CHANGE = "constshrink" not in parts and ORIGINAL["spread"]
     reg.SCREEN_TRIPLES = ("screen" in parts) or (ORIGINAL["screen"] and "noscreen" not in parts)
     reg.PROXY_MIN_GAIN = next((float(p[2:]) for p in parts if p.startswith("mg")),
                               ORIGINAL["gain"])  # fmt: skip

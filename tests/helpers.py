@@ -158,3 +158,21 @@ def max_coefficient_error(truth: SparseSpectrum, learned: SparseSpectrum) -> flo
     neg = learned.replace(coefficients=-learned.coefficients)
     diff = combine(truth, neg)
     return float(diff.coefficients.abs().max()) if diff.n_terms else 0.0
+
+
+def even_shift(shrunk: SparseSpectrum, plain: SparseSpectrum, factor: float) -> Tensor:
+    """``shrunk``'s even coefficients (the constant included) less ``plain``'s, its even terms
+    of order >= 2 scaled by ``factor`` (0 where a spectrum lacks the term), one output: the
+    James-Stein scaling with its change at the corners spread back is one shift for all of
+    them (:func:`torchspex.decoders._shrink.scale_even`)."""
+    n = plain.n_features
+    both = combine(shrunk, SparseSpectrum(plain.indices, -plain.coefficients, n))
+    sizes = both.orders
+    even = sizes % 2 == 0
+    # both = shrunk - plain; the scaling wants shrunk - factor * plain on orders >= 2
+    plain_d = plain.to_dict()
+    rows = [tuple(i for i in r if i >= 0) for r in both.indices[even].tolist()]
+    diff = both.coefficients[even].double().reshape(-1)
+    scaled_back = torch.tensor([(1.0 - factor) * plain_d.get(k, 0.0) if len(k) >= 2 else 0.0
+                                for k in rows], dtype=torch.float64)  # fmt: skip
+    return diff + scaled_back

@@ -1572,7 +1572,8 @@ def _fit_paired(
                 info["even"]["stein_factor"] = factor.tolist()
                 info["even"]["calibration_slope"] = slope.tolist()
                 factor = torch.minimum(factor, slope)
-            even_coef = scale_even(even, factor).coefficients
+            scaled = scale_even(even, factor)
+            even_idx, even_coef = scaled.indices, scaled.coefficients
             info["even"]["shrinkage"] = factor.tolist()
     info["cv_error"] = info["odd"]["cv_error"] + info["even"]["cv_error"] if p else math.nan
     idx, coef = _union_terms([even_idx, odd_idx], [even_coef, odd_coef], n)
