@@ -45,6 +45,8 @@ def test_evaluate_takes_many_pairs_as_one_quadratic_form(monkeypatch) -> None:
     got = spec.evaluate(masks)
     assert got.shape == (300, 2, 3)
     assert torch.allclose(got, expected, rtol=0, atol=1e-11)
+    monkeypatch.setattr(spectrum_module, "PAIRS_MATRIX_SIZE", n * n * 6)  # masks 20 at a time
+    assert torch.allclose(spec.evaluate(masks), expected, rtol=0, atol=1e-11)
     monkeypatch.setattr(spectrum_module, "PAIRS_AS_MATRIX", 10**9)  # term by term
     assert torch.allclose(spec.evaluate(masks), expected, rtol=0, atol=1e-11)
 

@@ -25,6 +25,8 @@ __all__ = ["SparseSpectrum"]
 #: pairs, through a gather): every pair of 327 features (53,301, what a corner correction
 #: spreads over) on 2,000 masks took 2.6 s term by term.
 PAIRS_AS_MATRIX = 8
+#: ... while its ``[n, n, o]`` matrix has at most this many entries (as many per chunk of masks)
+PAIRS_MATRIX_SIZE = 1 << 24
 
 
 @dataclass(frozen=True, eq=False)
@@ -227,18 +229,21 @@ class SparseSpectrum:
         if s == 0 or m == 0:
             return out.reshape(m, *self.out_shape)
         idx = self.indices.to(coef.device)
-        if self.basis == "Fourier":
+        n, o = self.n_features, flat.shape[1]
+        if self.basis == "Fourier" and n * n * o <= PAIRS_MATRIX_SIZE:
             pairs = set_sizes(idx) == 2
-            if int(pairs.sum()) > PAIRS_AS_MATRIX * self.n_features:
+            if int(pairs.sum()) > PAIRS_AS_MATRIX * n:
                 # many pairs: their sum over z = (-1)^x as a quadratic form (m n^2 flops, not
-                # a gather of every pair per mask); the other terms as below
-                rest = SparseSpectrum(idx[~pairs], coef[~pairs], self.n_features)
+                # a gather of every pair per mask), masks in chunks; the other terms as below
+                rest = SparseSpectrum(idx[~pairs], coef[~pairs], n)
                 out = rest.evaluate(masks, chunk_size).reshape(m, -1)
-                z = 1.0 - 2.0 * masks.to(coef.dtype)  # [m, n]
-                n, o = self.n_features, flat.shape[1]
-                quad = torch.zeros(n, n, o, dtype=coef.dtype, device=coef.device)
-                quad[idx[pairs, 0], idx[pairs, 1]] = flat[pairs]
-                out += torch.einsum("mi,mio->mo", z, (z @ quad.reshape(n, n * o)).view(m, n, o))
+                quad = torch.zeros(n, n * o, dtype=coef.dtype, device=coef.device)
+                quad.view(n, n, o)[idx[pairs, 0], idx[pairs, 1]] = flat[pairs]
+                step = max(1, PAIRS_MATRIX_SIZE // (n * o))
+                for start in range(0, m, step):
+                    z = 1.0 - 2.0 * masks[start : start + step].to(coef.dtype)  # [c, n]
+                    zq = (z @ quad).view(z.shape[0], n, o)
+                    out[start : start + step] += torch.einsum("ci,cio->co", z, zq)
                 return out.reshape(m, *self.out_shape)
         padded = torch.cat([masks, torch.zeros(m, 1, dtype=torch.bool, device=masks.device)], 1)
         cols = torch.where(idx < 0, self.n_features, idx)  # padding reads a False column
