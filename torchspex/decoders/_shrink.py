@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from torchspex.decoders.efficiency import corner_rows, enforce_corners
 from torchspex.fourier import SparseSpectrum, fourier_to_index
 from torchspex.fourier._sets import set_sizes
 
@@ -94,17 +95,14 @@ def scale_even(spectrum: SparseSpectrum, factor: Tensor) -> SparseSpectrum:
     if const.numel() != 1:
         raise ValueError("scale_even needs a spectrum that holds the constant term once.")
     coef = spectrum.coefficients.double().reshape(spectrum.n_terms, -1).clone()
-    change = (coef[even] * (factor - 1.0)).sum(dim=0)
-    coef[even] = coef[even] * factor
     if SPREAD_CHANGE and spectrum.n_features >= 2:
-        from torchspex.decoders.efficiency import corner_rows, enforce_corners
-
-        ends = corner_rows(spectrum.indices) @ spectrum.coefficients.double().reshape(
-            spectrum.n_terms, -1)  # the corners before the scaling [2, o]
+        ends = corner_rows(spectrum.indices) @ coef  # the corners before the scaling [2, o]
+        coef[even] = coef[even] * factor
         scaled = SparseSpectrum(spectrum.indices, coef, spectrum.n_features, spectrum.basis)
         moved = enforce_corners(scaled, ends[0], ends[1])
         return SparseSpectrum(moved.indices, moved.coefficients.reshape(
             moved.n_terms, *spectrum.coefficients.shape[1:]), moved.n_features, moved.basis)
-    coef[const[0]] -= change
+    coef[const[0]] -= (coef[even] * (factor - 1.0)).sum(dim=0)
+    coef[even] = coef[even] * factor
     return SparseSpectrum(spectrum.indices, coef.reshape(spectrum.coefficients.shape),
                           spectrum.n_features, spectrum.basis)  # fmt: skip
