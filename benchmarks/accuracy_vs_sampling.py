@@ -14,7 +14,10 @@ the same budget of model calls and is scored against the game's reference values
   that spends more or less than the budget shows it); ``time_s``: wall time (noisy 2-core box);
   ``decode_s``: the method's own seconds, ``time_s`` less the time spent answering its value
   queries (table look-ups, and for shapiq 1.8 the round trips to its child interpreter), i.e.
-  what the estimator costs on top of the model calls. Every method runs single-threaded.
+  what the estimator costs on top of the model calls (torchspex: until its Shapley values are
+  read); ``pairs_s`` (torchspex): the seconds reading the pairs adds after that (with
+  ``index="SV"`` the regression defers its even part, which only pair indices need, to the
+  first read: ``DeferredSpectrum``). Every method runs single-threaded.
 
 Equal wall time (``--readme`` prints it, with ``--costs``): a user with a model that costs ``c``
 seconds per call waits ``calls x c + decode_s`` for a method at a budget. For each game and call
@@ -117,7 +120,7 @@ import torch
 import torchspex
 from torchspex.decoders.base import BudgetTooSmallError
 from torchspex.decoders.exhaustive import all_masks
-from torchspex.fourier import SparseSpectrum, fourier_to_index
+from torchspex.fourier import DeferredSpectrum, SparseSpectrum, fourier_to_index
 
 N_HELDOUT = 1000
 REFERENCE_CALLS = 50_000
@@ -499,12 +502,19 @@ def _torchspex(method: str):
                 game, game.n, method=base, n_samples=budget, generator=seed, index="SV",
                 mask_format="numpy", **extra,
             )  # fmt: skip
+        sv = res.first_order("SV").numpy()
         decode_s = time.perf_counter() - start - game.eval_s
+        # index="SV" defers the even part (DeferredSpectrum): what reading the pairs adds
+        start = time.perf_counter()
+        if isinstance(res.spectrum, DeferredSpectrum):
+            res.spectrum.complete()
+        pairs_s = time.perf_counter() - start
         g = torch.Generator().manual_seed(10_000 + seed)
         held = torch.rand(N_HELDOUT, game.n, generator=g) < 0.5
         values = torch.from_numpy(game._f(held.numpy()))
         return {
-            "sv": res.first_order("SV").numpy(),
+            "sv": sv,
+            "pairs_s": pairs_s,
             "ksii": _dense_pairs(res.to_index("k-SII", 2).values, game.n),
             "fsii": _dense_pairs(res.to_index("FSII", 2).values, game.n),
             "r2": float(res.r2(held, values)),
@@ -667,7 +677,7 @@ def _top10(est: np.ndarray, exact: np.ndarray) -> float:
 
 
 def _metrics(game: Game, out: dict) -> dict:
-    row = {k: out[k] for k in ("time_s", "decode_s", "calls", "index", "r2") if k in out}
+    row = {k: out[k] for k in ("time_s", "decode_s", "pairs_s", "calls", "index", "r2") if k in out}
     if "sv" in out:
         row["sv_err"] = _rel(out["sv"], game.sv)
         row["eff_gap"] = abs(float(out["sv"].sum()) - game.span) / abs(game.span)
@@ -786,7 +796,7 @@ def warm_up_torchspex() -> None:
 
 
 METRICS = ("calls", "sv_err", "ksii_err", "fsii_err", "eff_gap", "top10", "r2", "time_s",
-           "decode_s")
+           "decode_s", "pairs_s")
 #: Seconds per model call of the equal-wall-time table: a small tabular model (0.01 ms), a
 #: transformer on a GPU (0.1 ms), a small transformer on a CPU (1 ms), a large one (10 ms).
 COSTS = (1e-5, 1e-4, 1e-3, 1e-2)
@@ -1052,6 +1062,7 @@ def _decode_ratios(summary: list[dict]) -> list[dict]:
             continue
         peer = min(peers, key=lambda r: r["sv_err"])
         out.append({"game": game, "budget": budget, "default_s": auto["decode_s"],
+                    "pairs_s": auto.get("pairs_s", math.nan),
                     "default_err": auto.get("sv_err"), "peer": peer["method"],
                     "peer_s": peer["decode_s"], "peer_err": peer["sv_err"],
                     "ratio": auto["decode_s"] / peer["decode_s"]})  # fmt: skip
@@ -1065,11 +1076,11 @@ def _print_time_tables(summary: list[dict], costs: tuple[float, ...] = COSTS) ->
         print("\nDecode seconds (one thread; the value queries' time excluded): the default vs "
               "the more accurate of OddSHAP and RegressionMSR")  # fmt: skip
         print("\n| game | calls | default: decode s | SV err | peer | decode s | SV err "
-              "| decode ratio |\n|---|---:|---:|---:|---|---:|---:|---:|")  # fmt: skip
+              "| decode ratio | pairs: + s |\n|---|---:|---:|---:|---|---:|---:|---:|---:|")
         for e in decode:
             print(f"| {e['game']} | {e['budget']:,} | {e['default_s']:.3g} | "
                   f"{e['default_err']:.2g} | {_short(e['peer'])} | {e['peer_s']:.3g} | "
-                  f"{e['peer_err']:.2g} | {e['ratio']:.1f}x |")  # fmt: skip
+                  f"{e['peer_err']:.2g} | {e['ratio']:.1f}x | {e['pairs_s']:.3g} |")
     rows = _equal_time(summary, costs)
     if not rows:
         return

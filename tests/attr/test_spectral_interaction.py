@@ -488,3 +488,29 @@ def test_info_splits_forward_and_decode_seconds():
     result = SpectralInteraction(model).attribute(torch.randn(2, 8), n_samples=300, target=0)
     assert result.info["forward_seconds"] > 0 and result.info["decode_seconds"] > 0
     assert result.info["decode_device"].startswith("cpu")
+
+
+def test_shapley_values_of_a_batch_defer_the_even_parts():
+    """attribute(index="SV") on a batch: every example's even part deferred and merged on the
+    first read; the Shapley values and the convergence delta come without it and equal the
+    eager (index="k-SII") run's; the pairs, once read, are bitwise the eager ones."""
+    from torchspex.fourier import DeferredSpectrum
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(10, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
+    x = torch.randn(3, 10)
+    runs = {index: SpectralInteraction(model).attribute(x, baselines=0.0, target=0,
+                                                        index=index, n_samples=300)
+            for index in ("SV", "k-SII")}  # fmt: skip
+    lazy, eager = runs["SV"], runs["k-SII"]
+    assert isinstance(lazy.spectrum, DeferredSpectrum) and lazy.spectrum.is_deferred
+    sv = lazy.first_order("SV")
+    assert lazy.spectrum.is_deferred
+    torch.testing.assert_close(sv, eager.first_order("SV"), rtol=0, atol=1e-12)
+    torch.testing.assert_close(lazy.info["convergence_delta"], eager.info["convergence_delta"],
+                               rtol=0, atol=1e-12)  # fmt: skip
+    assert float(lazy.info["convergence_delta"].abs().max()) < 1e-12
+    pairs = lazy.to_index("k-SII", 2).values
+    assert not lazy.spectrum.is_deferred
+    assert torch.equal(pairs.indices, eager.to_index("k-SII", 2).values.indices)
+    assert torch.equal(pairs.coefficients, eager.to_index("k-SII", 2).values.coefficients)

@@ -412,7 +412,7 @@ def test_pair_shrinkage_lowers_noisy_pair_errors_and_leaves_the_rest():
 def test_pair_shrinkage_leaves_exact_fits_exact():
     n = 10
     f = quadratic(n)
-    spec, info = decode_regression(Evaluator(f, n, n_samples=200), n, n_samples=200, index="SV")
+    spec, info = decode_regression(Evaluator(f, n, n_samples=200), n, n_samples=200, index="k-SII")
     assert info["even"]["shrinkage"][0] == pytest.approx(1.0, abs=1e-12)
     np.testing.assert_allclose(_pairs(spec, n), _pairs(_exact(f, n), n), rtol=0, atol=1e-8)
 
@@ -516,7 +516,8 @@ def test_fewer_pairs_than_features_shrink_by_the_jackknife():
     fits = {}
     for shrink in (True, False):
         fits[shrink] = decode_regression(Evaluator(noisy, n, n_samples=budget), n,
-                                         n_samples=budget, index="SV", shrink=shrink)  # fmt: skip
+                                         n_samples=budget, index="k-SII",
+                                         shrink=shrink)  # fmt: skip
     spec, info = fits[True]
     assert info["even"]["shrinkage_noise"] == "jackknife"
     factor = info["even"]["shrinkage"][0]
@@ -538,7 +539,7 @@ def test_few_pairs_per_feature_cap_the_factor_by_the_calibration_slope():
 
     for seed in range(3):
         fits = {shrink: decode_regression(Evaluator(noisy, n, n_samples=budget), n,
-                                          n_samples=budget, index="SV", shrink=shrink,
+                                          n_samples=budget, index="k-SII", shrink=shrink,
                                           generator=torch.Generator().manual_seed(seed))
                 for shrink in (True, False)}  # fmt: skip
         spec, info = fits[True]
@@ -564,7 +565,7 @@ def test_few_pairs_per_feature_cap_the_factor_by_the_calibration_slope():
 
     for seed in range(3):
         spec, info = decode_regression(Evaluator(paired, n, n_samples=62), n, n_samples=62,
-                                       index="SV", generator=torch.Generator().manual_seed(seed))
+                                       index="k-SII", generator=torch.Generator().manual_seed(seed))
         assert info["n_pairs"] == 30 and info["even"]["calibration_slope"][0] > 0.999
         pairs = _dense(spec, "k-SII", 2)
         np.testing.assert_allclose([pairs[(0, 1)], pairs[(2, 3)]], [2.0, -1.5], atol=1e-6)
@@ -577,7 +578,7 @@ def test_no_candidate_terms_at_all_still_fit():
     lin = torch.linspace(-1.0, 1.0, n, dtype=torch.float64)
     f = lambda m: m.double() @ lin  # noqa: E731
     spec, info = decode_regression(Evaluator(f, n, n_samples=budget), n, n_samples=budget,
-                                   index="SV", proxy=False, pairs=False)  # fmt: skip
+                                   index="k-SII", proxy=False, pairs=False)  # fmt: skip
     assert info["odd"]["n_discovered"] == 0 and info["even"]["n_discovered"] == 0
     np.testing.assert_allclose(_sv(spec, n), lin.numpy(), atol=1e-9)
 
@@ -1023,3 +1024,42 @@ def test_the_odd_part_rescreens_the_triples_it_missed(game_seed, seed, monkeypat
     monkeypatch.setattr(reg, "RESCREEN_TRIPLES", False)
     off, info_off = run()
     assert off == high and "rescreen" not in info_off
+
+
+def test_shapley_values_alone_defer_the_even_part():
+    """index="SV" fits what the Shapley values need (the odd part) and defers the even part to
+    the first read of the spectrum: the Shapley values are those of the eager fit of the same
+    design (index="k-SII"), reading them does not complete it, the completed spectrum is
+    bitwise the eager one, and info["even"] (also in copies of info) is filled when it
+    completes, with its seconds."""
+    from torchspex.fourier import DeferredSpectrum
+
+    n = 12
+    w = torch.randn(n, n, generator=torch.Generator().manual_seed(0), dtype=torch.float64) / 3
+
+    def f(masks: torch.Tensor) -> torch.Tensor:
+        x = masks.double()
+        return torch.tanh(x @ w).sum(dim=1) + x[:, 0] * x[:, 1] * x[:, 2]
+
+    lazy = explain(f, n, n_samples=600, generator=1, index="SV")
+    eager = explain(f, n, n_samples=600, generator=1, index="k-SII")
+    assert isinstance(lazy.spectrum, DeferredSpectrum) and lazy.spectrum.is_deferred
+    assert not isinstance(eager.spectrum, DeferredSpectrum)
+    assert lazy.info["even"] == {"deferred": True} and math.isnan(lazy.info["cv_error"])
+    sv = lazy.first_order("SV")
+    assert lazy.spectrum.is_deferred
+    torch.testing.assert_close(sv, eager.first_order("SV"), rtol=0, atol=1e-12)
+    ends = torch.stack([torch.zeros(n, dtype=torch.bool), torch.ones(n, dtype=torch.bool)])
+    assert float(sv.sum()) == pytest.approx(float(f(ends[1:]) - f(ends[:1])), abs=1e-12)
+    info_copy = dict(lazy.info)
+    pairs = lazy.to_index("k-SII", 2).values
+    assert not lazy.spectrum.is_deferred
+    torch.testing.assert_close(pairs.coefficients, eager.to_index("k-SII", 2).values.coefficients,
+                               rtol=0, atol=0)  # fmt: skip
+    assert torch.equal(lazy.spectrum.indices, eager.spectrum.indices)
+    assert torch.equal(lazy.spectrum.coefficients, eager.spectrum.coefficients)
+    even = info_copy["even"]
+    assert even["deferred"] and even["seconds"] > 0
+    assert even["n_terms"] == eager.info["even"]["n_terms"]
+    assert even["shrinkage"] == eager.info["even"]["shrinkage"]
+    torch.testing.assert_close(lazy.first_order("SV"), sv, rtol=0, atol=0)

@@ -97,3 +97,49 @@ def test_validation() -> None:
         spec.evaluate(torch.ones(1, 2, dtype=torch.bool))
     with pytest.raises(ValueError, match=r"\[m, 2\]"):
         SparseSpectrum.from_sets([(0,)], [1.0], 2).evaluate(torch.ones(1, 3, dtype=torch.bool))
+
+
+def test_deferred_spectrum_completes_once_on_first_read_and_keeps_its_shapley_values() -> None:
+    """A DeferredSpectrum reads its Shapley values from the known part (odd terms and f(∅))
+    and never completes for them; reading anything else completes it once, after which it is
+    the complete spectrum; pickling, moving and dropping zeros work before and after."""
+    import pickle
+
+    from torchspex.fourier import DeferredSpectrum, fourier_to_index
+
+    n = 5
+    full = SparseSpectrum.from_sets([(), (0,), (1, 2), (0, 1, 3), (2, 4), (4,)],
+                                    [0.5, -1.0, 0.75, 0.25, -0.5, 2.0], n)  # fmt: skip
+    odd = full.orders % 2 == 1
+    at_empty = full.coefficients.sum() - full.coefficients[odd].sum()  # the even part at ∅
+    known = SparseSpectrum(torch.cat([torch.full((1, 3), -1), full.indices[odd]]),
+                           torch.cat([at_empty.view(1), full.coefficients[odd]]), n)  # fmt: skip
+    calls = []
+
+    def complete() -> SparseSpectrum:
+        calls.append(1)
+        return full
+
+    spec = DeferredSpectrum(known, complete)
+    assert spec.is_deferred and spec.out_shape == () and "deferred" in repr(spec)
+    sv = fourier_to_index(spec, "SV").to_dict()
+    assert sv == pytest.approx(fourier_to_index(full, "SV").to_dict(), abs=1e-15)
+    assert spec.is_deferred and not calls  # the Shapley values did not complete it
+    moved = spec.to(torch.float32).prune()
+    assert isinstance(moved, DeferredSpectrum) and moved.is_deferred and not calls
+    masks = torch.tensor([[True, False, True, True, False], [False] * 5])
+    torch.testing.assert_close(spec.evaluate(masks), full.evaluate(masks), rtol=0, atol=0)
+    assert not spec.is_deferred and calls == [1]
+    assert spec.n_terms == full.n_terms and torch.equal(spec.coefficients, full.coefficients)
+    assert fourier_to_index(spec, "SV").to_dict() == sv  # unchanged by completing
+    spec.complete()
+    assert calls == [1]  # once
+    assert moved.coefficients.dtype == torch.float32 and calls == [1, 1]  # its own completion
+    back = pickle.loads(pickle.dumps(DeferredSpectrum(known, complete)))
+    assert type(back) is SparseSpectrum and torch.equal(back.coefficients, full.coefficients)
+    wrong = DeferredSpectrum(known, lambda: SparseSpectrum.zeros(n, (2,)))
+    with pytest.raises(ValueError, match="does not match"):
+        wrong.complete()
+    assert wrong.is_deferred
+    with pytest.raises(TypeError, match="Fourier"):
+        DeferredSpectrum(known.replace(basis="Moebius"), complete)

@@ -38,7 +38,7 @@ from torchspex.attr.result import (
 from torchspex.cache import fingerprint
 from torchspex.decoders.base import Evaluator
 from torchspex.distributed import resolve_process_group
-from torchspex.fourier import SparseSpectrum, canonical_index
+from torchspex.fourier import DeferredSpectrum, SparseSpectrum, canonical_index
 
 __all__ = ["FirstOrderAttribution", "SpectralInteraction"]
 
@@ -617,17 +617,26 @@ def _assemble(
     full_value = torch.zeros(batch, *out_shape, dtype=torch.float64)
     empty_value = torch.zeros_like(full_value)
     decoder_info: list[Any] = [None] * batch
-    pieces = []
+    pieces: list[tuple[SparseSpectrum, int, Tensor]] = []
     for outcome in outcomes:
         members, columns = outcome.part.members, outcome.part.columns
         full_value[members] = outcome.ends[0]
         empty_value[members] = outcome.ends[1]
         for example, spec, about in zip(members.tolist(), outcome.spectra, outcome.decoder_info):
             decoder_info[example] = about
-            pieces.append((spec.indices, spec.coefficients, example, columns))
-    spectrum = _merge(pieces, batch, out_shape, n_features)
+            pieces.append((spec, example, columns))
+    spectrum: SparseSpectrum
+    if any(isinstance(spec, DeferredSpectrum) and spec.is_deferred for spec, _, _ in pieces):
+        # Shapley values asked for: the examples' deferred parts are merged when first read
+        known = [(spec.known if isinstance(spec, DeferredSpectrum) else spec, example, cols)
+                 for spec, example, cols in pieces]  # fmt: skip
+        spectrum = DeferredSpectrum(_merge(known, batch, out_shape, n_features),
+                                    partial(_merge, pieces, batch, out_shape, n_features))
+    else:
+        spectrum = _merge(pieces, batch, out_shape, n_features)
     ones = torch.ones(1, n_features, dtype=torch.bool)
-    learned = spectrum.evaluate(ones)[0] - spectrum.coefficients.sum(dim=0)
+    ends = spectrum.known if isinstance(spectrum, DeferredSpectrum) else spectrum
+    learned = ends.evaluate(ones)[0] - ends.coefficients.sum(dim=0)
     inputs = request.inputs
     info: dict[str, Any] = {
         "decoder_info": decoder_info,
@@ -658,15 +667,17 @@ def _assemble(
 
 
 def _merge(
-    pieces: list[tuple[Tensor, Tensor, int, Tensor]],
+    pieces: list[tuple[SparseSpectrum, int, Tensor]],
     batch: int,
     out_shape: tuple[int, ...],
     n_features: int,
 ) -> SparseSpectrum:
-    """One spectrum ``[s, B, *o]`` over the union of the examples' supports."""
-    width = max((p[0].shape[1] for p in pieces), default=0)
+    """One spectrum ``[s, B, *o]`` over the union of the examples' supports (each piece: an
+    example's spectrum over its partition's columns)."""
+    width = max((p[0].indices.shape[1] for p in pieces), default=0)
     all_idx, all_coef = [], []
-    for idx, coef, example, columns in pieces:
+    for spec, example, columns in pieces:
+        idx, coef = spec.indices, spec.coefficients
         mapped = torch.where(idx >= 0, columns[idx.clamp(min=0)], idx)
         pad = torch.full((idx.shape[0], width - idx.shape[1]), -1, dtype=torch.long)
         all_idx.append(torch.cat([mapped, pad], dim=1))

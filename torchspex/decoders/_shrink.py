@@ -18,7 +18,7 @@ from torch import Tensor
 
 from torchspex.decoders.efficiency import corner_rows, enforce_corners
 from torchspex.fourier import SparseSpectrum, fourier_to_index
-from torchspex.fourier._sets import set_sizes
+from torchspex.fourier._sets import coalesce, normalize_indices, set_sizes
 
 __all__ = [
     "JACKKNIFE_FOLDS",
@@ -96,12 +96,24 @@ def scale_even(spectrum: SparseSpectrum, factor: Tensor) -> SparseSpectrum:
         raise ValueError("scale_even needs a spectrum that holds the constant term once.")
     coef = spectrum.coefficients.double().reshape(spectrum.n_terms, -1).clone()
     if SPREAD_CHANGE and spectrum.n_features >= 2:
-        ends = corner_rows(spectrum.indices) @ coef  # the corners before the scaling [2, o]
-        coef[even] = coef[even] * factor
-        scaled = SparseSpectrum(spectrum.indices, coef, spectrum.n_features, spectrum.basis)
+        # the even terms alone: scaling them moves both corners alike, so the move back is
+        # even too and the odd terms stay as they were (an odd shortfall would be round-off,
+        # spread as order-1 terms of 1e-18)
+        keep = sizes % 2 == 0
+        part = coef[keep]
+        ends = corner_rows(spectrum.indices[keep]) @ part  # the corners before the scaling
+        part[even[keep]] = part[even[keep]] * factor
+        scaled = SparseSpectrum(spectrum.indices[keep], part, spectrum.n_features, spectrum.basis)
         moved = enforce_corners(scaled, ends[0], ends[1])
-        return SparseSpectrum(moved.indices, moved.coefficients.reshape(
-            moved.n_terms, *spectrum.coefficients.shape[1:]), moved.n_features, moved.basis)
+        back = set_sizes(moved.indices) % 2 == 0
+        rows = [moved.indices[back], spectrum.indices[~keep]]
+        width = max(r.shape[1] for r in rows)
+        rows = [torch.nn.functional.pad(r, (0, width - r.shape[1]), value=-1) for r in rows]
+        idx, out = coalesce(normalize_indices(torch.cat(rows)),
+                            torch.cat([moved.coefficients[back], coef[~keep]]),
+                            spectrum.n_features)  # fmt: skip
+        return SparseSpectrum(idx, out.reshape(idx.shape[0], *spectrum.coefficients.shape[1:]),
+                              spectrum.n_features, spectrum.basis)  # fmt: skip
     coef[const[0]] -= (coef[even] * (factor - 1.0)).sum(dim=0)
     coef[even] = coef[even] * factor
     return SparseSpectrum(spectrum.indices, coef.reshape(spectrum.coefficients.shape),

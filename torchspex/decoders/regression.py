@@ -86,8 +86,9 @@ from torchspex.decoders._shrink import (
 from torchspex.decoders.base import BudgetTooSmallError, Evaluator
 from torchspex.decoders.efficiency import corner_rows
 from torchspex.decoders.refit import walsh_design
-from torchspex.fourier import SparseSpectrum
+from torchspex.fourier import DeferredSpectrum, SparseSpectrum
 from torchspex.fourier._sets import coalesce, normalize_indices, row_keys, set_sizes
+from torchspex.fourier.indices import canonical_index
 from torchspex.sampling.coalitions import SIZE_RULES, paired_coalitions
 from torchspex.sampling.uniform import uniform_masks
 
@@ -842,9 +843,28 @@ def _walsh_normals(
     return fold, gram, rhs, grams, rhss
 
 
-#: Up to this many features the fold normal equations come from :func:`_walsh_normals` (where
-#: that is also the fewer operations); the ``2^n`` table then holds at most 8 MiB per column.
+#: Up to this many features the fold normal equations may come from :func:`_walsh_normals`
+#: (:func:`_walsh_normals_pay`); the ``2^n`` table then holds at most 8 MiB per column.
 WALSH_NORMALS_FEATURES = 20
+#: The cost rule of :func:`_walsh_normals_pay`, in units of one multiply-add of the row
+#: products: a transform step over the ``2^n`` table costs ``WALSH_STEP_COST`` (twice that
+#: past 2^16 masks, where the table leaves the cache) and a gathered entry ``GATHER_COST``.
+#: Set from ``python benchmarks/walsh_normals.py`` (results/walsh_normals.json: the row
+#: products 0.06-0.09 ns per multiply-add, a transform step ~2 ns, ~4 ns at n = 18-20, a
+#: gather 2-4 ns); the rule picks the faster way at all 11 sizes there, where the old one
+#: (``n 2^n <= s p``) took the products at n = 16 on 1,023 rows and 781 terms (the digits
+#: CNN over 2x2 patches at 2,048 calls: 38 against 10 ms).
+WALSH_STEP_COST, GATHER_COST = 32, 50
+
+
+def _walsh_normals_pay(n: int, s: int, p: int, n_folds: int) -> bool:
+    """Whether :func:`_walsh_normals` costs less than the row products (``s`` terms, ``p``
+    rows, ``n_folds`` folds): ``F n 2^n`` transform steps and ``F s^2`` gathers against
+    ``s^2 p`` multiply-adds (:data:`WALSH_STEP_COST`)."""
+    if n > WALSH_NORMALS_FEATURES:
+        return False
+    step = WALSH_STEP_COST * (1 if n <= 16 else 2)
+    return n_folds * ((n << n) * step + s * s * GATHER_COST) <= s * s * p
 
 
 def _cross_validate(
@@ -1076,7 +1096,7 @@ def _fit_part(
     # leading block of them
     if p >= n_folds:
         fold = torch.randperm(p, generator=generator) % n_folds
-        if n <= WALSH_NORMALS_FEATURES and n << n <= support.shape[0] * p:
+        if _walsh_normals_pay(n, support.shape[0], p, n_folds):
             single = support.shape[0] >= CV_SINGLE_FROM  # (what _cross_validate factors)
             normal = _walsh_normals(x, support, w, y, fold, n_folds, n,
                                     torch.float32 if single else torch.float64)
@@ -1246,7 +1266,10 @@ def decode_regression(
     masks, weights = design(n, n_samples, generator, family, options["sizes"])
     values = evaluator(masks)
     t_eval = time.perf_counter() - start
-    spectrum, info = fit_regression(masks, weights, values, n, generator, family, options)
+    # Shapley values alone need only the odd part: the even part waits until it is read
+    defer = family == "shapley" and index is not None and canonical_index(index) == "SV"
+    spectrum, info = fit_regression(masks, weights, values, n, generator, family, options,
+                                    defer_even=defer)  # fmt: skip
     info["seconds"]["evaluate"] = t_eval
     return spectrum, info
 
@@ -1277,6 +1300,7 @@ def fit_regression(
     options: dict[str, Any] | None = None,
     prior: Tensor | None = None,
     proxy_data: tuple[Tensor, Tensor] | None = None,
+    defer_even: bool = False,
 ) -> tuple[SparseSpectrum, dict[str, Any]]:
     """The regression fit on evaluated masks of :func:`design`.
 
@@ -1292,6 +1316,9 @@ def fit_regression(
             SPEX peeled), in their given order.
         proxy_data: ``(masks, values)`` to fit the proxy on instead of ``(masks, values)``
             (e.g. with extra samples of another design).
+        defer_even: (Shapley family) fit the even part only when the spectrum's terms are
+            first read, not for its Shapley values: a :class:`~torchspex.fourier.DeferredSpectrum`
+            (:func:`_deferred_even`); what the Shapley values need is fitted here.
 
     Returns:
         ``(spectrum, info)``; ``info["cv_error"]`` is the cross-validated error of the fit
@@ -1332,12 +1359,16 @@ def fit_regression(
         own = use_proxy and proxy_data is None and (prior is None or not prior.shape[0])
         spectrum, fit_info = _fit_paired(masks, weights, flat, proxy_idx, proxy_score, n,
                                          generator, options, proxy_info if use_proxy else None,
-                                         own)  # fmt: skip
+                                         own, defer_even)  # fmt: skip
     else:
         spectrum, fit_info = _fit_uniform(masks, flat, proxy_idx, proxy_score, n, generator,
                                           options)  # fmt: skip
-    coef = spectrum.coefficients.reshape(spectrum.n_terms, *values.shape[1:])
-    spectrum = SparseSpectrum(spectrum.indices, coef, n, "Fourier")
+
+    def shaped(spec: SparseSpectrum) -> SparseSpectrum:
+        coef = spec.coefficients.reshape(spec.n_terms, *values.shape[1:])
+        return SparseSpectrum(spec.indices, coef, n, "Fourier")
+
+    spectrum = spectrum.then(shaped) if isinstance(spectrum, DeferredSpectrum) else shaped(spectrum)
     info = {
         "method": "regression",
         "family": family,
@@ -1475,9 +1506,12 @@ def _with_proxy_offset(
 def _fit_paired(
     masks: Tensor, weights: Tensor, flat: Tensor, proxy_idx: Tensor, proxy_score: Tensor,
     n: int, generator: torch.Generator, options: dict[str, Any],
-    proxy_fit: dict[str, Any] | None = None, own_proxy: bool = False,
+    proxy_fit: dict[str, Any] | None = None, own_proxy: bool = False, defer_even: bool = False,
 ) -> tuple[SparseSpectrum, dict[str, Any]]:
     """The odd and the even regressions over the pairs ``(S, N∖S)`` of a paired design.
+
+    ``defer_even``: return a :class:`~torchspex.fourier.DeferredSpectrum` whose even part is
+    fitted when first read (:func:`_deferred_even`).
 
     ``own_proxy``: the proxy behind ``proxy_idx`` was fitted on these samples alone (the
     refits of the even part, for its jackknife and its calibration slope, then refit it per
@@ -1538,12 +1572,10 @@ def _fit_paired(
             odd_idx, odd_coef, info["odd"] = _rescreened_odd(
                 x[at], odd_y[at], w[at], (odd_idx, odd_coef, info["odd"]), odd_fixed,
                 (odd_idx_all, odd_score_all), refit, n, p)  # fmt: skip
-        strata = _size_strata(x) if options.get("shrink", True) else None
-        even_idx, even_coef, info["even"], even_spread = _fit_part(
-            x, even_y, w, even_fixed, even_ranked, (_at_empty, (f_empty + f_full) / 2), n,
-            part_folds, generator, max_terms, (n_pairs,), strata,
-            project=lambda support: _index_map(support, n, "k-SII", 2),
-        )
+        # the even part draws from a copy of the generator as it is here: the odd part (the
+        # Shapley values) and the even part are the same whether the even part is fitted now
+        # or deferred (:func:`_deferred_even`)
+        even_state = generator.get_state()
         fold_proxies = None
         if (proxy_fit is not None and "max_depth" in proxy_fit and flat.shape[1] == 1
                 and 2 * n_folds <= p < CROSS_FIT_PAIRS * n
@@ -1553,31 +1585,70 @@ def _fit_paired(
                 generator, max_terms, (n_triples,) if triples else (), proxy_fit,
                 (odd_idx, odd_coef, info["odd"]),
             )
-        # last, so its draws leave the odd part (the Shapley values) as it would be without it
-        if even_spread is not None:
+        strata = _size_strata(x) if options.get("shrink", True) else None
+
+        def fit_even() -> tuple[Tensor, Tensor, dict[str, Any]]:
+            gen = torch.Generator().set_state(even_state)
+            even_idx, even_coef, even_info, even_spread = _fit_part(
+                x, even_y, w, even_fixed, even_ranked, (_at_empty, (f_empty + f_full) / 2), n,
+                part_folds, gen, max_terms, (n_pairs,), strata,
+                project=lambda support: _index_map(support, n, "k-SII", 2),
+            )
+            if even_spread is None:
+                return even_idx, even_coef, even_info
             even = SparseSpectrum(even_idx, even_coef, n)
             refits = slope = None
             if p < max(SLOPE_PAIRS, JACKKNIFE_PAIRS) * n:
                 refits, slope = _even_refits(masks, flat, w, extra, (proxy_idx, proxy_score),
-                                             own_proxy, n, n_folds, generator, max_terms,
-                                             even, options.get("effort", "low"),
-                                             proxy_fit, fold_proxies)  # fmt: skip
+                                             own_proxy, n, n_folds, gen, max_terms, even,
+                                             options.get("effort", "low"), proxy_fit,
+                                             fold_proxies)  # fmt: skip
             if refits is not None and p < JACKKNIFE_PAIRS * n:
                 factor = jackknife_stein_factor(even_pairs(even), refits)
-                info["even"]["shrinkage_noise"] = "jackknife"
+                even_info["shrinkage_noise"] = "jackknife"
             else:
                 factor = _stein_factor(even_idx, even_coef, even_spread, n, "k-SII", 2)
-                info["even"]["shrinkage_noise"] = "sandwich"
+                even_info["shrinkage_noise"] = "sandwich"
             if slope is not None and p < SLOPE_PAIRS * n:
-                info["even"]["stein_factor"] = factor.tolist()
-                info["even"]["calibration_slope"] = slope.tolist()
+                even_info["stein_factor"] = factor.tolist()
+                even_info["calibration_slope"] = slope.tolist()
                 factor = torch.minimum(factor, slope)
             scaled = scale_even(even, factor)
-            even_idx, even_coef = scaled.indices, scaled.coefficients
-            info["even"]["shrinkage"] = factor.tolist()
+            even_info["shrinkage"] = factor.tolist()
+            return scaled.indices, scaled.coefficients, even_info
+
+        if defer_even:
+            return _deferred_even(odd_idx, odd_coef, (f_empty + f_full) / 2, fit_even, info, n)
+        even_idx, even_coef, info["even"] = fit_even()
     info["cv_error"] = info["odd"]["cv_error"] + info["even"]["cv_error"] if p else math.nan
     idx, coef = _union_terms([even_idx, odd_idx], [even_coef, odd_coef], n)
     return SparseSpectrum(idx, coef, n), info
+
+
+def _deferred_even(
+    odd_idx: Tensor, odd_coef: Tensor, even_at_empty: Tensor,
+    fit_even: Callable[[], tuple[Tensor, Tensor, dict[str, Any]]], info: dict[str, Any], n: int,
+) -> tuple[SparseSpectrum, dict[str, Any]]:
+    """The paired fit with its even part deferred: a spectrum whose known part is the odd part
+    plus the constant ``(f(∅) + f(N)) / 2`` (the even part's value at ∅, which its fit holds
+    exactly), so its Shapley values and its values at ∅ and N are final; ``fit_even()`` runs
+    when anything else is read. Until then ``info["even"]`` is ``{"deferred": True}`` and
+    ``info["cv_error"]`` NaN; the fit then fills ``info["even"]`` in place (with its seconds,
+    ``info["even"]["seconds"]``), so copies of ``info`` see it too."""
+    info["even"] = {"deferred": True}
+    info["cv_error"] = math.nan
+    constant = _first_order_rows(n, 1)[:1]
+    at_empty = even_at_empty.reshape(1, -1).to(odd_coef.dtype)
+    known_idx, known_coef = _union_terms([constant, odd_idx], [at_empty, odd_coef], n)
+
+    def complete() -> SparseSpectrum:
+        start = time.perf_counter()
+        even_idx, even_coef, even_info = fit_even()
+        info["even"].update(even_info, seconds=time.perf_counter() - start)
+        idx, coef = _union_terms([even_idx, odd_idx], [even_coef, odd_coef], n)
+        return SparseSpectrum(idx, coef, n)
+
+    return DeferredSpectrum(SparseSpectrum(known_idx, known_coef, n), complete), info
 
 
 def _rescreened_odd(

@@ -4,7 +4,7 @@ values and the egalitarian least core."""
 from torchspex.fourier.elc import egalitarian_least_core
 from torchspex.fourier.generalized import generalized_index, generalized_values
 from torchspex.fourier.indices import INDEX_NAMES, IndexName, canonical_index
-from torchspex.fourier.spectrum import SparseSpectrum
+from torchspex.fourier.spectrum import DeferredSpectrum, SparseSpectrum
 from torchspex.fourier.transforms import (
     dense_to_spectrum,
     evaluate,
@@ -18,6 +18,7 @@ from torchspex.fourier.transforms import (
 
 __all__ = [
     "INDEX_NAMES",
+    "DeferredSpectrum",
     "IndexName",
     "SparseSpectrum",
     "canonical_index",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,7 @@ from torchspex.fourier._sets import (
 )
 from torchspex.fourier.indices import canonical_index
 
-__all__ = ["SparseSpectrum"]
+__all__ = ["DeferredSpectrum", "SparseSpectrum"]
 
 #: A Fourier spectrum with more than this many pairs per feature evaluates its pairs as one
 #: quadratic form in ``(-1)^x`` (``m n^2`` flops) instead of term by term (``m`` times the
@@ -265,6 +266,101 @@ class SparseSpectrum:
             f"SparseSpectrum(basis={self.basis!r}, n_features={self.n_features}, "
             f"n_terms={self.n_terms}, max_size={self.max_size}, out_shape={self.out_shape})"
         )
+
+
+class DeferredSpectrum(SparseSpectrum):
+    """A Fourier spectrum whose terms are computed the first time they are read.
+
+    A decoder asked for Shapley values needs only the odd-order terms of the spectrum (every
+    Shapley value is a sum of them) and its value at ∅; the even-order terms cost as much again
+    to fit. It can hand back those (``known``) and defer the rest (``complete``): reading
+    ``indices`` or ``coefficients`` (any other index, :meth:`evaluate`, saving) runs
+    ``complete()`` once and the object is from then on the complete spectrum, the same tensors
+    an eager decode gives. The Shapley values (:func:`~torchspex.fourier.fourier_to_index` with
+    ``"SV"``) are read from ``known`` whether or not the rest was computed, so they never
+    change.
+
+    Args:
+        known: a Fourier spectrum with the same odd-order terms and the same value at ∅ as the
+            complete one (so the same Shapley values, and the same values at ∅ and at N).
+        complete: returns the complete spectrum (same ``n_features`` and output shape).
+
+    Example:
+        >>> known = SparseSpectrum.from_sets([(), (0,)], [1.0, -0.5], 2)
+        >>> spec = DeferredSpectrum(known, lambda: SparseSpectrum.from_sets(
+        ...     [(), (0,), (0, 1)], [0.75, -0.5, 0.25], 2))
+        >>> spec.is_deferred
+        True
+        >>> spec.n_terms, spec.is_deferred
+        (3, False)
+    """
+
+    known: SparseSpectrum
+
+    def __init__(self, known: SparseSpectrum, complete: Callable[[], SparseSpectrum]) -> None:
+        if not isinstance(known, SparseSpectrum) or known.basis != "Fourier":
+            raise TypeError("`known` must be a SparseSpectrum in the Fourier basis.")
+        object.__setattr__(self, "n_features", known.n_features)
+        object.__setattr__(self, "basis", "Fourier")
+        object.__setattr__(self, "known", known)
+        object.__setattr__(self, "_complete", complete)
+
+    def __getattr__(self, name: str) -> Any:
+        # only reached while ``indices`` / ``coefficients`` are not set: complete, then read
+        if name in ("indices", "coefficients"):
+            self.complete()
+            return self.__dict__[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    @property
+    def is_deferred(self) -> bool:
+        """Whether the terms beyond ``known`` are still to be computed."""
+        return "indices" not in self.__dict__
+
+    def complete(self) -> SparseSpectrum:
+        """Computes the deferred terms (once) and returns the complete spectrum."""
+        if self.is_deferred:
+            full = self.__dict__["_complete"]()
+            if full.n_features != self.n_features or full.out_shape != self.known.out_shape:
+                raise ValueError("the completed spectrum does not match its known part.")
+            object.__setattr__(self, "indices", full.indices)
+            object.__setattr__(self, "coefficients", full.coefficients)
+            object.__setattr__(self, "_complete", None)
+        return SparseSpectrum(self.indices, self.coefficients, self.n_features)
+
+    def then(self, step: Callable[[SparseSpectrum], SparseSpectrum]) -> SparseSpectrum:
+        """``step`` applied to the spectrum, still deferred where it is: ``step`` must keep the
+        odd-order terms and the value at ∅ of what it is given (a reshape of the outputs, a
+        move to a device, dropping zero terms)."""
+        if not self.is_deferred:
+            return step(self.complete())
+        complete = self.__dict__["_complete"]
+        return DeferredSpectrum(step(self.known), lambda: step(complete()))
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        """Trailing shape of the coefficients (read from ``known``: it never completes)."""
+        return self.known.out_shape
+
+    def prune(self, atol: float = 0.0, max_order: int | None = None) -> SparseSpectrum:
+        """As :meth:`SparseSpectrum.prune`; dropping exact zeros stays deferred."""
+        if atol == 0.0 and max_order is None:
+            return self.then(lambda spec: spec.prune())
+        return self.complete().prune(atol, max_order)
+
+    def to(self, *args: Any, **kwargs: Any) -> SparseSpectrum:
+        """As :meth:`SparseSpectrum.to`, still deferred where it is."""
+        return self.then(lambda spec: SparseSpectrum.to(spec, *args, **kwargs))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # pickled (saved, sent to another process) complete: the deferred step is a closure
+        return (SparseSpectrum, (self.indices, self.coefficients, self.n_features, self.basis))
+
+    def __repr__(self) -> str:
+        if self.is_deferred:
+            return (f"DeferredSpectrum(n_features={self.n_features}, known terms="
+                    f"{self.known.n_terms}, out_shape={self.out_shape}, deferred)")
+        return super().__repr__()
 
 
 def check_set_function(spectrum: Any) -> None:

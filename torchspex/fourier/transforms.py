@@ -40,7 +40,7 @@ from torchspex.fourier.indices import (
     fourier_weights,
     moebius_weights,
 )
-from torchspex.fourier.spectrum import SparseSpectrum
+from torchspex.fourier.spectrum import DeferredSpectrum, SparseSpectrum
 
 __all__ = [
     "dense_to_spectrum",
@@ -93,6 +93,11 @@ def fourier_to_index(
     index = canonical_index(index)
     n = spectrum.n_features
     order = _default_order(index, max_order, n)
+    if _weights_for(index, order) == "SV":
+        # the Shapley values need only the odd-order terms and f(∅): whatever a
+        # DeferredSpectrum defers stays so, and a spectrum gives the same values deferred or not
+        spectrum = spectrum.known if isinstance(spectrum, DeferredSpectrum) else _odd_and_empty(
+            spectrum)
     if index == "Fourier":
         return spectrum.prune(max_order=order)
     if index in GENERALIZED or index in NONLINEAR:
@@ -106,6 +111,22 @@ def fourier_to_index(
     table = fourier_weights(weights, order, max(spectrum.max_size, order))
     idx, coef = _expand(spectrum, table, order)
     return SparseSpectrum(idx, coef, n, index)
+
+
+def _odd_and_empty(spectrum: SparseSpectrum) -> SparseSpectrum:
+    """The odd-order terms of ``spectrum`` and one constant holding its even-order terms' sum
+    (so the value at ∅ is kept): every Shapley value of the spectrum, computed as they are
+    for the known part of a :class:`~torchspex.fourier.DeferredSpectrum`."""
+    orders = spectrum.orders
+    odd = orders % 2 == 1
+    if bool((orders[~odd] == 0).all()) and int((~odd).sum()) <= 1:
+        return spectrum  # already of that form
+    coef = spectrum.coefficients
+    constant = coef[~odd].sum(dim=0, keepdim=True)
+    empty = torch.full((1, spectrum.indices.shape[1]), -1, dtype=torch.long,
+                       device=spectrum.indices.device)  # fmt: skip
+    return SparseSpectrum(torch.cat([empty, spectrum.indices[odd]]),
+                          torch.cat([constant, coef[odd]]), spectrum.n_features)
 
 
 def _other_index(
