@@ -786,14 +786,15 @@ def _averaged_fit(
                                            None if c is None else c[:, :k], d) / len(settings)
             continue
         fits = _prefix_solutions(chol, rhs[:s].unsqueeze(0), c_s, d, ks)[0]  # [s, G, o]
-        zero = None if d is None else torch.zeros_like(d)
+        # every setting refined at once against the system without the ridge, on its prefix
+        cut = torch.zeros(s, len(ks), 1, dtype=torch.float64)
         for g, k in enumerate(ks):
-            fit = fits[:, g]
-            for _ in range(steps):  # against the system without the ridge, on the prefix
-                resid = torch.zeros(s, o, dtype=torch.float64)
-                resid[:k] = rhs[:k] - exact[:k, :k] @ fit[:k]
-                fit = fit + _prefix_solutions(chol, resid.unsqueeze(0), c_s, zero, [k])[0, :, 0]
-            coef[:k] += fit[:k] / len(settings)
+            cut[:k, g] = 1.0
+        for _ in range(steps):
+            resid = (rhs[:s].unsqueeze(1) - torch.einsum("ij,jgo->igo", exact, fits)) * cut
+            fits = fits + _prefix_corrections(chol, resid, c_s, ks)
+        for g, k in enumerate(ks):
+            coef[:k] += fits[:k, g] / len(settings)
     return coef
 
 
@@ -1027,6 +1028,32 @@ def _prefix_solutions(
         zk = zk - torch.einsum("fsr,fgro->fsgo", u, lam) * cut.view(1, s, -1, 1)
     back = _linalg.solve_triangular(chol, zk.reshape(n_f, s, -1), upper=True)
     return back.reshape(n_f, s, len(cols), o)
+
+
+def _prefix_corrections(chol: Tensor, resid: Tensor, c: Tensor | None, cols: list[int]) -> Tensor:
+    """The constrained solutions of ``H x = resid[:, g]`` on the leading ``cols[g]`` columns
+    with ``C x = 0`` there, every ``g`` at once (:func:`_prefix_solutions` with one right side
+    per prefix: the refinement steps of :func:`_averaged_fit`). ``chol`` the factor of ``H``
+    ``[1, s', s']`` (perhaps padded), ``resid [s, G, o]`` zero past each prefix; returns
+    ``[s, G, o]``, zero past each prefix."""
+    s, n_g, o = resid.shape
+    flat = resid.reshape(s, n_g * o)
+    fwd = flat if c is None else torch.cat([flat, c.T], dim=1)
+    fwd = _linalg.solve_triangular(chol[0], fwd, upper=False)
+    z = fwd[:, : n_g * o].reshape(s, n_g, o)
+    cut = torch.zeros(s, n_g, 1, dtype=resid.dtype)
+    for g, k in enumerate(cols):
+        cut[:k, g] = 1.0
+    z = z * cut
+    if c is not None:
+        u = fwd[:, n_g * o :]  # [s, r]
+        uu = torch.cumsum(u.unsqueeze(2) * u.unsqueeze(1), dim=0)  # [s, r, r]
+        uz = torch.cumsum(torch.einsum("sr,sgo->sgro", u, z), dim=0)  # [s, G, r, o]
+        at = torch.tensor([k - 1 for k in cols])
+        lam = torch.linalg.solve(uu[at], uz[at, torch.arange(n_g)])  # [G, r, o]
+        z = z - torch.einsum("sr,gro->sgo", u, lam) * cut
+    back = _linalg.solve_triangular(chol[0], z.reshape(s, n_g * o), upper=True)
+    return back.reshape(s, n_g, o)
 
 
 def _kkt_prefixes(
