@@ -39,6 +39,7 @@ run even on a loaded machine. A variant is ``+``-joined parts:
   part's cross-fitted ones,
 * ``rounds500``: the proxies' most boosting rounds (``PROXY_ROUNDS``); ``drounds1000``: the
   deep proxy's (``DEEP_ROUNDS``, from ``DEEP_ROWS`` samples),
+* ``pat30``: rounds without a held-out gain before a proxy stops (``PROXY_PATIENCE``),
 * ``mg1e-4``: the proxy's early stopping counts a round only if it gains this fraction of the
   held-out variance (``PROXY_MIN_GAIN``).
 
@@ -76,7 +77,8 @@ from torchspex.decoders import regression as reg
 from torchspex.fourier import DeferredSpectrum
 
 ORIGINAL = {
-    "leaf": trees._LEAF_KEY_FEATURES, "deep": reg.DEEP_ROWS, "pens": reg._PENALTIES,
+    "patience": reg.PROXY_PATIENCE, "leaf": trees._LEAF_KEY_FEATURES, "deep": reg.DEEP_ROWS,
+    "pens": reg._PENALTIES,
     "avg": reg.ODD_AVERAGE, "configs": reg.proxy_configs, "gain": reg.PROXY_MIN_GAIN,
     "screen": reg.SCREEN_TRIPLES, "even_refits": reg._even_refits, "depths": reg.DEEP_DEPTHS,
     "pad_from": _linalg.PAD_FROM, "mid": reg.MID_ROWS, "single": reg.CV_SINGLE_FROM,
@@ -110,6 +112,8 @@ def _apply(variant: str) -> dict:
     reg.DEEP_ROUNDS = next((int(p[7:]) for p in parts if p.startswith("drounds")),
                            ORIGINAL["drounds"])  # fmt: skip
     reg.DEEP_LEAVES = 256 if "leaves256" in parts else ORIGINAL["leaves"]
+    reg.PROXY_PATIENCE = next((int(p[3:]) for p in parts if p.startswith("pat")),
+                              ORIGINAL["patience"])  # fmt: skip
     reg.CROSS_FIT_TREES = next((int(p[3:]) for p in parts if p.startswith("cft")),
                                ORIGINAL["cft"])  # fmt: skip
     reg.CV_SINGLE_FROM = 1 << 62 if "cv64" in parts else ORIGINAL["single"]

@@ -210,6 +210,14 @@ PROXY_ROUNDS = 1000
 #: pairs -2% to +14%, the planted games at n = 64 and 256 unchanged (exact where they were);
 #: decode -10% to -25%.
 DEEP_ROUNDS = 400
+#: Rounds without a held-out gain after which a proxy stops boosting (was 30). 10 seeds at
+#: 128-1,024 calls (``python benchmarks/decode_variants.py low,low+pat30 --budgets
+#: 128,256,512,1024 --seeds 10``, results/decode_variants_patience.json): decode -4% to -21%,
+#: SV error within 2% but MiniLM at 512 calls (0.0157 -> 0.0140) and LightGBM on diabetes at 256
+#: (0.00135 -> 0.00161, against OddSHAP's 0.0047); 15 cost that cell +49%. At 2,048 / 4,096
+#: calls (6 seeds) and on the CNN over 64 pixels nothing moved; the planted sparse n = 64 game at
+#: 512 calls 0.363 -> 0.382 for -44% decode (4 seeds, a script patching the value).
+PROXY_PATIENCE = 20
 #: Triples screened by their correlation with the odd part's residual join the candidates
 #: (:func:`_screened_triples`; when not every triple is a candidate already). A/B against
 #: none (``benchmarks/decode_variants.py low,low+screen``, results/decode_variants_screen_*.json;
@@ -570,8 +578,8 @@ def _proxy_terms(
             y = flat[:, j].numpy()
             if float(np.var(y)) == 0.0:
                 continue
-            booster, info = fit_proxy(x, y, valid, configs, rounds, 30, draw_seed(generator),
-                                      min_gain, race)  # fmt: skip
+            booster, info = fit_proxy(x, y, valid, configs, rounds, PROXY_PATIENCE,
+                                      draw_seed(generator), min_gain, race)  # fmt: skip
             idx, score = _term_scores(tree_ensemble_to_fourier(booster, n))
             rows.append(idx)
             scores.append(score / bags)
