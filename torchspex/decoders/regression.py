@@ -1607,10 +1607,10 @@ def _fit_paired(
             odd_idx, odd_coef, info["odd"] = _rescreened_odd(
                 x[at], odd_y[at], w[at], (odd_idx, odd_coef, info["odd"]), odd_fixed,
                 (odd_idx_all, odd_score_all), refit, n, p)  # fmt: skip
-        # the even part draws from a copy of the generator as it is here: the odd part (the
-        # Shapley values) and the even part are the same whether the even part is fitted now
-        # or deferred (:func:`_deferred_even`)
-        even_state = generator.get_state()
+        # the even part draws from a generator of its own, seeded by one draw here: the odd
+        # part (the Shapley values) and the even part are the same whether the even part is
+        # fitted now or deferred (:func:`_deferred_even`), and its folds are not the offset's
+        even_seed = draw_seed(generator)
         fold_proxies = None
         if (proxy_fit is not None and "max_depth" in proxy_fit and flat.shape[1] == 1
                 and 2 * n_folds <= p < CROSS_FIT_PAIRS * n
@@ -1623,7 +1623,7 @@ def _fit_paired(
         strata = _size_strata(x) if options.get("shrink", True) else None
 
         def fit_even() -> tuple[Tensor, Tensor, dict[str, Any]]:
-            gen = torch.Generator().set_state(even_state)
+            gen = torch.Generator().manual_seed(even_seed)
             even_idx, even_coef, even_info, even_spread = _fit_part(
                 x, even_y, w, even_fixed, even_ranked, (_at_empty, (f_empty + f_full) / 2), n,
                 part_folds, gen, max_terms, (n_pairs,), strata,
