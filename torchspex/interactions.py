@@ -11,8 +11,9 @@ import torch
 from torch import Tensor
 
 from torchspex import _formats, viz
-from torchspex.fourier import SparseSpectrum, canonical_index, fourier_to_index
+from torchspex.fourier import DeferredSpectrum, SparseSpectrum, canonical_index, fourier_to_index
 from torchspex.fourier.indices import FIRST_ORDER
+from torchspex.fourier.transforms import index_source
 
 __all__ = ["Interactions"]
 
@@ -111,24 +112,33 @@ class Interactions:
     def values(self) -> SparseSpectrum:
         """The interactions in ``index`` up to ``max_order``, as a sparse set-indexed tensor."""
         if self._values is None:
-            view = fourier_to_index(self.spectrum, self.index, self.max_order)
-            self._values = view.prune(atol=_ZERO_TOL * self._scale())
+            # what the conversion reads (for the Shapley values, the odd terms and f(∅): a
+            # deferred spectrum stays so); the round-off bound is taken on it
+            source = index_source(self.spectrum, self.index, self.max_order)
+            view = fourier_to_index(source, self.index, self.max_order)
+            self._values = view.prune(atol=_ZERO_TOL * self._scale(source))
         return self._values
 
-    def _scale(self) -> float:
-        coef = self.spectrum.coefficients
+    def _scale(self, spectrum: SparseSpectrum | None = None) -> float:
+        coef = (self.spectrum if spectrum is None else spectrum).coefficients
         return float(coef.abs().sum(dim=0).max()) if coef.numel() else 0.0
+
+    def _corners(self) -> SparseSpectrum:
+        """A spectrum with this one's values at ∅ and N: the known part of a deferred one (so
+        reading them completes nothing and gives the same value before and after)."""
+        spec = self.spectrum
+        return spec.known if isinstance(spec, DeferredSpectrum) else spec
 
     @property
     def baseline_value(self) -> float | Tensor:
         """The value with every feature removed, ``f(0) = sum_K F(K)``."""
-        return self._scalar(self.spectrum.coefficients.sum(dim=0))
+        return self._scalar(self._corners().coefficients.sum(dim=0))
 
     @property
     def full_value(self) -> float | Tensor:
         """The value with every feature kept, ``f(1) = sum_K (-1)^{|K|} F(K)``."""
         ones = torch.ones(1, self.n_features, dtype=torch.bool)
-        return self._scalar(self.spectrum.evaluate(ones)[0])
+        return self._scalar(self._corners().evaluate(ones)[0])
 
     def _scalar(self, value: Tensor) -> float | Tensor:
         return value.item() if value.dim() == 0 else value

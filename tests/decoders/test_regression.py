@@ -1047,6 +1047,13 @@ def test_shapley_values_alone_defer_the_even_part():
     assert not isinstance(eager.spectrum, DeferredSpectrum)
     assert lazy.info["even"] == {"deferred": True} and math.isnan(lazy.info["cv_error"])
     sv = lazy.first_order("SV")
+    # what an SV result is read through: none of it completes the spectrum
+    text = (f"{lazy!r} {lazy} {lazy[(0,)]} {lazy.top_k(3)} {len(lazy)} {lazy.to_dict()}"
+            f"{lazy._repr_html_()}")
+    assert "n_terms=" in text and lazy.spectrum.is_deferred
+    assert lazy.to_index("SV").values.to_dict() == eager.to_index("SV").values.to_dict()
+    assert lazy.baseline_value == pytest.approx(eager.baseline_value, abs=1e-12)
+    assert lazy.full_value == pytest.approx(eager.full_value, abs=1e-12)
     assert lazy.spectrum.is_deferred
     torch.testing.assert_close(sv, eager.first_order("SV"), rtol=0, atol=1e-12)
     ends = torch.stack([torch.zeros(n, dtype=torch.bool), torch.ones(n, dtype=torch.bool)])

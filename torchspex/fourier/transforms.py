@@ -93,11 +93,7 @@ def fourier_to_index(
     index = canonical_index(index)
     n = spectrum.n_features
     order = _default_order(index, max_order, n)
-    if _weights_for(index, order) == "SV":
-        # the Shapley values need only the odd-order terms and f(∅): whatever a
-        # DeferredSpectrum defers stays so, and a spectrum gives the same values deferred or not
-        spectrum = spectrum.known if isinstance(spectrum, DeferredSpectrum) else _odd_and_empty(
-            spectrum)
+    spectrum = index_source(spectrum, index, order)
     if index == "Fourier":
         return spectrum.prune(max_order=order)
     if index in GENERALIZED or index in NONLINEAR:
@@ -111,6 +107,21 @@ def fourier_to_index(
     table = fourier_weights(weights, order, max(spectrum.max_size, order))
     idx, coef = _expand(spectrum, table, order)
     return SparseSpectrum(idx, coef, n, index)
+
+
+def index_source(
+    spectrum: SparseSpectrum, index: str, max_order: int | None = None
+) -> SparseSpectrum:
+    """The part of a Fourier ``spectrum`` that :func:`fourier_to_index` reads for ``index``
+    up to ``max_order``: for the Shapley values, its odd-order terms and one constant holding
+    the rest at ∅ (every Shapley value is a sum of odd terms; a
+    :class:`~torchspex.fourier.DeferredSpectrum` gives its known part, so nothing deferred is
+    computed and the values are the same deferred or not); else the spectrum itself."""
+    index = canonical_index(index)
+    order = _default_order(index, max_order, spectrum.n_features)
+    if _weights_for(index, order) != "SV":
+        return spectrum
+    return spectrum.known if isinstance(spectrum, DeferredSpectrum) else _odd_and_empty(spectrum)
 
 
 def _odd_and_empty(spectrum: SparseSpectrum) -> SparseSpectrum:
