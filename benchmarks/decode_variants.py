@@ -89,8 +89,22 @@ ORIGINAL = {
 }  # fmt: skip
 
 
+KNOB_MODULES = (reg, _proxy, _linalg, _shrink, trees)
+
+
 def _apply(variant: str) -> dict:
-    """Sets the module knobs of ``variant``; returns the explain() options it needs."""
+    """Sets the module knobs of ``variant``; returns the explain() options it needs. Raises
+    if a knob names something its module does not have (a knob moved elsewhere would
+    otherwise be set where nothing reads it, and the variant would silently be the default)."""
+    before = [set(vars(module)) for module in KNOB_MODULES]
+    options = _set_knobs(variant)
+    for module, names in zip(KNOB_MODULES, before):
+        if set(vars(module)) - names:
+            raise AttributeError(f"{module.__name__} has no {sorted(set(vars(module)) - names)}")
+    return options
+
+
+def _set_knobs(variant: str) -> dict:
     parts = variant.split("+")
     trees._LEAF_KEY_FEATURES = 0 if "oldread" in parts else ORIGINAL["leaf"]
     reg.DEEP_ROWS = 10**9 if "nodeep" in parts else ORIGINAL["deep"]
