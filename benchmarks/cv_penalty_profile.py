@@ -31,7 +31,7 @@ import decode_variants as dv
 import torch
 
 import torchspex
-from torchspex.decoders import regression as reg
+from torchspex.decoders import _part_fit as pf
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")
-    original = reg._cross_validate
+    original = pf._cross_validate
     parts: list[tuple[int, list[float]]] = []
 
     def recording(*a, **k):  # every scored setting, then the caller's `keep`
@@ -51,13 +51,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
         normal = k.pop("normal", a[13] if len(a) > 13 else None)
         scored = original(*a[:12], keep=1 << 30, normal=normal)
         best = [min((t[0] for t in scored if t[2] == pen and t[1] > 0), default=math.inf)
-                for pen in reg._PENALTIES]  # fmt: skip
+                for pen in pf._PENALTIES]  # fmt: skip
         parts.append((a[0].shape[1], best))
         return scored[:keep]
 
-    reg._cross_validate = recording
-    reg.PENALTY_WALK, tol = False, reg.AVG_TOL
-    reg.AVG_TOL = math.inf  # every scored setting comes back (the caller keeps its `keep`)
+    pf._cross_validate = recording
+    pf.PENALTY_WALK, tol = False, pf.AVG_TOL
+    pf.AVG_TOL = math.inf  # every scored setting comes back (the caller keeps its `keep`)
     rows = []
     try:
         for pattern in args.games.split(","):
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                                       index="SV", mask_format="numpy")  # fmt: skip
                     for size, best in parts:
                         low = min(best)
-                        walk = reg._penalty_walk(
+                        walk = pf._penalty_walk(
                             lambda i, first, best=best: [(best[i], 1, 0.0, 0.0)], len(best))
                         stop = min(walk, key=lambda i: walk[i][0][0])
                         down = [b for b in best if math.isfinite(b)]
@@ -80,18 +80,18 @@ def main(argv: list[str] | None = None) -> list[dict]:
                                      "terms": size, "best_per_penalty": best,
                                      "unimodal": unimodal, "walk_finds_best": best[stop] == low,
                                      "penalties_scored": len(walk)})  # fmt: skip
-                        rel = " ".join(f"{p:g}:{b / low:.3f}" for p, b in zip(reg._PENALTIES, best))
+                        rel = " ".join(f"{p:g}:{b / low:.3f}" for p, b in zip(pf._PENALTIES, best))
                         print(f"{game.name:30s} {budget:5d} seed {seed} {size:5d} terms  {rel}  "
                               f"unimodal {unimodal}  walk finds it {best[stop] == low} "
                               f"({len(walk)} scored)", flush=True)  # fmt: skip
     finally:
-        reg._cross_validate, reg.PENALTY_WALK, reg.AVG_TOL = original, True, tol
+        pf._cross_validate, pf.PENALTY_WALK, pf.AVG_TOL = original, True, tol
     found = sum(r["walk_finds_best"] for r in rows)
     print(f"the walk finds the best penalty in {found} of {len(rows)} parts, scoring "
           f"{sum(r['penalties_scored'] for r in rows)} penalties instead of "
-          f"{len(rows) * len(reg._PENALTIES)}")
+          f"{len(rows) * len(pf._PENALTIES)}")
     args.out.parent.mkdir(exist_ok=True)
-    args.out.write_text(json.dumps({"penalties": list(reg._PENALTIES), "rows": rows}, indent=1))
+    args.out.write_text(json.dumps({"penalties": list(pf._PENALTIES), "rows": rows}, indent=1))
     return rows
 
 

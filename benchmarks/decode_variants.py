@@ -73,23 +73,24 @@ import torch
 
 import torchspex
 from torchspex.decoders import _linalg, _proxy, _shrink, trees
+from torchspex.decoders import _part_fit as pf
 from torchspex.decoders import regression as reg
 from torchspex.fourier import DeferredSpectrum
 
 ORIGINAL = {
     "patience": reg.PROXY_PATIENCE, "leaf": trees._LEAF_KEY_FEATURES, "deep": reg.DEEP_ROWS,
-    "pens": reg._PENALTIES,
+    "pens": pf._PENALTIES,
     "avg": reg.ODD_AVERAGE, "configs": reg.proxy_configs, "gain": reg.PROXY_MIN_GAIN,
     "screen": reg.SCREEN_TRIPLES, "even_refits": reg._even_refits, "depths": reg.DEEP_DEPTHS,
-    "pad_from": _linalg.PAD_FROM, "mid": reg.MID_ROWS, "single": reg.CV_SINGLE_FROM,
-    "leaves": reg.DEEP_LEAVES, "cft": reg.CROSS_FIT_TREES, "walk": reg.PENALTY_WALK,
+    "pad_from": _linalg.PAD_FROM, "mid": reg.MID_ROWS, "single": pf.CV_SINGLE_FROM,
+    "leaves": reg.DEEP_LEAVES, "cft": reg.CROSS_FIT_TREES, "walk": pf.PENALTY_WALK,
     "race": _proxy.RACE_ROUNDS, "rounds": reg.PROXY_ROUNDS, "drounds": reg.DEEP_ROUNDS,
-    "one_pen": reg.AVERAGE_ONE_PENALTY, "cap": reg.MAX_TERMS_LOW, "rescreen": reg.RESCREEN_TRIPLES,
+    "one_pen": pf.AVERAGE_ONE_PENALTY, "cap": reg.MAX_TERMS_LOW, "rescreen": reg.RESCREEN_TRIPLES,
     "spread": _shrink.SPREAD_CHANGE,
 }  # fmt: skip
 
 
-KNOB_MODULES = (reg, _proxy, _linalg, _shrink, trees)
+KNOB_MODULES = (reg, pf, _proxy, _linalg, _shrink, trees)
 
 
 def _apply(variant: str) -> dict:
@@ -112,11 +113,11 @@ def _set_knobs(variant: str) -> dict:
     deep = next((p[2:] for p in parts if p.startswith("dd") and p[2:].isdigit()), None)
     if deep is not None:
         reg.DEEP_DEPTHS = tuple(int(c) for c in deep)
-    reg._PENALTIES = ((0.0, 1e-2) if "pens2" in parts else (0.0, 1e-3, 1e-2) if "pens3" in parts
+    pf._PENALTIES = ((0.0, 1e-2) if "pens2" in parts else (0.0, 1e-3, 1e-2) if "pens3" in parts
                       else ORIGINAL["pens"])  # fmt: skip
     reg.ODD_AVERAGE = 1 if "avg1" in parts else ORIGINAL["avg"]
-    reg.AVERAGE_ONE_PENALTY = False if "allpens" in parts else ORIGINAL["one_pen"]
-    reg.PENALTY_WALK = False if "fullpens" in parts else ORIGINAL["walk"]
+    pf.AVERAGE_ONE_PENALTY = False if "allpens" in parts else ORIGINAL["one_pen"]
+    pf.PENALTY_WALK = False if "fullpens" in parts else ORIGINAL["walk"]
     _proxy.RACE_ROUNDS = 1 << 62 if "norace" in parts else ORIGINAL["race"]
     reg._even_refits = (ORIGINAL["even_refits"] if "jkrefit" not in parts else
                         lambda *a, **k: ORIGINAL["even_refits"](*a[:-1], None, **k))
@@ -130,7 +131,7 @@ def _set_knobs(variant: str) -> dict:
                               ORIGINAL["patience"])  # fmt: skip
     reg.CROSS_FIT_TREES = next((int(p[3:]) for p in parts if p.startswith("cft")),
                                ORIGINAL["cft"])  # fmt: skip
-    reg.CV_SINGLE_FROM = 1 << 62 if "cv64" in parts else ORIGINAL["single"]
+    pf.CV_SINGLE_FROM = 1 << 62 if "cv64" in parts else ORIGINAL["single"]
     reg.RESCREEN_TRIPLES = (True if "rescreen" in parts else False if "norescreen" in parts
                             else ORIGINAL["rescreen"])  # fmt: skip
     reg.MAX_TERMS_LOW = next((int(p[3:]) for p in parts if p.startswith("cap")),

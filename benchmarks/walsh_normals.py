@@ -8,7 +8,7 @@ multiply-adds) or one Walsh-Hadamard transform of each fold's weighted histogram
 plus ``F s^2`` gathered entries). This times both over the sizes the decoder meets (random
 rows, triples as terms; ``F`` = 3 folds and float32 fold matrices from 512 terms, else 5 and
 float64, as the decoder) and checks the rule that picks between them
-(``regression._walsh_normals_pay``).
+(``pf._walsh_normals_pay``).
 
     python benchmarks/walsh_normals.py
 
@@ -31,7 +31,7 @@ sys.path.insert(0, str(HERE.parent))
 
 import torch
 
-from torchspex.decoders import regression as reg
+from torchspex.decoders import _part_fit as pf
 from torchspex.decoders.refit import walsh_design
 
 SIZES = [(13, 1023, 781), (14, 2047, 781), (16, 255, 200), (16, 511, 400), (16, 511, 600),
@@ -63,15 +63,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
         support = support.sort(dim=1).values
         w = torch.rand(p, generator=g, dtype=torch.float64)
         y = torch.randn(p, 1, generator=g, dtype=torch.float64)
-        folds = reg.LARGE_PART_FOLDS if s >= reg.CV_SINGLE_FROM else reg.N_FOLDS
-        dtype = torch.float32 if s >= reg.CV_SINGLE_FROM else torch.float64
+        folds = pf.LARGE_PART_FOLDS if s >= pf.CV_SINGLE_FROM else pf.N_FOLDS
+        dtype = torch.float32 if s >= pf.CV_SINGLE_FROM else torch.float64
         fold = torch.randperm(p, generator=g) % folds
         a = walsh_design(x, support, n)
         aw = w.unsqueeze(1) * a
-        walsh = _seconds(partial(reg._walsh_normals, x, support, w, y, fold, folds, n, dtype),
+        walsh = _seconds(partial(pf._walsh_normals, x, support, w, y, fold, folds, n, dtype),
                          args.repeats)  # fmt: skip
-        products = _seconds(partial(reg._fold_normals, a, aw, y, fold, folds), args.repeats)
-        rule = reg._walsh_normals_pay(n, s, p, folds)
+        products = _seconds(partial(pf._fold_normals, a, aw, y, fold, folds), args.repeats)
+        rule = pf._walsh_normals_pay(n, s, p, folds)
         row = {"n": n, "rows": p, "terms": s, "folds": folds, "walsh_s": walsh,
                "products_s": products, "ratio": walsh / products, "rule_picks_walsh": rule,
                "rule_right": rule == (walsh < products)}  # fmt: skip

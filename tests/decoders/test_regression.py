@@ -11,6 +11,7 @@ import torch
 
 from tests.helpers import even_shift, planted_spectrum
 from torchspex import explain
+from torchspex.decoders import _part_fit as pf
 from torchspex.decoders.base import BudgetTooSmallError, Evaluator
 from torchspex.decoders.efficiency import enforce_corners
 from torchspex.decoders.regression import decode_regression, index_family
@@ -253,7 +254,7 @@ def test_sampled_methods_stay_faithful_where_the_corners_are_far_off(method):
 def test_prefix_solutions_equal_one_kkt_solve_per_prefix(constrained):
     """The Cholesky path of the cross-validation gives, for every prefix of the support, the
     solution of that prefix's own constrained ridge problem."""
-    from torchspex.decoders.regression import _prefix_solutions, _solve_batched
+    from torchspex.decoders._part_fit import _prefix_solutions, _solve_batched
 
     g = torch.Generator().manual_seed(3)
     n_f, s, o = 3, 12, 2
@@ -312,17 +313,16 @@ def test_the_proxy_tries_deep_trees_once_the_rows_carry_them(monkeypatch):
 def test_large_parts_cross_validate_on_fewer_folds(monkeypatch):
     """A part of CV_SINGLE_FROM terms or more is cross-validated on LARGE_PART_FOLDS folds, a
     smaller one on 5; an explicit ``n_folds`` applies to every part."""
-    from torchspex.decoders import regression as reg
 
     n, m = 10, 300
     info = decode_regression(Evaluator(hierarchical, n, n_samples=m), n, n_samples=m)[1]
     assert info["odd"]["n_folds"] == info["even"]["n_folds"] == 5
     sizes = (info["odd"]["n_terms"], info["even"]["n_terms"])
-    monkeypatch.setattr(reg, "CV_SINGLE_FROM", min(sizes))
+    monkeypatch.setattr(pf, "CV_SINGLE_FROM", min(sizes))
     info = decode_regression(Evaluator(hierarchical, n, n_samples=m), n, n_samples=m)[1]
     assert [info[part]["n_folds"] for part in ("odd", "even")] == [
-        reg.LARGE_PART_FOLDS if size >= min(sizes) else 5 for size in sizes]
-    assert reg.LARGE_PART_FOLDS in (info["odd"]["n_folds"], info["even"]["n_folds"])
+        pf.LARGE_PART_FOLDS if size >= min(sizes) else 5 for size in sizes]
+    assert pf.LARGE_PART_FOLDS in (info["odd"]["n_folds"], info["even"]["n_folds"])
     info = decode_regression(Evaluator(hierarchical, n, n_samples=m), n, n_samples=m,
                              n_folds=4)[1]  # fmt: skip
     assert info["odd"]["n_folds"] == info["even"]["n_folds"] == 4
@@ -615,11 +615,10 @@ def test_cross_validation_keeps_its_best_settings_in_order(monkeypatch):
     """keep=k returns the best setting first, then the next best by CV error, only those
     within AVG_TOL times the best error (and, with AVERAGE_ONE_PENALTY, only those at the
     best setting's penalties: its prefixes)."""
-    from torchspex.decoders import regression as reg
-    from torchspex.decoders.regression import _cross_validate
+    from torchspex.decoders._part_fit import _cross_validate
 
-    monkeypatch.setattr(reg, "AVG_TOL", math.inf)
-    monkeypatch.setattr(reg, "AVERAGE_ONE_PENALTY", False)
+    monkeypatch.setattr(pf, "AVG_TOL", math.inf)
+    monkeypatch.setattr(pf, "AVERAGE_ONE_PENALTY", False)
     g = torch.Generator().manual_seed(0)
     p, s = 60, 10
     a = torch.randn(p, s, generator=g, dtype=torch.float64)
@@ -633,7 +632,7 @@ def test_cross_validation_keeps_its_best_settings_in_order(monkeypatch):
     assert len(one) == 1 and len(top) == 4 and top[0] == one[0]
     errors = [t[0] for t in top]
     assert errors == sorted(errors) and len({(t[1], t[2]) for t in top}) == 4
-    monkeypatch.setattr(reg, "AVERAGE_ONE_PENALTY", True)
+    monkeypatch.setattr(pf, "AVERAGE_ONE_PENALTY", True)
     shared = _cross_validate(*args, torch.Generator().manual_seed(1), keep=4)
     assert shared[0] == one[0] and len(shared) > 1
     assert all(t[2:] == one[0][2:] for t in shared)
@@ -641,7 +640,7 @@ def test_cross_validation_keeps_its_best_settings_in_order(monkeypatch):
     assert shared == [top[0], *[t for t in sorted(
         (t for t in _cross_validate(*args, torch.Generator().manual_seed(1), keep=100)
          if t[2:] == one[0][2:]), key=lambda t: t[0]) if t != top[0]][:3]]  # fmt: skip
-    monkeypatch.setattr(reg, "AVG_TOL", 1.0 + 1e-12)  # nothing is as good as the best
+    monkeypatch.setattr(pf, "AVG_TOL", 1.0 + 1e-12)  # nothing is as good as the best
     assert _cross_validate(*args, torch.Generator().manual_seed(1), keep=4) == one
 
 
@@ -662,12 +661,11 @@ def _cv_problem(constrained: bool) -> tuple:
 def test_cross_validation_in_float32_ranks_the_settings_as_float64_does(monkeypatch, constrained):
     """Large parts score their settings in float32 (CV_SINGLE_FROM): the same settings in the
     same order, errors within float32 round-off of the float64 ones."""
-    from torchspex.decoders import regression as reg
 
     args = _cv_problem(constrained)
-    double = reg._cross_validate(*args, torch.Generator().manual_seed(1), keep=6)
-    monkeypatch.setattr(reg, "CV_SINGLE_FROM", 1)
-    single = reg._cross_validate(*args, torch.Generator().manual_seed(1), keep=6)
+    double = pf._cross_validate(*args, torch.Generator().manual_seed(1), keep=6)
+    monkeypatch.setattr(pf, "CV_SINGLE_FROM", 1)
+    single = pf._cross_validate(*args, torch.Generator().manual_seed(1), keep=6)
     assert [t[1:] for t in single] == [t[1:] for t in double]
     for got, want in zip(single, double):
         assert abs(got[0] - want[0]) <= 1e-4 * want[0]
@@ -677,11 +675,10 @@ def test_cross_validation_in_float32_falls_back_to_float64_kkt(monkeypatch):
     """Where a float32 factor fails, the prefixes are solved through the float64 KKT systems
     and scored as before."""
     from torchspex.decoders import _linalg
-    from torchspex.decoders import regression as reg
 
     args = _cv_problem(True)
-    want = reg._cross_validate(*args, torch.Generator().manual_seed(1), keep=3)
-    monkeypatch.setattr(reg, "CV_SINGLE_FROM", 1)
+    want = pf._cross_validate(*args, torch.Generator().manual_seed(1), keep=3)
+    monkeypatch.setattr(pf, "CV_SINGLE_FROM", 1)
     calls = []
 
     def failing(self, shift):
@@ -690,7 +687,7 @@ def test_cross_validation_in_float32_falls_back_to_float64_kkt(monkeypatch):
         return factor, torch.ones_like(info)
 
     monkeypatch.setattr(_linalg.ShiftedCholesky, "__call__", failing)
-    got = reg._cross_validate(*args, torch.Generator().manual_seed(1), keep=3)
+    got = pf._cross_validate(*args, torch.Generator().manual_seed(1), keep=3)
     assert calls and all(dtype == torch.float32 for dtype in calls)
     assert [t[1:] for t in got] == [t[1:] for t in want]
     for g_, w_ in zip(got, want):
@@ -699,9 +696,9 @@ def test_cross_validation_in_float32_falls_back_to_float64_kkt(monkeypatch):
     # fallback recomputes the float64 ones
     a, aw, y, n_folds = args[0], args[1], args[2], args[10]
     fold = torch.randperm(a.shape[0], generator=torch.Generator().manual_seed(1)) % n_folds
-    normal = reg._fold_normals(a, aw, y, fold, n_folds)
+    normal = pf._fold_normals(a, aw, y, fold, n_folds)
     normal = (*normal[:3], torch.stack(normal[3]).float(), normal[4])
-    handed = reg._cross_validate(*args, torch.Generator().manual_seed(1), keep=3,
+    handed = pf._cross_validate(*args, torch.Generator().manual_seed(1), keep=3,
                                  normal=normal)  # fmt: skip
     assert handed == got
 
@@ -777,7 +774,6 @@ def test_averaged_fit_matches_each_settings_kkt_fit(constrained, rows, walsh, mo
     refined) equals the mean of the KKT fits of the settings to round-off. In a +-1 (Walsh)
     design the settings of one penalty share one factor."""
     from torchspex.decoders import _linalg
-    from torchspex.decoders import regression as reg
 
     a, aw, y, w, _, c, d, *_ = _cv_problem(constrained)
     if walsh:
@@ -790,48 +786,46 @@ def test_averaged_fit_matches_each_settings_kkt_fit(constrained, rows, walsh, mo
                         lambda self, shift: factors.append(1) or original(self, shift))
     gram, rhs = a.T @ aw, aw.T @ y
     settings = [(40, 1e-3, 0.0), (20, 1e-3, 0.0), (9, 0.0, 0.0), (40, 1e-1, 1e-2)]
-    got = reg._averaged_fit(gram, rhs, c, d, settings, 4)
+    got = pf._averaged_fit(gram, rhs, c, d, settings, 4)
     assert len(factors) == (3 if walsh else 4)
     want = torch.zeros(40, 2, dtype=torch.float64)
     for k, pen, fixed_pen in settings:
         penalty = torch.full((k,), pen, dtype=torch.float64)
         penalty[:4] = fixed_pen
-        want[:k] += reg._solve_refined(gram[:k, :k], rhs[:k], penalty,
+        want[:k] += pf._solve_refined(gram[:k, :k], rhs[:k], penalty,
                                        None if c is None else c[:, :k], d) / len(settings)
     # the minimum-norm directions of a rank-deficient system are resolved by the 1e-9 ridge
     # in both: agreement to that ridge's reach, not to round-off
     tol = 1e-10 if rows > 40 else 1e-6
     assert torch.allclose(got, want, rtol=0, atol=tol * float(want.abs().max()))
     if rows > 40:  # a full-rank unpenalized fit is exact: its residual is orthogonal
-        exact = reg._averaged_fit(gram, rhs, c, d, [(40, 0.0, 0.0)], 4)
+        exact = pf._averaged_fit(gram, rhs, c, d, [(40, 0.0, 0.0)], 4)
         if c is None:
             assert torch.allclose(gram @ exact, rhs, rtol=0, atol=1e-10 * float(rhs.abs().max()))
 
 
 def test_averaged_fit_falls_back_to_kkt_where_the_factor_fails(monkeypatch):
     from torchspex.decoders import _linalg
-    from torchspex.decoders import regression as reg
 
     a, aw, y, _, _, c, d, *_ = _cv_problem(True)
     gram, rhs = a.T @ aw, aw.T @ y
     settings = [(40, 1e-3, 0.0), (12, 1e-3, 0.0)]
-    want = reg._averaged_fit(gram, rhs, c, d, settings, 4)
+    want = pf._averaged_fit(gram, rhs, c, d, settings, 4)
 
     def failing(self, shift):
         factor, info = torch.linalg.cholesky_ex(self.base)
         return factor, torch.ones_like(info)
 
     monkeypatch.setattr(_linalg.ShiftedCholesky, "__call__", failing)
-    got = reg._averaged_fit(gram, rhs, c, d, settings, 4)
+    got = pf._averaged_fit(gram, rhs, c, d, settings, 4)
     assert torch.allclose(got, want, rtol=0, atol=1e-10 * float(want.abs().max()))
 
 
 def test_fold_normals_are_the_normal_equations_and_their_training_shares():
-    from torchspex.decoders import regression as reg
 
     a, aw, y, *_ = _cv_problem(False)
     fold = torch.randperm(a.shape[0], generator=torch.Generator().manual_seed(0)) % 5
-    got_fold, gram, rhs, grams, rhss = reg._fold_normals(a, aw, y, fold, 5)
+    got_fold, gram, rhs, grams, rhss = pf._fold_normals(a, aw, y, fold, 5)
     assert got_fold is fold and len(grams) == len(rhss) == 5
     assert torch.allclose(gram, a.T @ aw, rtol=1e-13, atol=1e-12)
     assert torch.allclose(rhs, aw.T @ y, rtol=1e-13, atol=1e-12)
@@ -844,7 +838,6 @@ def test_fold_normals_are_the_normal_equations_and_their_training_shares():
 def test_projected_spread_is_the_projection_of_the_spread():
     """_coefficient_spread(project=T) is T times the coefficients' spread: the covariance of
     linear values of the coefficients without the [o, s, p] factor."""
-    from torchspex.decoders import regression as reg
 
     g = torch.Generator().manual_seed(2)
     a, _, _, w, _, c, _, *_ = _cv_problem(True)
@@ -852,8 +845,8 @@ def test_projected_spread_is_the_projection_of_the_spread():
     penalty = torch.full((a.shape[1],), 1e-3, dtype=torch.float64)
     strata = (torch.arange(a.shape[0]) % 3, torch.full((a.shape[0],), 0.25, dtype=torch.float64))
     project = torch.randn(7, a.shape[1], generator=g, dtype=torch.float64)
-    full = reg._coefficient_spread(a, w, resid, penalty, c, strata)
-    got = reg._coefficient_spread(a, w, resid, penalty, c, strata, project=project)
+    full = pf._coefficient_spread(a, w, resid, penalty, c, strata)
+    got = pf._coefficient_spread(a, w, resid, penalty, c, strata, project=project)
     assert got.shape == (2, 7, a.shape[0])
     assert torch.allclose(got, project @ full, rtol=0, atol=1e-12 * float(full.abs().max()))
 
@@ -876,7 +869,6 @@ def test_index_map_is_the_conversion_of_each_coefficient():
 
 
 def test_penalty_walk_finds_the_best_of_a_unimodal_ladder_with_fewer_scores():
-    from torchspex.decoders import regression as reg
 
     for best in range(5):
         calls = []
@@ -885,21 +877,20 @@ def test_penalty_walk_finds_the_best_of_a_unimodal_ladder_with_fewer_scores():
             calls.append((i, first))
             return [(1.0 + abs(i - best), 3, float(i), 0.0)]
 
-        got = reg._penalty_walk(score, 5)
+        got = pf._penalty_walk(score, 5)
         assert min(got, key=lambda i: got[i][0][0]) == best
         assert calls[0][1] and not any(first for _, first in calls[1:])
         assert len(calls) == (4 if best < 2 else 3)
 
 
 def test_cross_validation_walk_keeps_the_full_grids_best(monkeypatch):
-    from torchspex.decoders import regression as reg
 
     for constrained in (False, True):
         args = _cv_problem(constrained)
-        walk = reg._cross_validate(*args, torch.Generator().manual_seed(1), keep=3)
-        monkeypatch.setattr(reg, "PENALTY_WALK", False)
-        full = reg._cross_validate(*args, torch.Generator().manual_seed(1), keep=3)
-        monkeypatch.setattr(reg, "PENALTY_WALK", True)
+        walk = pf._cross_validate(*args, torch.Generator().manual_seed(1), keep=3)
+        monkeypatch.setattr(pf, "PENALTY_WALK", False)
+        full = pf._cross_validate(*args, torch.Generator().manual_seed(1), keep=3)
+        monkeypatch.setattr(pf, "PENALTY_WALK", True)
         # the same candidates score alike up to round-off (the walk batches its penalties
         # differently: the last digit moves with the CPU's kernels, e.g. AVX512)
         def same(a, b):
@@ -913,7 +904,6 @@ def test_cross_validation_walk_keeps_the_full_grids_best(monkeypatch):
 def test_walsh_normals_equal_the_design_products(n):
     """The fold normal equations from a Walsh-Hadamard transform of the rows' histogram equal
     the products of the Walsh design (duplicate rows, the empty term, every order)."""
-    from torchspex.decoders import regression as reg
     from torchspex.decoders.refit import walsh_design
 
     g = torch.Generator().manual_seed(n)
@@ -929,8 +919,8 @@ def test_walsh_normals_equal_the_design_products(n):
     y = torch.randn(p, 2, generator=g, dtype=torch.float64)
     fold = torch.randperm(p, generator=g) % 5
     a = walsh_design(x, support, n)
-    want = reg._fold_normals(a, w.unsqueeze(1) * a, y, fold, 5)
-    got = reg._walsh_normals(x, support, w, y, fold, 5, n)
+    want = pf._fold_normals(a, w.unsqueeze(1) * a, y, fold, 5)
+    got = pf._walsh_normals(x, support, w, y, fold, 5, n)
     assert got[0] is fold
     for gw, ww in zip(got[1:3], want[1:3]):
         assert torch.allclose(gw, ww, rtol=0, atol=1e-12)
@@ -939,7 +929,7 @@ def test_walsh_normals_equal_the_design_products(n):
             assert torch.allclose(gw, ww, rtol=0, atol=1e-12)
     # the float32 training Gram matrices (for a float32 cross-validation): the float64 ones
     # rounded once, the rest unchanged
-    single = reg._walsh_normals(x, support, w, y, fold, 5, n, torch.float32)
+    single = pf._walsh_normals(x, support, w, y, fold, 5, n, torch.float32)
     assert single[3].dtype == torch.float32 and single[3].shape == (5, *got[1].shape)
     assert torch.equal(single[3], torch.stack(got[3]).float())
     for part in (1, 2, 4):
@@ -952,7 +942,6 @@ def test_coefficient_spread_is_the_stratified_hc2_sandwich(constrained):
     """The spread from the Cholesky factor equals the sandwich written out with the explicit
     constrained inverse Q: leverages w_i a_i' Q a_i, residuals / sqrt(1 - h_ii), per stratum
     Q z' (centred, finite-population factor)."""
-    from torchspex.decoders import regression as reg
 
     g = torch.Generator().manual_seed(3)
     p, s = 120, 30
@@ -964,7 +953,7 @@ def test_coefficient_spread_is_the_stratified_hc2_sandwich(constrained):
     label = torch.arange(p) % 3
     label[:5] = -1  # an enumerated class: no sampling variance
     fraction = torch.full((p,), 0.25, dtype=torch.float64)
-    got = reg._coefficient_spread(a, w, resid, penalty, c, (label, fraction))
+    got = pf._coefficient_spread(a, w, resid, penalty, c, (label, fraction))
     gram = a.T @ (w.unsqueeze(1) * a)
     h = gram + torch.diag((penalty + 1e-9) * torch.diagonal(gram).mean())
     q = torch.linalg.inv(h)
