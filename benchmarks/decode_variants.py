@@ -39,6 +39,8 @@ run even on a loaded machine. A variant is ``+``-joined parts:
   part's cross-fitted ones,
 * ``rounds500``: the proxies' most boosting rounds (``PROXY_ROUNDS``); ``drounds1000``: the
   deep proxy's (``DEEP_ROUNDS``, from ``DEEP_ROWS`` samples),
+* ``cfp8``: the cross-fitted proxy offset runs below this many pairs per feature
+  (``CROSS_FIT_PAIRS``),
 * ``pat30``: rounds without a held-out gain before a proxy stops (``PROXY_PATIENCE``),
 * ``mg1e-4``: the proxy's early stopping counts a round only if it gains this fraction of the
   held-out variance (``PROXY_MIN_GAIN``).
@@ -78,8 +80,8 @@ from torchspex.decoders import regression as reg
 from torchspex.fourier import DeferredSpectrum
 
 ORIGINAL = {
-    "patience": reg.PROXY_PATIENCE, "leaf": trees._LEAF_KEY_FEATURES, "deep": reg.DEEP_ROWS,
-    "pens": pf._PENALTIES,
+    "patience": reg.PROXY_PATIENCE, "cfp": reg.CROSS_FIT_PAIRS, "leaf": trees._LEAF_KEY_FEATURES,
+    "deep": reg.DEEP_ROWS, "pens": pf._PENALTIES,
     "avg": reg.ODD_AVERAGE, "configs": reg.proxy_configs, "gain": reg.PROXY_MIN_GAIN,
     "screen": reg.SCREEN_TRIPLES, "even_refits": reg._even_refits, "depths": reg.DEEP_DEPTHS,
     "pad_from": _linalg.PAD_FROM, "mid": reg.MID_ROWS, "single": pf.CV_SINGLE_FROM,
@@ -127,6 +129,8 @@ def _set_knobs(variant: str) -> dict:
     reg.DEEP_ROUNDS = next((int(p[7:]) for p in parts if p.startswith("drounds")),
                            ORIGINAL["drounds"])  # fmt: skip
     reg.DEEP_LEAVES = 256 if "leaves256" in parts else ORIGINAL["leaves"]
+    reg.CROSS_FIT_PAIRS = next((int(p[3:]) for p in parts if p.startswith("cfp")),
+                               ORIGINAL["cfp"])  # fmt: skip
     reg.PROXY_PATIENCE = next((int(p[3:]) for p in parts if p.startswith("pat")),
                               ORIGINAL["patience"])  # fmt: skip
     reg.CROSS_FIT_TREES = next((int(p[3:]) for p in parts if p.startswith("cft")),
