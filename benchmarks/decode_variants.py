@@ -39,6 +39,7 @@ run even on a loaded machine. A variant is ``+``-joined parts:
   part's cross-fitted ones,
 * ``rounds500``: the proxies' most boosting rounds (``PROXY_ROUNDS``); ``drounds1000``: the
   deep proxy's (``DEEP_ROUNDS``, from ``DEEP_ROWS`` samples),
+* ``nocf``: no cross-fitted proxy offset for the odd part (the ``cross_fit=False`` option),
 * ``cfp8``: the cross-fitted proxy offset runs below this many pairs per feature
   (``CROSS_FIT_PAIRS``),
 * ``pat30``: rounds without a held-out gain before a proxy stops (``PROXY_PATIENCE``),
@@ -150,6 +151,8 @@ def _set_knobs(variant: str) -> dict:
     reg.proxy_configs = (ORIGINAL["configs"] if rate is None
                          else lambda depth, _rate, r=rate: ORIGINAL["configs"](depth, r))
     options: dict = {"effort": "high"} if "high" in parts else {}
+    if "nocf" in parts:
+        options["cross_fit"] = False
     if "noproxy" in parts:
         options.update(proxy=False, method="regression")
     folds = next((int(p[1:]) for p in parts if p[:1] == "f" and p[1:].isdigit()), None)
