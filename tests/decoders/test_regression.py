@@ -12,9 +12,10 @@ import torch
 from tests.helpers import even_shift, planted_spectrum
 from torchspex import explain
 from torchspex.decoders import _part_fit as pf
+from torchspex.decoders import regression as reg
 from torchspex.decoders.base import BudgetTooSmallError, Evaluator
 from torchspex.decoders.efficiency import enforce_corners
-from torchspex.decoders.regression import decode_regression, index_family
+from torchspex.decoders.regression import decode_regression, design, index_family
 from torchspex.fourier import SparseSpectrum, fourier_to_index
 
 pytest.importorskip("lightgbm")
@@ -466,6 +467,43 @@ def test_cross_fitted_proxy_offset_is_kept_when_it_cross_validates_better():
         assert torch.allclose(spec.evaluate(ends), _and_game(ends), rtol=0, atol=1e-12)
     assert chosen == {True: True, False: None}
     assert errors[True] < 0.7 * errors[False]  # 0.29 against 0.54 when written
+
+
+def test_cross_fitted_proxies_are_read_into_spectra_only_when_asked_for():
+    """The fold proxies' spectra are read lazily: their odd part at ∅ comes from their
+    predictions at the corners and equals their spectra's to round-off; where the offset is
+    not kept and only the Shapley values are read, no fold spectrum is read."""
+    n, budget = 12, 40
+    masks, _ = design(n, budget, torch.Generator().manual_seed(0), "shapley")
+    flat = _and_game(masks).reshape(-1, 1)
+    p = (masks.shape[0] - 2) // 2
+    fold = torch.arange(p) % 5
+    fit = {"max_depth": 3, "learning_rate": 0.1, "n_trees": 50}
+    column, at_empty, proxies = reg._cross_fitted_proxy(masks, flat, fold, 5, fit, n,
+                                                        torch.Generator().manual_seed(1))
+    assert len(proxies) == 5 and proxies._spectra == [None] * 5
+    odd = reg._odd_part(proxies.mean())
+    assert abs(float(odd.coefficients.sum()) - float(at_empty)) <= 1e-12
+    for f in range(5):  # each pair's odd value is the spectrum of the proxy that missed it
+        at = (fold == f).nonzero().squeeze(1)
+        odd_f = reg._odd_part(proxies.spectrum(f))
+        assert torch.allclose(odd_f.evaluate(masks[2 + 2 * at]).reshape(-1), column[at],
+                              rtol=0, atol=1e-12)  # fmt: skip
+        idx, score = proxies[f]
+        assert torch.equal(idx, proxies.spectrum(f).indices) and bool((score >= 0).all())
+    seen = []
+    original = reg._FoldProxies.spectrum
+    try:
+        reg._FoldProxies.spectrum = lambda self, f: seen.append(f) or original(self, f)
+        spec, info = decode_regression(Evaluator(_and_game, n, n_samples=64), n, n_samples=64,
+                                       index="SV")  # fmt: skip
+        offset = info["odd"].get("proxy_offset")
+        _sv(spec, n)
+        assert offset is not None and (offset or seen == [])
+        spec.complete()  # the even part's jackknife reuses the fold proxies
+        assert sorted(set(seen)) == list(range(5))
+    finally:
+        reg._FoldProxies.spectrum = original
 
 
 @pytest.mark.parametrize(("index", "choice"), [("SV", "regression"), ("BV", "proxyspex")])

@@ -876,28 +876,67 @@ def _odd_part(spectrum: SparseSpectrum) -> SparseSpectrum:
     return SparseSpectrum(spectrum.indices[odd], spectrum.coefficients[odd], spectrum.n_features)
 
 
+class _FoldProxies:
+    """The fold proxies of a cross-fit, read into Fourier spectra only when asked for.
+
+    Item ``f`` is fold proxy ``f``'s ``(indices, score)`` (:func:`_term_scores`), which the
+    even part's jackknife reuses (:func:`_even_refits`); :meth:`mean` is the mean of their
+    spectra, which the odd part adds back where the offset is kept. Reading a booster's
+    spectrum costs about as much as fitting it; where the offset is not kept and only the
+    Shapley values are read (the even part deferred), nothing is read at all."""
+
+    def __init__(self, boosters: list[Any], n: int) -> None:
+        self._boosters = boosters
+        self._n = n
+        self._spectra: list[SparseSpectrum | None] = [None] * len(boosters)
+
+    def __len__(self) -> int:
+        return len(self._boosters)
+
+    def spectrum(self, f: int) -> SparseSpectrum:
+        """Fold proxy ``f``'s exact Fourier spectrum (read once)."""
+        from torchspex.decoders.trees import tree_ensemble_to_fourier
+
+        spec = self._spectra[f]
+        if spec is None:
+            spec = self._spectra[f] = tree_ensemble_to_fourier(self._boosters[f], self._n)
+        return spec
+
+    def __getitem__(self, f: int) -> tuple[Tensor, Tensor]:
+        return _term_scores(self.spectrum(f))
+
+    def mean(self) -> SparseSpectrum:
+        """The mean of the fold proxies' spectra."""
+        k = len(self)
+        specs = [self.spectrum(f) for f in range(k)]
+        idx, coef = _union_terms([sp.indices for sp in specs],
+                                 [sp.coefficients.double().reshape(-1, 1) / k for sp in specs],
+                                 self._n)  # fmt: skip
+        return SparseSpectrum(idx, coef, self._n)
+
+
 def _cross_fitted_proxy(
     masks: Tensor, flat: Tensor, fold: Tensor, n_folds: int, fit: dict[str, Any], n: int,
     generator: torch.Generator,
-) -> tuple[Tensor, SparseSpectrum, list[tuple[Tensor, Tensor]]]:
+) -> tuple[Tensor, Tensor, _FoldProxies]:
     """The odd part of a proxy at the pair rows, each from a proxy that did not see the row.
 
     For each fold, a LightGBM proxy of the chosen setting (``fit``: depth, rate, trees, from
-    :func:`_proxy_terms`) is refitted on the corners and the pairs of the other folds and read
-    exactly into a Fourier spectrum; each pair row gets the prediction of the proxy that did
-    not see it (cross-fitting, as in shapiq's ProxySHAP with ``k_folds > 1``). Returns ``(odd
-    [p], spectrum, terms)``: the odd part ``(g(S) - g(N∖S)) / 2`` of those predictions, the mean
-    of the fold spectra, and each fold proxy's ``(indices, score)`` as :func:`_refit_terms`
-    gives them (the even part's jackknife reuses them: :func:`_even_refits`).
+    :func:`_proxy_terms`) is refitted on the corners and the pairs of the other folds; each
+    pair row gets the prediction of the proxy that did not see it (cross-fitting, as in
+    shapiq's ProxySHAP with ``k_folds > 1``). Returns ``(odd [p], at_empty, proxies)``: the odd
+    part ``(g(S) - g(N∖S)) / 2`` of those predictions, the fold proxies' mean odd part at ∅,
+    ``(g(∅) - g(N)) / 2`` from their predictions at the corners, and the fold proxies
+    (:class:`_FoldProxies`: their spectra are read when asked for).
     """
     from torchspex.decoders._proxy import refit_proxy
-    from torchspex.decoders.trees import tree_ensemble_to_fourier
 
     p = fold.shape[0]
     pred = torch.zeros(2 * p, dtype=torch.float64)
     x = masks.numpy().astype(np.float32)
     y = flat[:, 0].numpy()
-    specs = []
+    boosters = []
+    at_empty = 0.0
     for f in range(n_folds):
         out_pairs = (fold == f).nonzero().squeeze(1)
         train = np.ones(masks.shape[0], dtype=bool)
@@ -906,19 +945,17 @@ def _cross_fitted_proxy(
         booster = refit_proxy(x[train], y[train], fit["max_depth"], fit["learning_rate"],
                               fit["n_trees"], draw_seed(generator),
                               fit.get("num_leaves"))  # fmt: skip
-        spec = tree_ensemble_to_fourier(booster, n)
-        specs.append(spec)
+        boosters.append(booster)
         rows = torch.stack([2 + 2 * out_pairs, 3 + 2 * out_pairs], dim=1).reshape(-1)
         # the booster's own prediction: its spectrum is exact on 0/1 masks, and LightGBM sums
-        # a few leaves where the spectrum sums every term
-        values = torch.from_numpy(np.asarray(booster.predict(x[rows.numpy()]), dtype=np.float64))
-        pred[torch.stack([2 * out_pairs, 2 * out_pairs + 1], dim=1).reshape(-1)] = values
-    terms = [_term_scores(sp) for sp in specs]
-    idx, coef = _union_terms([sp.indices for sp in specs],
-                             [sp.coefficients.double().reshape(-1, 1) / n_folds for sp in specs],
-                             n)  # fmt: skip
-    mean = SparseSpectrum(idx, coef, n)
-    return (pred[0::2] - pred[1::2]) / 2, mean, terms
+        # a few leaves where the spectrum sums every term; rows 0 and 1 are the corners
+        at = np.concatenate([[0, 1], rows.numpy()])
+        values = np.asarray(booster.predict(x[at]), dtype=np.float64)
+        at_empty += (values[0] - values[1]) / 2 / n_folds
+        pred[torch.stack([2 * out_pairs, 2 * out_pairs + 1], dim=1).reshape(-1)] = (
+            torch.from_numpy(values[2:]))
+    return (pred[0::2] - pred[1::2]) / 2, torch.tensor(at_empty, dtype=torch.float64), \
+        _FoldProxies(boosters, n)
 
 
 def _with_proxy_offset(
@@ -926,19 +963,17 @@ def _with_proxy_offset(
     ranked: Tensor, constraint: tuple[Any, Tensor], n: int, n_folds: int,
     generator: torch.Generator, max_terms: int, breaks: tuple[int, ...], proxy_fit: dict[str, Any],
     plain: tuple[Tensor, Tensor, dict[str, Any]],
-) -> tuple[Tensor, Tensor, dict[str, Any], tuple[Tensor, list[tuple[Tensor, Tensor]]]]:
+) -> tuple[Tensor, Tensor, dict[str, Any], tuple[Tensor, _FoldProxies]]:
     """The odd fit on the residual of a cross-fitted proxy (:func:`_cross_fitted_proxy`), if
     its cross-validated error is below the plain fit's (``plain``) or there are at least
     :data:`OFFSET_FEATURES` features; the proxy's odd part is then added to the fitted
-    correction. The fourth element is ``(fold [p], terms)``: the pairs' folds and each fold
-    proxy's ``(indices, score)``, whichever fit is kept."""
+    correction. The fourth element is ``(fold [p], proxies)``: the pairs' folds and the fold
+    proxies (:class:`_FoldProxies`), whichever fit is kept."""
     fold = torch.randperm(x.shape[0], generator=generator) % n_folds
     # at least CROSS_FIT_TREES trees: the early stop on a fifth of few rows stops early
     proxy_fit = {**proxy_fit, "n_trees": max(proxy_fit["n_trees"], CROSS_FIT_TREES)}
-    column, mean, terms = _cross_fitted_proxy(masks, flat, fold, n_folds, proxy_fit, n,
-                                              generator)  # fmt: skip
-    proxy_odd = _odd_part(mean)
-    at_empty = proxy_odd.coefficients.double().sum()
+    column, at_empty, proxies = _cross_fitted_proxy(masks, flat, fold, n_folds, proxy_fit, n,
+                                                    generator)  # fmt: skip
     y = odd_y - column.unsqueeze(1)
     shifted = (constraint[0], constraint[1] - at_empty)
     # the correction's first-order terms may be shrunk toward zero (the proxy alone, its
@@ -951,13 +986,14 @@ def _with_proxy_offset(
     offset_error = info["cv_error"] * float(y.var(correction=0))
     # from OFFSET_FEATURES features on the offset is kept whatever the comparison says
     if not offset_error < plain_error and n < OFFSET_FEATURES:
-        return plain[0], plain[1], {**plain[2], "proxy_offset": False,
-                                    "offset_cv_error": info["cv_error"]}, (fold, terms)  # fmt: skip
+        kept = {**plain[2], "proxy_offset": False, "offset_cv_error": info["cv_error"]}
+        return plain[0], plain[1], kept, (fold, proxies)
+    proxy_odd = _odd_part(proxies.mean())
     idx, coef = _union_terms([idx, proxy_odd.indices],
                              [coef, proxy_odd.coefficients.double().reshape(-1, 1)], n)
     info = {**info, "cv_error": offset_error / float(odd_y.var(correction=0)),
             "proxy_offset": True, "plain_cv_error": plain[2]["cv_error"]}  # fmt: skip
-    return idx, coef, info, (fold, terms)
+    return idx, coef, info, (fold, proxies)
 
 
 def _fit_paired(
@@ -1176,7 +1212,7 @@ def _even_refits(
     ranking: tuple[Tensor, Tensor], own_proxy: bool, n: int, n_folds: int,
     generator: torch.Generator, max_terms: int, even: SparseSpectrum, effort: str = "low",
     proxy_fit: dict[str, Any] | None = None,
-    fold_proxies: tuple[Tensor, list[tuple[Tensor, Tensor]]] | None = None,
+    fold_proxies: tuple[Tensor, _FoldProxies] | None = None,
 ) -> tuple[list[tuple[Tensor, Tensor]], Tensor]:
     """Refits of the even fit without one fold of the pairs each, and what they say about it.
 
