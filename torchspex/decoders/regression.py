@@ -962,13 +962,14 @@ def _with_proxy_offset(
     masks: Tensor, flat: Tensor, x: Tensor, odd_y: Tensor, w: Tensor, fixed: Tensor,
     ranked: Tensor, constraint: tuple[Any, Tensor], n: int, n_folds: int,
     generator: torch.Generator, max_terms: int, breaks: tuple[int, ...], proxy_fit: dict[str, Any],
-    plain: tuple[Tensor, Tensor, dict[str, Any]],
+    plain: tuple[Tensor, Tensor, dict[str, Any]] | None,
 ) -> tuple[Tensor, Tensor, dict[str, Any], tuple[Tensor, _FoldProxies]]:
     """The odd fit on the residual of a cross-fitted proxy (:func:`_cross_fitted_proxy`), if
     its cross-validated error is below the plain fit's (``plain``) or there are at least
-    :data:`OFFSET_FEATURES` features; the proxy's odd part is then added to the fitted
-    correction. The fourth element is ``(fold [p], proxies)``: the pairs' folds and the fold
-    proxies (:class:`_FoldProxies`), whichever fit is kept."""
+    :data:`OFFSET_FEATURES` features (there the plain fit is not made: ``plain=None``); the
+    proxy's odd part is then added to the fitted correction. The fourth element is ``(fold
+    [p], proxies)``: the pairs' folds and the fold proxies (:class:`_FoldProxies`), whichever
+    fit is kept."""
     fold = torch.randperm(x.shape[0], generator=generator) % n_folds
     # at least CROSS_FIT_TREES trees: the early stop on a fifth of few rows stops early
     proxy_fit = {**proxy_fit, "n_trees": max(proxy_fit["n_trees"], CROSS_FIT_TREES)}
@@ -982,17 +983,19 @@ def _with_proxy_offset(
                                    max_terms, breaks,
                                    fixed_pens=_OFFSET_FIXED_PENALTIES)  # fmt: skip
     # the two errors on one scale (each part's error is scaled by its own variance)
-    plain_error = plain[2]["cv_error"] * float(odd_y.var(correction=0))
     offset_error = info["cv_error"] * float(y.var(correction=0))
     # from OFFSET_FEATURES features on the offset is kept whatever the comparison says
-    if not offset_error < plain_error and n < OFFSET_FEATURES:
+    if plain is not None and not offset_error < plain[2]["cv_error"] * float(odd_y.var(
+            correction=0)):  # fmt: skip
         kept = {**plain[2], "proxy_offset": False, "offset_cv_error": info["cv_error"]}
         return plain[0], plain[1], kept, (fold, proxies)
     proxy_odd = _odd_part(proxies.mean())
     idx, coef = _union_terms([idx, proxy_odd.indices],
                              [coef, proxy_odd.coefficients.double().reshape(-1, 1)], n)
     info = {**info, "cv_error": offset_error / float(odd_y.var(correction=0)),
-            "proxy_offset": True, "plain_cv_error": plain[2]["cv_error"]}  # fmt: skip
+            "proxy_offset": True}  # fmt: skip
+    if plain is not None:
+        info["plain_cv_error"] = plain[2]["cv_error"]
     return idx, coef, info, (fold, proxies)
 
 
@@ -1049,34 +1052,36 @@ def _fit_paired(
         even_idx, even_coef = even_fixed, ((f_empty + f_full) / 2).reshape(1, -1)
     else:
         odd_constraint = (_at_empty, (f_empty - f_full) / 2)
-        folds_state = generator.get_state()
-        odd_idx, odd_coef, info["odd"], _ = fit_part(
-            x, odd_y, w, odd_fixed, odd_ranked, odd_constraint, n, part_folds, generator,
-            max_terms, (n_triples,) if triples else (), average=ODD_AVERAGE,
-        )
-        rescreen = n**3 * min(p, SCREEN_ROWS) <= RESCREEN_FLOPS
-        if RESCREEN_TRIPLES and SCREEN_TRIPLES and not triples and screen and rescreen:
-            # a second screen against the fitted odd part's residual (RESCREEN_TRIPLES)
-            def refit(ranked: Tensor) -> tuple[Tensor, Tensor, dict[str, Any]]:
-                return fit_part(x, odd_y, w, odd_fixed, ranked, odd_constraint, n, part_folds,
-                                 torch.Generator().set_state(folds_state), max_terms, (),
-                                 average=ODD_AVERAGE)[:3]  # fmt: skip
+        offset = (proxy_fit is not None and "max_depth" in proxy_fit and flat.shape[1] == 1
+                  and 2 * n_folds <= p < CROSS_FIT_PAIRS * n
+                  and options.get("cross_fit", True))  # fmt: skip
+        plain = None
+        if not offset or n < OFFSET_FEATURES:  # else the offset is kept whatever: no plain fit
+            folds_state = generator.get_state()
+            plain = fit_part(x, odd_y, w, odd_fixed, odd_ranked, odd_constraint, n, part_folds,
+                             generator, max_terms, (n_triples,) if triples else (),
+                             average=ODD_AVERAGE)[:3]  # fmt: skip
+            rescreen = n**3 * min(p, SCREEN_ROWS) <= RESCREEN_FLOPS
+            if RESCREEN_TRIPLES and SCREEN_TRIPLES and not triples and screen and rescreen:
+                # a second screen against the fitted odd part's residual (RESCREEN_TRIPLES)
+                def refit(ranked: Tensor) -> tuple[Tensor, Tensor, dict[str, Any]]:
+                    return fit_part(x, odd_y, w, odd_fixed, ranked, odd_constraint, n,
+                                     part_folds, torch.Generator().set_state(folds_state),
+                                     max_terms, (), average=ODD_AVERAGE)[:3]  # fmt: skip
 
-            odd_idx, odd_coef, info["odd"] = _rescreened_odd(
-                x[at], odd_y[at], w[at], (odd_idx, odd_coef, info["odd"]), odd_fixed,
-                (odd_idx_all, odd_score_all), refit, n, p)  # fmt: skip
+                plain = _rescreened_odd(x[at], odd_y[at], w[at], plain, odd_fixed,
+                                        (odd_idx_all, odd_score_all), refit, n, p)  # fmt: skip
+            odd_idx, odd_coef, info["odd"] = plain
         # the even part draws from a generator of its own, seeded by one draw here: the odd
         # part (the Shapley values) and the even part are the same whether the even part is
         # fitted now or deferred (:func:`_deferred_even`), and its folds are not the offset's
         even_seed = draw_seed(generator)
         fold_proxies = None
-        if (proxy_fit is not None and "max_depth" in proxy_fit and flat.shape[1] == 1
-                and 2 * n_folds <= p < CROSS_FIT_PAIRS * n
-                and options.get("cross_fit", True)):  # fmt: skip
+        if offset:
+            assert proxy_fit is not None
             odd_idx, odd_coef, info["odd"], fold_proxies = _with_proxy_offset(
                 masks, flat, x, odd_y, w, odd_fixed, odd_ranked, odd_constraint, n, n_folds,
-                generator, max_terms, (n_triples,) if triples else (), proxy_fit,
-                (odd_idx, odd_coef, info["odd"]),
+                generator, max_terms, (n_triples,) if triples else (), proxy_fit, plain,
             )
         strata = _size_strata(x) if options.get("shrink", True) else None
 
