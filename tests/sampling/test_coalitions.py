@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from torchspex.sampling import coalitions
 from torchspex.sampling.coalitions import paired_coalitions, shapley_kernel_mass
 
 
@@ -16,7 +17,7 @@ def _g(seed: int = 0) -> torch.Generator:
 
 @pytest.mark.parametrize("sizes", ["kernel", "mix", "sqrt", "leverage"])
 @pytest.mark.parametrize(("n", "budget"), [(6, 20), (10, 12), (10, 256), (13, 300), (64, 512),
-                                           (200, 1000)])  # fmt: skip
+                                           (200, 1000), (1100, 600), (2000, 300)])  # fmt: skip
 def test_corners_pairs_distinct_and_within_budget(n, budget, sizes):
     masks, weights = paired_coalitions(n, budget, _g(), sizes)
     assert masks.shape[0] <= budget and masks.shape[0] >= budget - 1
@@ -85,3 +86,15 @@ def test_same_generator_same_design_and_bad_arguments():
     with pytest.raises(ValueError, match="`sizes` must be one of"):
         paired_coalitions(5, 10, sizes="uniform")
     assert paired_coalitions(1, 10)[0].shape == (2, 1)
+
+
+@pytest.mark.parametrize("sizes", ["kernel", "mix", "leverage"])
+@pytest.mark.parametrize(("n", "budget"), [(12, 200), (40, 300), (256, 512), (327, 1000)])
+def test_one_draw_for_all_classes_gives_the_class_by_class_design(n, budget, sizes, monkeypatch):
+    """The first draws of every size class come from one call of the generator; the design is
+    bitwise the one drawn class by class (the path taken where a class may fall short)."""
+    at_once = [paired_coalitions(n, budget, _g(seed), sizes) for seed in range(3)]
+    monkeypatch.setattr(coalitions, "_first_draws", lambda *args: None)
+    for seed, (masks, weights) in enumerate(at_once):
+        one_by_one = paired_coalitions(n, budget, _g(seed), sizes)
+        assert torch.equal(masks, one_by_one[0]) and torch.equal(weights, one_by_one[1])

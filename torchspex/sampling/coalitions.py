@@ -68,6 +68,12 @@ def _log_binom(n: int, k: int) -> float:
     return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
 
 
+def _binom_float(n: int, k: int) -> float:
+    """``C(n, k)`` as a float, ``inf`` where it exceeds the float range."""
+    log = _log_binom(n, k)
+    return math.exp(log) if log < 709.0 else math.inf
+
+
 def _random_subsets(n: int, size: int, count: int, generator: torch.Generator) -> Tensor:
     """``count`` masks ``bool [count, n]`` with ``size`` features each (repeats possible)."""
     keys = torch.rand(count, n, generator=generator)
@@ -104,6 +110,43 @@ def _distinct_pairs(
             if len(accepted) == n_pairs:
                 break
     return torch.stack(accepted) if accepted else torch.zeros(0, n, dtype=torch.bool)
+
+
+def _first_draws(
+    n: int, todo: list[tuple[int, int]], generator: torch.Generator, seen: set[bytes]
+) -> list[Tensor] | None:
+    """:func:`_distinct_pairs` for every ``(size, n_pairs)`` of ``todo`` in turn, from one
+    draw of the random keys of all their first draws (the same numbers, drawn at once: about
+    one call per size class less each, which dominated the design at hundreds of features);
+    ``None`` where a class needs a second draw (the caller then rewinds the generator and
+    draws class by class, so the coalitions are the same either way). ``seen`` is updated."""
+    draws = [int(count * 1.1) + 8 for _, count in todo]
+    if not todo:
+        return []
+    keys = torch.rand(sum(draws), n, generator=generator)
+    order = torch.argsort(keys, dim=1)
+    rank = torch.empty_like(order)
+    rank.scatter_(1, order, torch.arange(n).expand_as(order))
+    sizes = torch.repeat_interleave(torch.tensor([s for s, _ in todo]), torch.tensor(draws))
+    drawn = rank < sizes[:, None]  # each row keeps its `size` smallest keys
+    keys_in, keys_out = mask_keys(drawn), mask_keys(~drawn)
+    out, start = [], 0
+    for (_, count), width in zip(todo, draws):
+        accepted: list[int] = []
+        for r in range(start, start + width):
+            key, co_key = keys_in[r].tobytes(), keys_out[r].tobytes()
+            if key in seen or co_key in seen:
+                continue
+            seen.add(key)
+            seen.add(co_key)
+            accepted.append(r)
+            if len(accepted) == count:
+                break
+        if len(accepted) < count:
+            return None
+        out.append(drawn[torch.tensor(accepted, dtype=torch.long)])
+        start += width
+    return out
 
 
 def paired_coalitions(
@@ -159,7 +202,9 @@ def paired_coalitions(
     if not classes:  # n == 1: only the two corners exist
         return ends, inf
     # class c covers the coalitions of sizes s and n - s
-    n_coal = {s: math.exp(_log_binom(n, s)) * (1 if 2 * s == n else 2) for s in classes}
+    # coalitions per class as floats (inf beyond float range: C(n, n / 2) overflows from
+    # about 1,030 features)
+    n_coal = {s: _binom_float(n, s) * (1 if 2 * s == n else 2) for s in classes}
     class_mass = {s: float(mass[s]) * (1 if 2 * s == n else 2) for s in classes}
     share = {s: _share(sizes, mass, s) * (1 if 2 * s == n else 2) for s in classes}
     budget = n_samples - 2
@@ -199,11 +244,20 @@ def paired_coalitions(
         cum = np.floor(np.concatenate([[0.0], np.cumsum(expected)]) + offset)
         counts = np.diff(cum).astype(np.int64)
         seen = {key.tobytes() for key in mask_keys(torch.cat(masks))}
-        for s, count, e in zip(open_, counts.tolist(), expected.tolist()):
-            if count == 0:
-                continue
-            count = min(count, int(n_coal[s] // 2))
-            chosen = _distinct_pairs(n, s, count, generator, seen)
+        todo = [(s, count if math.isinf(n_coal[s]) else min(count, int(n_coal[s] // 2)), e)
+                for s, count, e in zip(open_, counts.tolist(), expected.tolist()) if count > 0]
+        # one draw for all classes where each class samples at most a sixteenth of its pairs
+        # (its first draw, 10% + 8 more than it needs, then almost never falls short)
+        drawn = None
+        if all(16 * count <= n_coal[s] // 2 for s, count, _ in todo):
+            state, before = generator.get_state(), set(seen)
+            drawn = _first_draws(n, [(s, count) for s, count, _ in todo], generator, seen)
+            if drawn is None:
+                generator.set_state(state)
+                seen = before
+        if drawn is None:  # class by class (a class fell short of its first draw, or may)
+            drawn = [_distinct_pairs(n, s, count, generator, seen) for s, count, _ in todo]
+        for (s, _, e), chosen in zip(todo, drawn):
             pairs = torch.stack([chosen, ~chosen], dim=1).reshape(-1, n)
             masks.append(pairs)
             per = class_mass[s] / (2.0 * e)  # Horvitz-Thompson: mass over expected coalitions
