@@ -151,6 +151,42 @@ def test_auto_records_its_choice_and_reason():
     assert abs(sv[(3,)] - 1.0) < 1e-8 and abs(sv[(7,)] + 1.0) < 1e-8
 
 
+def test_hybrid_skips_the_regression_where_spex_is_certified_exact(monkeypatch):
+    """At n >= SPEX_FEATURES, where SPEX's spectrum reproduces the held-out design values to
+    round-off, the regression is not fitted (SPEX's certificate); elsewhere it is, and the
+    two errors are compared as before."""
+    import torchspex.decoders.auto as auto
+    from torchspex.decoders.auto import SPEX_FEATURES
+
+    n = SPEX_FEATURES + 100
+
+    def sparse(masks):
+        x = masks.double()
+        return 2.0 * x[:, 3] * x[:, 40] - x[:, 7] + 0.5 * x[:, 10] * x[:, 11] * x[:, 12]
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the regression was fitted")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(auto, "fit_regression", refuse)
+        res = explain(sparse, n, n_samples=2000, index="SV")
+    choice = res.info["auto"]
+    assert choice["choice"] == "spex" and choice["spex_certified"]
+    assert "not fitted" in choice["reason"] and math.isnan(choice["regression_cv_error"])
+    assert choice["spex_error"] <= auto.EXACT_HELDOUT * (choice["n_design_samples"] - 2)
+    sv = res.to_index("SV").to_dict()
+    assert abs(sv[(3,)] - 1.0) < 1e-8 and abs(sv[(7,)] + 1.0) < 1e-8
+    assert abs(sv[(10,)] - 0.5 / 3) < 1e-8
+
+    def dense(masks):  # every feature and a wobble: SPEX cannot reproduce it
+        x = masks.double()
+        return x @ torch.linspace(-1.0, 1.0, n, dtype=torch.float64) + torch.sin(3.0 * x.sum(1))
+
+    res = explain(dense, n, n_samples=2000, index="SV")
+    choice = res.info["auto"]
+    assert not choice["spex_certified"] and math.isfinite(choice["regression_cv_error"])
+
+
 def test_default_budget_warns_with_the_count():
     import torchspex.decoders.auto as auto
 

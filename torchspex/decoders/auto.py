@@ -12,7 +12,8 @@ The rules, each recorded in ``info["auto"]`` with its reason:
    samples of the regression (:func:`~torchspex.decoders.regression.fit_regression`) with
    SPEX's terms ranked first among its candidates. Whichever has the lower error on those
    samples (SPEX's held-out error against the regression's cross-validated error: no extra
-   calls) is returned, exact at the corners.
+   calls) is returned, exact at the corners. Where SPEX reproduces every held-out value to
+   round-off (its certificate, :data:`EXACT_HELDOUT`), the regression is not fitted.
 3. **Otherwise** (few features, or a budget below SPEX's minimum): the index-aware regression on
    the index's own design; any budget from ``n + 2`` calls works.
 4. **Fewer calls than** ``n + 2`` (many features, a small budget; from
@@ -53,7 +54,7 @@ from torchspex.decoders.regression import (
 from torchspex.decoders.sampled import decode_with_corners
 from torchspex.fourier import SparseSpectrum
 
-__all__ = ["SPEX_FEATURES", "SPEX_SHARE", "decode_auto", "default_n_samples"]
+__all__ = ["EXACT_HELDOUT", "SPEX_FEATURES", "SPEX_SHARE", "decode_auto", "default_n_samples"]
 
 #: From this many features on, auto lets SPEX look for the support. Below it the regression
 #: on the whole budget did better than SPEX's share plus a smaller design wherever SPEX failed
@@ -71,6 +72,12 @@ SPEX_FEATURES = 400
 SPEX_SHARE = 0.6
 #: Fewest masks the index's own design gets in the hybrid (beyond the corners).
 _MIN_REST = 32
+#: SPEX's spectrum counts as exact on the hybrid's held-out design (its certificate: the
+#: regression is then not fitted) where its error there, in squared deviations over each
+#: output's variance, is at most this per held-out value: the values reproduced to about
+#: 1e-10 of their spread, far above float64 round-off (a noiseless planted game decoded
+#: exactly gives ~1e-31 per value) and far below any fit's error on a real model.
+EXACT_HELDOUT = 1e-20
 
 _warned_default: set[int] = set()
 
@@ -288,9 +295,6 @@ def _hybrid(
     order = torch.argsort(support.coefficients.reshape(support.n_terms, -1).abs().sum(dim=1),
                           descending=True)  # fmt: skip
     prior = support.indices[order]
-    reg_spec, reg_info = fit_regression(masks, weights, values, n, generator, family,
-                                        {"sizes": sizes, "effort": effort}, prior=prior,
-                                        proxy_data=proxy_data)  # fmt: skip
     if family == "shapley":
         spex_error = paired_error(spex_spec, masks, weights, values)
     else:
@@ -298,24 +302,40 @@ def _hybrid(
         flat = values[2:].reshape(masks.shape[0] - 2, -1)
         scale = flat.var(dim=0, correction=0).clamp(min=1e-300)
         spex_error = float((((pred - flat) ** 2).sum(dim=0) / scale).sum())
+    # SPEX's certificate: where its spectrum reproduces every held-out value of the design
+    # to round-off, no fit can do better on them, and the regression is not fitted
+    certified = spex_error <= EXACT_HELDOUT * max(1, masks.shape[0] - 2)
+    reg_spec: SparseSpectrum | None = None
+    reg_info: dict[str, Any] = {}
+    if not certified:
+        reg_spec, reg_info = fit_regression(masks, weights, values, n, generator, family,
+                                            {"sizes": sizes, "effort": effort}, prior=prior,
+                                            proxy_data=proxy_data)  # fmt: skip
     reg_error = reg_info.get("cv_error", math.nan)
-    use_spex = not math.isfinite(reg_error) or spex_error <= reg_error
+    use_spex = certified or not math.isfinite(reg_error) or spex_error <= reg_error
     choice = {
         "spex_error": spex_error,
         "regression_cv_error": reg_error,
         "n_spex_samples": int(spex_masks.shape[0]),
         "n_design_samples": int(masks.shape[0]),
+        "spex_certified": certified,
     }
     if use_spex:
         all_masks = torch.cat([spex_masks, masks])
         # least squares on the samples: the Shapley design samples the sizes next to the
         # corners most, so they say where the correction belongs
         spectrum = enforce_corners(spex_spec, values[0], values[1], all_masks)
-        reason = (f"n = {n} >= {SPEX_FEATURES}: SPEX on {spex_budget} calls; its held-out error "
-                  f"on the {family} design ({spex_error:.3g}) <= the regression's CV error "
-                  f"({reg_error:.3g})")  # fmt: skip
+        if certified:
+            reason = (f"n = {n} >= {SPEX_FEATURES}: SPEX on {spex_budget} calls reproduces the "
+                      f"{masks.shape[0] - 2} held-out values of the {family} design to "
+                      f"round-off (error {spex_error:.3g}); the regression is not fitted")
+        else:
+            reason = (f"n = {n} >= {SPEX_FEATURES}: SPEX on {spex_budget} calls; its held-out "
+                      f"error on the {family} design ({spex_error:.3g}) <= the regression's "
+                      f"CV error ({reg_error:.3g})")  # fmt: skip
         info = {**spex_info, "method": "spex", "corners_exact": True}
     else:
+        assert reg_spec is not None
         spectrum = reg_spec
         reason = (f"n = {n} >= {SPEX_FEATURES}: regression on the {family} design with SPEX's "
                   f"{prior.shape[0]} terms as candidates; its CV error ({reg_error:.3g}) < "
