@@ -143,3 +143,25 @@ def test_deferred_spectrum_completes_once_on_first_read_and_keeps_its_shapley_va
     assert wrong.is_deferred
     with pytest.raises(TypeError, match="Fourier"):
         DeferredSpectrum(known.replace(basis="Moebius"), complete)
+
+
+def test_unique_rows_is_torch_unique_by_rows():
+    """The lexicographic-sort unique behind wide set rows (where one integer key per row would
+    overflow) returns torch.unique(dim=0)'s rows, order and inverse."""
+    from torchspex.fourier._sets import coalesce, unique_rows
+
+    g = torch.Generator().manual_seed(0)
+    for n, width in ((1500, 8), (12, 3), (3000, 6)):
+        rows = torch.randint(-1, n, (4000, width), generator=g).sort(dim=1).values
+        rows = torch.cat([rows, rows[:500]])  # repeats
+        expected = torch.unique(rows, dim=0, return_inverse=True)
+        got = unique_rows(rows)
+        assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
+    empty, inverse = unique_rows(torch.zeros(3, 0, dtype=torch.long))
+    assert empty.shape == (1, 0) and inverse.tolist() == [0, 0, 0]
+    # coalesce on rows too wide for one key: duplicates summed, canonical order
+    idx = torch.tensor([[5, 900, 1200, 1300, 1400, 1499], [0, -1, -1, -1, -1, -1],
+                        [5, 900, 1200, 1300, 1400, 1499]])  # fmt: skip
+    out_idx, out = coalesce(idx, torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64), 1500)
+    assert out_idx.tolist() == [[0, -1, -1, -1, -1, -1], [5, 900, 1200, 1300, 1400, 1499]]
+    assert out.tolist() == [2.0, 4.0]

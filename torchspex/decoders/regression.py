@@ -89,7 +89,13 @@ from torchspex.decoders.base import BudgetTooSmallError, Evaluator
 from torchspex.decoders.efficiency import corner_rows
 from torchspex.decoders.refit import walsh_design
 from torchspex.fourier import DeferredSpectrum, SparseSpectrum
-from torchspex.fourier._sets import coalesce, normalize_indices, row_keys, set_sizes
+from torchspex.fourier._sets import (
+    coalesce,
+    normalize_indices,
+    row_keys,
+    set_sizes,
+    unique_rows,
+)
 from torchspex.fourier.indices import canonical_index
 from torchspex.sampling.coalitions import SIZE_RULES, paired_coalitions
 from torchspex.sampling.uniform import uniform_masks
@@ -580,7 +586,7 @@ def _rows_in(rows: Tensor, among: Tensor, n: int) -> Tensor:
     both = _stack_rows([rows, among])
     keys = row_keys(both, n)
     if keys is None:  # too wide for one integer key: compare rows through a unique over both
-        _, keys = torch.unique(both, dim=0, return_inverse=True)
+        _, keys = unique_rows(both)
     return torch.isin(keys[: rows.shape[0]], keys[rows.shape[0]:])
 
 

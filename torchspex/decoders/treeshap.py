@@ -56,6 +56,7 @@ import torch
 from torch import Tensor
 
 from torchspex.decoders._tree_parsers import _MISSING_ZERO, TreeEnsemble, parse_tree_ensemble
+from torchspex.fourier._sets import unique_rows
 
 __all__ = ["TreePaths", "decision_patterns", "tree_paths", "tree_shapley_values"]
 
@@ -889,19 +890,6 @@ class _Group:
     local: Tensor | None = None
 
 
-def _unique_rows(rows: Tensor) -> tuple[Tensor, Tensor]:
-    """``torch.unique(rows, dim=0, return_inverse=True)`` for ``int64 [N, k]`` rows, by one
-    lexicographic sort (about 7x faster on 10,000 rows)."""
-    a = rows.numpy()
-    order = np.lexsort(a.T[::-1])
-    ranked = a[order]
-    new = np.ones(len(a), dtype=bool)
-    new[1:] = (ranked[1:] != ranked[:-1]).any(axis=1)
-    inverse = np.empty(len(a), dtype=np.int64)
-    inverse[order] = np.cumsum(new) - 1
-    return torch.from_numpy(ranked[new]), torch.from_numpy(inverse)
-
-
 #: Keyed trees' decision patterns come from one product per block of trees
 #: (:class:`_KeyPatterns`) rather than from every leaf's slots one by one ...
 KEY_PRODUCT = True
@@ -992,7 +980,7 @@ class _KeyPatterns:
         m_tree = m_mask = m_need = torch.zeros(0, dtype=torch.int64)
         if multi.numel():
             triple = torch.stack([t[multi], mask[multi], need[multi]], dim=1)
-            uniq, inverse = _unique_rows(triple)
+            uniq, inverse = unique_rows(triple)
             m_tree, m_mask, m_need = uniq[:, 0], uniq[:, 1], uniq[:, 2]
             n_multi = torch.bincount(m_tree, minlength=n_trees)
             m_first = torch.cumsum(n_multi, 0) - n_multi
