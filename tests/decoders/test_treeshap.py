@@ -20,6 +20,7 @@ import torchspex.decoders.treeshap as treeshap
 from torchspex import TreeInteraction
 from torchspex.decoders.trees import TreeEnsemble, parse_tree_ensemble
 from torchspex.decoders.treeshap import decision_patterns, tree_paths, tree_shapley_values
+from torchspex.fourier._sets import unique_rows
 
 lgb = pytest.importorskip("lightgbm")
 
@@ -846,7 +847,7 @@ def test_unique_rows_equal_torch_unique() -> None:
     for shape, high in (((500, 3), 4), ((1, 3), 9), ((300, 3), 2**62), ((0, 3), 2)):
         rows = torch.randint(0, high, shape, generator=g)
         want = torch.unique(rows, dim=0, return_inverse=True)
-        got = treeshap._unique_rows(rows)
+        got = unique_rows(rows)
         assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
 
 
