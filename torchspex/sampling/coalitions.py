@@ -120,7 +120,7 @@ def _first_draws(
     one call per size class less each, which dominated the design at hundreds of features);
     ``None`` where a class needs a second draw (the caller then rewinds the generator and
     draws class by class, so the coalitions are the same either way). ``seen`` is updated."""
-    draws = [int(count * 1.1) + 8 for _, count in todo]
+    draws = [int(count * 1.1) + 8 if count else 0 for _, count in todo]  # as _distinct_pairs
     if not todo:
         return []
     keys = torch.rand(sum(draws), n, generator=generator)
@@ -133,7 +133,7 @@ def _first_draws(
     out, start = [], 0
     for (_, count), width in zip(todo, draws):
         accepted: list[int] = []
-        for r in range(start, start + width):
+        for r in range(start, start + width if count else start):
             key, co_key = keys_in[r].tobytes(), keys_out[r].tobytes()
             if key in seen or co_key in seen:
                 continue
