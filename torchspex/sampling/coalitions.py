@@ -100,16 +100,27 @@ def _distinct_pairs(
     accepted: list[Tensor] = []
     while len(accepted) < n_pairs:
         draw = _random_subsets(n, size, int((n_pairs - len(accepted)) * 1.1) + 8, generator)
-        for row, key, co_key in zip(draw, mask_keys(draw), mask_keys(~draw)):
-            key, co_key = key.tobytes(), co_key.tobytes()
-            if key in seen or co_key in seen:
-                continue
-            seen.add(key)
-            seen.add(co_key)
-            accepted.append(row)
-            if len(accepted) == n_pairs:
-                break
+        rows = _accept(mask_keys(draw), mask_keys(~draw), range(draw.shape[0]),
+                       n_pairs - len(accepted), seen)  # fmt: skip
+        accepted.extend(draw[r] for r in rows)
     return torch.stack(accepted) if accepted else torch.zeros(0, n, dtype=torch.bool)
+
+
+def _accept(keys: np.ndarray, co_keys: np.ndarray, rows: range, need: int, seen: set[bytes]
+            ) -> list[int]:  # fmt: skip
+    """The first ``need`` of ``rows`` whose coalition and complement (packed ``keys``,
+    ``co_keys``) are both unseen, each marked seen as it is taken."""
+    accepted: list[int] = []
+    for r in rows if need > 0 else ():
+        key, co_key = keys[r].tobytes(), co_keys[r].tobytes()
+        if key in seen or co_key in seen:
+            continue
+        seen.add(key)
+        seen.add(co_key)
+        accepted.append(r)
+        if len(accepted) == need:
+            break
+    return accepted
 
 
 def _first_draws(
@@ -132,16 +143,7 @@ def _first_draws(
     keys_in, keys_out = mask_keys(drawn), mask_keys(~drawn)
     out, start = [], 0
     for (_, count), width in zip(todo, draws):
-        accepted: list[int] = []
-        for r in range(start, start + width if count else start):
-            key, co_key = keys_in[r].tobytes(), keys_out[r].tobytes()
-            if key in seen or co_key in seen:
-                continue
-            seen.add(key)
-            seen.add(co_key)
-            accepted.append(r)
-            if len(accepted) == count:
-                break
+        accepted = _accept(keys_in, keys_out, range(start, start + width), count, seen)
         if len(accepted) < count:
             return None
         out.append(drawn[torch.tensor(accepted, dtype=torch.long)])
