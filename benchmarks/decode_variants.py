@@ -75,25 +75,26 @@ import numpy as np
 import torch
 
 import torchspex
-from torchspex.decoders import _linalg, _proxy, _shrink, trees
+from torchspex.decoders import _candidates as cand
+from torchspex.decoders import _even, _linalg, _offset, _proxy, _shrink, trees
 from torchspex.decoders import _part_fit as pf
 from torchspex.decoders import regression as reg
 from torchspex.fourier import DeferredSpectrum
 
 ORIGINAL = {
-    "patience": reg.PROXY_PATIENCE, "cfp": reg.CROSS_FIT_PAIRS, "leaf": trees._LEAF_KEY_FEATURES,
-    "deep": reg.DEEP_ROWS, "pens": pf._PENALTIES,
-    "avg": reg.ODD_AVERAGE, "configs": reg.proxy_configs, "gain": reg.PROXY_MIN_GAIN,
-    "screen": reg.SCREEN_TRIPLES, "even_refits": reg._even_refits, "depths": reg.DEEP_DEPTHS,
-    "pad_from": _linalg.PAD_FROM, "mid": reg.MID_ROWS, "single": pf.CV_SINGLE_FROM,
-    "leaves": reg.DEEP_LEAVES, "cft": reg.CROSS_FIT_TREES, "walk": pf.PENALTY_WALK,
-    "race": _proxy.RACE_ROUNDS, "rounds": reg.PROXY_ROUNDS, "drounds": reg.DEEP_ROUNDS,
-    "one_pen": pf.AVERAGE_ONE_PENALTY, "cap": reg.MAX_TERMS_LOW, "rescreen": reg.RESCREEN_TRIPLES,
+    "patience": cand.PROXY_PATIENCE, "cfp": _offset.CROSS_FIT_PAIRS,
+    "leaf": trees._LEAF_KEY_FEATURES, "deep": cand.DEEP_ROWS, "pens": pf._PENALTIES,
+    "avg": reg.ODD_AVERAGE, "configs": cand.proxy_configs, "gain": cand.PROXY_MIN_GAIN,
+    "screen": cand.SCREEN_TRIPLES, "even_refits": _even._even_refits, "depths": cand.DEEP_DEPTHS,
+    "pad_from": _linalg.PAD_FROM, "mid": cand.MID_ROWS, "single": pf.CV_SINGLE_FROM,
+    "leaves": cand.DEEP_LEAVES, "cft": _offset.CROSS_FIT_TREES, "walk": pf.PENALTY_WALK,
+    "race": _proxy.RACE_ROUNDS, "rounds": cand.PROXY_ROUNDS, "drounds": cand.DEEP_ROUNDS,
+    "one_pen": pf.AVERAGE_ONE_PENALTY, "cap": reg.MAX_TERMS_LOW, "rescreen": cand.RESCREEN_TRIPLES,
     "spread": _shrink.SPREAD_CHANGE,
 }  # fmt: skip
 
 
-KNOB_MODULES = (reg, pf, _proxy, _linalg, _shrink, trees)
+KNOB_MODULES = (reg, cand, _offset, _even, pf, _proxy, _linalg, _shrink, trees)
 
 
 def _apply(variant: str) -> dict:
@@ -111,44 +112,44 @@ def _apply(variant: str) -> dict:
 def _set_knobs(variant: str) -> dict:
     parts = variant.split("+")
     trees._LEAF_KEY_FEATURES = 0 if "oldread" in parts else ORIGINAL["leaf"]
-    reg.DEEP_ROWS = 10**9 if "nodeep" in parts else ORIGINAL["deep"]
-    reg.DEEP_DEPTHS = (8,) if "deep8" in parts else ORIGINAL["depths"]
+    cand.DEEP_ROWS = 10**9 if "nodeep" in parts else ORIGINAL["deep"]
+    cand.DEEP_DEPTHS = (8,) if "deep8" in parts else ORIGINAL["depths"]
     deep = next((p[2:] for p in parts if p.startswith("dd") and p[2:].isdigit()), None)
     if deep is not None:
-        reg.DEEP_DEPTHS = tuple(int(c) for c in deep)
+        cand.DEEP_DEPTHS = tuple(int(c) for c in deep)
     pf._PENALTIES = ((0.0, 1e-2) if "pens2" in parts else (0.0, 1e-3, 1e-2) if "pens3" in parts
                       else ORIGINAL["pens"])  # fmt: skip
     reg.ODD_AVERAGE = 1 if "avg1" in parts else ORIGINAL["avg"]
     pf.AVERAGE_ONE_PENALTY = False if "allpens" in parts else ORIGINAL["one_pen"]
     pf.PENALTY_WALK = False if "fullpens" in parts else ORIGINAL["walk"]
     _proxy.RACE_ROUNDS = 1 << 62 if "norace" in parts else ORIGINAL["race"]
-    reg._even_refits = (ORIGINAL["even_refits"] if "jkrefit" not in parts else
+    _even._even_refits = (ORIGINAL["even_refits"] if "jkrefit" not in parts else
                         lambda *a, **k: ORIGINAL["even_refits"](*a[:-1], None, **k))
-    reg.MID_ROWS = 1 << 62 if "mid35" in parts else ORIGINAL["mid"]
-    reg.PROXY_ROUNDS = next((int(p[6:]) for p in parts if p.startswith("rounds")),
+    cand.MID_ROWS = 1 << 62 if "mid35" in parts else ORIGINAL["mid"]
+    cand.PROXY_ROUNDS = next((int(p[6:]) for p in parts if p.startswith("rounds")),
                             ORIGINAL["rounds"])  # fmt: skip
-    reg.DEEP_ROUNDS = next((int(p[7:]) for p in parts if p.startswith("drounds")),
+    cand.DEEP_ROUNDS = next((int(p[7:]) for p in parts if p.startswith("drounds")),
                            ORIGINAL["drounds"])  # fmt: skip
-    reg.DEEP_LEAVES = 256 if "leaves256" in parts else ORIGINAL["leaves"]
-    reg.CROSS_FIT_PAIRS = next((int(p[3:]) for p in parts if p.startswith("cfp")),
+    cand.DEEP_LEAVES = 256 if "leaves256" in parts else ORIGINAL["leaves"]
+    _offset.CROSS_FIT_PAIRS = next((int(p[3:]) for p in parts if p.startswith("cfp")),
                                ORIGINAL["cfp"])  # fmt: skip
-    reg.PROXY_PATIENCE = next((int(p[3:]) for p in parts if p.startswith("pat")),
+    cand.PROXY_PATIENCE = next((int(p[3:]) for p in parts if p.startswith("pat")),
                               ORIGINAL["patience"])  # fmt: skip
-    reg.CROSS_FIT_TREES = next((int(p[3:]) for p in parts if p.startswith("cft")),
+    _offset.CROSS_FIT_TREES = next((int(p[3:]) for p in parts if p.startswith("cft")),
                                ORIGINAL["cft"])  # fmt: skip
     pf.CV_SINGLE_FROM = 1 << 62 if "cv64" in parts else ORIGINAL["single"]
-    reg.RESCREEN_TRIPLES = (True if "rescreen" in parts else False if "norescreen" in parts
+    cand.RESCREEN_TRIPLES = (True if "rescreen" in parts else False if "norescreen" in parts
                             else ORIGINAL["rescreen"])  # fmt: skip
     reg.MAX_TERMS_LOW = next((int(p[3:]) for p in parts if p.startswith("cap")),
                              ORIGINAL["cap"])  # fmt: skip
     _linalg.PAD_FROM = 1 << 62 if "nopad" in parts else ORIGINAL["pad_from"]
     _linalg.ALIGN = "noalign" not in parts
     _shrink.SPREAD_CHANGE = "constshrink" not in parts and ORIGINAL["spread"]
-    reg.SCREEN_TRIPLES = ("screen" in parts) or (ORIGINAL["screen"] and "noscreen" not in parts)
-    reg.PROXY_MIN_GAIN = next((float(p[2:]) for p in parts if p.startswith("mg")),
+    cand.SCREEN_TRIPLES = ("screen" in parts) or (ORIGINAL["screen"] and "noscreen" not in parts)
+    cand.PROXY_MIN_GAIN = next((float(p[2:]) for p in parts if p.startswith("mg")),
                               ORIGINAL["gain"])  # fmt: skip
     rate = next((float(p[2:]) for p in parts if p.startswith("lr")), None)
-    reg.proxy_configs = (ORIGINAL["configs"] if rate is None
+    cand.proxy_configs = (ORIGINAL["configs"] if rate is None
                          else lambda depth, _rate, r=rate: ORIGINAL["configs"](depth, r))
     options: dict = {"effort": "high"} if "high" in parts else {}
     if "nocf" in parts:

@@ -29,6 +29,7 @@ import decode_variants as dv
 import numpy as np
 import torch
 
+from torchspex.decoders import _candidates as cand
 from torchspex.decoders import _proxy
 from torchspex.decoders import regression as reg
 
@@ -43,8 +44,8 @@ def _curves(x: np.ndarray, y: np.ndarray, valid: np.ndarray, rounds: int) -> dic
     train = lgb.Dataset(x[~valid], y[~valid], params=data, free_raw_data=False)
     held = lgb.Dataset(x[valid], y[valid], params=data, reference=train, free_raw_data=False)
     out = {}
-    for depth in reg.DEEP_DEPTHS:
-        params = {**base, "max_depth": depth, "num_leaves": reg.DEEP_LEAVES,
+    for depth in cand.DEEP_DEPTHS:
+        params = {**base, "max_depth": depth, "num_leaves": cand.DEEP_LEAVES,
                   "learning_rate": 0.1, "metric": "l2"}  # fmt: skip
         record: dict = {}
         lgb.train(params, train, rounds, valid_sets=[held],

@@ -11,8 +11,8 @@ import torch
 
 from tests.helpers import even_shift, planted_spectrum
 from torchspex import explain
+from torchspex.decoders import _offset
 from torchspex.decoders import _part_fit as pf
-from torchspex.decoders import regression as reg
 from torchspex.decoders.base import BudgetTooSmallError, Evaluator
 from torchspex.decoders.efficiency import enforce_corners
 from torchspex.decoders.regression import decode_regression, design, index_family
@@ -322,29 +322,30 @@ def test_the_proxy_tries_deep_trees_once_the_rows_carry_them(monkeypatch):
     (the high-order terms of deep trees become candidates) of at most DEEP_LEAVES leaves, at
     DEEP_RATE for at most DEEP_ROUNDS rounds, and the info records the leaves of the one
     chosen."""
-    from torchspex.decoders import regression as reg
+    from torchspex.decoders import _candidates as cand
 
     tried: list[list[tuple]] = []
     rounds: list[int] = []
-    real = reg.fit_proxy
+    real = cand.fit_proxy
 
     def spy(x, y, valid, configs, max_rounds, *args):
         tried.append([(c[0], c[2] if len(c) > 2 else None, c[1]) for c in configs])
         rounds.append(max_rounds)
         return real(x, y, valid, configs, max_rounds, *args)
 
-    monkeypatch.setattr(reg, "fit_proxy", spy)
+    monkeypatch.setattr(cand, "fit_proxy", spy)
     n = 12
     runs = [decode_regression(Evaluator(hierarchical, n, n_samples=m), n, n_samples=m)[1]
-            for m in (600, reg.MID_ROWS, reg.DEEP_ROWS + 2)]  # fmt: skip
+            for m in (600, cand.MID_ROWS, cand.DEEP_ROWS + 2)]  # fmt: skip
     assert tried == [[(3, None, 0.1), (5, None, 0.1)], [(5, None, 0.1)],
-                     [(8, reg.DEEP_LEAVES, reg.DEEP_RATE)]]  # fmt: skip
-    assert rounds == [reg.PROXY_ROUNDS, reg.PROXY_ROUNDS, reg.DEEP_ROUNDS]
+                     [(8, cand.DEEP_LEAVES, cand.DEEP_RATE)]]  # fmt: skip
+    assert rounds == [cand.PROXY_ROUNDS, cand.PROXY_ROUNDS, cand.DEEP_ROUNDS]
     assert [r["proxy"]["n_fits"] for r in runs] == [2, 1, 1]
     assert runs[0]["proxy"]["num_leaves"] == 2 ** runs[0]["proxy"]["max_depth"]
     assert runs[1]["proxy"]["max_depth"] == 5 and runs[1]["proxy"]["num_leaves"] == 32
-    assert runs[2]["proxy"]["max_depth"] == 8 and runs[2]["proxy"]["learning_rate"] == reg.DEEP_RATE
-    assert runs[2]["proxy"]["num_leaves"] == reg.DEEP_LEAVES
+    assert runs[2]["proxy"]["max_depth"] == 8
+    assert runs[2]["proxy"]["learning_rate"] == cand.DEEP_RATE
+    assert runs[2]["proxy"]["num_leaves"] == cand.DEEP_LEAVES
 
 
 def test_large_parts_cross_validate_on_fewer_folds(monkeypatch):
@@ -370,21 +371,21 @@ def test_candidates_rank_by_scores_averaged_over_proxies(monkeypatch):
     coefficients (each on its own held-out fifth, drawn in turn from the same generator), and
     the info records B; at effort="high" 5 proxies below DEEP_ROWS samples, 3 from there on,
     1 from BAG_FEATURES features on; one at the default effort="low"."""
-    from torchspex.decoders import regression as reg
+    from torchspex.decoders import _candidates as cand
     from torchspex.sampling.coalitions import paired_coalitions
 
-    bags = [reg.proxy_bags(reg.DEEP_ROWS - 1, 64), reg.proxy_bags(reg.DEEP_ROWS, 64),
-            reg.proxy_bags(reg.DEEP_ROWS - 1, reg.BAG_FEATURES),
-            reg.proxy_bags(reg.DEEP_ROWS - 1, 64, "low")]  # fmt: skip
+    bags = [cand.proxy_bags(cand.DEEP_ROWS - 1, 64), cand.proxy_bags(cand.DEEP_ROWS, 64),
+            cand.proxy_bags(cand.DEEP_ROWS - 1, cand.BAG_FEATURES),
+            cand.proxy_bags(cand.DEEP_ROWS - 1, 64, "low")]  # fmt: skip
     assert bags == [5, 3, 1, 1]
     n = 10
     masks, _ = paired_coalitions(n, 300, torch.Generator().manual_seed(1), "leverage")
     flat = hierarchical(masks).double().reshape(-1, 1)
-    monkeypatch.setattr(reg, "PROXY_BAGS", 1)
+    monkeypatch.setattr(cand, "PROXY_BAGS", 1)
     g = torch.Generator().manual_seed(7)
-    singles = [reg._proxy_terms(masks, flat, g, "high") for _ in range(3)]
-    monkeypatch.setattr(reg, "PROXY_BAGS", 3)
-    idx, score, info = reg._proxy_terms(masks, flat, torch.Generator().manual_seed(7), "high")
+    singles = [cand._proxy_terms(masks, flat, g, "high") for _ in range(3)]
+    monkeypatch.setattr(cand, "PROXY_BAGS", 3)
+    idx, score, info = cand._proxy_terms(masks, flat, torch.Generator().manual_seed(7), "high")
     assert info["bags"] == 3 and singles[0][2]["bags"] == 1
     want: dict[tuple, float] = {}
     for s_idx, s_score, _ in singles:
@@ -455,7 +456,7 @@ def test_pair_shrinkage_leaves_exact_fits_exact():
 
 
 def test_size_strata_merge_small_classes_and_skip_enumerated_ones():
-    from torchspex.decoders.regression import _size_strata
+    from torchspex.decoders._even import _size_strata
     from torchspex.sampling.coalitions import paired_coalitions
 
     n = 12
@@ -515,22 +516,22 @@ def test_cross_fitted_proxies_are_read_into_spectra_only_when_asked_for():
     p = (masks.shape[0] - 2) // 2
     fold = torch.arange(p) % 5
     fit = {"max_depth": 3, "learning_rate": 0.1, "n_trees": 50}
-    column, at_empty, proxies = reg._cross_fitted_proxy(masks, flat, fold, 5, fit, n,
+    column, at_empty, proxies = _offset._cross_fitted_proxy(masks, flat, fold, 5, fit, n,
                                                         torch.Generator().manual_seed(1))
     assert len(proxies) == 5 and proxies._spectra == [None] * 5
-    odd = reg._odd_part(proxies.mean())
+    odd = _offset._odd_part(proxies.mean())
     assert abs(float(odd.coefficients.sum()) - float(at_empty)) <= 1e-12
     for f in range(5):  # each pair's odd value is the spectrum of the proxy that missed it
         at = (fold == f).nonzero().squeeze(1)
-        odd_f = reg._odd_part(proxies.spectrum(f))
+        odd_f = _offset._odd_part(proxies.spectrum(f))
         assert torch.allclose(odd_f.evaluate(masks[2 + 2 * at]).reshape(-1), column[at],
                               rtol=0, atol=1e-12)  # fmt: skip
         idx, score = proxies[f]
         assert torch.equal(idx, proxies.spectrum(f).indices) and bool((score >= 0).all())
     seen = []
-    original = reg._FoldProxies.spectrum
+    original = _offset._FoldProxies.spectrum
     try:
-        reg._FoldProxies.spectrum = lambda self, f: seen.append(f) or original(self, f)
+        _offset._FoldProxies.spectrum = lambda self, f: seen.append(f) or original(self, f)
         spec, info = decode_regression(Evaluator(_and_game, n, n_samples=64), n, n_samples=64,
                                        index="SV")  # fmt: skip
         offset = info["odd"].get("proxy_offset")
@@ -539,7 +540,7 @@ def test_cross_fitted_proxies_are_read_into_spectra_only_when_asked_for():
         spec.complete()  # the even part's jackknife reuses the fold proxies
         assert sorted(set(seen)) == list(range(5))
     finally:
-        reg._FoldProxies.spectrum = original
+        _offset._FoldProxies.spectrum = original
 
 
 @pytest.mark.parametrize(("index", "choice"), [("SV", "regression"), ("BV", "proxyspex")])
@@ -782,7 +783,7 @@ def test_effort_sets_the_proxies_and_is_checked_before_any_call():
     choice is in info, auto keeps its own rules with either, and a bad value raises before
     the first model call."""
     from torchspex import explain
-    from torchspex.decoders import regression as reg
+    from torchspex.decoders import _candidates as cand
 
     n, budget = 12, 300
     calls = []
@@ -794,7 +795,7 @@ def test_effort_sets_the_proxies_and_is_checked_before_any_call():
     low = explain(game, n, n_samples=budget, index="SV")
     high = explain(game, n, n_samples=budget, index="SV", effort="high")
     assert low.info["effort"] == "low" and low.info["proxy"]["bags"] == 1
-    assert high.info["effort"] == "high" and high.info["proxy"]["bags"] == reg.PROXY_BAGS
+    assert high.info["effort"] == "high" and high.info["proxy"]["bags"] == cand.PROXY_BAGS
     assert low.info["auto"]["choice"] == high.info["auto"]["choice"] == "regression"
     for r in (low, high):  # efficiency holds at either effort
         assert float(r.first_order("SV").sum()) == pytest.approx(
@@ -811,7 +812,7 @@ def test_screened_triples_find_pure_parities_a_tree_misses():
     triples first (only what beats the universal threshold is returned, best first), and the
     default decode gets the Shapley values exactly at 402 calls: -2 F_K / |K| to each member
     of each odd term K."""
-    from torchspex.decoders import regression as reg
+    from torchspex.decoders import _candidates as cand
     from torchspex.sampling.coalitions import paired_coalitions
 
     n = 24
@@ -828,7 +829,7 @@ def test_screened_triples_find_pure_parities_a_tree_misses():
     masks, weights = paired_coalitions(n, 402, torch.Generator().manual_seed(0), "kernel")
     x, y = masks[2::2], f(masks)
     odd = ((y[2::2] - y[3::2]) / 2).unsqueeze(1)
-    rows, score = reg._screened_triples(x, odd, weights[2::2], n, 10)
+    rows, score = cand._screened_triples(x, odd, weights[2::2], n, 10)
     assert [tuple(r) for r in rows[:2].tolist()] == [planted[0][0], planted[1][0]]
     assert rows.shape[0] <= 10 and bool(torch.all(score[:-1] >= score[1:]))
     want = torch.zeros(n, dtype=torch.float64)
@@ -926,7 +927,7 @@ def test_projected_spread_is_the_projection_of_the_spread():
 
 
 def test_index_map_is_the_conversion_of_each_coefficient():
-    from torchspex.decoders import regression as reg
+    from torchspex.decoders import _even
     from torchspex.fourier import fourier_to_index
 
     idx = torch.tensor([[0, 1, -1, -1], [0, 1, 2, 3], [1, 2, -1, -1], [0, -1, -1, -1],
@@ -937,9 +938,9 @@ def test_index_map_is_the_conversion_of_each_coefficient():
         view = fourier_to_index(spec, index, 2).to_dict()
         want = torch.tensor([v for k, v in sorted(view.items()) if len(k) == 2],
                             dtype=torch.float64)
-        got = reg._index_map(idx, 5, index, 2) @ coef  # pairs in ascending order
+        got = _even._index_map(idx, 5, index, 2) @ coef  # pairs in ascending order
         assert torch.allclose(got, want, rtol=0, atol=1e-14), index
-    assert reg._index_map(idx[3:4, :1], 5, "k-SII", 2).shape == (0, 1)
+    assert _even._index_map(idx[3:4, :1], 5, "k-SII", 2).shape == (0, 1)
 
 
 def test_penalty_walk_finds_the_best_of_a_unimodal_ladder_with_fewer_scores():
@@ -1063,6 +1064,7 @@ def test_the_odd_part_rescreens_the_triples_it_missed(game_seed, seed, monkeypat
     triples hide it) is the fitted odd part's whole residual: the second screen finds it, the
     refit on the same folds is kept, and the Shapley values are exact. Without the second
     screen they are not; with a share test above the residual's share no refit runs."""
+    from torchspex.decoders import _candidates as cand
     from torchspex.decoders import regression as reg
     from torchspex.decoders.base import Evaluator
     from torchspex.fourier import fourier_to_index
@@ -1080,11 +1082,11 @@ def test_the_odd_part_rescreens_the_triples_it_missed(game_seed, seed, monkeypat
     err, info = run()
     assert err < 1e-9
     assert info["rescreen"]["refit_kept"] and info["rescreen"]["new_triples"] >= 1
-    assert info["rescreen"]["share"] >= reg.RESCREEN_SHARE
-    monkeypatch.setattr(reg, "RESCREEN_SHARE", info["rescreen"]["share"] * 1.01)
+    assert info["rescreen"]["share"] >= cand.RESCREEN_SHARE
+    monkeypatch.setattr(cand, "RESCREEN_SHARE", info["rescreen"]["share"] * 1.01)
     high, info_high = run()
     assert high > 1e-3 and "refit_kept" not in info_high["rescreen"]
-    monkeypatch.setattr(reg, "RESCREEN_TRIPLES", False)
+    monkeypatch.setattr(cand, "RESCREEN_TRIPLES", False)
     off, info_off = run()
     assert off == high and "rescreen" not in info_off
 

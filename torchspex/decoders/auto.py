@@ -115,7 +115,7 @@ def decode_auto(
         generator: randomness (``None``: seed 0).
         index: the index to be reported (its family picks the design).
         **options: ``effort`` (``"low"``, default, or ``"high"``: how much the regression
-            spends on ranking candidate terms, :func:`~torchspex.decoders.regression.proxy_bags`;
+            spends on ranking candidate terms, :func:`~torchspex.decoders._candidates.proxy_bags`;
             ``"high"`` lowers the error per call by up to about 15% for 3-5x the decode
             seconds, worth it when a model call costs more than a few milliseconds); any other
             decoder option: auto hands them to the one method they belong to (e.g. ``b`` or
