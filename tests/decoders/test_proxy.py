@@ -108,3 +108,33 @@ def test_row_wise_histograms_grow_the_column_wise_trees(n):
     assert out[0][0] == out[1][0] and out[0][1] == out[1][1]
     assert np.array_equal(out[0][2], out[1][2])
     assert out[0][1]["n_trees"] > 10  # a real fit, not a stub
+
+
+def test_proxies_on_subsets_of_binned_rows_are_the_proxies_of_those_rows():
+    """A booster trained on a subset of :class:`ProxyRows` (the rows binned once) is the
+    booster a fresh Dataset of those rows gives, tree for tree, also where a feature is
+    constant on the subset (it keeps both bins there, and still gets no split); the held-out
+    split of ``fit_proxy`` on binned rows is the one it makes alone."""
+    pytest.importorskip("lightgbm")
+    from torchspex.decoders._proxy import ProxyRows, refit_proxy
+
+    g = torch.Generator().manual_seed(4)
+    masks = torch.rand(300, 8, generator=g) < 0.5
+    masks[:150, 7] = True  # constant on the first half
+    x = masks.numpy().astype(np.float32)
+    m = masks.double()
+    y = (1.5 * m[:, 0] * m[:, 1] - m[:, 2] + 0.5 * m[:, 7]).numpy()
+    pool = ProxyRows(x, y)
+
+    def trees(booster) -> str:  # the trees (the header's feature ranges are the bins' own)
+        return booster.model_to_string().split("\nTree=", 1)[1].split("end of trees")[0]
+
+    for used in (np.arange(150), np.flatnonzero(np.arange(300) % 5 != 1)):
+        alone = refit_proxy(x[used], y[used], 4, 0.1, 30, 7)
+        shared = refit_proxy(x, y, 4, 0.1, 30, 7, rows=(pool, used))
+        assert trees(shared) == trees(alone)
+    valid = holdout_rows(300, 0.2, g)
+    configs = proxy_configs(None, 0.1)
+    alone, info = fit_proxy(x, y, valid, configs, 100, 10, 3)
+    shared, info_shared = fit_proxy(x, y, valid, configs, 100, 10, 3, rows=pool)
+    assert trees(shared) == trees(alone) and info_shared == info

@@ -296,14 +296,16 @@ def _proxy_terms(
         rounds, min_gain, race = DEEP_ROUNDS, 0.0, _proxy.RACE_ROUNDS
     rows, scores, infos = [], [], []
     bags = proxy_bags(m, n, effort)
+    pools: dict[int, _proxy.ProxyRows] = {}  # each output binned once, for every bag
     for bag in range(bags):
         valid = holdout_rows(m, 0.2, generator)
         for j in range(flat.shape[1]):
             y = flat[:, j].numpy()
             if float(np.var(y)) == 0.0:
                 continue
+            pool = pools.setdefault(j, _proxy.ProxyRows(x, y))
             booster, info = fit_proxy(x, y, valid, configs, rounds, PROXY_PATIENCE,
-                                      draw_seed(generator), min_gain, race)  # fmt: skip
+                                      draw_seed(generator), min_gain, race, pool)  # fmt: skip
             idx, score = _term_scores(tree_ensemble_to_fourier(booster, n))
             rows.append(idx)
             scores.append(score / bags)
@@ -322,17 +324,19 @@ def _term_scores(spec: SparseSpectrum) -> tuple[Tensor, Tensor]:
 
 
 def _refit_terms(
-    masks: Tensor, y: Tensor, fit: dict[str, Any], n: int, generator: torch.Generator
+    masks: Tensor, y: Tensor, fit: dict[str, Any], n: int, generator: torch.Generator,
+    rows: tuple[_proxy.ProxyRows, np.ndarray] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """``(indices, score)`` of one LightGBM proxy refitted on ``(masks, y)`` with the setting
     an earlier :func:`_proxy_terms` chose (``fit``: depth, rate, trees; no early stopping, no
-    held-out rows): a term's score is its squared coefficient."""
+    held-out rows): a term's score is its squared coefficient. ``rows``: the same rows as a
+    subset of binned ones (:class:`~torchspex.decoders._proxy.ProxyRows`, ``(pool, used)``)."""
     from torchspex.decoders._proxy import refit_proxy
     from torchspex.decoders.trees import tree_ensemble_to_fourier
 
     booster = refit_proxy(masks.numpy().astype(np.float32), y.numpy(), fit["max_depth"],
                           fit["learning_rate"], fit["n_trees"], draw_seed(generator),
-                          fit.get("num_leaves"))  # fmt: skip
+                          fit.get("num_leaves"), rows)  # fmt: skip
     return _term_scores(tree_ensemble_to_fourier(booster, n))
 
 

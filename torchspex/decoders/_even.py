@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -25,6 +26,7 @@ from torchspex.decoders._candidates import (
 )
 from torchspex.decoders._offset import _at_empty, _FoldProxies
 from torchspex.decoders._part_fit import fit_part
+from torchspex.decoders._proxy import ProxyRows
 from torchspex.decoders._shrink import (
     JACKKNIFE_FOLDS,
     even_pairs,
@@ -114,6 +116,7 @@ def _even_refits(
     num = torch.zeros_like(at_empty)
     den = torch.zeros_like(at_empty)
     refits = []
+    pool = None  # the masks binned once for the refitted proxies (ProxyRows)
     for f in range(JACKKNIFE_FOLDS):
         kept = (fold != f).nonzero().squeeze(1)
         first, second = 2 + 2 * kept, 3 + 2 * kept  # each kept pair's S and N∖S rows
@@ -123,7 +126,10 @@ def _even_refits(
             if fold_proxies is not None:
                 idx, score = fold_proxies[1][f]
             elif effort == "low" and proxy_fit is not None and "max_depth" in proxy_fit:
-                idx, score = _refit_terms(masks[rows], flat[rows, 0], proxy_fit, n, generator)
+                if pool is None:
+                    pool = ProxyRows(masks.numpy().astype(np.float32), flat[:, 0].numpy())
+                idx, score = _refit_terms(masks[rows], flat[rows, 0], proxy_fit, n, generator,
+                                          (pool, rows.numpy()))  # fmt: skip
             else:
                 idx, score, _ = _proxy_terms(masks[rows], flat[rows], generator, effort)
         fixed, ranked, n_pairs = _ranked_candidates(constant, extra, idx, score, n, 0)

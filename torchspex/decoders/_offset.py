@@ -142,12 +142,13 @@ def _cross_fitted_proxy(
     ``(g(∅) - g(N)) / 2`` from their predictions at the corners, and the fold proxies
     (:class:`_FoldProxies`: their spectra are read when asked for).
     """
-    from torchspex.decoders._proxy import refit_proxy
+    from torchspex.decoders._proxy import ProxyRows, refit_proxy
 
     p = fold.shape[0]
     pred = torch.zeros(2 * p, dtype=torch.float64)
     x = masks.numpy().astype(np.float32)
     y = flat[:, 0].numpy()
+    pool = ProxyRows(x, y)  # binned once; each fold trains on a subset
     boosters = []
     at_empty = 0.0
     for f in range(n_folds):
@@ -155,9 +156,9 @@ def _cross_fitted_proxy(
         train = np.ones(masks.shape[0], dtype=bool)
         train[(2 + 2 * out_pairs).numpy()] = False
         train[(3 + 2 * out_pairs).numpy()] = False
-        booster = refit_proxy(x[train], y[train], fit["max_depth"], fit["learning_rate"],
-                              fit["n_trees"], draw_seed(generator),
-                              fit.get("num_leaves"))  # fmt: skip
+        booster = refit_proxy(x, y, fit["max_depth"], fit["learning_rate"], fit["n_trees"],
+                              draw_seed(generator), fit.get("num_leaves"),
+                              (pool, np.flatnonzero(train)))  # fmt: skip
         boosters.append(booster)
         rows = torch.stack([2 + 2 * out_pairs, 3 + 2 * out_pairs], dim=1).reshape(-1)
         # the booster's own prediction: its spectrum is exact on 0/1 masks, and LightGBM sums
