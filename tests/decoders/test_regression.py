@@ -975,6 +975,33 @@ def test_cross_validation_walk_keeps_the_full_grids_best(monkeypatch):
         assert all(any(same(t, f) for f in full) or t[0] > full[-1][0] or t[2] for t in walk)
 
 
+def test_fixed_penalties_are_walked_to_the_full_ladders_best(monkeypatch):
+    """With a ladder of penalties on the always-kept terms (the odd part around a proxy), the
+    walk over it (FIXED_PENALTY_WALK) keeps the best setting of the whole ladder and scores
+    fewer of its penalties."""
+    fixed = (0.0, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)
+    seen: list[float] = []
+    real = pf._prefix_solutions
+
+    def spy(chol, *args):
+        seen.append(float(chol.shape[1]))
+        return real(chol, *args)
+
+    monkeypatch.setattr(pf, "_prefix_solutions", spy)
+    for constrained in (False, True):
+        args = list(_cv_problem(constrained))
+        args[9] = fixed  # the fixed terms' penalties
+        seen.clear()
+        walk = pf._cross_validate(*args, torch.Generator().manual_seed(1), keep=3)
+        n_walk = len(seen)
+        monkeypatch.setattr(pf, "FIXED_PENALTY_WALK", False)
+        seen.clear()
+        full = pf._cross_validate(*args, torch.Generator().manual_seed(1), keep=3)
+        monkeypatch.setattr(pf, "FIXED_PENALTY_WALK", True)
+        assert walk == full
+        assert n_walk < len(seen)
+
+
 @pytest.mark.parametrize("n", [1, 6, 11])
 def test_walsh_normals_equal_the_design_products(n):
     """The fold normal equations from a Walsh-Hadamard transform of the rows' histogram equal
