@@ -40,3 +40,29 @@ def test_planned_totals_of_the_other_methods():
     assert planned_evaluations("proxyspex", 40, None) is None  # it needs a budget
     assert planned_evaluations("spex", 4, None) == 16  # every mask
     assert planned_evaluations("spex", 40, None, 2, {"b": "x"}) is None  # an estimate only
+
+
+def test_progress_shows_the_fitting_time_and_keeps_the_decode_total():
+    """While the decoder fits, the bar's postfix counts its seconds (refreshed by a thread
+    every ``tick``); phases add up, and the finished bar shows the decoder's total."""
+    import io
+    import time
+
+    from torchspex.decoders.base import Progress
+
+    out = io.StringIO()
+    bar = Progress("explain", total=4, file=out, tick=0.01)
+    bar.update(2)
+    bar.phase("fitting")
+    time.sleep(0.05)
+    assert "fitting 0 s" in out.getvalue()  # refreshed while nothing else moved
+    bar.phase("evaluating")
+    first = bar.fit_seconds
+    assert first >= 0.05 and bar._ticker is None  # the thread has stopped
+    bar.update(2)
+    bar.phase("fitting")
+    time.sleep(0.02)
+    bar.finish()
+    assert bar.fit_seconds >= first + 0.02
+    final = out.getvalue().replace("\r", "\n").strip().splitlines()[-1]
+    assert "4/4" in final and f"decode {bar.fit_seconds:.1f} s" in final

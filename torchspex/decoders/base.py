@@ -9,6 +9,8 @@ evaluations against the budget.
 from __future__ import annotations
 
 import contextlib
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -59,20 +61,24 @@ def check_nonfinite(nonfinite: Any, method: str | None = None) -> str:
 
 
 class Progress:
-    """A tqdm bar over evaluated masks; the decoder's own work shows as a phase.
+    """A tqdm bar over evaluated masks; the decoder's own work shows as a phase, with its time.
 
     One bar per entry point (``explain``, ``SpectralInteraction.attribute``, the LLM and layer
     helpers): :meth:`update` counts masks as their values arrive (from the model or a store),
     :meth:`phase` names what is going on (``"evaluating"`` while the value function runs,
     ``"fitting"`` while the decoder works on the values it has), and :meth:`finish` sets the
     total to the masks actually evaluated, so a run that needed fewer masks than planned still
-    ends at exactly 100%. An :class:`Evaluator` given a ``progress`` drives all of this.
+    ends at exactly 100%. While the decoder fits, the bar shows the seconds it has spent so far,
+    refreshed every ``tick`` seconds by a daemon thread (the counts do not move then), and the
+    finished bar keeps the decoder's total (``decode 3.2 s``). An :class:`Evaluator` given a
+    ``progress`` drives all of this.
 
     Args:
         desc: the bar's label.
         total: the masks planned (an upper bound; ``None``: unknown).
         file: where to draw (default ``sys.stderr``, tqdm's default).
         unit: what is counted (``"mask"``; ``"row"`` for :class:`~torchspex.TreeInteraction`).
+        tick: seconds between refreshes of the fitting time.
 
     Example:
         >>> import io
@@ -85,12 +91,18 @@ class Progress:
     """
 
     def __init__(
-        self, desc: str, total: int | None = None, file: Any = None, unit: str = "mask"
+        self, desc: str, total: int | None = None, file: Any = None, unit: str = "mask",
+        tick: float = 1.0,
     ) -> None:
         from tqdm.auto import tqdm
 
         self.bar = tqdm(desc=desc, total=total, unit=unit, mininterval=0.5, file=file)
         self.current: str | None = None
+        self.tick = tick
+        self.fit_seconds = 0.0  # the fitting phases' time so far, the current one excluded
+        self._fit_start: float | None = None
+        self._stop: threading.Event | None = None
+        self._ticker: threading.Thread | None = None
 
     @property
     def n(self) -> int:
@@ -106,24 +118,56 @@ class Progress:
         self.bar.update(n)
 
     def phase(self, name: str) -> None:
-        """Shows ``name`` (e.g. ``"fitting"``) after the counts until the next phase."""
-        if name != self.current:
-            self.current = name
-            self.bar.set_postfix_str(name, refresh=True)
+        """Shows ``name`` (e.g. ``"fitting"``) after the counts until the next phase;
+        ``"fitting"`` with its seconds so far."""
+        if name == self.current:
+            return
+        self._end_fitting()
+        self.current = name
+        if name == "fitting":
+            self._fit_start = time.perf_counter()
+            self._stop = threading.Event()
+            self._ticker = threading.Thread(target=self._tick, args=(self._stop,), daemon=True)
+            self._ticker.start()
+        self.bar.set_postfix_str(self._label(), refresh=True)
+
+    def _label(self) -> str:
+        start = self._fit_start
+        if self.current == "fitting" and start is not None:
+            return f"fitting {self.fit_seconds + time.perf_counter() - start:.0f} s"
+        return self.current or ""
+
+    def _tick(self, stop: threading.Event) -> None:
+        while not stop.wait(self.tick):
+            self.bar.set_postfix_str(self._label(), refresh=True)
+
+    def _end_fitting(self) -> None:
+        """Stops the refreshes and adds the fitting phase's time (if one is running)."""
+        if self._stop is not None and self._ticker is not None:
+            self._stop.set()  # no refresh after this returns (the bar may close next)
+            self._ticker.join()
+            self._stop = self._ticker = None
+        if self._fit_start is not None:
+            self.fit_seconds += time.perf_counter() - self._fit_start
+            self._fit_start = None
 
     def phases(self) -> _PhaseView:
         """A view that passes on phases but counts nothing (for evaluators over shared masks)."""
         return _PhaseView(self)
 
     def finish(self) -> None:
-        """Ends the bar at exactly 100%: the total becomes the masks actually evaluated."""
+        """Ends the bar at exactly 100%: the total becomes the masks actually evaluated; the
+        decoder's fitting time stays on it."""
+        self._end_fitting()
         self.bar.total = self.bar.n
         self.current = None
-        self.bar.set_postfix_str("", refresh=False)
+        done = f"decode {self.fit_seconds:.1f} s" if self.fit_seconds > 0 else ""
+        self.bar.set_postfix_str(done, refresh=False)
         self.close()
 
     def close(self) -> None:
         """Closes the bar as it stands (after an error)."""
+        self._end_fitting()
         self.bar.close()
 
 
