@@ -32,7 +32,14 @@ from torchspex.fourier._sets import set_sizes
 _OFFSET_FIXED_PENALTIES = (0.0, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)
 #: The proxy offset is tried below this many pairs per feature: it was kept only there
 #: (planted games at n = 64 and 256 up to 1,024 calls), and at 4,096 calls it took 4x the time
-#: (MLP on wine 9 -> 36 s) for the same result.
+#: (MLP on wine 9 -> 36 s) for the same result. No threshold suits every real model: the digits
+#: CNN over 64 pixels does better without the offset from 3 pairs per feature (``python
+#: benchmarks/decode_variants.py low,low+nocf --budgets 256,384,500 --games pixels --seeds 4``:
+#: SV error 0.493 / 0.463 / 0.346 with it, 0.598 / 0.445 / 0.328 without; ``low,low+cfp6``
+#: at 640 / 768 calls 0.260 / 0.218 -> 0.306 / 0.270), MiniLM over a 100-word review better
+#: with it at 5 (1,000 calls 0.234 -> 0.188, a /tmp script); scaling the offset by 0.5 or 0.75
+#: found no better middle on the CNN, and neither the two fits' cross-validated errors nor the
+#: proxy's held-out R^2 told the cases apart.
 CROSS_FIT_PAIRS = 4
 #: Fewest trees of each cross-fitted proxy. Early stopping on a fifth of a few hundred rows
 #: stops the main proxy after tens of trees; refitted with at least this many, the offset
