@@ -1162,3 +1162,31 @@ def test_shapley_values_alone_defer_the_even_part():
     assert even["n_terms"] == eager.info["even"]["n_terms"]
     assert even["shrinkage"] == eager.info["even"]["shrinkage"]
     torch.testing.assert_close(lazy.first_order("SV"), sv, rtol=0, atol=0)
+
+
+def test_high_effort_averages_the_plain_and_the_offset_fit_from_three_pairs_per_feature():
+    """From OFFSET_FEATURES features, between AVERAGE_FROM and AVERAGE_BELOW pairs per feature,
+    effort="high" returns the mean of the plain odd fit and the fit around the cross-fitted
+    proxy (exact at the corners, so efficiency holds); effort="low" keeps the offset alone
+    below CROSS_FIT_PAIRS and the plain fit above it."""
+    n = 40
+    g = torch.Generator().manual_seed(3)
+    w = torch.randn(n, generator=g, dtype=torch.float64)
+
+    def f(m: torch.Tensor) -> torch.Tensor:
+        x = m.double()
+        return torch.tanh(x @ w / 4) + 0.5 * x[:, 0] * x[:, 1] * x[:, 2]
+
+    for budget, low in ((300, True), (450, None)):  # 3.7 and 5.6 pairs per feature
+        infos = {}
+        for effort in ("low", "high"):
+            spec, info = decode_regression(Evaluator(f, n, n_samples=budget), n, n_samples=budget,
+                                           index="SV", effort=effort)  # fmt: skip
+            sv = _sv(spec, n)
+            ends = f(torch.stack([torch.ones(n, dtype=torch.bool),
+                                  torch.zeros(n, dtype=torch.bool)]))  # fmt: skip
+            gap = abs(float(sv.sum()) - float(ends[0] - ends[1]))
+            assert gap <= 1e-12 * float(abs(ends).max())
+            infos[effort] = info["odd"]
+        assert infos["high"]["proxy_offset"] == "averaged" and "offset_cv_error" in infos["high"]
+        assert infos["low"].get("proxy_offset") == low

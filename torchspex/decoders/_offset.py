@@ -65,6 +65,21 @@ CROSS_FIT_TREES = 50
 #: -> 0.314 / 0.180, the digits CNN over 64 pixels at 512 0.334 -> 0.321, but planted
 #: hierarchical n = 64 / 128 0.598 / 0.440 -> 0.622 / 0.477.
 OFFSET_FEATURES = 32
+#: At ``effort="high"``, from :data:`OFFSET_FEATURES` features on and from ``AVERAGE_FROM`` to
+#: ``AVERAGE_BELOW`` pairs per feature, the odd part is the mean of the plain fit and the fit
+#: around the cross-fitted proxy (each exact at the corners, so the mean is; the Shapley values
+#: are the mean of theirs), where the two split by model: the digits CNN over 64 pixels was better
+#: without the offset from 3 pairs per feature, MiniLM over a 100-word review with it up to 7.5
+#: at least. SV error plain / around the proxy / their mean, on the same designs (/tmp
+#: scripts, 4 seeds for the CNN, 3 for MiniLM against a 2 x 9,898-call reference): the CNN at
+#: 384 / 500 / 640 / 768 / 1,024 calls 0.445 / 0.463 / 0.425, 0.328 / 0.346 / 0.312, 0.260 /
+#: 0.306 / 0.266, 0.218 / 0.270 / 0.224, 0.180 / 0.226 / 0.188 (at 256 calls, 2 pairs per
+#: feature, the proxy's alone was best: 0.598 / 0.493 / 0.511); MiniLM at 1,000 / 1,500 calls
+#: 0.234 / 0.198 / 0.190 and 0.159 / 0.140 / 0.126 (the mean best in 3 of 3 seeds each; at 500
+#: calls the proxy's 0.227, the mean 0.237). Not the default: both fits cost 2-4.5x the
+#: decode of the plain one on the CNN at 640-1,024 calls (0.10-0.15 -> 0.32-0.66 s, where its
+#: error rose 0-3%), worth it where a model call costs more than a few milliseconds.
+AVERAGE_FROM, AVERAGE_BELOW = 3, 8
 
 
 def offset_tried(
@@ -73,16 +88,26 @@ def offset_tried(
 ) -> bool:
     """Whether the odd part is fitted around a cross-fitted proxy: a proxy setting was chosen
     (``proxy_fit`` with its depth), one output, at least two pairs per fold, fewer than
-    :data:`CROSS_FIT_PAIRS` pairs per feature, and the ``cross_fit`` option on."""
+    :data:`CROSS_FIT_PAIRS` pairs per feature (:data:`AVERAGE_BELOW` where the fits are
+    averaged, :func:`averaged`), and the ``cross_fit`` option on."""
+    effort = options.get("effort", "low")
+    limit = AVERAGE_BELOW if averaged(n, AVERAGE_FROM * n, effort) else CROSS_FIT_PAIRS
     return (proxy_fit is not None and "max_depth" in proxy_fit and n_outputs == 1
-            and 2 * n_folds <= p < CROSS_FIT_PAIRS * n
+            and 2 * n_folds <= p < limit * n
             and bool(options.get("cross_fit", True)))  # fmt: skip
 
 
-def always_kept(n: int) -> bool:
-    """Whether the offset, where tried, is kept whatever the comparison with the plain fit says
-    (from :data:`OFFSET_FEATURES` features on; the plain fit is then not made)."""
-    return n >= OFFSET_FEATURES
+def averaged(n: int, p: int, effort: str) -> bool:
+    """Whether the odd part, where the offset is tried, is the mean of the plain fit and the
+    fit around the proxy (``effort="high"``, :data:`AVERAGE_FROM`)."""
+    return effort == "high" and n >= OFFSET_FEATURES and p >= AVERAGE_FROM * n
+
+
+def always_kept(n: int, p: int, effort: str) -> bool:
+    """Whether the offset, where tried, is kept alone whatever the comparison with the plain
+    fit says (from :data:`OFFSET_FEATURES` features on, unless averaged; the plain fit is then
+    not made)."""
+    return n >= OFFSET_FEATURES and not averaged(n, p, effort)
 
 
 def _at_empty(support: Tensor) -> Tensor:
@@ -183,11 +208,13 @@ def _with_proxy_offset(
     masks: Tensor, flat: Tensor, x: Tensor, odd_y: Tensor, w: Tensor, fixed: Tensor,
     ranked: Tensor, constraint: tuple[Any, Tensor], n: int, n_folds: int,
     generator: torch.Generator, max_terms: int, breaks: tuple[int, ...], proxy_fit: dict[str, Any],
-    plain: tuple[Tensor, Tensor, dict[str, Any]] | None,
+    plain: tuple[Tensor, Tensor, dict[str, Any]] | None, effort: str = "low",
 ) -> tuple[Tensor, Tensor, dict[str, Any], tuple[Tensor, _FoldProxies]]:
     """The odd fit on the residual of a cross-fitted proxy (:func:`_cross_fitted_proxy`), if
     its cross-validated error is below the plain fit's (``plain``) or there are at least
-    :data:`OFFSET_FEATURES` features (there the plain fit is not made: ``plain=None``); the
+    :data:`OFFSET_FEATURES` features (there the plain fit is not made: ``plain=None``), or the
+    mean of the two fits where :func:`averaged` (``effort``; ``proxy_offset`` is then
+    ``"averaged"`` in the info); the
     proxy's odd part is then added to the fitted correction. The fourth element is ``(fold
     [p], proxies)``: the pairs' folds and the fold proxies (:class:`_FoldProxies`), whichever
     fit is kept."""
@@ -205,9 +232,10 @@ def _with_proxy_offset(
                                    fixed_pens=_OFFSET_FIXED_PENALTIES)  # fmt: skip
     # the two errors on one scale (each part's error is scaled by its own variance)
     offset_error = info["cv_error"] * float(y.var(correction=0))
+    average = plain is not None and averaged(n, x.shape[0], effort)
     # from OFFSET_FEATURES features on the offset is kept whatever the comparison says
-    if plain is not None and not offset_error < plain[2]["cv_error"] * float(odd_y.var(
-            correction=0)):  # fmt: skip
+    if plain is not None and not average and not offset_error < plain[2]["cv_error"] * float(
+            odd_y.var(correction=0)):  # fmt: skip
         kept = {**plain[2], "proxy_offset": False, "offset_cv_error": info["cv_error"]}
         return plain[0], plain[1], kept, (fold, proxies)
     proxy_odd = _odd_part(proxies.mean())
@@ -217,4 +245,9 @@ def _with_proxy_offset(
             "proxy_offset": True}  # fmt: skip
     if plain is not None:
         info["plain_cv_error"] = plain[2]["cv_error"]
+    if average:
+        assert plain is not None
+        # the mean of the two fits (AVERAGE_FROM): each meets the corner constraint
+        idx, coef = _union_terms([plain[0], idx], [plain[1] / 2, coef / 2], n)
+        info = {**plain[2], "proxy_offset": "averaged", "offset_cv_error": info["cv_error"]}
     return idx, coef, info, (fold, proxies)
