@@ -334,9 +334,11 @@ def _refit_terms(
     from torchspex.decoders._proxy import refit_proxy
     from torchspex.decoders.trees import tree_ensemble_to_fourier
 
-    booster = refit_proxy(masks.numpy().astype(np.float32), y.numpy(), fit["max_depth"],
-                          fit["learning_rate"], fit["n_trees"], draw_seed(generator),
-                          fit.get("num_leaves"), rows)  # fmt: skip
+    # the binned rows, where given, are the ones read (no copy of the masks then)
+    x = masks.numpy().astype(np.float32) if rows is None else rows[0].x
+    y_np = y.numpy() if rows is None else rows[0].y
+    booster = refit_proxy(x, y_np, fit["max_depth"], fit["learning_rate"], fit["n_trees"],
+                          draw_seed(generator), fit.get("num_leaves"), rows)  # fmt: skip
     return _term_scores(tree_ensemble_to_fourier(booster, n))
 
 

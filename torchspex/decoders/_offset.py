@@ -90,17 +90,22 @@ def offset_tried(
     (``proxy_fit`` with its depth), one output, at least two pairs per fold, fewer than
     :data:`CROSS_FIT_PAIRS` pairs per feature (:data:`AVERAGE_BELOW` where the fits are
     averaged, :func:`averaged`), and the ``cross_fit`` option on."""
-    effort = options.get("effort", "low")
-    limit = AVERAGE_BELOW if averaged(n, AVERAGE_FROM * n, effort) else CROSS_FIT_PAIRS
+    limit = AVERAGE_BELOW if _averages(n, options.get("effort", "low")) else CROSS_FIT_PAIRS
     return (proxy_fit is not None and "max_depth" in proxy_fit and n_outputs == 1
             and 2 * n_folds <= p < limit * n
             and bool(options.get("cross_fit", True)))  # fmt: skip
 
 
+def _averages(n: int, effort: str) -> bool:
+    """Whether the two odd fits are averaged at some budget (``effort="high"``, from
+    :data:`OFFSET_FEATURES` features on)."""
+    return effort == "high" and n >= OFFSET_FEATURES
+
+
 def averaged(n: int, p: int, effort: str) -> bool:
     """Whether the odd part, where the offset is tried, is the mean of the plain fit and the
     fit around the proxy (``effort="high"``, :data:`AVERAGE_FROM`)."""
-    return effort == "high" and n >= OFFSET_FEATURES and p >= AVERAGE_FROM * n
+    return _averages(n, effort) and p >= AVERAGE_FROM * n
 
 
 def always_kept(n: int, p: int, effort: str) -> bool:
