@@ -841,6 +841,38 @@ def test_screened_triples_find_pure_parities_a_tree_misses():
     assert torch.allclose(res.first_order("SV"), want, atol=1e-9)
 
 
+@pytest.mark.parametrize("n", [3, 4, 9, 31])
+def test_the_triple_screen_scores_every_triple_as_the_full_tensor_does(n):
+    """The screen forms each triple's estimate once (``i < j < k``, one matrix product per
+    first feature); the triples come in ``torch.combinations`` order and every score is the
+    one the full tensor ``sum_p r_p z_pi z_pj z_pk`` gives, so the screen returns what that
+    tensor would (the triples beyond the threshold, best first)."""
+    from torchspex.decoders import _candidates as cand
+    from torchspex.decoders.refit import walsh_design
+
+    combos, starts = cand._triples(n)
+    assert torch.equal(combos, torch.combinations(torch.arange(n), 3))
+    assert starts[-1] == combos.shape[0] and len(starts) == max(n - 2, 0) + 1
+    g = torch.Generator().manual_seed(n)
+    p = 40 * n
+    x = torch.rand(p, n, generator=g) < 0.5
+    z = walsh_design(x, cand._first_order_rows(n, 1)[1:], n)
+    # a planted triple so that at least one stands out of the threshold
+    y = (2.0 * z[:, 0] * z[:, 1] * z[:, n - 1] + 0.5 * torch.randn(p, generator=g,
+         dtype=torch.float64)).unsqueeze(1)  # fmt: skip
+    w = torch.rand(p, generator=g, dtype=torch.float64) + 0.5
+    rows, score = cand._screened_triples(x, y, w, n, combos.shape[0])
+    assert rows.shape[0] >= 1 and tuple(rows[0].tolist()) == (0, 1, n - 1)
+    gram = z.T @ (w.unsqueeze(1) * z)
+    b = torch.linalg.solve(gram + 1e-9 * torch.diagonal(gram).mean() * torch.eye(n,
+                           dtype=torch.float64), z.T @ (w.unsqueeze(1) * y))  # fmt: skip
+    r = (w.unsqueeze(1) * (y - z @ b) / w.sum())[:, 0]
+    full = torch.einsum("p,pi,pj,pk->ijk", r, z, z, z)
+    want = full[rows[:, 0], rows[:, 1], rows[:, 2]] ** 2
+    assert torch.allclose(score, want, rtol=1e-10, atol=1e-300)
+    assert bool(torch.all(score[:-1] >= score[1:]))
+
+
 @pytest.mark.parametrize("walsh", [False, True])
 @pytest.mark.parametrize("constrained", [False, True])
 @pytest.mark.parametrize("rows", [200, 30])  # 30 rows for 40 columns: rank deficient
