@@ -295,7 +295,8 @@ def _screened_triples(
 
 
 def _proxy_terms(
-    masks: Tensor, flat: Tensor, generator: torch.Generator, effort: str = "low"
+    masks: Tensor, flat: Tensor, generator: torch.Generator, effort: str = "low",
+    pools: dict[int, _proxy.ProxyRows] | None = None,
 ) -> tuple[Tensor, Tensor, dict[str, Any]]:
     """Terms of LightGBM proxies fitted to the samples, ``(indices, score [s], info)``.
 
@@ -303,7 +304,9 @@ def _proxy_terms(
     rows (so each is trained on a different four fifths); a term's score is its squared
     coefficient averaged over the proxies and summed over outputs. ``info`` is the first
     proxy's (its depth, rate and trees are the settings the cross-fitted proxies reuse), with
-    ``bags`` added."""
+    ``bags`` added. ``pools``: output ``j``'s rows binned once (:class:`~torchspex.decoders.
+    _proxy.ProxyRows`), filled here where missing, so later proxies on the same samples (the
+    cross-fit, the even part's refits) reuse them."""
     from torchspex.decoders.trees import tree_ensemble_to_fourier
 
     n, m = masks.shape[1], masks.shape[0]
@@ -320,7 +323,7 @@ def _proxy_terms(
         rounds, min_gain, race = DEEP_ROUNDS, 0.0, _proxy.RACE_ROUNDS
     rows, scores, infos = [], [], []
     bags = proxy_bags(m, n, effort)
-    pools: dict[int, _proxy.ProxyRows] = {}  # each output binned once, for every bag
+    pools = {} if pools is None else pools  # each output binned once, for every bag
     for bag in range(bags):
         valid = holdout_rows(m, 0.2, generator)
         for j in range(flat.shape[1]):

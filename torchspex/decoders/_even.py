@@ -84,7 +84,7 @@ def _even_refits(
     ranking: tuple[Tensor, Tensor], own_proxy: bool, n: int, n_folds: int,
     generator: torch.Generator, max_terms: int, even: SparseSpectrum, effort: str = "low",
     proxy_fit: dict[str, Any] | None = None,
-    fold_proxies: tuple[Tensor, _FoldProxies] | None = None,
+    fold_proxies: tuple[Tensor, _FoldProxies] | None = None, *, pool: ProxyRows | None = None,
 ) -> tuple[list[tuple[Tensor, Tensor]], Tensor]:
     """Refits of the even fit without one fold of the pairs each, and what they say about it.
 
@@ -116,7 +116,8 @@ def _even_refits(
     num = torch.zeros_like(at_empty)
     den = torch.zeros_like(at_empty)
     refits = []
-    pool = None  # the masks binned once for the refitted proxies (ProxyRows)
+    # pool: the masks and flat[:, 0] binned once for the refitted proxies (ProxyRows), given
+    # or made at the first refit
     for f in range(JACKKNIFE_FOLDS):
         kept = (fold != f).nonzero().squeeze(1)
         first, second = 2 + 2 * kept, 3 + 2 * kept  # each kept pair's S and N∖S rows
@@ -192,6 +193,7 @@ def shrunk_even(
     w: Tensor, extra: list[Tensor], ranking: tuple[Tensor, Tensor], own_proxy: bool,
     n_folds: int, generator: torch.Generator, max_terms: int, effort: str,
     proxy_fit: dict[str, Any] | None, fold_proxies: tuple[Tensor, _FoldProxies] | None,
+    pool: ProxyRows | None = None,
 ) -> tuple[Tensor, Tensor, dict[str, Any]]:
     """The even fit ``even`` scaled by its James-Stein factor: ``(indices, coefficients,
     info)``, ``info`` (the fit's) with the factor and where its noise came from.
@@ -200,14 +202,15 @@ def shrunk_even(
     pairs per feature on, below it the jackknife of :func:`_even_refits`; below
     :data:`SLOPE_PAIRS` pairs per feature the factor is also capped by those refits'
     calibration slope. The other arguments are :func:`_even_refits`' (``generator`` the even
-    part's own)."""
+    part's own; ``pool`` the samples binned once, :class:`~torchspex.decoders._proxy.
+    ProxyRows`, or ``None``)."""
     n = even.n_features
     p = (masks.shape[0] - 2) // 2
     refits = slope = None
     if p < max(SLOPE_PAIRS, JACKKNIFE_PAIRS) * n:
         refits, slope = _even_refits(masks, flat, w, extra, ranking, own_proxy, n, n_folds,
                                      generator, max_terms, even, effort, proxy_fit,
-                                     fold_proxies)  # fmt: skip
+                                     fold_proxies, pool=pool)  # fmt: skip
     if refits is not None and p < JACKKNIFE_PAIRS * n:
         factor = jackknife_stein_factor(even_pairs(even), refits)
         info["shrinkage_noise"] = "jackknife"

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from torchspex.decoders._candidates import _term_scores, _union_terms
 from torchspex.decoders._part_fit import fit_part
-from torchspex.decoders._proxy import draw_seed
+from torchspex.decoders._proxy import ProxyRows, draw_seed, refit_proxy
 from torchspex.fourier import SparseSpectrum
 from torchspex.fourier._sets import set_sizes
 
@@ -167,7 +167,7 @@ class _FoldProxies:
 
 def _cross_fitted_proxy(
     masks: Tensor, flat: Tensor, fold: Tensor, n_folds: int, fit: dict[str, Any], n: int,
-    generator: torch.Generator,
+    generator: torch.Generator, pool: ProxyRows | None = None,
 ) -> tuple[Tensor, Tensor, _FoldProxies]:
     """The odd part of a proxy at the pair rows, each from a proxy that did not see the row.
 
@@ -177,15 +177,16 @@ def _cross_fitted_proxy(
     shapiq's ProxySHAP with ``k_folds > 1``). Returns ``(odd [p], at_empty, proxies)``: the odd
     part ``(g(S) - g(N∖S)) / 2`` of those predictions, the fold proxies' mean odd part at ∅,
     ``(g(∅) - g(N)) / 2`` from their predictions at the corners, and the fold proxies
-    (:class:`_FoldProxies`: their spectra are read when asked for).
+    (:class:`_FoldProxies`: their spectra are read when asked for). ``pool``: ``masks`` and
+    ``flat[:, 0]`` already binned (:class:`~torchspex.decoders._proxy.ProxyRows`; ``None``:
+    binned here).
     """
-    from torchspex.decoders._proxy import ProxyRows, refit_proxy
 
     p = fold.shape[0]
     pred = torch.zeros(2 * p, dtype=torch.float64)
     x = masks.numpy().astype(np.float32)
     y = flat[:, 0].numpy()
-    pool = ProxyRows(x, y)  # binned once; each fold trains on a subset
+    pool = ProxyRows(x, y) if pool is None else pool  # binned once; each fold a subset
     boosters = []
     at_empty = 0.0
     for f in range(n_folds):
@@ -214,6 +215,7 @@ def _with_proxy_offset(
     ranked: Tensor, constraint: tuple[Any, Tensor], n: int, n_folds: int,
     generator: torch.Generator, max_terms: int, breaks: tuple[int, ...], proxy_fit: dict[str, Any],
     plain: tuple[Tensor, Tensor, dict[str, Any]] | None, effort: str = "low",
+    pool: ProxyRows | None = None,
 ) -> tuple[Tensor, Tensor, dict[str, Any], tuple[Tensor, _FoldProxies]]:
     """The odd fit on the residual of a cross-fitted proxy (:func:`_cross_fitted_proxy`), if
     its cross-validated error is below the plain fit's (``plain``) or there are at least
@@ -222,12 +224,12 @@ def _with_proxy_offset(
     ``"averaged"`` in the info); the
     proxy's odd part is then added to the fitted correction. The fourth element is ``(fold
     [p], proxies)``: the pairs' folds and the fold proxies (:class:`_FoldProxies`), whichever
-    fit is kept."""
+    fit is kept. ``pool``: the samples' rows already binned (:func:`_cross_fitted_proxy`)."""
     fold = torch.randperm(x.shape[0], generator=generator) % n_folds
     # at least CROSS_FIT_TREES trees: the early stop on a fifth of few rows stops early
     proxy_fit = {**proxy_fit, "n_trees": max(proxy_fit["n_trees"], CROSS_FIT_TREES)}
     column, at_empty, proxies = _cross_fitted_proxy(masks, flat, fold, n_folds, proxy_fit, n,
-                                                    generator)  # fmt: skip
+                                                    generator, pool)  # fmt: skip
     y = odd_y - column.unsqueeze(1)
     shifted = (constraint[0], constraint[1] - at_empty)
     # the correction's first-order terms may be shrunk toward zero (the proxy alone, its

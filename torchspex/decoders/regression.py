@@ -97,7 +97,7 @@ from torchspex.decoders._candidates import (
 from torchspex.decoders._even import _index_map, _size_strata, shrunk_even
 from torchspex.decoders._offset import _at_empty, _with_proxy_offset
 from torchspex.decoders._part_fit import N_FOLDS, fit_part
-from torchspex.decoders._proxy import draw_seed
+from torchspex.decoders._proxy import ProxyRows, draw_seed
 from torchspex.decoders.base import BudgetTooSmallError, Evaluator
 from torchspex.decoders.efficiency import corner_rows
 from torchspex.fourier import DeferredSpectrum, SparseSpectrum
@@ -400,10 +400,14 @@ def fit_regression(
     proxy_info: dict[str, Any] = {}
     proxy_idx = torch.zeros(0, 1, dtype=torch.long)
     proxy_score = torch.zeros(0, dtype=torch.float64)
+    # the samples binned once per output for every LightGBM proxy fitted to them (the proxy,
+    # the odd part's cross-fit, the even part's refits): ProxyRows
+    pools: dict[int, ProxyRows] = {}
     if use_proxy:
         try:
             proxy_idx, proxy_score, proxy_info = _proxy_terms(
-                px_masks, px_flat, generator, options.get("effort", "low"))
+                px_masks, px_flat, generator, options.get("effort", "low"),
+                pools if proxy_data is None else None)
         except ImportError:
             use_proxy = False
     # only the terms that can reach a fit go on: deep proxies over many features have
@@ -422,7 +426,7 @@ def fit_regression(
         own = use_proxy and proxy_data is None and (prior is None or not prior.shape[0])
         spectrum, fit_info = _fit_paired(masks, weights, flat, proxy_idx, proxy_score, n,
                                          generator, options, proxy_info if use_proxy else None,
-                                         own, defer_even)  # fmt: skip
+                                         own, defer_even, pools.get(0))  # fmt: skip
     else:
         spectrum, fit_info = _fit_uniform(masks, flat, proxy_idx, proxy_score, n, generator,
                                           options)  # fmt: skip
@@ -475,6 +479,7 @@ def _fit_paired(
     masks: Tensor, weights: Tensor, flat: Tensor, proxy_idx: Tensor, proxy_score: Tensor,
     n: int, generator: torch.Generator, options: dict[str, Any],
     proxy_fit: dict[str, Any] | None = None, own_proxy: bool = False, defer_even: bool = False,
+    pool: ProxyRows | None = None,
 ) -> tuple[SparseSpectrum, dict[str, Any]]:
     """The odd and the even regressions over the pairs ``(S, N∖S)`` of a paired design.
 
@@ -483,7 +488,8 @@ def _fit_paired(
 
     ``own_proxy``: the proxy behind ``proxy_idx`` was fitted on these samples alone (the
     refits of the even part, for its jackknife and its calibration slope, then refit it per
-    fold).
+    fold). ``pool``: these samples (the first output) as the proxy binned them
+    (:class:`~torchspex.decoders._proxy.ProxyRows`), reused by the later proxies.
 
     With a proxy setting (``proxy_fit``, one output) the odd part is also fitted to the residual of
     a cross-fitted proxy (:func:`~torchspex.decoders._offset._with_proxy_offset`), and the fit with
@@ -545,7 +551,7 @@ def _fit_paired(
             odd_idx, odd_coef, info["odd"], fold_proxies = _with_proxy_offset(
                 masks, flat, x, odd_y, w, odd_fixed, odd_ranked, odd_constraint, n, n_folds,
                 generator, max_terms, (n_triples,) if triples else (), proxy_fit, plain,
-                effort,
+                effort, pool,
             )
         strata = _size_strata(x) if options.get("shrink", True) else None
 
@@ -561,7 +567,7 @@ def _fit_paired(
             return shrunk_even(SparseSpectrum(even_idx, even_coef, n), even_info, even_spread,
                                masks, flat, w, extra, (proxy_idx, proxy_score), own_proxy,
                                n_folds, gen, max_terms, options.get("effort", "low"),
-                               proxy_fit, fold_proxies)  # fmt: skip
+                               proxy_fit, fold_proxies, pool)  # fmt: skip
 
         if defer_even:
             return _deferred_even(odd_idx, odd_coef, (f_empty + f_full) / 2, fit_even, info, n)
