@@ -637,7 +637,8 @@ def main() -> None:
     parser.add_argument(
         "--cell-limit", type=float, default=None, help="seconds per cell (default 300; --quick: 60)"
     )
-    parser.add_argument("--methods", type=_csv, default=list(TORCHSPEX_METHODS))
+    parser.add_argument("--methods", type=_csv, default=list(TORCHSPEX_METHODS),
+                        help="torchspex methods ('none' for none)")
     parser.add_argument(
         "--peers",
         type=_csv,
@@ -695,7 +696,8 @@ def main() -> None:
             peers18 = Shapiq18Large(args.shapiq18_python)
             peers18.warm_spex = "SPEX" in peers
             print(f"shapiq peers: {peers18.check()}", flush=True)
-    names = [f"torchspex {m}" for m in args.methods] + [f"shapiq {p}" for p in peers]
+    methods = [] if args.methods == ["none"] else args.methods
+    names = [f"torchspex {m}" for m in methods] + [f"shapiq {p}" for p in peers]
     torch.set_num_threads(1)
     avs.warm_up_torchspex()  # forked cells inherit a warm process, as the peers' child is
     reduced = "" if ref_calls >= REF_FACTOR * max(budgets) else "; REDUCED below issue 31's 20x"
