@@ -181,7 +181,6 @@ def _cross_fitted_proxy(
     ``flat[:, 0]`` already binned (:class:`~torchspex.decoders._proxy.ProxyRows`; ``None``:
     binned here).
     """
-
     p = fold.shape[0]
     pred = torch.zeros(2 * p, dtype=torch.float64)
     x = masks.numpy().astype(np.float32)

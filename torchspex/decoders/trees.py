@@ -15,10 +15,12 @@ exact), factors independent of ``m_i`` fold into a scalar, and the product over 
 explained rows) are expanded at once, grouped by ``k``, and summed with one ``coalesce``.
 
 For one 0/1 baseline (:func:`tree_ensemble_to_fourier`, the proxies of ProxySPEX and of the
-regression decoder) a leaf is its value times an indicator of the bits its path fixes; leaves
-fixing the same bits are summed first and the sum goes to the Fourier basis one feature at a
-time (:func:`_binary_leaf_spectrum`), which never expands a deep leaf into its ``2^k`` terms
-on its own (a 1,000-tree depth-8 booster over 13 features: 15 s -> 0.1 s, same terms).
+regression decoder) over up to :data:`_LEAF_KEY_FEATURES` features a leaf is its value times
+an indicator of the bits its path fixes; leaves fixing the same bits are summed first and the
+sum goes to the Fourier basis one feature at a time (:func:`_binary_leaf_spectrum`), which
+never expands a deep leaf into its ``2^k`` terms on its own (a 1,000-tree depth-8 booster over
+13 features: 0.1 s, where the node expansion of the time took 15 s for the same terms). Its
+pass per feature costs more than today's expansion from about 20 features on.
 
 References:
     Gorji et al., "Amortized SHAP values via sparse Fourier function approximation" (2024);
@@ -271,13 +273,13 @@ def tree_spectrum(
 #: The leaf read-out (:func:`_binary_leaf_spectrum`) up to this many features, the node
 #: expansion (:func:`tree_spectrum`) above (base-3 leaf keys fit an int64 up to 39). The leaf
 #: read-out's pass per feature grows with ``n`` and the expansion's ``2^k`` terms per leaf do
-#: not: LightGBM boosters on 0/1 masks (one thread, leaf / expansion ms; /tmp scripts,
-#: 4,000 rows of planted products for 200-400 trees, the regression's early-stopped proxies on
-#: MiniLM's values for 40-200): n = 16, depth 8 with 32 / 256 leaves and depth 6 with 64,
-#: 72 / 171, 113 / 508, 60 / 127; n = 20: 124 / 128, 219 / 546, 112 / 140 (early-stopped
-#: depth 3 / 5 / 8: 3.6 / 2.0, 8.9 / 6.0, 19.9 / 12.7); n = 30: 352 / 152, 767 / 542,
-#: 229 / 100; n = 39: 429 / 125, 1,615 / 447, 400 / 154 (early-stopped: 8.1 / 2.3,
-#: 23.7 / 6.7, 68.8 / 15.3). Both give the same terms, their coefficients equal to round-off.
+#: not (``python benchmarks/tree_readout.py``, results/tree_readout.json: LightGBM boosters on
+#: 0/1 masks, depth 8 with 32 / 256 leaves and depth 6 with 64, leaf / expansion ms, one
+#: thread): n = 16: 52 / 152, 89 / 503, 51 / 112; n = 20: 100 / 95, 221 / 452, 87 / 109;
+#: n = 24: 144 / 99, 343 / 418, 138 / 95; n = 30: 241 / 103, 671 / 443, 213 / 93; n = 39:
+#: 390 / 107, 1,266 / 485, 339 / 99 (the regression's early-stopped proxies on MiniLM's values,
+#: 40-200 trees, a /tmp script: the same crossover). Both give the same terms, their
+#: coefficients equal to round-off (checked by the benchmark).
 _LEAF_KEY_FEATURES = 20
 
 
