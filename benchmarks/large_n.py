@@ -16,6 +16,12 @@ Metrics per (game, method, budget, seed):
   relative standard error: the expected squared error against a noisy reference is the
   method's own plus the reference's, so this estimates the error against the true values;
 - ``top10``: share of the reference's 10 largest |SV| features among the method's 10 largest;
+- ``ksii_err`` (with ``--pair-samples``): relative L2 error of the order-2 k-SII of the
+  ``PAIRS`` strongest pairs (chosen by a pilot estimate among the pairs of the reference's
+  ``PAIR_FEATURES`` largest-|SV| features), against the mean of two independent unbiased Monte
+  Carlo estimates of each pair's Shapley interaction index (k-SII at its top order;
+  :func:`_pair_estimate`), their relative difference reported as the pairs' noise floor
+  (torchspex only: the shapiq 1.8 peers here return Shapley values);
 - ``eff_gap``: ``|sum(SV) - (f(N) - f(empty))| / |f(N) - f(empty)|``;
 - ``r2_uniform`` / ``r2_kernel``: held-out R^2 of the method's learned function on
   ``--heldout`` uniform random masks and as many Shapley-kernel masks (size k drawn with
@@ -266,6 +272,45 @@ def _permutation_estimate(f, n: int, calls: int, seed: int, chunk: int = 40) -> 
     return np.concatenate(out)
 
 
+#: Pairs scored for order-2 k-SII: the ``PAIRS`` strongest by a pilot Monte Carlo estimate
+#: (:func:`_pair_estimate`, its own draws, half the samples) among every pair of the
+#: ``PAIR_FEATURES`` features of the largest |SV| in the reference; the two reference estimates
+#: of those pairs are drawn afresh, so choosing by the pilot does not bias them, and no method's
+#: output chooses the pairs.
+PAIR_FEATURES = 10
+PAIRS = 10
+
+
+def _pair_estimate(f, n: int, pairs: list[tuple[int, int]], samples: int, seed: int,
+                   chunk: int = 64) -> np.ndarray:  # fmt: skip
+    """Unbiased Monte Carlo order-2 k-SII of each pair, ``[samples, pairs]`` per-sample values.
+
+    At the top order k-SII is the Shapley interaction index: ``SII(i, j) = E[f(T + ij) -
+    f(T + i) - f(T + j) + f(T)]`` with ``|T|`` uniform on ``0..n-2`` and ``T`` a uniform subset
+    of that size of the other features. Each sample is antithetic (``T`` and its complement
+    among the others, whose size is uniform too: the mean of the two), 8 calls."""
+    g = torch.Generator().manual_seed(seed)
+    out = np.zeros((samples, len(pairs)))
+    for col, (i, j) in enumerate(pairs):
+        others = torch.tensor([k for k in range(n) if k not in (i, j)])
+        for start in range(0, samples, chunk):
+            k = min(chunk, samples - start)
+            sizes = torch.randint(0, n - 1, (k,), generator=g)
+            order = torch.rand(k, n - 2, generator=g).argsort(dim=1)
+            inside = order < sizes[:, None]  # [k, n - 2]
+            rest = torch.cat([inside, ~inside])  # T and its complement among the others
+            base = torch.zeros(2 * k, n, dtype=torch.bool)
+            base[:, others] = rest
+            four = base[:, None, :].repeat(1, 4, 1)
+            four[:, 1, i] = True
+            four[:, 2, j] = True
+            four[:, 3, i] = four[:, 3, j] = True
+            v = f(four.reshape(-1, n)).numpy().reshape(2 * k, 4)
+            delta = v[:, 3] - v[:, 1] - v[:, 2] + v[:, 0]
+            out[start : start + k, col] = 0.5 * (delta[:k] + delta[k:])
+    return out
+
+
 def _heldout_masks(n: int, m: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``m`` uniform masks and ``m`` Shapley-kernel masks (size k ~ (n-1) / (k (n-k)))."""
     g = torch.Generator().manual_seed(seed)
@@ -297,13 +342,49 @@ class LargeGame(avs.Game):
             np.savez(path, a=a, b=b)
         return a, b
 
+    def _pair_pilot(self, f, candidates: list[tuple[int, int]], samples: int,
+                    cache: Path | None) -> np.ndarray:  # fmt: skip
+        """The pilot estimate of every candidate pair (its own draws), cached."""
+        path = None
+        if cache is not None:
+            tag = "".join(c if c.isalnum() else "_" for c in self.name)
+            path = cache / f"{tag}_pair_pilot_{PAIR_FEATURES}_{samples}.npz"
+            if path.exists():
+                with np.load(path) as z:
+                    return z["pilot"]
+        pilot = _pair_estimate(f, self.n, candidates, samples, seed=5).mean(0)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(path, pilot=pilot)
+        return pilot
+
+    def _pair_estimates(self, f, samples: int, cache: Path | None) -> tuple[np.ndarray, ...]:
+        """The two independent pair estimates (:func:`_pair_estimate`), cached as the SV's."""
+        path = None
+        if cache is not None:
+            tag = "".join(c if c.isalnum() else "_" for c in self.name)
+            key = "_".join(f"{i}-{j}" for i, j in self.pairs)
+            path = cache / f"{tag}_pairs_{key}_{samples}.npz"
+            if path.exists():
+                with np.load(path) as z:
+                    return z["a"], z["b"]
+        a = _pair_estimate(f, self.n, self.pairs, samples, seed=3)
+        b = _pair_estimate(f, self.n, self.pairs, samples, seed=4)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(path, a=a, b=b)
+        return a, b
+
     def setup(
-        self, ref_calls: int, n_heldout: int, with_reference: bool, cache: Path | None = None
+        self, ref_calls: int, n_heldout: int, with_reference: bool, cache: Path | None = None,
+        pair_samples: int = 0,
     ) -> LargeGame:
         f = lambda keep: torch.from_numpy(self(keep.numpy()))  # noqa: E731
         start = time.perf_counter()
         self.noise_floor: float | None = None
         self.sv = None
+        self.pairs: list[tuple[int, int]] = []
+        self.pair_ref: np.ndarray | None = None
         if with_reference:
             a, b = self._estimates(f, ref_calls, cache)
             sv_a, sv_b = a.mean(0), b.mean(0)
@@ -317,6 +398,26 @@ class LargeGame(avs.Game):
                 f"permutation estimates; their rel. L2 difference (noise floor) "
                 f"{self.noise_floor:.3g}; the mean's rel. SE {self.ref_sv_rel_se:.2g}"
             )
+            if pair_samples > 0:
+                top = sorted(np.argsort(-np.abs(self.sv), kind="stable")[:PAIR_FEATURES].tolist())
+                candidates = [(i, j) for a_, i in enumerate(top) for j in top[a_ + 1 :]]
+                pilot = np.abs(self._pair_pilot(f, candidates, max(1, pair_samples // 2), cache))
+                chosen = np.argsort(-pilot, kind="stable")[:PAIRS]
+                self.pairs = [candidates[c] for c in sorted(chosen.tolist())]
+                self.info["pair_pilot_calls"] = 8 * max(1, pair_samples // 2) * len(candidates)
+                pa, pb = self._pair_estimates(f, pair_samples, cache)
+                ref_a, ref_b = pa.mean(0), pb.mean(0)
+                self.pair_ref = 0.5 * (ref_a + ref_b)
+                self.info["pairs"] = [list(p) for p in self.pairs]
+                self.info["pair_ref"] = self.pair_ref.tolist()
+                self.info["pair_calls_each"] = 8 * pair_samples * len(self.pairs)
+                self.info["pair_noise_floor"] = float(
+                    np.linalg.norm(ref_a - ref_b) / np.linalg.norm(self.pair_ref))
+                self.reference += (
+                    f"; k-SII pairs: the {len(self.pairs)} strongest by a pilot among the pairs "
+                    f"of the {PAIR_FEATURES} largest |SV|, 2 independent "
+                    f"{8 * pair_samples * len(self.pairs):,}-call antithetic estimates, noise "
+                    f"floor {self.info['pair_noise_floor']:.3g}")
         else:
             self.reference = "none (timing and held-out R^2 only)"
         self.ref_s = time.perf_counter() - start
@@ -362,6 +463,9 @@ def _run_torchspex(game: LargeGame, method: str, budget: int, seed: int) -> dict
     }
     for kind, (masks, values) in game.heldout.items():  # fmt: skip
         out[f"r2_{kind}"] = _r2(res.predict(masks).double().numpy(), values.numpy())
+    if game.pairs:
+        dense = avs._dense_pairs(res.to_index("k-SII", 2).values, game.n)
+        out["pairs"] = np.array([dense[i, j] for i, j in game.pairs])
     return out
 
 
@@ -436,11 +540,13 @@ def _metrics(game: LargeGame, out: dict) -> dict:
         if game.sv is not None:
             row["sv_err"] = avs._rel(sv, game.sv)
             row["top10"] = _top10(sv, game.sv)
+    if "pairs" in out and game.pair_ref is not None:
+        row["ksii_err"] = avs._rel(np.asarray(out["pairs"], dtype=np.float64), game.pair_ref)
     return row
 
 
-METRICS = ("calls", "sv_err", "sv_err_debiased", "top10", "eff_gap", "r2_uniform", "r2_kernel",
-           "time_s", "decode_s", "pairs_s", "n_terms")  # fmt: skip
+METRICS = ("calls", "sv_err", "sv_err_debiased", "top10", "ksii_err", "eff_gap", "r2_uniform",
+           "r2_kernel", "time_s", "decode_s", "pairs_s", "n_terms")  # fmt: skip
 
 
 def _summarize(rows: list[dict]) -> list[dict]:
@@ -478,17 +584,18 @@ def _short(method: str) -> str:
 
 
 def _print_full(summary: list[dict]) -> None:
-    print("\n| game | calls | method | seeds | SV err | top-10 | eff. gap | R² uniform "
-          "| R² kernel | decode s | calls used |")  # fmt: skip
-    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("\n| game | calls | method | seeds | SV err | top-10 | k-SII pairs err | eff. gap "
+          "| R² uniform | R² kernel | decode s | calls used |")  # fmt: skip
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in summary:
         if "skipped" in r:
             print(f"| {r['game']} | {r['budget']:,} | {_short(r['method'])} | 0/{r['seeds']} "
-                  f"| {r['skipped']} | | | | | | |")  # fmt: skip
+                  f"| {r['skipped']} | | | | | | | |")  # fmt: skip
             continue
         print(f"| {r['game']} | {r['budget']:,} | {_short(r['method'])} "
               f"| {r['seeds_run']}/{r['seeds']} | {_f(r, 'sv_err', '.3f')} "
-              f"| {_f(r, 'top10', '.2f')} | {_f(r, 'eff_gap', '.2g')} "
+              f"| {_f(r, 'top10', '.2f')} | {_f(r, 'ksii_err', '.3f')} "
+              f"| {_f(r, 'eff_gap', '.2g')} "
               f"| {_f(r, 'r2_uniform', '.3f')} | {_f(r, 'r2_kernel', '.3f')} "
               f"| {_f(r, 'decode_s', '.2f')} | {_f(r, 'calls', '.0f')} |")  # fmt: skip
 
@@ -515,15 +622,17 @@ def _print_readme(path: Path) -> None:
             f"reference 2 x {calls:,} calls ({calls / top:.0f}x its largest budget"
             f"{'' if calls >= REF_FACTOR * top * 0.98 else ', reduced below 20x'})"
             f", noise floor {floor:.3f}"
-            if floor is not None else "no reference (timing and R² only)"))  # fmt: skip
+            if floor is not None else "no reference (timing and R² only)")
+            + (f"; k-SII pairs: {len(g['pairs'])} pairs, 2 x {g['pair_calls_each']:,} calls, "
+               f"noise floor {g['pair_noise_floor']:.3f}" if g.get("pairs") else ""))  # fmt: skip
     print("\nSV error = relative L2 vs the reference (mean over seeds); decode = seconds "
           "outside the model calls; ratio = default / best peer SV error (> 1: the peer is "
           "better); R² = held-out, uniform / Shapley-kernel masks.\n")  # fmt: skip
     print("| game | calls | default (auto): SV err / decode s | auto, effort='high' "
           "| best torchspex | best shapiq 1.8 peer | ratio | debiased SV err default / peer "
-          "| top-10 default / peer "
+          "| top-10 default / peer | k-SII pairs err default "
           "| R² default (unif / kernel) | R² ProxySPEX (unif / kernel) |")  # fmt: skip
-    print("|---|---:|---|---|---|---|---:|---|---|---|---|")
+    print("|---|---:|---|---|---|---|---:|---|---|---:|---|---|")
     cells: dict[tuple, dict[str, dict]] = {}
     for r in summary:
         cells.setdefault((r["game"], r["budget"]), {})[r["method"]] = r
@@ -554,6 +663,7 @@ def _print_readme(path: Path) -> None:
               f"| {ratio} | {_f(auto, 'sv_err_debiased', '.3f')} / "
             f"{_f(best_peer, 'sv_err_debiased', '.3f')} "
             f"| {_f(auto, 'top10', '.2f')} / {_f(best_peer, 'top10', '.2f')} "
+            f"| {_f(auto, 'ksii_err', '.3f')} "
               f"| {_f(auto, 'r2_uniform', '.3f')} / {_f(auto, 'r2_kernel', '.3f')} "
               f"| {_f(px, 'r2_uniform', '.3f')} / {_f(px, 'r2_kernel', '.3f')} |")  # fmt: skip
     skipped = [r for r in result["summary"] if "skipped" in r]
@@ -628,6 +738,13 @@ def main() -> None:
     parser.add_argument("--ref-calls", type=int, default=None,
                         help=f"calls of each of the two reference estimates (default "
                         f"{REF_FACTOR}x the largest budget)")  # fmt: skip
+    parser.add_argument(
+        "--pair-samples",
+        type=int,
+        default=0,
+        help="antithetic samples per pair and estimate for the k-SII pair references (8 calls "
+        "each; 0: no pair metric)",
+    )
     parser.add_argument(
         "--heldout",
         type=int,
@@ -719,7 +836,7 @@ def main() -> None:
                          lambda keep, f=f: f(torch.from_numpy(keep)).numpy())  # fmt: skip
         game.info = dict(info)
         game.setup(ref_calls, n_heldout, with_reference=not label.startswith("GPT-2"),
-                   cache=args.ref_cache)  # fmt: skip
+                   cache=args.ref_cache, pair_samples=args.pair_samples)  # fmt: skip
         games.append(game)
         print(f"{game.name}: built + reference + held-out in {time.perf_counter() - start:.0f} "
               f"s ({game.setup_calls:,} calls); {game.reference}", flush=True)  # fmt: skip
