@@ -29,10 +29,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from _shapiq18_runner import PEERS, _game, serve
 
-LARGE_N_PEERS: dict[str, tuple[str, dict]] = {
-    **{name: (cls, kw) for name, (cls, kw, kind) in PEERS.items() if kind == "sv"},
-    "ProxySPEX": ("ProxySPEX", {"index": "SV", "max_order": 1}),
-    "SPEX": ("SPEX", {"index": "SV", "max_order": 1}),
+LARGE_N_PEERS: dict[str, tuple[str, dict, str]] = {
+    # the Shapley-value peers, and the k-SII ones (their order-2 values, for the pair metric)
+    **{name: (cls, kw, kind) for name, (cls, kw, kind) in PEERS.items()
+       if kind == "sv" or kw.get("index") == "k-SII"},
+    "ProxySPEX": ("ProxySPEX", {"index": "SV", "max_order": 1}, "sv"),
+    "SPEX": ("SPEX", {"index": "SV", "max_order": 1}, "sv"),
 }
 
 
@@ -48,7 +50,7 @@ def _run(header: dict, heldout: np.ndarray | None) -> dict:
     import shapiq
 
     peer, n = header["peer"], int(header["n"])
-    cls_name, kwargs = LARGE_N_PEERS[peer]
+    cls_name, kwargs, kind = LARGE_N_PEERS[peer]
     approx = getattr(shapiq, cls_name)(n=n, random_state=header["seed"], **kwargs)
     captured: dict = {}
     if hasattr(approx, "_process_moebius"):
@@ -62,8 +64,12 @@ def _run(header: dict, heldout: np.ndarray | None) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         iv = approx.approximate(int(header["budget"]), _game(n))
-    out: dict = {"op": "result", "index": str(iv.index), "pairs": None}
-    out["sv"] = [float(iv[(i,)]) for i in range(n)]
+    out: dict = {"op": "result", "index": str(iv.index), "pairs": None, "sv": None}
+    if kind == "sv":
+        out["sv"] = [float(iv[(i,)]) for i in range(n)]
+    else:  # k-SII of order 2: its pairs (its order-1 values are not the Shapley values)
+        out["pairs"] = [[int(key[0]), int(key[1]), float(iv.values[pos])]
+                        for key, pos in iv.interaction_lookup.items() if len(key) == 2]
     if heldout is not None and "moebius" in captured:
         out["heldout"] = _moebius_values(captured["moebius"], heldout.astype(bool)).tolist()
         out["n_terms"] = len(captured["moebius"])

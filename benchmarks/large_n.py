@@ -107,6 +107,8 @@ HERE = Path(__file__).parent
 CHILD = HERE / "_large_n_shapiq18_child.py"
 TORCHSPEX_METHODS = ("auto", "auto:high", "proxyspex", "spex")
 SHAPIQ18_PEERS = ("OddSHAP", "RegressionMSR", "LeverageSHAP", "ProxySHAP", "ProxySPEX", "SPEX")
+#: k-SII peers (order-2 values only, for the pair metric; not run by default)
+SHAPIQ18_PAIR_PEERS = ("KernelSHAPIQ", "SVARMIQ", "PermutationSamplingSII")
 DEFAULT_BUDGETS = (500, 1000, 2000, 4000, 8000)
 REF_FACTOR = 20
 
@@ -510,8 +512,13 @@ class Shapiq18Large(avs.Shapiq18):
         if "skipped" in got:
             return got
         header = got["reply"]
-        out = {"sv": np.asarray(header["sv"]), "time_s": got["time_s"], "calls": game.calls,
-               "decode_s": got["decode_s"], "index": header["index"]}  # fmt: skip
+        out = {"time_s": got["time_s"], "calls": game.calls, "decode_s": got["decode_s"],
+               "index": header["index"]}  # fmt: skip
+        if header.get("sv") is not None:
+            out["sv"] = np.asarray(header["sv"])
+        if header.get("pairs") is not None and game.pairs:
+            pairs = {(min(i, j), max(i, j)): v for i, j, v in header["pairs"]}
+            out["pairs"] = np.array([pairs.get(p, 0.0) for p in game.pairs])
         if header.get("heldout") is not None:
             pred, at = np.asarray(header["heldout"]), 0
             for k in kinds:
@@ -760,7 +767,8 @@ def main() -> None:
         "--peers",
         type=_csv,
         default=list(SHAPIQ18_PEERS),
-        help="shapiq 1.8 peers ('none' for none)",
+        help="shapiq 1.8 peers ('none' for none; KernelSHAPIQ, SVARMIQ and "
+        "PermutationSamplingSII report k-SII pairs only, with --pair-samples)",
     )
     parser.add_argument("--shapiq18-python", default=avs.DEFAULT_312
                         if Path(avs.DEFAULT_312).exists() else None)  # fmt: skip
@@ -801,9 +809,12 @@ def main() -> None:
         parser.error(f"--games {args.games} match no game; games: {'; '.join(GAME_LABELS)}")
     out = args.out or HERE / "results" / ("large_n_quick.json" if args.quick else "large_n.json")
     peers = [] if args.peers == ["none"] else args.peers
-    unknown = [p for p in peers if p not in SHAPIQ18_PEERS]
+    unknown = [p for p in peers if p not in SHAPIQ18_PEERS + SHAPIQ18_PAIR_PEERS]
     if unknown:
-        parser.error(f"--peers {unknown}: not in {SHAPIQ18_PEERS}")
+        parser.error(f"--peers {unknown}: not in {SHAPIQ18_PEERS + SHAPIQ18_PAIR_PEERS}")
+    if set(peers) & set(SHAPIQ18_PAIR_PEERS) and args.pair_samples <= 0:
+        parser.error(f"--peers {sorted(set(peers) & set(SHAPIQ18_PAIR_PEERS))} report k-SII "
+                     "pairs only: give --pair-samples")
     peers18 = None
     if peers:
         if args.shapiq18_python is None or not Path(args.shapiq18_python).exists():
