@@ -1222,3 +1222,40 @@ def test_high_effort_averages_the_plain_and_the_offset_fit_from_three_pairs_per_
             infos[effort] = info["odd"]
         assert infos["high"]["proxy_offset"] == "averaged" and "offset_cv_error" in infos["high"]
         assert infos["low"].get("proxy_offset") == low
+
+
+def test_pairs_rank_first_only_where_they_fit_the_term_cap():
+    """Every pair ranks first among the even candidates only where all of them fit in the
+    part's terms: at 48 features (1,128 pairs) and 1,149 pairs of samples the cap is 816
+    terms, so forcing the pairs first filled it with pairs in the proxy's order (those it
+    never used in index order) and left out the order-4 and order-5 terms of a planted
+    hierarchical game, whose pairs then absorbed them (k-SII pair error 0.21 here); ranked by
+    the proxy like every other term they come out exact (1.6e-14).
+    """
+    from itertools import combinations
+
+    from torchspex.decoders import regression as reg
+
+    n, calls = 48, 2300
+    assert not reg._pairs_wanted({}, n, (calls - 2) // 2, reg.default_max_terms(n, 1149))
+    assert reg._pairs_wanted({}, 13, 200, reg.default_max_terms(13, 200))  # all 78 fit
+    g = torch.Generator().manual_seed(0)
+    rows: set[tuple[int, ...]] = set()
+    for order in (5, 5, 5, 3, 3, 3):  # each top term with every non-empty subset of it
+        top = sorted(torch.randperm(n, generator=g)[:order].tolist())
+        for k in range(1, order + 1):
+            rows.update(combinations(top, k))
+    ordered = sorted(rows, key=lambda s: (len(s), s))
+    support = torch.zeros(len(ordered) + 1, n, dtype=torch.bool)
+    for i, s in enumerate(ordered, start=1):
+        support[i, list(s)] = True
+    sign = torch.randint(0, 2, (len(ordered) + 1,), generator=g) * 2 - 1
+    coef = (1.0 + torch.rand(len(ordered) + 1, generator=g, dtype=torch.float64)) * sign
+    spec = SparseSpectrum.from_support(support, coef).coalesce()
+    want = {k: v for k, v in fourier_to_index(spec, "k-SII", 2).to_dict().items() if len(k) == 2}
+    res = explain(lambda m: spec.evaluate(m), n, n_samples=calls, generator=0, index="k-SII")
+    got = {k: v for k, v in res.to_index("k-SII", 2).values.to_dict().items() if len(k) == 2}
+    keys = set(want) | set(got)
+    err = math.sqrt(sum((got.get(k, 0.0) - want.get(k, 0.0)) ** 2 for k in keys)
+                    / sum(v * v for v in want.values()))  # fmt: skip
+    assert err < 1e-6

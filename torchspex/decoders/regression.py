@@ -468,10 +468,20 @@ def paired_error(spectrum: SparseSpectrum, masks: Tensor, weights: Tensor, value
     return total
 
 
-def _pairs_wanted(options: dict[str, Any], n: int, n_rows: int) -> bool:
+def _pairs_wanted(options: dict[str, Any], n: int, n_rows: int, max_terms: int) -> bool:
+    """Whether every pair ranks first among the even part's candidates (``pairs`` option, or
+    by default: where there are at least as many rows as pairs and the pairs fit in the part's
+    ``max_terms``). Where they do not fit, forcing them first put the pairs in the proxy's
+    order with the rest in index order (a pair the proxy never used scores 0) and left every
+    higher-order term out: the digits CNN over 64 pixels at 8,000 calls (2,016 pairs, 832
+    terms) kept 65-92 even terms and its strongest pairs' k-SII error was 1.08, 0.38 with the
+    pairs ranked by the proxy like every other term (held-out R^2 on uniform masks 0.826 ->
+    0.914); the planted hierarchical n = 64 game at 4,096 calls went from 0.235 to exact (3
+    and 2 seeds; the Shapley values are the odd part's and do not move)."""
     pairs = options.get("pairs")
     if pairs is None:
-        return n * (n - 1) // 2 <= n_rows
+        count = n * (n - 1) // 2
+        return count <= n_rows and count < max_terms
     return bool(pairs)
 
 
@@ -513,7 +523,7 @@ def _fit_paired(
     odd_idx, odd_score = cand.odd_pool(x, odd_y, w, (proxy_idx, proxy_score), n, at)
     odd_fixed, odd_ranked, n_triples = _ranked_candidates(first[1:], triples, odd_idx,
                                                           odd_score, n, 1)  # fmt: skip
-    extra = [_sets_of_order(n, 2)] if _pairs_wanted(options, n, p) and n >= 2 else []
+    extra = [_sets_of_order(n, 2)] if _pairs_wanted(options, n, p, max_terms) and n >= 2 else []
     even_fixed, even_ranked, n_pairs = _ranked_candidates(first[:1], extra, proxy_idx,
                                                           proxy_score, n, 0)  # fmt: skip
     info: dict[str, Any] = {"n_pairs": p}
@@ -613,10 +623,11 @@ def _fit_uniform(
     masks, flat = masks[2:], flat[2:]
     m = masks.shape[0]
     first = _first_order_rows(n, 1)
-    extra = [_sets_of_order(n, 2)] if _pairs_wanted(options, n, m // 2) and n >= 2 else []
+    max_terms = options.get("max_terms") or max(n + 1, (3 * m) // 4)
+    wanted = _pairs_wanted(options, n, m // 2, max_terms)
+    extra = [_sets_of_order(n, 2)] if wanted and n >= 2 else []
     fixed, ranked, n_pairs = _ranked_candidates(first, extra, proxy_idx, proxy_score, n, None)
     w = torch.ones(m, dtype=torch.float64)
-    max_terms = options.get("max_terms") or max(n + 1, (3 * m) // 4)
     idx, coef, info, _ = fit_part(masks, flat, w, fixed, ranked, (corner_rows, corners), n,
                                    options.get("n_folds", N_FOLDS), generator, max_terms,
                                    (n_pairs,))  # fmt: skip
