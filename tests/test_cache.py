@@ -83,13 +83,40 @@ def test_sigkill_then_resume(tmp_path: Path) -> None:
     assert torch.equal(result.spectrum.coefficients, reference.spectrum.coefficients)
 
 
-def test_complete_cache_makes_no_model_call(tmp_path: Path) -> None:
+def test_complete_cache_rechecks_one_stored_value(tmp_path: Path) -> None:
     path = tmp_path / "evals.sqlite"
     first = run(path)
     second = run(path)
-    assert _cache_game.CALLS == []
+    assert _cache_game.CALLS == [1]  # one call of one stored mask, nothing else evaluated
     assert second.info["n_cached"] == 128
+    assert second.info["n_model_evaluations"] == 0
     assert torch.equal(first.spectrum.coefficients, second.spectrum.coefficients)
+
+
+def test_model_changed_behind_a_complete_cache_is_detected(tmp_path: Path) -> None:
+    # the value function reaches its model through a global, which the fingerprint cannot
+    # see: the second call has the same key, every value is stored, and the model is not
+    # what it was
+    path = tmp_path / "evals.sqlite"
+    model = torch.nn.Linear(3, 1)
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[1.0, 2.0, 3.0]]))
+    _CHANGING["model"] = model
+    first = torchspex.explain(_through_global, 3, method="exhaustive", cache=path)
+    again = torchspex.explain(_through_global, 3, method="exhaustive", cache=path)
+    assert torch.equal(first.spectrum.coefficients, again.spectrum.coefficients)
+    with torch.no_grad():
+        model.weight.mul_(10.0)
+    with pytest.raises(ValueError, match="no longer reproduces"):
+        torchspex.explain(_through_global, 3, method="exhaustive", cache=path)
+
+
+_CHANGING: dict[str, torch.nn.Module] = {}
+
+
+def _through_global(masks: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return _CHANGING["model"](masks.float())[:, 0]
 
 
 def test_changed_problem_never_reuses_values(tmp_path: Path) -> None:

@@ -190,9 +190,13 @@ class EvaluationStore:
         return found
 
     def any_entry(self) -> tuple[bytes, np.ndarray] | None:
-        """One stored ``(packed mask, value)`` pair, or None."""
+        """One stored ``(packed mask, value)`` pair, or None: the greatest packed mask, i.e. the
+        full mask where it is stored (the model's own output, which nearly any change to the
+        model moves; the lowest key would be the empty mask, the baseline's value, which a
+        change to the model's weights often leaves alone)."""
         row = self._conn.execute(
-            "SELECT mask, value FROM evaluations WHERE fingerprint = ? LIMIT 1", (self.key,)
+            "SELECT mask, value FROM evaluations WHERE fingerprint = ? ORDER BY mask DESC LIMIT 1",
+            (self.key,),
         ).fetchone()
         return None if row is None else (bytes(row[0]), np.frombuffer(row[1], dtype=np.float64))
 

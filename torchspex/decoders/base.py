@@ -406,6 +406,11 @@ class Evaluator:
         if cached and self.out_shape is None:
             self.out_shape = self.store.out_shape  # type: ignore[union-attr]
         todo = [j for j, key in enumerate(keys) if key not in cached]
+        if cached and not todo and self.ranks is None:
+            # every value from the store: one stored value is still evaluated again, so a
+            # model changed behind an unchanged fingerprint (e.g. reached through a global
+            # the fingerprint cannot see) raises instead of returning its old values
+            self._verify_stored()
         fresh = self._evaluate_model(masks[todo], [keys[j] for j in todo]) if todo else None
         rows: list[Tensor] = []
         fresh_pos = {j: i for i, j in enumerate(todo)}
@@ -518,6 +523,21 @@ class Evaluator:
         key, value = entry
         bits = np.unpackbits(np.frombuffer(key, dtype=np.uint8))[: self.n_features]
         return torch.from_numpy(bits.astype(bool)).unsqueeze(0), value
+
+    def _verify_stored(self) -> None:
+        """Evaluates one value stored before this run on its own (one model call) and compares
+        it (:meth:`_verify`), once per run; the check otherwise rides along with the first batch
+        of new masks (:meth:`_evaluate_local`), which a run served wholly by the store lacks."""
+        check = self._pending_check()
+        if check is None:
+            return
+        results = map_batches(self.value_function, [self._argument(check[0])], self.executor)
+        try:
+            answer = next(results)
+        finally:
+            results.close()
+        self.n_calls += 1
+        self._verify(self._check_output(answer, check[0])[0], check[1])
 
     def _verify(self, again: Tensor, stored: np.ndarray) -> None:
         stored_t = torch.from_numpy(stored.copy()).reshape(again.shape)

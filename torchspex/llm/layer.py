@@ -256,20 +256,25 @@ class LayerSpectralInteraction:
                 broadcastable to it; ids ``< 0`` are never masked. Default: one group per
                 index of dim 1 (token positions for ``[B, L, D]``).
             attribute_to_layer_input: mask the layer's input instead of its output.
-            method: ``"spex"``, ``"proxyspex"`` or ``"exhaustive"``.
+            method: ``"spex"`` (default), ``"auto"``, ``"regression"``, ``"proxyspex"`` or
+                ``"exhaustive"`` (all ``2^n`` masks, exact); see :func:`torchspex.explain`.
             n_samples: the most masks to evaluate.
             max_order: order cap of the interactions.
             index: interaction index of the result (default ``"k-SII"``, of the Shapley family:
                 its design serves ``first_order("SV")``); see :func:`torchspex.explain`.
-            perturbations_per_eval: masks per forward call (each is ``B`` rows).
+            perturbations_per_eval: masks per forward call (each is ``B`` rows), an int: the
+                masked activations are built by a hook inside one forward pass, which has no
+                out-of-memory back-off, so ``"auto"`` (as :class:`SpectralInteraction` and
+                :class:`LLMSpectralInteraction` take it) is refused here.
             generator: ``torch.Generator`` or int seed (``None``: seed 0).
             show_progress: show a progress bar over evaluated masks.
             feature_names: labels of the groups (default: their ids).
             cache: path of an evaluation store (SQLite, see :mod:`torchspex.cache`): every
                 forward batch's values are appended as it completes; calling again with the
                 same arguments makes only the forward passes still missing. With ``layer_mask``
-                given, a call whose values are all stored makes no forward pass at all (the
-                layer's activation is read lazily). Values are keyed by a fingerprint of
+                given, a call whose values are all stored makes one forward pass only, which
+                evaluates one stored mask again to catch a changed model (the layer's
+                activation is read lazily). Values are keyed by a fingerprint of
                 ``forward_func`` (a module's class and weights; a function's code and the
                 modules, tensors and plain values its closure captured), the layer (its weights
                 and name in ``forward_func``), ``inputs``, ``layer_baselines``, ``target``,
