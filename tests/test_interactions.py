@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -44,6 +46,8 @@ def test_predict_and_r2() -> None:
     f = 3.0 * masks[:, 0] * masks[:, 1] - 2.0 * masks[:, 2] + 0.5 * masks[:, 1] + 1.0
     assert torch.allclose(r.predict(masks), f.double(), atol=1e-12)
     assert r.r2(masks, f) == pytest.approx(1.0)
+    # constant values: R^2 is undefined (nan), not -inf
+    assert math.isnan(r.r2(masks, torch.zeros(16)))
 
 
 def test_save_load_round_trip(tmp_path) -> None:

@@ -303,7 +303,8 @@ class Interactions:
         return self.spectrum.evaluate(torch.as_tensor(masks))
 
     def r2(self, masks: Tensor, values: Tensor) -> float | Tensor:
-        """Coefficient of determination of the surrogate on ``(masks, values)``, per output."""
+        """Coefficient of determination of the surrogate on ``(masks, values)``, per output
+        (``nan`` for an output whose values are all equal: R^2 is undefined there)."""
         values = torch.as_tensor(values, dtype=self.spectrum.coefficients.dtype)
         pred = self.predict(masks)
         if values.shape != pred.shape:
@@ -312,7 +313,8 @@ class Interactions:
             )
         ss_res = ((values - pred) ** 2).sum(dim=0)
         ss_tot = ((values - values.mean(dim=0)) ** 2).sum(dim=0)
-        return self._scalar(1 - ss_res / ss_tot)
+        r2 = 1 - ss_res / ss_tot.clamp(min=torch.finfo(ss_tot.dtype).tiny)
+        return self._scalar(torch.where(ss_tot > 0, r2, torch.nan))
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> None:

@@ -111,6 +111,18 @@ def test_index_names() -> None:
         canonical_index("shapley")
 
 
+def test_index_names_in_any_case_and_with_umlauts() -> None:
+    assert canonical_index("K-SII") == canonical_index("KSII") == "k-SII"
+    assert canonical_index("Co-Möbius") == canonical_index("CO_MOEBIUS") == "Co-Moebius"
+    assert canonical_index("Möbius") == canonical_index("MOBIUS") == "Moebius"
+    assert canonical_index("Joint SV") == canonical_index("jointSV") == "JointSV"
+    # every canonical name is its own spelling, whatever the folding
+    assert all(canonical_index(name) == name for name in INDEX_NAMES)
+    assert all(canonical_index(name.upper()) == name for name in INDEX_NAMES)
+    with pytest.raises(ValueError, match="must be one of"):
+        canonical_index("K-SII2")
+
+
 def test_large_sparse_conversion_is_fast_and_exact_on_a_slice() -> None:
     """n = 1000, 2000 terms of order <= 5: every index, vs the per-term definition on 3 sets."""
     g = torch.Generator().manual_seed(0)

@@ -108,19 +108,31 @@ GENERALIZED = frozenset({"SGV", "BGV", "CHGV", "IGV", "EGV", "JointSV"})
 NONLINEAR = frozenset({"ELC"})
 
 
+def _folded(name: str) -> str:
+    """A name with case, ``ö`` / ``oe`` and ``_`` / ``-`` / ``" "`` differences folded away."""
+    return name.lower().replace("ö", "oe").replace("_", "-").replace(" ", "-")
+
+
+#: Every alias by its folded spelling (no two canonical names fold to the same key).
+_FOLDED = {_folded(alias): name for alias, name in _ALIASES.items()}
+
+
 def canonical_index(index: str) -> str:
     """Returns the canonical spelling of an index name.
 
     Accepts shapiq's spellings (``"k-SII"``, ``"Moebius"``, ...), ``"Fourier"`` and
-    spectralexplain's lower-case spellings (``"fsii"``, ``"mobius"``).
+    spectralexplain's lower-case spellings (``"fsii"``, ``"mobius"``), in any case and with
+    ``ö`` for ``oe`` (``"K-SII"``, ``"Co-Möbius"``).
 
     Raises:
         ValueError: for an unknown name; the message lists the valid ones.
 
     Example:
-        >>> canonical_index("fsii")
-        'FSII'
+        >>> canonical_index("fsii"), canonical_index("K-SII"), canonical_index("Co-Möbius")
+        ('FSII', 'k-SII', 'Co-Moebius')
     """
+    if isinstance(index, str) and index not in _ALIASES and _folded(index) in _FOLDED:
+        return _FOLDED[_folded(index)]
     if not isinstance(index, str) or index not in _ALIASES:
         from torchspex.errors import did_you_mean
 

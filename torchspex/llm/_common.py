@@ -39,7 +39,10 @@ def model_device(model: Any) -> torch.device:
 def check_batch_size(value: int, name: str = "perturbations_per_eval") -> int:
     """Validates a positive batch size."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{name}` must be a positive int; got {value!r}.")
+        hint = (" 'auto' (halving the batch when a forward pass runs out of memory) is taken "
+                "by SpectralInteraction.attribute and LLMSpectralInteraction.attribute; here "
+                "the number of masks per call is fixed." if value == "auto" else "")
+        raise ValueError(f"`{name}` must be a positive int; got {value!r}.{hint}")
     return value
 
 

@@ -468,7 +468,8 @@ class LLMSpectralInteraction:
             level: ``"word"``, ``"sentence"`` or ``"token"`` when ``inp`` is a str.
             baseline: ``"remove"``, ``"mask"``, ``"pad"``, ``"unk"``, a token or token id when
                 ``inp`` is a str.
-            method: ``"spex"``, ``"proxyspex"`` or ``"exhaustive"``.
+            method: ``"spex"`` (default), ``"auto"``, ``"regression"``, ``"proxyspex"`` or
+                ``"exhaustive"`` (all ``2^n`` masks, exact); see :func:`torchspex.explain`.
             n_samples: the most masks (model evaluations) to spend.
             max_order: order cap of the interactions.
             index: interaction index of the result (default ``"k-SII"``, of the Shapley family:
