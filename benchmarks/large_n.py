@@ -587,7 +587,8 @@ def _f(row: dict | None, key: str, spec: str) -> str:
 
 
 def _short(method: str) -> str:
-    return method.removeprefix("shapiq ").replace("torchspex ", "")
+    return (method.removeprefix("shapiq ").replace("torchspex ", "")
+            .replace("PermutationSamplingSII", "PermSII"))
 
 
 def _print_full(summary: list[dict]) -> None:
@@ -637,7 +638,7 @@ def _print_readme(path: Path) -> None:
           "better); R² = held-out, uniform / Shapley-kernel masks.\n")  # fmt: skip
     print("| game | calls | default (auto): SV err / decode s | auto, effort='high' "
           "| best torchspex | best shapiq 1.8 peer | ratio | debiased SV err default / peer "
-          "| top-10 default / peer | k-SII pairs err default "
+          "| top-10 default / peer | k-SII pairs err: default / best shapiq "
           "| R² default (unif / kernel) | R² ProxySPEX (unif / kernel) |")  # fmt: skip
     print("|---|---:|---|---|---|---|---:|---|---|---:|---|---|")
     cells: dict[tuple, dict[str, dict]] = {}
@@ -654,6 +655,10 @@ def _print_readme(path: Path) -> None:
             peers = [r for m, r in rows.items() if m.startswith("shapiq")]
             best_peer = min(peers, key=lambda r: r["decode_s"], default=None)
         px = rows.get("shapiq ProxySPEX")
+        pair_peers = [r for m, r in rows.items() if m.startswith("shapiq") and "ksii_err" in r]
+        pair_peer = min(pair_peers, key=lambda r: r["ksii_err"], default=None)
+        pairs = f"{_f(auto, 'ksii_err', '.2f')} / " + (
+            f"{pair_peer['ksii_err']:.2f} ({_short(pair_peer['method'])})" if pair_peer else "n/a")
 
         def cell(r: dict | None) -> str:
             if r is None:
@@ -670,7 +675,7 @@ def _print_readme(path: Path) -> None:
               f"| {ratio} | {_f(auto, 'sv_err_debiased', '.3f')} / "
             f"{_f(best_peer, 'sv_err_debiased', '.3f')} "
             f"| {_f(auto, 'top10', '.2f')} / {_f(best_peer, 'top10', '.2f')} "
-            f"| {_f(auto, 'ksii_err', '.3f')} "
+            f"| {pairs} "
               f"| {_f(auto, 'r2_uniform', '.3f')} / {_f(auto, 'r2_kernel', '.3f')} "
               f"| {_f(px, 'r2_uniform', '.3f')} / {_f(px, 'r2_kernel', '.3f')} |")  # fmt: skip
     skipped = [r for r in result["summary"] if "skipped" in r]
@@ -696,12 +701,13 @@ def _combine(paths: list[Path], out: Path) -> None:
             if old.get("noise_floor") != g.get("noise_floor"):
                 raise SystemExit(f"--combine: {g['game']} has two different references; rerun "
                                  f"with the same --ref-calls and --ref-cache")  # fmt: skip
-            # other seeds of the same budgets add up; other budgets of the same seeds do not
-            overlap = set(old["budgets"]) & set(g["budgets"])
-            old["seeds"] = old["seeds"] + g["seeds"] if overlap else max(old["seeds"], g["seeds"])
             old["budgets"] = sorted(set(old["budgets"]) | set(g["budgets"]))
             old["max_budget"] = max(old["budgets"])
     rows = [r for part in parts for r in part["rows"]]
+    # a game's seeds: the distinct seeds its rows ran (runs of other seeds add up; a second
+    # run over some of the same seeds, e.g. one more method, does not)
+    for name, g in games.items():
+        g["seeds"] = len({r["seed"] for r in rows if r["game"] == name and "seed" in r})
     seeds = {name: g["seeds"] for name, g in games.items()}
     meta = {
         "budgets": sorted({b for part in parts for b in part["budgets"]}),
