@@ -36,7 +36,7 @@ def model_device(model: Any) -> torch.device:
     return torch.device("cpu")
 
 
-def check_batch_size(value: int, name: str = "perturbations_per_eval") -> int:
+def check_batch_size(value: Any, name: str = "perturbations_per_eval") -> int:
     """Validates a positive batch size."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         hint = (" 'auto' (halving the batch when a forward pass runs out of memory) is taken "
