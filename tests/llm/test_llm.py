@@ -174,3 +174,13 @@ def test_show_progress_ends_at_100(setup, capsys):
     n = result.n_evaluations
     assert "LLM Spectral Interaction attribution" in err
     assert "100%" in err and f"{n}/{n}" in err
+
+
+def test_default_method_is_auto_and_exact_when_the_budget_covers_every_mask(setup):
+    # the default is method="auto" as for SpectralInteraction: on 5 words its default budget
+    # (20 calls per feature, capped at 2^5) covers every mask, so the values are exact
+    explainer, feats, _, masks, singles = setup
+    result = explainer.attribute(feats, TARGET)
+    assert result.info["auto"]["choice"] == "exhaustive" and result.info["exact"]
+    assert result.n_evaluations == 2 ** feats.n_features
+    torch.testing.assert_close(result.predict(masks), singles, atol=1e-5, rtol=0)

@@ -229,7 +229,7 @@ class LayerSpectralInteraction:
         layer_mask: Tensor | None = None,
         attribute_to_layer_input: bool = False,
         *,
-        method: str = "spex",
+        method: str = "auto",
         n_samples: int | None = None,
         max_order: int | None = None,
         index: str = "k-SII",
@@ -256,8 +256,9 @@ class LayerSpectralInteraction:
                 broadcastable to it; ids ``< 0`` are never masked. Default: one group per
                 index of dim 1 (token positions for ``[B, L, D]``).
             attribute_to_layer_input: mask the layer's input instead of its output.
-            method: ``"spex"`` (default), ``"auto"``, ``"regression"``, ``"proxyspex"`` or
-                ``"exhaustive"`` (all ``2^n`` masks, exact); see :func:`torchspex.explain`.
+            method: ``"auto"`` (default: the regression on the index's design below 400
+                features, SPEX's hybrid above; see :func:`torchspex.explain`), ``"spex"``,
+                ``"regression"``, ``"proxyspex"`` or ``"exhaustive"`` (all ``2^n`` masks, exact).
             n_samples: the most masks to evaluate.
             max_order: order cap of the interactions.
             index: interaction index of the result (default ``"k-SII"``, of the Shapley family:

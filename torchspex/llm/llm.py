@@ -444,7 +444,7 @@ class LLMSpectralInteraction:
         *,
         level: str = "word",
         baseline: str | int = "remove",
-        method: str = "spex",
+        method: str = "auto",
         n_samples: int | None = None,
         max_order: int | None = None,
         index: str = "k-SII",
@@ -468,8 +468,9 @@ class LLMSpectralInteraction:
             level: ``"word"``, ``"sentence"`` or ``"token"`` when ``inp`` is a str.
             baseline: ``"remove"``, ``"mask"``, ``"pad"``, ``"unk"``, a token or token id when
                 ``inp`` is a str.
-            method: ``"spex"`` (default), ``"auto"``, ``"regression"``, ``"proxyspex"`` or
-                ``"exhaustive"`` (all ``2^n`` masks, exact); see :func:`torchspex.explain`.
+            method: ``"auto"`` (default: the regression on the index's design below 400
+                features, SPEX's hybrid above; see :func:`torchspex.explain`), ``"spex"``,
+                ``"regression"``, ``"proxyspex"`` or ``"exhaustive"`` (all ``2^n`` masks, exact).
             n_samples: the most masks (model evaluations) to spend.
             max_order: order cap of the interactions.
             index: interaction index of the result (default ``"k-SII"``, of the Shapley family:
@@ -579,7 +580,7 @@ class LLMSpectralInteraction:
         layer_baselines: float | Tensor | None = None,
         *,
         level: str = "word",
-        method: str = "spex",
+        method: str = "auto",
         n_samples: int | None = None,
         max_order: int | None = None,
         index: str = "k-SII",
