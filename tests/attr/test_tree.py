@@ -355,6 +355,42 @@ def test_feature_names_from_dataframe_model_or_argument() -> None:
     ]
 
 
+@pytest.mark.parametrize("kind", ["sklearn", "lightgbm", "xgboost", "lgb.Booster"])
+def test_dataframe_columns_are_read_by_the_models_names(kind) -> None:
+    # columns in another order are put in the model's order (they used to be read by position
+    # and labelled by name: a value under the wrong feature); other names raise
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(0)
+    x = pd.DataFrame(rng.normal(size=(200, 5)), columns=list("abcde"))
+    y = 2 * x["a"] + x["b"] * x["c"] - x["e"]
+    if kind == "sklearn":
+        from sklearn.ensemble import RandomForestRegressor
+
+        model = RandomForestRegressor(10, max_depth=4, random_state=0).fit(x, y)
+    elif kind == "lightgbm":
+        model = lgb.LGBMRegressor(n_estimators=10, verbose=-1, n_jobs=1).fit(x, y)
+    elif kind == "xgboost":
+        xgb = pytest.importorskip("xgboost")
+        model = xgb.XGBRegressor(n_estimators=10, max_depth=3, n_jobs=1).fit(x, y)
+    else:
+        model = lgb.train({"verbose": -1, "num_threads": 1}, lgb.Dataset(x, y), 10)
+    for masking in ("path_dependent", "interventional"):
+        explainer = TreeInteraction(model, masking,
+                                    **({"background": x.iloc[:20]} if masking != "path_dependent"
+                                       else {}))  # fmt: skip
+        base = explainer.attribute(x.iloc[:3], index="k-SII")
+        shuffled = explainer.attribute(x[list("ecadb")].iloc[:3], index="k-SII")
+        assert shuffled.feature_names == base.feature_names == list("abcde")
+        torch.testing.assert_close(shuffled.spectrum.coefficients, base.spectrum.coefficients)
+        array = explainer.attribute(x.iloc[:3].to_numpy(), index="k-SII")
+        torch.testing.assert_close(array.spectrum.coefficients, base.spectrum.coefficients)
+        with pytest.raises(ValueError, match=r"missing: \['a', 'b', 'c', 'd', 'e'\]"):
+            explainer.attribute(x.iloc[:3].set_axis(list("vwxyz"), axis=1))
+    background = TreeInteraction(model, "interventional", background=x[list("dcbae")].iloc[:20])
+    torch.testing.assert_close(background.attribute(x.iloc[:3]).spectrum.coefficients,
+                               explainer.attribute(x.iloc[:3]).spectrum.coefficients)
+
+
 def test_unfitted_models_say_not_fitted():
     import lightgbm
 

@@ -107,8 +107,55 @@ class TreeShapleyInteractions(Interactions):
         )
 
 
-def _as_rows(value: Any, name: str, n_features: int) -> np.ndarray:
-    """``value`` as ``float64 [r, n_features]`` (a 1-D row becomes ``[1, n]``)."""
+def _model_feature_names(model: Any) -> list[str] | None:
+    """The column names the model was fitted on, or None where it recorded none (scikit-learn
+    and XGBoost's ``feature_names_in_``, LightGBM's ``feature_name_`` / ``feature_name()``
+    unless they are its defaults ``Column_0, Column_1, ...``, an XGBoost ``Booster``'s
+    ``feature_names``)."""
+    names = getattr(model, "feature_names_in_", None)
+    if names is None:
+        names = getattr(model, "feature_name_", None)
+    if names is None:
+        getter = getattr(model, "feature_name", None)
+        names = getter() if callable(getter) else None
+    if names is None and type(model).__name__ == "Booster":
+        names = getattr(model, "feature_names", None)
+    if names is None:
+        return None
+    names = [str(c) for c in names]
+    if all(n == f"Column_{i}" for i, n in enumerate(names)):  # LightGBM's unnamed columns
+        return None
+    return names
+
+
+def _by_model_columns(value: Any, name: str, names: list[str] | None) -> Any:
+    """A DataFrame's columns in the order the model was fitted on (``names``): reordered where
+    they are the same names in another order; a ``ValueError`` where they are other names (the
+    values would be read by position and labelled by name); other inputs unchanged."""
+    columns = getattr(value, "columns", None)
+    if columns is None or names is None or not hasattr(value, "loc"):
+        return value
+    have = [str(c) for c in columns]
+    if have == names:
+        return value
+    if sorted(have) == sorted(names) and len(set(have)) == len(have):
+        by_name = dict(zip(have, columns))
+        return value[[by_name[c] for c in names]]
+    missing = [c for c in names if c not in have]
+    unknown = [c for c in have if c not in names]
+    raise ValueError(
+        f"`{name}` has columns {have}, but the model was fitted on {names} (missing: "
+        f"{missing}, not in the model: {unknown}); pass the model's columns (any order) or "
+        "a NumPy array in the model's column order."
+    )
+
+
+def _as_rows(
+    value: Any, name: str, n_features: int, names: list[str] | None = None
+) -> np.ndarray:
+    """``value`` as ``float64 [r, n_features]`` (a 1-D row becomes ``[1, n]``); a DataFrame's
+    columns in the order of the model's ``names`` (:func:`_by_model_columns`)."""
+    value = _by_model_columns(value, name, names)
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu().numpy()
     arr = np.asarray(value, dtype=np.float64)
@@ -208,7 +255,7 @@ class TreeInteraction:
                 "masking='interventional' needs baseline rows: pass `background=` to "
                 "TreeInteraction or `baselines=` to attribute()."
             )
-        return _as_rows(baselines, "baselines", n)
+        return _as_rows(baselines, "baselines", n, _model_feature_names(self.model))
 
     def fourier(
         self, inputs: Any, baselines: Any = None, show_progress: bool = False
@@ -227,7 +274,7 @@ class TreeInteraction:
         """
         ens = self.ensemble
         n = ens.n_features
-        rows = _as_rows(inputs, "inputs", n)
+        rows = _as_rows(inputs, "inputs", n, _model_feature_names(self.model))
         base_rows = self._baselines(baselines)
         removed = None if base_rows is None else ens.goes_left(base_rows)
         if not show_progress:
@@ -384,7 +431,7 @@ class TreeInteraction:
         Shapley values (order 2 or 3: k-SII values as its Moebius coefficients)."""
         ens = self.ensemble
         n = ens.n_features
-        rows = _as_rows(inputs, "inputs", n)
+        rows = _as_rows(inputs, "inputs", n, _model_feature_names(self.model))
         base_rows = self._baselines(baselines)
         bar = None
         if show_progress:
@@ -472,15 +519,12 @@ def _concat_rows(parts: list[SparseSpectrum], n_features: int) -> SparseSpectrum
 
 
 def _feature_names(inputs: Any, model: Any, n_features: int) -> list[str] | None:
-    """Column names from a DataFrame, else names the model recorded at fit time, else None."""
+    """The names the model recorded at fit time (a DataFrame's columns were put in their order,
+    :func:`_by_model_columns`), else a DataFrame's column names, else None."""
+    names = _model_feature_names(model)
+    if names is not None and len(names) == n_features:
+        return names
     columns = getattr(inputs, "columns", None)
     if columns is not None and len(columns) == n_features:
         return [str(c) for c in columns]
-    for attr in ("feature_names_in_", "feature_name_"):
-        names = getattr(model, attr, None)
-        if names is not None and len(names) == n_features:
-            names = [str(c) for c in names]
-            # LightGBM names unnamed columns Column_0, Column_1, ...: not worth showing
-            if not all(n == f"Column_{i}" for i, n in enumerate(names)):
-                return names
     return None
