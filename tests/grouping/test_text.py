@@ -175,6 +175,39 @@ def test_chat_scaffolding_is_never_a_feature(byte_bpe):
     assert both.labels == ["Be", "brief", "Where", "is", "Paris"]
 
 
+def test_chat_contents_are_placed_by_the_template_not_by_a_search(byte_bpe):
+    # a template with a default system prompt that repeats the user's words, and a role header
+    # that equals a content: a search of the rendered text used to find them there instead
+    tok = byte_bpe
+    tok.chat_template = (
+        "{% if messages[0]['role'] != 'system' %}<|system|>You are a helpful assistant."
+        "<|endoftext|>{% endif %}"
+        "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}<|endoftext|>{% endfor %}"
+        "{% if add_generation_prompt %}assistant:{% endif %}"
+    )
+    feats = chat_features([{"role": "user", "content": "You are a helpful assistant."}], tok)
+    user_at = feats.text.index("user: ") + len("user: ")
+    assert feats.labels == ["You", "are", "a", "helpful", "assistant"]
+    assert all(start >= user_at for start, _ in feats.spans)
+    feats = chat_features([{"role": "user", "content": "user"}], tok)
+    assert feats.labels == ["user"] and feats.spans[0][0] == feats.text.index("user: user") + 6
+    # a template that trims contents: the trimmed words are the features
+    tok.chat_template = "{% for m in messages %}[{{ m['content'] | trim }}]{% endfor %}"
+    assert chat_features([{"role": "user", "content": "  hi there "}], tok).labels == ["hi",
+                                                                                      "there"]
+    # one that leaves a system message out: fine unless that message is to be explained
+    tok.chat_template = ("{% for m in messages %}{% if m['role'] != 'system' %}"
+                         "[{{ m['content'] }}]{% endif %}{% endfor %}")
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi."}]
+    assert chat_features(messages, tok).labels == ["Hi"]
+    with pytest.raises(ValueError, match="does not appear"):
+        chat_features(messages, tok, roles=("system", "user"))
+    # one that changes contents
+    tok.chat_template = "{% for m in messages %}[{{ m['content'] | upper }}]{% endfor %}"
+    with pytest.raises(ValueError, match="changes the messages' contents"):
+        chat_features([{"role": "user", "content": "hi"}], tok)
+
+
 def test_errors(wordpiece, byte_bpe):
     with pytest.raises(ValueError, match="`text`"):
         text_features("", wordpiece)

@@ -512,6 +512,60 @@ def text_features(
     )
 
 
+def _content_spans(
+    messages: list[Mapping[str, str]], tokenizer: Any, add_generation_prompt: bool,
+    template_kwargs: dict[str, Any],
+) -> tuple[str, list[tuple[int, int] | None]]:
+    """The rendered chat and where each message's content sits in it (``None``: empty content).
+
+    The chat is rendered once more with every content replaced by a marker of its own, so each
+    content's place comes from the template itself, not from a search of the rendered text (a
+    search finds a content that the template's own text repeats, such as a default system
+    prompt, at the wrong place). The markers' rendering with the contents put back must be the
+    chat's rendering, with the contents as given or stripped of surrounding whitespace (a
+    template's ``| trim``); a template that changes contents otherwise raises.
+    """
+
+    def render(msgs: list[Mapping[str, str]]) -> str:
+        return str(tokenizer.apply_chat_template(
+            msgs, tokenize=False, add_generation_prompt=add_generation_prompt,
+            **template_kwargs))  # fmt: skip
+
+    text = render(messages)
+    marks = [f"\ue000{i}\ue001" if m.get("content") else None for i, m in enumerate(messages)]
+    marked = render([{**m, "content": mark} if mark is not None else m
+                     for m, mark in zip(messages, marks)])  # fmt: skip
+    for strip in (False, True):
+        spans: list[tuple[int, int] | None] = []
+        pieces, at, length = [], 0, 0
+        for message, mark in zip(messages, marks):
+            if mark is None:
+                spans.append(None)
+                continue
+            where = marked.find(mark, at)
+            if where < 0 and mark not in marked:  # a message the template leaves out
+                spans.append(None)
+                continue
+            if where < 0 or marked.count(mark) != 1:  # out of order, or repeated
+                break
+            content = str(message["content"])
+            inserted = content.strip() if strip else content
+            pieces.append(marked[at:where])
+            length += where - at
+            spans.append((length, length + len(inserted)))
+            pieces.append(inserted)
+            length += len(inserted)
+            at = where + len(mark)
+        else:
+            if "".join(pieces) + marked[at:] == text:
+                return text, spans
+    raise ValueError(
+        "the chat template changes the messages' contents (or repeats them), so their places "
+        "in the rendered prompt are not known; render the prompt yourself and pass it to "
+        "text_features with `regions=` around the contents to explain."
+    )
+
+
 def chat_features(
     messages: Sequence[Mapping[str, str]],
     tokenizer: Any,
@@ -547,23 +601,14 @@ def chat_features(
             "`tokenizer` must be a transformers tokenizer with `apply_chat_template`; got "
             f"{type(tokenizer).__name__}."
         )
-    text = tokenizer.apply_chat_template(
-        list(messages), tokenize=False, add_generation_prompt=add_generation_prompt,
-        **template_kwargs,
-    )
-    regions, cursor = [], 0
-    for message in messages:
-        content = message["content"]
-        start = text.find(content, cursor) if content else -1
-        if start < 0:
-            if message.get("role") in roles and content:
-                raise ValueError(
-                    f"message content {content!r} does not appear in the rendered chat template."
-                )
-            continue
-        if message.get("role") in roles:
-            regions.append((start, start + len(content)))
-        cursor = start + len(content)
+    text, spans = _content_spans(list(messages), tokenizer, add_generation_prompt,
+                                 template_kwargs)  # fmt: skip
+    for message, span in zip(messages, spans):
+        if span is None and message.get("content") and message.get("role") in roles:
+            raise ValueError(f"message content {message['content']!r} does not appear in the "
+                             "rendered chat template.")  # fmt: skip
+    regions = [span for message, span in zip(messages, spans)
+               if span is not None and message.get("role") in roles]  # fmt: skip
     if not regions:
         raise ValueError(f"`messages` has no non-empty message with a role in {tuple(roles)}.")
     return text_features(
