@@ -180,6 +180,11 @@ def test_llm_attribute_layers(gpt2, gpt2_tokenizer):
     full = explainer.attribute(feats, " of", method="exhaustive").full_value
     for result in sweep:
         torch.testing.assert_close(torch.as_tensor(result.full_value), full, atol=1e-5, rtol=0)
+    # blocks given as modules are named by their places in the model, not by their positions
+    one = explainer.attribute_layers(feats, " of", layers=[gpt2.transformer.h[1]],
+                                     method="exhaustive")  # fmt: skip
+    assert one.layer_names == ["transformer.h.1"]
+    torch.testing.assert_close(one[0].spectrum.coefficients, sweep[1].spectrum.coefficients)
 
 
 def test_errors(toy):

@@ -669,10 +669,17 @@ class LayerSweep:
 
 def _named_layers(
     layers: nn.Module | Sequence[nn.Module] | Sequence[tuple[str, nn.Module]],
+    root: Any = None,
 ) -> list[tuple[str, nn.Module]]:
+    """``(name, module)`` pairs: a model's :func:`transformer_blocks`, or the given modules
+    named by their qualified names in ``root`` (a module; else, or where not found there, by
+    their positions in the sequence)."""
     if isinstance(layers, nn.ModuleList) or not isinstance(layers, nn.Module):
         items = list(layers)
-        named = [it if isinstance(it, tuple) else (str(i), it) for i, it in enumerate(items)]
+        where = ({id(m): name for name, m in root.named_modules() if name}
+                 if isinstance(root, nn.Module) else {})  # fmt: skip
+        named = [it if isinstance(it, tuple) else (where.get(id(it), str(i)), it)
+                 for i, it in enumerate(items)]  # fmt: skip
     else:
         named = transformer_blocks(layers)
     if not named or not all(isinstance(m, nn.Module) for _, m in named):
@@ -691,8 +698,9 @@ def sweep_layers(
 
     Args:
         forward_func: the model or callable.
-        layers: a model (its :func:`transformer_blocks` are used), a sequence of modules, or
-            ``(name, module)`` pairs.
+        layers: a model (its :func:`transformer_blocks` are used), a sequence of modules
+            (named by their qualified names in ``forward_func`` where it is a module or a
+            module's method, else by their positions), or ``(name, module)`` pairs.
         inputs: as for :meth:`LayerSpectralInteraction.attribute`.
         generator: seed or generator; every layer starts from the same state, so the layers
             are measured on identical masks.
@@ -703,7 +711,9 @@ def sweep_layers(
     Returns:
         :class:`LayerSweep` with one result per layer.
     """
-    named = _named_layers(layers)
+    root = forward_func if isinstance(forward_func, nn.Module) else getattr(
+        forward_func, "__self__", None)
+    named = _named_layers(layers, root)
     if isinstance(generator, torch.Generator):
         state = generator.get_state()
     results = []

@@ -603,14 +603,17 @@ class LLMSpectralInteraction:
             target: see :meth:`attribute`.
             gen_args: see :meth:`attribute`.
             layers: the blocks to sweep (default: ``transformer_blocks(model)``), as modules
-                or ``(name, module)`` pairs.
+                (named by their qualified names in the model, e.g. ``"transformer.h.1"``) or
+                ``(name, module)`` pairs.
             layer_baselines: scalar or tensor broadcastable to ``[1, L, hidden]``.
             level: see :meth:`attribute`.
             method: see :meth:`attribute`.
             n_samples: see :meth:`attribute`.
             max_order: see :meth:`attribute`.
             index: see :meth:`attribute`.
-            perturbations_per_eval: see :meth:`attribute`.
+            perturbations_per_eval: masks per forward call (default 16), an int: the sweep
+                masks hidden states inside the forward pass and has no out-of-memory back-off,
+                so ``"auto"`` is refused here.
             generator: see :meth:`attribute`.
             show_progress: see :meth:`attribute`.
             cache: see :meth:`attribute`; each layer's values are stored under their own
@@ -628,7 +631,7 @@ class LLMSpectralInteraction:
         prompt, _ = self._unperturbed(feats)
         # the forward reads the prompt and the first T - 1 target tokens (see _target_log_probs)
         layer_mask = torch.cat([groups, torch.full((target_ids.numel() - 1,), -1)]).view(1, -1, 1)
-        named = _named_layers(self.model if layers is None else layers)
+        named = _named_layers(self.model if layers is None else layers, self.model)
 
         def forward(ids: Tensor) -> Tensor:
             out = self._target_log_probs(ids, torch.ones_like(ids), target_ids)
