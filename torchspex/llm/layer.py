@@ -628,14 +628,15 @@ class LayerSweep:
         ]
 
     def plot(
-        self, index: str = "SV", output: tuple[int, ...] = (), ax: Any = None
+        self, index: str = "SV", output: tuple[int, ...] | None = None, ax: Any = None
     ) -> tuple[Any, Any]:
         """Heat map layers x features of the first-order values (matplotlib).
 
         Args:
             index: first-order index to show.
-            output: which output to show when values are vectors (e.g. ``(0,)`` for the
-                sequence log-probability of an LLM result).
+            output: which output to show when values are vectors (``None``: the sequence
+                log-probability, ``(0,)``, of an LLM sweep; ``(t + 1,)``: its target token
+                ``t``); other vector-valued sweeps must name one.
             ax: matplotlib axes to draw on (a new figure when ``None``).
 
         Returns:
@@ -646,6 +647,9 @@ class LayerSweep:
         except ImportError as err:  # pragma: no cover - depends on the environment
             raise ImportError('plotting needs matplotlib: pip install "torchspex[viz]"') from err
         data = self.first_order(index)
+        if output is None:
+            llm = data.dim() == 3 and hasattr(self.results[0], "output_tokens")
+            output = (0,) if llm else ()
         key: tuple[slice | int, ...] = (slice(None), *output)
         data = data[key] if output else data
         if data.dim() != 2:
@@ -654,7 +658,9 @@ class LayerSweep:
                 f"{tuple(data.shape[1:-1])} per feature, pass e.g. output=(0,)."
             )
         if ax is None:
-            fig, ax = plt.subplots(figsize=(max(4.0, 0.6 * data.shape[1]), 0.4 * len(self) + 1.5))
+            # constrained layout keeps the rotated feature labels and long layer names inside
+            fig, ax = plt.subplots(figsize=(max(4.0, 0.6 * data.shape[1] + 2.0),
+                                            0.45 * len(self) + 2.2), layout="constrained")
         else:
             fig = ax.figure
         vmax = float(data.abs().max()) or 1.0
@@ -664,6 +670,12 @@ class LayerSweep:
         ax.set_xlabel("feature")
         ax.set_ylabel("layer")
         fig.colorbar(image, ax=ax, label=index)
+        if output and hasattr(self.results[0], "output_tokens"):
+            tokens = self.results[0].output_tokens
+            ax.set_title(f"{index} of the sequence log-probability" if output[0] == 0
+                         else f"{index} for target token {tokens[output[0] - 1]!r}")  # fmt: skip
+        elif output:
+            ax.set_title(f"{index} of output {output}")
         return fig, ax
 
 
