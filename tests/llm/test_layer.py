@@ -190,7 +190,7 @@ def test_llm_attribute_layers(gpt2, gpt2_tokenizer):
     fig, ax = sweep.plot()
     assert ax.get_images()[0].get_array().shape == (gpt2.config.n_layer, 3)
     assert ax.get_title() == "SV of the sequence log-probability"
-    fig, ax = sweep.plot(output=(1,))
+    _, ax = sweep.plot(output=(1,))
     assert ax.get_title().startswith("SV for target token")
 
 
