@@ -187,7 +187,7 @@ def test_llm_attribute_layers(gpt2, gpt2_tokenizer):
     torch.testing.assert_close(one[0].spectrum.coefficients, sweep[1].spectrum.coefficients)
     # an LLM sweep plots the sequence log-probability by default (its values are vectors)
     pytest.importorskip("matplotlib")
-    fig, ax = sweep.plot()
+    _, ax = sweep.plot()
     assert ax.get_images()[0].get_array().shape == (gpt2.config.n_layer, 3)
     assert ax.get_title() == "SV of the sequence log-probability"
     _, ax = sweep.plot(output=(1,))
