@@ -391,6 +391,19 @@ def test_dataframe_columns_are_read_by_the_models_names(kind) -> None:
                                explainer.attribute(x.iloc[:3]).spectrum.coefficients)
 
 
+def test_dataframe_columns_match_lightgbm_names_with_whitespace() -> None:
+    # LightGBM stores "mean radius" as "mean_radius": the frame's own names still match, and
+    # they are the labels shown
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(1)
+    x = pd.DataFrame(rng.normal(size=(200, 3)), columns=["mean radius", "area", "worst area"])
+    model = lgb.LGBMRegressor(n_estimators=10, verbose=-1, n_jobs=1).fit(x, x.sum(axis=1))
+    base = TreeInteraction(model).attribute(x.iloc[:2])
+    shuffled = TreeInteraction(model).attribute(x[["worst area", "mean radius", "area"]].iloc[:2])
+    assert base.feature_names == shuffled.feature_names == ["mean radius", "area", "worst area"]
+    torch.testing.assert_close(shuffled.spectrum.coefficients, base.spectrum.coefficients)
+
+
 def test_unfitted_models_say_not_fitted():
     import lightgbm
 

@@ -10,6 +10,8 @@ requests and returns a :class:`TreeShapleyInteractions`.
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Sequence
 from typing import Any
 
@@ -128,25 +130,30 @@ def _model_feature_names(model: Any) -> list[str] | None:
     return names
 
 
-def _by_model_columns(value: Any, name: str, names: list[str] | None) -> Any:
-    """A DataFrame's columns in the order the model was fitted on (``names``): reordered where
-    they are the same names in another order; a ``ValueError`` where they are other names (the
-    values would be read by position and labelled by name); other inputs unchanged."""
+def _same_name(name: str) -> str:
+    """A column name as LightGBM stores it (it replaces whitespace by underscores), so that a
+    DataFrame's own names match the model's either way."""
+    return re.sub(r"\s", "_", name)
+
+
+def _model_order(value: Any, name: str, names: list[str] | None) -> list[Any] | None:
+    """A DataFrame's columns (its own labels) in the order the model was fitted on (``names``,
+    compared as :func:`_same_name`), or None (not a DataFrame, or a model without names); a
+    ``ValueError`` where they are other names (the values would be read by position and
+    labelled by name)."""
     columns = getattr(value, "columns", None)
     if columns is None or names is None or not hasattr(value, "loc"):
-        return value
-    have = [str(c) for c in columns]
-    if have == names:
-        return value
-    if sorted(have) == sorted(names) and len(set(have)) == len(have):
-        by_name = dict(zip(have, columns))
-        return value[[by_name[c] for c in names]]
-    missing = [c for c in names if c not in have]
-    unknown = [c for c in have if c not in names]
+        return None
+    have = {_same_name(str(c)): c for c in columns}
+    want = [_same_name(c) for c in names]
+    if len(have) == len(columns) and sorted(have) == sorted(want):
+        return [have[c] for c in want]
+    missing = [c for c, key in zip(names, want) if key not in have]
+    unknown = [str(c) for key, c in have.items() if key not in set(want)]
     raise ValueError(
-        f"`{name}` has columns {have}, but the model was fitted on {names} (missing: "
-        f"{missing}, not in the model: {unknown}); pass the model's columns (any order) or "
-        "a NumPy array in the model's column order."
+        f"`{name}` has columns {[str(c) for c in columns]}, but the model was fitted on "
+        f"{names} (missing: {missing}, not in the model: {unknown}); pass the model's columns "
+        "(any order) or a NumPy array in the model's column order."
     )
 
 
@@ -154,8 +161,10 @@ def _as_rows(
     value: Any, name: str, n_features: int, names: list[str] | None = None
 ) -> np.ndarray:
     """``value`` as ``float64 [r, n_features]`` (a 1-D row becomes ``[1, n]``); a DataFrame's
-    columns in the order of the model's ``names`` (:func:`_by_model_columns`)."""
-    value = _by_model_columns(value, name, names)
+    columns in the order of the model's ``names`` (:func:`_model_order`)."""
+    order = _model_order(value, name, names)
+    if order is not None:
+        value = value[order]
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu().numpy()
     arr = np.asarray(value, dtype=np.float64)
@@ -519,9 +528,12 @@ def _concat_rows(parts: list[SparseSpectrum], n_features: int) -> SparseSpectrum
 
 
 def _feature_names(inputs: Any, model: Any, n_features: int) -> list[str] | None:
-    """The names the model recorded at fit time (a DataFrame's columns were put in their order,
-    :func:`_by_model_columns`), else a DataFrame's column names, else None."""
+    """A DataFrame's column names in the model's order (:func:`_model_order`), else the names
+    the model recorded at fit time, else a DataFrame's column names, else None."""
     names = _model_feature_names(model)
+    order = _model_order(inputs, "inputs", names)
+    if order is not None:
+        return [str(c) for c in order]
     if names is not None and len(names) == n_features:
         return names
     columns = getattr(inputs, "columns", None)
