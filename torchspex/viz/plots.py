@@ -74,13 +74,16 @@ def plot_top_k(
     ax.set_yticks(ypos, labels)
     ax.axvline(0.0, color="0.3", linewidth=0.8)
     ax.set_xlabel(f"{shown.index} value")
-    ax.set_title(f"Top {len(top)} interactions ({shown.index})")
+    # the title on the left and the legend above the axes on the right, in one row: inside the
+    # axes a legend covered the value label of a bar at its corner
+    ax.set_title(f"Top {len(top)} interactions ({shown.index})", loc="left")
     handles = [
         plt.Rectangle((0, 0), 1, 1, color=colours((o - 1) % 10)) for o in sorted(set(orders))
     ]
     if handles:
         ax.legend(handles, [f"order {o}" for o in sorted(set(orders))], loc="lower right",
-                  fontsize=8)
+                  bbox_to_anchor=(1.0, 1.0), ncol=len(handles), fontsize=8, frameon=False,
+                  borderaxespad=0.3, handlelength=1.2, columnspacing=1.0)
     add_caption(ax, caption)
     fig.tight_layout()
     return fig, ax
