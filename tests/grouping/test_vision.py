@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -86,3 +87,15 @@ def test_superpixels_follow_a_two_colour_image():
     left, right = set(mask[0, :, :8].unique().tolist()), set(mask[0, :, 8:].unique().tolist())
     assert not left & right
     assert mask.unique().tolist() == list(range(len(left | right)))  # consecutive ids
+
+
+def test_superpixels_of_a_channels_last_image():
+    # a NumPy / PIL image (H, W, C) used to be read as (C, H, W): a (1, W, C) mask
+    pytest.importorskip("skimage")
+    rng = np.random.default_rng(0)
+    hwc = rng.random((30, 48, 3))
+    with pytest.raises(ValueError, match="channels-last"):
+        superpixels(hwc, n_segments=10)
+    last = superpixels(hwc, n_segments=10, channel_axis=-1)
+    assert last.shape == (1, 30, 48)
+    assert torch.equal(last, superpixels(hwc.transpose(2, 0, 1), n_segments=10))

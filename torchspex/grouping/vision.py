@@ -109,14 +109,18 @@ def superpixels(
     image: Tensor | np.ndarray,
     n_segments: int = 50,
     compactness: float = 10.0,
+    *,
+    channel_axis: int = 0,
     **slic_kwargs: Any,
 ) -> Tensor:
     """Feature mask of SLIC superpixels (Achanta et al., 2012) via scikit-image.
 
     Args:
-        image: ``(C, H, W)`` (torch layout) or ``(H, W)`` grayscale.
+        image: ``(C, H, W)`` (torch layout), ``(H, W, C)`` with ``channel_axis=-1`` (NumPy /
+            PIL layout), or ``(H, W)`` grayscale.
         n_segments: approximate number of superpixels.
         compactness: SLIC's colour / space trade-off.
+        channel_axis: where a 3-D ``image`` keeps its channels: ``0`` (default) or ``-1``.
         **slic_kwargs: more arguments for ``skimage.segmentation.slic``.
 
     Returns:
@@ -124,6 +128,9 @@ def superpixels(
 
     Raises:
         ImportError: when scikit-image is not installed.
+        ValueError: for an image that is not 2-D or 3-D, or a 3-D one read channels-first
+            whose first dimension cannot be channels while its last can (``(H, W, C)``: pass
+            ``channel_axis=-1``).
     """
     try:
         from skimage.segmentation import slic
@@ -132,15 +139,24 @@ def superpixels(
             "superpixels() needs scikit-image: pip install \"torchspex[vision]\""
         ) from err
     array = image.detach().cpu().numpy() if isinstance(image, Tensor) else np.asarray(image)
-    if array.ndim == 3:
-        hwc, channel_axis = np.moveaxis(array, 0, -1), -1
+    if channel_axis not in (0, -1, 2):
+        raise ValueError(f"`channel_axis` must be 0 or -1; got {channel_axis!r}.")
+    if array.ndim == 3 and channel_axis == 0:
+        if array.shape[0] > 4 and array.shape[-1] <= 4:
+            raise ValueError(
+                f"`image` of shape {array.shape} looks channels-last (H, W, C): pass "
+                "channel_axis=-1, or the image as (C, H, W)."
+            )
+        hwc, axis = np.moveaxis(array, 0, -1), -1
+    elif array.ndim == 3:
+        hwc, axis = array, -1
     elif array.ndim == 2:
-        hwc, channel_axis = array, None
+        hwc, axis = array, None
     else:
-        raise ValueError(f"`image` must be (C, H, W) or (H, W); got shape {array.shape}.")
+        raise ValueError(f"`image` must be (C, H, W), (H, W, C) or (H, W); got {array.shape}.")
     labels = slic(
         np.ascontiguousarray(hwc, dtype=np.float64), n_segments=n_segments,
-        compactness=compactness, channel_axis=channel_axis, start_label=0, **slic_kwargs,
+        compactness=compactness, channel_axis=axis, start_label=0, **slic_kwargs,
     )
     mask, _ = segment_mask(torch.from_numpy(np.asarray(labels, dtype=np.int64)))
     return mask.unsqueeze(0) if array.ndim == 3 else mask
