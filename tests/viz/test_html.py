@@ -162,6 +162,29 @@ def test_text_view_of_70_words_draws_arcs_in_a_run_and_lists_far_pairs():
     assert "The 4 pairs whose words are too far apart for an arc are numbered" in fragment
 
 
+def test_adjacent_words_without_room_for_an_arc_are_not_called_far_apart():
+    # "breakfast croissants" are neighbours, but "croissants" also ends a stronger pair whose
+    # run fills most of a line: with it the run would pass the line, so the neighbours are
+    # numbered, and listed as "no room", not as "far apart"
+    words = ("Honestly the hotel's breakfast croissants and coffee was surprisingly good but "
+             "the Wi-Fi kept dropping").split()
+    n = len(words)
+    strong, neighbours = (4, 12), (3, 4)
+    sets = [(i,) for i in range(n)] + [strong, neighbours]
+    values = torch.cat([torch.full((n,), 0.01, dtype=torch.float64),
+                        torch.tensor([2.0, 1.0], dtype=torch.float64)])
+    res = Interactions(SparseSpectrum.from_sets(sets, values, n), index="Moebius", max_order=2,
+                       feature_names=words)
+    fragment = text_html(res, n_pairs=2)
+    rows = dict(re.findall(r"<td>([^<]*)</td><td class=\"v\">[^<]*</td><td>([^<]*)</td>",
+                           fragment))  # fmt: skip
+    assert rows == {"croissants \u00d7 Wi-Fi": "arc",
+                    "breakfast \u00d7 croissants": "no room: 2 under both words"}
+    assert "far apart" not in fragment
+    assert ("The 1 pair with no room for an arc beside the arcs it shares words with is "
+            "numbered under both words.") in fragment
+
+
 def test_page_is_self_contained(tmp_path: Path):
     res = text_result()
     view = to_html(res, text=True)

@@ -191,7 +191,9 @@ def text_html(
     run while the run is at most :data:`RUN_CHARS` characters (``line_width`` when given), and
     each run is its own small SVG, tall enough for its arcs. A pair whose words are farther
     apart is not drawn as an arc, since its words may land on different lines: its rank is
-    written under both words and the pair is marked "far apart" in the list of pairs below.
+    written under both words and the pair is marked "far apart" in the list of pairs below (or
+    "no room", where its own words fit a line but not with those of the arcs it shares words
+    with).
     Hovering a word shows its value, hovering an arc the pair's value.
 
     Args:
@@ -230,10 +232,22 @@ def text_html(
             shown.index,
         ))
     e = html.escape
-    n_far = len(drawn) - sum(drawn)
-    far = (f" The {n_far} pair{'s' if n_far != 1 else ''} whose words are too far apart for "
-           f"an arc {'are' if n_far != 1 else 'is'} numbered under both words."
-           if n_far else "")
+    # a pair not drawn is either too long for a line itself ("far apart") or fits but shares
+    # words with arcs whose run, with it, would be too long ("no room")
+    span = [len(" ".join(text.words[min(i, j):max(i, j) + 1])) for i, j in pairs.tolist()]
+    why = ["arc" if arc else "far apart" if length > run_chars else "no room"
+           for arc, length in zip(drawn, span)]  # fmt: skip
+    n_far, n_room = why.count("far apart"), why.count("no room")
+    notes = []
+    if n_far:
+        notes.append(f"the {n_far} pair{'s' if n_far != 1 else ''} whose words are too far "
+                     f"apart for an arc")
+    if n_room:
+        notes.append(f"the {n_room} pair{'s' if n_room != 1 else ''} with no room for an arc "
+                     f"beside the arcs {'they share' if n_room != 1 else 'it shares'} words with")
+    far = (f" {' and '.join(notes)[0].upper()}{' and '.join(notes)[1:]} "
+           f"{'are' if n_far + n_room != 1 else 'is'} numbered under both words."
+           if notes else "")
     limit_style = "" if line_width is None else (
         f" style=\"max-width:{line_width * _FONT_PX * CHAR_EM + 2:.0f}px\"")
     return (
@@ -243,7 +257,7 @@ def text_html(
         f"stronger), each above its own line.{far} Hover for values.</div>"
         f"<div class=\"words\"{limit_style}>{''.join(runs)}</div>"
         f"{_legend_svg(word_limit, shown.index)}"
-        f"{_pair_table(pairs, values, named, drawn, shown.index)}</div>"
+        f"{_pair_table(pairs, values, named, why, shown.index)}</div>"
     )
 
 
@@ -352,14 +366,16 @@ def _legend_svg(limit: float, index: str) -> str:
 
 
 def _pair_table(
-    pairs: np.ndarray, values: np.ndarray, named: Sequence[str], drawn: Sequence[bool],
+    pairs: np.ndarray, values: np.ndarray, named: Sequence[str], why: Sequence[str],
     index: str,
 ) -> str:
-    """The pairs shown, ranked, with their values and how they are drawn ("" when none)."""
+    """The pairs shown, ranked, with their values and how they are drawn ("" when none):
+    ``why`` per pair, ``"arc"``, ``"far apart"`` or ``"no room"`` (numbered under both words)."""
     e = html.escape
     rows = []
-    for rank, ((i, j), v, arc) in enumerate(zip(pairs.tolist(), values.tolist(), drawn), 1):
-        how = "arc" if arc else f"far apart: {rank} under both words"
+    for rank, ((i, j), v, kind) in enumerate(zip(pairs.tolist(), values.tolist(), why), 1):
+        arc = kind == "arc"
+        how = "arc" if arc else f"{kind}: {rank} under both words"
         row = "<tr>" if arc else "<tr class=\"far\">"
         rows.append(f"{row}<td>{rank}</td>"
                     f"<td>{e(named[i])} \u00d7 {e(named[j])}</td><td class=\"v\">{v:+.4g}</td>"
