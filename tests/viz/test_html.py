@@ -166,7 +166,8 @@ def test_adjacent_words_without_room_for_an_arc_are_not_called_far_apart():
     # "breakfast croissants" are neighbours, but "croissants" also ends a stronger pair whose
     # run fills most of a line: with it the run would pass the line, so the neighbours are
     # numbered, and listed as "no room", not as "far apart"
-    words = ["Honestly", "the", "hotel's", "breakfast", "croissants", "and", "coffee", "was", "surprisingly", "good", "but", "the", "Wi-Fi", "kept", "dropping"]
+    words = ["Honestly", "the", "hotel's", "breakfast", "croissants", "and", "coffee", "was",
+             "surprisingly", "good", "but", "the", "Wi-Fi", "kept", "dropping"]
     n = len(words)
     strong, neighbours = (4, 12), (3, 4)
     sets = [(i,) for i in range(n)] + [strong, neighbours]
