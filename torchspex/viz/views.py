@@ -265,7 +265,10 @@ def plot_image(
     pairs, values = pairs[:n_pairs], values[:n_pairs]
     limit = symmetric_limit(first)
     own_figure = ax is None
-    fig, ax = figure_axes(ax, (6.0, 6.0))
+    # the figure follows the image's shape (a square one left a wide image between empty bands,
+    # under a colorbar twice its height)
+    height, width = mask.shape
+    fig, ax = figure_axes(ax, (6.0, min(8.0, max(2.5, 5.0 * height / width + 0.9))))
     ax.imshow(picture, cmap="gray" if picture.ndim == 2 else None, vmin=0.0, vmax=1.0)
     heat = ax.imshow(first[pos], cmap=CMAP, vmin=-limit, vmax=limit, alpha=alpha)
     rows, cols = np.indices(mask.shape)
@@ -288,7 +291,11 @@ def plot_image(
                         bbox={"facecolor": "white", "alpha": 0.8, "pad": 1, "edgecolor": "none"})
     ax.set_axis_off()
     ax.set_title(f"Patch values and top {len(values)} pairs ({shown.index})")
-    fig.colorbar(heat, ax=ax, fraction=0.046, pad=0.04).set_label(f"patch value ({shown.index})")
+    # the colorbar in an axes appended to the image's own box: exactly as tall as the image
+    from mpl_toolkits.axes_grid1 import make_axes_locatable
+
+    cax = make_axes_locatable(ax).append_axes("right", size="4%", pad=0.1)
+    fig.colorbar(heat, cax=cax).set_label(f"patch value ({shown.index})")
     if own_figure:
         fig.tight_layout()
     return fig, ax
