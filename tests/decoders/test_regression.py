@@ -191,8 +191,13 @@ def test_default_budget_warns_with_the_count():
     import torchspex.decoders.auto as auto
 
     auto._warned_default.discard(9)
-    with pytest.warns(UserWarning, match="up to 256 masks"):
+    with pytest.warns(UserWarning, match=r"up to 256 masks for 9 features \(20 per feature, at "
+                                         r"least 256\)"):
         explain(hierarchical, 9, index="SV")
+    # capped at every mask: the warning says so, not "at least 256"
+    auto._warned_default.discard(5)
+    with pytest.warns(UserWarning, match=r"up to 32 masks for 5 features \(every mask, exact\)"):
+        explain(lambda m: m.double().sum(1), 5, index="SV")
 
 
 def test_enforce_corners_is_exact_and_leaves_exact_fits_alone():

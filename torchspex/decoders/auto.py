@@ -161,9 +161,11 @@ def decode_auto(
         n_samples = default_n_samples(n)
         if n not in _warned_default:
             _warned_default.add(n)
+            rule = ("every mask, exact" if n_samples >= 2**n
+                    else "20 per feature, at least 256")  # fmt: skip
             warnings.warn(
                 f"n_samples=None: method='auto' will evaluate up to {n_samples} masks for {n} "
-                "features (20 per feature, at least 256); pass `n_samples` to choose.",
+                f"features ({rule}); pass `n_samples` to choose.",
                 stacklevel=4,
             )
     minimum = minimum_samples(n)
