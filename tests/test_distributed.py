@@ -136,6 +136,15 @@ def _scenario_other_inputs(rank: int, shift: float) -> Any:
     return torchspex.explain(f, N, b=4, max_order=3).n_evaluations
 
 
+def _scenario_other_inputs_same_baseline(rank: int) -> Any:
+    """Each rank explains a different model input over one shared baseline: the ranks' values
+    agree at the all-removed mask (a round's first) and differ wherever a feature is kept."""
+    truth = planted()
+    empty = truth.evaluate(torch.zeros(1, N, dtype=torch.bool))
+    f = lambda masks: (truth.evaluate(masks) - empty) * (1 + rank) + empty  # noqa: E731
+    return torchspex.explain(f, N, b=4, max_order=3).n_evaluations
+
+
 def _scenario_cache(rank: int, path: Path) -> dict[str, Any]:
     first = torchspex.explain(Counting(planted(10)), 10, method="exhaustive", cache=path)
     f = Counting(planted(10))
@@ -246,6 +255,7 @@ def _worker(rank: int, port: int, folder: str, with_attr: bool) -> None:
         _record(out, "mismatch", lambda: _scenario_mismatch(rank))
         _record(out, "other_inputs", lambda: _scenario_other_inputs(rank, 0.5))
         _record(out, "tiny_noise", lambda: _scenario_other_inputs(rank, 1e-9))
+        _record(out, "same_baseline", lambda: _scenario_other_inputs_same_baseline(rank))
         # rank 1's cache path is a folder: it cannot open the store before the first round
         bad = Path(folder) / ("ok.db" if rank == 0 else "")
         _record(out, "cache_broken", lambda: _scenario_cache(rank, bad))
@@ -324,18 +334,18 @@ def test_two_ranks_give_the_single_process_spectrum_bit_for_bit(two_ranks) -> No
         assert torch.equal(res["coefficients"], reference.spectrum.coefficients)
         assert res["n_evaluations"] == (reference.n_evaluations,) * 2
         assert res["n_model_evaluations"] == alone.n_masks
-    # each rank ran about half of the forward passes, and together the single run's plus one:
-    # the witness mask rank 1 evaluates once (the first mask of rank 0's first shard)
+    # each rank ran about half of the forward passes, and together the single run's plus four:
+    # the two witness masks (the first round's emptiest and fullest) every rank evaluates once
     local = [res["local_masks"] for res in ranks]
-    assert sum(local) == alone.n_masks + 1
+    assert sum(local) == alone.n_masks + 2 * WORLD
     assert abs(local[0] - local[1]) <= len(alone.calls) + 1  # rounds split as evenly as they can
     assert [res["info"] for res in ranks] == [
-        {"world_size": 2, "n_local_evaluations": n} for n in (local[0], local[1] - 1)
+        {"world_size": 2, "n_local_evaluations": n} for n in (local[0] - 2, local[1] - 2)
     ]
     # rank 0 takes the extra mask of an odd round (contiguous shards, first ranks larger)
     for rank, res in enumerate(ranks):
         expected = [shard_offsets(m, 2)[rank + 1] - shard_offsets(m, 2)[rank] for m in alone.calls]
-        expected[0] += rank  # the witness
+        expected[0] += 2  # the witnesses, with the first batch
         # a rank whose shard of a round is empty (the one-mask round of the all-kept corner)
         # makes no call
         assert res["local_calls"] == [m for m in expected if m]
@@ -345,7 +355,8 @@ def test_two_ranks_give_the_single_process_spectrum_bit_for_bit(two_ranks) -> No
 def test_unequal_and_empty_shards_with_vector_outputs_and_an_executor(two_ranks) -> None:
     ranks = _ok(two_ranks, "uneven")
     # rounds of 1, 3, 5 masks: rank 0 evaluates 1 + 2 + 3, rank 1 evaluates 0 + 1 + 2 (and, in
-    # the first round, the witness: its value function still sees a 1-mask call)
+    # the first round, both evaluate its one mask as the witness: rank 1's value function still
+    # sees a 1-mask call); the witnesses are not counted
     assert [res["n_local"] for res in ranks] == [6, 3]
     for res in ranks:
         assert res["exact"] and res["out_shape"] == (2,)
@@ -384,6 +395,15 @@ def test_ranks_explaining_different_inputs_raise_on_every_rank(two_ranks) -> Non
 
 
 @pytest.mark.slow
+def test_ranks_explaining_different_inputs_over_one_baseline_raise_on_every_rank(two_ranks):
+    # the first round's first mask, all removed, is the shared baseline on both ranks (the only
+    # witness once, so this mixed the ranks' values silently); the fullest mask tells them apart
+    for res in two_ranks:
+        kind, name, message, _ = res["same_baseline"]
+        assert (kind, name) == ("error", "ValueError") and "same model and inputs" in message
+
+
+@pytest.mark.slow
 def test_a_cache_that_fails_to_open_on_one_rank_raises_on_every_rank(two_ranks) -> None:
     r0, r1 = (res["cache_broken"] for res in two_ranks)
     assert r1[:2] == ("error", "OperationalError")
@@ -407,8 +427,9 @@ def test_spectral_interaction_shares_forward_passes(two_ranks) -> None:
     assert all(res["identical"] for res in ranks)
     alone = ranks[0]["rows"][0]
     shared = [res["rows"][1] for res in ranks]
-    n_examples = 3  # each mask is one row per example; rank 1 also evaluates the witness
-    assert sum(shared) == alone + n_examples and abs(shared[0] - shared[1]) <= alone // 10
+    n_examples = 3  # each mask is one row per example; each rank also evaluates two witnesses
+    assert sum(shared) == alone + 2 * WORLD * n_examples
+    assert abs(shared[0] - shared[1]) <= alone // 10
 
 
 @pytest.mark.slow
@@ -418,7 +439,7 @@ def test_llm_helper_shares_forward_passes_and_cache(two_ranks) -> None:
     alone = ranks[0]["rows"][0]
     assert alone == 32  # 2^5 prompts, one row each
     shared = [res["rows"][1] for res in ranks]
-    assert sum(shared) == alone + 1 and abs(shared[0] - shared[1]) <= 1  # + rank 1's witness
+    assert sum(shared) == alone + 2 * WORLD and abs(shared[0] - shared[1]) <= 1  # + witnesses
     assert [res["rows"][2] for res in ranks] == [0, 0]  # second call: all from the cache
 
 

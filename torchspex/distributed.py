@@ -18,9 +18,11 @@ value, so every rank decodes the same spectrum, bit for bit. One round costs thr
    failed, the failing rank re-raises its own exception and every other rank raises
    :class:`DistributedEvaluationError` naming it: an error on all ranks, never a hang.
    Ranks explaining different inputs with the same seed may still ask for the same masks, so
-   in the first round every rank also evaluates the round's first mask (one extra mask per
-   rank, once) and sends its value here; values further apart than :data:`WITNESS_RTOL`
-   raise ``ValueError`` on every rank.
+   in the first round every rank also evaluates that round's emptiest and fullest masks (two
+   extra masks per rank, once: the fullest shows the inputs, the emptiest the baseline; the
+   round's first mask, the all-removed one, used to be the only witness and is the same for
+   different inputs) and sends their values here; values further apart than
+   :data:`WITNESS_RTOL` raise ``ValueError`` on every rank.
 3. *values*: all-gather of the shards (padded to the largest; ``float64 [m_r, *out]``).
 
 Rank-local set-up before the first round (opening a ``cache``) goes through
@@ -327,8 +329,9 @@ class RankGroup:
             error: the exception this rank's evaluation raised, or ``None``.
             offsets: :func:`shard_offsets` of the round.
             out_shape: this rank's per-mask output shape, if known.
-            witness: this rank's value ``[*out]`` of the round's first mask, in the one round
-                where every rank evaluates it (rank 0 in its shard, the others besides theirs).
+            witness: this rank's values ``[w, *out]`` of the witness masks (the first round's
+                emptiest and fullest), which every rank evaluates beside its shard in that
+                round.
 
         Raises:
             the rank's own ``error`` on the failing rank, :class:`DistributedEvaluationError`

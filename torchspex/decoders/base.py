@@ -432,15 +432,19 @@ class Evaluator:
             return self._evaluate_local(masks, keys)[0]
         offsets = shard_offsets(masks.shape[0], self.ranks.world_size)
         start, stop = offsets[self.ranks.rank], offsets[self.ranks.rank + 1]
-        # once: every rank also evaluates the round's first mask, so ranks explaining different
-        # models or inputs (which may still ask for the same masks) are caught, not mixed
+        # once: every rank also evaluates the round's emptiest and fullest masks beside its
+        # shard, so ranks explaining different models, inputs or baselines (which still ask for
+        # the same masks) are caught, not mixed: the fullest mask shows the inputs (the empty
+        # mask, the first of a round, is the baseline alone: the same for different inputs),
+        # the emptiest the baseline
         witnessing, self._witnessed = not self._witnessed, True
-        witness = masks[:1] if witnessing and start > 0 else None
+        witness = None
+        if witnessing and masks.shape[0]:
+            kept = masks.sum(dim=1)
+            witness = masks[sorted({int(kept.argmin()), int(kept.argmax())})]
         local, seen, error = None, None, None
         try:
             local, seen = self._evaluate_local(masks[start:stop], keys[start:stop], witness)
-            if witnessing and start == 0:
-                seen = local[0]
         except Exception as err:  # every rank must learn of it (no hang): see RankGroup.gather
             error = err
         values = self.ranks.gather(local, error, offsets, self.out_shape, seen)
@@ -461,8 +465,9 @@ class Evaluator:
     ) -> tuple[Tensor, Tensor | None]:
         """This rank's values of ``masks``, ``batch_size`` at a time (through the executor).
 
-        Returns ``(values float64 [m, *out], value of witness or None)``; ``witness bool [1, n]``
-        (a mask of another rank's shard) rides along with the first batch.
+        Returns ``(values float64 [m, *out], values of witness or None)``; ``witness bool
+        [w, n]`` (masks every rank evaluates, :meth:`_evaluate_model`) rides along with the
+        first batch.
         """
         step = self.batch_size or max(masks.shape[0], 1)
         starts = list(range(0, masks.shape[0], step))
@@ -499,7 +504,7 @@ class Evaluator:
                     if check is not None:
                         self._verify(tail[0], check[1])
                     if witness is not None:
-                        seen = tail[-1]
+                        seen = tail[-witness.shape[0]:]
                 if chunk.shape[0]:  # empty: an empty shard's batch of just the witness
                     self._check_finite(chunk, out)
                 if self.store is not None and chunk.shape[0]:
