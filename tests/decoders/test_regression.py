@@ -1264,3 +1264,23 @@ def test_pairs_rank_first_only_where_they_fit_the_term_cap():
     err = math.sqrt(sum((got.get(k, 0.0) - want.get(k, 0.0)) ** 2 for k in keys)
                     / sum(v * v for v in want.values()))  # fmt: skip
     assert err < 1e-6
+
+
+@pytest.mark.parametrize(("n", "n_samples"), [(32, 100), (40, 300), (64, 300)])
+def test_an_exactly_linear_game_stays_exact_where_the_proxy_offset_is_kept(n, n_samples):
+    # from 32 features below 4 pairs per feature the odd part is fitted around a cross-fitted
+    # proxy whatever the comparison says; a linear game made that fit inexact (SV error
+    # 0.37-0.71), while the first-order terms alone reproduce every pair
+    w = torch.randn(n, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    res = explain(lambda m: m.double() @ w, n, method="regression", n_samples=n_samples,
+                  index="SV")  # fmt: skip
+    assert res.info["odd_linear"] is True and "proxy_offset" not in res.info["odd"]
+    torch.testing.assert_close(res.first_order("SV"), w, rtol=0, atol=1e-12)
+    # a pair's product only adds even terms and first-order ones: its odd part stays linear
+    pair = explain(lambda m: m.double() @ w + m[:, 0].double() * m[:, 1].double(), n,
+                   method="regression", n_samples=n_samples, index="SV")  # fmt: skip
+    assert pair.info["odd_linear"] is True
+    # a triple's product has an odd term of order 3: the offset stays
+    bent = explain(lambda m: m.double() @ w + m[:, :3].double().prod(1), n,
+                   method="regression", n_samples=n_samples, index="SV")  # fmt: skip
+    assert "odd_linear" not in bent.info and bent.info["odd"]["proxy_offset"] is True

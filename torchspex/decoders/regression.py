@@ -539,6 +539,12 @@ def _fit_paired(
         offset = _offset.offset_tried(proxy_fit, flat.shape[1], p, n, n_folds, options)
         plain = None
         effort = options.get("effort", "low")
+        if (offset and _offset.always_kept(n, p, effort)
+                and _odd_part_is_linear(x, odd_y, w, (f_empty - f_full) / 2, n)):  # fmt: skip
+            # the first-order terms alone reproduce every pair: no fit around a proxy can
+            # beat that, and the plain fit (made now) is exact
+            offset = False
+            info["odd_linear"] = True
         if not offset or not _offset.always_kept(n, p, effort):  # else no plain fit (dropped)
             folds_state = generator.get_state()
             plain = fit_part(x, odd_y, w, odd_fixed, odd_ranked, odd_constraint, n, part_folds,
@@ -588,6 +594,36 @@ def _fit_paired(
     info["cv_error"] = info["odd"]["cv_error"] + info["even"]["cv_error"] if p else math.nan
     idx, coef = _union_terms([even_idx, odd_idx], [even_coef, odd_coef], n)
     return SparseSpectrum(idx, coef, n), info
+
+
+#: A fit whose weighted squared residual is at most this fraction of the values' weighted
+#: variance reproduces them to round-off (as ``auto.EXACT_HELDOUT``: far above float64
+#: round-off, far below any real model's fit).
+LINEAR_EXACT = 1e-20
+
+
+def _odd_part_is_linear(x: Tensor, odd_y: Tensor, w: Tensor, at_empty: Tensor, n: int) -> bool:
+    """Whether the odd part of the samples is exactly a linear function of the features:
+    more pairs than features, and the first-order terms alone (held to the odd part's value at
+    ∅, ``at_empty``) reproduce every pair's odd value to round-off (:data:`LINEAR_EXACT`). A
+    sum of the features, a linear model: their Shapley values are then exact by the plain fit,
+    where a fit around a cross-fitted proxy (shrunk toward the proxy) is not. Draws nothing."""
+    from torchspex.decoders._part_fit import _solve_refined
+    from torchspex.decoders.refit import walsh_design
+
+    p = x.shape[0]
+    if p <= n:
+        return False
+    design = walsh_design(x, _first_order_rows(n, 1)[1:], n)  # [p, n]
+    weighted = design * w.unsqueeze(1)
+    gram, rhs = design.T @ weighted, weighted.T @ odd_y
+    ones = torch.ones(1, n, dtype=torch.float64)
+    coef = _solve_refined(gram, rhs, torch.zeros(n, dtype=torch.float64), ones,
+                          at_empty.reshape(1, -1))  # fmt: skip
+    resid = odd_y - design @ coef
+    spread = odd_y - (w.unsqueeze(1) * odd_y).sum(0) / w.sum()
+    energy = float((w.unsqueeze(1) * spread**2).sum())
+    return energy > 0 and float((w.unsqueeze(1) * resid**2).sum()) <= LINEAR_EXACT * energy
 
 
 def _deferred_even(
