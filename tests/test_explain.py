@@ -44,6 +44,24 @@ def test_bad_arguments(kwargs: dict, error: type, match: str) -> None:
     assert not calls, "the value function must not be called before validation"
 
 
+@pytest.mark.parametrize(
+    ("n", "kwargs", "match"),
+    [
+        (17, {"index": "ELC"}, r"computed for n_features <= 16, got 17"),
+        (40, {"index": "SGV"}, r"1099511627775 values"),
+        (40, {"index": "JointSV", "max_order": 8}, r"lower `max_order`"),
+    ],
+)
+def test_an_index_the_result_cannot_list_is_refused_before_any_call(n, kwargs, match) -> None:
+    # these used to spend the whole budget and then fail in every view of the result (repr too)
+    calls = []
+    with pytest.raises(ValueError, match=match):
+        explain(lambda m: calls.append(1) or m.sum(1).double(), n, n_samples=300, **kwargs)
+    assert not calls
+    assert explain(lambda m: m.sum(1).double(), 40, n_samples=300, index="SGV",
+                   max_order=2).values.n_terms == 40 + 780  # fmt: skip
+
+
 def test_bad_feature_counts() -> None:
     with pytest.raises(ValueError, match="`n_features` must be >= 1"):
         explain(lambda m: m.sum(1), 0, method="exhaustive")

@@ -85,6 +85,24 @@ def _never_called(masks: Tensor) -> Tensor:
     raise AssertionError("the dry-run evaluator never calls its value function")
 
 
+def check_index_size(index: str, max_order: int | None, n_features: int) -> None:
+    """Raises, before any model call, for an index the result could not list at this size: the
+    egalitarian least core above ``MAX_ELC_FEATURES`` features, a generalized value of too many
+    coalitions (:func:`~torchspex.fourier.generalized.check_listing`)."""
+    from torchspex.fourier.elc import MAX_ELC_FEATURES
+    from torchspex.fourier.generalized import check_listing
+    from torchspex.fourier.indices import GENERALIZED
+
+    if index == "ELC" and n_features > MAX_ELC_FEATURES:
+        raise ValueError(
+            f"index='ELC' (the egalitarian least core) needs every coalition's value; it is "
+            f"computed for n_features <= {MAX_ELC_FEATURES}, got {n_features}: pick another "
+            "index."
+        )
+    if index in GENERALIZED:
+        check_listing(index, max_order, n_features)
+
+
 @dataclass(frozen=True)
 class Problem:
     """What one explanation decodes, validated: the settings every step reads.
@@ -129,6 +147,7 @@ class Problem:
         method = check_method(method)
         index = canonical_index(index)
         max_order = _check_order(max_order, n_features)
+        check_index_size(index, max_order, n_features)
         n_samples = check_n_samples(n_samples)
         generator = check_generator(generator)
         nonfinite = check_nonfinite(nonfinite, method)

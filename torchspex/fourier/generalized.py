@@ -164,6 +164,21 @@ def _check(spectrum: SparseSpectrum, index: str) -> str:
     return index
 
 
+def check_listing(index: str, max_order: int | None, n: int) -> None:
+    """Raises where listing ``index`` for every coalition of size <= ``max_order`` (all sizes
+    for ``None``) of ``n`` features means more than :data:`MAX_LISTED_COALITIONS` values (above
+    ``_DENSE_FEATURES`` features; below, the dense route lists every coalition). The explain
+    entry points call it before the first model call."""
+    order = _order(max_order, n) if n else 0
+    count = sum(comb(n, t) for t in range(1, order + 1))
+    if n > _DENSE_FEATURES and count > MAX_LISTED_COALITIONS:
+        raise ValueError(
+            f"listing {index} for every coalition of size <= {order} of {n} features means "
+            f"{count} values (more than {MAX_LISTED_COALITIONS}); lower `max_order`, or evaluate "
+            "chosen coalitions with torchspex.fourier.generalized_values(spectrum, index, masks)."
+        )
+
+
 def _order(max_order: int | None, n: int) -> int:
     if max_order is None:
         return n
@@ -257,14 +272,9 @@ def generalized_index(
     index = _check(spectrum, index)
     n = spectrum.n_features
     order = _order(max_order, n) if n else 0
-    count = sum(comb(n, t) for t in range(1, order + 1))
     use_dense = n <= _DENSE_FEATURES if dense is None else bool(dense) and n <= 22
-    if count > MAX_LISTED_COALITIONS and not use_dense:
-        raise ValueError(
-            f"listing {index} for every coalition of size <= {order} of {n} features means "
-            f"{count} values (more than {MAX_LISTED_COALITIONS}); lower `max_order`, or evaluate "
-            "chosen coalitions with torchspex.fourier.generalized_values(spectrum, index, masks)."
-        )
+    if not use_dense:
+        check_listing(index, max_order, n)
     empty = _empty_value(spectrum).unsqueeze(0)
     width = max(order, 1)
     idx_parts = [torch.full((1, width), -1, dtype=torch.long)]
