@@ -1284,3 +1284,22 @@ def test_an_exactly_linear_game_stays_exact_where_the_proxy_offset_is_kept(n, n_
     bent = explain(lambda m: m.double() @ w + m[:, :3].double().prod(1), n,
                    method="regression", n_samples=n_samples, index="SV")  # fmt: skip
     assert "odd_linear" not in bent.info and bent.info["odd"]["proxy_offset"] is True
+
+
+@pytest.mark.parametrize(
+    ("option", "match"),
+    [({"max_terms": 0}, "`max_terms` must be a positive int"),
+     ({"max_terms": -3}, "`max_terms` must be a positive int"),
+     ({"max_terms": True}, "`max_terms` must be a positive int"),
+     ({"max_terms": 2.5}, "`max_terms` must be a positive int"),
+     ({"pairs": "yes"}, "`pairs` must be True, False or None"),
+     ({"pairs": 0}, "`pairs` must be True, False or None")],
+)
+def test_bad_regression_options_are_refused_before_any_call(option, match):
+    # max_terms=0 was silently the default, -3 and True a cap of one term, 2.5 a TypeError deep
+    # in the fit; pairs="yes" and 0 were taken as flags
+    calls = []
+    with pytest.raises(ValueError, match=match):
+        explain(lambda m: calls.append(1) or m.double().sum(1), 12, method="regression",
+                n_samples=200, **option)  # fmt: skip
+    assert not calls

@@ -243,6 +243,11 @@ def _check_options(options: dict[str, Any]) -> None:
     folds = options.get("n_folds", N_FOLDS)
     if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
         raise ValueError(f"`n_folds` must be an int >= 2; got {folds!r}.")
+    terms = options.get("max_terms")
+    if terms is not None and (isinstance(terms, bool) or not isinstance(terms, int) or terms < 1):
+        raise ValueError(f"`max_terms` must be a positive int or None; got {terms!r}.")
+    if options.get("pairs") is not None and not isinstance(options["pairs"], bool):
+        raise ValueError(f"`pairs` must be True, False or None; got {options['pairs']!r}.")
 
 
 # ----------------------------------------------------------------------------- decoder
