@@ -83,3 +83,24 @@ def test_top_k_with_no_term_of_the_order() -> None:
     assert r.top_k(3, order=2) == []
     vector = Interactions(SparseSpectrum.from_sets([(0,)], [[1.0, 2.0]], 2), index="Moebius")
     assert vector.top_k(3, order=2) == []
+
+
+def test_select_keys_and_orders_say_what_is_wrong() -> None:
+    # these raised a bare IndexError, returned 0 for a repeated feature, or returned []
+    r = result()
+    with pytest.raises(IndexError, match="nothing to select"):
+        r.select(0)
+    vector = explain(lambda m: torch.stack([m.sum(1).double()] * 3, 1), 4, method="exhaustive")
+    assert vector.select(2).out_shape == () and vector.select(-1).out_shape == ()
+    with pytest.raises(IndexError, match=r"outside \[0, 3\)"):
+        vector.select(5)
+    with pytest.raises(KeyError, match="names each feature once"):
+        r[(0, 0)]
+    with pytest.raises(ValueError, match="`order` must be a non-negative int"):
+        r.top_k(order="2")
+
+
+def test_heatmap_of_a_first_order_view_is_refused() -> None:
+    pytest.importorskip("matplotlib")
+    with pytest.raises(ValueError, match="max_order must be at least 2"):
+        result().to_index("k-SII", 1).plot("heatmap")

@@ -162,7 +162,23 @@ class Interactions:
         """The interactions of one output (e.g. one example of a batch, or one class).
 
         ``result.select(b)`` indexes the first trailing dimension, ``select(b, c)`` two of them.
+
+        Raises:
+            IndexError: with more indices than the result has output dimensions, or an index
+                outside one.
         """
+        shape = self.out_shape
+        if len(output) > len(shape):
+            raise IndexError(
+                f"select{output} names {len(output)} output dimension(s), but this result's "
+                f"values have shape {shape} per interaction"
+                + (" (one value each: nothing to select)" if not shape else "") + "."
+            )
+        for dim, (b, size) in enumerate(zip(output, shape)):
+            if isinstance(b, bool) or not isinstance(b, int) or not -size <= b < size:
+                raise IndexError(
+                    f"select: index {b!r} of output dimension {dim} is outside [0, {size})."
+                )
         key: tuple[slice | int, ...] = (slice(None), *output)
         coef = self.spectrum.coefficients[key]
         spectrum = self.spectrum.replace(coefficients=coef)
@@ -187,11 +203,14 @@ class Interactions:
 
     def _key(self, features: Sequence[Hashable]) -> tuple[int, ...]:
         try:
-            return tuple(sorted(self._position[f] for f in features))
+            key = tuple(sorted(self._position[f] for f in features))
         except KeyError as err:
             raise KeyError(
                 f"feature {err.args[0]!r} is not one of this result's feature ids"
             ) from None
+        if len(set(key)) != len(key):
+            raise KeyError(f"an interaction names each feature once; got {tuple(features)!r}.")
+        return key
 
     def __getitem__(self, features: Sequence[Hashable] | Hashable) -> float | Tensor:
         """The value of one interaction, keyed by a tuple of feature ids (0 when absent)."""
@@ -221,6 +240,9 @@ class Interactions:
         """
         if isinstance(k, bool) or not isinstance(k, int) or k < 0:
             raise ValueError(f"`k` must be a non-negative int; got {k!r}.")
+        if order is not None and (isinstance(order, bool) or not isinstance(order, int)
+                                  or order < 0):  # fmt: skip
+            raise ValueError(f"`order` must be a non-negative int or None; got {order!r}.")
         vals = self.values
         sizes = vals.orders
         keep = torch.ones_like(sizes, dtype=torch.bool)

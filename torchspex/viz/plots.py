@@ -201,6 +201,12 @@ def plot_heatmap(
 
     scalar_result(result, "result")
     shown = view(result, index, max_order)
+    if shown.max_order is not None and shown.max_order < 2:
+        raise ValueError(
+            f"the heatmap shows pairs, so the view's max_order must be at least 2 (or None); "
+            f"got {shown.index} with max_order={shown.max_order}: pass max_order=2, or use "
+            "plot_top_k for first-order values."
+        )
     first = first_order_values(shown)
     pairs, values = pair_values(shown)
     n = shown.n_features
