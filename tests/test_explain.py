@@ -114,3 +114,12 @@ def test_show_progress_counts_masks_and_ends_at_exactly_100(capsys, monkeypatch)
 def test_quiet_by_default(capsys) -> None:
     explain(lambda m: m.double().sum(1), 3, method="exhaustive")
     assert capsys.readouterr().err == ""
+
+
+def test_effort_beside_another_methods_options_is_refused() -> None:
+    # auto sent energy= to ProxySPEX and dropped effort= without a word
+    calls = []
+    with pytest.raises(TypeError, match="`effort` is a setting of method='auto'"):
+        explain(lambda m: calls.append(1) or m.sum(1).double(), 12, n_samples=300,
+                effort="high", energy=0.9)  # fmt: skip
+    assert not calls

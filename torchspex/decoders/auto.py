@@ -150,6 +150,12 @@ def decode_auto(
                                                index=index, effort=effort,
                                                **options)  # fmt: skip
         else:
+            if effort != "low":  # an auto / regression setting the chosen method has no use for
+                raise TypeError(
+                    f"`effort` is a setting of method='auto' / 'regression', but the options "
+                    f"{sorted(options)} belong to method={method!r}, which does not take it; "
+                    "drop one of them."
+                )
             spectrum, info = decode_with_corners(method, evaluator, n, n_samples=n_samples,
                                                  max_order=max_order, generator=generator,
                                                  **options)  # fmt: skip
