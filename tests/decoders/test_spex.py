@@ -334,3 +334,19 @@ def test_budget_of_every_mask_below_the_smallest_design_is_exact(n_samples):
 def test_budget_just_below_every_mask_names_the_exact_minimum():
     with pytest.raises(BudgetTooSmallError, match=r"n_samples >= 256 "):
         explain(_mlp(8, seed=0)[0], 8, method="spex", n_samples=255)
+
+
+def test_default_budget_through_explain_counts_the_all_kept_corner():
+    # the design's default budget plus the all-kept mask the corners need: info and the
+    # warning say so (info said 1,344 where 1,345 masks were evaluated)
+    import torchspex
+
+    calls = []
+
+    def f(masks):
+        calls.append(masks.shape[0])
+        return masks.double().sum(1)
+
+    with pytest.warns(UserWarning, match="and one more, the all-kept mask"):
+        res = torchspex.explain(f, 20, method="spex")
+    assert sum(calls) == res.n_evaluations == res.info["n_samples"] == default_n_samples(20, 5) + 1

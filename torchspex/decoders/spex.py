@@ -302,8 +302,9 @@ def _warn_default_budget(budget: int | None, n_features: int, t: int) -> None:
     warnings.warn(
         f"method='spex' without `n_samples`: using the default budget of {budget} calls "
         f"of the value function for n_features={n_features} (about one bin per feature, "
-        f"degree_parameter t={t}; see torchspex.sampling.default_n_samples). Pass "
-        "`n_samples` to choose the number of calls.",
+        f"degree_parameter t={t}; see torchspex.sampling.default_n_samples), and one more, "
+        "the all-kept mask, where the result is made exact at the corners. Pass `n_samples` "
+        "to choose the number of calls.",
         UserWarning,
         stacklevel=3,
     )
