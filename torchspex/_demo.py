@@ -116,6 +116,10 @@ def demo_figure(result: Interactions, k: int = TOP_K) -> tuple[Any, Any]:
     chance = 1.0 / (1.0 + math.exp(-min(max(full, -700.0), 700.0)))
     odds = (f"P > {1 - 1e-3:.3f}" if chance > 1 - 1e-3
             else f"P < {1e-3:.3f}" if chance < 1e-3 else f"P = {chance:.3f}")
+    # the demo's own three-line title replaces plot_top_k's (left) one, and the legend, which
+    # plot_top_k puts above the axes, goes inside them, into the empty corner beside this
+    # prediction's weakest bars
+    ax.set_title("", loc="left")
     ax.set_title(
         f"Top {len(orders)} {result.index} terms for one breast-cancer prediction "
         f"({', '.join(parts)})\n"
@@ -123,6 +127,10 @@ def demo_figure(result: Interactions, k: int = TOP_K) -> tuple[Any, Any]:
         f"baseline (all measurements at their {REMOVED}) = {result.baseline_value:+.2f}",
         fontsize=9,
     )
+    legend = ax.get_legend()
+    if legend is not None:
+        ax.legend(legend.legend_handles, [t.get_text() for t in legend.get_texts()],
+                  loc="lower right", fontsize=8)  # fmt: skip
     ax.set_xlabel(f"{result.index} contribution to the {TARGET}")
     ax.texts[-1].set_text(top_k_caption(result, top, kept="f(x)", removed="baseline",
                                         names=["single measurement", "pair", "triple"]))
