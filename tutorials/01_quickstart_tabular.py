@@ -36,7 +36,6 @@ import _models  # the tutorials' shared data and models (tutorials/_models.py)
 import matplotlib.pyplot as plt
 import torch
 
-import torchspex
 from torchspex import SpectralInteraction, TreeInteraction
 
 torch.set_num_threads(1)
@@ -154,17 +153,11 @@ booster = lightgbm.LGBMClassifier(
     n_estimators=60, num_leaves=8, learning_rate=0.1, n_jobs=1, verbose=-1, random_state=0
 ).fit(x_np, y.numpy())
 row = x_np[(y == 0).nonzero()[0, 0]]
-tree_result = TreeInteraction(booster).attribute(row, index="k-SII", max_order=2)
+tree_result = TreeInteraction(booster).attribute(row, index="k-SII", max_order=2,
+                                                  feature_names=columns)  # fmt: skip
 print(repr(tree_result), "model calls:", tree_result.n_evaluations)
 
-# %% [markdown]
-# `TreeInteraction.attribute` has no `feature_names` argument, so we re-wrap its spectrum in an
-# `Interactions` with the column names (cheap: it is the same tensor).
-
 # %%
-tree_result = torchspex.Interactions(
-    tree_result.spectrum, index="k-SII", max_order=2, feature_names=columns, method="tree"
-)
 margin = float(booster.predict(row[None], raw_score=True)[0])
 tree_sv = tree_result.first_order("SV")
 print(f"margin {margin:.6f}; baseline (all removed) {tree_result.baseline_value:.6f}")

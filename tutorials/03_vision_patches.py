@@ -85,7 +85,7 @@ print(feature_mask[0, 0])
 # %% [markdown]
 # ## Explain with SPEX on a budget
 #
-# 16 patches have 2^16 = 65,536 masks. SPEX learns the sparse spectrum from about 2,000 of
+# 16 patches have 2^16 = 65,536 masks. SPEX learns the sparse spectrum from about 2,500 of
 # them (`n_samples` caps the count; the result says how many it used), and we ask for FSII up
 # to order 2.
 

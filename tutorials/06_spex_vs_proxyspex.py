@@ -119,10 +119,10 @@ assert all(row[4] > 0.95 for row in rows)  # R^2 of every run
 
 # %% [markdown]
 # What a reader should see: both explain this MLP almost perfectly (R^2 around 0.99) from a
-# few hundred evaluations out of 2^30 possible masks. SPEX decodes in a fraction of a second;
-# ProxySPEX spends a second or more fitting LightGBM (timings on a busy machine are noisy).
-# This MLP is nearly additive: the first-order terms dominate and agree between the methods;
-# the pairs SPEX finds are small, and ProxySPEX's early-stopped proxy may keep none of them.
+# few hundred evaluations out of 2^30 possible masks. SPEX decodes in hundredths of a second;
+# ProxySPEX spends a few tenths fitting LightGBM (timings on a busy machine are noisy). This
+# MLP is nearly additive: the first-order terms dominate and agree between the methods; the
+# pairs are small, and the two methods' strongest pair can differ.
 
 # %%
 spex_best = rows[len(budgets) - 1][-1]

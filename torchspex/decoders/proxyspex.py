@@ -145,9 +145,12 @@ def _check_options(options: dict[str, Any]) -> None:
 
 def _check_budget(n_features: int, n_samples: int | None) -> int:
     if n_samples is None:
+        suggested = suggest_n_samples(n_features)
+        why = ("every mask, exact" if n_features < 62 and suggested >= 1 << n_features
+               else "about 40 per feature")  # fmt: skip
         raise ValueError(
             "method='proxyspex' needs a budget: `n_samples` must be an int; got None. Pass e.g. "
-            f"n_samples={suggest_n_samples(n_features)} (about 40 per feature)."
+            f"n_samples={suggested} ({why})."
         )
     minimum = MIN_SAMPLES if n_features >= 62 else min(MIN_SAMPLES, 1 << n_features)
     if n_samples < minimum:
