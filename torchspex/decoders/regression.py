@@ -601,25 +601,21 @@ def _fit_paired(
     return SparseSpectrum(idx, coef, n), info
 
 
-#: A fit whose weighted squared residual is at most this fraction of the values' weighted
-#: variance reproduces them to round-off (as ``auto.EXACT_HELDOUT``: far above float64
-#: round-off, far below any real model's fit).
-LINEAR_EXACT = 1e-20
-
-
 def _odd_part_is_linear(x: Tensor, odd_y: Tensor, w: Tensor, at_empty: Tensor, n: int) -> bool:
     """Whether the odd part of the samples is exactly a linear function of the features:
     more pairs than features, and the first-order terms alone (held to the odd part's value at
-    ∅, ``at_empty``) reproduce every pair's odd value to round-off (:data:`LINEAR_EXACT`). A
-    sum of the features, a linear model: their Shapley values are then exact by the plain fit,
-    where a fit around a cross-fitted proxy (shrunk toward the proxy) is not. Draws nothing."""
+    ∅, ``at_empty``) reproduce every pair's odd value to round-off (the weighted squared
+    residual at most :data:`~torchspex.decoders.auto.EXACT_HELDOUT` of the values' weighted
+    variance, SPEX's certificate). A sum of the features, a linear model: their Shapley values
+    are then exact by the plain fit, where a fit around a cross-fitted proxy (shrunk toward the
+    proxy) is not. Draws nothing."""
     from torchspex.decoders._part_fit import _solve_refined
-    from torchspex.decoders.refit import walsh_design
+    from torchspex.decoders.auto import EXACT_HELDOUT
 
     p = x.shape[0]
     if p <= n:
         return False
-    design = walsh_design(x, _first_order_rows(n, 1)[1:], n)  # [p, n]
+    design = 1.0 - 2.0 * x.double()  # [p, n]: the first-order Walsh characters
     weighted = design * w.unsqueeze(1)
     gram, rhs = design.T @ weighted, weighted.T @ odd_y
     ones = torch.ones(1, n, dtype=torch.float64)
@@ -628,7 +624,7 @@ def _odd_part_is_linear(x: Tensor, odd_y: Tensor, w: Tensor, at_empty: Tensor, n
     resid = odd_y - design @ coef
     spread = odd_y - (w.unsqueeze(1) * odd_y).sum(0) / w.sum()
     energy = float((w.unsqueeze(1) * spread**2).sum())
-    return energy > 0 and float((w.unsqueeze(1) * resid**2).sum()) <= LINEAR_EXACT * energy
+    return energy > 0 and float((w.unsqueeze(1) * resid**2).sum()) <= EXACT_HELDOUT * energy
 
 
 def _deferred_even(
