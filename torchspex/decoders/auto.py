@@ -39,7 +39,7 @@ import torch
 
 from torchspex.decoders._budgets import PROXYSPEX_MIN_SAMPLES
 from torchspex.decoders.base import BudgetTooSmallError, Evaluator
-from torchspex.decoders.efficiency import enforce_corners
+from torchspex.decoders.efficiency import EXACT_HELDOUT, enforce_corners
 from torchspex.decoders.regression import (
     EFFORTS,
     decode_regression,
@@ -72,12 +72,6 @@ SPEX_FEATURES = 400
 SPEX_SHARE = 0.6
 #: Fewest masks the index's own design gets in the hybrid (beyond the corners).
 _MIN_REST = 32
-#: SPEX's spectrum counts as exact on the hybrid's held-out design (its certificate: the
-#: regression is then not fitted) where its error there, in squared deviations over each
-#: output's variance, is at most this per held-out value: the values reproduced to about
-#: 1e-10 of their spread, far above float64 round-off (a noiseless planted game decoded
-#: exactly gives ~1e-31 per value) and far below any fit's error on a real model.
-EXACT_HELDOUT = 1e-20
 
 _warned_default: set[int] = set()
 

@@ -34,7 +34,15 @@ from torchspex.decoders.refit import walsh_design
 from torchspex.fourier import SparseSpectrum
 from torchspex.fourier._sets import coalesce, normalize_indices, set_sizes
 
-__all__ = ["corner_pairs", "corner_rows", "enforce_corners", "with_first_order"]
+__all__ = ["EXACT_HELDOUT", "corner_pairs", "corner_rows", "enforce_corners", "with_first_order"]
+
+#: A fit counts as exact where its error, in squared deviations over each output's variance, is
+#: at most this per value: the values reproduced to about 1e-10 of their spread, far above
+#: float64 round-off (a noiseless planted game decoded exactly gives ~1e-31 per value) and far
+#: below any fit's error on a real model. SPEX's certificate on the hybrid's held-out design
+#: (:mod:`~torchspex.decoders.auto`: the regression is then not fitted) and the regression's
+#: check that the odd part is linear both read it.
+EXACT_HELDOUT = 1e-20
 
 
 def corner_rows(indices: Tensor) -> Tensor:

@@ -99,7 +99,7 @@ from torchspex.decoders._offset import _at_empty, _with_proxy_offset
 from torchspex.decoders._part_fit import N_FOLDS, fit_part
 from torchspex.decoders._proxy import ProxyRows, draw_seed
 from torchspex.decoders.base import BudgetTooSmallError, Evaluator
-from torchspex.decoders.efficiency import corner_rows
+from torchspex.decoders.efficiency import EXACT_HELDOUT, corner_rows
 from torchspex.fourier import DeferredSpectrum, SparseSpectrum
 from torchspex.fourier.indices import canonical_index
 from torchspex.sampling.coalitions import SIZE_RULES, paired_coalitions
@@ -605,12 +605,11 @@ def _odd_part_is_linear(x: Tensor, odd_y: Tensor, w: Tensor, at_empty: Tensor, n
     """Whether the odd part of the samples is exactly a linear function of the features:
     more pairs than features, and the first-order terms alone (held to the odd part's value at
     ∅, ``at_empty``) reproduce every pair's odd value to round-off (the weighted squared
-    residual at most :data:`~torchspex.decoders.auto.EXACT_HELDOUT` of the values' weighted
+    residual at most :data:`~torchspex.decoders.efficiency.EXACT_HELDOUT` of the values' weighted
     variance, SPEX's certificate). A sum of the features, a linear model: their Shapley values
     are then exact by the plain fit, where a fit around a cross-fitted proxy (shrunk toward the
     proxy) is not. Draws nothing."""
     from torchspex.decoders._part_fit import _solve_refined
-    from torchspex.decoders.auto import EXACT_HELDOUT
 
     p = x.shape[0]
     if p <= n:
