@@ -185,3 +185,30 @@ def test_time_limit_stop_warns_and_reports_not_optimal(monkeypatch):
     assert best.value == float(spec.evaluate(best.mask[None])[0])
     with pytest.raises(ValueError, match="`time_limit` must be a positive"):
         optimize(spec, time_limit=0)
+
+
+def test_milp_optimum_with_high_order_terms_under_a_count():
+    # HiGHS's presolve returned (1, 2, 4), value 1.6484, as proven optimal (found by a review's
+    # random search, 1 case in ~6,500); the optimum is (2, 3, 4), 1.6542
+    sets = [(0, 1, 2, 3, 4, 5, 6, 7), (0, 2, 3, 4, 5, 6, 7), (2, 5), (0,), (5, 6, 7), ()]
+    coefs = [0.8565424820162186 + 0.1562080030228549, -0.00289117987123094,
+             -2.0876853319435575, 1.2891864338147236, 0.33642029733774, -1.0492173935854077]
+    spec = SparseSpectrum.from_sets(sets, coefs, 8)
+    for n_kept in range(9):
+        milp = optimize(spec, n_kept=n_kept, method="milp")
+        brute = optimize(spec, n_kept=n_kept, method="brute_force")
+        assert milp.optimal
+        assert milp.value == pytest.approx(brute.value, abs=1e-12), n_kept
+
+
+def test_milp_edge_inputs():
+    # coefficients that require grad (a spectrum built in a training loop) failed in the MILP
+    # only; no feature at all raised SciPy's "`c` must have at least one element"; a bool
+    # time limit was read as 1 second
+    spec = SparseSpectrum.from_sets([(0, 1), (2,), ()], [0.5, -1.0, 0.25], 3)
+    grad = SparseSpectrum(spec.indices, spec.coefficients.clone().requires_grad_(), 3)
+    assert optimize(grad, method="milp").value == pytest.approx(optimize(spec).value)
+    empty = SparseSpectrum.from_sets([()], [3.0], 0)
+    assert optimize(empty, method="milp").value == 3.0
+    with pytest.raises(ValueError, match="time_limit"):
+        optimize(spec, method="milp", time_limit=True)

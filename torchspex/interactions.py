@@ -300,8 +300,12 @@ class Interactions:
     def first_order(self, index: str = "SV") -> Tensor:
         """First-order values in ``index`` as a dense tensor ``[*out, n_features]``.
 
-        Warns once when ``index`` is of the other family than the design the result was fitted
-        for (see :meth:`design_family`).
+        The index is read at order 1 (``to_index(index, 1)``): for an index that its order
+        defines (FSII, STII, k-SII, kADD-SHAP, FBII) these are not the singletons of the
+        result's own order-``k`` view, ``result[(i,)]`` (FSII, STII, k-SII and kADD-SHAP at
+        order 1 are the Shapley values, FBII's the Banzhaf values). Warns once when ``index``
+        is of the other family than the design the result was fitted for (see
+        :meth:`design_family`).
         """
         self._check_design(index)
         view = fourier_to_index(self.spectrum, index, 1)

@@ -230,3 +230,33 @@ def test_errors(wordpiece, byte_bpe):
     feats = text_features("a b", wordpiece)
     with pytest.raises(ValueError, match="masks"):
         feats.masked_inputs(torch.ones(1, 3, dtype=torch.bool))
+
+
+def test_token_id_baselines_and_spans_are_checked(wordpiece, byte_bpe):
+    # an id outside the vocabulary was accepted and failed inside the model's embedding
+    for bad in (-5, len(byte_bpe), 10**6):
+        with pytest.raises(ValueError, match=r"0\.\.299"):
+            text_features("a b", byte_bpe, baseline=bad)
+    assert text_features("a b", byte_bpe, baseline=len(byte_bpe) - 1).baseline == 299
+    # a span outside the regions used to become a feature all the same
+    with pytest.raises(ValueError, match=r"\['Paris'\] is not inside any region"):
+        text_features("Paris. Rome is nice.", wordpiece, regions=["Rome is nice."],
+                      spans=["Paris"])  # fmt: skip
+    inside = text_features("Paris. Rome is nice.", wordpiece, regions=["Rome is nice."],
+                           spans=["Rome", "nice"])  # fmt: skip
+    assert inside.labels == ["Rome", "nice"]
+
+
+def test_a_raw_tokenizer_with_fixed_padding_and_truncation(minilm_path, wordpiece):
+    # MiniLM's tokenizer.json pads to 128 and truncates at 128: the pads were kept as text
+    # (with attention) and every word past the limit was dropped without a word
+    tokenizers = pytest.importorskip("tokenizers")
+    raw = tokenizers.Tokenizer.from_file(minilm_path + "/tokenizer.json")
+    assert raw.padding is not None and raw.truncation is not None
+    long = " ".join(f"word{i}" for i in range(150))
+    for text in ("Hello world", long):
+        got, want = text_features(text, raw), text_features(text, wordpiece)
+        assert got.n_features == want.n_features
+        assert torch.equal(got.input_ids, want.input_ids)
+        assert torch.equal(got.token_features, want.token_features)
+    assert raw.padding is not None and raw.truncation is not None  # the caller's, untouched

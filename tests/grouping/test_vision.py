@@ -99,3 +99,15 @@ def test_superpixels_of_a_channels_last_image():
     last = superpixels(hwc, n_segments=10, channel_axis=-1)
     assert last.shape == (1, 30, 48)
     assert torch.equal(last, superpixels(hwc.transpose(2, 0, 1), n_segments=10))
+
+
+def test_sizes_as_numpy_ints_and_clear_errors():
+    # NumPy ints (a shape read from an array) were refused as "not positive"; a float patch
+    # size raised "'float' object is not iterable"
+    shape = tuple(np.array([1, 6, 8]))
+    assert torch.equal(patch_grid(shape, np.int64(2)), patch_grid((1, 6, 8), 2))
+    for bad in (2.0, (2, 0), "22", (2, 2, 2)):
+        with pytest.raises(ValueError, match="`patch_size` must be"):
+            patch_grid((6, 8), bad)
+    with pytest.raises(ValueError, match="positive integer dimensions"):
+        patch_grid((6.0, 8), 2)

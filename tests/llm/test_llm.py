@@ -184,3 +184,111 @@ def test_default_method_is_auto_and_exact_when_the_budget_covers_every_mask(setu
     assert result.info["auto"]["choice"] == "exhaustive" and result.info["exact"]
     assert result.n_evaluations == 2 ** feats.n_features
     torch.testing.assert_close(result.predict(masks), singles, atol=1e-5, rtol=0)
+
+
+class _Counted(torch.nn.Module):
+    """``model`` with a count of its forward passes (generation included)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model, self.config, self.calls = model, model.config, 0
+
+    def forward(self, **kwargs):
+        self.calls += 1
+        return self.model(**kwargs)
+
+    def generate(self, **kwargs):
+        self.calls += 1
+        return self.model.generate(**kwargs)
+
+
+def test_target_ids_are_checked_before_any_forward_pass(gpt2, gpt2_tokenizer):
+    # ids past the vocabulary used to index the logits after the first batch; floats were
+    # truncated to other tokens (1.7 -> 1)
+    model = _Counted(gpt2).eval()
+    explainer = LLMSpectralInteraction(model, gpt2_tokenizer)
+    feats = text_features("Q: " + PROMPT, gpt2_tokenizer, regions=[PROMPT])
+    for bad, error, match in (([10**6], ValueError, r"0\.\.299"), ([-1], ValueError, r"\[-1\]"),
+                              (torch.tensor([1.7, 2.2]), TypeError, "integers")):  # fmt: skip
+        with pytest.raises(error, match=match):
+            explainer.attribute(feats, bad, method="exhaustive")
+    assert model.calls == 0
+
+
+def test_a_bad_budget_fails_before_the_target_is_generated(gpt2, gpt2_tokenizer):
+    # generation used to run first (max_new_tokens forward passes) and the budget fail after
+    from torchspex import BudgetTooSmallError
+
+    model = _Counted(gpt2).eval()
+    explainer = LLMSpectralInteraction(model, gpt2_tokenizer)
+    feats = text_features("Q: " + PROMPT, gpt2_tokenizer, regions=[PROMPT])
+    with pytest.raises(BudgetTooSmallError):
+        explainer.attribute(feats, method="exhaustive", n_samples=4,
+                            gen_args={"max_new_tokens": 3})  # fmt: skip
+    with pytest.raises(BudgetTooSmallError):
+        explainer.attribute_layers(feats, method="exhaustive", n_samples=4,
+                                   gen_args={"max_new_tokens": 3})  # fmt: skip
+    with pytest.raises(ValueError, match="empty"):  # every token a feature, removed
+        explainer.attribute("capital", gen_args={"max_new_tokens": 3}, method="exhaustive")
+    assert model.calls == 0
+
+
+def test_a_prompt_longer_than_the_model_fails_before_any_forward_pass(gpt2, gpt2_tokenizer):
+    model = _Counted(gpt2).eval()  # 64 learned positions
+    explainer = LLMSpectralInteraction(model, gpt2_tokenizer)
+    long = " ".join(["Paris is the capital of France."] * 12)
+    assert text_features(long, gpt2_tokenizer).input_ids.numel() > 64
+    with pytest.raises(ValueError, match="positions; the model has 64"):
+        explainer.attribute(long, TARGET, method="auto", n_samples=64)
+    feats = text_features("Q: " + PROMPT, gpt2_tokenizer, regions=[PROMPT])
+    with pytest.raises(ValueError, match="positions; the model has 64"):  # with the target
+        explainer.attribute(feats, " France" * 60, method="exhaustive")
+    assert model.calls == 0
+
+
+def test_a_rotary_model_past_its_length_only_warns(gpt2_tokenizer):
+    transformers = pytest.importorskip("transformers")
+    config = transformers.LlamaConfig(
+        vocab_size=len(gpt2_tokenizer), hidden_size=16, intermediate_size=32,
+        num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2,
+        max_position_embeddings=8,
+    )  # fmt: skip
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = transformers.LlamaForCausalLM(config).eval()
+    feats = text_features("Q: " + PROMPT, gpt2_tokenizer, regions=[PROMPT])
+    assert feats.input_ids.numel() > 8
+    with pytest.warns(UserWarning, match="the model has 8: results beyond"):
+        result = LLMSpectralInteraction(model, gpt2_tokenizer).attribute(
+            feats, TARGET, method="exhaustive"
+        )
+    assert torch.isfinite(result.first_order("SV")).all()
+
+
+class _Wrapped(torch.nn.Module):
+    def __init__(self, model, how):
+        super().__init__()
+        self.model, self.how = model, how
+
+    def forward(self, input_ids, attention_mask, position_ids=None):
+        logits = self.model(input_ids=input_ids, attention_mask=attention_mask,
+                            position_ids=position_ids).logits  # fmt: skip
+        if self.how == "dict":
+            return {"scores": logits}
+        if self.how == "last":
+            return logits[:, -1]
+        if self.how == "vocab":
+            return logits[..., :100]
+        return logits[:1]
+
+
+@pytest.mark.parametrize(("how", "error", "match"), [
+    ("dict", TypeError, "next-token logits"), ("last", ValueError, "logits of shape"),
+    ("vocab", ValueError, "do not share a vocabulary"), ("rows", ValueError, "for 32 prompts"),
+])  # fmt: skip
+def test_model_outputs_are_checked(gpt2, gpt2_tokenizer, how, error, match):
+    # each raised an AttributeError / RuntimeError from deep inside the log-softmax before
+    feats = text_features("Q: " + PROMPT, gpt2_tokenizer, regions=[PROMPT])
+    explainer = LLMSpectralInteraction(_Wrapped(gpt2, how).eval(), gpt2_tokenizer)
+    with pytest.raises(error, match=match):
+        explainer.attribute(feats, " the", method="exhaustive", perturbations_per_eval=32)

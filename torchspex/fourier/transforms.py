@@ -79,7 +79,8 @@ def fourier_to_index(
     ``max_order=None`` means no cap (all orders); SV and BV are first order by definition.
     The empty set holds each index's own value at ``T = ()`` (as shapiq's ``ExactComputer``):
     ``f(0)`` for Moebius, STII, FSII, k-SII and SV; ``E_uniform[f]`` for Fourier, BII and BV;
-    the FBII intercept for FBII; ``sum_S a(S) / (|S| + 1)`` for SII; ``f(0)`` for Co-Moebius,
+    the FBII intercept for FBII; ``sum_S a(S) / (|S| + 1)`` for SII (at ``max_order=1`` SII is
+    the Shapley value, ``()`` = ``f(0)``, as shapiq's); ``f(0)`` for Co-Moebius,
     CHII, kADD-SHAP and the generalized values (SGV, BGV, CHGV, IGV, EGV, JointSV: one value
     per coalition up to ``max_order``, :mod:`torchspex.fourier.generalized`); none for ELC
     (one value per player, :mod:`torchspex.fourier.elc`).

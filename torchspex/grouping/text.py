@@ -252,6 +252,16 @@ def _encode(
     if hasattr(tokenizer, "encode") and hasattr(tokenizer, "token_to_id") and not callable(
         getattr(tokenizer, "convert_tokens_to_ids", None)
     ):  # a `tokenizers.Tokenizer`
+        if getattr(tokenizer, "padding", None) is not None or getattr(
+            tokenizer, "truncation", None
+        ) is not None:
+            # a tokenizer.json may fix padding / truncation (MiniLM's: 128 tokens both): pads
+            # would be kept as text and words past the limit dropped. Encode with a copy that
+            # does neither (the caller's tokenizer is left as it is), as a transformers
+            # tokenizer does by default.
+            tokenizer = type(tokenizer).from_str(tokenizer.to_str())
+            tokenizer.no_padding()
+            tokenizer.no_truncation()
         enc = tokenizer.encode(text, add_special_tokens=add_special_tokens)
         added = tokenizer.get_added_tokens_decoder()
         special_ids = {i for i, tok in added.items() if getattr(tok, "special", False)}
@@ -304,10 +314,28 @@ def _token_id(tokenizer: Any, token: str) -> int | None:
     return None
 
 
+def _vocab_size(tokenizer: Any) -> int | None:
+    """Token ids the tokenizer knows, added tokens included (``None``: it does not say)."""
+    size = getattr(tokenizer, "get_vocab_size", None)  # a `tokenizers.Tokenizer`
+    if callable(size):
+        return int(size(with_added_tokens=True))
+    try:
+        return len(tokenizer)
+    except TypeError:
+        return None
+
+
 def _resolve_baseline(tokenizer: Any, baseline: str | int) -> str | int:
     if isinstance(baseline, bool):
         raise TypeError(f"`baseline` must be one of {BASELINES}, a token or a token id; got bool.")
     if isinstance(baseline, int):
+        size = _vocab_size(tokenizer)
+        if baseline < 0 or (size is not None and baseline >= size):
+            raise ValueError(
+                "`baseline` as a token id must be "
+                f"{'>= 0' if size is None else f'in 0..{size - 1} (the tokenizer vocabulary)'}; "
+                f"got {baseline}."
+            )
         return baseline
     if not isinstance(baseline, str):
         raise TypeError(
@@ -440,8 +468,8 @@ def text_features(
         :func:`word_label`); ``spans`` locate the exact text.
 
     Raises:
-        ValueError: unknown ``level`` or ``baseline``, ``spans`` not in the text, or no
-            feature at all.
+        ValueError: unknown ``level`` or ``baseline``, ``spans`` not in the text or outside
+            ``regions``, or no feature at all.
         TypeError: a tokenizer without character offsets.
 
     Example:
@@ -468,6 +496,13 @@ def text_features(
     bounds = [(0, len(text))] if regions is None else _locate(text, regions, "regions")
     if spans is not None:
         feature_spans = _locate(text, spans, "spans")
+        outside = [text[a:b] for a, b in feature_spans
+                   if not any(r0 <= a and b <= r1 for r0, r1 in bounds)]  # fmt: skip
+        if regions is not None and outside:
+            raise ValueError(
+                f"`spans` must lie inside `regions` (only text there yields features); "
+                f"{outside[:3]!r} {'is' if len(outside) == 1 else 'are'} not inside any region."
+            )
     elif level == "token":
         stripped = set()
         for (s, e), ok in zip(offsets_list, usable.tolist()):

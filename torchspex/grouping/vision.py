@@ -2,7 +2,9 @@
 
 Every function returns a Captum-style ``feature_mask``: an ``int64`` tensor of group ids with
 the image's number of dimensions, the spatial (last two) dimensions filled in and every other
-dimension of size 1, so it broadcasts over channels and the batch.
+dimension of size 1, so it broadcasts over the channels and the batch of a channels-first
+tensor. :func:`superpixels` also segments a channels-last ``(H, W, C)`` array (PIL's layout)
+and still returns the channels-first ``(1, H, W)`` mask.
 """
 
 from __future__ import annotations
@@ -17,24 +19,35 @@ from torch import Tensor
 __all__ = ["mask_image", "patch_grid", "patch_labels", "segment_mask", "superpixels"]
 
 
+def _positive_int(value: Any) -> int | None:
+    """``value`` as an int when it is a positive integer (a Python or NumPy int), else None."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        return None
+    return int(value) if value >= 1 else None
+
+
 def _spatial_shape(
     image_shape: Sequence[int] | Tensor, name: str = "image_shape"
 ) -> tuple[int, ...]:
     shape = tuple(image_shape.shape) if isinstance(image_shape, Tensor) else tuple(image_shape)
-    if len(shape) < 2 or any(not isinstance(s, int) or s < 1 for s in shape):
+    sizes = tuple(_positive_int(s) for s in shape)
+    if len(shape) < 2 or None in sizes:
         raise ValueError(
-            f"`{name}` must have at least 2 positive dimensions (..., H, W); got {shape}."
+            f"`{name}` must have at least 2 positive integer dimensions (..., H, W); got "
+            f"{shape}."
         )
-    return shape
+    return sizes  # type: ignore[return-value]
 
 
 def _patch_size(patch_size: int | Sequence[int]) -> tuple[int, int]:
-    size = (patch_size, patch_size) if isinstance(patch_size, int) else tuple(patch_size)
-    if len(size) != 2 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in size):
+    pair = patch_size if isinstance(patch_size, (Sequence, np.ndarray, Tensor)) else (
+        patch_size, patch_size)  # fmt: skip
+    size = tuple(_positive_int(s) for s in pair) if not isinstance(pair, str) else (None,)
+    if len(size) != 2 or None in size:
         raise ValueError(
             f"`patch_size` must be a positive int or a pair (height, width); got {patch_size!r}."
         )
-    return size
+    return size  # type: ignore[return-value]
 
 
 def patch_grid(image_shape: Sequence[int] | Tensor, patch_size: int | Sequence[int]) -> Tensor:
@@ -124,7 +137,10 @@ def superpixels(
         **slic_kwargs: more arguments for ``skimage.segmentation.slic``.
 
     Returns:
-        ``int64`` feature mask ``(1, H, W)`` (or ``(H, W)``) with ids ``0..n-1``.
+        ``int64`` feature mask with ids ``0..n-1``: ``(1, H, W)`` for a colour image, in either
+        layout (it broadcasts over a channels-first tensor, the layout torch models take; for
+        a model that reads ``(H, W, C)`` use ``mask.permute(1, 2, 0)``), ``(H, W)`` for a
+        grayscale one.
 
     Raises:
         ImportError: when scikit-image is not installed.

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from torchspex._pipeline import check_n_samples
+from torchspex._pipeline import Problem, check_n_samples
 from torchspex.decoders.dispatch import check_method
 from torchspex.distributed import resolve_process_group
 from torchspex.explain import explain
@@ -18,6 +19,7 @@ from torchspex.interactions import Interactions
 
 __all__ = [
     "check_batch_size",
+    "check_budget",
     "check_options",
     "model_device",
     "run_decoder",
@@ -58,6 +60,34 @@ def check_options(
     canonical_index(index)
     check_n_samples(n_samples)
     resolve_process_group(process_group)
+
+
+def check_budget(
+    n_features: int,
+    *,
+    method: str,
+    index: str,
+    n_samples: int | None,
+    max_order: int | None,
+    generator: torch.Generator | int | None,
+    decoder_options: dict[str, Any],
+) -> None:
+    """Fails before any model call where :func:`run_decoder` would fail before its first
+    evaluation: no features, an order outside ``1..n_features``, an index too large to list,
+    a budget below the method's minimum for ``n_features``, a bad option of the method.
+
+    For a helper that spends forward passes before the decode (generating a target), so that
+    those are not lost to an error the arguments already decide.
+    """
+    if n_features < 1:
+        raise ValueError("there are no features to explain (n_features = 0).")
+    problem = Problem.check(
+        n_features, method=method, index=index, max_order=max_order, n_samples=n_samples,
+        generator=generator, nonfinite="raise", decoder_options=decoder_options,
+    )  # fmt: skip
+    with warnings.catch_warnings():  # the decode itself warns (e.g. of a default budget)
+        warnings.simplefilter("ignore")
+        problem.check_budget(n_features)
 
 
 def select_target(output: Any, target: Any, n_copies: int, batch: int) -> Tensor:

@@ -30,6 +30,7 @@ from torchspex.cache import fingerprint
 from torchspex.grouping.text import TextFeatures, text_features
 from torchspex.interactions import Interactions
 from torchspex.llm._common import (
+    check_budget,
     check_options,
     model_device,
     run_decoder,
@@ -272,13 +273,24 @@ class LLMSpectralInteraction:
                 self.tokenizer.encode(target, add_special_tokens=False), dtype=torch.long
             )
         elif isinstance(target, (Tensor, list, tuple)):
-            tokens = torch.as_tensor(target).long().reshape(-1).cpu()
+            raw = torch.as_tensor(target)
+            if raw.is_floating_point() or raw.is_complex() or raw.dtype == torch.bool:
+                raise TypeError(
+                    f"`target` as token ids must be integers; got dtype {raw.dtype}."
+                )
+            tokens = raw.long().reshape(-1).cpu()
         else:
             raise TypeError(
                 f"`target` must be a str, token ids or None; got {type(target).__name__}."
             )
         if tokens.numel() == 0:
             raise ValueError("`target` must have at least one token; got an empty target.")
+        vocab = self._vocab_size()
+        if int(tokens.min()) < 0 or (vocab is not None and int(tokens.max()) >= vocab):
+            bad = tokens[(tokens < 0) | (tokens >= vocab)] if vocab is not None else (
+                tokens[tokens < 0])  # fmt: skip
+            allowed = ">= 0" if vocab is None else f"in 0..{vocab - 1} (the model's vocabulary)"
+            raise ValueError(f"`target` token ids must be {allowed}; got {bad[:5].tolist()}.")
         return tokens
 
     # ------------------------------------------------------------------ forward
@@ -301,12 +313,8 @@ class LLMSpectralInteraction:
         """
         device = model_device(self.model)
         ids, attention, target = ids.to(device), attention.to(device), target.to(device)
-        if bool((attention[:, -1] == 0).any()):
-            raise ValueError(
-                "a masked prompt is empty (every token removed), so the first target token has "
-                "no context. Keep a token outside the features (e.g. a BOS token or a fixed "
-                "prefix) or use a token baseline ('mask', 'pad', 'unk', or a token id)."
-            )
+        if attention.shape[1] == 0 or bool((attention[:, -1] == 0).any()):
+            raise ValueError(_EMPTY_PROMPT)
         b, width = ids.shape
         n_target = target.numel()
         full = torch.cat([ids, target[:-1].expand(b, n_target - 1)], dim=1)
@@ -326,12 +334,7 @@ class LLMSpectralInteraction:
             kwargs["logits_to_keep"] = n_target  # the last T positions predict the target
         with torch.inference_mode():
             out = self.model(**kwargs)
-            logits = (
-                out.logits if hasattr(out, "logits")
-                else out[0] if isinstance(out, tuple) else out
-            )  # fmt: skip
-            if logits.dim() == 4:
-                logits = logits[:, 0]
+            logits = _logits(out, b, n_target, int(target.max()))
             logits = logits[:, -n_target:]  # [b, T, V] (a view)
             del out
             log_probs = torch.log_softmax(logits.float(), dim=-1)
@@ -422,6 +425,46 @@ class LLMSpectralInteraction:
         size = self._auto_size(inp, target) if auto else int(perturbations_per_eval)
         return self._values(inp, masks, target, BatchBackoff(size, adaptive=auto))
 
+    def _check_length(self, feats: Any, n_target: int) -> None:
+        """Fails where the unmasked prompt and ``n_target`` target tokens (the forward reads
+        the prompt and the first ``n_target - 1``) exceed the model's learned positions
+        (``config.n_positions`` / ``max_position_embeddings``); only warns for rotary position
+        embeddings, which have no hard limit."""
+        config = getattr(self.model, "config", None)
+        limit = getattr(config, "n_positions", None) or getattr(
+            config, "max_position_embeddings", None
+        )
+        if not isinstance(limit, int) or isinstance(limit, bool):
+            return
+        ids, _ = self._unperturbed(feats)
+        length = int(ids.shape[1]) + n_target - 1
+        if length <= limit:
+            return
+        what = (f"the prompt ({int(ids.shape[1])} tokens) and the target ({n_target}) need "
+                f"{length} positions; the model has {limit}")  # fmt: skip
+        if _rotary(config):
+            warnings.warn(f"{what}: results beyond its trained length may be unreliable.",
+                          stacklevel=4)  # fmt: skip
+            return
+        raise ValueError(f"{what}. Shorten the prompt or the target.")
+
+    def _checks_before_calls(
+        self, feats: Any, *, empty_prompts: bool, method: str, index: str,
+        n_samples: int | None, max_order: int | None, generator: Any,
+        decoder_options: dict[str, Any],
+    ) -> None:  # fmt: skip
+        """What the arguments already decide, before a forward pass (generating a target
+        costs some): the decoder's budget and options, an empty masked prompt
+        (``empty_prompts``: every token removed), a prompt longer than the model."""
+        n = int(feats.n_itp_features)
+        check_budget(n, method=method, index=index, n_samples=n_samples, max_order=max_order,
+                     generator=generator, decoder_options=decoder_options)  # fmt: skip
+        if empty_prompts:
+            _, attention = self.prompt_batch(feats, torch.zeros(1, n, dtype=torch.bool))
+            if attention.shape[1] == 0 or bool((attention[:, -1] == 0).any()):
+                raise ValueError(_EMPTY_PROMPT)
+        self._check_length(feats, 1)
+
     def _target(self, feats: Any, target: Any, gen_args: dict | None) -> Tensor:
         """The target ids of an explanation, after a warning if the model is in training mode.
 
@@ -508,7 +551,15 @@ class LLMSpectralInteraction:
         fixed = check_perturbations_per_eval(perturbations_per_eval)
         auto = fixed == "auto"
         check_options(method, index, n_samples, 1 if auto else int(fixed), process_group)
-        target_ids = self._target(feats, target, gen_args)
+        # a given target is read first (no forward pass); a generated one after the checks
+        given = None if target is None else self._target(feats, target, gen_args)
+        self._checks_before_calls(
+            feats, empty_prompts=True, method=method, index=index,
+            n_samples=n_samples, max_order=max_order, generator=generator,
+            decoder_options=decoder_options,
+        )  # fmt: skip
+        target_ids = self._target(feats, None, gen_args) if given is None else given
+        self._check_length(feats, target_ids.numel())
         size = self._auto_size(feats, target_ids) if auto else int(fixed)
         batching = BatchBackoff(size, adaptive=auto)
 
@@ -627,7 +678,14 @@ class LLMSpectralInteraction:
         feats = self._features(inp, level, "remove")
         check_options(method, index, n_samples, perturbations_per_eval, process_group)
         groups = _token_groups(feats)
-        target_ids = self._target(feats, target, gen_args)
+        given = None if target is None else self._target(feats, target, gen_args)
+        self._checks_before_calls(
+            feats, empty_prompts=False, method=method, index=index,
+            n_samples=n_samples, max_order=max_order, generator=generator,
+            decoder_options=decoder_options,
+        )  # fmt: skip
+        target_ids = self._target(feats, None, gen_args) if given is None else given
+        self._check_length(feats, target_ids.numel())
         prompt, _ = self._unperturbed(feats)
         # the forward reads the prompt and the first T - 1 target tokens (see _target_log_probs)
         layer_mask = torch.cat([groups, torch.full((target_ids.numel() - 1,), -1)]).view(1, -1, 1)
@@ -650,6 +708,54 @@ class LLMSpectralInteraction:
             LLMInteractions._wrap(res.select(0), **extras) for res in sweep.results
         ]
         return LayerSweep(sweep.layer_names, results)
+
+
+_EMPTY_PROMPT = (
+    "a masked prompt is empty (every token removed), so the first target token has no context. "
+    "Keep a token outside the features (e.g. a BOS token or a fixed prefix) or use a token "
+    "baseline ('mask', 'pad', 'unk', or a token id)."
+)
+
+
+def _rotary(config: Any) -> bool:
+    """Whether a transformers config describes rotary position embeddings (no hard length)."""
+    to_dict = getattr(config, "to_dict", None)
+    keys = to_dict() if callable(to_dict) else vars(config)
+    return any("rope" in key or "rotary" in key for key in keys)
+
+
+def _logits(out: Any, batch: int, n_target: int, top_id: int) -> Tensor:
+    """The next-token logits ``[batch, positions, vocab]`` in a causal LM's output, checked.
+
+    Raises:
+        TypeError: for an output without logits.
+        ValueError: for logits of another shape, too few positions or too small a vocabulary.
+    """
+    if hasattr(out, "logits"):
+        logits = out.logits
+    elif isinstance(out, Mapping):
+        logits = out.get("logits")
+    else:
+        logits = out[0] if isinstance(out, tuple) and out else out
+    if not isinstance(logits, Tensor):
+        raise TypeError(
+            "the model must return next-token logits (a tensor, a tuple starting with one, or "
+            f"an output with `.logits` / a 'logits' key); got {type(out).__name__}."
+        )
+    if logits.dim() == 4:
+        logits = logits[:, 0]
+    if logits.dim() != 3 or logits.shape[0] != batch or logits.shape[1] < n_target:
+        raise ValueError(
+            f"the model returned logits of shape {tuple(logits.shape)} for {batch} prompts; "
+            f"expected [batch={batch}, positions >= {n_target}, vocabulary] (a causal language "
+            "model's logits at every position)."
+        )
+    if top_id >= logits.shape[-1]:
+        raise ValueError(
+            f"the target token id {top_id} is outside the model's logits ({logits.shape[-1]} "
+            "entries): the tokenizer and the model do not share a vocabulary."
+        )
+    return logits
 
 
 def _token_groups(feats: Any) -> Tensor:
