@@ -174,3 +174,14 @@ def test_explain_is_the_steps_in_sequence(tmp_path) -> None:
                     n_samples=400, generator=3, cache=tmp_path / "c.sqlite")
     assert again.info["n_cached"] == evaluator.n_evaluations  # the store was written and closed
     assert torch.equal(again.spectrum.coefficients, result.spectrum.coefficients)
+
+
+def test_generator_seeds_as_numpy_ints_and_out_of_range() -> None:
+    import numpy as np
+
+    from torchspex._pipeline import check_generator
+
+    a, b = check_generator(np.int64(7)), check_generator(7)
+    assert torch.equal(torch.rand(3, generator=a), torch.rand(3, generator=b))
+    with pytest.raises(ValueError, match=r"-2\*\*63\.\.2\*\*64 - 1"):
+        check_generator(2**70)  # was torch's "Overflow when unpacking long long"

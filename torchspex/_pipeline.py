@@ -29,6 +29,7 @@ from functools import partial
 from types import TracebackType
 from typing import Any, TypeVar
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -62,8 +63,12 @@ def check_generator(generator: torch.Generator | int | None) -> torch.Generator:
         return torch.Generator().manual_seed(0)
     if isinstance(generator, bool):
         raise TypeError("`generator` must be a torch.Generator, an int seed or None; got bool.")
-    if isinstance(generator, int):
-        return torch.Generator().manual_seed(generator)
+    if isinstance(generator, (int, np.integer)):
+        if not -(2**63) <= int(generator) < 2**64:  # the seeds torch takes
+            raise ValueError(
+                f"`generator` as a seed must be in -2**63..2**64 - 1; got {generator}."
+            )
+        return torch.Generator().manual_seed(int(generator))
     if not isinstance(generator, torch.Generator):
         raise TypeError(
             "`generator` must be a torch.Generator, an int seed or None; got "

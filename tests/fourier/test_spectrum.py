@@ -165,3 +165,29 @@ def test_unique_rows_is_torch_unique_by_rows():
     out_idx, out = coalesce(idx, torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64), 1500)
     assert out_idx.tolist() == [[0, -1, -1, -1, -1, -1], [5, 900, 1200, 1300, 1400, 1499]]
     assert out.tolist() == [2.0, 4.0]
+
+
+def test_sets_with_repeated_or_negative_features_are_refused() -> None:
+    # (0, 0) was kept as an order-2 term: the constant character in the Fourier basis, {0} in
+    # the Moebius one (so SV and Moebius disagreed); (-1,) was read as padding: a "last
+    # feature" term merged into the constant
+    for bad in ([(0, 0)], [(-1,)], [(-3, 1)], [(3,)]):
+        with pytest.raises(ValueError, match="distinct features in 0..2"):
+            SparseSpectrum.from_sets([(), *bad], [1.0, 5.0], 3)
+    with pytest.raises(ValueError, match="-1 is padding"):
+        SparseSpectrum(torch.tensor([[-7, 2]]), torch.ones(1), 3)
+    assert SparseSpectrum(torch.tensor([[2, -1]]), torch.ones(1), 3).to_dict() == {(2,): 1.0}
+
+
+def test_prune_keeps_nan_and_evaluate_refuses_bad_chunks() -> None:
+    # prune() dropped a NaN term (NaN > atol is False), hiding it from every result;
+    # chunk_size=-1 returned zeros
+    spec = SparseSpectrum.from_sets([(0,), (1,)], [float("nan"), 1.0], 2)
+    assert spec.prune().n_terms == 2
+    assert SparseSpectrum.from_sets([(0,), (1,)], [0.0, 1.0], 2).prune().n_terms == 1
+    masks = torch.tensor([[True, False], [False, True]])
+    for bad in (-1, 0, 1.5, True):
+        with pytest.raises(ValueError, match="chunk_size"):
+            spec.evaluate(masks, chunk_size=bad)
+    with pytest.raises(ValueError, match="power-of-two length"):
+        fwht(torch.zeros(0))

@@ -44,7 +44,7 @@ def fwht(values: Tensor, dim: int = 0) -> Tensor:
     """
     length = values.shape[dim]
     n = length.bit_length() - 1
-    if 1 << n != length:
+    if length < 1 or 1 << n != length:
         raise ValueError(f"`values` must have a power-of-two length along dim {dim}; got {length}.")
     v = values.movedim(dim, 0)
     rest = v.shape[1:]

@@ -200,6 +200,9 @@ def generalized_values(
         coalitions: ``bool [m, n_features]``, True = member of the coalition ``T``.
         max_order: the order cap ``l`` (JointSV's weights depend on it; every coalition must
             then have ``|T| <= l``). Ignored by the other indices. Default ``n_features``.
+            JointSV's exact rational weights grow with ``l`` and ``n``: at ``l = n`` they took
+            0.24 / 4.1 / 38 s at n = 100 / 200 / 300 (one thread, cached after), against 0.01 s
+            at ``l = 2``; pass the order you mean.
 
     Returns:
         ``[m, *out]`` values (``f(empty)`` for the empty coalition, shapiq's ``()`` entry).

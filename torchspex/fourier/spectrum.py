@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -79,6 +80,11 @@ class SparseSpectrum:
                 f"`indices` refers to feature {int(self.indices.max())} but `n_features` is "
                 f"{self.n_features}."
             )
+        if self.indices.numel() and int(self.indices.min()) < -1:
+            raise ValueError(
+                f"`indices` holds {int(self.indices.min())}: features are 0..n_features - 1 and "
+                "-1 is padding."
+            )
         object.__setattr__(self, "basis", canonical_index(self.basis))
 
     # ------------------------------------------------------------------ constructors
@@ -99,13 +105,23 @@ class SparseSpectrum:
         n_features: int,
         basis: str = "Fourier",
     ) -> SparseSpectrum:
-        """Builds a spectrum from a list of feature tuples (duplicates are summed).
+        """Builds a spectrum from a list of feature tuples (a set listed twice: its coefficients
+        are summed).
+
+        Raises:
+            ValueError: for a feature outside ``0..n_features - 1`` or repeated within a tuple.
 
         Example:
             >>> SparseSpectrum.from_sets([(), (0, 2)], [1.0, 2.0], 3).to_dict()
             {(): 1.0, (0, 2): 2.0}
         """
         coefficients = torch.as_tensor(coefficients, dtype=torch.float64)
+        for s in sets:
+            if len(set(s)) != len(s) or any(not 0 <= operator.index(i) < n_features for i in s):
+                raise ValueError(
+                    f"every set must hold distinct features in 0..{n_features - 1}; got "
+                    f"{tuple(s)!r}."
+                )
         width = max((len(s) for s in sets), default=0)
         idx = torch.full((len(sets), width), -1, dtype=torch.long)
         for i, s in enumerate(sets):
@@ -181,14 +197,15 @@ class SparseSpectrum:
         return self.replace(indices=idx, coefficients=coef)
 
     def prune(self, atol: float = 0.0, max_order: int | None = None) -> SparseSpectrum:
-        """Drops terms with all coefficients ``<= atol`` in magnitude, or above ``max_order``."""
+        """Drops terms with all coefficients ``<= atol`` in magnitude, or above ``max_order``
+        (a NaN coefficient is kept: it is not ``<= atol``)."""
         if self.n_terms == 0:
             return self
         flat = self.coefficients.reshape(self.n_terms, -1)
         if flat.shape[1] == 0:
             keep = torch.ones(self.n_terms, dtype=torch.bool, device=flat.device)
         else:
-            keep = flat.abs().amax(dim=1) > atol
+            keep = ~(flat.abs() <= atol).all(dim=1)
         if max_order is not None:
             keep &= self.orders <= max_order
         idx = normalize_indices(self.indices[keep]) if self.indices.shape[1] else self.indices[keep]
@@ -217,6 +234,10 @@ class SparseSpectrum:
             raise ValueError(
                 f"only 'Fourier' or 'Moebius' spectra can be evaluated; got basis {self.basis!r}."
             )
+        if chunk_size is not None and (
+            isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
+        ):
+            raise ValueError(f"`chunk_size` must be a positive int or None; got {chunk_size!r}.")
         masks = torch.as_tensor(masks)
         if masks.dim() != 2 or masks.shape[1] != self.n_features:
             raise ValueError(
