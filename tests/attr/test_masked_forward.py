@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from torchspex import SpectralInteraction
 from torchspex.attr._forward import MaskedForward
 from torchspex.attr._inputs import format_baselines, format_feature_mask, format_inputs
 
@@ -79,13 +80,36 @@ def test_per_example_targets_and_group_maps():
     assert fwd.out_shape == ()
 
 
-def test_inference_mode_and_device_of_masked_inputs():
+def test_no_grad_and_device_of_masked_inputs():
+    # under no_grad, as Captum's perturbation methods, not inference mode: a tensor a model
+    # caches in its forward would be an inference tensor that later training cannot save
     flags = []
 
     def forward(x):
-        flags.append((torch.is_inference_mode_enabled(), x.device, x.requires_grad))
+        flags.append((torch.is_grad_enabled(), torch.is_inference_mode_enabled(), x.device,
+                      x.requires_grad))  # fmt: skip
         return x.sum(1)
 
     x = torch.ones(1, 3, requires_grad=True)
     _build(forward, x)(torch.ones(1, 3, dtype=torch.bool))
-    assert flags == [(True, x.device, False)]
+    assert flags == [(False, False, x.device, False)]
+
+
+def test_a_tensor_cached_in_forward_can_be_trained_through_afterwards():
+    # found by a review: after attribute(), IntegratedGradients failed with "Inference tensors
+    # cannot be saved for backward" on a model caching a tensor on its first forward
+    class Cached(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin, self.cache = torch.nn.Linear(3, 1), None
+
+        def forward(self, x):
+            if self.cache is None:
+                self.cache = torch.ones(1)
+            return (self.lin(x) * self.cache).squeeze(1)  # backward saves the cache
+
+    model = Cached()
+    x = torch.rand(2, 3)
+    SpectralInteraction(model).attribute(x, method="exhaustive")
+    model(x).sum().backward()
+    assert model.lin.weight.grad is not None

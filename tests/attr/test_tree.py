@@ -428,3 +428,68 @@ def test_show_progress_over_rows_gives_the_same_result(masking, capsys):
     assert plain.to_dict().keys() == shown.to_dict().keys()
     for key, value in plain.to_dict().items():
         np.testing.assert_allclose(shown.to_dict()[key], value, atol=1e-12)
+
+
+def _categorical_frame():
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(0)
+    n = 400
+    frame = pd.DataFrame({"a": rng.normal(size=n),
+                          "c": pd.Categorical(rng.choice([10, 20, 30, 40], size=n)),
+                          "d": pd.Categorical(rng.choice(["x", "y", "z"], size=n))})  # fmt: skip
+    y = (frame.a + 3.0 * (frame.c.astype(int) == 30) - 2.0 * (frame.c.astype(int) == 10)
+         + (frame.d == "y"))  # fmt: skip
+    return pd, frame, y.to_numpy()
+
+
+@pytest.mark.parametrize("masking", ["path_dependent", "interventional"])
+def test_pandas_categorical_columns_are_read_as_the_models_codes(masking: str) -> None:
+    # a categorical column was read as its category values (10, 20, ...), not the codes the
+    # trees split on: LightGBM's row 1 gave -0.096 where the model predicts 1.892
+    lgb = pytest.importorskip("lightgbm")
+    xgb = pytest.importorskip("xgboost")
+    pd, frame, y = _categorical_frame()
+    models = {
+        "lightgbm": lgb.LGBMRegressor(n_estimators=10, verbose=-1).fit(frame, y),
+        "xgboost": xgb.XGBRegressor(n_estimators=10, max_depth=3, enable_categorical=True,
+                                    tree_method="hist").fit(frame, y),
+    }  # fmt: skip
+    rows = frame.iloc[:8]
+    # LightGBM maps values through its fitting categories: another order, or a subset, works
+    subset = frame[frame.c.astype(int).isin([20, 30])].iloc[:6]
+    remade = pd.DataFrame({"a": subset.a.to_numpy(), "d": subset.d.astype(str).to_numpy(),
+                           "c": pd.Categorical(subset.c.astype(int).to_numpy())})  # fmt: skip
+    remade["d"] = remade["d"].astype("category")
+    for name, model in models.items():
+        background = frame.iloc[:40] if masking == "interventional" else None
+        explainer = TreeInteraction(model, masking=masking, background=background)
+        for data in ([rows, remade] if name == "lightgbm" else [rows]):
+            result = explainer.attribute(data, index="SV")  # columns read by name
+            ordered = data[["a", "c", "d"]]  # LightGBM's own predict reads them by position
+            if name == "lightgbm":
+                raw = model.predict(ordered, raw_score=True)
+            else:
+                raw = model.predict(ordered, output_margin=True)
+            total = result.first_order("SV").numpy().sum(1) + np.asarray(result.baseline_value)
+            np.testing.assert_allclose(total, raw, atol=1e-5 if name == "xgboost" else 1e-12)
+    # XGBoost codes by the frame's categories: other ones are refused, not misread
+    with pytest.raises(ValueError, match="coded differently"):
+        TreeInteraction(models["xgboost"]).attribute(remade[["a", "c", "d"]], index="SV")
+
+
+def test_categorical_and_text_columns_other_models_and_numpy_targets() -> None:
+    pytest.importorskip("sklearn")
+    from sklearn.ensemble import RandomForestClassifier
+
+    _, frame, y = _categorical_frame()
+    codes = frame.assign(c=frame.c.cat.codes, d=frame.d.cat.codes)
+    forest = RandomForestClassifier(n_estimators=5, max_depth=3, random_state=0)
+    forest.fit(codes, y > 0.5)
+    with pytest.raises(ValueError, match="categorical columns"):
+        TreeInteraction(forest).attribute(frame.iloc[:3], index="SV")
+    with pytest.raises(ValueError, match="text columns"):
+        TreeInteraction(forest).attribute(codes.assign(d=frame.d.astype(str)).iloc[:3])
+    plain = TreeInteraction(forest).attribute(codes.iloc[:3], index="SV", target=1)
+    for target in (np.int64(1), torch.tensor(1)):  # were refused as "not an int"
+        same = TreeInteraction(forest).attribute(codes.iloc[:3], index="SV", target=target)
+        assert torch.equal(same.first_order("SV"), plain.first_order("SV"))

@@ -242,3 +242,19 @@ def test_additional_forward_args_of_another_batch_fail_before_any_forward(toy):
     finally:
         hook.remove()
     assert calls == []
+
+
+def test_a_layer_run_twice_per_forward_and_a_bad_target_raise(toy):
+    # a module applied twice had its first call's masked activation put in place of both
+    # (full_value -0.112 where the model gives -0.011); an out-of-range target was a raw
+    # IndexError
+    model, x = toy
+    shared = nn.Tanh()
+
+    def twice(inp):
+        return shared(shared(model.embed(inp))).sum(dim=(1, 2)).unsqueeze(1)
+
+    with pytest.raises(ValueError, match="runs 2 times in one forward pass"):
+        LayerSpectralInteraction(twice, shared).attribute(x, method="exhaustive", target=0)
+    with pytest.raises(ValueError, match=r"out of range for the model's output of shape \(2,\)"):
+        LayerSpectralInteraction(model, model.embed).attribute(x, method="exhaustive", target=5)

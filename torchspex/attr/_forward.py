@@ -3,7 +3,7 @@
 :class:`MaskedForward` turns ``inputs``, ``baselines``, a group layout, ``target`` and
 ``additional_forward_args`` into a value function ``masks bool [m, n] -> float64 [m, B, *o]``.
 Masked inputs are built on the inputs' device, ``perturbations_per_eval`` masks per forward
-call (or an automatic size that halves on out-of-memory), under ``torch.inference_mode()``;
+call (or an automatic size that halves on out-of-memory), under ``torch.no_grad()``;
 the model is never moved and its mode and ``requires_grad`` flags are left alone.
 """
 
@@ -377,7 +377,9 @@ class MaskedForward:
             raise ValueError(
                 f"`forward_func` returned shape {tuple(out.shape)} for a batch of {rows} rows; "
                 "its output must have one row per input row (dim 0 grows with the batch). A "
-                "model that aggregates the batch into one value cannot be explained per example."
+                "model that aggregates the batch into one value cannot be explained per example; "
+                "one that only runs at its inputs' own batch size can, with "
+                "perturbations_per_eval=1."
             )
         if self.out_shape is None:
             self._prepare_target(tuple(out.shape[1:]))
@@ -527,7 +529,7 @@ class MaskedForward:
                 f"it ({self.n_masks} masks) had succeeded.{hint}",
             )
 
-        with torch.inference_mode():
+        with torch.no_grad():
             chunks = self.batching.run(
                 masks.shape[0], lambda start, stop: self._forward(masks[start:stop]), on_error
             )

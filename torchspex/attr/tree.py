@@ -156,14 +156,119 @@ def _model_order(value: Any, name: str, names: list[str] | None) -> list[Any] | 
     )
 
 
+def _lightgbm_categories(model: Any) -> list[list[Any]] | None:
+    """The categories of each pandas categorical column a LightGBM model was fitted on, in
+    column order (``pandas_categorical``), or None (not LightGBM, or no such column)."""
+    booster = getattr(model, "booster_", model)
+    cats = getattr(booster, "pandas_categorical", None)
+    return cats if isinstance(cats, list) and cats else None
+
+
+def _category_codes(
+    frame: Any, name: str, model: Any, ensemble: Any = None
+) -> np.ndarray | None:
+    """A DataFrame with categorical columns as ``float64`` rows of the codes the trees split
+    on (a missing value NaN), or None where it has none.
+
+    LightGBM codes a column by its categories at fitting time (``pandas_categorical``): each
+    value is looked up there, whatever order the frame's own categories are in. XGBoost codes
+    by the frame's categories (and from 3.1 maps them to its fitting ones): the frame's codes
+    are read and checked against the model's own predictions afterwards
+    (:func:`_check_predictions`). Other models, and text columns, raise.
+    """
+    dtypes = getattr(frame, "dtypes", None)
+    if dtypes is None or not hasattr(frame, "iloc"):
+        return None
+    import pandas as pd  # type: ignore[import-untyped]
+
+    categorical = [i for i, d in enumerate(dtypes) if isinstance(d, pd.CategoricalDtype)]
+    text = [str(frame.columns[i]) for i, d in enumerate(dtypes)
+            if not isinstance(d, pd.CategoricalDtype)
+            and (pd.api.types.is_object_dtype(d) or pd.api.types.is_string_dtype(d))]  # fmt: skip
+    if text:
+        raise ValueError(
+            f"`{name}` has text columns {text}: trees split on numbers. Pass them as a pandas "
+            "categorical column (for a model fitted on one) or as the codes the model was "
+            "fitted on."
+        )
+    if not categorical:
+        return None
+    source = _model_source(model)
+    if source not in ("lightgbm", "xgboost"):
+        raise ValueError(
+            f"`{name}` has categorical columns {[str(frame.columns[i]) for i in categorical]}; "
+            "for this model pass the numbers it was fitted on (categorical columns are read "
+            "for LightGBM and XGBoost models)."
+        )
+    out = np.empty(frame.shape, dtype=np.float64)
+    fitted = _lightgbm_categories(model) if source == "lightgbm" else None
+    if fitted is not None and len(fitted) != len(categorical):
+        raise ValueError(
+            f"`{name}` has {len(categorical)} categorical columns; the model was fitted on "
+            f"{len(fitted)}."
+        )
+    for j in range(frame.shape[1]):
+        column = frame.iloc[:, j]
+        if j in categorical:
+            cats = None if fitted is None else fitted[categorical.index(j)]
+            codes = np.asarray(
+                column.cat.codes if cats is None else pd.Categorical(column, categories=cats).codes,
+                dtype=np.float64,
+            )  # fmt: skip
+            codes[codes < 0] = np.nan  # missing (or, for LightGBM, a category never fitted)
+            out[:, j] = codes
+        else:
+            out[:, j] = np.asarray(column, dtype=np.float64)
+    if source == "xgboost" and ensemble is not None:
+        _check_xgboost_codes(model, ensemble, frame, out, name)
+    return out
+
+
+#: Rows of a categorical frame checked against XGBoost's own predictions.
+_CHECKED_ROWS = 256
+
+
+def _check_xgboost_codes(model: Any, ensemble: Any, frame: Any, codes: np.ndarray,
+                         name: str) -> None:  # fmt: skip
+    """Raises where the trees on the frame's category codes do not give XGBoost's own margins
+    (the frame's categories are not the ones the model was fitted on)."""
+    import xgboost
+
+    head, rows = frame.iloc[:_CHECKED_ROWS], codes[:_CHECKED_ROWS]
+    if hasattr(model, "get_booster"):
+        margin = model.predict(head, output_margin=True)
+    else:
+        margin = model.predict(xgboost.DMatrix(head, enable_categorical=True), output_margin=True)
+    margin = np.asarray(margin, dtype=np.float64).reshape(rows.shape[0], -1)
+    ours = ensemble.predict(rows).reshape(margin.shape)
+    scale = 1.0 + float(np.abs(margin).max(initial=0.0))
+    if not np.allclose(ours, margin, rtol=0.0, atol=1e-4 * scale):
+        raise ValueError(
+            f"`{name}`'s categorical columns are coded differently from the data the model was "
+            "fitted on (its categories differ, e.g. a subset or another order), so its trees "
+            "would read other categories. Give those columns the fitting data's categories "
+            "(`column.cat.set_categories(...)`) or pass the codes the model was fitted on."
+        )
+
+
+def _model_source(model: Any) -> str:
+    module = type(getattr(model, "booster_", model)).__module__
+    return module.split(".")[0]
+
+
 def _as_rows(
-    value: Any, name: str, n_features: int, names: list[str] | None = None
+    value: Any, name: str, n_features: int, names: list[str] | None = None, model: Any = None,
+    ensemble: Any = None,
 ) -> np.ndarray:
     """``value`` as ``float64 [r, n_features]`` (a 1-D row becomes ``[1, n]``); a DataFrame's
-    columns in the order of the model's ``names`` (:func:`_model_order`)."""
+    columns in the order of the model's ``names`` (:func:`_model_order`), its categorical
+    columns as the codes the trees split on (:func:`_category_codes`)."""
     order = _model_order(value, name, names)
     if order is not None:
         value = value[order]
+    codes = _category_codes(value, name, model, ensemble)
+    if codes is not None:
+        value = codes
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu().numpy()
     arr = np.asarray(value, dtype=np.float64)
@@ -263,7 +368,8 @@ class TreeInteraction:
                 "masking='interventional' needs baseline rows: pass `background=` to "
                 "TreeInteraction or `baselines=` to attribute()."
             )
-        return _as_rows(baselines, "baselines", n, _model_feature_names(self.model))
+        return _as_rows(baselines, "baselines", n, _model_feature_names(self.model), self.model,
+                        self.ensemble)
 
     def fourier(
         self, inputs: Any, baselines: Any = None, show_progress: bool = False
@@ -282,7 +388,8 @@ class TreeInteraction:
         """
         ens = self.ensemble
         n = ens.n_features
-        rows = _as_rows(inputs, "inputs", n, _model_feature_names(self.model))
+        rows = _as_rows(inputs, "inputs", n, _model_feature_names(self.model), self.model,
+                        self.ensemble)
         base_rows = self._baselines(baselines)
         removed = None if base_rows is None else ens.goes_left(base_rows)
         if not show_progress:
@@ -401,8 +508,11 @@ class TreeInteraction:
         coef = spectrum.coefficients  # [s, B, O]
         n_out = coef.shape[2]
         if target is not None:
-            if isinstance(target, bool) or not isinstance(target, int):
+            if isinstance(target, torch.Tensor) and target.numel() == 1 and target.dim() <= 1:
+                target = target.item()  # a 0-d or one-element tensor, as SpectralInteraction
+            if isinstance(target, (bool, np.bool_)) or not isinstance(target, (int, np.integer)):
                 raise TypeError(f"`target` must be an int or None; got {type(target).__name__}.")
+            target = int(target)
             if not -n_out <= target < n_out:
                 raise ValueError(
                     f"`target` must be in [0, {n_out}) (the model has {n_out} outputs); "
@@ -439,7 +549,8 @@ class TreeInteraction:
         Shapley values (order 2 or 3: k-SII values as its Moebius coefficients)."""
         ens = self.ensemble
         n = ens.n_features
-        rows = _as_rows(inputs, "inputs", n, _model_feature_names(self.model))
+        rows = _as_rows(inputs, "inputs", n, _model_feature_names(self.model), self.model,
+                        self.ensemble)
         base_rows = self._baselines(baselines)
         bar = None
         if show_progress:

@@ -110,6 +110,18 @@ def select_target(output: Any, target: Any, n_copies: int, batch: int) -> Tensor
         )
     if target is None:
         return output
+    try:
+        return _pick(output, target, n_copies, batch, rows)
+    except IndexError as err:
+        raise ValueError(
+            f"`target` {target!r} is out of range for the model's output of shape "
+            f"{tuple(output.shape[1:])} per example."
+        ) from err
+
+
+def _pick(output: Tensor, target: Any, n_copies: int, batch: int, rows: int) -> Tensor:
+    """:func:`select_target`'s pick of a not-None ``target`` (an IndexError where out of
+    range)."""
     if isinstance(target, Tensor) and target.numel() == 1 and target.dim() <= 1:
         target = int(target.item())
     if isinstance(target, int) and not isinstance(target, bool):

@@ -167,17 +167,23 @@ class LayerSpectralInteraction:
         captured: list[Tensor] = []
 
         def grab(t: Tensor) -> None:
-            if not captured:
-                captured.append(t.detach())
+            captured.append(t.detach())
 
         handle = _register(self.layer, to_input, grab)
         try:
-            with torch.inference_mode():
+            with torch.no_grad():
                 self.forward_func(*inputs, *args)
         finally:
             handle.remove()
         if not captured:
             raise ValueError("`layer` was not called by `forward_func`; pick a layer it uses.")
+        if len(captured) > 1:
+            # every call would get the first call's masked activation in its place
+            raise ValueError(
+                f"`layer` runs {len(captured)} times in one forward pass (a module applied more "
+                "than once); its activation is not one tensor to mask. Pick a module that runs "
+                "once (e.g. wrap each use in its own module)."
+            )
         return captured[0]
 
     @staticmethod
@@ -549,7 +555,7 @@ class _LayerValues:
 
         handle = _register(self.explainer.layer, self.to_input, swap)
         try:
-            with torch.inference_mode():
+            with torch.no_grad():
                 out = self.explainer.forward_func(
                     *_repeat(self.inputs, k), *_repeat(self.args, k)
                 )

@@ -261,7 +261,7 @@ class LLMSpectralInteraction:
             ids, attention = self._unperturbed(inp)
             device = model_device(self.model)
             args = {**DEFAULT_GEN_ARGS, "pad_token_id": self._pad_id(), **(gen_args or {})}
-            with torch.inference_mode():
+            with torch.no_grad():
                 out = generate(
                     input_ids=ids.to(device), attention_mask=attention.to(device), **args
                 )
@@ -332,7 +332,7 @@ class LLMSpectralInteraction:
             kwargs["use_cache"] = False
         if self._accepts("logits_to_keep"):
             kwargs["logits_to_keep"] = n_target  # the last T positions predict the target
-        with torch.inference_mode():
+        with torch.no_grad():
             out = self.model(**kwargs)
             logits = _logits(out, b, n_target, int(target.max()))
             logits = logits[:, -n_target:]  # [b, T, V] (a view)
