@@ -103,6 +103,7 @@ import io
 import itertools
 import json
 import math
+import re
 import select
 import struct
 import subprocess
@@ -637,7 +638,8 @@ class Shapiq18:
                     break
         except TimeoutError:
             self.close()
-            return {"skipped": f"> {limit:g} s (time limit per cell)", "timeout": True}
+            return {"skipped": f"> {limit:g} s (time limit per cell)", "timeout": True,
+                    "limit_s": limit}
         except (EOFError, BrokenPipeError):
             code = self.proc.poll()
             self.close()
@@ -745,7 +747,8 @@ class ForkedWorker:
             except EOFError:
                 result = {"skipped": f"child died (exit code {self.proc.exitcode})"}
         else:
-            result = {"skipped": f"> {limit:g} s (time limit per cell)", "timeout": True}
+            result = {"skipped": f"> {limit:g} s (time limit per cell)", "timeout": True,
+                      "limit_s": limit}
         self.close()
         return result
 
@@ -755,6 +758,17 @@ class ForkedWorker:
             self.proc.join()
             self.conn.close()
         self.proc = self.conn = None
+
+
+def _timeout_limit(row: dict) -> float | None:
+    """The time limit a row timed out under (``None``: it did not time out); older rows say
+    it only in their ``skipped`` text."""
+    if not row.get("timeout"):
+        return None
+    if "limit_s" in row:
+        return float(row["limit_s"])
+    found = re.match(r"> ([0-9.eE+-]+) s", str(row.get("skipped", "")))
+    return float(found.group(1)) if found else None
 
 
 def _score(game: Game, name: str, budget: int, seed: int, limit: float, peers18,
@@ -973,6 +987,10 @@ def _readme_cell(e: dict, tag: str) -> str:
     if ours is None or peer is None:
         return "— | — | —"
     ratio = e[f"{tag}_ratio"]  # from _ratios: "both exact" or ours / max(peer, EXACT)
+    if not isinstance(ratio, str) and peer >= 1.0:
+        # no peer did better than answering zero (e.g. PermutationSamplingSII spending one
+        # call at n = 256): a ratio against it would credit torchspex with beating nothing
+        ratio = "exact (no peer < 1)" if ours < EXACT else "no peer < 1"
     if not isinstance(ratio, str):
         ratio = ("exact (peer not)" if ours < EXACT
                  else f"**{ratio:.2f}**" if ratio > 1.05 else f"{ratio:.2f}")  # fmt: skip
@@ -1256,7 +1274,12 @@ def main() -> None:
                             }
                         )
                         continue  # fmt: skip
-                    if name in peers and args.reuse_peers and key in cache:
+                    # a cached timeout under a shorter limit than this run's is run again:
+                    # reused, it dropped a peer's later seeds at the old limit (an audit found
+                    # RegressionMSR and ProxySHAP missing from cells the README ranks them in)
+                    stale = _timeout_limit(cache.get(key, {})) or math.inf
+                    if (name in peers and args.reuse_peers and key in cache
+                            and stale >= args.cell_limit):  # fmt: skip
                         rows.append({**cache[key], "cached": True})
                     else:
                         rows.append(_score(game, name, budget, seed, args.cell_limit, peers18,
@@ -1264,7 +1287,7 @@ def main() -> None:
                         if name in peers and "child died" not in rows[-1].get("skipped", ""):
                             cache[key] = rows[-1]
                             args.peer_cache.write_text(json.dumps(cache, indent=0))
-                    if rows[-1].get("timeout"):
+                    if (_timeout_limit(rows[-1]) or 0.0) >= args.cell_limit:
                         timed_out.add((game.name, name, budget))
                     short = {k: (round(v, 5) if isinstance(v, float) else v)
                              for k, v in rows[-1].items() if k != "game"}  # fmt: skip

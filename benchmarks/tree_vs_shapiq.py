@@ -240,6 +240,8 @@ def run(quick: bool, python: str, out: Path, timeout: float, only: str | None) -
                                    "masking": masking, "index": index, "max_order": order,
                                    "rows": n_rows, "repeats": repeats}
             args = (model.model, rows, background, index, order)
+            _torchspex(model.model, rows[:10], background, index, order)  # untimed warm-up,
+            # as every peer's in its child (_tree_shapiq18_child.WARM_ROWS)
             row["torchspex_s"], ours = _best(_torchspex, repeats, *args)
             for lib in LIBRARIES:
                 reason = _not_offered(lib, order, masking)
