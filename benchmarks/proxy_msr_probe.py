@@ -21,7 +21,9 @@ over the seeds, and written to JSON. Games: the exact-table games of
 ``accuracy_vs_sampling.py`` (``--games MLP,MiniLM,2x2,pixels``: exact references) and the large-n
 games of ``large_n.py`` (``--large "MiniLM sentences,MiniLM ~100 words"``), whose references
 are read from ``large_n.py``'s cache (``--ref-cache``, ``--ref-calls`` as that run used) and
-whose forward passes run here (MiniLM over sentences: about 0.15 s per call on this CPU).
+whose forward passes run here (MiniLM over sentences: about 0.15 s per call on this CPU), or
+replayed from values recorded earlier (``--recorded``: an npz of packed masks ``keys``, their
+``vals``, ``n`` and the reference ``sv``).
 
     python benchmarks/proxy_msr_probe.py --games MLP,MiniLM,2x2 --budgets 128,256,512,1024
     python benchmarks/proxy_msr_probe.py --large "MiniLM sentences" --budgets 250,500 \\
@@ -119,6 +121,16 @@ def _games(args: argparse.Namespace) -> list[tuple[str, int, object, np.ndarray]
                 return np.asarray(f(torch.from_numpy(np.asarray(masks, dtype=bool))))
 
             games.append((name, n, value, sv))
+    for path in filter(None, args.recorded.split(",")):
+        with np.load(path) as z:
+            table = dict(zip([k.tobytes() for k in z["keys"]], z["vals"].tolist()))
+            n, sv = int(z["n"]), np.asarray(z["sv"], dtype=np.float64)
+
+        def replay(masks: np.ndarray, table=table) -> np.ndarray:
+            packed = np.packbits(np.asarray(masks, dtype=bool), axis=1)
+            return np.array([table[k.tobytes()] for k in packed])
+
+        games.append((f"{Path(path).stem} (n={n}, recorded)", n, replay, sv))
     return games
 
 
@@ -126,6 +138,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--games", default="", help="exact-table games (decode_variants names)")
     parser.add_argument("--large", default="", help="large_n.py game labels, comma-separated")
+    parser.add_argument("--recorded", default="",
+                        help="npz files of recorded values (keys: packed masks, vals, n, sv): "
+                             "the default's masks must all be there (same budgets and seeds)")
     parser.add_argument("--budgets", default="128,256,512,1024")
     parser.add_argument("--seeds", type=int, default=4)
     parser.add_argument("--ref-cache", default="/tmp/torchspex_bench/large_n")
