@@ -685,6 +685,11 @@ def _print_readme(path: Path) -> None:
             for r in skipped))  # fmt: skip
 
 
+def _listed(value: Any) -> list:
+    """``value`` as a list (a joined file's lists stay lists; one value becomes one item)."""
+    return list(value) if isinstance(value, list) else [value]
+
+
 def _combine(paths: list[Path], out: Path) -> None:
     """Joins result files into ``out``, summary recomputed: runs over other games (each keeps
     its own budgets, seeds, reference and cell limit, recorded per game) and runs of the same
@@ -712,9 +717,11 @@ def _combine(paths: list[Path], out: Path) -> None:
     meta = {
         "budgets": sorted({b for part in parts for b in part["budgets"]}),
         "seeds": next(iter(seeds.values())) if len(set(seeds.values())) == 1 else seeds,
-        "cell_limit_s": sorted({part["cell_limit_s"] for part in parts}),
+        # a part may itself be a joined file (lists of limits and commands)
+        "cell_limit_s": sorted({lim for part in parts for lim in _listed(part["cell_limit_s"])}),
         "reference_note": "; ".join(sorted({part["reference_note"] for part in parts})),
-        "commands": [part["command"] for part in parts],
+        "commands": [c for part in parts for c in _listed(part.get("command",
+                                                                     part.get("commands")))],
         "run_s": sum(part.get("run_s", 0.0) for part in parts),
         **{k: parts[0][k] for k in ("torch", "torchspex", "shapiq18")},
     }
