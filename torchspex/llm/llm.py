@@ -448,6 +448,23 @@ class LLMSpectralInteraction:
             return
         raise ValueError(f"{what}. Shorten the prompt or the target.")
 
+    def _checked_target(
+        self, feats: Any, target: Any, gen_args: dict | None, *, empty_prompts: bool,
+        method: str, index: str, n_samples: int | None, max_order: int | None, generator: Any,
+        decoder_options: dict[str, Any],
+    ) -> Tensor:  # fmt: skip
+        """The target ids, after every check the arguments decide: a given target is read
+        first (no forward pass), then :meth:`_checks_before_calls`, then a target is generated
+        (forward passes) where none is given, and the prompt with the target must fit the model."""
+        given = None if target is None else self._target(feats, target, gen_args)
+        self._checks_before_calls(
+            feats, empty_prompts=empty_prompts, method=method, index=index, n_samples=n_samples,
+            max_order=max_order, generator=generator, decoder_options=decoder_options,
+        )  # fmt: skip
+        target_ids = self._target(feats, None, gen_args) if given is None else given
+        self._check_length(feats, target_ids.numel())
+        return target_ids
+
     def _checks_before_calls(
         self, feats: Any, *, empty_prompts: bool, method: str, index: str,
         n_samples: int | None, max_order: int | None, generator: Any,
@@ -551,15 +568,11 @@ class LLMSpectralInteraction:
         fixed = check_perturbations_per_eval(perturbations_per_eval)
         auto = fixed == "auto"
         check_options(method, index, n_samples, 1 if auto else int(fixed), process_group)
-        # a given target is read first (no forward pass); a generated one after the checks
-        given = None if target is None else self._target(feats, target, gen_args)
-        self._checks_before_calls(
-            feats, empty_prompts=True, method=method, index=index,
+        target_ids = self._checked_target(
+            feats, target, gen_args, empty_prompts=True, method=method, index=index,
             n_samples=n_samples, max_order=max_order, generator=generator,
             decoder_options=decoder_options,
         )  # fmt: skip
-        target_ids = self._target(feats, None, gen_args) if given is None else given
-        self._check_length(feats, target_ids.numel())
         size = self._auto_size(feats, target_ids) if auto else int(fixed)
         batching = BatchBackoff(size, adaptive=auto)
 
@@ -678,14 +691,11 @@ class LLMSpectralInteraction:
         feats = self._features(inp, level, "remove")
         check_options(method, index, n_samples, perturbations_per_eval, process_group)
         groups = _token_groups(feats)
-        given = None if target is None else self._target(feats, target, gen_args)
-        self._checks_before_calls(
-            feats, empty_prompts=False, method=method, index=index,
+        target_ids = self._checked_target(
+            feats, target, gen_args, empty_prompts=False, method=method, index=index,
             n_samples=n_samples, max_order=max_order, generator=generator,
             decoder_options=decoder_options,
         )  # fmt: skip
-        target_ids = self._target(feats, None, gen_args) if given is None else given
-        self._check_length(feats, target_ids.numel())
         prompt, _ = self._unperturbed(feats)
         # the forward reads the prompt and the first T - 1 target tokens (see _target_log_probs)
         layer_mask = torch.cat([groups, torch.full((target_ids.numel() - 1,), -1)]).view(1, -1, 1)
