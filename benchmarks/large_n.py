@@ -685,7 +685,7 @@ def _print_readme(path: Path) -> None:
             for r in skipped))  # fmt: skip
 
 
-def _listed(value: Any) -> list:
+def _listed(value: object) -> list:
     """``value`` as a list (a joined file's lists stay lists; one value becomes one item)."""
     return list(value) if isinstance(value, list) else [value]
 
