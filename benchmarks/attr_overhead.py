@@ -132,7 +132,7 @@ def run_torchspex(similarity, ids, baseline, word_mask, attention, method, n_sam
         "decode_s": decoder.get("decode_seconds"),
         "n_terms": len(result),
         "convergence_delta": float(result.convergence_delta.abs().max()),
-        "top": [(list(k), float(v[0])) for k, v in result.top_k(3)],
+        "top": [(list(k), float(torch.as_tensor(v).reshape(-1)[0])) for k, v in result.top_k(3)],
     }
 
 
