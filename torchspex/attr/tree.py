@@ -174,7 +174,7 @@ def _category_codes(
     value is looked up there, whatever order the frame's own categories are in. XGBoost codes
     by the frame's categories (and from 3.1 maps them to its fitting ones): the frame's codes
     are read and checked against the model's own predictions afterwards
-    (:func:`_check_predictions`). Other models, and text columns, raise.
+    (:func:`_check_xgboost_codes`). Other models, and text columns, raise.
     """
     dtypes = getattr(frame, "dtypes", None)
     if dtypes is None or not hasattr(frame, "iloc"):
