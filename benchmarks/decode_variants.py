@@ -26,6 +26,8 @@ run even on a loaded machine. A variant is ``+``-joined parts:
 * ``f3``: cross-validation folds of the regression (every part; by default parts from
   ``CV_SINGLE_FROM`` terms take ``LARGE_PART_FOLDS``),
 * ``screen`` / ``noscreen``: triples screened against the odd residual as candidates,
+* ``oddcon``: the odd part holds the corner pair as a constraint of its fit instead of being
+  fitted free and shifted onto it (``regression.ODD_CORNER_SHIFT``),
 * ``constshrink``: the even part's James-Stein scaling gives its change at the corners to the
   constant alone, not spread over the even terms and every pair (``_shrink.SPREAD_CHANGE``),
 * ``nopad``: factor matrices at their own side, not padded off MKL's slow sides (``_linalg``);
@@ -90,7 +92,7 @@ ORIGINAL = {
     "leaves": cand.DEEP_LEAVES, "cft": _offset.CROSS_FIT_TREES, "walk": pf.PENALTY_WALK,
     "race": _proxy.RACE_ROUNDS, "rounds": cand.PROXY_ROUNDS, "drounds": cand.DEEP_ROUNDS,
     "one_pen": pf.AVERAGE_ONE_PENALTY, "cap": reg.MAX_TERMS_LOW, "rescreen": cand.RESCREEN_TRIPLES,
-    "spread": _shrink.SPREAD_CHANGE,
+    "spread": _shrink.SPREAD_CHANGE, "corner": reg.ODD_CORNER_SHIFT,
 }  # fmt: skip
 
 
@@ -120,6 +122,7 @@ def _set_knobs(variant: str) -> dict:
     pf._PENALTIES = ((0.0, 1e-2) if "pens2" in parts else (0.0, 1e-3, 1e-2) if "pens3" in parts
                       else ORIGINAL["pens"])  # fmt: skip
     reg.ODD_AVERAGE = 1 if "avg1" in parts else ORIGINAL["avg"]
+    reg.ODD_CORNER_SHIFT = False if "oddcon" in parts else ORIGINAL["corner"]
     pf.AVERAGE_ONE_PENALTY = False if "allpens" in parts else ORIGINAL["one_pen"]
     pf.PENALTY_WALK = False if "fullpens" in parts else ORIGINAL["walk"]
     _proxy.RACE_ROUNDS = 1 << 62 if "norace" in parts else ORIGINAL["race"]

@@ -230,7 +230,7 @@ def _with_proxy_offset(
     column, at_empty, proxies = _cross_fitted_proxy(masks, flat, fold, n_folds, proxy_fit, n,
                                                     generator, pool)  # fmt: skip
     y = odd_y - column.unsqueeze(1)
-    shifted = (constraint[0], constraint[1] - at_empty)
+    shifted = None if constraint is None else (constraint[0], constraint[1] - at_empty)
     # the correction's first-order terms may be shrunk toward zero (the proxy alone, its
     # efficiency gap split equally) as far as cross-validation asks
     idx, coef, info, _ = fit_part(x, y, w, fixed, ranked, shifted, n, n_folds, generator,
