@@ -211,7 +211,7 @@ def _cross_fitted_proxy(
 
 def _with_proxy_offset(
     masks: Tensor, flat: Tensor, x: Tensor, odd_y: Tensor, w: Tensor, fixed: Tensor,
-    ranked: Tensor, constraint: tuple[Any, Tensor], n: int, n_folds: int,
+    ranked: Tensor, constraint: tuple[Any, Tensor] | None, n: int, n_folds: int,
     generator: torch.Generator, max_terms: int, breaks: tuple[int, ...], proxy_fit: dict[str, Any],
     plain: tuple[Tensor, Tensor, dict[str, Any]] | None, effort: str = "low",
     pool: ProxyRows | None = None,
@@ -223,7 +223,10 @@ def _with_proxy_offset(
     ``"averaged"`` in the info); the
     proxy's odd part is then added to the fitted correction. The fourth element is ``(fold
     [p], proxies)``: the pairs' folds and the fold proxies (:class:`_FoldProxies`), whichever
-    fit is kept. ``pool``: the samples' rows already binned (:func:`_cross_fitted_proxy`)."""
+    fit is kept. ``pool``: the samples' rows already binned (:func:`_cross_fitted_proxy`).
+    ``constraint``: the odd part's value at ∅ the fit holds (less the proxies' there), or
+    ``None``: free at the corners (the caller shifts the result onto them,
+    ``regression.ODD_CORNER_SHIFT``)."""
     fold = torch.randperm(x.shape[0], generator=generator) % n_folds
     # at least CROSS_FIT_TREES trees: the early stop on a fifth of few rows stops early
     proxy_fit = {**proxy_fit, "n_trees": max(proxy_fit["n_trees"], CROSS_FIT_TREES)}
@@ -253,7 +256,8 @@ def _with_proxy_offset(
         info["plain_cv_error"] = plain[2]["cv_error"]
     if average:
         assert plain is not None
-        # the mean of the two fits (AVERAGE_FROM): each meets the corner constraint
+        # the mean of the two fits (AVERAGE_FROM): each meets the corner constraint, or
+        # neither is held to it and the caller shifts the mean onto the corners
         idx, coef = _union_terms([plain[0], idx], [plain[1] / 2, coef / 2], n)
         info = {**plain[2], "proxy_offset": "averaged", "offset_cv_error": info["cv_error"]}
     return idx, coef, info, (fold, proxies)
