@@ -66,19 +66,19 @@ CROSS_FIT_TREES = 50
 #: hierarchical n = 64 / 128 0.598 / 0.440 -> 0.622 / 0.477.
 OFFSET_FEATURES = 32
 #: At ``effort="high"``, from :data:`OFFSET_FEATURES` features on and from ``AVERAGE_FROM`` to
-#: ``AVERAGE_BELOW`` pairs per feature, the odd part is the mean of the plain fit and the fit
-#: around the cross-fitted proxy (each exact at the corners, so the mean is; the Shapley values
-#: are the mean of theirs), where the two split by model: the digits CNN over 64 pixels was better
-#: without the offset from 3 pairs per feature, MiniLM over a 100-word review with it up to 7.5
-#: at least. SV error plain / around the proxy / their mean, on the same designs (/tmp
-#: scripts, 4 seeds for the CNN, 3 for MiniLM against a 2 x 9,898-call reference): the CNN at
-#: 384 / 500 / 640 / 768 / 1,024 calls 0.445 / 0.463 / 0.425, 0.328 / 0.346 / 0.312, 0.260 /
-#: 0.306 / 0.266, 0.218 / 0.270 / 0.224, 0.180 / 0.226 / 0.188 (at 256 calls, 2 pairs per
-#: feature, the proxy's alone was best: 0.598 / 0.493 / 0.511); MiniLM at 1,000 / 1,500 calls
-#: 0.234 / 0.198 / 0.190 and 0.159 / 0.140 / 0.126 (the mean best in 3 of 3 seeds each; at 500
-#: calls the proxy's 0.227, the mean 0.237). Not the default: both fits cost 2-4.5x the
-#: decode of the plain one on the CNN at 640-1,024 calls (0.10-0.15 -> 0.32-0.66 s, where its
-#: error rose 0-3%), worth it where a model call costs more than a few milliseconds.
+#: ``AVERAGE_BELOW`` pairs per feature, the odd part is the mean of the plain fit and the fit around
+#: the cross-fitted proxy (the mean is then shifted onto the corners; the Shapley values are the
+#: mean of theirs and that shift's), where the two split by model: the digits CNN over 64 pixels was
+#: better without the offset from 3 pairs per feature, MiniLM over a 100-word review with it up to
+#: 7.5 at least. SV error plain / around the proxy / their mean, on the same designs (/tmp scripts,
+#: 4 seeds for the CNN, 3 for MiniLM against a 2 x 9,898-call reference): the CNN at 384 / 500 / 640
+#: / 768 / 1,024 calls 0.445 / 0.463 / 0.425, 0.328 / 0.346 / 0.312, 0.260 / 0.306 / 0.266, 0.218 /
+#: 0.270 / 0.224, 0.180 / 0.226 / 0.188 (at 256 calls, 2 pairs per feature, the proxy's alone was
+#: best: 0.598 / 0.493 / 0.511); MiniLM at 1,000 / 1,500 calls 0.234 / 0.198 / 0.190 and 0.159 /
+#: 0.140 / 0.126 (the mean best in 3 of 3 seeds each; at 500 calls the proxy's 0.227, the mean
+#: 0.237). Not the default: both fits cost 2-4.5x the decode of the plain one on the CNN at
+#: 640-1,024 calls (0.10-0.15 -> 0.32-0.66 s, where its error rose 0-3%), worth it where a model
+#: call costs more than a few milliseconds.
 AVERAGE_FROM, AVERAGE_BELOW = 3, 8
 
 

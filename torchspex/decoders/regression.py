@@ -6,9 +6,11 @@ the user asks for:
 - **Shapley family** (SV, SII, k-SII, STII, FSII and the other Shapley-weighted indices): the
   masks are paired coalitions drawn by size with the Shapley kernel's weights
   (:func:`~torchspex.sampling.coalitions.paired_coalitions`), the empty and full masks always
-  included. The fit is a weighted least-squares regression with those weights, constrained to be
-  exact at all-kept and all-removed, so the Shapley values add up to ``f(N) - f(∅)`` to
-  round-off and the baseline is the evaluated ``f(∅)``. With paired samples the regression
+  included. The fit is a weighted least-squares regression with those weights, made exact at
+  all-kept and all-removed (the even part by a constraint of its fit, the odd part by one equal
+  shift of its first-order terms after a fit free at the corners, :data:`ODD_CORNER_SHIFT`), so
+  the Shapley values add up to ``f(N) - f(∅)`` to round-off and the baseline is the evaluated
+  ``f(∅)``. With paired samples the regression
   splits exactly into an *odd* part, fitted to ``(f(S) - f(N∖S)) / 2`` on the odd-order terms
   (the only part the Shapley values depend on; Fumagalli et al., "OddSHAP", ICML 2026), and an
   *even* part, fitted to ``(f(S) + f(N∖S)) / 2`` on the even-order terms (the part the pair
@@ -159,7 +161,8 @@ ODD_AVERAGE = 8
 #: 0.27 on average with one) is then read as a deviation concentrated on the corner pair, whose
 #: Shapley value is the same for every feature; the constraint instead pushed it into the weakly
 #: pinned higher-order terms, which spread it unevenly. A game that is sparse but for such a
-#: spike is then exact (``tests/decoders/test_regression.py``). SV error, constraint -> shift,
+#: spike is then exact where the samples pin its terms (``tests/decoders/test_regression.py``;
+#: the recorded gap: ``info["odd"]["corner_shift"]``). SV error, constraint -> shift,
 #: on recorded values replayed (``python benchmarks/decode_variants.py low,low+oddcon``; /tmp
 #: replays of the large-n games' recorded values): MiniLM over sentences (n = 28) at 250 / 500
 #: calls 0.368 / 0.197 -> 0.259 / 0.136 (4 seeds, every seed lower), MiniLM over 100 words at
@@ -409,7 +412,9 @@ def fit_regression(
 
     Returns:
         ``(spectrum, info)``; ``info["cv_error"]`` is the cross-validated error of the fit
-        (weighted squared error over the pairs, each part and output scaled by its variance).
+        (weighted squared error over the pairs, each part and output scaled by its variance);
+        the odd part's is that of its fit free at the corners, before the shift onto them
+        (:data:`ODD_CORNER_SHIFT`; ``info["odd"]["corner_shift"]``: the gap it closed).
     """
     options = options or {}
     if family == "shapley" and options.get("sizes") is None:
@@ -477,7 +482,10 @@ def paired_error(spectrum: SparseSpectrum, masks: Tensor, weights: Tensor, value
     """The error of ``spectrum`` on a paired design, on the scale of ``info["cv_error"]``.
 
     For a spectrum that did not see these samples this is a held-out error, comparable with the
-    cross-validated error of :func:`fit_regression` on the same samples.
+    cross-validated error of :func:`fit_regression` on the same samples. Both score a fit before
+    it is made exact at the corners (the hybrid scores SPEX's spectrum before
+    :func:`~torchspex.decoders.efficiency.enforce_corners`; the regression's odd part is scored
+    free at the corners, :data:`ODD_CORNER_SHIFT`).
     """
     flat = values.reshape(values.shape[0], -1).double()
     pred = spectrum.evaluate(masks).reshape(masks.shape[0], -1).double()
@@ -596,7 +604,7 @@ def _fit_paired(
                 effort, pool,
             )
         if odd_constraint is None:
-            odd_coef = _meet_corner(odd_idx, odd_coef, odd_target)
+            odd_coef, info["odd"]["corner_shift"] = _meet_corner(odd_idx, odd_coef, odd_target)
         strata = _size_strata(x) if options.get("shrink", True) else None
 
         def fit_even() -> tuple[Tensor, Tensor, dict[str, Any]]:
@@ -621,26 +629,29 @@ def _fit_paired(
     return SparseSpectrum(idx, coef, n), info
 
 
-def _meet_corner(idx: Tensor, coef: Tensor, target: Tensor) -> Tensor:
+def _meet_corner(idx: Tensor, coef: Tensor, target: Tensor) -> tuple[Tensor, list[float]]:
     """The odd part ``(idx, coef [s, o])`` with every first-order coefficient shifted by one
     amount, so that its value at ∅ (the sum of its coefficients: every Walsh character is 1
-    there) is ``target [o]``, and at N its negative. The shift is the odd part of a deviation
-    ``g (1[S = ∅] - 1[S = N])``, and the Shapley values move by ``-2 g / n`` each, as that
-    deviation's do: the corners and efficiency hold exactly."""
+    there) is ``target [o]``, and at N its negative; and the gap ``g`` it closed, per output.
+    The shift is the odd part of a deviation ``g (1[S = ∅] - 1[S = N])`` and moves every
+    Shapley value by ``-2 g / n``, as that deviation's: the corners and efficiency hold
+    exactly. The first-order rows are always in the support (the fits' fixed terms)."""
     first = (idx >= 0).sum(dim=1) == 1
     gap = target.reshape(1, -1).to(coef.dtype) - coef.sum(dim=0, keepdim=True)
     out = coef.clone()
     out[first] += gap / int(first.sum())
-    return out
+    return out, gap.reshape(-1).tolist()
 
 
 def _odd_part_is_linear(x: Tensor, odd_y: Tensor, w: Tensor, at_empty: Tensor, n: int) -> bool:
     """Whether the odd part of the samples is exactly a linear function of the features:
-    more pairs than features, and the first-order terms alone (held to the odd part's value at
-    ∅, ``at_empty``) reproduce every pair's odd value to round-off (the weighted squared
-    residual at most :data:`~torchspex.decoders.efficiency.EXACT_HELDOUT` of the values' weighted
-    variance, SPEX's certificate). A sum of the features, a linear model: their Shapley values
-    are then exact by the plain fit, where a fit around a cross-fitted proxy (shrunk toward the
+    more pairs than features, and the first-order terms alone reproduce every pair's odd value
+    to round-off (the weighted squared residual at most
+    :data:`~torchspex.decoders.efficiency.EXACT_HELDOUT` of the values' weighted variance,
+    SPEX's certificate), fitted as the odd part is: free at the corners
+    (:data:`ODD_CORNER_SHIFT`; a linear game with a spike at ∅ passes) or held to the odd part's
+    value at ∅, ``at_empty``. A sum of the features, a linear model: their Shapley values are
+    then exact by the plain fit, where a fit around a cross-fitted proxy (shrunk toward the
     proxy) is not. Draws nothing."""
     from torchspex.decoders._part_fit import _solve_refined
 
@@ -650,9 +661,10 @@ def _odd_part_is_linear(x: Tensor, odd_y: Tensor, w: Tensor, at_empty: Tensor, n
     design = 1.0 - 2.0 * x.double()  # [p, n]: the first-order Walsh characters
     weighted = design * w.unsqueeze(1)
     gram, rhs = design.T @ weighted, weighted.T @ odd_y
-    ones = torch.ones(1, n, dtype=torch.float64)
-    coef = _solve_refined(gram, rhs, torch.zeros(n, dtype=torch.float64), ones,
-                          at_empty.reshape(1, -1))  # fmt: skip
+    held = None if ODD_CORNER_SHIFT else (torch.ones(1, n, dtype=torch.float64),
+                                          at_empty.reshape(1, -1))  # fmt: skip
+    coef = _solve_refined(gram, rhs, torch.zeros(n, dtype=torch.float64),
+                          *(held or (None, None)))  # fmt: skip
     resid = odd_y - design @ coef
     spread = odd_y - (w.unsqueeze(1) * odd_y).sum(0) / w.sum()
     energy = float((w.unsqueeze(1) * spread**2).sum())
