@@ -885,12 +885,22 @@ def _load_for_merge(
     out: Path, meta: dict, patterns, names: list[str]
 ) -> tuple[list[dict], list[dict]]:
     """Rows of ``out`` this run does not redo (game matching none of ``patterns``, or a method
-    not in ``names``) and the records of the games not selected."""
+    not in ``names``) and the records of the games not selected.
+
+    ``out`` may be a ``--combine``d file whose games have different seed counts (``seeds`` a
+    ``{game: seeds}``): the selected games must then have this run's count, and ``meta["seeds"]``
+    becomes that mapping again, so the games not selected keep theirs."""
     if not out.exists():
         raise SystemExit(f"--merge: {out} does not exist; run without --merge first.")
     old = json.loads(out.read_text())
     keys = ("budgets", "seeds", "game_seed")
     theirs, mine = {k: old.get(k) for k in keys}, {k: meta[k] for k in keys}
+    if isinstance(theirs["seeds"], dict):
+        selected = {g: s for g, s in theirs["seeds"].items() if _selected(g, patterns)}
+        theirs["seeds"] = next(iter(set(selected.values()))) if len(
+            set(selected.values())) == 1 else selected  # fmt: skip
+        if theirs == mine:
+            meta["seeds"] = old["seeds"]
     if theirs != mine:
         raise SystemExit(
             f"--merge: {out} was written with {theirs}, this run uses {mine}; "

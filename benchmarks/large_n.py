@@ -692,9 +692,10 @@ def _listed(value: object) -> list:
 
 def _combine(paths: list[Path], out: Path) -> None:
     """Joins result files into ``out``, summary recomputed: runs over other games (each keeps
-    its own budgets, seeds, reference and cell limit, recorded per game) and runs of the same
+    its own budgets, seeds, reference and cell limit, recorded per game), runs of the same
     game over other seeds (``--first-seed``; the reference must be the same one, e.g. from the
-    reference cache)."""
+    reference cache), and reruns of a method: a row of a later file replaces the row of the
+    same game, method, budget and seed from an earlier one."""
     parts = [json.loads(p.read_text()) for p in paths]
     games: dict[str, dict] = {}
     for part in parts:
@@ -708,7 +709,13 @@ def _combine(paths: list[Path], out: Path) -> None:
                                  f"with the same --ref-calls and --ref-cache")  # fmt: skip
             old["budgets"] = sorted(set(old["budgets"]) | set(g["budgets"]))
             old["max_budget"] = max(old["budgets"])
-    rows = [r for part in parts for r in part["rows"]]
+    # a later file's row replaces an earlier one of the same game, method, budget and seed (a
+    # method rerun after a change, joined onto the file that holds the peers' rows)
+    keyed: dict[tuple, dict] = {}
+    for part in parts:
+        for r in part["rows"]:
+            keyed[(r["game"], r["method"], r.get("budget"), r.get("seed"))] = r
+    rows = list(keyed.values())
     # a game's seeds: the distinct seeds its rows ran (runs of other seeds add up; a second
     # run over some of the same seeds, e.g. one more method, does not)
     for name, g in games.items():
@@ -798,7 +805,9 @@ def main() -> None:
         nargs="+",
         default=None,
         metavar="JSON",
-        help="no run: join result files (other games, or other seeds of a game) into --out",
+        help="no run: join result files (other games, other seeds of a game, or a method "
+        "rerun: a later file's row replaces an earlier one of the same game, method, budget, "
+        "seed) into --out",
     )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
