@@ -157,20 +157,22 @@ ODD_AVERAGE = 8
 #: The odd part is fitted free at the corners and then meets them by one equal shift of every
 #: first-order coefficient (:func:`_meet_corner`), instead of holding the corner pair as a
 #: constraint of the fit. What the sparse terms cannot explain at the corners (a value at ∅ off
-#: every trend of the small coalitions: MiniLM over sentences scores 0.03 with no sentence and
-#: 0.27 on average with one) is then read as a deviation concentrated on the corner pair, whose
-#: Shapley value is the same for every feature; the constraint instead pushed it into the weakly
-#: pinned higher-order terms, which spread it unevenly. A game that is sparse but for such a
-#: spike is then exact where the samples pin its terms (``tests/decoders/test_regression.py``;
-#: the recorded gap: ``info["odd"]["corner_shift"]``). SV error, constraint -> shift,
-#: on recorded values replayed (``python benchmarks/decode_variants.py low,low+oddcon``; /tmp
-#: replays of the large-n games' recorded values): MiniLM over sentences (n = 28) at 250 / 500
-#: calls 0.368 / 0.197 -> 0.259 / 0.136 (4 seeds, every seed lower), MiniLM over 100 words at
-#: 500 / 1,000 calls 0.228 / 0.228 -> 0.228 / 0.201 (4 seeds), over 300 words (n = 327, one
-#: seed) 0.886 / 0.680 -> 0.845 / 0.631; the exact-table games (6 seeds, 128-4,096 calls) within
-#: -12% / +4% (MiniLM -4% to -12% from 1,024 calls, +2-4% below; MLP within +3%), the digits CNN
-#: over 64 pixels and the planted n = 64 / 128 games (6 seeds, 256-4,096) within -2% / +4%, exact
-#: where they were (results/decode_variants_odd_corner*.json).
+#: every trend of the small coalitions: MiniLM over sentences scores 0.03 with no sentence and 0.27
+#: on average with one) is then read as a deviation concentrated on the corner pair, whose Shapley
+#: value is the same for every feature; the constraint instead pushed it into the weakly pinned
+#: higher-order terms, which spread it unevenly. A game that is sparse but for such a spike is then
+#: exact where the samples pin its terms (``tests/decoders/test_regression.py``; the recorded gap:
+#: ``info["odd"]["corner_shift"]``). SV error, constraint -> shift, on recorded values replayed
+#: (``python benchmarks/decode_variants.py low,low+oddcon``; /tmp replays of the large-n games'
+#: recorded values): MiniLM over sentences (n = 28) at 250 / 500 calls 0.368 / 0.197 -> 0.259 /
+#: 0.136 (4 seeds, every seed lower), MiniLM over 100 words at 500 / 1,000 calls 0.228 / 0.228 ->
+#: 0.228 / 0.201 (4 seeds), over 300 words (n = 327, one seed) 0.886 / 0.680 -> 0.845 / 0.631; with
+#: the model's own calls and the peers in the run (``python benchmarks/large_n.py --games
+#: sentences``, 3 seeds, results/large_n_sentences.json) 0.374 / 0.198 -> 0.264 / 0.139 against
+#: RegressionMSR's 0.296 / 0.178; the exact-table games (6 seeds, 128-4,096 calls) within -12% / +4%
+#: (MiniLM -4% to -12% from 1,024 calls, +2-4% below; MLP within +3%), the digits CNN over 64 pixels
+#: and the planted n = 64 / 128 games (6 seeds, 256-4,096) within -2% / +4%, exact where they were
+#: (results/decode_variants_odd_corner*.json).
 ODD_CORNER_SHIFT = True
 
 
