@@ -663,10 +663,9 @@ def _odd_part_is_linear(x: Tensor, odd_y: Tensor, w: Tensor, at_empty: Tensor, n
     design = 1.0 - 2.0 * x.double()  # [p, n]: the first-order Walsh characters
     weighted = design * w.unsqueeze(1)
     gram, rhs = design.T @ weighted, weighted.T @ odd_y
-    held = None if ODD_CORNER_SHIFT else (torch.ones(1, n, dtype=torch.float64),
-                                          at_empty.reshape(1, -1))  # fmt: skip
-    coef = _solve_refined(gram, rhs, torch.zeros(n, dtype=torch.float64),
-                          *(held or (None, None)))  # fmt: skip
+    c, d = ((None, None) if ODD_CORNER_SHIFT
+            else (torch.ones(1, n, dtype=torch.float64), at_empty.reshape(1, -1)))  # fmt: skip
+    coef = _solve_refined(gram, rhs, torch.zeros(n, dtype=torch.float64), c, d)
     resid = odd_y - design @ coef
     spread = odd_y - (w.unsqueeze(1) * odd_y).sum(0) / w.sum()
     energy = float((w.unsqueeze(1) * spread**2).sum())

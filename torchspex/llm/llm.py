@@ -313,7 +313,7 @@ class LLMSpectralInteraction:
         """
         device = model_device(self.model)
         ids, attention, target = ids.to(device), attention.to(device), target.to(device)
-        if attention.shape[1] == 0 or bool((attention[:, -1] == 0).any()):
+        if _has_empty_prompt(attention):
             raise ValueError(_EMPTY_PROMPT)
         b, width = ids.shape
         n_target = target.numel()
@@ -478,7 +478,7 @@ class LLMSpectralInteraction:
                      generator=generator, decoder_options=decoder_options)  # fmt: skip
         if empty_prompts:
             _, attention = self.prompt_batch(feats, torch.zeros(1, n, dtype=torch.bool))
-            if attention.shape[1] == 0 or bool((attention[:, -1] == 0).any()):
+            if _has_empty_prompt(attention):
                 raise ValueError(_EMPTY_PROMPT)
         self._check_length(feats, 1)
 
@@ -718,6 +718,12 @@ class LLMSpectralInteraction:
             LLMInteractions._wrap(res.select(0), **extras) for res in sweep.results
         ]
         return LayerSweep(sweep.layer_names, results)
+
+
+def _has_empty_prompt(attention: Tensor) -> bool:
+    """Whether a row of a left-padded prompt batch has no token (its last position is padding,
+    or the batch has no positions at all)."""
+    return attention.shape[1] == 0 or bool((attention[:, -1] == 0).any())
 
 
 _EMPTY_PROMPT = (
