@@ -263,6 +263,39 @@ def test_shapley_route_equals_full_spectrum(kind: str, masking: str) -> None:
         _assert_same_values(fast, full)
 
 
+@pytest.mark.parametrize("masking", ["path_dependent", "interventional"])
+def test_shapley_route_reads_its_values_as_its_spectrum_converts(masking: str) -> None:
+    """``values`` and ``first_order`` of the Shapley route come from the trees' own values, not
+    from converting the spectrum back: the same sets in the same order, the same basis, the
+    same unused features dropped, the same values (to round-off), for every output choice."""
+    model = _model("forest", "breast_cancer", 8)  # two outputs
+    x, _ = _data("breast_cancer", 8)
+    kwargs = {"background": x[20:30]} if masking == "interventional" else {}
+    explainer = TreeInteraction(model, masking, **kwargs)
+    for index, order in (("SV", None), ("STII", 1), ("k-SII", 2), ("k-SII", 3)):
+        for rows, target in ((x[:4], None), (x[:4], 1), (x[5], 0)):
+            fast = explainer.attribute(rows, index=index, max_order=order, target=target)
+            assert fast._exact is not None
+            plain = Interactions(fast.spectrum, index=fast.index, max_order=fast.max_order)
+            got, want = fast.values, plain.values
+            assert torch.equal(got.indices, want.indices) and got.basis == want.basis
+            scale = float(want.coefficients.abs().max())
+            torch.testing.assert_close(got.coefficients, want.coefficients, rtol=0,
+                                       atol=1e-12 * scale)  # fmt: skip
+            torch.testing.assert_close(fast.first_order("SV"), plain.first_order("SV"), rtol=0,
+                                       atol=1e-12 * scale)  # fmt: skip
+    # a feature no tree splits on (constant) is dropped from the values as the conversion
+    # drops it, and its Shapley value is 0
+    x, y = _data("diabetes", 5)
+    x = np.c_[x, np.ones(len(x))]
+    model = lgb.LGBMRegressor(n_estimators=5, num_leaves=4, verbose=-1, n_jobs=1).fit(x, y)
+    fast = TreeInteraction(model).attribute(x[:3], index="SV")
+    plain = Interactions(fast.spectrum, index="SV")
+    assert torch.equal(fast.values.indices, plain.values.indices)
+    assert 5 not in fast.values.indices.flatten().tolist()
+    assert torch.equal(fast.first_order("SV")[:, 5], torch.zeros(3, dtype=torch.float64))
+
+
 def test_shapley_route_answers_only_what_it_holds() -> None:
     model = _model("lightgbm", "diabetes", 6)
     x, _ = _data("diabetes", 6)
