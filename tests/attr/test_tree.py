@@ -331,6 +331,8 @@ def test_shapley_route_answers_only_what_it_holds() -> None:
             np.testing.assert_allclose(got.get(s, np.zeros(3)), want.get(s, np.zeros(3)),
                                        rtol=0, atol=1e-9 * scale, err_msg=str(s))  # fmt: skip
         torch.testing.assert_close(fast.first_order("SV"), full.first_order("SV"))
+        fast.first_order("SV").add_(100.0)  # the caller's own tensor, not the result's
+        torch.testing.assert_close(fast.first_order("SV"), full.first_order("SV"))
         # its k-SII of order 2 are not the model's: refused, not wrong
         with pytest.raises(ValueError, match="holds the exact k-SII of order 3 only"):
             fast.to_index("k-SII", 2)

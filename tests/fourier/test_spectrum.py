@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from torchspex import Interactions
 from torchspex.decoders import all_masks
 from torchspex.fourier import (
     SparseSpectrum,
@@ -177,6 +178,22 @@ def test_sets_with_repeated_or_negative_features_are_refused() -> None:
     with pytest.raises(ValueError, match="-1 is padding"):
         SparseSpectrum(torch.tensor([[-7, 2]]), torch.ones(1), 3)
     assert SparseSpectrum(torch.tensor([[2, -1]]), torch.ones(1), 3).to_dict() == {(2,): 1.0}
+
+
+def test_prune_copies_unless_asked_and_reads_integer_coefficients() -> None:
+    spec = SparseSpectrum.from_sets([(), (0,), (1,)], [1.0, 2.0, 0.0], 2)
+    kept = SparseSpectrum.from_sets([(), (0,)], [1.0, 2.0], 2)
+    for source, n_kept in ((spec, 2), (kept, 2)):
+        out = source.prune()
+        assert out.n_terms == n_kept
+        out.coefficients.mul_(10)  # a copy: the source is untouched
+        assert source.coefficients.tolist()[:2] == [1.0, 2.0]
+    shared = kept.prune(copy=False)
+    assert shared.coefficients.data_ptr() == kept.coefficients.data_ptr()
+    assert spec.prune(copy=False).n_terms == 2  # a term dropped: a new tensor anyway
+    ints = SparseSpectrum(torch.tensor([[-1], [0], [1]]), torch.tensor([1, 2, 0]), 2)
+    assert ints.prune(atol=0.5).coefficients.tolist() == [1, 2]
+    assert Interactions(ints, index="Fourier").values.to_dict() == {(): 1, (0,): 2}
 
 
 def test_prune_keeps_nan_and_evaluate_refuses_bad_chunks() -> None:

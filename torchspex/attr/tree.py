@@ -96,9 +96,11 @@ class TreeShapleyInteractions(Interactions):
         the trees' own values; sets whose values are all zero dropped, as there."""
         if self._values is None and self._exact is not None:
             baseline, order3 = self._exact
+            # orders 1 and 2: a fresh view, kept uncopied where no set is dropped
             view = self._exact_view(baseline) if order3 is None else order3[0]
             source = index_source(self.spectrum, self.index, self.max_order)
-            self._values = view.prune(atol=_ZERO_TOL * self._scale(source))
+            self._values = view.prune(atol=_ZERO_TOL * self._scale(source),
+                                      copy=order3 is not None)  # fmt: skip
         return super().values
 
     def _check_read(self, index: str, max_order: int | None) -> None:
@@ -128,7 +130,7 @@ class TreeShapleyInteractions(Interactions):
             self._check_design(index)
             order3 = self._exact[1]
             shapley = self.spectrum.coefficients[1 : self.n_features + 1] * -2.0
-            return (shapley if order3 is None else order3[1]).movedim(0, -1)
+            return (shapley if order3 is None else order3[1].clone()).movedim(0, -1)
         return super().first_order(index)
 
     def select(self, *output: int) -> Interactions:
@@ -542,11 +544,13 @@ class TreeInteraction:
         single = np.ndim(inputs.detach().cpu() if isinstance(inputs, torch.Tensor) else inputs) == 1
         max_order = _check_order(max_order, self.ensemble.n_features)
         order = None if full_spectrum else _shapley_order(index, max_order)
-        exact = None
+        exact: tuple[Tensor, tuple[SparseSpectrum, Tensor] | None] | None = None
         if order is None:
             spectrum = self.fourier(inputs, baselines, show_progress=show_progress)
         else:
-            spectrum, *exact = self._shapley_spectrum(inputs, baselines, order, show_progress)
+            spectrum, baseline, order3 = self._shapley_spectrum(inputs, baselines, order,
+                                                                show_progress)  # fmt: skip
+            exact = (baseline, order3)
         coef = spectrum.coefficients  # [s, B, O]
         n_out = coef.shape[2]
         if target is not None:
@@ -584,13 +588,13 @@ class TreeInteraction:
             method="tree",
             info=info,
         )
-        if exact:
+        if exact is not None:
             assert isinstance(result, TreeShapleyInteractions)
             baseline, order3 = exact
-            if order3 is not None:
-                view = order3[0].replace(coefficients=chosen(order3[0].coefficients),
-                                         basis=result.index)  # fmt: skip
-                order3 = (view, chosen(order3[1]))
+            if order3 is not None:  # own copies of what was asked for (the rest is freed)
+                coef = chosen(order3[0].coefficients).contiguous()
+                order3 = (order3[0].replace(coefficients=coef, basis=result.index),
+                          chosen(order3[1]).contiguous())  # fmt: skip
             result._exact = (chosen(baseline.unsqueeze(0))[0], order3)
         return result
 

@@ -196,21 +196,26 @@ class SparseSpectrum:
         idx, coef = coalesce(normalize_indices(self.indices), self.coefficients, self.n_features)
         return self.replace(indices=idx, coefficients=coef)
 
-    def prune(self, atol: float = 0.0, max_order: int | None = None) -> SparseSpectrum:
+    def prune(
+        self, atol: float = 0.0, max_order: int | None = None, *, copy: bool = True
+    ) -> SparseSpectrum:
         """Drops terms with all coefficients ``<= atol`` in magnitude, or above ``max_order``
-        (a NaN coefficient is kept: it is not ``<= atol``)."""
+        (a NaN coefficient is kept: it is not ``<= atol``). ``copy=False``: where no term is
+        dropped, the result shares this spectrum's coefficients (no copy of them)."""
         if self.n_terms == 0:
             return self
         flat = self.coefficients.reshape(self.n_terms, -1)
         if flat.shape[1] == 0:
             keep = torch.ones(self.n_terms, dtype=torch.bool, device=flat.device)
-        else:
+        elif flat.is_floating_point() or flat.is_complex():
             # the largest |coefficient| per term without an |coef| copy (0.5x the seconds of
             # abs() <= atol on [56, 100,000]); a NaN is kept (NaN <= atol is False)
             keep = ~(torch.linalg.vector_norm(flat, float("inf"), dim=1) <= atol)
+        else:  # integers (vector_norm takes floating point only)
+            keep = ~(flat.abs() <= atol).all(dim=1)
         if max_order is not None:
             keep &= self.orders <= max_order
-        if bool(keep.all()):  # no copy of the coefficients
+        if not copy and bool(keep.all()):
             idx = normalize_indices(self.indices) if self.indices.shape[1] else self.indices
             return self.replace(indices=idx)
         idx = normalize_indices(self.indices[keep]) if self.indices.shape[1] else self.indices[keep]
@@ -368,11 +373,13 @@ class DeferredSpectrum(SparseSpectrum):
         """Trailing shape of the coefficients (read from ``known``: it never completes)."""
         return self.known.out_shape
 
-    def prune(self, atol: float = 0.0, max_order: int | None = None) -> SparseSpectrum:
+    def prune(
+        self, atol: float = 0.0, max_order: int | None = None, *, copy: bool = True
+    ) -> SparseSpectrum:
         """As :meth:`SparseSpectrum.prune`; dropping exact zeros stays deferred."""
         if atol == 0.0 and max_order is None:
-            return self.then(lambda spec: spec.prune())
-        return self.complete().prune(atol, max_order)
+            return self.then(lambda spec: spec.prune(copy=copy))
+        return self.complete().prune(atol, max_order, copy=copy)
 
     def to(self, *args: Any, **kwargs: Any) -> SparseSpectrum:
         """As :meth:`SparseSpectrum.to`, still deferred where it is."""
