@@ -67,9 +67,12 @@ class TreeShapleyInteractions(Interactions):
     #: removed ``[*out]`` and, for order 3, the k-SII values as a spectrum ``[s, *out]`` with
     #: the Shapley values ``[n, *out]``. With them :attr:`values` and :meth:`first_order` read
     #: the trees' own values instead of converting the spectrum back (``-2 F(i)`` and ``4
-    #: F(ij)`` are the Shapley values and pair indices exactly): the conversion cost 6-12% of
-    #: a call (``benchmarks/tree_vs_shapiq.py``'s models, 100 rows; 100,000 rows of the XGBoost
-    #: classifier). A derived result (:meth:`select`, :meth:`to_index`) converts as any other.
+    #: F(ij)`` are the Shapley values and pair indices exactly). One thread, best of 7: k-SII
+    #: order 2 values of 100,000 rows of ``benchmarks/tree_vs_shapiq.py``'s LightGBM diabetes
+    #: booster 101 -> 42 ms (with the norms of :meth:`SparseSpectrum.prune`), the Shapley values
+    #: of 100,000 rows of its XGBoost classifier 11 -> 2 ms, of 100 rows 0.5 -> 0.01 ms; its
+    #: k-SII cells took 0.50-0.83x the seconds before (``results/tree_vs_shapiq_idle.json``). A
+    #: derived result (:meth:`select`, :meth:`to_index`) converts as any other.
     _exact: tuple[Tensor, tuple[SparseSpectrum, Tensor] | None] | None = None
 
     def _exact_order(self) -> int:
