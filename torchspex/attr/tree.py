@@ -132,8 +132,9 @@ class TreeShapleyInteractions(Interactions):
         if self._exact is not None:
             self._check_design(index)
             order3 = self._exact[1]
-            shapley = self.spectrum.coefficients[1 : self.n_features + 1] * -2.0
-            return (shapley if order3 is None else order3[1].clone()).movedim(0, -1)
+            if order3 is not None:
+                return order3[1].clone().movedim(0, -1)
+            return (self.spectrum.coefficients[1 : self.n_features + 1] * -2.0).movedim(0, -1)
         return super().first_order(index)
 
     def select(self, *output: int) -> Interactions:
