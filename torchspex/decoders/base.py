@@ -372,10 +372,11 @@ class Evaluator:
             raise AssertionError(f"masks must be [m, {self.n_features}]; got {tuple(masks.shape)}")
         keys = mask_keys(masks)  # bool, on the CPU
         uniq_keys, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-        new = [i for i, key in enumerate(uniq_keys) if key.tobytes() not in self._seen]
+        key_bytes = uniq_keys.tolist()  # each distinct key as ``bytes`` (one call, not per row)
+        new = [i for i, key in enumerate(key_bytes) if key not in self._seen]
         if new:
             new_masks = masks[torch.from_numpy(first[new])]
-            new_keys = [uniq_keys[i].tobytes() for i in new]
+            new_keys = [key_bytes[i] for i in new]
             if self.n_samples is not None and self.n_evaluations + len(new) > self.n_samples:
                 raise AssertionError(
                     f"decoder exceeded its budget: {self.n_evaluations + len(new)} > "
@@ -393,7 +394,7 @@ class Evaluator:
             self._values.append(new_values)
             self.n_evaluations += len(new)
         all_values = self.values
-        pos = torch.tensor([self._seen[k.tobytes()] for k in uniq_keys], dtype=torch.long)
+        pos = torch.tensor([self._seen[k] for k in key_bytes], dtype=torch.long)
         return all_values[pos[torch.from_numpy(inverse.reshape(-1))]]
 
     def _evaluate_new(self, masks: Tensor, keys: list[bytes]) -> Tensor:
@@ -405,8 +406,10 @@ class Evaluator:
             cached = {key: cached[key] for key, ok in zip(keys, every.tolist()) if ok}
         if cached and self.out_shape is None:
             self.out_shape = self.store.out_shape  # type: ignore[union-attr]
+        if not cached:  # every value from the model, in order
+            return self._evaluate_model(masks, keys)
         todo = [j for j, key in enumerate(keys) if key not in cached]
-        if cached and not todo and self.ranks is None:
+        if not todo and self.ranks is None:
             # every value from the store: one stored value is still evaluated again, so a
             # model changed behind an unchanged fingerprint (e.g. reached through a global
             # the fingerprint cannot see) raises instead of returning its old values
@@ -423,7 +426,7 @@ class Evaluator:
         if self.progress is not None:
             self.progress.update(len(cached))
         values = torch.stack(rows)
-        if cached and self.nonfinite == "raise":  # a store written with nonfinite="drop"
+        if self.nonfinite == "raise":  # a store written with nonfinite="drop"
             self._check_finite(masks, values)
         return values
 
