@@ -231,22 +231,61 @@ def test_constant_trees_and_empty_constant_first() -> None:
                                torch.full((8,), 2.5, dtype=torch.float64))
 
 
-@pytest.mark.parametrize("n", [4, 7])
-def test_leaf_readout_equals_the_node_expansion(n: int) -> None:
-    # two exact routes for 0/1 routing: leaves merged by the bits they fix, then taken to the
-    # Fourier basis one feature at a time (n <= 39), and every internal node expanded into its
-    # 2^k terms (the general route, used above 39 features); same terms, same coefficients
+@pytest.mark.parametrize("n", [4, 7, 24])
+def test_leaf_readout_equals_the_node_expansion(n: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # two exact routes for 0/1 routing: the leaves fixing the same bits as one table,
+    # Walsh-Hadamard transformed (n <= 31; summed densely up to 20 features, by sorting above),
+    # or, past its table cap, taken to the Fourier basis one feature at a time; and every
+    # internal node expanded into its 2^k terms (the general route); same terms, same
+    # coefficients on every route
     from torchspex.decoders import trees
 
     rng = np.random.default_rng(n)
     for _ in range(10):
         ens = _random_complete_tree(rng, n, 6, base=0.25)
         routes = ens.goes_left(np.stack([np.ones(n), np.zeros(n)]))
-        idx_leaf, coef_leaf = trees._binary_leaf_spectrum(ens, routes[:, 0], routes[:, 1], n)
         idx_node, coef_node = trees.tree_spectrum(ens, routes[:, :1],
                                                   routes[:, 1:].astype(np.float64), n)
-        assert torch.equal(idx_leaf, idx_node)
-        torch.testing.assert_close(coef_leaf, coef_node, atol=1e-13, rtol=0)
+        for table_cap, dense in ((1 << 22, 20), (1 << 22, 0), (0, 20)):
+            monkeypatch.setattr(trees, "_LEAF_TABLE_ENTRIES", table_cap)
+            monkeypatch.setattr(trees, "_DENSE_FEATURES", dense)
+            idx_leaf, coef_leaf = trees._binary_leaf_spectrum(ens, routes[:, 0], routes[:, 1], n)
+            assert torch.equal(idx_leaf, idx_node), (table_cap, dense)
+            torch.testing.assert_close(coef_leaf, coef_node, atol=1e-13, rtol=0)
+
+
+def test_leaf_readout_of_a_booster_over_many_features_equals_predict() -> None:
+    # 24 features: the leaf read-out (sums by sorting) where the node expansion was used before;
+    # a 3-class booster (three outputs) on the same route
+    from torchspex.decoders import trees
+
+    n = 24
+    x, y = _binary_data(n, 600, 11)
+    rng = np.random.default_rng(3)
+    masks = torch.from_numpy(rng.random((400, n)) < 0.5)
+    booster = lgb.train({"objective": "regression", "verbose": -1, "num_leaves": 16,
+                         "num_threads": 1, "min_data_in_leaf": 3},
+                        lgb.Dataset(x, y), num_boost_round=30)  # fmt: skip
+    labels = np.digitize(y, np.quantile(y, [0.33, 0.66]))
+    multi = lgb.train({"objective": "multiclass", "num_class": 3, "verbose": -1,
+                       "num_leaves": 8, "num_threads": 1, "min_data_in_leaf": 3},
+                      lgb.Dataset(x, labels), num_boost_round=10)  # fmt: skip
+    for model in (booster, multi):
+        assert n <= trees._LEAF_KEY_FEATURES
+        spec = tree_ensemble_to_fourier(model, n)
+        expected = model.predict(masks.double().numpy(), raw_score=True)
+        np.testing.assert_allclose(spec.evaluate(masks).numpy(), expected, rtol=0, atol=1e-9)
+        ens = parse_tree_ensemble(model)
+        routes = ens.goes_left(np.stack([np.ones(n), np.zeros(n)]))
+        idx_node, coef_node = trees.tree_spectrum(ens, routes[:, :1],
+                                                  routes[:, 1:].astype(np.float64), n)
+        assert torch.equal(spec.indices, idx_node)
+        torch.testing.assert_close(spec.coefficients.reshape(coef_node.shape), coef_node,
+                                   atol=1e-12, rtol=0)
+    ens = parse_tree_ensemble(booster)
+    with pytest.raises(ValueError, match="at most 31 features"):
+        trees._binary_leaf_spectrum(ens, np.ones(len(ens.feature), dtype=bool),
+                                    np.zeros(len(ens.feature), dtype=bool), 32)
 
 
 @pytest.mark.parametrize("library", ["lightgbm", "lightgbm-zero", "xgboost", "sklearn"])
@@ -341,3 +380,27 @@ def test_lightgbm_integer_fields_parse_as_integers_or_fall_back() -> None:
         tp._lgb_column(fields, "d", np.int64, 3, True)
     with pytest.raises(ValueError, match="field 'a'"):
         tp._lgb_column(fields, "a", np.int64, 4, True)
+
+
+def test_lightgbm_repeated_thresholds_parse_each_token_once() -> None:
+    """A field of a few repeated numbers (a 0/1-mask proxy's thresholds) read token by distinct
+    token gives the plain reader's doubles, bit for bit; varied numbers, a wrong count or an
+    unreadable token go the plain way (which raises where the text is bad)."""
+    from torchspex.decoders import _tree_parsers as tp
+
+    thr = "1.0000000180025095e-35"
+    fields = {"t": [" ".join([thr] * 30 + ["0.5", thr]), " ".join([thr] * 40 + ["-0"])],
+              "v": [" ".join(str(0.1 * i + 1e-17 * i) for i in range(300))],
+              "bad": [" ".join(["x1"] * 40)]}  # fmt: skip
+    plain = tp._lgb_column(fields, "t", np.float64, 73)
+    assert tp._lgb_repeated(" ".join(fields["t"]), 73) is not None
+    fast = tp._lgb_column(fields, "t", np.float64, 73, repeats=True)
+    assert fast.dtype == np.float64 and fast.tobytes() == plain.tobytes()
+    assert tp._lgb_column(fields, "t", np.float32, 73, repeats=True).dtype == np.float32
+    assert tp._lgb_repeated(" ".join(fields["t"]), 72) is None
+    assert tp._lgb_repeated(" ".join(fields["v"]), 300) is None
+    assert tp._lgb_repeated(" ".join(fields["bad"]), 40) is None
+    np.testing.assert_array_equal(tp._lgb_column(fields, "v", np.float64, 300, repeats=True),
+                                  tp._lgb_column(fields, "v", np.float64, 300))
+    with pytest.raises(ValueError, match="field 'bad'"):
+        tp._lgb_column(fields, "bad", np.float64, 40, repeats=True)

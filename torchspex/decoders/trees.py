@@ -16,11 +16,11 @@ explained rows) are expanded at once, grouped by ``k``, and summed with one ``co
 
 For one 0/1 baseline (:func:`tree_ensemble_to_fourier`, the proxies of ProxySPEX and of the
 regression decoder) over up to :data:`_LEAF_KEY_FEATURES` features a leaf is its value times
-an indicator of the bits its path fixes; leaves fixing the same bits are summed first and the
-sum goes to the Fourier basis one feature at a time (:func:`_binary_leaf_spectrum`), which
-never expands a deep leaf into its ``2^k`` terms on its own (a 1,000-tree depth-8 booster over
-13 features: 0.1 s, where the node expansion of the time took 15 s for the same terms). Its
-pass per feature costs more than today's expansion from about 20 features on.
+an indicator of the bits its path fixes; the leaves fixing the same set of bits are one table
+over those bits' values, whose Walsh-Hadamard transform is their Fourier terms
+(:func:`_binary_leaf_spectrum`; tables too large for that go to the Fourier basis one feature
+at a time, merging equal terms after each, which never expands a deep leaf into its ``2^k``
+terms on its own).
 
 References:
     Gorji et al., "Amortized SHAP values via sparse Fourier function approximation" (2024);
@@ -271,54 +271,68 @@ def tree_spectrum(
 
 
 #: The leaf read-out (:func:`_binary_leaf_spectrum`) up to this many features, the node
-#: expansion (:func:`tree_spectrum`) above (base-3 leaf keys fit an int64 up to 39). The leaf
-#: read-out's pass per feature grows with ``n`` and the expansion's ``2^k`` terms per leaf do
-#: not (``python benchmarks/tree_readout.py``, results/tree_readout.json: LightGBM boosters on
+#: expansion (:func:`tree_spectrum`) above: its feature-by-feature fallback keys a term by two
+#: masks of ``n`` bits in one int64. The leaf read-out was the faster one at every size up to
+#: there (``python benchmarks/tree_readout.py``, results/tree_readout.json: LightGBM boosters on
 #: 0/1 masks, depth 8 with 32 / 256 leaves and depth 6 with 64, leaf / expansion ms, one
-#: thread): n = 16: 52 / 152, 89 / 503, 51 / 112; n = 20: 100 / 95, 221 / 452, 87 / 109;
-#: n = 24: 144 / 99, 343 / 418, 138 / 95; n = 30: 241 / 103, 671 / 443, 213 / 93; n = 39:
-#: 390 / 107, 1,266 / 485, 339 / 99 (the regression's early-stopped proxies on MiniLM's values,
-#: 40-200 trees, a /tmp script: the same crossover). Both give the same terms, their
-#: coefficients equal to round-off (checked by the benchmark).
-_LEAF_KEY_FEATURES = 20
+#: thread): n = 14: 12 / 123, 20 / 482, 8 / 139; n = 20: 34 / 133, 65 / 352, 28 / 99; n = 30:
+#: 82 / 99, 277 / 435, 68 / 105. (The feature-by-feature merge it replaced lost from about 20
+#: features on: 100 / 95 at n = 20, 241 / 103 at n = 30.)
+_LEAF_KEY_FEATURES = 31
 
 
-def _binary_leaf_keys(
-    ens: TreeEnsemble, kept_left: np.ndarray, removed_left: np.ndarray, n_features: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Every reachable leaf as ``(key int64 [L], value [L, O])`` for 0/1 routing.
+def _binary_leaf_masks(
+    ens: TreeEnsemble, kept_left: np.ndarray, removed_left: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every reachable leaf as ``(fixed int64 [L], kept int64 [L], value [L, O])`` for 0/1
+    routing.
 
-    Digit ``f`` of a key (base 3) says what the leaf needs of mask bit ``m_f``: ``0`` removed,
-    ``1`` kept, ``2`` either. Built top-down, one tree level at a time; a leaf whose path
-    needs both values of one bit is unreachable and dropped.
+    Bit ``f`` of ``fixed`` says the leaf's path fixes mask bit ``m_f``, bit ``f`` of ``kept``
+    to which value (1: kept); features the path never reads are free. Built top-down, one tree
+    level at a time; a leaf whose path needs both values of one bit is unreachable and dropped.
     """
-    pow3 = 3 ** np.arange(n_features, dtype=np.int64)
     node = ens.roots.copy()
-    key = np.full(node.shape, int(pow3.sum() * 2), dtype=np.int64)
-    keys, values = [], []
+    fixed = np.zeros(node.shape, dtype=np.int64)
+    kept = np.zeros(node.shape, dtype=np.int64)
+    out_fixed, out_kept, values = [], [], []
     while node.size:
         leaf = ens.left[node] < 0
-        keys.append(key[leaf])
+        out_fixed.append(fixed[leaf])
+        out_kept.append(kept[leaf])
         values.append(ens.value[node[leaf]])
-        node, key = node[~leaf], key[~leaf]
+        node, fixed, kept = node[~leaf], fixed[~leaf], kept[~leaf]
         if not node.size:
             break
-        f = ens.feature[node]
-        p = pow3[f]
-        digit = (key // p) % 3
+        bit = np.left_shift(1, ens.feature[node])
+        is_fixed = (fixed & bit) != 0
+        is_kept = (kept & bit) != 0
         kept_l, removed_l = kept_left[node], removed_left[node]
-        children, child_keys = [], []
+        children, child_fixed, child_kept = [], [], []
         for child, m1, m0 in ((ens.left[node], kept_l, removed_l),
                               (ens.right[node], ~kept_l, ~removed_l)):  # fmt: skip
             # the child is reached for m_f = 1 (m1), for m_f = 0 (m0), or both
             both = m1 & m0
-            need = np.where(m1, 1, 0)
-            ok = both | ((m1 | m0) & ((digit == 2) | (digit == need)))
-            new_key = np.where(both | (digit != 2), key, key - (2 - need) * p)
+            ok = both | ((m1 | m0) & (~is_fixed | (is_kept == m1)))
+            fix = ~both & ~is_fixed  # the path fixes m_f here, to m1
             children.append(child[ok])
-            child_keys.append(new_key[ok])
-        node, key = np.concatenate(children), np.concatenate(child_keys)
-    return np.concatenate(keys), np.concatenate(values)
+            child_fixed.append((fixed | np.where(fix, bit, 0))[ok])
+            child_kept.append((kept | np.where(fix & m1, bit, 0))[ok])
+        node = np.concatenate(children)
+        fixed, kept = np.concatenate(child_fixed), np.concatenate(child_kept)
+    return np.concatenate(out_fixed), np.concatenate(out_kept), np.concatenate(values)
+
+
+#: The leaf read-out's tables (:func:`_binary_leaf_spectrum`): at most this many entries
+#: (``2^|R|`` for every distinct set ``R`` of bits a leaf fixes) before it takes the bits one
+#: feature at a time instead (:func:`_leaf_spectrum_by_feature`), whose work is bounded by the
+#: spectrum it builds rather than by ``2^depth`` per leaf (deep trees). The proxies' depth-8
+#: trees of 32 leaves stay far below: 400 of them over 13-14 features fix 2,560-3,652 distinct
+#: sets, 148,466-237,184 entries (the regression's proxies of the MLP on wine and MiniLM at
+#: 2,048 calls).
+_LEAF_TABLE_ENTRIES = 1 << 22
+#: Up to this many features the leaf read-out sums its terms in a dense array over all ``2^n``
+#: sets (8 MiB per output at 20), above it by sorting the terms' masks.
+_DENSE_FEATURES = 20
 
 
 def _binary_leaf_spectrum(
@@ -326,43 +340,144 @@ def _binary_leaf_spectrum(
 ) -> tuple[Tensor, Tensor]:
     """:func:`tree_spectrum` for one column of 0/1 routing (a baseline row), from the leaves.
 
-    A leaf is ``value * prod_f 1[m_f = b_f]`` over the bits its path fixes, and
-    ``1[m_f = 1] = (1 - chi_f) / 2``, ``1[m_f = 0] = (1 + chi_f) / 2``. Leaves that fix the same
-    bits to the same values are summed first (boosted trees repeat regions often), then the
-    sum is taken to the Fourier basis one feature at a time, merging equal terms after each,
-    so no leaf is ever expanded into its ``2^k`` terms on its own.
+    A leaf is ``value * prod_{f in R} 1[m_f = b_f]`` over the bits ``R`` its path fixes, and
+    ``1[m_f = 1] = (1 - chi_f) / 2``, ``1[m_f = 0] = (1 + chi_f) / 2``: its coefficient on
+    ``chi_S`` is ``value 2^-|R| (-1)^{|S & b|}`` for every ``S`` within ``R``, none elsewhere.
+    Leaves that fix the same ``R`` are one table over the ``2^|R|`` values of those bits, and
+    that table's Walsh-Hadamard transform (``|R| 2^|R|`` additions) is every coefficient they
+    give at once; the tables of all sets of one size are transformed as one batch and summed
+    into a dense array over the ``2^n`` sets (``n <= 20``; above, by sorting). The regression's
+    proxies at 2,048 calls (400 depth-8 trees over 13-14 features): 18.5 / 25.3 -> 7.6 / 10.1
+    ms (the MLP on wine / MiniLM; coefficients equal to 1.4e-15 of the largest) against the
+    feature-by-feature merge this replaced (:func:`_leaf_spectrum_by_feature`, still used past
+    :data:`_LEAF_TABLE_ENTRIES`).
     """
-    leaf_key, leaf_value = _binary_leaf_keys(ens, kept_left, removed_left, n_features)
-    keys = torch.from_numpy(leaf_key)
-    coef = torch.from_numpy(np.ascontiguousarray(leaf_value, dtype=np.float64))
+    if n_features > _LEAF_KEY_FEATURES:
+        raise ValueError(f"the leaf read-out takes at most {_LEAF_KEY_FEATURES} features; "
+                         f"got {n_features}: use tree_spectrum.")  # fmt: skip
+    fixed_np, kept_np, value_np = _binary_leaf_masks(ens, kept_left, removed_left)
+    n_out = value_np.shape[1]
+    fixed = torch.from_numpy(fixed_np)
+    sets, group = torch.unique(fixed, return_inverse=True)  # the distinct R, each leaf's
+    bits = (sets.unsqueeze(1) >> torch.arange(n_features)) & 1  # [G, n]
+    size = bits.sum(dim=1)
+    if int((torch.ones_like(size) << size).sum()) > _LEAF_TABLE_ENTRIES:
+        return _leaf_spectrum_by_feature(fixed_np, kept_np, value_np, ens.base, n_features)
+    # each R's bit positions, ascending (the first |R| columns)
+    pos = torch.where(bits.bool(), torch.arange(n_features), n_features).sort(dim=1).values
+    kept = torch.from_numpy(kept_np)
+    value = torch.from_numpy(np.ascontiguousarray(value_np, dtype=np.float64))
+    dense = n_features <= _DENSE_FEATURES
+    sums = torch.zeros(1 << n_features if dense else 0, n_out, dtype=torch.float64)
+    parts: list[tuple[Tensor, Tensor]] = []  # (sets, coefficients) past _DENSE_FEATURES
+    leaf_size = size[group]
+    for k in torch.unique(size).tolist():
+        in_k = size == k
+        n_k = int(in_k.sum())
+        local = torch.full_like(size, -1)
+        local[in_k] = torch.arange(n_k)
+        on = leaf_size == k
+        rows, pos_k = local[group[on]], pos[in_k, :k]  # [L_k], [G_k, k]
+        shifts = torch.arange(k)
+        # each leaf's fixed values as a k-bit pattern over its R's positions
+        pattern = (((kept[on].unsqueeze(1) >> pos_k[rows]) & 1) << shifts).sum(dim=1)
+        width = 1 << k
+        table = torch.zeros(n_k * width, n_out, dtype=torch.float64)
+        table.index_add_(0, rows * width + pattern, value[on])
+        # Walsh-Hadamard transform of every table over its k bits (in place), then the 2^-k
+        for j in range(k):
+            pairs = table.view(n_k, width >> (j + 1), 2, 1 << j, n_out)
+            low, high = pairs[:, :, 0], pairs[:, :, 1]
+            total = low + high
+            torch.sub(low, high, out=high)
+            low.copy_(total)
+        table.mul_(0.5**k)
+        # subset s of the k bits -> the set S as a mask over all n features: bit j of s
+        # stands for feature pos_k[:, j] (integers below 2^20: exact in float64)
+        subset = ((torch.arange(width).unsqueeze(1) >> shifts) & 1).double()  # [2^k, k]
+        target = (subset @ (torch.ones(1, dtype=torch.long) << pos_k).T.double()).long()
+        if dense:
+            sums.index_add_(0, target.T.reshape(-1), table)
+        else:
+            parts.append((target.T.reshape(-1), table))
+    if dense:
+        masks = torch.arange(1 << n_features)
+    else:  # the empty set (k = 0 or every table's s = 0) is the smallest mask: first
+        masks, inverse = torch.unique(torch.cat([t for t, _ in parts]), return_inverse=True)
+        sums = torch.zeros(masks.shape[0], n_out, dtype=torch.float64)
+        sums.index_add_(0, inverse, torch.cat([c for _, c in parts]))
+    sums[0] += torch.from_numpy(np.asarray(ens.base, dtype=np.float64))  # the empty set
+    keep = sums.ne(0).any(dim=1)
+    keep[0] = True
+    return _sets_of_masks(masks[keep], sums[keep], n_features)
+
+
+def _sets_of_masks(masks: Tensor, coef: Tensor, n_features: int) -> tuple[Tensor, Tensor]:
+    """Sets given as bit masks ``int64 [s]`` (distinct) -> ``(indices, coefficients [s, 1,
+    O])`` in :func:`~torchspex.fourier._sets.coalesce`'s canonical order: by size, then
+    lexicographically. Of two sets of one size the one holding the lowest feature where they
+    differ comes first, so within a size the order is that of the masks with their bits
+    reversed (feature 0 highest), descending."""
+    bits = (masks.unsqueeze(1) >> torch.arange(n_features)) & 1  # [s, n]
+    size = bits.sum(dim=1)
+    reversed_ = (bits << torch.arange(n_features - 1, -1, -1)).sum(dim=1)
+    order = torch.argsort(size * (1 << n_features) + ((1 << n_features) - 1 - reversed_))
+    bits, size = bits[order], size[order]
+    width = int(size.max()) if masks.numel() else 0
+    idx = torch.full((masks.shape[0], width), -1, dtype=torch.long)
+    row, col = torch.nonzero(bits, as_tuple=True)  # row-major: each row's features ascending
+    slot = torch.arange(row.shape[0]) - (torch.cumsum(size, dim=0) - size)[row]
+    idx[row, slot] = col
+    return idx, coef[order].unsqueeze(1)
+
+
+def _leaf_spectrum_by_feature(
+    fixed_np: np.ndarray, kept_np: np.ndarray, value_np: np.ndarray, base: np.ndarray,
+    n_features: int,
+) -> tuple[Tensor, Tensor]:
+    """:func:`_binary_leaf_spectrum` one feature at a time, for leaves fixing many bits.
+
+    Leaves that fix the same bits to the same values are summed first, then the sum is taken
+    to the Fourier basis one feature at a time, merging equal terms after each, so no leaf is
+    ever expanded into its ``2^|R|`` terms on its own. A term is a pair of masks: ``(free,
+    in)``, the features still free (not yet taken to the Fourier basis) and, of the others,
+    those in the term's set.
+    """
+    fixed, kept = torch.from_numpy(fixed_np), torch.from_numpy(kept_np)
+    coef = torch.from_numpy(np.ascontiguousarray(value_np, dtype=np.float64))
+    # (fixed, kept) as one key: kept bits above the fixed ones
+    keys = fixed | (kept << n_features)
     keys, inverse = torch.unique(keys, return_inverse=True)
     coef = torch.zeros(keys.shape[0], coef.shape[1], dtype=coef.dtype).index_add_(0, inverse, coef)
+    low = (1 << n_features) - 1
     for f in range(n_features):
-        p = 3**f
-        digit = (keys // p) % 3
-        fixed = digit != 2
-        if not bool(fixed.any()):
-            keys = keys - 2 * p
+        bit = 1 << f
+        is_fixed = (keys & bit) != 0
+        if not bool(is_fixed.any()):
             continue
-        # free -> f not in S (coefficient kept); fixed b -> f not in S (c / 2) and f in S
-        # (+c / 2 for b = 0, -c / 2 for b = 1); digit 0 / 1 now mean "f not in / in S"
-        d, c = digit[fixed], coef[fixed] / 2
-        out_keys = torch.cat([keys[~fixed] - 2 * p, keys[fixed] - d * p, keys[fixed] + (1 - d) * p])
-        sign = (1 - 2 * d).to(c.dtype).unsqueeze(1)
-        out_coef = torch.cat([coef[~fixed], c, c * sign])
+        # a fixed bit f becomes f not in S (c / 2) and f in S (+c / 2 for b = 0, -c / 2 for
+        # b = 1): clear it from the fixed part; the kept part's bit f now means "f in S"
+        k_fixed = keys[is_fixed] & ~bit
+        b = (k_fixed >> (n_features + f)) & 1
+        c = coef[is_fixed] / 2
+        out_keys = torch.cat([keys[~is_fixed], k_fixed & ~(bit << n_features),
+                              k_fixed | (bit << n_features)])  # fmt: skip
+        sign = (1 - 2 * b).to(c.dtype).unsqueeze(1)
+        out_coef = torch.cat([coef[~is_fixed], c, c * sign])
         keys, inverse = torch.unique(out_keys, return_inverse=True)
         coef = torch.zeros(keys.shape[0], coef.shape[1], dtype=coef.dtype)
         coef.index_add_(0, inverse, out_coef)
-    coef[0] += torch.from_numpy(np.asarray(ens.base, dtype=np.float64))  # key 0: the empty set
+    # every bit now taken: the kept part is the set S
+    masks = keys >> n_features
+    assert not bool((keys & low).any())
+    zero = masks == 0
+    if not bool(zero.any()):
+        masks = torch.cat([torch.zeros(1, dtype=torch.long), masks])
+        coef = torch.cat([torch.zeros(1, coef.shape[1], dtype=coef.dtype), coef])
+    coef[0] += torch.from_numpy(np.asarray(base, dtype=np.float64))  # mask 0 sorts first
     keep = coef.ne(0).any(dim=1)
     keep[0] = True
-    keys, coef = keys[keep], coef[keep]
-    bits = ((keys.unsqueeze(1) // (3 ** torch.arange(n_features))) % 3).bool()
-    width = int(bits.sum(dim=1).max()) if keys.numel() else 0
-    pos = torch.where(bits, torch.arange(n_features), n_features).sort(dim=1).values[:, :width]
-    idx = torch.where(pos == n_features, -1, pos)
-    idx, coef = coalesce(idx, coef, n_features)  # canonical order (all rows already unique)
-    return idx, coef.unsqueeze(1)
+    return _sets_of_masks(masks[keep], coef[keep], n_features)
 
 
 def _sort_levels(feat: Tensor, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor, Tensor]:
