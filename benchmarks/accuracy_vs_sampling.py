@@ -1043,9 +1043,11 @@ def _interp_loglog(points: list[tuple[float, float]], t: float) -> float | None:
     return envelope[-1][1]
 
 
-def _equal_time(summary: list[dict], costs: tuple[float, ...] = COSTS) -> list[dict]:
-    """Per game, call cost and budget of the default: its wall time and SV error, and the
-    lowest SV error any method reaches in that wall time (log-log interpolation over budgets).
+def _equal_time(summary: list[dict], costs: tuple[float, ...] = COSTS,
+                method: str = "torchspex auto") -> list[dict]:  # fmt: skip
+    """Per game, call cost and budget of ``method`` (the default): its wall time and SV error,
+    and the lowest SV error any method reaches in that wall time (log-log interpolation over
+    budgets).
     """
     per: dict[str, dict[str, list[dict]]] = {}
     for r in summary:
@@ -1053,7 +1055,7 @@ def _equal_time(summary: list[dict], costs: tuple[float, ...] = COSTS) -> list[d
             per.setdefault(r["game"], {}).setdefault(r["method"], []).append(r)
     out = []
     for game, methods in per.items():
-        default = methods.get("torchspex auto")
+        default = methods.get(method)
         if not default:
             continue
         for cost in costs:
@@ -1109,13 +1111,23 @@ def _print_time_tables(summary: list[dict], costs: tuple[float, ...] = COSTS) ->
             print(f"| {e['game']} | {e['budget']:,} | {e['default_s']:.3g} | "
                   f"{e['default_err']:.2g} | {_short(e['peer'])} | {e['peer_s']:.3g} | "
                   f"{e['peer_err']:.2g} | {e['ratio']:.1f}x | {e['pairs_s']:.3g} |")
-    rows = _equal_time(summary, costs)
+    _print_equal_time(_equal_time(summary, costs), "the default")
+    cheap = tuple(c for c in costs if c <= CHEAP_CALL)
+    _print_equal_time(_equal_time(summary, cheap, "torchspex auto:minimal"),
+                      '`effort="minimal"`')
+
+
+#: Call costs (seconds) at and below which ``effort="minimal"`` gets its own equal-time table.
+CHEAP_CALL = 1e-4
+
+
+def _print_equal_time(rows: list[dict], who: str) -> None:
     if not rows:
         return
-    print("\nEqual wall time (calls x cost per call + decode seconds): the default's SV error "
+    print(f"\nEqual wall time (calls x cost per call + decode seconds): {who}'s SV error "
           "at each of its budgets, and the lowest SV error any method reaches in the same "
           "wall time (ratio > 1: another method is more accurate in that time)")  # fmt: skip
-    print("\n| game | cost per call | default's calls | wall s | default SV err "
+    print(f"\n| game | cost per call | {who}'s calls | wall s | {who}'s SV err "
           "| best in that time | SV err | ratio |\n|---|---:|---:|---:|---:|---|---:|---:|")
     for e in rows:
         ratio = e["ratio"] if isinstance(e["ratio"], str) else (

@@ -868,6 +868,51 @@ def test_effort_sets_the_proxies_and_is_checked_before_any_call():
     assert calls == []
 
 
+def test_minimal_effort_fits_no_proxy_and_stays_exact_where_the_budget_pins_the_terms():
+    """effort="minimal" fits no LightGBM proxy (no proxy info, no cross-fitted offset, no
+    boosting at all), keeps efficiency, and is exact on a game whose terms are pairs and
+    triples the budget holds as candidates; proxy=True beside it is refused before any call."""
+    import lightgbm
+
+    from torchspex import explain
+
+    n, budget = 12, 400
+    rng = torch.Generator().manual_seed(5)
+    weights = torch.randn(n, generator=rng, dtype=torch.float64)
+
+    def game(m: torch.Tensor) -> torch.Tensor:
+        x = m.double()
+        return x @ weights + 2.0 * x[:, 0] * x[:, 3] - 1.5 * x[:, 2] * x[:, 5] * x[:, 7]
+
+    boosted = []
+    real_train = lightgbm.Booster.update
+
+    def counting(self, *args, **kwargs):  # every boosting round of any proxy
+        boosted.append(1)
+        return real_train(self, *args, **kwargs)
+
+    lightgbm.Booster.update = counting
+    try:
+        minimal = explain(game, n, n_samples=budget, index="SV", effort="minimal")
+    finally:
+        lightgbm.Booster.update = real_train
+    assert boosted == []
+    assert minimal.info["effort"] == "minimal" and minimal.info["proxy"] is None
+    assert minimal.info["auto"]["choice"] == "regression"
+    sv = minimal.first_order("SV")
+    assert float(sv.sum()) == pytest.approx(float(minimal.full_value - minimal.baseline_value),
+                                            abs=1e-10)  # fmt: skip
+    exact = weights.clone()
+    exact[[0, 3]] += 1.0  # 2 x0 x3: 1 each
+    exact[[2, 5, 7]] += -0.5  # -1.5 x2 x5 x7: -0.5 each
+    torch.testing.assert_close(sv, exact, atol=1e-9, rtol=0)
+    calls = []
+    with pytest.raises(ValueError, match="effort='minimal' fits no LightGBM proxy"):
+        explain(lambda m: calls.append(1) or game(m), n, n_samples=budget,
+                effort="minimal", proxy=True)  # fmt: skip
+    assert calls == []
+
+
 def test_screened_triples_find_pure_parities_a_tree_misses():
     """A game of pure order-3 parities (no lower-order term on their features) gives a tree
     nothing to split on; the screen of the odd residual ranks the two strongest of those

@@ -108,13 +108,15 @@ def decode_auto(
         max_order: the order reported (never caps the fit).
         generator: randomness (``None``: seed 0).
         index: the index to be reported (its family picks the design).
-        **options: ``effort`` (``"low"``, default, or ``"high"``: how much the regression
-            spends on ranking candidate terms, :func:`~torchspex.decoders._candidates.proxy_bags`;
-            ``"high"`` lowers the error per call by up to about 15% for 3-5x the decode
-            seconds, and from 32 features averages the odd part's fits with and without the
-            cross-fitted proxy between 3 and 8 pairs per feature, about 20% at 1,000-1,500
-            calls on MiniLM over 100 words; worth it when a model call costs more than a few
-            milliseconds); any other
+        **options: ``effort`` (``"low"``, default, ``"high"`` or ``"minimal"``: how much the
+            regression spends on ranking candidate terms,
+            :func:`~torchspex.decoders._candidates.proxy_bags`; ``"high"`` lowers the error per
+            call by up to about 15% for 3-5x the decode seconds, and from 32 features averages
+            the odd part's fits with and without the cross-fitted proxy between 3 and 8 pairs
+            per feature, about 20% at 1,000-1,500 calls on MiniLM over 100 words; worth it when
+            a model call costs more than a few milliseconds; ``"minimal"`` fits no LightGBM
+            proxy, 3-10x less decode for 1.3-3.5x the error per call, worth it when a call costs
+            less than about 0.1 ms); any other
             decoder option: auto hands them to the one method they belong to (e.g. ``b`` or
             ``degree_parameter`` -> SPEX) and records that as its choice.
 

@@ -121,8 +121,11 @@ BANZHAF_FAMILY = frozenset({"BV", "BII", "FBII", "Fourier", "Moebius", "Co-Moebi
 _OPTIONS = ("sizes", "proxy", "n_folds", "max_terms", "pairs", "shrink", "cross_fit", "effort")
 #: Decode effort levels (:func:`~torchspex.decoders._candidates.proxy_bags`): ``"low"`` (default)
 #: one LightGBM proxy ranks the candidate terms; ``"high"`` averages several, for models slow enough
-#: that the lower error per call is worth the decode seconds.
-EFFORTS = ("low", "high")
+#: that the lower error per call is worth the decode seconds; ``"minimal"`` fits no proxy at all
+#: (the candidates are the pairs and triples the budget allows and the triples screened against
+#: the residual; ``proxy=False``), for models so fast that more calls buy more than the proxy's
+#: seconds.
+EFFORTS = ("minimal", "low", "high")
 
 #: Most terms per part of the fit at ``effort="low"`` (else ``3 p / 4`` for ``p`` pairs): at 4,096
 #: calls (2,047 pairs, 1,535 terms) 1,024 kept the SV error within 1% on the MLP on wine, MiniLM and
@@ -178,8 +181,8 @@ ODD_CORNER_SHIFT = True
 
 def default_max_terms(n_features: int, n_pairs: int, effort: str = "low") -> int:
     """Most terms per part of the fit: three quarters of the pairs (at least ``n + 1``), at
-    most ``n`` + :data:`MAX_TERMS_LOW` at ``effort="low"`` (the ``n`` first-order terms the odd
-    part always holds, and as many discovered terms as the cap).
+    most ``n`` + :data:`MAX_TERMS_LOW` at ``effort="low"`` and ``"minimal"`` (the ``n``
+    first-order terms the odd part always holds, and as many discovered terms as the cap).
 
     Example:
         >>> [default_max_terms(13, 511), default_max_terms(13, 2047)]
@@ -188,7 +191,7 @@ def default_max_terms(n_features: int, n_pairs: int, effort: str = "low") -> int
         (1024, 1535)
     """
     most = max(n_features + 1, (3 * n_pairs) // 4)
-    return min(most, n_features + MAX_TERMS_LOW) if effort == "low" else most
+    return most if effort == "high" else min(most, n_features + MAX_TERMS_LOW)
 
 
 def index_family(index: str | None) -> str:
@@ -262,6 +265,9 @@ def _check_options(options: dict[str, Any]) -> None:
     effort = options.get("effort", "low")
     if effort not in EFFORTS:
         raise ValueError(f"`effort` must be one of {EFFORTS}; got {effort!r}.")
+    if effort == "minimal" and options.get("proxy") is True:
+        raise ValueError("effort='minimal' fits no LightGBM proxy; drop proxy=True or choose "
+                         "effort='low'.")
     folds = options.get("n_folds", N_FOLDS)
     if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
         raise ValueError(f"`n_folds` must be an int >= 2; got {folds!r}.")
@@ -315,7 +321,8 @@ def decode_regression(
             (``"low"``, default: one LightGBM proxy ranks the candidates; ``"high"``: several,
             averaged, :func:`~torchspex.decoders._candidates.proxy_bags`, and from 32 features,
             between 3 and 8 pairs per feature, the odd part the mean of the plain fit and the
-            fit around the cross-fitted proxy, :data:`~torchspex.decoders._offset.AVERAGE_FROM`).
+            fit around the cross-fitted proxy, :data:`~torchspex.decoders._offset.AVERAGE_FROM`;
+            ``"minimal"``: no proxy at all, the default of ``proxy`` then ``False``).
 
     Returns:
         ``(spectrum, info)``: a Fourier spectrum exact at ∅ and N (Shapley family), and what
@@ -424,7 +431,7 @@ def fit_regression(
                          "size rule its design used.")
     flat = values.reshape(values.shape[0], -1)
     start = time.perf_counter()
-    use_proxy = bool(options.get("proxy", True))
+    use_proxy = bool(options.get("proxy", options.get("effort", "low") != "minimal"))
     px_masks, px_values = proxy_data if proxy_data is not None else (masks, flat)
     px_flat = px_values.reshape(px_values.shape[0], -1)
     use_proxy = use_proxy and px_masks.shape[0] >= 32
