@@ -907,9 +907,15 @@ def test_minimal_effort_fits_no_proxy_and_stays_exact_where_the_budget_pins_the_
     exact[[2, 5, 7]] += -0.5  # -1.5 x2 x5 x7: -0.5 each
     torch.testing.assert_close(sv, exact, atol=1e-9, rtol=0)
     calls = []
-    with pytest.raises(ValueError, match="effort='minimal' fits no LightGBM proxy"):
-        explain(lambda m: calls.append(1) or game(m), n, n_samples=budget,
-                effort="minimal", proxy=True)  # fmt: skip
+    for proxy in (True, 1, np.True_):  # any true value, as the flag check accepts them
+        with pytest.raises(ValueError, match="effort='minimal' fits no LightGBM proxy"):
+            explain(lambda m: calls.append(1) or game(m), n, n_samples=budget,
+                    effort="minimal", proxy=proxy)  # fmt: skip
+    # below n + 2 calls auto needs a LightGBM proxy (both families): refused at "minimal"
+    for index in ("SV", "BV"):
+        with pytest.raises(BudgetTooSmallError, match="at effort='minimal'"):
+            explain(lambda m: calls.append(1) or game(m), 100, n_samples=80, index=index,
+                    effort="minimal")  # fmt: skip
     assert calls == []
 
 

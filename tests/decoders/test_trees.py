@@ -282,6 +282,16 @@ def test_leaf_readout_of_a_booster_over_many_features_equals_predict() -> None:
         assert torch.equal(spec.indices, idx_node)
         torch.testing.assert_close(spec.coefficients.reshape(coef_node.shape), coef_node,
                                    atol=1e-12, rtol=0)
+    # a small tree of many outputs over 20 features: summed by sorting (no 2^20 x 40 array)
+    from sklearn.tree import DecisionTreeClassifier
+
+    x20, y20 = _binary_data(20, 800, 12)
+    classes = np.digitize(y20, np.quantile(y20, np.linspace(0, 1, 41)[1:-1]))
+    tree = DecisionTreeClassifier(max_depth=3, random_state=0).fit(x20, classes)
+    masks20 = torch.from_numpy(rng.random((300, 20)) < 0.5)
+    spec = tree_ensemble_to_fourier(tree, 20)
+    np.testing.assert_allclose(spec.evaluate(masks20).numpy(),
+                               tree.predict_proba(masks20.double().numpy()), atol=1e-12)
     ens = parse_tree_ensemble(booster)
     with pytest.raises(ValueError, match="at most 31 features"):
         trees._binary_leaf_spectrum(ens, np.ones(len(ens.feature), dtype=bool),

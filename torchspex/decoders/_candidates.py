@@ -165,9 +165,9 @@ BAG_FEATURES = 128
 
 def proxy_bags(n_rows: int, n_features: int, effort: str = "high") -> int:
     """How many LightGBM proxies rank the candidate terms: one at ``effort="low"`` (the
-    default of the decoders); at ``"high"`` :data:`PROXY_BAGS` below :data:`DEEP_ROWS`
-    samples, :data:`DEEP_PROXY_BAGS` from there on, and one from :data:`BAG_FEATURES`
-    features on.
+    default of the decoders; ``"minimal"`` fits none, so never asks); at ``"high"``
+    :data:`PROXY_BAGS` below :data:`DEEP_ROWS` samples, :data:`DEEP_PROXY_BAGS` from there on,
+    and one from :data:`BAG_FEATURES` features on.
 
     Why one by default: the decode's seconds are mostly the proxies' (LightGBM training and
     read-out), so five proxies cost 3-5x the decode of one. With today's decoder the gain of
@@ -202,7 +202,7 @@ def proxy_bags(n_rows: int, n_features: int, effort: str = "high") -> int:
         >>> proxy_bags(1024, 16, "low"), proxy_bags(1024, 16), proxy_bags(4096, 16)
         (1, 5, 3)
     """
-    if effort == "low" or n_features >= BAG_FEATURES:
+    if effort != "high" or n_features >= BAG_FEATURES:
         return 1
     return PROXY_BAGS if n_rows < DEEP_ROWS else DEEP_PROXY_BAGS
 

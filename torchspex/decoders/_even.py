@@ -126,7 +126,7 @@ def _even_refits(
             rows = torch.cat([torch.tensor([0, 1]), torch.stack([first, second], 1).reshape(-1)])
             if fold_proxies is not None:
                 idx, score = fold_proxies[1][f]
-            elif effort == "low" and proxy_fit is not None and "max_depth" in proxy_fit:
+            elif effort != "high" and proxy_fit is not None and "max_depth" in proxy_fit:
                 if pool is None:
                     pool = ProxyRows(masks.numpy().astype(np.float32), flat[:, 0].numpy())
                 idx, score = _refit_terms(masks[rows], flat[rows, 0], proxy_fit, n, generator,

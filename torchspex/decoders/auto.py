@@ -173,13 +173,15 @@ def decode_auto(
     minimum = minimum_samples(n)
     family = index_family(index)
     if n_samples < minimum:
-        if n_samples >= PROXYSPEX_MIN_SAMPLES and _has_lightgbm():
+        if n_samples >= PROXYSPEX_MIN_SAMPLES and _has_lightgbm() and effort != "minimal":
             return _below_minimum(evaluator, n, n_samples, max_order, generator, family,
                                   effort)  # fmt: skip
+        below = ("at effort='minimal', which fits no LightGBM proxy (below that, auto fits "
+                 "one: effort='low')" if effort == "minimal"
+                 else f"from {PROXYSPEX_MIN_SAMPLES} with LightGBM installed")  # fmt: skip
         raise BudgetTooSmallError(
             f"method='auto' needs n_samples >= {minimum} for {n} features (the two corners "
-            f"and n / 2 paired coalitions; from {PROXYSPEX_MIN_SAMPLES} with LightGBM "
-            f"installed); got {n_samples}.",
+            f"and n / 2 paired coalitions; {below}); got {n_samples}.",
             minimum,
         )
     if n <= 20 and n_samples >= 1 << n:

@@ -265,7 +265,7 @@ def _check_options(options: dict[str, Any]) -> None:
     effort = options.get("effort", "low")
     if effort not in EFFORTS:
         raise ValueError(f"`effort` must be one of {EFFORTS}; got {effort!r}.")
-    if effort == "minimal" and options.get("proxy") is True:
+    if effort == "minimal" and options.get("proxy", False):
         raise ValueError("effort='minimal' fits no LightGBM proxy; drop proxy=True or choose "
                          "effort='low'.")
     folds = options.get("n_folds", N_FOLDS)

@@ -322,8 +322,9 @@ def _binary_leaf_masks(
     return np.concatenate(out_fixed), np.concatenate(out_kept), np.concatenate(values)
 
 
-#: The leaf read-out's tables (:func:`_binary_leaf_spectrum`): at most this many entries
-#: (``2^|R|`` for every distinct set ``R`` of bits a leaf fixes) before it takes the bits one
+#: The leaf read-out's tables (:func:`_binary_leaf_spectrum`): at most this many values
+#: (``2^|R|`` for every distinct set ``R`` of bits a leaf fixes, times the outputs) before it
+#: takes the bits one
 #: feature at a time instead (:func:`_leaf_spectrum_by_feature`), whose work is bounded by the
 #: spectrum it builds rather than by ``2^depth`` per leaf (deep trees). The proxies' depth-8
 #: trees of 32 leaves stay far below: 400 of them over 13-14 features fix 2,560-3,652 distinct
@@ -331,8 +332,15 @@ def _binary_leaf_masks(
 #: 2,048 calls).
 _LEAF_TABLE_ENTRIES = 1 << 22
 #: Up to this many features the leaf read-out sums its terms in a dense array over all ``2^n``
-#: sets (8 MiB per output at 20), above it by sorting the terms' masks.
+#: sets (8 MiB per output at 20) where that array has at most ``_DENSE_SPREAD`` entries per
+#: term summed into it (and at most ``_LEAF_TABLE_ENTRIES`` values over all outputs), else by
+#: sorting the terms' masks: a small tree over 20 features, or a 64-class one, would otherwise
+#: pay for (and allocate) the whole array. Dense / sorted ms by ``2^n`` per term (a /tmp
+#: script, one thread; the regression's proxies and single sklearn trees): 0.06 (the MLP's
+#: 2,048-call proxy) 8.5 / 11.1; 6.7-21 level (1.2 / 1.3, 0.7 / 0.7, 2.1 / 2.1); 62 (a depth-8
+#: tree over 20 features) 13.7 / 4.0; 21,845 (depth 4) 11.9 / 0.9.
 _DENSE_FEATURES = 20
+_DENSE_SPREAD = 4
 
 
 def _binary_leaf_spectrum(
@@ -361,13 +369,16 @@ def _binary_leaf_spectrum(
     sets, group = torch.unique(fixed, return_inverse=True)  # the distinct R, each leaf's
     bits = (sets.unsqueeze(1) >> torch.arange(n_features)) & 1  # [G, n]
     size = bits.sum(dim=1)
-    if int((torch.ones_like(size) << size).sum()) > _LEAF_TABLE_ENTRIES:
+    entries = int((torch.ones_like(size) << size).sum())  # every table's 2^|R| terms
+    if entries * n_out > _LEAF_TABLE_ENTRIES:
         return _leaf_spectrum_by_feature(fixed_np, kept_np, value_np, ens.base, n_features)
     # each R's bit positions, ascending (the first |R| columns)
     pos = torch.where(bits.bool(), torch.arange(n_features), n_features).sort(dim=1).values
     kept = torch.from_numpy(kept_np)
     value = torch.from_numpy(np.ascontiguousarray(value_np, dtype=np.float64))
-    dense = n_features <= _DENSE_FEATURES
+    # a dense array over all 2^n sets where it is not much larger than the terms summed into it
+    dense = (n_features <= _DENSE_FEATURES and (1 << n_features) <= _DENSE_SPREAD * entries
+             and (1 << n_features) * n_out <= _LEAF_TABLE_ENTRIES)  # fmt: skip
     sums = torch.zeros(1 << n_features if dense else 0, n_out, dtype=torch.float64)
     parts: list[tuple[Tensor, Tensor]] = []  # (sets, coefficients) past _DENSE_FEATURES
     leaf_size = size[group]
@@ -393,7 +404,7 @@ def _binary_leaf_spectrum(
             low.copy_(total)
         table.mul_(0.5**k)
         # subset s of the k bits -> the set S as a mask over all n features: bit j of s
-        # stands for feature pos_k[:, j] (integers below 2^20: exact in float64)
+        # stands for feature pos_k[:, j] (integers below 2^31: exact in float64)
         subset = ((torch.arange(width).unsqueeze(1) >> shifts) & 1).double()  # [2^k, k]
         target = (subset @ (torch.ones(1, dtype=torch.long) << pos_k).T.double()).long()
         if dense:
