@@ -919,6 +919,37 @@ def test_minimal_effort_fits_no_proxy_and_stays_exact_where_the_budget_pins_the_
     assert calls == []
 
 
+def test_minimal_effort_screens_the_odd_characters_a_low_order_fit_misses(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """effort="minimal" has no proxy to propose terms of order 5 or more; the Walsh screen of
+    the odd residual does (every odd character at once): a product of five features, whose
+    Fourier terms reach order 5, gets exact Shapley values (c / 5 each) with the screen and not
+    without it; where the pairs do not pin the low-order fit the screen stays off."""
+    from torchspex.decoders import _candidates as cand
+
+    n = 10
+    weights = torch.linspace(-1.0, 1.0, n, dtype=torch.float64)
+
+    def game(m: torch.Tensor) -> torch.Tensor:
+        x = m.double()
+        return x @ weights + 3.0 * x[:, :5].prod(dim=1)
+
+    exact = weights.clone()
+    exact[:5] += 3.0 / 5
+    budget = 2 + 2 * cand.WALSH_SCREEN_ROWS * (n + math.comb(n, 3)) + 200
+    screened = explain(game, n, n_samples=budget, index="SV", effort="minimal")
+    assert screened.info["walsh_screen"] == int(cand.WALSH_SCREEN_SHARE * (budget - 2) // 2)
+    torch.testing.assert_close(screened.first_order("SV"), exact, atol=1e-9, rtol=0)
+    monkeypatch.setattr(cand, "WALSH_SCREEN_FEATURES", 0)
+    plain = explain(game, n, n_samples=budget, index="SV", effort="minimal")
+    assert plain.info["walsh_screen"] is None
+    assert float((plain.first_order("SV") - exact).abs().max()) > 1e-3
+    monkeypatch.undo()
+    small = explain(game, n, n_samples=300, index="SV", effort="minimal")  # 149 pairs < 260
+    assert small.info["walsh_screen"] is None
+
+
 def test_screened_triples_find_pure_parities_a_tree_misses():
     """A game of pure order-3 parities (no lower-order term on their features) gives a tree
     nothing to split on; the screen of the odd residual ranks the two strongest of those

@@ -95,6 +95,7 @@ from torchspex.decoders._candidates import (
     _sets_of_order,
     _strongest_terms,
     _union_terms,
+    walsh_screen,
 )
 from torchspex.decoders._even import _index_map, _size_strata, shrunk_even
 from torchspex.decoders._offset import _at_empty, _with_proxy_offset
@@ -448,6 +449,14 @@ def fit_regression(
                 pools if proxy_data is None else None)
         except ImportError:
             use_proxy = False
+    elif (options.get("effort") == "minimal" and family == "shapley" and proxy_data is None
+          and (prior is None or not prior.shape[0])):  # fmt: skip
+        # no proxy: the odd characters of order 5+ that the residual of a low-order fit
+        # points at stand in for the proxy's terms, where the screen runs (walsh_screen)
+        screened = walsh_screen(masks, flat, n)
+        if screened is not None:
+            proxy_idx, proxy_score = screened
+            proxy_info = {"walsh_screen": int(proxy_idx.shape[0])}
     # only the terms that can reach a fit go on: deep proxies over many features have
     # hundreds of thousands (CNN over 64 pixels at 8,000 calls: ranking them took 1.5 s)
     proxy_idx, proxy_score = _strongest_terms(
@@ -480,6 +489,7 @@ def fit_regression(
         "design": f"paired {options['sizes']}" if family == "shapley" else "uniform",
         "n_samples": int(masks.shape[0]),
         "proxy": proxy_info if use_proxy else None,
+        "walsh_screen": proxy_info.get("walsh_screen") if not use_proxy else None,
         "effort": options.get("effort", "low"),
         **fit_info,
         "seconds": {"proxy": t_proxy, "fit": time.perf_counter() - start},
