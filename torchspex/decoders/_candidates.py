@@ -299,11 +299,14 @@ def _screened_triples(
 #: ``2^n`` masks): the terms a LightGBM proxy would otherwise supply at large budgets.
 WALSH_SCREEN_FEATURES = 16
 #: ... once the pairs number at least this many times the first-order terms and triples the
-#: screen's residual is fitted on (an underdetermined fit leaves no residual to screen). 3
-#: seeds, SV error without / with, ``effort="minimal"`` (a /tmp prototype of this screen): the
-#: MLP on wine at 2,048 / 4,096 calls 0.0052 / 0.0024 -> 0.0028 / 0.00095, MiniLM 0.0041 /
-#: 0.0016 -> 0.0025 / 0.0013, the CNN over 2x2 patches at 4,096 0.0132 -> 0.0067; where the
-#: fit was underdetermined the screen did nothing reliable (the CNN at 2,048: 0.025 -> 0.027).
+#: screen's residual is fitted on (an underdetermined fit leaves no residual to screen). 6
+#: seeds, SV error without / with, ``effort="minimal"`` (/tmp scripts): the MLP on wine at
+#: 2,048 / 4,096 calls 0.0057 / 0.0023 -> 0.0033 / 0.0008, MiniLM 0.0040 / 0.0016 -> 0.0027 /
+#: 0.0013, the CNN over 2x2 patches at 4,096 0.0145 -> 0.0077; a prototype that also screened
+#: where that fit was underdetermined did nothing reliable there (the CNN at 2,048, 3 seeds:
+#: 0.025 -> 0.027). In place of the default's LightGBM proxy (its odd part's candidates) the
+#: screen was level over 6 seeds at 1,280-4,096 calls at best (0.73-1.72x the default's
+#: error; 1.06-1.33x at 4,096), so the default keeps its proxy.
 WALSH_SCREEN_ROWS = 2
 #: ... and keeps the strongest characters, this share of the pairs (candidates; the fit's
 #: cross-validation chooses among them).
