@@ -311,13 +311,16 @@ WALSH_SCREEN_ROWS = 2
 #: ... and keeps the strongest characters, this share of the pairs (candidates; the fit's
 #: cross-validation chooses among them).
 WALSH_SCREEN_SHARE = 0.25
+#: Values per transform of the screen (outputs are taken in chunks of ``_CHUNK_VALUES / 2^n``).
+_CHUNK_VALUES = 1 << 22
 
 
 def walsh_screen(masks: Tensor, flat: Tensor, n: int) -> tuple[Tensor, Tensor] | None:
     """Odd characters of order 5 or more that correlate with the odd part, ``(rows [k, d],
     score [k])`` best first, or ``None`` where the screen does not run (more than
-    :data:`WALSH_SCREEN_FEATURES` features, or fewer pairs than :data:`WALSH_SCREEN_ROWS`
-    times the first-order terms and triples).
+    :data:`WALSH_SCREEN_FEATURES` features, fewer than 5, or fewer pairs than
+    :data:`WALSH_SCREEN_ROWS` times the first-order terms and triples; through ``explain`` the
+    last rules out n <= 8, where that many calls cover every mask).
 
     ``masks [2 + 2p, n]`` the paired design (the corners, then each coalition and its
     complement), ``flat [2 + 2p, o]`` its values. The odd part ``(f(S) - f(N - S)) / 2`` is
@@ -325,7 +328,8 @@ def walsh_screen(masks: Tensor, flat: Tensor, n: int) -> tuple[Tensor, Tensor] |
     with every character, ``mean_p r_p chi_K(S_p)``, comes from one Walsh-Hadamard transform
     of the residual summed by mask (``n 2^n`` additions), and a character's score is that
     correlation squared (a coefficient estimate's square, the proxies' scale), summed over
-    outputs. The strongest :data:`WALSH_SCREEN_SHARE` of the pairs are kept (at most)."""
+    outputs. Unweighted (the screen ranks; the fit weighs). The strongest
+    :data:`WALSH_SCREEN_SHARE` of the pairs are kept (at most)."""
     from torchspex.fourier._basis import fwht
 
     p = (masks.shape[0] - 2) // 2
@@ -337,8 +341,12 @@ def walsh_screen(masks: Tensor, flat: Tensor, n: int) -> tuple[Tensor, Tensor] |
     z = walsh_design(x, low, n)
     resid = odd - z @ torch.linalg.lstsq(z, odd).solution
     key = (x.long() << torch.arange(n)).sum(dim=1)
-    sums = torch.zeros(1 << n, odd.shape[1], dtype=torch.float64).index_add_(0, key, resid)
-    score = (fwht(sums) / p).pow(2).sum(dim=1)  # [2^n]
+    score = torch.zeros(1 << n, dtype=torch.float64)  # [2^n]
+    step = max(1, _CHUNK_VALUES >> n)  # outputs per transform: bounded memory for any count
+    for o in range(0, odd.shape[1], step):
+        part = resid[:, o : o + step]
+        sums = torch.zeros(1 << n, part.shape[1], dtype=torch.float64).index_add_(0, key, part)
+        score += (fwht(sums) / p).pow(2).sum(dim=1)
     chars = torch.arange(1 << n)
     bits = (chars.unsqueeze(1) >> torch.arange(n)) & 1
     order = bits.sum(dim=1)

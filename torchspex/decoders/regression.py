@@ -323,7 +323,11 @@ def decode_regression(
             averaged, :func:`~torchspex.decoders._candidates.proxy_bags`, and from 32 features,
             between 3 and 8 pairs per feature, the odd part the mean of the plain fit and the
             fit around the cross-fitted proxy, :data:`~torchspex.decoders._offset.AVERAGE_FROM`;
-            ``"minimal"``: no proxy at all, the default of ``proxy`` then ``False``).
+            ``"minimal"``: no proxy at all, the default of ``proxy`` then ``False``; up to 16
+            features and from twice as many pairs as first-order terms and triples, the odd
+            characters of order 5+ a Walsh screen of the odd residual ranks first stand in for
+            the proxy's terms, :func:`~torchspex.decoders._candidates.walsh_screen`, their
+            number in ``info["walsh_screen"]``).
 
     Returns:
         ``(spectrum, info)``: a Fourier spectrum exact at ∅ and N (Shapley family), and what
