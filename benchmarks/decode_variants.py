@@ -46,7 +46,9 @@ run even on a loaded machine. A variant is ``+``-joined parts:
   (``CROSS_FIT_PAIRS``),
 * ``pat30``: rounds without a held-out gain before a proxy stops (``PROXY_PATIENCE``),
 * ``mg1e-4``: the proxy's early stopping counts a round only if it gains this fraction of the
-  held-out variance (``PROXY_MIN_GAIN``).
+  held-out variance (``PROXY_MIN_GAIN``),
+* ``minimal``: ``effort="minimal"`` (no LightGBM proxy; the Walsh screen where it runs);
+  ``noevenscreen``: that screen of the odd part only (``WALSH_SCREEN_EVEN``).
 
     python benchmarks/decode_variants.py low,high --seeds 12 --budgets 128,256,512,1024
     python benchmarks/decode_variants.py low,low+pens2 --budgets 4096 --games MLP,MiniLM,2x2
@@ -93,6 +95,7 @@ ORIGINAL = {
     "race": _proxy.RACE_ROUNDS, "rounds": cand.PROXY_ROUNDS, "drounds": cand.DEEP_ROUNDS,
     "one_pen": pf.AVERAGE_ONE_PENALTY, "cap": reg.MAX_TERMS_LOW, "rescreen": cand.RESCREEN_TRIPLES,
     "spread": _shrink.SPREAD_CHANGE, "corner": reg.ODD_CORNER_SHIFT,
+    "even_screen": cand.WALSH_SCREEN_EVEN,
 }  # fmt: skip
 
 
@@ -154,7 +157,9 @@ def _set_knobs(variant: str) -> dict:
     rate = next((float(p[2:]) for p in parts if p.startswith("lr")), None)
     cand.proxy_configs = (ORIGINAL["configs"] if rate is None
                          else lambda depth, _rate, r=rate: ORIGINAL["configs"](depth, r))
-    options: dict = {"effort": "high"} if "high" in parts else {}
+    options: dict = ({"effort": "high"} if "high" in parts
+                     else {"effort": "minimal"} if "minimal" in parts else {})  # fmt: skip
+    cand.WALSH_SCREEN_EVEN = "noevenscreen" not in parts and ORIGINAL["even_screen"]
     if "nocf" in parts:
         options["cross_fit"] = False
     if "noproxy" in parts:

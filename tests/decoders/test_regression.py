@@ -939,15 +939,46 @@ def test_minimal_effort_screens_the_odd_characters_a_low_order_fit_misses(
     exact[:5] += 3.0 / 5
     budget = 2 + 2 * cand.WALSH_SCREEN_ROWS * (n + math.comb(n, 3)) + 200
     screened = explain(game, n, n_samples=budget, index="SV", effort="minimal")
-    assert screened.info["walsh_screen"] == int(cand.WALSH_SCREEN_SHARE * (budget - 2) // 2)
+    # both parts screened, a quarter of the pairs each (some characters may coincide: none
+    # here, odd and even ones differ)
+    assert screened.info["walsh_screen"] == 2 * int(cand.WALSH_SCREEN_SHARE * (budget - 2) // 2)
     torch.testing.assert_close(screened.first_order("SV"), exact, atol=1e-9, rtol=0)
     monkeypatch.setattr(cand, "WALSH_SCREEN_FEATURES", 0)
     plain = explain(game, n, n_samples=budget, index="SV", effort="minimal")
     assert plain.info["walsh_screen"] is None
     assert float((plain.first_order("SV") - exact).abs().max()) > 1e-3
     monkeypatch.undo()
+    monkeypatch.setattr(cand, "WALSH_SCREEN_EVEN", False)
     small = explain(game, n, n_samples=300, index="SV", effort="minimal")  # 149 pairs < 260
     assert small.info["walsh_screen"] is None
+
+
+def test_minimal_effort_screens_the_even_characters_the_pairs_need(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The even part's screen proposes the order-4 characters of a product of four features
+    (the proxy's deeper splits would): with it the k-SII pairs are exact (those of the
+    exhaustive decode), without it they are not; the Shapley values are the same either way."""
+    from torchspex.decoders import _candidates as cand
+
+    n = 10
+    weights = torch.linspace(-1.0, 1.0, n, dtype=torch.float64)
+
+    def game(m: torch.Tensor) -> torch.Tensor:
+        x = m.double()
+        return x @ weights + 2.0 * x[:, :4].prod(dim=1) + x[:, 5] * x[:, 8]
+
+    exact = explain(game, n, n_samples=1 << n).to_index("k-SII", 2).values.to_dict()
+    budget = 600
+    with_screen = explain(game, n, n_samples=budget, index="k-SII", max_order=2,
+                          effort="minimal")  # fmt: skip
+    got = with_screen.values.to_dict()
+    assert max(abs(got.get(k, 0.0) - v) for k, v in exact.items()) < 1e-8
+    monkeypatch.setattr(cand, "WALSH_SCREEN_EVEN", False)
+    without = explain(game, n, n_samples=budget, index="k-SII", max_order=2, effort="minimal")
+    missed = without.values.to_dict()
+    assert max(abs(missed.get(k, 0.0) - v) for k, v in exact.items()) > 1e-3
+    torch.testing.assert_close(without.first_order("SV"), with_screen.first_order("SV"))
 
 
 def test_screened_triples_find_pure_parities_a_tree_misses():

@@ -316,41 +316,73 @@ _CHUNK_VALUES = 1 << 22
 
 
 def walsh_screen(masks: Tensor, flat: Tensor, n: int) -> tuple[Tensor, Tensor] | None:
-    """Odd characters of order 5 or more that correlate with the odd part, ``(rows [k, d],
-    score [k])`` best first, or ``None`` where the screen does not run (more than
-    :data:`WALSH_SCREEN_FEATURES` features, fewer than 5, or fewer pairs than
-    :data:`WALSH_SCREEN_ROWS` times the first-order terms and triples; through ``explain`` the
-    last rules out n <= 8, where that many calls cover every mask).
+    """Characters that correlate with the residual of a low-order fit of each part, ``(rows
+    [k, d], score [k])``, or ``None`` where no screen runs: odd characters of order 5 or more
+    (from :data:`WALSH_SCREEN_ROWS` times as many pairs as first-order terms and triples) and
+    even ones of order 4 or more (from that many times the constant and the pairs;
+    :data:`WALSH_SCREEN_EVEN`), at most :data:`WALSH_SCREEN_FEATURES` features.
 
     ``masks [2 + 2p, n]`` the paired design (the corners, then each coalition and its
     complement), ``flat [2 + 2p, o]`` its values. The odd part ``(f(S) - f(N - S)) / 2`` is
-    fitted by least squares on every first-order term and triple; the residual's correlation
-    with every character, ``mean_p r_p chi_K(S_p)``, comes from one Walsh-Hadamard transform
-    of the residual summed by mask (``n 2^n`` additions), and a character's score is that
-    correlation squared (a coefficient estimate's square, the proxies' scale), summed over
-    outputs. Unweighted (the screen ranks; the fit weighs). The strongest
-    :data:`WALSH_SCREEN_SHARE` of the pairs are kept (at most)."""
-    from torchspex.fourier._basis import fwht
-
+    fitted by least squares on every first-order term and triple (the even part ``(f(S) +
+    f(N - S)) / 2`` on the constant and every pair); the residual's correlation with every
+    character, ``mean_p r_p chi_K(S_p)``, comes from one Walsh-Hadamard transform of the
+    residual summed by mask (``n 2^n`` additions), and a character's score is that correlation
+    squared (a coefficient estimate's square, the proxies' scale), summed over outputs.
+    Unweighted (the screen ranks; the fits weigh). The strongest :data:`WALSH_SCREEN_SHARE` of
+    the pairs are kept per part (at most)."""
     p = (masks.shape[0] - 2) // 2
-    low = torch.cat([_first_order_rows(n, 3)[1:], _triples(n)[0]])
-    if n > WALSH_SCREEN_FEATURES or n < 5 or p < WALSH_SCREEN_ROWS * low.shape[0]:
+    if n > WALSH_SCREEN_FEATURES or n < 4:
         return None
     x = masks[2 : 2 + 2 * p : 2]
-    odd = (flat[2 : 2 + 2 * p : 2] - flat[3 : 3 + 2 * p : 2]).double() / 2  # [p, o]
+    y_s, y_c = flat[2 : 2 + 2 * p : 2].double(), flat[3 : 3 + 2 * p : 2].double()
+    found = []
+    low_odd = torch.cat([_first_order_rows(n, 3)[1:], _triples(n)[0]])
+    if n >= 5 and p >= WALSH_SCREEN_ROWS * low_odd.shape[0]:
+        found.append(_screen_part(x, (y_s - y_c) / 2, low_odd, n, p, 1, 5))
+    if WALSH_SCREEN_EVEN:
+        low_even = torch.cat([_first_order_rows(n, 2)[:1], _sets_of_order(n, 2)])
+        if p >= WALSH_SCREEN_ROWS * low_even.shape[0]:
+            found.append(_screen_part(x, (y_s + y_c) / 2, low_even, n, p, 0, 4))
+    if not found:
+        return None
+    if len(found) == 1:
+        return found[0]
+    return _union_terms([f[0] for f in found], [f[1] for f in found], n)
+
+
+#: The even part screened too: characters of even order 4 or more against the residual of the
+#: constant and every pair, from twice as many pairs as those terms (the terms a proxy's
+#: deeper splits supply to the pairs' fit). 4 seeds, k-SII pair error of ``effort="minimal"``
+#: without / with (``python benchmarks/decode_variants.py minimal+noevenscreen,minimal,low
+#: --budgets 512,1024,2048,4096 --games MLP,MiniLM,2x2 --seeds 4``, the default's in
+#: brackets): the MLP on wine at 1,024 / 2,048 / 4,096 calls 0.143 / 0.118 / 0.109 -> 0.053 /
+#: 0.025 / 0.0084 (0.047 / 0.018 / 0.0039), MiniLM 0.153 / 0.119 / 0.108 -> 0.063 / 0.035 /
+#: 0.015 (0.069 / 0.036 / 0.019), the CNN over 2x2 patches 0.78 / 0.74 / 0.65 -> 0.62 / 0.40 /
+#: 0.23 (0.62 / 0.33 / 0.14); at 512 calls 0.21 -> 0.15 (MLP, MiniLM), the CNN's 1.00 -> 1.03
+#: (no better than zero either way); Shapley values unchanged, the pairs' seconds +0.01-0.1 s.
+WALSH_SCREEN_EVEN = True
+
+
+def _screen_part(x: Tensor, y: Tensor, low: Tensor, n: int, p: int, parity: int,
+                 min_order: int) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """:func:`walsh_screen` of one part: ``y [p, o]`` its values at the pairs' first members
+    ``x``, fitted on ``low``; the characters of ``parity`` and order ``min_order`` or more."""
+    from torchspex.fourier._basis import fwht
+
     z = walsh_design(x, low, n)
-    resid = odd - z @ torch.linalg.lstsq(z, odd).solution
+    resid = y - z @ torch.linalg.lstsq(z, y).solution
     key = (x.long() << torch.arange(n)).sum(dim=1)
     score = torch.zeros(1 << n, dtype=torch.float64)  # [2^n]
     step = max(1, _CHUNK_VALUES >> n)  # outputs per transform: bounded memory for any count
-    for o in range(0, odd.shape[1], step):
+    for o in range(0, y.shape[1], step):
         part = resid[:, o : o + step]
         sums = torch.zeros(1 << n, part.shape[1], dtype=torch.float64).index_add_(0, key, part)
         score += (fwht(sums) / p).pow(2).sum(dim=1)
     chars = torch.arange(1 << n)
     bits = (chars.unsqueeze(1) >> torch.arange(n)) & 1
     order = bits.sum(dim=1)
-    score[(order < 5) | (order % 2 == 0)] = -1.0
+    score[(order < min_order) | (order % 2 != parity)] = -1.0
     keep = min(max(1, int(WALSH_SCREEN_SHARE * p)), int((score >= 0).sum()))
     top = torch.topk(score, keep).indices
     width = int(order[top].max()) if keep else 0

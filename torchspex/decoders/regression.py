@@ -324,10 +324,10 @@ def decode_regression(
             between 3 and 8 pairs per feature, the odd part the mean of the plain fit and the
             fit around the cross-fitted proxy, :data:`~torchspex.decoders._offset.AVERAGE_FROM`;
             ``"minimal"``: no proxy at all, the default of ``proxy`` then ``False``; up to 16
-            features and from twice as many pairs as first-order terms and triples, the odd
-            characters of order 5+ a Walsh screen of the odd residual ranks first stand in for
-            the proxy's terms, :func:`~torchspex.decoders._candidates.walsh_screen`, their
-            number in ``info["walsh_screen"]``).
+            features a Walsh screen of each part's residual after a low-order fit proposes
+            the odd characters of order 5+ and the even ones of order 4+ in the proxy's place,
+            :func:`~torchspex.decoders._candidates.walsh_screen`, their number in
+            ``info["walsh_screen"]``).
 
     Returns:
         ``(spectrum, info)``: a Fourier spectrum exact at ∅ and N (Shapley family), and what
@@ -455,8 +455,9 @@ def fit_regression(
             use_proxy = False
     elif (options.get("effort") == "minimal" and family == "shapley" and proxy_data is None
           and (prior is None or not prior.shape[0])):  # fmt: skip
-        # no proxy: the odd characters of order 5+ that the residual of a low-order fit
-        # points at stand in for the proxy's terms, where the screen runs (walsh_screen)
+        # no proxy: the characters (odd of order 5+, even of order 4+) that the residuals of
+        # low-order fits point at stand in for the proxy's terms, where the screen runs
+        # (walsh_screen)
         screened = walsh_screen(masks, flat, n)
         if screened is not None:
             proxy_idx, proxy_score = screened
