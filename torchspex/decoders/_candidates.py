@@ -356,7 +356,9 @@ def walsh_screen(masks: Tensor, flat: Tensor, n: int) -> tuple[Tensor, Tensor] |
 #: deeper splits supply to the pairs' fit). 4 seeds, k-SII pair error of ``effort="minimal"``
 #: without / with (``python benchmarks/decode_variants.py minimal+noevenscreen,minimal,low
 #: --budgets 512,1024,2048,4096 --games MLP,MiniLM,2x2 --seeds 4``, the default's in
-#: brackets): the MLP on wine at 1,024 / 2,048 / 4,096 calls 0.143 / 0.118 / 0.109 -> 0.053 /
+#: brackets; results/decode_variants_even_screen.json, run before the screen was the default of
+#: ``"minimal"``: there ``minimal`` is without it and ``minimal+evenscreen`` with it): the MLP on
+#: wine at 1,024 / 2,048 / 4,096 calls 0.143 / 0.118 / 0.109 -> 0.053 /
 #: 0.025 / 0.0084 (0.047 / 0.018 / 0.0039), MiniLM 0.153 / 0.119 / 0.108 -> 0.063 / 0.035 /
 #: 0.015 (0.069 / 0.036 / 0.019), the CNN over 2x2 patches 0.78 / 0.74 / 0.65 -> 0.62 / 0.40 /
 #: 0.23 (0.62 / 0.33 / 0.14); at 512 calls 0.21 -> 0.15 (MLP, MiniLM), the CNN's 1.00 -> 1.03
