@@ -115,8 +115,9 @@ def decode_auto(
             the odd part's fits with and without the cross-fitted proxy between 3 and 8 pairs
             per feature, about 20% at 1,000-1,500 calls on MiniLM over 100 words; worth it when
             a model call costs more than a few milliseconds; ``"minimal"`` fits no LightGBM
-            proxy, 3-10x less decode for 1.3-3.5x the error per call, worth it when a call costs
-            less than about 0.1 ms); any other
+            proxy (a Walsh screen of the residuals proposes the higher-order terms up to 16
+            features), 2.7-7.7x less decode for 0.8-3.3x the error per call on the benchmark's
+            exact-table games, worth it when a call costs less than about 0.1 ms); any other
             decoder option: auto hands them to the one method they belong to (e.g. ``b`` or
             ``degree_parameter`` -> SPEX) and records that as its choice.
 

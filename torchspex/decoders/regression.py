@@ -123,9 +123,10 @@ _OPTIONS = ("sizes", "proxy", "n_folds", "max_terms", "pairs", "shrink", "cross_
 #: Decode effort levels (:func:`~torchspex.decoders._candidates.proxy_bags`): ``"low"`` (default)
 #: one LightGBM proxy ranks the candidate terms; ``"high"`` averages several, for models slow enough
 #: that the lower error per call is worth the decode seconds; ``"minimal"`` fits no proxy at all
-#: (the candidates are the pairs and triples the budget allows and the triples screened against
-#: the residual; ``proxy=False``), for models so fast that more calls buy more than the proxy's
-#: seconds.
+#: (the candidates are the pairs and triples the budget allows, the triples screened against
+#: the residual and, up to 16 features, the characters a Walsh screen of each part's residual
+#: finds, :func:`~torchspex.decoders._candidates.walsh_screen`; ``proxy=False``), for models so
+#: fast that more calls buy more than the proxy's seconds.
 EFFORTS = ("minimal", "low", "high")
 
 #: Most terms per part of the fit at ``effort="low"`` (else ``3 p / 4`` for ``p`` pairs): at 4,096

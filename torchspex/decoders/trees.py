@@ -324,12 +324,11 @@ def _binary_leaf_masks(
 
 #: The leaf read-out's tables (:func:`_binary_leaf_spectrum`): at most this many values
 #: (``2^|R|`` for every distinct set ``R`` of bits a leaf fixes, times the outputs) before it
-#: takes the bits one
-#: feature at a time instead (:func:`_leaf_spectrum_by_feature`), whose work is bounded by the
-#: spectrum it builds rather than by ``2^depth`` per leaf (deep trees). The proxies' depth-8
-#: trees of 32 leaves stay far below: 400 of them over 13-14 features fix 2,560-3,652 distinct
-#: sets, 148,466-237,184 entries (the regression's proxies of the MLP on wine and MiniLM at
-#: 2,048 calls).
+#: takes the bits one feature at a time instead (:func:`_leaf_spectrum_by_feature`), whose work
+#: is bounded by the spectrum it builds rather than by ``2^depth`` per leaf (deep trees). The
+#: proxies' depth-8 trees of 32 leaves stay far below: 400 of them over 13-14 features fix
+#: 2,560-3,652 distinct sets, 148,466-237,184 entries (the regression's proxies of the MLP on
+#: wine and MiniLM at 2,048 calls).
 _LEAF_TABLE_ENTRIES = 1 << 22
 #: Up to this many features the leaf read-out sums its terms in a dense array over all ``2^n``
 #: sets (8 MiB per output at 20) where that array has at most ``_DENSE_SPREAD`` entries per
@@ -354,7 +353,8 @@ def _binary_leaf_spectrum(
     Leaves that fix the same ``R`` are one table over the ``2^|R|`` values of those bits, and
     that table's Walsh-Hadamard transform (``|R| 2^|R|`` additions) is every coefficient they
     give at once; the tables of all sets of one size are transformed as one batch and summed
-    into a dense array over the ``2^n`` sets (``n <= 20``; above, by sorting). The regression's
+    into a dense array over the ``2^n`` sets where that array is not much larger than the
+    terms (:data:`_DENSE_SPREAD`), else by sorting their masks. The regression's
     proxies at 2,048 calls (400 depth-8 trees over 13-14 features): 18.5 / 25.3 -> 7.6 / 10.1
     ms (the MLP on wine / MiniLM; coefficients equal to 1.4e-15 of the largest) against the
     feature-by-feature merge this replaced (:func:`_leaf_spectrum_by_feature`, still used past
