@@ -38,6 +38,7 @@ from torchspex.fourier._sets import (
     normalize_indices,
     row_keys,
     set_sizes,
+    support_to_indices,
     unique_rows,
 )
 
@@ -296,9 +297,8 @@ def _screened_triples(
 
 #: ``effort="minimal"`` screens every odd Walsh character of order 5 or more against the odd
 #: part's residual (:func:`walsh_screen`) up to this many features (a transform over the
-#: ``2^n`` masks): the terms a LightGBM proxy would otherwise supply at large budgets. Its
-#: tables over the ``2^n`` characters (their bits, ``[2^n, n]`` int64) take 8 MiB at 16
-#: features and 160 MiB at 20; the games measured stop at 16.
+#: ``2^n`` masks): the terms a LightGBM proxy would otherwise supply at large budgets (the
+#: games measured stop at 16).
 WALSH_SCREEN_FEATURES = 16
 #: ... once the pairs number at least this many times the first-order terms and triples the
 #: screen's residual is fitted on (an underdetermined fit leaves no residual to screen). 6
@@ -372,7 +372,7 @@ def _screen_part(x: Tensor, y: Tensor, low: Tensor, n: int, p: int, parity: int,
                  min_order: int) -> tuple[Tensor, Tensor]:  # fmt: skip
     """:func:`walsh_screen` of one part: ``y [p, o]`` its values at the pairs' first members
     ``x``, fitted on ``low``; the characters of ``parity`` and order ``min_order`` or more."""
-    from torchspex.fourier._basis import fwht
+    from torchspex.fourier._basis import _popcount, fwht
 
     z = walsh_design(x, low, n)
     resid = y - z @ torch.linalg.lstsq(z, y).solution
@@ -383,15 +383,11 @@ def _screen_part(x: Tensor, y: Tensor, low: Tensor, n: int, p: int, parity: int,
         part = resid[:, o : o + step]
         sums = torch.zeros(1 << n, part.shape[1], dtype=torch.float64).index_add_(0, key, part)
         score += (fwht(sums) / p).pow(2).sum(dim=1)
-    chars = torch.arange(1 << n)
-    bits = (chars.unsqueeze(1) >> torch.arange(n)) & 1
-    order = bits.sum(dim=1)
+    order = _popcount(n)  # each character's order
     score[(order < min_order) | (order % 2 != parity)] = -1.0
     keep = min(max(1, int(WALSH_SCREEN_SHARE * p)), int((score >= 0).sum()))
     top = torch.topk(score, keep).indices
-    width = int(order[top].max()) if keep else 0
-    pos = torch.where(bits[top].bool(), torch.arange(n), n).sort(dim=1).values[:, :width]
-    return torch.where(pos == n, -1, pos), score[top]
+    return support_to_indices(((top.unsqueeze(1) >> torch.arange(n)) & 1).bool()), score[top]
 
 
 def _proxy_terms(

@@ -38,7 +38,7 @@ from torch import Tensor
 
 from torchspex.decoders._tree_parsers import TreeEnsemble, parse_tree_ensemble
 from torchspex.fourier import SparseSpectrum
-from torchspex.fourier._sets import coalesce, row_keys
+from torchspex.fourier._sets import coalesce, row_keys, support_to_indices
 
 __all__ = ["TreeEnsemble", "parse_tree_ensemble", "tree_ensemble_to_fourier", "tree_spectrum"]
 
@@ -425,21 +425,10 @@ def _binary_leaf_spectrum(
 
 def _sets_of_masks(masks: Tensor, coef: Tensor, n_features: int) -> tuple[Tensor, Tensor]:
     """Sets given as bit masks ``int64 [s]`` (distinct) -> ``(indices, coefficients [s, 1,
-    O])`` in :func:`~torchspex.fourier._sets.coalesce`'s canonical order: by size, then
-    lexicographically. Of two sets of one size the one holding the lowest feature where they
-    differ comes first, so within a size the order is that of the masks with their bits
-    reversed (feature 0 highest), descending."""
-    bits = (masks.unsqueeze(1) >> torch.arange(n_features)) & 1  # [s, n]
-    size = bits.sum(dim=1)
-    reversed_ = (bits << torch.arange(n_features - 1, -1, -1)).sum(dim=1)
-    order = torch.argsort(size * (1 << n_features) + ((1 << n_features) - 1 - reversed_))
-    bits, size = bits[order], size[order]
-    width = int(size.max()) if masks.numel() else 0
-    idx = torch.full((masks.shape[0], width), -1, dtype=torch.long)
-    row, col = torch.nonzero(bits, as_tuple=True)  # row-major: each row's features ascending
-    slot = torch.arange(row.shape[0]) - (torch.cumsum(size, dim=0) - size)[row]
-    idx[row, slot] = col
-    return idx, coef[order].unsqueeze(1)
+    O])`` in :func:`~torchspex.fourier._sets.coalesce`'s canonical order."""
+    bits = ((masks.unsqueeze(1) >> torch.arange(n_features)) & 1).bool()
+    idx, coef = coalesce(support_to_indices(bits), coef, n_features)  # all rows already unique
+    return idx, coef.unsqueeze(1)
 
 
 def _leaf_spectrum_by_feature(
