@@ -800,14 +800,14 @@ def test_key_tables_equal_split_by_split_keys(monkeypatch: pytest.MonkeyPatch) -
         RandomForestRegressor(n_estimators=5, max_depth=5, random_state=0).fit(
             np.nan_to_num(x), y),
     ]
-    monkeypatch.setattr(treeshap, "_CHUNK", 2048)  # several chunks of rows
+    monkeypatch.setattr(treeshap, "_CHUNK", 512)  # several passes of rows, blocks of trees
     monkeypatch.setattr(treeshap, "KEY_TABLE_SPLITS", 0.0)  # tables wherever they can
     used = []
     original = treeshap._KeyTables.keys
 
-    def spy(self, paths, rows, dtype):
-        used.append(bool(np.isnan(rows).any()))
-        return original(self, paths, rows, dtype)
+    def spy(self, paths, x, below, nan, dtype, lo, hi):
+        used.append(bool(nan.any()))
+        return original(self, paths, x, below, nan, dtype, lo, hi)
 
     monkeypatch.setattr(treeshap._KeyTables, "keys", spy)
     for i, model in enumerate(models):
@@ -816,6 +816,56 @@ def test_key_tables_equal_split_by_split_keys(monkeypatch: pytest.MonkeyPatch) -
         _same_bitwise_with(monkeypatch, {"KEY_TABLES": False}, model, rows,
                            (None, rows[150:160]))
     assert True in used and False in used
+
+
+def test_row_passes_and_tree_blocks_equal_row_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    # rows in passes with each pass's trees in blocks (ROW_PASSES) give bitwise the values of
+    # chunks of rows over all trees: more trees than targets (so that blocks form), keys from
+    # feature tables (by lookups and by dense columns, KEY_COLUMNS) and split by split, missing
+    # values in some passes only, categorical splits, two outputs, orders 1-3, both maskings
+    xgb = pytest.importorskip("xgboost")
+    from sklearn.ensemble import RandomForestRegressor
+
+    x, y = _data(4, 400, 23)
+    x = np.round(x * 2) / 2  # few thresholds: feature tables within the small _CHUNK
+    x[:60:7, 2] = np.nan  # in the first pass only (orders 2, 3)
+    labels = (y > np.median(y)).astype(int)
+    models = [
+        lgb.LGBMRegressor(n_estimators=30, num_leaves=8, min_child_samples=5, verbose=-1,
+                          n_jobs=1, random_state=0).fit(x, y),
+        xgb.XGBClassifier(n_estimators=30, max_depth=3, n_jobs=1, random_state=0).fit(x, labels),
+        RandomForestRegressor(n_estimators=30, max_depth=4, random_state=0).fit(
+            np.nan_to_num(x), y),
+        lgb.LGBMClassifier(objective="multiclass", num_class=2, n_estimators=15, num_leaves=6,
+                           min_child_samples=5, verbose=-1, n_jobs=1, random_state=0).fit(
+            x, labels),
+        _lgb_categorical(),
+    ]
+    blocks = []
+    original = treeshap._RowClasses.build
+
+    def spy(paths, rows, keyed, dtype, tables=None, lo=0, hi=None, ranks=None):
+        blocks.append((lo, rows.shape[0], tables is not None,
+                       tables is not None and tables.columns is not None))
+        return original(paths, rows, keyed, dtype, tables, lo, hi, ranks)
+
+    monkeypatch.setattr(treeshap._RowClasses, "build", spy)
+    monkeypatch.setattr(treeshap, "_CHUNK", 2048)  # chunks of 68 rows; passes of 150-300 rows
+    # in blocks of 6-13 trees
+    for i, model in enumerate(models):
+        rows = _held_out(300, 24) if i == 4 else x[:300]
+        rows = np.nan_to_num(rows) if i == 2 else rows
+        for splits, columns in ((0.0, True), (0.0, False), (1e9, True)):
+            monkeypatch.setattr(treeshap, "KEY_TABLE_SPLITS", splits)  # tables always / never
+            monkeypatch.setattr(treeshap, "KEY_COLUMNS", columns)
+            _same_bitwise_with(monkeypatch, {"ROW_PASSES": False}, model, rows,
+                               (None, rows[150:170]), orders=(1, 2, 3))  # fmt: skip
+        _same_bitwise_with(monkeypatch, {"ROW_PASSES": False, "KEY_TABLES": False}, model, rows,
+                           (None,), orders=(2,))  # the tables' columns against no tables
+    assert any(lo > 0 and columns for lo, _, _, columns in blocks)
+    assert any(lo > 0 and tables and not columns for lo, _, tables, columns in blocks)
+    assert any(lo > 0 and not tables for lo, _, tables, _ in blocks)
+    assert max(size for _, size, _, _ in blocks) > 2048 // 30  # passes longer than the chunks
 
 
 def test_bit_packer_equals_shifted_sums() -> None:
