@@ -851,7 +851,9 @@ def test_row_passes_and_tree_blocks_equal_row_chunks(monkeypatch: pytest.MonkeyP
 
     monkeypatch.setattr(treeshap._RowClasses, "build", spy)
     monkeypatch.setattr(treeshap, "_CHUNK", 2048)  # chunks of 68 rows; passes of 150-300 rows
-    # in blocks of 6-13 trees
+    # in blocks of 6-13 trees, their classes by torch.unique or keys as classes
+    monkeypatch.setattr(treeshap, "UNIQUE_FROM", 64)
+    monkeypatch.setattr(treeshap, "DIRECT_KEYS", 8)
     for i, model in enumerate(models):
         rows = _held_out(300, 24) if i == 4 else x[:300]
         rows = np.nan_to_num(rows) if i == 2 else rows
@@ -865,6 +867,7 @@ def test_row_passes_and_tree_blocks_equal_row_chunks(monkeypatch: pytest.MonkeyP
     assert any(lo > 0 and columns for lo, _, _, columns in blocks)
     assert any(lo > 0 and tables and not columns for lo, _, tables, columns in blocks)
     assert any(lo > 0 and not tables for lo, _, tables, _ in blocks)
+    assert any(lo > 0 and size >= 64 for lo, size, _, _ in blocks)  # unique / direct keys
     assert max(size for _, size, _, _ in blocks) > 2048 // 30  # passes longer than the chunks
 
 

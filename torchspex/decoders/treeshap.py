@@ -862,6 +862,9 @@ def tree_shapley_values(
         step = max(1, min(step, _CHUNK // max(1, paths.n_nodes)))
     elif ROW_PASSES and n_rows > step:
         most = max(step, _CHUNK // max(1, n_targets * n_out))
+        if key_tables is not None:  # a pass's ranks [F + 1, R] (and float32 copy [R, n])
+            per_row = len(key_tables.features) + 1
+            most = min(most, _CHUNK // max(per_row, n if paths.router.float32_inputs else 1))
         passes = -(-n_rows // most)
         step = -(-n_rows // passes)  # passes of equal size
         block = max(1, _CHUNK // step)
@@ -1684,14 +1687,18 @@ def _leaf_rows(
     n_rows = keys.shape[1]
     width = _width(d, order)
     cost = (width + d) * max(d // 2, 1) if bpat is None else bpat.shape[1] * (width + d)
-    per = max(1, _CHUNK // (n_rows * cost))
+    per = max(1, _CHUNK // max(1, n_rows * cost))
+    cols = n_rows if n_rows * cost <= _CHUNK else max(1, _CHUNK // cost)  # one leaf's rows
     parts = []
     for start in range(0, idx.numel(), per):
         sel = idx[start : start + per]
-        k = keys[start : start + per]
-        if bpat is None:
-            val = _path_dependent_rows(paths.zero_fraction[sel, :d], k, order)
-        else:
-            val = _interventional_rows(bpat[sel].long(), k, d, order)
+        vals = []
+        for c in range(0, max(n_rows, 1), cols):
+            k = keys[start : start + per, c : c + cols]
+            if bpat is None:
+                vals.append(_path_dependent_rows(paths.zero_fraction[sel, :d], k, order))
+            else:
+                vals.append(_interventional_rows(bpat[sel].long(), k, d, order))
+        val = torch.cat(vals, dim=1) if len(vals) > 1 else vals[0]
         parts.append(val[..., None] * paths.value[sel][:, None, None, :])
     return torch.cat(parts)
