@@ -1461,10 +1461,13 @@ def _accumulate(
     flat: Tensor | None,
     key_patterns: _KeyPatterns | None = None,
 ) -> None:
-    """Adds the chunk's values to ``out [targets, O, R]``: every leaf's values for every class
-    of its tree, summed per ``(tree, target)`` entry and class (``acc [E_b, O, U_b]``), then
-    each row's class sums. Trees go in blocks that bound ``acc``; ``key_patterns``: the keyed
-    leaves' patterns by :class:`_KeyPatterns` (``None``: slot by slot)."""
+    """Adds the values of the classes' trees to the chunk's ``out [targets, O, R]``: every
+    leaf's values for every class of its tree, summed per ``(tree, target)`` entry and class
+    (``acc [E_b, O, U_b]``), then each row's class sums: into ``flat [R, targets * O]`` where
+    the caller gives it (dense tables; the caller adds it to ``out`` after the chunk's last
+    block of trees, so that every row sums its trees in order), else into ``out`` entry by
+    entry. Trees go in blocks that bound ``acc``; ``key_patterns``: the keyed leaves' patterns
+    by :class:`_KeyPatterns` (``None``: slot by slot)."""
     n_targets, n_out, n_rows = out.shape
     base = classes.lo  # the classes' trees: base .. end - 1
     end = base + classes.count.numel()
