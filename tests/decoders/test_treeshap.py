@@ -631,6 +631,14 @@ def test_dense_row_tables_equal_the_entry_by_entry_sums(monkeypatch: pytest.Monk
     assert True in used and False in used
 
 
+def _rows_one_by_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Leaves without an upfront table computed class by class (no distinct patterns, no lazy
+    tables): a class's values then do not depend on the other classes of its chunk, so that
+    ways of forming the chunks compare bitwise."""
+    monkeypatch.setattr(treeshap, "DISTINCT_PATTERNS", False)
+    monkeypatch.setattr(treeshap, "LAZY_TABLES", False)
+
+
 def _same_bitwise_with(monkeypatch: pytest.MonkeyPatch, settings: dict[str, Any], model: Any,
                        rows: np.ndarray, backgrounds: tuple, orders: tuple[int, ...] = (2,),
                        atol: float = 0.0) -> Any:  # fmt: skip
@@ -679,6 +687,49 @@ def test_distinct_background_patterns_equal_every_background_row(
     monkeypatch.setattr(treeshap, "DISTINCT_BACKGROUNDS", 1.0)
     _same_bitwise_with(monkeypatch, {"DISTINCT_BACKGROUNDS": 0.0}, model, x[:40], (background,),
                        orders=(1, 2, 3), atol=1e-12)  # fmt: skip
+
+
+def test_distinct_patterns_and_lazy_tables_equal_rows_one_by_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # leaves whose tables are built at first use and rows computed once per distinct pattern of
+    # a leaf equal every class computed by itself without tables: pieces of leaves (past the
+    # first of their group) some with a
+    # table built and some computed by rows (one pass), tables built in a first pass of rows
+    # and read in the next (small _CHUNK), keyed and unkeyed trees, orders 1-3, two outputs
+    x, y = _data(12, 900, 31)
+    x = np.round(x * 2) / 2  # repeated rows: classes share patterns
+    labels = (y > np.quantile(y, 0.3)).astype(int) + (y > np.quantile(y, 0.7))
+    settings: dict[str, Any] = {"min_child_samples": 2, "verbose": -1, "n_jobs": 1,
+                                "random_state": 0}
+    models = [lgb.LGBMRegressor(n_estimators=8, num_leaves=64, **settings).fit(x, y),
+              lgb.LGBMClassifier(objective="multiclass", num_class=3, n_estimators=3,
+                                 num_leaves=48, **settings).fit(x, labels)]  # fmt: skip
+    background = x[800:830]
+    states = []
+    original = treeshap._lazy_leaves
+
+    def spy(paths, g, a, b, keys, *rest):
+        assert g.lazy is not None
+        before = bool(g.lazy.built[a:b].all())
+        original(paths, g, a, b, keys, *rest)
+        built = g.lazy.built[a:b]
+        states.append((g.keyed, before, bool(built.all()), bool(built.any())))
+
+    monkeypatch.setattr(treeshap, "_lazy_leaves", spy)
+    off = {"DISTINCT_PATTERNS": False, "LAZY_TABLES": False, "_CHUNK": 1 << 22,
+           "_table_is_cheaper": lambda d, work, interventional: False}
+    cases = [(bits, model, 0.1, 1 << 14, 60, (1, 2, 3)) for bits in (63, 6) for model in models]
+    cases.append((63, models[0], 0.0, 1024, 200, (2,)))  # passes of about 60 rows
+    for bits, model, cost, chunk, rows, orders in cases:  # bits 6: trees over 6 splits by rows
+        monkeypatch.setattr(treeshap, "_KEY_BITS", bits)
+        monkeypatch.setattr(treeshap, "TABLE_VALUE_COST", {1: cost, 2: cost, 3: cost})
+        monkeypatch.setattr(treeshap, "_CHUNK", chunk)
+        _same_bitwise_with(monkeypatch, off, model, x[:rows], (background,), orders=orders,
+                           atol=1e-13)  # fmt: skip
+    assert {keyed for keyed, _, _, _ in states} == {True, False}
+    assert any(some and not done for _, _, done, some in states)  # mixed pieces
+    assert any(before for _, before, _, _ in states)  # tables of an earlier pass
 
 
 def test_row_classes_by_unique_and_direct_keys_equal_one_sort(
@@ -802,6 +853,7 @@ def test_key_tables_equal_split_by_split_keys(monkeypatch: pytest.MonkeyPatch) -
     ]
     monkeypatch.setattr(treeshap, "_CHUNK", 512)  # several passes of rows, blocks of trees
     monkeypatch.setattr(treeshap, "KEY_TABLE_SPLITS", 0.0)  # tables wherever they can
+    _rows_one_by_one(monkeypatch)  # the passes differ: bitwise only row by row
     used = []
     original = treeshap._KeyTables.keys
 
@@ -851,6 +903,7 @@ def test_row_passes_and_tree_blocks_equal_row_chunks(monkeypatch: pytest.MonkeyP
 
     monkeypatch.setattr(treeshap._RowClasses, "build", spy)
     monkeypatch.setattr(treeshap, "_CHUNK", 2048)  # chunks of 68 rows; passes of 150-300 rows
+    _rows_one_by_one(monkeypatch)  # passes and chunks hold other classes
     # in blocks of 6-13 trees, their classes by torch.unique or keys as classes
     monkeypatch.setattr(treeshap, "UNIQUE_FROM", 64)
     monkeypatch.setattr(treeshap, "DIRECT_KEYS", 8)

@@ -531,7 +531,8 @@ def _weights(d: int, order: int) -> dict[str, Tensor]:
 
 
 def _interventional_table(bkeys: Tensor, d: int, order: int) -> Tensor:
-    """Values for all ``2^d`` patterns from background patterns ``bkeys [L, M]``.
+    """Values for all ``2^d`` patterns from background patterns ``bkeys [L, M]``, slot-major:
+    ``[L, width, 2^d]``.
 
     Background pattern ``b`` and explained pattern ``p`` give the 0/1 game with ``A = p - b``
     and ``B`` the complement of ``p`` when ``b`` covers that complement (else the zero game).
@@ -579,7 +580,7 @@ def _interventional_table(bkeys: Tensor, d: int, order: int) -> Tensor:
     sv = torch.where(bits_t, total("in", 0)[:, None] - _flipped(total("in", 1), d),
                      total("out", 0)[:, None])  # fmt: skip
     if order == 1:
-        return sv.transpose(1, 2)
+        return sv
     one, two = _pairs(d)
     bj, bk = bits_t[one], bits_t[two]  # [P, 2^d]
     in_in1 = _flipped(total("in_in", 1), d)  # [L, d, 2^d]
@@ -591,8 +592,7 @@ def _interventional_table(bkeys: Tensor, d: int, order: int) -> Tensor:
     out_out = total("out_out", 0)[:, None].expand(-1, one.numel(), -1)
     sii = torch.where(bj & bk, in_in, torch.where(bj | bk, in_out, out_out))
     if order == 2:
-        return torch.cat([sv, sii], dim=1).transpose(1, 2)
-    sv, sii = sv.transpose(1, 2), sii.transpose(1, 2)
+        return torch.cat([sv, sii], dim=1)
     # a triple T with k = |T & p| members in p: inclusion-exclusion over the subsets U of
     # those members, sum_U (-1)^|U| total(k, |U|)[p - U]; the k of each (pattern, triple)
     # picks its row of the stacked totals
@@ -618,7 +618,7 @@ def _interventional_table(bkeys: Tensor, d: int, order: int) -> Tensor:
             sii3 -= term
         else:
             sii3 += term
-    return torch.cat([sv, sii, sii3], dim=2)
+    return torch.cat([sv, sii, sii3.transpose(1, 2)], dim=1)
 
 
 def _flipped(t: Tensor, d: int) -> Tensor:
@@ -644,20 +644,31 @@ def _flipped_pairs(t: Tensor, d: int) -> Tensor:
     return out
 
 
+def _distinct(keys: Tensor, fill: int) -> tuple[Tensor, Tensor]:
+    """Each row's distinct values of ``keys [L, R]``, in increasing order and padded with
+    ``fill``: ``(distinct [L, V], at [L, R])``, ``V`` the most distinct values of a row and
+    ``keys == distinct.gather(1, at)``."""
+    n_leaves, m = keys.shape
+    ordered, order = keys.sort(dim=1)
+    new = torch.ones_like(ordered, dtype=torch.bool)
+    new[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    rank = new.cumsum(dim=1) - 1  # [L, R]: each sorted entry's place among the distinct ones
+    width = int(rank[:, -1].max()) + 1 if m else 0
+    distinct = torch.full((n_leaves, width), fill, dtype=keys.dtype)
+    distinct.scatter_(1, rank, ordered)
+    at = torch.empty_like(rank)
+    at.scatter_(1, order, rank)
+    return distinct, at
+
+
 def _distinct_backgrounds(bkeys: Tensor, d: int) -> tuple[Tensor, Tensor]:
     """Each leaf's distinct background patterns and their shares of the ``M`` rows: ``(keys
     [L, M'], share [L, M'])``, ``M'`` the most distinct patterns of a leaf (padding: the
     pattern of every bit, share 0)."""
     n_leaves, m = bkeys.shape
-    ordered = bkeys.sort(dim=1).values
-    new = torch.ones_like(ordered, dtype=torch.bool)
-    new[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
-    rank = new.cumsum(dim=1) - 1  # [L, M]: each row's pattern among the leaf's distinct ones
-    width = int(rank[:, -1].max()) + 1 if m else 0
-    keys = torch.full((n_leaves, width), (1 << d) - 1, dtype=bkeys.dtype)
-    keys.scatter_(1, rank, ordered)
-    count = torch.zeros(n_leaves, width, dtype=torch.float64)
-    count.scatter_add_(1, rank, torch.ones(n_leaves, m, dtype=torch.float64))
+    keys, at = _distinct(bkeys, (1 << d) - 1)
+    count = torch.zeros(n_leaves, keys.shape[1], dtype=torch.float64)
+    count.scatter_add_(1, at, torch.ones(n_leaves, m, dtype=torch.float64))
     return keys, count / m
 
 
@@ -819,51 +830,9 @@ def tree_shapley_values(
     if triples is not None:
         n_targets += triples.shape[0]
     keyed = paths.tree_splits <= _KEY_BITS  # [T]: rows grouped by routing key
-    # leaves grouped by their number d of path features and by whether their tree is keyed,
-    # each group's leaves in tree order; a table over all 2^d patterns (built once) where that
-    # is cheaper than computing the rows one by one and fits the budget
-    groups = []
-    used = 0
-    for d in torch.unique(paths.n_slots).tolist():
-        for by_key in (True, False):
-            idx = torch.nonzero((paths.n_slots == d) & (keyed[paths.leaf_tree] == by_key))
-            idx = idx.squeeze(1)
-            if not idx.numel():
-                continue
-            idx = idx[torch.argsort(paths.leaf_tree[idx], stable=True)]
-            width = _width(d, max_order)
-            size = idx.numel() * (1 << d) * width * n_out
-            table = None
-            if _table_is_cheaper(d, work, bpat is not None) and used + size <= _TABLE_BUDGET:
-                used += size
-                table, idx = _merge_siblings(paths, idx, d, _leaf_table(paths, idx, d, bpat,
-                                                                         max_order))
-                table = table.view(idx.numel(), 1 << d, -1).transpose(1, 2).contiguous()
-            target = paths.feature[idx, :d]
-            if pair_of is not None:
-                j, k = _pairs(d)
-                pair_target = pair_of[target[:, j], target[:, k]]
-                if triple_keys is not None:
-                    assert triples is not None
-                    found = _triple_targets(target, d, triple_keys, n)
-                    pair_target = torch.cat([pair_target, found + n_targets
-                                             - triples.shape[0]], dim=1)  # fmt: skip
-                target = torch.cat([target, pair_target], dim=1)
-            groups.append(_Group(d, by_key, idx, paths.leaf_tree[idx], target, table))
-    entries = _Entries.build(groups, paths.n_trees, n_targets)
-    most = int(paths.tree_splits[keyed].max()) if bool(keyed.any()) else 0
-    key_dtype = torch.int32 if most <= 31 and n_rows < 2**31 else torch.int64
-    for g in groups:
-        g.mask = paths.mask[g.idx, : g.d].to(key_dtype)
-        g.need = paths.need[g.idx, : g.d].to(key_dtype)
-    key_patterns = _KeyPatterns.build(paths, groups, key_dtype) if KEY_PRODUCT else None
     key_tables = None
     if KEY_TABLES and bool(keyed.any()):
         key_tables = _KeyTables.build(paths, keyed, n_rows)
-    out_all = torch.zeros(n_targets, n_out, n_rows, dtype=torch.float64)
-    # rows by dense tables (a row of every target per class, one index_select per tree) where
-    # the trees' entries fill at least 1 / DENSE_SPREAD of the targets, else entry by entry
-    dense = n_targets <= DENSE_SPREAD * entries.tree.numel() / max(1, paths.n_trees)
     # rows in chunks whose [trees, rows] keys fit _CHUNK, or (ROW_PASSES) in passes of as
     # many rows as the dense row sums hold in _CHUNK, each pass's trees in blocks whose keys fit
     step = max(1, _CHUNK // max(1, paths.n_trees))
@@ -878,6 +847,55 @@ def tree_shapley_values(
         passes = -(-n_rows // most)
         step = -(-n_rows // passes)  # passes of equal size
         block = max(1, _CHUNK // step)
+    pass_rows, n_passes = min(step, n_rows), -(-n_rows // step)
+    # leaves grouped by their number d of path features and by whether their tree is keyed,
+    # each group's leaves in tree order; a table over all 2^d patterns (built once) where that
+    # is cheaper than computing the rows one by one and fits the budget
+    groups = []
+    used = 0
+    for d in torch.unique(paths.n_slots).tolist():
+        for by_key in (True, False):
+            idx = torch.nonzero((paths.n_slots == d) & (keyed[paths.leaf_tree] == by_key))
+            idx = idx.squeeze(1)
+            if not idx.numel():
+                continue
+            idx = idx[torch.argsort(paths.leaf_tree[idx], stable=True)]
+            width = _width(d, max_order)
+            size = idx.numel() * (1 << d) * width * n_out
+            table, lazy = None, None
+            if _table_is_cheaper(d, work, bpat is not None) and used + size <= _TABLE_BUDGET:
+                used += size
+                if bpat is not None and LAZY_TABLES and (1 << d) > pass_rows:
+                    lazy = _LazyTables(torch.empty(idx.numel(), width * n_out, 1 << d,
+                                                   dtype=torch.float64),
+                                       torch.zeros(idx.numel(), dtype=torch.bool),
+                                       _background_cost(bpat[idx], d), n_passes)  # fmt: skip
+                else:
+                    table, idx = _merge_siblings(paths, idx, d, _leaf_table(paths, idx, d, bpat,
+                                                                             max_order))
+            target = paths.feature[idx, :d]
+            if pair_of is not None:
+                j, k = _pairs(d)
+                pair_target = pair_of[target[:, j], target[:, k]]
+                if triple_keys is not None:
+                    assert triples is not None
+                    found = _triple_targets(target, d, triple_keys, n)
+                    pair_target = torch.cat([pair_target, found + n_targets
+                                             - triples.shape[0]], dim=1)  # fmt: skip
+                target = torch.cat([target, pair_target], dim=1)
+            groups.append(_Group(d, by_key, idx, paths.leaf_tree[idx], target, table,
+                                 lazy=lazy))
+    entries = _Entries.build(groups, paths.n_trees, n_targets)
+    most = int(paths.tree_splits[keyed].max()) if bool(keyed.any()) else 0
+    key_dtype = torch.int32 if most <= 31 and n_rows < 2**31 else torch.int64
+    for g in groups:
+        g.mask = paths.mask[g.idx, : g.d].to(key_dtype)
+        g.need = paths.need[g.idx, : g.d].to(key_dtype)
+    key_patterns = _KeyPatterns.build(paths, groups, key_dtype) if KEY_PRODUCT else None
+    out_all = torch.zeros(n_targets, n_out, n_rows, dtype=torch.float64)
+    # rows by dense tables (a row of every target per class, one index_select per tree) where
+    # the trees' entries fill at least 1 / DENSE_SPREAD of the targets, else entry by entry
+    dense = n_targets <= DENSE_SPREAD * entries.tree.numel() / max(1, paths.n_trees)
     for start in range(0, n_rows, step):
         rows = x[start : start + step]
         out = out_all[:, :, start : start + rows.shape[0]]
@@ -918,7 +936,7 @@ ROW_PASSES = True
 class _Group:
     """Leaves with ``d`` path features (of keyed trees or not), in tree order: positions
     ``idx [L_g]`` in the paths, their trees ``tree [L_g]``, global targets ``target [L_g, W]``
-    of their ``W`` values, ``table [L_g * 2^d, W * O]`` or None (row by row); set by
+    of their ``W`` values, ``table [L_g, W * O, 2^d]`` or None (row by row); set by
     :class:`_Entries`: ``entry [L_g, W]`` each value's ``(tree, target)`` entry; by the driver:
     ``mask``, ``need`` ``[L_g, d]`` the paths' masks in the routing keys' dtype; by
     :class:`_KeyPatterns`: ``local [L_g]`` each leaf's column in its tree's patterns."""
@@ -933,6 +951,20 @@ class _Group:
     mask: Tensor | None = None
     need: Tensor | None = None
     local: Tensor | None = None
+    lazy: _LazyTables | None = None
+
+
+@dataclass
+class _LazyTables:
+    """A group's pattern tables built leaf by leaf at first use, where the leaf's classes hold
+    enough distinct patterns to pay for one (:data:`TABLE_VALUE_COST`): ``table [L_g, W * O,
+    2^d]`` (allocated, not filled), ``built [L_g]``, ``background [L_g]`` the background
+    rows (or distinct patterns) a row of the leaf costs, ``passes`` the row passes."""
+
+    table: Tensor
+    built: Tensor
+    background: Tensor
+    passes: int
 
 
 #: Keyed trees' decision patterns come from one product per block of trees
@@ -1531,6 +1563,73 @@ def _accumulate(
         t0 = t1
 
 
+#: Interventional groups whose ``2^d`` patterns outnumber a pass's rows build their tables leaf
+#: by leaf at first use (:class:`_LazyTables`), where a leaf's classes show enough distinct
+#: patterns to pay for one; up to a pass's rows the table is built upfront (the rows are
+#: likely to meet most patterns) and siblings share one.
+LAZY_TABLES = True
+#: A table's cost per value (pattern times slot) by order, in rows times background patterns
+#: computed one by one (:func:`_interventional_rows`): the LightGBM breast-cancer booster of
+#: ``benchmarks/tree_vs_shapiq.py``, 16 leaves of each depth 8-14, one thread, the leaves'
+#: distinct patterns among 100 and 10,000 rows (/tmp script): a table value 17-35 ns (orders 1-3),
+#: a row and background pattern 25-35 ns at order 1, 87-117 ns at order 2, 228-383 ns at order
+#: 3; the ratios 0.5-1.4, 0.22-0.34 and 0.16-0.19.
+TABLE_VALUE_COST = {1: 1.0, 2: 0.3, 3: 0.18}
+
+
+def _background_cost(bkeys: Tensor, d: int) -> Tensor:
+    """``float64 [L]``: the background patterns a row costs at each leaf of ``bkeys [L, M]``
+    (its distinct ones where :func:`_interventional_rows` sums over those)."""
+    m = bkeys.shape[1]
+    distinct = _distinct(bkeys.long(), 0)[1].max(dim=1).values + 1 if m else torch.zeros(
+        bkeys.shape[0], dtype=torch.int64)
+    return torch.where(distinct <= DISTINCT_BACKGROUNDS * m, distinct, m).double()
+
+
+def _lazy_leaves(paths: TreePaths, g: _Group, a: int, b: int, keys: Tensor,
+                 bpat: Tensor | None, order: int, acc: Tensor, e0: int) -> None:
+    """Adds the values of a lazily tabled group's leaves ``a .. b - 1`` for the classes'
+    patterns ``keys [l, U]`` to ``acc``: first builds the tables of the leaves whose distinct
+    patterns (times the row passes) pay for them, then gathers the built tables' values and
+    computes the others once per distinct pattern."""
+    lazy = g.lazy
+    assert lazy is not None and g.entry is not None
+    d, n_vals = g.d, lazy.table.shape[1]
+    distinct, at = _distinct(keys, 0)  # [l, V], [l, U]
+    count = at.max(dim=1).values + 1 if keys.shape[1] else torch.zeros_like(at[:, 0])
+    rows_cost = lazy.passes * count * lazy.background[a:b]
+    table_cost = (1 << d) * g.target.shape[1] * TABLE_VALUE_COST[order]
+    build = ~lazy.built[a:b] & (table_cost <= rows_cost)
+    if bool(build.any()):
+        sel = torch.nonzero(build).squeeze(1) + a
+        lazy.table[sel] = _leaf_table(paths, g.idx[sel], d, bpat, order)  # [l', W * O, 2^d]
+        lazy.built[sel] = True
+    built = lazy.built[a:b]
+    for part, tabled in ((torch.nonzero(built).squeeze(1), True),
+                         (torch.nonzero(~built).squeeze(1), False)):
+        if not part.numel():
+            continue
+        if tabled and part.numel() == b - a:
+            index = keys[:, None, :].expand(-1, n_vals, -1)
+            vals = lazy.table[a:b].gather(2, index)  # [l, W * O, U]
+        elif tabled:  # the built leaves' tables read in place, not copied out
+            first = ((part + a) * n_vals)[:, None] + torch.arange(n_vals)  # [l', W * O]
+            index = (first[:, :, None] << d) + keys[part][:, None, :]
+            vals = lazy.table.view(-1).take(index)  # [l', W * O, U]
+        else:
+            here = distinct[part, : int(count[part].max())]
+            vals = _leaf_rows(paths, g.idx[part + a], d, here, bpat, order)  # [l', V, W, O]
+            vals = vals.flatten(2).transpose(1, 2).contiguous()  # [l', W * O, V]
+            vals = vals.gather(2, at[part][:, None, :].expand(-1, n_vals, -1))
+        acc.index_add_(0, g.entry[part + a].reshape(-1) - e0, vals.reshape(-1, *acc.shape[1:]))
+
+
+#: Leaves without a table compute their values once per distinct pattern among the classes
+#: (padded to the most distinct patterns of a leaf in the piece) and gather them back, as from
+#: a table: a deep leaf sees few of its tree's classes' patterns.
+DISTINCT_PATTERNS = True
+
+
 def _leaf_classes(
     paths: TreePaths,
     g: _Group,
@@ -1565,9 +1664,17 @@ def _leaf_classes(
             assert classes.patterns is not None
             keys = classes.patterns[paths.leaf[g.idx[a:b]]].long()  # [l, R]
             keys = torch.nn.functional.pad(keys, (0, width - keys.shape[1]))
+        if g.lazy is not None:
+            _lazy_leaves(paths, g, a, b, keys, bpat, order, acc, e0)
+            continue
         if g.table is not None:  # [l, W * O, 2^d] gathered at each class's pattern
             index = keys[:, None, :].expand(-1, n_vals, -1)
             vals = g.table[a:b].gather(2, index)  # [l, W * O, U]
+        elif DISTINCT_PATTERNS:  # values once per distinct pattern of a leaf, gathered back
+            distinct, at = _distinct(keys, 0)  # [l, V], [l, U]
+            vals = _leaf_rows(paths, g.idx[a:b], d, distinct, bpat, order)  # [l, V, W, O]
+            vals = vals.flatten(2).transpose(1, 2).contiguous()  # [l, W * O, V]
+            vals = vals.gather(2, at[:, None, :].expand(-1, n_vals, -1))  # [l, W * O, U]
         else:
             vals = _leaf_rows(paths, g.idx[a:b], d, keys, bpat, order)  # [l, U, W, O]
             vals = vals.flatten(2).transpose(1, 2)
@@ -1595,7 +1702,8 @@ def _follow_patterns(key: Tensor, mask: Tensor, need: Tensor) -> Tensor:
 
 
 def _merge_siblings(paths: TreePaths, idx: Tensor, d: int, table: Tensor) -> tuple[Tensor, Tensor]:
-    """Folds each right sibling's table into its left sibling's: ``(table, idx)`` without them.
+    """Folds each right sibling's table into its left sibling's: ``(table, idx)`` without them
+    (``table [L_g, W, 2^d]``).
 
     The right leaf's pattern is the left one's with the last bit (the parent's split feature,
     slot ``d - 1``) flipped, and the two have the same features in the same slots.
@@ -1607,11 +1715,11 @@ def _merge_siblings(paths: TreePaths, idx: Tensor, d: int, table: Tensor) -> tup
     local = torch.full((paths.leaf.numel(),), -1, dtype=torch.int64)
     local[idx] = torch.arange(idx.numel())
     left, right = torch.nonzero(has).squeeze(1), local[sibling[has]]
-    tab = table.view(idx.numel(), 2, 1 << (d - 1), -1)  # [L_g, bit d-1, other bits, W]
-    tab[left] += tab[right].flip(1)
+    tab = table.view(idx.numel(), table.shape[1], 2, 1 << (d - 1))  # [L_g, W, bit d-1, rest]
+    tab[left] += tab[right].flip(2)
     keep = torch.ones(idx.numel(), dtype=torch.bool)
     keep[right] = False
-    return tab[keep].reshape(-1, table.shape[1]), idx[keep]
+    return table[keep], idx[keep]
 
 
 def _table_is_cheaper(d: int, work: float, interventional: bool) -> bool:
@@ -1678,19 +1786,21 @@ def _triple_targets(feat: Tensor, d: int, keys: Tensor, n: int) -> Tensor:
 def _leaf_table(
     paths: TreePaths, idx: Tensor, d: int, bpat: Tensor | None, order: int
 ) -> Tensor:
-    """``[L_g * 2^d, width * O]``: each leaf's value times its table over all patterns."""
+    """``[L_g, width * O, 2^d]``: each leaf's value times its table over all patterns, slot-major
+    (a class's values are gathered along the patterns)."""
     width = _width(d, order)
+    n_out = paths.value.shape[1]
     per = max(1, _CHUNK // ((1 << d) * (width + d) * max(d // 2, 1, 0 if bpat is None else d)))
-    parts = []
+    out = torch.empty(idx.numel(), width, n_out, 1 << d, dtype=torch.float64)
     for start in range(0, idx.numel(), per):
         sel = idx[start : start + per]
         if bpat is None:
-            tab = _path_dependent_table(paths.zero_fraction[sel, :d], order)
+            tab = _path_dependent_table(paths.zero_fraction[sel, :d], order).transpose(1, 2)
         else:
-            tab = _interventional_table(bpat[sel].long(), d, order)
-        tab = tab[..., None] * paths.value[sel][:, None, None, :]  # [l, 2^d, width, O]
-        parts.append(tab.reshape(sel.numel() << d, -1))
-    return torch.cat(parts)
+            tab = _interventional_table(bpat[sel].long(), d, order)  # [l, width, 2^d]
+        torch.mul(tab[:, :, None, :], paths.value[sel][:, None, :, None],
+                  out=out[start : start + sel.numel()])  # fmt: skip
+    return out.view(idx.numel(), width * n_out, 1 << d)
 
 
 def _leaf_rows(
