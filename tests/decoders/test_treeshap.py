@@ -693,10 +693,11 @@ def test_distinct_patterns_and_lazy_tables_equal_rows_one_by_one(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # leaves whose tables are built at first use and rows computed once per distinct pattern of
-    # a leaf equal every class computed by itself without tables: pieces of leaves (past the
-    # first of their group) some with a
-    # table built and some computed by rows (one pass), tables built in a first pass of rows
-    # and read in the next (small _CHUNK), keyed and unkeyed trees, orders 1-3, two outputs
+    # a leaf equal every class computed by itself without tables (to 1e-12, values up to 1.7:
+    # path-dependent tables and rows round differently), both maskings: pieces of leaves
+    # (past the first of their group) some with a table built and some computed by rows (one
+    # pass), tables built in a first pass of rows and read in the next (small _CHUNK), keyed
+    # and unkeyed trees, orders 1-3, two outputs
     x, y = _data(12, 900, 31)
     x = np.round(x * 2) / 2  # repeated rows: classes share patterns
     labels = (y > np.quantile(y, 0.3)).astype(int) + (y > np.quantile(y, 0.7))
@@ -714,22 +715,27 @@ def test_distinct_patterns_and_lazy_tables_equal_rows_one_by_one(
         before = bool(g.lazy.built[a:b].all())
         original(paths, g, a, b, keys, *rest)
         built = g.lazy.built[a:b]
-        states.append((g.keyed, before, bool(built.all()), bool(built.any())))
+        states.append((g.keyed, before, bool(built.all()), bool(built.any()),
+                       g.lazy.interventional))  # fmt: skip
 
     monkeypatch.setattr(treeshap, "_lazy_leaves", spy)
+    monkeypatch.setattr(treeshap, "LAZY_DEPTH", 3)  # path-dependent groups lazy from d = 4
     off = {"DISTINCT_PATTERNS": False, "LAZY_TABLES": False, "_CHUNK": 1 << 22,
            "_table_is_cheaper": lambda d, work, interventional: False}
     cases = [(bits, model, 0.1, 1 << 14, 60, (1, 2, 3)) for bits in (63, 6) for model in models]
     cases.append((63, models[0], 0.0, 1024, 200, (2,)))  # passes of about 60 rows
     for bits, model, cost, chunk, rows, orders in cases:  # bits 6: trees over 6 splits by rows
         monkeypatch.setattr(treeshap, "_KEY_BITS", bits)
-        monkeypatch.setattr(treeshap, "TABLE_VALUE_COST", {1: cost, 2: cost, 3: cost})
+        for name in ("TABLE_VALUE_COST", "TABLE_VALUE_COST_PATH_DEPENDENT"):
+            monkeypatch.setattr(treeshap, name, {1: cost, 2: cost / 10, 3: cost / 20})
         monkeypatch.setattr(treeshap, "_CHUNK", chunk)
-        _same_bitwise_with(monkeypatch, off, model, x[:rows], (background,), orders=orders,
-                           atol=1e-13)  # fmt: skip
-    assert {keyed for keyed, _, _, _ in states} == {True, False}
-    assert any(some and not done for _, _, done, some in states)  # mixed pieces
-    assert any(before for _, before, _, _ in states)  # tables of an earlier pass
+        _same_bitwise_with(monkeypatch, off, model, x[:rows], (None, background),
+                           orders=orders, atol=1e-12)  # fmt: skip
+    for masking in (True, False):
+        seen = [state[:4] for state in states if state[4] == masking]
+        assert {keyed for keyed, _, _, _ in seen} == {True, False}
+        assert any(some and not done for _, _, done, some in seen)  # mixed pieces
+        assert any(before for _, before, _, _ in seen)  # tables of an earlier pass
 
 
 def test_row_classes_by_unique_and_direct_keys_equal_one_sort(
