@@ -689,6 +689,28 @@ def test_distinct_background_patterns_equal_every_background_row(
                        orders=(1, 2, 3), atol=1e-12)  # fmt: skip
 
 
+@pytest.mark.parametrize("seen_map", [0, 8])
+def test_distinct_patterns_by_map_equal_the_sort(monkeypatch: pytest.MonkeyPatch,
+                                                 seen_map: int) -> None:  # fmt: skip
+    # each row's distinct patterns (increasing, padded) and every entry's place among them,
+    # through the map of patterns seen (SEEN_MAP 8) or the sort (0): the same tensors, and
+    # they rebuild the keys; empty rows and no leaves
+    monkeypatch.setattr(treeshap, "SEEN_MAP", seen_map)
+    gen = torch.Generator().manual_seed(0)
+    for d, shape in ((5, (7, 40)), (3, (4, 1)), (6, (3, 0)), (4, (0, 5))):
+        keys = torch.randint(0, 1 << d, shape, generator=gen)
+        keys[:, : shape[1] // 2] &= 6  # repeated patterns
+        for fill in (0, (1 << d) - 1):
+            distinct, at = treeshap._distinct_patterns(keys, d, fill)
+            expected, expected_at = treeshap._distinct(keys, fill)
+            assert torch.equal(distinct, expected) and torch.equal(at, expected_at)
+            assert torch.equal(distinct.gather(1, at), keys)
+            for row, values in zip(distinct, keys):
+                count = values.unique().numel()
+                assert torch.equal(row[:count], values.unique())
+                assert bool((row[count:] == fill).all())
+
+
 def test_distinct_patterns_and_lazy_tables_equal_rows_one_by_one(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

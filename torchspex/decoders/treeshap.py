@@ -23,7 +23,9 @@ same integrals are closed-form Beta values. A row enters a leaf's values only th
 *decision pattern*: the ``d`` bits ``o_j``, read for all rows at once top-down through every
 tree (a few integer operations per node and row). Leaves with few path features get a table
 of their values for all ``2^d`` patterns, built once and shared by every row (one gather per
-row and leaf); leaves with long paths are computed row by row. Interventional tables come from
+row and leaf); deep leaves get one where the rows' distinct patterns there pay for it (built
+at first use), else their values are computed once per distinct pattern of the leaf among the
+rows' routing classes. Interventional tables come from
 each leaf's histogram of background patterns by a superset-sum transform, so the per-row cost
 does not grow with the background. k-SII of order 2 follows from the Shapley values and SII:
 ``k-SII_i = phi_i - sum_k I_ik / 2``, ``k-SII_ik = I_ik``. The SII of a triple is the same
@@ -333,7 +335,8 @@ def decision_patterns(paths: TreePaths, x: np.ndarray) -> Tensor:
 # Every function below returns, for leaves with d path features, their value-free Shapley
 # values and (order 2) Shapley interaction indices: ``[L, M, d]`` or ``[L, M, d + d(d-1)/2]``
 # (pairs ``(j, k)``, ``j < k``, in the order of :func:`_pairs`), for M patterns or rows; order
-# 3 appends the triples of :func:`_triples` (``_width`` values in all).
+# 3 appends the triples of :func:`_triples` (``_width`` values in all). The interventional
+# tables over all patterns are slot-major, ``[L, width, 2^d]``.
 @lru_cache(maxsize=128)
 def _quadrature(d: int) -> tuple[Tensor, Tensor]:
     """Gauss-Legendre nodes and weights on ``[0, 1]`` exact for degree ``d - 1`` (cached: not
@@ -653,7 +656,7 @@ def _distinct(keys: Tensor, fill: int) -> tuple[Tensor, Tensor]:
     new = torch.ones_like(ordered, dtype=torch.bool)
     new[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
     rank = new.cumsum(dim=1) - 1  # [L, R]: each sorted entry's place among the distinct ones
-    width = int(rank[:, -1].max()) + 1 if m else 0
+    width = int(rank[:, -1].max()) + 1 if m and n_leaves else 0
     distinct = torch.full((n_leaves, width), fill, dtype=keys.dtype)
     distinct.scatter_(1, rank, ordered)
     at = torch.empty_like(rank)
@@ -794,7 +797,8 @@ def tree_shapley_values(
     """Exact Shapley values (and pair interactions) of every row of ``inputs``.
 
     Rows are processed in chunks (working memory about ``2^22`` floats whatever the number of
-    rows, plus the per-leaf pattern tables, at most ``2^24`` floats, built once).
+    rows, plus the per-leaf pattern tables, at most ``2^24`` floats, each built once: upfront,
+    or for deep leaves at first use where the rows' distinct patterns pay for it).
 
     Args:
         ensemble: a fitted model :func:`parse_tree_ensemble` reads, or a :class:`TreeEnsemble`.
@@ -871,7 +875,8 @@ def tree_shapley_values(
     pass_rows, n_passes = min(step, n_rows), -(-n_rows // step)
     # leaves grouped by their number d of path features and by whether their tree is keyed,
     # each group's leaves in tree order; a table over all 2^d patterns (built once) where that
-    # is cheaper than computing the rows one by one and fits the budget
+    # is cheaper than computing the rows one by one and fits the budget: upfront, or leaf by
+    # leaf at first use for deep groups (LAZY_DEPTH), where the rows' distinct patterns say
     groups = []
     used = 0
     for d in torch.unique(paths.n_slots).tolist():
@@ -948,7 +953,9 @@ def tree_shapley_values(
 #: whose ``[trees, rows]`` keys fit ``_CHUNK``: a tree's classes are formed over more rows, and
 #: distinct keys grow slower than rows (the scikit-learn forest of
 #: ``benchmarks/tree_vs_shapiq.py`` on 21,000 / 100,000 rows: 5,200 / 10,000 classes per tree,
-#: so five chunks computed 26,000 where one pass computes 10,000). Bitwise the same values.
+#: so five chunks computed 26,000 where one pass computes 10,000). Bitwise the same values where
+#: leaves are computed class by class (``DISTINCT_PATTERNS`` and ``LAZY_TABLES`` off; with them,
+#: a class's values can round differently with the other classes of its pass, by 1e-16).
 #: Measured in place (one thread, Shapley values of 100,000 rows, /tmp script): the forest 8.1
 #: -> 5.0 s path-dependent, 8.1 -> 4.9 s interventional; the LightGBM breast-cancer booster
 #: 3.2 -> 2.1 s and 2.5 -> 2.2 s; the XGBoost classifier (a few splits a tree, keys as
@@ -963,7 +970,8 @@ class _Group:
     of their ``W`` values, ``table [L_g, W * O, 2^d]`` or None (row by row); set by
     :class:`_Entries`: ``entry [L_g, W]`` each value's ``(tree, target)`` entry; by the driver:
     ``mask``, ``need`` ``[L_g, d]`` the paths' masks in the routing keys' dtype; by
-    :class:`_KeyPatterns`: ``local [L_g]`` each leaf's column in its tree's patterns."""
+    :class:`_KeyPatterns`: ``local [L_g]`` each leaf's column in its tree's patterns;
+    ``lazy``: the group's tables built at first use (:class:`_LazyTables`), else None."""
 
     d: int
     keyed: bool
@@ -1607,7 +1615,8 @@ LAZY_DEPTH = 10
 #: A table's cost per value (pattern times slot) by order, in rows times background patterns
 #: computed one by one (:func:`_interventional_rows`): the LightGBM breast-cancer booster of
 #: ``benchmarks/tree_vs_shapiq.py``, 16 leaves of each depth 8-14, one thread, the leaves'
-#: distinct patterns among 100 and 10,000 rows (/tmp script): a table value 17-35 ns (orders 1-3),
+#: distinct patterns among 100 and 10,000 rows (``_leaf_table`` against ``_leaf_rows`` on those
+#: patterns, best of 3, 2026-12-07): a table value 17-35 ns (orders 1-3),
 #: a row and background pattern 25-35 ns at order 1, 87-117 ns at order 2, 228-383 ns at order
 #: 3; the ratios 0.5-1.4, 0.22-0.34 and 0.16-0.19.
 TABLE_VALUE_COST = {1: 1.0, 2: 0.3, 3: 0.18}
@@ -1620,9 +1629,12 @@ TABLE_VALUE_COST_PATH_DEPENDENT = {1: 0.05, 2: 0.015, 3: 0.007}
 def _background_cost(bkeys: Tensor, d: int) -> Tensor:
     """``float64 [L]``: the background patterns a row costs at each leaf of ``bkeys [L, M]``
     (its distinct ones where :func:`_interventional_rows` sums over those)."""
-    m = bkeys.shape[1]
-    distinct = _distinct_patterns(bkeys.long(), d)[1].max(dim=1).values + 1 if m else (
-        torch.zeros(bkeys.shape[0], dtype=torch.int64))
+    n_leaves, m = bkeys.shape
+    distinct = torch.zeros(n_leaves, dtype=torch.int64)
+    per = max(1, _CHUNK // max(1, m << min(d, 3)))  # the leaves' sorts or maps within _CHUNK
+    for start in range(0, n_leaves if m else 0, per):
+        at = _distinct_patterns(bkeys[start : start + per].long(), d)[1]
+        distinct[start : start + per] = at.max(dim=1).values + 1
     return torch.where(distinct <= DISTINCT_BACKGROUNDS * m, distinct, m).double()
 
 
@@ -1647,13 +1659,20 @@ def _lazy_leaves(paths: TreePaths, g: _Group, a: int, b: int, keys: Tensor,
     table_cost = (1 << d) * g.target.shape[1] * costs[order]
     build = ~lazy.built[a:b] & (table_cost <= rows_cost)
     if bool(build.any()):
+        # in pieces of about _CHUNK values: the tables written in place where the piece's
+        # leaves are contiguous, the right siblings' (the last bit flipped) added to them
         sel = torch.nonzero(build).squeeze(1) + a
-        lazy.table[sel] = _leaf_table(paths, g.idx[sel], d, bpat, order)  # [l', W * O, 2^d]
-        paired = sel[lazy.partner[sel] >= 0]
-        if paired.numel():  # the right siblings' tables, the last bit flipped, folded in
-            right = _leaf_table(paths, lazy.partner[paired], d, bpat, order)
-            shape = (paired.numel(), n_vals, 2, 1 << (d - 1))
-            lazy.table[paired] += right.view(shape).flip(2).view(right.shape)
+        for leaf in sel.split(max(1, _CHUNK // (n_vals << d))):
+            lo, hi = int(leaf[0]), int(leaf[-1]) + 1
+            if hi - lo == leaf.numel():
+                _leaf_table(paths, g.idx[leaf], d, bpat, order, out=lazy.table[lo:hi])
+            else:
+                lazy.table[leaf] = _leaf_table(paths, g.idx[leaf], d, bpat, order)
+            paired = leaf[lazy.partner[leaf] >= 0]
+            if paired.numel():
+                right = _leaf_table(paths, lazy.partner[paired], d, bpat, order)
+                shape = (paired.numel(), n_vals, 2, 1 << (d - 1))
+                lazy.table[paired] += right.view(shape).flip(2).view(right.shape)
         lazy.built[sel] = True
     built = lazy.built[a:b]
     for part, tabled in ((torch.nonzero(built).squeeze(1), True),
@@ -1772,7 +1791,7 @@ def _pair_siblings(paths: TreePaths, idx: Tensor) -> tuple[Tensor, Tensor]:
 
 def _merge_siblings(paths: TreePaths, idx: Tensor, d: int, table: Tensor) -> tuple[Tensor, Tensor]:
     """Folds each right sibling's table into its left sibling's: ``(table, idx)`` without them
-    (``table [L_g, W, 2^d]``).
+    (``table [L_g, W * O, 2^d]``).
 
     The right leaf's pattern is the left one's with the last bit (the parent's split feature,
     slot ``d - 1``) flipped, and the two have the same features in the same slots.
@@ -1853,14 +1872,17 @@ def _triple_targets(feat: Tensor, d: int, keys: Tensor, n: int) -> Tensor:
 
 
 def _leaf_table(
-    paths: TreePaths, idx: Tensor, d: int, bpat: Tensor | None, order: int
+    paths: TreePaths, idx: Tensor, d: int, bpat: Tensor | None, order: int,
+    out: Tensor | None = None,
 ) -> Tensor:
     """``[L_g, width * O, 2^d]``: each leaf's value times its table over all patterns, slot-major
-    (a class's values are gathered along the patterns)."""
+    (a class's values are gathered along the patterns); into ``out`` where given."""
     width = _width(d, order)
     n_out = paths.value.shape[1]
     per = max(1, _CHUNK // ((1 << d) * (width + d) * max(d // 2, 1, 0 if bpat is None else d)))
-    out = torch.empty(idx.numel(), width, n_out, 1 << d, dtype=torch.float64)
+    if out is None:
+        out = torch.empty(idx.numel(), width * n_out, 1 << d, dtype=torch.float64)
+    view = out.view(idx.numel(), width, n_out, 1 << d)
     for start in range(0, idx.numel(), per):
         sel = idx[start : start + per]
         if bpat is None:
@@ -1868,8 +1890,8 @@ def _leaf_table(
         else:
             tab = _interventional_table(bpat[sel].long(), d, order)  # [l, width, 2^d]
         torch.mul(tab[:, :, None, :], paths.value[sel][:, None, :, None],
-                  out=out[start : start + sel.numel()])  # fmt: skip
-    return out.view(idx.numel(), width * n_out, 1 << d)
+                  out=view[start : start + sel.numel()])  # fmt: skip
+    return out
 
 
 def _leaf_rows(
