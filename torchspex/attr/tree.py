@@ -639,13 +639,18 @@ class TreeInteraction:
         # Moebius m(empty) = f(empty), m(i) = SV_i - sum_k SII_ik / 2, m(ik) = SII_ik; in the
         # Fourier basis F(K) = (-1)^|K| sum_{T >= K} m(T) / 2^|T|:
         # F(empty) = f(empty) + sum SV / 2 - sum SII / 4, F(i) = -SV_i / 2, F(ik) = SII_ik / 4
-        parts = [(empty + values.sum(dim=1) / 2)[None], values.permute(1, 0, 2) / -2]
+        # (written once into the coefficients: the values arrive as views of the explainer's
+        # [targets, O, rows] sums)
+        n_pairs = 0 if pairs is None else pairs.shape[0]
+        coef = torch.empty(1 + n + n_pairs, n_rows, values.shape[2], dtype=values.dtype)
+        torch.add(empty, values.sum(dim=1), alpha=0.5, out=coef[0])
+        torch.mul(values.permute(1, 0, 2), -0.5, out=coef[1 : 1 + n])
         idx = [torch.full((1, 1), -1, dtype=torch.long), torch.arange(n)[:, None]]
         if pairs is not None and sii is not None:
-            parts[0] = parts[0] - sii.sum(dim=1)[None] / 4
-            parts.append(sii.permute(1, 0, 2) / 4)
+            coef[0] -= sii.sum(dim=1) / 4
+            torch.mul(sii.permute(1, 0, 2), 0.25, out=coef[1 + n :])
             idx = [torch.nn.functional.pad(i, (0, 1), value=-1) for i in idx] + [pairs]
-        spectrum = SparseSpectrum(torch.cat(idx), torch.cat(parts).contiguous(), n, "Fourier")
+        spectrum = SparseSpectrum(torch.cat(idx), coef, n, "Fourier")
         return spectrum, empty, None
 
 

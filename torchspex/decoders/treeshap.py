@@ -940,12 +940,12 @@ def tree_shapley_values(
             out += flat.view(rows.shape[0], n_targets, n_out).permute(1, 2, 0)
         if progress is not None:
             progress(rows.shape[0])
-    values = out_all[:n].permute(2, 0, 1).contiguous()
+    values = out_all[:n].permute(2, 0, 1)  # views, not copies: the caller lays them out
     if pairs is None:
         return values, baseline, None, None
     if triples is not None:
         pairs = torch.cat([torch.nn.functional.pad(pairs, (0, 1), value=-1), triples])
-    return values, baseline, pairs, out_all[n:].permute(2, 0, 1).contiguous()
+    return values, baseline, pairs, out_all[n:].permute(2, 0, 1)
 
 
 #: Where every tree is keyed, rows go in passes as large as the dense row sums allow (``_CHUNK``
