@@ -1647,17 +1647,14 @@ def _lazy_leaves(paths: TreePaths, g: _Group, a: int, b: int, keys: Tensor,
     lazy = g.lazy
     assert lazy is not None and g.entry is not None
     d, n_vals = g.d, lazy.table.shape[1]
-    if bool(lazy.built[a:b].all()):  # tables of an earlier pass
-        index = keys[:, None, :].expand(-1, n_vals, -1)
-        vals = lazy.table[a:b].gather(2, index)  # [l, W * O, U]
-        acc.index_add_(0, g.entry[a:b].reshape(-1) - e0, vals.reshape(-1, *acc.shape[1:]))
-        return
-    distinct, at = _distinct_patterns(keys, d)  # [l, V], [l, U]
-    count = at.max(dim=1).values + 1 if keys.shape[1] else torch.zeros_like(at[:, 0])
-    rows_cost = lazy.passes * count * lazy.background[a:b]
-    costs = TABLE_VALUE_COST if lazy.interventional else TABLE_VALUE_COST_PATH_DEPENDENT
-    table_cost = (1 << d) * g.target.shape[1] * costs[order]
-    build = ~lazy.built[a:b] & (table_cost <= rows_cost)
+    distinct = at = None
+    build = ~lazy.built[a:b]
+    if bool(build.any()):  # else every table comes from an earlier pass
+        distinct, at = _distinct_patterns(keys, d)  # [l, V], [l, U]
+        count = at.max(dim=1).values + 1 if keys.shape[1] else torch.zeros_like(at[:, 0])
+        costs = TABLE_VALUE_COST if lazy.interventional else TABLE_VALUE_COST_PATH_DEPENDENT
+        table_cost = (1 << d) * g.target.shape[1] * costs[order]
+        build &= table_cost <= lazy.passes * count * lazy.background[a:b]
     if bool(build.any()):
         # in pieces of about _CHUNK values: the tables written in place where the piece's
         # leaves are contiguous, the right siblings' (the last bit flipped) added to them
@@ -1680,23 +1677,38 @@ def _lazy_leaves(paths: TreePaths, g: _Group, a: int, b: int, keys: Tensor,
         if not part.numel():
             continue
         if tabled and part.numel() == b - a:
-            index = keys[:, None, :].expand(-1, n_vals, -1)
-            vals = lazy.table[a:b].gather(2, index)  # [l, W * O, U]
+            vals = _gather_patterns(lazy.table[a:b], keys)  # [l, W * O, U]
         elif tabled:  # the built leaves' tables read in place, not copied out
             first = ((part + a) * n_vals)[:, None] + torch.arange(n_vals)  # [l', W * O]
             index = (first[:, :, None] << d) + keys[part][:, None, :]
             vals = lazy.table.view(-1).take(index)  # [l', W * O, U]
         else:
-            here = distinct[part, : int(count[part].max())]
-            vals = _leaf_rows(paths, g.idx[part + a], d, here, bpat, order)  # [l', V, W, O]
-            partner = lazy.partner[part + a]
-            paired = torch.nonzero(partner >= 0).squeeze(1)
-            if paired.numel():  # the right siblings at their patterns (last bit flipped)
-                flipped = here[paired] ^ (1 << (d - 1))
-                vals[paired] += _leaf_rows(paths, partner[paired], d, flipped, bpat, order)
-            vals = vals.flatten(2).transpose(1, 2).contiguous()  # [l', W * O, V]
-            vals = vals.gather(2, at[part][:, None, :].expand(-1, n_vals, -1))
+            assert distinct is not None and at is not None
+            vals = _distinct_rows(paths, g.idx[part + a], d, distinct[part], at[part], bpat,
+                                  order, lazy.partner[part + a])  # fmt: skip
         acc.index_add_(0, g.entry[part + a].reshape(-1) - e0, vals.reshape(-1, *acc.shape[1:]))
+
+
+def _gather_patterns(table: Tensor, keys: Tensor) -> Tensor:
+    """``[l, W * O, U]``: tables ``[l, W * O, 2^d]`` read at each class's pattern ``keys [l,
+    U]``."""
+    return table.gather(2, keys[:, None, :].expand(-1, table.shape[1], -1))
+
+
+def _distinct_rows(paths: TreePaths, idx: Tensor, d: int, distinct: Tensor, at: Tensor,
+                   bpat: Tensor | None, order: int, partner: Tensor | None = None) -> Tensor:
+    """``[l, W * O, U]``: the leaves' values computed once per distinct pattern ``distinct [l,
+    V]`` and gathered back to the classes (``at [l, U]``); ``partner``: each leaf's right
+    sibling folded into it (its patterns the leaf's with the last bit flipped), or ``-1``."""
+    distinct = distinct[:, : int(at.max()) + 1] if at.numel() else distinct[:, :0]
+    vals = _leaf_rows(paths, idx, d, distinct, bpat, order)  # [l, V, W, O]
+    if partner is not None:
+        paired = torch.nonzero(partner >= 0).squeeze(1)
+        if paired.numel():  # the right siblings at their patterns
+            flipped = distinct[paired] ^ (1 << (d - 1))
+            vals[paired] += _leaf_rows(paths, partner[paired], d, flipped, bpat, order)
+    vals = vals.flatten(2).transpose(1, 2).contiguous()  # [l, W * O, V]
+    return vals.gather(2, at[:, None, :].expand(-1, vals.shape[1], -1))
 
 
 #: Leaves without a table compute their values once per distinct pattern among the classes
@@ -1743,13 +1755,10 @@ def _leaf_classes(
             _lazy_leaves(paths, g, a, b, keys, bpat, order, acc, e0)
             continue
         if g.table is not None:  # [l, W * O, 2^d] gathered at each class's pattern
-            index = keys[:, None, :].expand(-1, n_vals, -1)
-            vals = g.table[a:b].gather(2, index)  # [l, W * O, U]
+            vals = _gather_patterns(g.table[a:b], keys)  # [l, W * O, U]
         elif DISTINCT_PATTERNS:  # values once per distinct pattern of a leaf, gathered back
             distinct, at = _distinct_patterns(keys, d)  # [l, V], [l, U]
-            vals = _leaf_rows(paths, g.idx[a:b], d, distinct, bpat, order)  # [l, V, W, O]
-            vals = vals.flatten(2).transpose(1, 2).contiguous()  # [l, W * O, V]
-            vals = vals.gather(2, at[:, None, :].expand(-1, n_vals, -1))  # [l, W * O, U]
+            vals = _distinct_rows(paths, g.idx[a:b], d, distinct, at, bpat, order)
         else:
             vals = _leaf_rows(paths, g.idx[a:b], d, keys, bpat, order)  # [l, U, W, O]
             vals = vals.flatten(2).transpose(1, 2)
