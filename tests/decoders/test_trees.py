@@ -298,14 +298,21 @@ def test_leaf_readout_of_a_booster_over_many_features_equals_predict() -> None:
                                     np.zeros(len(ens.feature), dtype=bool), 32)
 
 
+@pytest.mark.parametrize("grid", [False, True])
 @pytest.mark.parametrize("library", ["lightgbm", "lightgbm-zero", "xgboost", "sklearn"])
-def test_routing_by_threshold_rank_equals_the_full_rule(library: str) -> None:
-    """goes_left reads numeric splits from each row's rank among the feature's thresholds;
-    that equals the trainer's rule in full (_goes_left_full) at every node, for rows exactly
-    at thresholds, one ulp either side, +-inf, zeros and NaN (which take the full rule)."""
+def test_routing_by_threshold_rank_equals_the_full_rule(
+    library: str, grid: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """goes_left reads numeric splits from each row's rank among the feature's thresholds
+    (by binary search, or by the rank grids); that equals the trainer's rule in full
+    (_goes_left_full) at every node, for rows exactly at thresholds, one ulp either side,
+    +-inf, zeros and NaN (which take the full rule)."""
     from sklearn.ensemble import RandomForestRegressor
 
+    from torchspex.decoders import _tree_parsers as tp
     from torchspex.decoders._tree_parsers import parse_tree_ensemble
+
+    monkeypatch.setattr(tp, "RANK_GRID_ROWS", 0 if grid else 1 << 62)
 
     rng = np.random.default_rng(3)
     x = rng.normal(size=(300, 5)).round(1)  # repeated values: many rows sit on thresholds
@@ -342,6 +349,52 @@ def test_routing_by_threshold_rank_equals_the_full_rule(library: str) -> None:
         got = ens.goes_left(data)
         assert not got[ens.left < 0].any()
         np.testing.assert_array_equal(got[internal], ens._goes_left_full(full, internal))
+    if grid and library != "lightgbm-zero":  # the grids were used (missing type Zero: none)
+        assert any(g is not None for g in ens._rank_grids.values())
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_rank_by_grid_equals_binary_search(strict: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """TreeEnsemble.rank through its grids gives np.searchsorted's ranks (side "right" for
+    strict splits, "left" else) for values on, one ulp either side of and between thresholds,
+    +-inf and huge values, on thresholds that are evenly spread, clustered (several per cell),
+    a single one, one cell apart and crowded past RANK_GRID_CROWD (binary search in that
+    cell)."""
+    from torchspex.decoders import _tree_parsers as tp
+
+    monkeypatch.setattr(tp, "RANK_GRID_ROWS", 0)
+    rng = np.random.default_rng(5)
+    features = [
+        np.linspace(-3.0, 3.0, 25),
+        np.concatenate([[-1e3], np.linspace(0.0, 1e-3, 3), [1e3]]),  # clustered: 3 in a cell
+        np.array([0.5]),
+        np.array([1.0, np.nextafter(1.0, 2.0)]),
+        np.concatenate([np.linspace(0.0, 1e-9, 40), [0.5, 1.0]]),  # crowded: binary search
+        np.array([-1e300, 1e300]),
+    ]
+    n = len(features)
+    feature = np.concatenate([np.full(c.size, f) for f, c in enumerate(features)])
+    threshold = np.concatenate(features)
+    nodes = feature.size
+    ens = tp.TreeEnsemble(
+        feature=feature.astype(np.int64), threshold=threshold,
+        left=np.zeros(nodes, dtype=np.int64), right=np.zeros(nodes, dtype=np.int64),
+        value=np.zeros((nodes, 1)), cover=np.ones(nodes),
+        default_left=np.zeros(nodes, dtype=bool), missing=np.full(nodes, 2, dtype=np.int8),
+        roots=np.zeros(1, dtype=np.int64), base=np.zeros(1), n_features=n, strict=strict,
+    )  # fmt: skip
+    side = "right" if strict else "left"
+    for f, c in enumerate(features):
+        near = np.concatenate([c, np.nextafter(c, np.inf), np.nextafter(c, -np.inf)])
+        v = np.concatenate([near, rng.normal(size=200) * np.abs(c).max(),
+                            rng.uniform(c[0], c[-1], 200) if np.isfinite(c[-1] - c[0]) else [],
+                            rng.uniform(0.0, 2e-9, 50) if f == 4 else [],
+                            [np.inf, -np.inf, 1e308, -1e308, 0.0, -0.0]])  # fmt: skip
+        np.testing.assert_array_equal(ens.rank(v, f), np.searchsorted(c, v, side=side))
+    grids = ens._rank_grids
+    assert grids[0] is not None and grids[2] is not None and grids[3] is not None
+    assert grids[1] is not None and len(grids[1][3]) >= 2  # several thresholds in a cell
+    assert grids[4] is not None and grids[4][4] is not None and grids[4][4].sum() == 1
 
 
 @pytest.mark.parametrize(

@@ -51,7 +51,6 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal
 
 import numpy as np
 import torch
@@ -153,7 +152,13 @@ def _router(ens: TreeEnsemble, internal: np.ndarray) -> TreeEnsemble:
     fields = {k: (v[internal] if k in sub else v) for k, v in fields.items()}
     fields["left"] = np.zeros(len(internal), dtype=np.int64)  # all internal: never a leaf
     fields["right"] = fields["left"]
-    return TreeEnsemble(**fields)
+    out = TreeEnsemble(**fields)
+    # the parent's thresholds (a superset of the sub's: the nodes' ranks among them route the
+    # same) and its rank grids, built once for both
+    rank, cuts = ens._cuts
+    out.__dict__["_cuts"] = (rank[internal], cuts)
+    out.__dict__["_rank_grids"] = ens._rank_grids
+    return out
 
 
 def tree_paths(ensemble: TreeEnsemble) -> TreePaths:
@@ -507,6 +512,23 @@ def _gamma(a: int, b: int) -> float:
     return 1.0 / ((a + b + 1) * math.comb(a + b, a))
 
 
+def _count_bits32(x: Tensor, d: int) -> Tensor:
+    """:func:`_count_bits` in ``int32``."""
+    return _popcount_table32(d).take(x) if d <= 16 else _popcount(x).int()
+
+
+@lru_cache(maxsize=32)
+def _popcount_table32(d: int) -> Tensor:
+    return _popcount_table(d).int()
+
+
+@lru_cache(maxsize=128)
+def _flat_weights(d: int, order: int) -> dict[str, Tensor]:
+    """:func:`_weights` flattened (``[a (d + 1) + b]``) with a 0 appended at ``(d + 1)^2``."""
+    zero = torch.zeros(1, dtype=torch.float64)
+    return {name: torch.cat([w.reshape(-1), zero]) for name, w in _weights(d, order).items()}
+
+
 @lru_cache(maxsize=128)
 def _weights(d: int, order: int) -> dict[str, Tensor]:
     """Values of the 0/1 game ``[A subset of S, S disjoint from B]`` by ``(|A|, |B|) = (a, b)``.
@@ -708,23 +730,39 @@ DISTINCT_BACKGROUNDS = 0.75
 
 
 def _interventional_rows(bkeys: Tensor, keys: Tensor, d: int, order: int) -> Tensor:
-    """Values for rows ``keys [L, R]`` from background patterns ``bkeys [L, M]``."""
+    """Values for rows ``keys [L, R]`` from background patterns ``bkeys [L, M]``.
+
+    A row and a background row give the 0/1 game of :func:`_weights` with ``|A| = a`` (the
+    slots the row meets and the background row fails) and ``|B|`` the slots the row fails, or
+    nothing where the background row fails a slot the row fails too. Each pair's weights come
+    from one flat index into the weight tables, ``a (d + 1) + |B|`` or an appended zero for the
+    pairs that give nothing, in ``int32`` until the lookup; the background rows' shares weigh
+    the small right-hand factors (``[L, M, d]``), not the ``[L, R, M]`` weights. One thread,
+    the 65 calls of the LightGBM breast-cancer booster's interventional Shapley values on
+    10,000 rows (4 leaves, 418 patterns, 100 background rows, depth 11): 0.129-0.150 ->
+    0.085-0.106 s against a mask of the valid pairs times each table gathered by ``[a, |B|]``
+    (the same values to 1.4e-16)."""
     m = bkeys.shape[1]
     full = (1 << d) - 1
     distinct, share = _distinct_backgrounds(bkeys, d)
-    if distinct.shape[1] <= DISTINCT_BACKGROUNDS * m:  # [L, R, M']
-        valid = ((keys[..., None] | distinct[:, None, :]) == full).double() * share[:, None]
-        bkeys = distinct
-    else:
-        valid = ((keys[..., None] | bkeys[:, None, :]) == full).double() / m  # [L, R, M]
-    a = _count_bits(keys[..., None] & (full ^ bkeys)[:, None, :], d)
-    n_out = (d - _count_bits(keys, d))[..., None].expand_as(a)
-    w = _weights(d, order)
-    free = 1.0 - _bits(bkeys, d)  # [L, M, d]: the feature is in A when the row has it
+    if distinct.shape[1] > DISTINCT_BACKGROUNDS * m:  # over the rows themselves
+        distinct, share = bkeys, torch.full(bkeys.shape, 1.0 / m, dtype=torch.float64)
+    fails = full ^ distinct  # [L, M']: the slots each background row fails
+    a = _count_bits32(keys[..., None] & fails[:, None, :], d)  # [L, R, M']
+    valid = a == _count_bits32(fails, d)[:, None, :]  # no slot failed by both
+    at = a * (d + 1)
+    at += (d - _count_bits32(keys, d))[..., None]
+    at = torch.where(valid, at, (d + 1) ** 2).long()
+    weights = _flat_weights(d, order)
+
+    def w(name: str) -> Tensor:  # [L, R, M'] the pairs' weights
+        return weights[name].take(at)
+
+    sh = share[..., None]  # [L, M', 1]
+    free = 1.0 - _bits(distinct, d)  # [L, M', d]: the feature is in A when the row has it
     row_bits = _bits(keys, d)  # [L, R, d]
     bits = row_bits.bool()
-    sv = torch.where(bits, (valid * w["in"][a, n_out]) @ free,
-                     (valid * w["out"][a, n_out]).sum(dim=2)[..., None])  # fmt: skip
+    sv = torch.where(bits, w("in") @ (free * sh), w("out") @ sh)
     if order == 1:
         return sv
     # slots are picked for every pair by products with 0/1 matrices (exact: one term each;
@@ -733,11 +771,11 @@ def _interventional_rows(bkeys: Tensor, keys: Tensor, d: int, order: int) -> Ten
     j, k = _pairs(d)
     first, second = _pick(d, j), _pick(d, k)  # [d, P]
     bj, bk = (row_bits @ first).bool(), (row_bits @ second).bool()  # [L, R, P]
-    free2 = (free @ _incidence(d, 2) - 1.0).clamp_(min=0.0)  # [L, M, P]: both free
-    in_in = (valid * w["in_in"][a, n_out]) @ free2
-    single = (valid * w["in_out"][a, n_out]) @ free  # [L, R, d]
+    free2 = (free @ _incidence(d, 2) - 1.0).clamp_(min=0.0)  # [L, M', P]: both free
+    in_in = w("in_in") @ (free2 * sh)
+    single = w("in_out") @ (free * sh)  # [L, R, d]
     in_out = torch.where(bj, single @ first, single @ second)
-    out_out = (valid * w["out_out"][a, n_out]).sum(dim=2)[..., None]
+    out_out = w("out_out") @ sh
     sii = torch.where(bj & bk, in_in, torch.where(bj | bk, in_out, out_out))
     if order == 2:
         return torch.cat([sv, sii], dim=2)
@@ -747,14 +785,14 @@ def _interventional_rows(bkeys: Tensor, keys: Tensor, d: int, order: int) -> Ten
     i3, j3, l3 = _triples(d)
     p_i, p_j, p_l = _pick(d, i3), _pick(d, j3), _pick(d, l3)  # [d, T]
     bi, bj3, bl = (row_bits @ p_i).bool(), (row_bits @ p_j).bool(), (row_bits @ p_l).bool()
-    all3 = (valid * w["in3"][a, n_out]) @ (free @ _incidence(d, 3) - 2.0).clamp_(min=0.0)
-    two = (valid * w["in2"][a, n_out]) @ free2  # [L, R, P]
+    all3 = w("in3") @ ((free @ _incidence(d, 3) - 2.0).clamp_(min=0.0) * sh)
+    two = w("in2") @ (free2 * sh)  # [L, R, P]
     # the pair left: (i, j) where l is out, (i, l) where j is, else (j, l)
     two = torch.where(~bl, two @ _pick_pairs(d, 0), torch.where(
         ~bj3, two @ _pick_pairs(d, 1), two @ _pick_pairs(d, 2)))  # fmt: skip
-    one = (valid * w["in1"][a, n_out]) @ free  # [L, R, d]
+    one = w("in1") @ (free * sh)  # [L, R, d]
     one = torch.where(bi, one @ p_i, torch.where(bj3, one @ p_j, one @ p_l))
-    none = (valid * w["in0"][a, n_out]).sum(dim=2)[..., None]
+    none = w("in0") @ sh
     count = bi.long() + bj3.long() + bl.long()
     sii3 = torch.where(count == 3, all3, torch.where(count == 2, two,
                                                      torch.where(count == 1, one, none)))
@@ -1289,13 +1327,12 @@ class _KeyTables:
         x = np.asarray(rows, dtype=np.float64)
         if router.float32_inputs:
             x = x.astype(np.float32).astype(np.float64)
-        _, cuts = router._cuts
-        side: Literal["left", "right"] = "right" if router.strict else "left"
         nan = np.asarray(np.isnan(x).any(axis=0), dtype=bool)
         below = torch.zeros(len(self.features) + 1, x.shape[0], dtype=torch.int64)
+        columns = np.ascontiguousarray(x[:, self.features].T)  # read 2+ times each
         for i, f in enumerate(self.features.tolist()):
             if not nan[f]:
-                below[i] = torch.from_numpy(np.searchsorted(cuts[f], x[:, f], side=side))
+                below[i] = torch.from_numpy(router.rank(columns[i], f))
         return x, below, nan
 
     def keys(self, paths: TreePaths, x: np.ndarray, below: Tensor, nan: np.ndarray,
