@@ -158,12 +158,15 @@ def _torchspex(model, rows, background, index: str, order: int) -> np.ndarray:
             if key in pos:
                 out[:, pos[key]] = coef[:, term].numpy()
         return out
-    dense = torch.zeros(rows.shape[0], n, n, dtype=torch.float64)
+    # rows last, a transposed view returned, as for shapiq: every term's row of values copied
+    # whole (the parent compares values, whatever their memory layout)
+    dense = torch.zeros(n, n, rows.shape[0], dtype=torch.float64)
     single, pair = values.orders == 1, values.orders == 2
-    dense[:, idx[single, 0], idx[single, 0]] = coef[:, single]
-    dense[:, idx[pair, 0], idx[pair, 1]] = coef[:, pair]
-    dense[:, idx[pair, 1], idx[pair, 0]] = coef[:, pair]
-    return dense.numpy()
+    by_term = values.coefficients  # [terms, R]
+    dense[idx[single, 0], idx[single, 0]] = by_term[single]
+    dense[idx[pair, 0], idx[pair, 1]] = by_term[pair]
+    dense[idx[pair, 1], idx[pair, 0]] = by_term[pair]
+    return dense.permute(2, 0, 1).numpy()
 
 
 def _peer(python: str, model: Model, models_dir: Path, rows: np.ndarray,

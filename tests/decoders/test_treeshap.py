@@ -760,12 +760,12 @@ def test_distinct_patterns_and_lazy_tables_equal_rows_one_by_one(
         assert any(before for _, before, _, _ in seen)  # tables of an earlier pass
 
 
-def test_row_classes_by_unique_and_direct_keys_equal_one_sort(
+def test_row_classes_by_direct_keys_equal_one_sort(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # from UNIQUE_FROM rows a chunk's classes come from torch.unique tree by tree, and small
-    # trees take their keys as classes outright (DIRECT_KEYS): the values are bitwise those of
-    # one sort of all keys (repeated rows, missing values, both maskings, order 2)
+    # small trees take their keys as classes outright (DIRECT_KEYS), the others' classes come
+    # from one sort of their keys: the values are bitwise those of one sort of all keys
+    # (repeated rows, missing values, both maskings, order 2)
     x, y = _data(6, 1500, 16, nan=0.05)
     model = lgb.LGBMRegressor(n_estimators=8, num_leaves=10, min_child_samples=5,
                               verbose=-1, n_jobs=1, random_state=0).fit(x, y)
@@ -784,11 +784,30 @@ def test_row_classes_by_unique_and_direct_keys_equal_one_sort(
 
     monkeypatch.setattr(treeshap._RowClasses, "build", staticmethod(spy))
     for m in (model, small):
-        _same_bitwise_with(monkeypatch, {"UNIQUE_FROM": 10**9}, m, rows, (None, x[1000:1020]))
+        _same_bitwise_with(monkeypatch, {"DIRECT_KEYS": 10**12}, m, rows, (None, x[1000:1020]))
     # the model's classes are its distinct keys either way; the small tree's direct keys are
     # all 8 keys, against the 6 that occur
     assert built[0] == built[1] > 16
     assert built[4:6] == [8, 6]
+
+
+@pytest.mark.parametrize("dtype", [torch.int32, torch.int64])
+def test_sort_rows_equals_a_stable_sort(dtype: torch.dtype) -> None:
+    # the packed NumPy sort of keys in [0, 2^31) and the fallback (negative keys, keys from
+    # 2^31, no keys) give torch's stable sort: the same values, ties in column order
+    gen = torch.Generator().manual_seed(0)
+    cases = [torch.randint(0, 50, (7, 300), generator=gen), torch.zeros(3, 5, dtype=torch.int64),
+             torch.randint(0, 2**31, (4, 100), generator=gen), torch.zeros(0, 4, dtype=torch.int64),
+             torch.zeros(2, 0, dtype=torch.int64)]  # fmt: skip
+    if dtype == torch.int64:
+        cases += [torch.randint(-5, 5, (3, 50), generator=gen),
+                  torch.randint(0, 2**40, (3, 50), generator=gen)]  # fmt: skip
+    for keys in cases:
+        keys = keys.to(dtype)
+        got, order = treeshap._sort_rows(keys)
+        want, want_order = keys.sort(dim=1, stable=True)
+        assert got.dtype == keys.dtype and order.dtype == torch.int64
+        assert torch.equal(got, want) and torch.equal(order, want_order)
 
 
 def _caterpillar(k: int, seed: int) -> TreeEnsemble:
@@ -932,8 +951,7 @@ def test_row_passes_and_tree_blocks_equal_row_chunks(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(treeshap._RowClasses, "build", spy)
     monkeypatch.setattr(treeshap, "_CHUNK", 2048)  # chunks of 68 rows; passes of 150-300 rows
     _rows_one_by_one(monkeypatch)  # passes and chunks hold other classes
-    # in blocks of 6-13 trees, their classes by torch.unique or keys as classes
-    monkeypatch.setattr(treeshap, "UNIQUE_FROM", 64)
+    # in blocks of 6-13 trees, their classes by a sort or keys as classes
     monkeypatch.setattr(treeshap, "DIRECT_KEYS", 8)
     for i, model in enumerate(models):
         rows = _held_out(300, 24) if i == 4 else x[:300]

@@ -674,7 +674,7 @@ def _distinct(keys: Tensor, fill: int) -> tuple[Tensor, Tensor]:
     ``fill``: ``(distinct [L, V], at [L, R])``, ``V`` the most distinct values of a row and
     ``keys == distinct.gather(1, at)``."""
     n_leaves, m = keys.shape
-    ordered, order = keys.sort(dim=1)
+    ordered, order = _sort_rows(keys)
     new = torch.ones_like(ordered, dtype=torch.bool)
     new[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
     rank = new.cumsum(dim=1) - 1  # [L, R]: each sorted entry's place among the distinct ones
@@ -732,31 +732,33 @@ DISTINCT_BACKGROUNDS = 0.75
 def _interventional_rows(bkeys: Tensor, keys: Tensor, d: int, order: int) -> Tensor:
     """Values for rows ``keys [L, R]`` from background patterns ``bkeys [L, M]``.
 
-    A row and a background row give the 0/1 game of :func:`_weights` with ``|A| = a`` (the
-    slots the row meets and the background row fails) and ``|B|`` the slots the row fails, or
-    nothing where the background row fails a slot the row fails too. Each pair's weights come
-    from one flat index into the weight tables, ``a (d + 1) + |B|`` or an appended zero for the
-    pairs that give nothing, in ``int32`` until the lookup; the background rows' shares weigh
-    the small right-hand factors (``[L, M, d]``), not the ``[L, R, M]`` weights. One thread,
-    the 65 calls of the LightGBM breast-cancer booster's interventional Shapley values on
-    10,000 rows (4 leaves, 418 patterns, 100 background rows, depth 11): 0.129-0.150 ->
-    0.085-0.106 s against a mask of the valid pairs times each table gathered by ``[a, |B|]``
-    (the same values to 1.4e-16)."""
+    A row and a background row give the 0/1 game of :func:`_weights` where the background row
+    fails only slots the row meets (else nothing), with ``|A|`` the slots the background row
+    fails and ``|B|`` those the row fails: each pair's weights come from one flat index into
+    the weight tables, ``|A| (d + 1) + |B|`` (an outer sum of the background rows' and the
+    rows' counts) or an appended zero for the pairs that give nothing, in ``int32``; the
+    background rows' shares weigh the small right-hand factors (``[L, M, d]``), not the ``[L,
+    R, M]`` weights. One thread, the 65 calls of the LightGBM breast-cancer booster's
+    interventional Shapley values on 10,000 rows (4 leaves, 418 patterns, 100 background rows,
+    depth 11), in one process: 0.13-0.15 s with a mask of the valid pairs times each table
+    gathered by ``[a, |B|]`` (``a`` the popcount of the row's pattern and the background
+    row's failed slots), 0.085-0.106 s with the flat index from that popcount, 0.094 s (the
+    same run: 0.134 s with the popcount) with the counts' outer sum; the same values to
+    1.4e-16."""
     m = bkeys.shape[1]
     full = (1 << d) - 1
     distinct, share = _distinct_backgrounds(bkeys, d)
     if distinct.shape[1] > DISTINCT_BACKGROUNDS * m:  # over the rows themselves
         distinct, share = bkeys, torch.full(bkeys.shape, 1.0 / m, dtype=torch.float64)
-    fails = full ^ distinct  # [L, M']: the slots each background row fails
-    a = _count_bits32(keys[..., None] & fails[:, None, :], d)  # [L, R, M']
-    valid = a == _count_bits32(fails, d)[:, None, :]  # no slot failed by both
-    at = a * (d + 1)
-    at += (d - _count_bits32(keys, d))[..., None]
-    at = torch.where(valid, at, (d + 1) ** 2).long()
+    fails = (full ^ distinct)[:, None, :]  # [L, 1, M']: the slots each background row fails
+    valid = (keys[..., None] & fails) == fails  # [L, R, M']: all of them met by the row
+    at = (_count_bits32(fails, d) * (d + 1)) + (d - _count_bits32(keys, d))[..., None]
+    at = torch.where(valid, at, (d + 1) ** 2)
+    shape, at = at.shape, at.view(-1)
     weights = _flat_weights(d, order)
 
     def w(name: str) -> Tensor:  # [L, R, M'] the pairs' weights
-        return weights[name].take(at)
+        return weights[name].index_select(0, at).view(shape)
 
     sh = share[..., None]  # [L, M', 1]
     free = 1.0 - _bits(distinct, d)  # [L, M', d]: the feature is in A when the row has it
@@ -1420,25 +1422,39 @@ class _BitPacker:
         return out
 
 
-#: From this many rows a chunk's classes come from ``torch.unique`` tree by tree instead of
-#: one sort of the ``[T, R]`` keys: one thread, 100 trees, the sort cost about 70 ns per row
-#: and tree against 21 ns for the unique, which costs about 25 us more per tree in calls, so
-#: the unique pays from about 500 rows (100,000 rows of the LightGBM breast-cancer booster in
-#: ``benchmarks/tree_vs_shapiq.py``: 4.7 -> 4.1 s; at 100 rows the loop cost 1-3 ms more).
-UNIQUE_FROM = 512
-#: ... and a tree's key is its class outright when its splits allow at most ``1 /
-#: DIRECT_KEYS`` of the chunk's rows as keys (no unique; every possible key a class). The
+#: A chunk's classes come from one sort of its trees' keys (:func:`_sort_rows`; before the
+#: NumPy sort, ``torch.unique`` tree by tree from 512 rows: one thread, 100 trees of 10,000
+#: keys, 57 ms by ``torch.unique``, 21 ms by the packed sort) ...
+#: ... except where a tree's key is its class outright: its splits allow at most ``1 /
+#: DIRECT_KEYS`` of the chunk's rows as keys (no sort; every possible key a class). The
 #: XGBoost breast-cancer classifier (100 trees, 3 splits on average) on 100,000 rows: 0.56 s
 #: with a unique per tree, 0.41 s with keys as classes at 1/64 of the rows, 0.39 s at 1/16,
 #: 0.42 s at 1/4; the conservative 1/64 is kept.
 DIRECT_KEYS = 64
 
 
+def _sort_rows(keys: Tensor) -> tuple[Tensor, Tensor]:
+    """``keys.sort(dim=1, stable=True)`` of ``[L, R]`` integers. Where they lie in ``[0,
+    2^31)``, each is packed above its column (``key << 32 | column``) and the packed values
+    sorted by NumPy (whose integer sort is vectorized): one thread, 10,000 keys of ~3,000
+    distinct values, 0.15 ms for the classes against 0.50 ms for ``torch.unique``; 100 rows
+    of 10,000 sorted 51 ms by torch, 4.9 ms by NumPy (values only)."""
+    m = keys.shape[1]
+    if (not keys.numel() or keys.device.type != "cpu" or m >= 1 << 32
+            or int(keys.min()) < 0 or int(keys.max()) >= 1 << 31):  # fmt: skip
+        return keys.sort(dim=1, stable=True)
+    packed = np.left_shift(keys.numpy().astype(np.int64), 32)
+    packed |= np.arange(m, dtype=np.int64)
+    packed.sort(axis=1)
+    order = torch.from_numpy(packed & 0xFFFFFFFF)
+    return torch.from_numpy(packed >> 32).to(keys.dtype), order
+
+
 def _sorted_classes(keys: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """``(pos [T, R], key [T, U], count [T])`` of :class:`_RowClasses` by one sort of the
     ``[T, R]`` keys."""
     n_trees, n_rows = keys.shape
-    sorted_keys, order = keys.sort(dim=1)
+    sorted_keys, order = _sort_rows(keys)
     new = torch.ones(n_trees, n_rows, dtype=torch.bool)
     new[:, 1:] = sorted_keys[:, 1:] != sorted_keys[:, :-1]
     cls = new.cumsum(dim=1) - 1  # [T, R] in sorted order: class within the tree
@@ -1510,32 +1526,33 @@ class _RowClasses:
                 raise ValueError("a range of trees needs every tree keyed")
             patterns = decision_patterns(paths, rows)
             keys[~keyed] = torch.arange(n_rows, dtype=dtype)  # a class per row, in row order
-        if n_rows < UNIQUE_FROM:
+        # each keyed tree's classes: its distinct keys in increasing order (one sort of the
+        # trees' keys), or every key its splits allow when they number at most 1 /
+        # DIRECT_KEYS of the rows (the key is the class: no sort); the other trees: a class
+        # per row
+        keyed = keyed[lo:hi]
+        splits = paths.tree_splits[lo:hi]
+        direct = keyed & (splits <= (n_rows // DIRECT_KEYS).bit_length() - 1)
+        if not bool(direct.any()) and bool(keyed.all()):
             pos, key, count = _sorted_classes(keys)
             return _RowClasses(pos, key, count, patterns, lo)
-        # each keyed tree's classes: its distinct keys in increasing order (torch.unique per
-        # tree), or every key its splits allow when they number at most 1 / DIRECT_KEYS of the
-        # rows (the key is the class: no unique); the other trees: a class per row
         pos = torch.empty(n_trees, n_rows, dtype=torch.int64)
-        keyed = keyed[lo:hi]
-        if not bool(keyed.all()):
-            pos[~keyed] = torch.arange(n_rows)
-        uniq: list[Tensor] = []
-        direct = paths.tree_splits[lo:hi] <= (n_rows // DIRECT_KEYS).bit_length() - 1
-        for t in range(n_trees):
-            if bool(keyed[t]) and bool(direct[t]):
-                u = torch.arange(1 << int(paths.tree_splits[lo + t]), dtype=dtype)
-                pos[t] = keys[t]
-            elif bool(keyed[t]):
-                u, pos[t] = torch.unique(keys[t], sorted=True, return_inverse=True)
-            else:
-                u = keys[t]
-            uniq.append(u)
-        count = torch.tensor([u.numel() for u in uniq], dtype=torch.int64)
-        width = int(count.max()) if n_trees else 0
+        count = torch.where(direct, 1 << splits.clamp(max=62), n_rows)
+        sort = torch.nonzero(keyed & ~direct).squeeze(1)
+        s_pos = s_key = None
+        if sort.numel():
+            s_pos, s_key, count[sort] = _sorted_classes(keys[sort])
+            pos[sort] = s_pos
+        pos[direct] = keys[direct].long()
+        pos[~keyed] = torch.arange(n_rows)
+        width = int(count.max()) if n_trees else 0  # n_rows where a tree is not keyed
         key = torch.zeros(n_trees, width, dtype=dtype)
-        for t, u in enumerate(uniq):
-            key[t, : u.numel()] = u
+        every = torch.arange(width, dtype=dtype)
+        key[direct] = torch.where(every < count[direct, None], every, 0)
+        if not bool(keyed.all()):
+            key[~keyed] = keys[~keyed]
+        if s_key is not None:
+            key[sort, : s_key.shape[1]] = s_key
         return _RowClasses(pos, key, count, patterns, lo)
 
 
