@@ -764,8 +764,9 @@ def test_row_classes_by_direct_keys_equal_one_sort(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # small trees take their keys as classes outright (DIRECT_KEYS), the others' classes come
-    # from one sort of their keys: the values are bitwise those of one sort of all keys
-    # (repeated rows, missing values, both maskings, order 2)
+    # from one sort of their keys or (UNIQUE_FROM rows on) torch.unique tree by tree: the
+    # values are bitwise those of one sort of all keys (repeated rows, missing values, both
+    # maskings, order 2)
     x, y = _data(6, 1500, 16, nan=0.05)
     model = lgb.LGBMRegressor(n_estimators=8, num_leaves=10, min_child_samples=5,
                               verbose=-1, n_jobs=1, random_state=0).fit(x, y)
@@ -785,16 +786,19 @@ def test_row_classes_by_direct_keys_equal_one_sort(
     monkeypatch.setattr(treeshap._RowClasses, "build", staticmethod(spy))
     for m in (model, small):
         _same_bitwise_with(monkeypatch, {"DIRECT_KEYS": 10**12}, m, rows, (None, x[1000:1020]))
-    # the model's classes are its distinct keys either way; the small tree's direct keys are
+        monkeypatch.setattr(treeshap, "UNIQUE_FROM", 0)
+        _same_bitwise_with(monkeypatch, {"DIRECT_KEYS": 10**12}, m, rows, (None, x[1000:1020]))
+        monkeypatch.setattr(treeshap, "UNIQUE_FROM", 10**9)
+    # the model's classes are its distinct keys every way; the small tree's direct keys are
     # all 8 keys, against the 6 that occur
-    assert built[0] == built[1] > 16
-    assert built[4:6] == [8, 6]
+    assert built[0] == built[1] == built[4] == built[5] > 16
+    assert built[8:10] == built[12:14] == [8, 6]
 
 
 @pytest.mark.parametrize("dtype", [torch.int32, torch.int64])
-def test_sort_rows_equals_a_stable_sort(dtype: torch.dtype) -> None:
-    # the packed NumPy sort of keys in [0, 2^31) and the fallback (negative keys, keys from
-    # 2^31, no keys) give torch's stable sort: the same values, ties in column order
+def test_sort_rows_equals_torch_sort(dtype: torch.dtype) -> None:
+    # the packed NumPy sort of keys in [0, 2^31) and the argsort (negative keys, keys from
+    # 2^31) give torch's sorted values and an order that reads them from the keys; no keys
     gen = torch.Generator().manual_seed(0)
     cases = [torch.randint(0, 50, (7, 300), generator=gen), torch.zeros(3, 5, dtype=torch.int64),
              torch.randint(0, 2**31, (4, 100), generator=gen), torch.zeros(0, 4, dtype=torch.int64),
@@ -805,9 +809,10 @@ def test_sort_rows_equals_a_stable_sort(dtype: torch.dtype) -> None:
     for keys in cases:
         keys = keys.to(dtype)
         got, order = treeshap._sort_rows(keys)
-        want, want_order = keys.sort(dim=1, stable=True)
+        want = keys.sort(dim=1).values
         assert got.dtype == keys.dtype and order.dtype == torch.int64
-        assert torch.equal(got, want) and torch.equal(order, want_order)
+        assert torch.equal(got, want) and torch.equal(keys.gather(1, order), want)
+        assert torch.equal(order.sort(dim=1).values, torch.arange(keys.shape[1]).expand_as(keys))
 
 
 def _caterpillar(k: int, seed: int) -> TreeEnsemble:

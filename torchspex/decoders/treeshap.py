@@ -1422,10 +1422,14 @@ class _BitPacker:
         return out
 
 
-#: A chunk's classes come from one sort of its trees' keys (:func:`_sort_rows`; before the
-#: NumPy sort, ``torch.unique`` tree by tree from 512 rows: one thread, 100 trees of 10,000
-#: keys, 57 ms by ``torch.unique``, 21 ms by the packed sort) ...
-#: ... except where a tree's key is its class outright: its splits allow at most ``1 /
+#: Below this many rows a chunk's classes come from one sort of its trees' keys
+#: (:func:`_sort_rows`), from it ``torch.unique`` tree by tree. One thread, 40 trees of keys
+#: with about a fifth distinct, 30-bit / 60-bit keys, ms for the per-tree unique against the
+#: one sort: 10,000 rows 22 / 7 and 23 / 14, 20,000 rows 46 / 17 and 48 / 30, 40,000 rows 26
+#: / 56 and 47 / 68, 100,000 rows 63 / 121 and 118 / 193 (the unique's cost per row falls
+#: past 20,000 rows, the sort's rises).
+UNIQUE_FROM = 32768
+#: Either way a tree's key is its class outright where its splits allow at most ``1 /
 #: DIRECT_KEYS`` of the chunk's rows as keys (no sort; every possible key a class). The
 #: XGBoost breast-cancer classifier (100 trees, 3 splits on average) on 100,000 rows: 0.56 s
 #: with a unique per tree, 0.41 s with keys as classes at 1/64 of the rows, 0.39 s at 1/16,
@@ -1434,15 +1438,21 @@ DIRECT_KEYS = 64
 
 
 def _sort_rows(keys: Tensor) -> tuple[Tensor, Tensor]:
-    """``keys.sort(dim=1, stable=True)`` of ``[L, R]`` integers. Where they lie in ``[0,
+    """``keys.sort(dim=1)`` of ``[L, R]`` integers (ties in any order: callers read classes
+    of equal keys), by NumPy, whose integer sorts are vectorized: where the keys lie in ``[0,
     2^31)``, each is packed above its column (``key << 32 | column``) and the packed values
-    sorted by NumPy (whose integer sort is vectorized): one thread, 10,000 keys of ~3,000
-    distinct values, 0.15 ms for the classes against 0.50 ms for ``torch.unique``; 100 rows
-    of 10,000 sorted 51 ms by torch, 4.9 ms by NumPy (values only)."""
+    sorted; else an ``argsort``. One thread: 10,000 keys of ~3,000 distinct values, 0.15 ms
+    for the classes against 0.50 ms for ``torch.unique``; 100 rows of 10,000 sorted 51 ms by
+    torch, 4.9 ms by NumPy (values only); 100 rows of 20,000 62-bit keys 106 ms by torch, 61
+    ms by the argsort and a gather."""
     m = keys.shape[1]
-    if (not keys.numel() or keys.device.type != "cpu" or m >= 1 << 32
-            or int(keys.min()) < 0 or int(keys.max()) >= 1 << 31):  # fmt: skip
-        return keys.sort(dim=1, stable=True)
+    if not keys.numel() or keys.device.type != "cpu":
+        return keys.sort(dim=1)
+    if int(keys.min()) < 0 or int(keys.max()) >= 1 << 31 or m >= 1 << 32:
+        values = keys.numpy()
+        order_np = np.argsort(values, axis=1)
+        return torch.from_numpy(np.take_along_axis(values, order_np, axis=1)), torch.from_numpy(
+            order_np)
     packed = np.left_shift(keys.numpy().astype(np.int64), 32)
     packed |= np.arange(m, dtype=np.int64)
     packed.sort(axis=1)
@@ -1527,22 +1537,31 @@ class _RowClasses:
             patterns = decision_patterns(paths, rows)
             keys[~keyed] = torch.arange(n_rows, dtype=dtype)  # a class per row, in row order
         # each keyed tree's classes: its distinct keys in increasing order (one sort of the
-        # trees' keys), or every key its splits allow when they number at most 1 /
-        # DIRECT_KEYS of the rows (the key is the class: no sort); the other trees: a class
-        # per row
+        # trees' keys, or torch.unique tree by tree from UNIQUE_FROM rows), or every key its
+        # splits allow when they number at most 1 / DIRECT_KEYS of the rows (the key is the
+        # class: no sort); the other trees: a class per row
         keyed = keyed[lo:hi]
         splits = paths.tree_splits[lo:hi]
         direct = keyed & (splits <= (n_rows // DIRECT_KEYS).bit_length() - 1)
-        if not bool(direct.any()) and bool(keyed.all()):
+        if not bool(direct.any()) and bool(keyed.all()) and n_rows < UNIQUE_FROM:
             pos, key, count = _sorted_classes(keys)
             return _RowClasses(pos, key, count, patterns, lo)
         pos = torch.empty(n_trees, n_rows, dtype=torch.int64)
         count = torch.where(direct, 1 << splits.clamp(max=62), n_rows)
         sort = torch.nonzero(keyed & ~direct).squeeze(1)
-        s_pos = s_key = None
-        if sort.numel():
+        s_key = None
+        if sort.numel() and n_rows < UNIQUE_FROM:
             s_pos, s_key, count[sort] = _sorted_classes(keys[sort])
             pos[sort] = s_pos
+        elif sort.numel():
+            uniq = []
+            for t in sort.tolist():
+                u, pos[t] = torch.unique(keys[t], sorted=True, return_inverse=True)
+                uniq.append(u)
+            count[sort] = torch.tensor([u.numel() for u in uniq], dtype=torch.int64)
+            s_key = torch.zeros(sort.numel(), int(count[sort].max()), dtype=dtype)
+            for i, u in enumerate(uniq):
+                s_key[i, : u.numel()] = u
         pos[direct] = keys[direct].long()
         pos[~keyed] = torch.arange(n_rows)
         width = int(count.max()) if n_trees else 0  # n_rows where a tree is not keyed
