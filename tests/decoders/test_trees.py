@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -371,6 +373,7 @@ def test_rank_by_grid_equals_binary_search(strict: bool, monkeypatch: pytest.Mon
         np.array([1.0, np.nextafter(1.0, 2.0)]),
         np.concatenate([np.linspace(0.0, 1e-9, 40), [0.5, 1.0]]),  # crowded: binary search
         np.array([-1e300, 1e300]),
+        np.array([-1e308, 0.0, 1e308]),  # a span past the float range: binary search
     ]
     n = len(features)
     feature = np.concatenate([np.full(c.size, f) for f, c in enumerate(features)])
@@ -386,15 +389,22 @@ def test_rank_by_grid_equals_binary_search(strict: bool, monkeypatch: pytest.Mon
     side = "right" if strict else "left"
     for f, c in enumerate(features):
         near = np.concatenate([c, np.nextafter(c, np.inf), np.nextafter(c, -np.inf)])
-        v = np.concatenate([near, rng.normal(size=200) * np.abs(c).max(),
-                            rng.uniform(c[0], c[-1], 200) if np.isfinite(c[-1] - c[0]) else [],
-                            rng.uniform(0.0, 2e-9, 50) if f == 4 else [],
-                            [np.inf, -np.inf, 1e308, -1e308, 0.0, -0.0]])  # fmt: skip
+        with np.errstate(over="ignore"):  # values past the float range: infinities
+            v = np.concatenate([near, rng.normal(size=1000) * np.abs(c).max(),
+                                rng.uniform(c[0], c[-1], 200) if np.isfinite(c[-1] - c[0]) else [],
+                                rng.uniform(0.0, 2e-9, 50) if f == 4 else [],
+                                [np.inf, -np.inf, 1e308, -1e308, 0.0, -0.0]])  # fmt: skip
         np.testing.assert_array_equal(ens.rank(v, f), np.searchsorted(c, v, side=side))
     grids = ens._rank_grids
     assert grids[0] is not None and grids[2] is not None and grids[3] is not None
     assert grids[1] is not None and len(grids[1][3]) >= 2  # several thresholds in a cell
     assert grids[4] is not None and grids[4][4] is not None and grids[4][4].sum() == 1
+    assert grids[6] is None
+    # fewer values to rank than a grid's cells: binary search, the grid not built
+    fresh = dataclasses.replace(ens)
+    v = np.linspace(-3.0, 3.0, 100)
+    np.testing.assert_array_equal(fresh.rank(v, 0), np.searchsorted(features[0], v, side=side))
+    assert 0 not in fresh._rank_grids
 
 
 @pytest.mark.parametrize(

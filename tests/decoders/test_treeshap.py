@@ -803,9 +803,11 @@ def test_sort_rows_equals_torch_sort(dtype: torch.dtype) -> None:
     cases = [torch.randint(0, 50, (7, 300), generator=gen), torch.zeros(3, 5, dtype=torch.int64),
              torch.randint(0, 2**31, (4, 100), generator=gen), torch.zeros(0, 4, dtype=torch.int64),
              torch.zeros(2, 0, dtype=torch.int64)]  # fmt: skip
+    cases.append(torch.tensor([[2**31 - 1, 0, 5, 2**31 - 1, 5]]))  # the packed sort's largest
     if dtype == torch.int64:
         cases += [torch.randint(-5, 5, (3, 50), generator=gen),
-                  torch.randint(0, 2**40, (3, 50), generator=gen)]  # fmt: skip
+                  torch.randint(0, 2**40, (3, 50), generator=gen),
+                  torch.tensor([[2**31, 1, 2**31, 0]])]  # fmt: skip
     for keys in cases:
         keys = keys.to(dtype)
         got, order = treeshap._sort_rows(keys)
@@ -880,6 +882,59 @@ def test_key_product_steps_aside_past_52_slots() -> None:
     values, base, _, _ = tree_shapley_values(_caterpillar(55, 2), rows)
     np.testing.assert_allclose(values.sum(dim=1) + base, _caterpillar(55, 2).predict(rows),
                                rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("k", [20, 40])
+def test_interventional_values_of_a_deep_path_add_up(k: int) -> None:
+    # past 16 slots the interventional rows count bits without a table (and past 31 in int64
+    # keys): a path of k distinct features, every row's Shapley values add up to its
+    # prediction less the background's mean prediction
+    tree = _caterpillar(k, 4)
+    rng = np.random.default_rng(5)
+    rows = rng.normal(1.5, 1, (6, k))
+    rows[:, : k - 3] = 1.0  # right at the first k - 3 splits: the deepest leaves are reached
+    background = rng.normal(1.0, 1, (9, k))
+    background[::2, : k - 2] = 1.0
+    values, base, _, _ = tree_shapley_values(tree, rows, background)
+    want = tree.predict(rows)[:, 0] - tree.predict(background)[:, 0].mean()
+    np.testing.assert_allclose(values.sum(dim=1)[:, 0], want, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(base[0], tree.predict(background)[:, 0].mean(), rtol=0, atol=1e-12)
+
+
+def test_rank_grids_route_as_binary_search(monkeypatch: pytest.MonkeyPatch) -> None:
+    # routing ranks from the grids (TreeEnsemble.rank), in the key tables' ranks and the
+    # sub-routers of splits routed in full (missing values in some chunks), give values bitwise
+    # those of binary search: a scikit-learn forest (key tables) and a LightGBM booster, both
+    # maskings, orders 1-2; a cell per threshold, so that some cells spill to binary search
+    from sklearn.ensemble import RandomForestRegressor
+
+    from torchspex.decoders import _tree_parsers as tp
+
+    x, y = _data(7, 600, 23, nan=0.0)
+    rows = x[:300].copy()
+    rows[250:, 3] = np.nan  # a chunk whose feature 3 takes the full rule
+    models = [RandomForestRegressor(n_estimators=12, max_depth=8, random_state=0).fit(x, y),
+              lgb.LGBMRegressor(n_estimators=10, num_leaves=20, verbose=-1, n_jobs=1,
+                                random_state=0).fit(x, y)]  # fmt: skip
+    monkeypatch.setattr(treeshap, "_CHUNK", 1 << 18)  # chunks of about 150 rows
+    monkeypatch.setattr(tp, "RANK_GRID_CELLS", 1)  # grids within the chunks' rows; crowded
+    for model in models:
+        cuts = parse_tree_ensemble(model)._cuts[1]
+        rows = rows.copy()
+        for j in range(7):  # rows right at thresholds (ties decide the side)
+            if cuts[j].size:
+                rows[: 2 * cuts[j].size : 2, j] = cuts[j][:150]
+        for background in (None, x[400:420]):
+            for order in (1, 2):
+                values = []
+                for at in (1 << 62, 0):  # binary search, then grids from any size
+                    monkeypatch.setattr(tp, "RANK_GRID_ROWS", at)
+                    ens = parse_tree_ensemble(model)
+                    values.append(tree_shapley_values(ens, rows, background, max_order=order))
+                for a, b in zip(*values):
+                    if a is not None:
+                        torch.testing.assert_close(a, b, rtol=0, atol=0)
+                assert any(g is not None for g in ens._rank_grids.values())
 
 
 def test_key_tables_equal_split_by_split_keys(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -143,7 +143,7 @@ class TreeEnsemble:
         number below it; ``<=`` for strict splits), in the dtype of :attr:`_narrow_rank`."""
         below = np.zeros((self.n_features, x.shape[0]), dtype=self._narrow_rank.dtype)
         used = np.unique(feat)
-        columns = np.ascontiguousarray(x[:, used].T)  # the ranks read each column 2+ times
+        columns = x.T[used]  # contiguous columns: the ranks read each 2+ times
         for i, f in enumerate(used.tolist()):
             below[f] = self.rank(columns[i], f)
         return below[feat]
@@ -158,7 +158,7 @@ class TreeEnsemble:
         every feature of ``benchmarks/tree_vs_shapiq.py``'s models: the LightGBM boosters 29 ->
         4 ms (diabetes) and 91 -> 16 ms (breast cancer), XGBoost 35 -> 14 ms, the forest 51 ->
         27 ms (the same ranks)."""
-        grid = self._rank_grid(f) if v.size >= RANK_GRID_ROWS else None
+        grid = self._rank_grid(f, v.size) if v.size >= RANK_GRID_ROWS else None
         if grid is None:
             return np.searchsorted(self._cuts[1][f], v, side="right" if self.strict else "left")
         lo, scale, base, within, spill = grid
@@ -191,18 +191,25 @@ class TreeEnsemble:
         (``np.searchsorted`` throughout) for features with a threshold not finite."""
         return {}
 
-    def _rank_grid(self, f: int) -> _RankGrid | None:
+    def _rank_grid(self, f: int, n_values: int) -> _RankGrid | None:
+        """Feature ``f``'s grid, built at first use where its cells number at most the
+        ``n_values`` to rank or ``4 x RANK_GRID_ROWS`` (a grid costs 13-45 bytes a cell:
+        thresholds by the 100,000 in a deep forest keep to binary search, not to a grid of
+        gigabytes)."""
         grids = self._rank_grids
         if f in grids:
             return grids[f]
         c = self._cuts[1][f]
+        cells = RANK_GRID_CELLS * c.size if c.size > 1 else 1
+        if cells > max(n_values, 4 * RANK_GRID_ROWS):  # not cached: a larger call may build it
+            return None
         grids[f] = None
         if not c.size or not np.isfinite(c).all():
             return None
-        cells = RANK_GRID_CELLS * c.size if c.size > 1 else 1
-        lo, span = float(c[0]), float(c[-1] - c[0])
+        with np.errstate(over="ignore"):
+            lo, span = float(c[0]), float(c[-1] - c[0])
         scale = (cells - 1) / span if span > 0 else 0.0
-        if not np.isfinite(scale):
+        if not (np.isfinite(span) and np.isfinite(scale)):  # thresholds past the float range
             return None
         at = np.clip((c - lo) * scale, 0, cells - 1).astype(np.intp)
         count = np.bincount(at, minlength=cells)

@@ -513,7 +513,7 @@ def _gamma(a: int, b: int) -> float:
 
 
 def _count_bits32(x: Tensor, d: int) -> Tensor:
-    """:func:`_count_bits` in ``int32``."""
+    """:func:`_count_bits` of ``int64`` patterns, in ``int32``."""
     return _popcount_table32(d).take(x) if d <= 16 else _popcount(x).int()
 
 
@@ -1331,7 +1331,7 @@ class _KeyTables:
             x = x.astype(np.float32).astype(np.float64)
         nan = np.asarray(np.isnan(x).any(axis=0), dtype=bool)
         below = torch.zeros(len(self.features) + 1, x.shape[0], dtype=torch.int64)
-        columns = np.ascontiguousarray(x[:, self.features].T)  # read 2+ times each
+        columns = x.T[self.features]  # contiguous columns: read 2+ times each
         for i, f in enumerate(self.features.tolist()):
             if not nan[f]:
                 below[i] = torch.from_numpy(router.rank(columns[i], f))
