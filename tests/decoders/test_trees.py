@@ -300,21 +300,15 @@ def test_leaf_readout_of_a_booster_over_many_features_equals_predict() -> None:
                                     np.zeros(len(ens.feature), dtype=bool), 32)
 
 
-@pytest.mark.parametrize("grid", [False, True])
 @pytest.mark.parametrize("library", ["lightgbm", "lightgbm-zero", "xgboost", "sklearn"])
-def test_routing_by_threshold_rank_equals_the_full_rule(
-    library: str, grid: bool, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """goes_left reads numeric splits from each row's rank among the feature's thresholds
-    (by binary search, or by the rank grids); that equals the trainer's rule in full
-    (_goes_left_full) at every node, for rows exactly at thresholds, one ulp either side,
-    +-inf, zeros and NaN (which take the full rule)."""
+def test_routing_by_feature_comparisons_equals_the_full_rule(library: str) -> None:
+    """goes_left compares numeric splits feature by feature (a column against all of its
+    thresholds); that equals the trainer's rule in full (_goes_left_full) at every node, for
+    rows exactly at thresholds, one ulp either side, +-inf, zeros and NaN (which take the full
+    rule)."""
     from sklearn.ensemble import RandomForestRegressor
 
-    from torchspex.decoders import _tree_parsers as tp
     from torchspex.decoders._tree_parsers import parse_tree_ensemble
-
-    monkeypatch.setattr(tp, "RANK_GRID_ROWS", 0 if grid else 1 << 62)
 
     rng = np.random.default_rng(3)
     x = rng.normal(size=(300, 5)).round(1)  # repeated values: many rows sit on thresholds
@@ -351,8 +345,6 @@ def test_routing_by_threshold_rank_equals_the_full_rule(
         got = ens.goes_left(data)
         assert not got[ens.left < 0].any()
         np.testing.assert_array_equal(got[internal], ens._goes_left_full(full, internal))
-    if grid and library != "lightgbm-zero":  # the grids were used (missing type Zero: none)
-        assert any(g is not None for g in ens._rank_grids.values())
 
 
 @pytest.mark.parametrize("strict", [False, True])

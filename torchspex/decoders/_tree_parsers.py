@@ -114,10 +114,9 @@ class TreeEnsemble:
 
         Leaves get ``False``. Implements the trainer's rule, missing values and categorical
         splits included. Numeric splits on features without NaN in ``x`` (and not of LightGBM's
-        missing type Zero) are read from each row's rank among the feature's thresholds
-        (:attr:`_cuts`): a row goes left at a split iff fewer of the feature's thresholds lie
-        below it (``<=`` / ``<`` for strict splits) than the split's own rank, one integer
-        comparison per node and row; every other split takes the rule in full.
+        missing type Zero) are compared feature by feature: each feature's column (contiguous)
+        against all of its splits' thresholds at once (:meth:`_compare_numeric`); every other
+        split takes the rule in full.
         """
         x = np.asarray(x, dtype=np.float64)
         if self.float32_inputs:
@@ -127,26 +126,44 @@ class TreeEnsemble:
         full = internal & ((self.category >= 0) | (self.missing == _MISSING_ZERO)
                            | np.isnan(x).any(axis=0)[feat])  # fmt: skip
         fast = np.flatnonzero(internal & ~full)
-        if fast.size == len(self.feature):  # every node by rank: no scatter into ``out``
-            out = self._below(x, feat) <= self._narrow_rank[:, None]
+        if fast.size == len(self.feature):  # every node compared: no scatter into ``out``
+            out = self._compare_numeric(x, fast)
         else:
             out = np.zeros((len(self.feature), x.shape[0]), dtype=bool)
         if fast.size and fast.size < len(self.feature):
-            out[fast] = self._below(x, feat[fast]) <= self._narrow_rank[fast, None]
+            out[fast] = self._compare_numeric(x, fast)
         slow = np.flatnonzero(full)
         if slow.size:
             out[slow] = self._goes_left_full(x, slow)
         return out
 
-    def _below(self, x: np.ndarray, feat: np.ndarray) -> np.ndarray:
-        """``[len(feat), R]``: each row's rank among the thresholds of feature ``feat[i]`` (the
-        number below it; ``<=`` for strict splits), in the dtype of :attr:`_narrow_rank`."""
-        below = np.zeros((self.n_features, x.shape[0]), dtype=self._narrow_rank.dtype)
-        used = np.unique(feat)
-        columns = x.T[used]  # contiguous columns: the ranks read each 2+ times
-        for i, f in enumerate(used.tolist()):
-            below[f] = self.rank(columns[i], f)
-        return below[feat]
+    def _compare_numeric(self, x: np.ndarray, nodes: np.ndarray) -> np.ndarray:
+        """``bool [len(nodes), R]``: ``x < threshold`` (strict) or ``x <= threshold`` at the
+        numeric ``nodes``, rows ``x`` in the model's precision without NaN at their features.
+        The nodes go by feature: one broadcast comparison of the feature's contiguous column
+        with its thresholds writes their rows. One thread, a 4,500-row chunk: XGBoost's 291
+        splits 1.45 -> 0.43 ms, the LightGBM breast-cancer booster's 2,747 splits 5.0 -> 2.8 ms
+        against each row's rank among the feature's thresholds compared with the split's
+        (``int16`` ranks gathered per node; the same routing)."""
+        if not nodes.size:
+            return np.zeros((0, x.shape[0]), dtype=bool)
+        feat = self.feature[nodes]
+        order = np.argsort(feat, kind="stable")
+        by_feature = feat[order]
+        starts = np.flatnonzero(np.diff(by_feature)) + 1
+        bounds = [0, *starts.tolist(), nodes.size]
+        columns = x.T[by_feature[bounds[:-1]]]  # contiguous
+        threshold = self.threshold[nodes[order], None]
+        compare = np.less if self.strict else np.less_equal
+        out = np.empty((nodes.size, x.shape[0]), dtype=bool)
+        for i in range(len(bounds) - 1):
+            a, b = bounds[i], bounds[i + 1]
+            compare(columns[i], threshold[a:b], out=out[a:b])
+        if bool((order == np.arange(order.size)).all()):
+            return out
+        back = np.empty_like(order)
+        back[order] = np.arange(order.size)
+        return out[back]
 
     def rank(self, v: np.ndarray, f: int) -> np.ndarray:
         """Each value of ``v`` (``float64 [R]``, no NaN, in the model's precision): its rank
@@ -223,17 +240,6 @@ class TreeEnsemble:
         spill = count > RANK_GRID_CROWD
         grids[f] = (lo, scale, base, within, spill if spill.any() else None)
         return grids[f]
-
-    @cached_property
-    def _narrow_rank(self) -> np.ndarray:
-        """:attr:`_cuts`'s ranks in the narrowest of int16 / int32 that holds every feature's
-        count of thresholds: :meth:`goes_left` gathers and compares ``[nodes, rows]`` ranks,
-        and int16 halves that traffic (one thread, the LightGBM breast-cancer booster, 763
-        rows per call: 3.1 -> 1.4 us per row with the scatter into ``out`` skipped where every
-        node takes the rank rule; bitwise equal)."""
-        rank, cuts = self._cuts
-        most = max((len(c) for c in cuts), default=0)
-        return rank.astype(np.int16 if most < np.iinfo(np.int16).max else np.int32)
 
     @cached_property
     def _cuts(self) -> tuple[np.ndarray, list[np.ndarray]]:
