@@ -309,6 +309,7 @@ def test_routing_by_feature_comparisons_equals_the_full_rule(library: str) -> No
     from sklearn.ensemble import RandomForestRegressor
 
     from torchspex.decoders._tree_parsers import parse_tree_ensemble
+    from torchspex.decoders.treeshap import _router
 
     rng = np.random.default_rng(3)
     x = rng.normal(size=(300, 5)).round(1)  # repeated values: many rows sit on thresholds
@@ -345,6 +346,10 @@ def test_routing_by_feature_comparisons_equals_the_full_rule(library: str) -> No
         got = ens.goes_left(data)
         assert not got[ens.left < 0].any()
         np.testing.assert_array_equal(got[internal], ens._goes_left_full(full, internal))
+        # a router of internal nodes only, in an order that is not by feature: every node
+        # compared at once, then put back in node order
+        sub = _router(ens, internal[::-1].copy())
+        np.testing.assert_array_equal(sub.goes_left(data), got[internal[::-1]])
 
 
 @pytest.mark.parametrize("strict", [False, True])

@@ -902,10 +902,10 @@ def test_interventional_values_of_a_deep_path_add_up(k: int) -> None:
 
 
 def test_rank_grids_route_as_binary_search(monkeypatch: pytest.MonkeyPatch) -> None:
-    # routing ranks from the grids (TreeEnsemble.rank), in the key tables' ranks and the
-    # sub-routers of splits routed in full (missing values in some chunks), give values bitwise
-    # those of binary search: a scikit-learn forest (key tables) and a LightGBM booster, both
-    # maskings, orders 1-2; a cell per threshold, so that some cells spill to binary search
+    # the key tables' ranks from the grids (TreeEnsemble.rank), beside splits routed in full
+    # (missing values in some chunks), give values bitwise those of binary search: a
+    # scikit-learn forest and a LightGBM booster (both with key tables), both maskings, orders
+    # 1-2; a cell per threshold, so that some cells spill to binary search
     from sklearn.ensemble import RandomForestRegressor
 
     from torchspex.decoders import _tree_parsers as tp

@@ -127,26 +127,34 @@ class TreeEnsemble:
                            | np.isnan(x).any(axis=0)[feat])  # fmt: skip
         fast = np.flatnonzero(internal & ~full)
         if fast.size == len(self.feature):  # every node compared: no scatter into ``out``
-            out = self._compare_numeric(x, fast)
+            out, at = self._compare_numeric(x, fast)
+            if not bool((at == fast).all()):  # back to node order
+                back = np.empty_like(at)
+                back[at] = np.arange(at.size)
+                out = out[back]
         else:
             out = np.zeros((len(self.feature), x.shape[0]), dtype=bool)
         if fast.size and fast.size < len(self.feature):
-            out[fast] = self._compare_numeric(x, fast)
+            block, at = self._compare_numeric(x, fast)
+            out[at] = block
         slow = np.flatnonzero(full)
         if slow.size:
             out[slow] = self._goes_left_full(x, slow)
         return out
 
-    def _compare_numeric(self, x: np.ndarray, nodes: np.ndarray) -> np.ndarray:
-        """``bool [len(nodes), R]``: ``x < threshold`` (strict) or ``x <= threshold`` at the
-        numeric ``nodes``, rows ``x`` in the model's precision without NaN at their features.
-        The nodes go by feature: one broadcast comparison of the feature's contiguous column
-        with its thresholds writes their rows. One thread, a 4,500-row chunk: XGBoost's 291
-        splits 1.45 -> 0.43 ms, the LightGBM breast-cancer booster's 2,747 splits 5.0 -> 2.8 ms
-        against each row's rank among the feature's thresholds compared with the split's
-        (``int16`` ranks gathered per node; the same routing)."""
+    def _compare_numeric(
+        self, x: np.ndarray, nodes: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(bool [len(nodes), R], nodes')``: ``x < threshold`` (strict) or ``x <= threshold``
+        at the numeric ``nodes`` taken in the order ``nodes'`` (by feature), rows ``x`` in the
+        model's precision without NaN at their features. One broadcast comparison of each
+        feature's contiguous column with its thresholds writes their rows. One thread, a
+        4,500-row chunk: XGBoost's 291 splits 1.45 -> 0.43 ms, the LightGBM breast-cancer
+        booster's 2,747 splits 5.0 -> 2.8 ms against each row's rank among the feature's
+        thresholds compared with the split's (``int16`` ranks gathered per node; the same
+        routing)."""
         if not nodes.size:
-            return np.zeros((0, x.shape[0]), dtype=bool)
+            return np.zeros((0, x.shape[0]), dtype=bool), nodes
         feat = self.feature[nodes]
         order = np.argsort(feat, kind="stable")
         by_feature = feat[order]
@@ -159,11 +167,7 @@ class TreeEnsemble:
         for i in range(len(bounds) - 1):
             a, b = bounds[i], bounds[i + 1]
             compare(columns[i], threshold[a:b], out=out[a:b])
-        if bool((order == np.arange(order.size)).all()):
-            return out
-        back = np.empty_like(order)
-        back[order] = np.arange(order.size)
-        return out[back]
+        return out, nodes[order]
 
     def rank(self, v: np.ndarray, f: int) -> np.ndarray:
         """Each value of ``v`` (``float64 [R]``, no NaN, in the model's precision): its rank
@@ -205,7 +209,10 @@ class TreeEnsemble:
         thresholds in lower cells; ``within[j] [cells]`` each cell's ``j``-th threshold (NaN
         where it has fewer), up to :data:`RANK_GRID_CROWD`; ``spill bool [cells]`` the cells
         holding more (their values' ranks by binary search), None where there are none. None
-        (``np.searchsorted`` throughout) for features with a threshold not finite."""
+        (``np.searchsorted`` throughout) for features with a threshold not finite or whose
+        thresholds span past the float range; a grid too large for the values at hand is not
+        built (nor cached: a larger call may build it). Read by the key tables' ranks
+        (``treeshap._KeyTables.ranks``); :meth:`goes_left` compares values directly."""
         return {}
 
     def _rank_grid(self, f: int, n_values: int) -> _RankGrid | None:

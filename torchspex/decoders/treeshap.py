@@ -153,8 +153,8 @@ def _router(ens: TreeEnsemble, internal: np.ndarray) -> TreeEnsemble:
     fields["left"] = np.zeros(len(internal), dtype=np.int64)  # all internal: never a leaf
     fields["right"] = fields["left"]
     out = TreeEnsemble(**fields)
-    # the parent's thresholds (a superset of the sub's: the nodes' ranks among them route the
-    # same) and its rank grids, built once for both
+    # the parent's thresholds (a superset of the sub's: ranks among them decide the same) and
+    # its rank grids, built once for both, for key tables built on the sub-router
     rank, cuts = ens._cuts
     out.__dict__["_cuts"] = (rank[internal], cuts)
     out.__dict__["_rank_grids"] = ens._rank_grids
@@ -1238,7 +1238,7 @@ KEY_COLUMNS = True
 class _KeyTables:
     """Routing keys by feature: a keyed tree's splits on one numeric feature send a row left
     according to the row's rank among that feature's thresholds alone (``below``, as
-    :meth:`TreeEnsemble.goes_left` computes it), so their bits of the key are a table over
+    :meth:`TreeEnsemble.rank` gives it), so their bits of the key are a table over
     that rank. A key is then the sum, over the tree's features, of one table entry each
     (``[T, F]`` lookups per row instead of ``[V]`` comparisons, shifts and a scatter).
 
