@@ -930,11 +930,13 @@ def test_rank_grids_route_as_binary_search(monkeypatch: pytest.MonkeyPatch) -> N
                 for at in (1 << 62, 0):  # binary search, then grids from any size
                     monkeypatch.setattr(tp, "RANK_GRID_ROWS", at)
                     ens = parse_tree_ensemble(model)
-                    values.append(tree_shapley_values(ens, rows, background, max_order=order))
+                    paths = tree_paths(ens)
+                    values.append(tree_shapley_values(ens, rows, background, max_order=order,
+                                                      paths=paths))  # fmt: skip
                 for a, b in zip(*values):
                     if a is not None:
                         torch.testing.assert_close(a, b, rtol=0, atol=0)
-                assert any(g is not None for g in ens._rank_grids.values())
+                assert any(g is not None for g in paths.router._rank_grids.values())
 
 
 def test_key_tables_equal_split_by_split_keys(monkeypatch: pytest.MonkeyPatch) -> None:

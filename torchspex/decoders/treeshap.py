@@ -152,13 +152,7 @@ def _router(ens: TreeEnsemble, internal: np.ndarray) -> TreeEnsemble:
     fields = {k: (v[internal] if k in sub else v) for k, v in fields.items()}
     fields["left"] = np.zeros(len(internal), dtype=np.int64)  # all internal: never a leaf
     fields["right"] = fields["left"]
-    out = TreeEnsemble(**fields)
-    # the parent's thresholds (a superset of the sub's: ranks among them decide the same) and
-    # its rank grids, built once for both, for key tables built on the sub-router
-    rank, cuts = ens._cuts
-    out.__dict__["_cuts"] = (rank[internal], cuts)
-    out.__dict__["_rank_grids"] = ens._rank_grids
-    return out
+    return TreeEnsemble(**fields)
 
 
 def tree_paths(ensemble: TreeEnsemble) -> TreePaths:
