@@ -308,7 +308,7 @@ def test_routing_by_feature_comparisons_equals_the_full_rule(library: str) -> No
     rule)."""
     from sklearn.ensemble import RandomForestRegressor
 
-    from torchspex.decoders._tree_parsers import parse_tree_ensemble
+    from torchspex.decoders._tree_parsers import RoutingColumns, parse_tree_ensemble
     from torchspex.decoders.treeshap import _router
 
     rng = np.random.default_rng(3)
@@ -345,11 +345,24 @@ def test_routing_by_feature_comparisons_equals_the_full_rule(library: str) -> No
         full = data.astype(np.float32).astype(np.float64) if ens.float32_inputs else data
         got = ens.goes_left(data)
         assert not got[ens.left < 0].any()
-        np.testing.assert_array_equal(got[internal], ens._goes_left_full(full, internal))
+        np.testing.assert_array_equal(got[internal], ens._goes_left_full(full.T, internal))
         # a router of internal nodes only, in an order that is not by feature: every node
         # compared at once, then put back in node order
         sub = _router(ens, internal[::-1].copy())
         np.testing.assert_array_equal(sub.goes_left(data), got[internal[::-1]])
+        # rows made ready once (RoutingColumns), then routed by slices of them: the same
+        cols = ens.columns(data)
+        assert cols.shape == data.shape and cols.float32 == ens.float32_inputs
+        np.testing.assert_array_equal(ens.goes_left(cols), got)
+        np.testing.assert_array_equal(sub.goes_left(cols[50:130]), got[internal[::-1], 50:130])
+        # a slice keeps the whole rows' NaN features (the full rule there: the same routing)
+        assert cols[:7].nan.tolist() == np.isnan(data).any(axis=0).tolist()
+        np.testing.assert_array_equal(ens.goes_left(cols[:7]), ens.goes_left(data[:7]))
+    other = RoutingColumns(cols.values, cols.nan, not cols.float32)
+    with pytest.raises(ValueError, match="another precision"):
+        ens.goes_left(other)
+    with pytest.raises(TypeError, match="slice"):
+        cols[3]
 
 
 @pytest.mark.parametrize("strict", [False, True])

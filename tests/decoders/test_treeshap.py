@@ -1054,6 +1054,15 @@ def test_bit_packer_equals_shifted_sums() -> None:
     small = treeshap._BitPacker(tree[keep], bit[keep], len(splits))(left[keep], torch.int32)
     assert small.dtype == np.int32
     assert torch.equal(torch.from_numpy(small).long(), expect * torch.from_numpy(narrow)[:, None])
+    # one packer reused over steps of rows into column slices of the caller's keys (its layout
+    # kept from call to call, a shorter last step a view of it): the same keys
+    pack = treeshap._BitPacker(tree, bit, len(splits))
+    keys = np.zeros((len(splits), 37), dtype=np.int64)
+    for a in range(0, 37, 15):
+        got = pack(left[:, a : a + 15], torch.int64, out=keys[:, a : a + 15])
+        assert np.shares_memory(got, keys)
+    assert torch.equal(torch.from_numpy(keys), expect)
+    assert torch.equal(torch.from_numpy(pack(left[:, :5], torch.int64)), expect[:, :5])
 
 
 def test_unique_rows_equal_torch_unique() -> None:
