@@ -300,6 +300,35 @@ def test_leaf_readout_of_a_booster_over_many_features_equals_predict() -> None:
                                     np.zeros(len(ens.feature), dtype=bool), 32)
 
 
+def test_routing_columns_copy_only_the_features_split_on() -> None:
+    """Rows made ready for routing copy only the features some split reads (the others stay
+    zeros): the routing equals the rows', a sub-router takes its parent's columns, and columns
+    made without a feature a model splits on are refused."""
+    from sklearn.tree import DecisionTreeRegressor
+
+    from torchspex.decoders._tree_parsers import parse_tree_ensemble
+    from torchspex.decoders.treeshap import _router
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(200, 40))
+    y = np.where(x[:, 3] > 0, x[:, 17], -x[:, 29])
+    ens = parse_tree_ensemble(DecisionTreeRegressor(max_depth=3, random_state=0).fit(x, y))
+    used = ens.used_features
+    assert 0 < used.size < 40
+    x[::5, 0] = np.nan  # a feature no split reads: not searched for NaN, not copied
+    cols = ens.columns(x)
+    assert cols.filled is not None and np.flatnonzero(cols.filled).tolist() == used.tolist()
+    assert not cols.values[~cols.filled].any() and not cols.nan.any()
+    np.testing.assert_array_equal(ens.goes_left(cols), ens.goes_left(x))
+    internal = np.flatnonzero(ens.left >= 0)
+    sub = _router(ens, internal[:2].copy())
+    np.testing.assert_array_equal(sub.goes_left(cols[10:90]), ens.goes_left(x)[internal[:2], 10:90])
+    narrow = sub.columns(x)
+    if sub.used_features.size < used.size:
+        with pytest.raises(ValueError, match="without some feature"):
+            ens.goes_left(narrow)
+
+
 @pytest.mark.parametrize("library", ["lightgbm", "lightgbm-zero", "xgboost", "sklearn"])
 def test_routing_by_feature_comparisons_equals_the_full_rule(library: str) -> None:
     """goes_left compares numeric splits feature by feature (a column against all of its
@@ -355,9 +384,11 @@ def test_routing_by_feature_comparisons_equals_the_full_rule(library: str) -> No
         assert cols.shape == data.shape and cols.float32 == ens.float32_inputs
         np.testing.assert_array_equal(ens.goes_left(cols), got)
         np.testing.assert_array_equal(sub.goes_left(cols[50:130]), got[internal[::-1], 50:130])
-        # a slice keeps the whole rows' NaN features (the full rule there: the same routing)
-        assert cols[:7].nan.tolist() == np.isnan(data).any(axis=0).tolist()
-        np.testing.assert_array_equal(ens.goes_left(cols[:7]), ens.goes_left(data[:7]))
+        # a slice keeps the whole rows' NaN features (the full rule there, though its rows
+        # hold none: the same routing as the rows compared by feature)
+        assert cols[1:7].nan.tolist() == np.isnan(data).any(axis=0).tolist()
+        assert not np.isnan(data[1:7]).any()
+        np.testing.assert_array_equal(ens.goes_left(cols[1:7]), ens.goes_left(data[1:7]))
     other = RoutingColumns(cols.values, cols.nan, not cols.float32)
     with pytest.raises(ValueError, match="another precision"):
         ens.goes_left(other)

@@ -1063,6 +1063,20 @@ def test_bit_packer_equals_shifted_sums() -> None:
         assert np.shares_memory(got, keys)
     assert torch.equal(torch.from_numpy(keys), expect)
     assert torch.equal(torch.from_numpy(pack(left[:, :5], torch.int64)), expect[:, :5])
+    # every tree with a split in its first byte (the byte copied, not OR-ed), int32, into a
+    # column slice of keys whose other columns hold a sentinel that must stay
+    some = np.array([2, 5, 1, 8, 31])
+    tree = np.repeat(np.arange(len(some)), some)
+    bit = np.concatenate([rng.permutation(s) for s in some])
+    left = rng.random((len(tree), 20)) < 0.5
+    expect = torch.zeros(len(some), 20, dtype=torch.int64)
+    expect.index_add_(0, torch.from_numpy(tree), torch.from_numpy(left).long()
+                      << torch.from_numpy(bit)[:, None])  # fmt: skip
+    keys = np.full((len(some), 30), -7, dtype=np.int32)
+    keys[:, 5:25] = 0
+    treeshap._BitPacker(tree, bit, len(some))(left, torch.int32, out=keys[:, 5:25])
+    assert (keys[:, :5] == -7).all() and (keys[:, 25:] == -7).all()
+    assert torch.equal(torch.from_numpy(keys[:, 5:25]).long(), expect)
 
 
 def test_unique_rows_equal_torch_unique() -> None:

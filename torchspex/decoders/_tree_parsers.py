@@ -62,11 +62,14 @@ class RoutingColumns:
             takes the full rule, which is exact with or without NaN).
         float32: the values are rounded to ``float32`` (an ensemble that compares
             ``float32(x)`` needs them so).
+        filled: ``bool [n_features]``, the features whose values were copied (the others
+            hold zeros: no split reads them), or ``None`` for all.
     """
 
     values: np.ndarray
     nan: np.ndarray
     float32: bool
+    filled: np.ndarray | None = None  # bool [n_features]: the features copied (None: all)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -76,7 +79,7 @@ class RoutingColumns:
     def __getitem__(self, rows: slice) -> RoutingColumns:
         if not isinstance(rows, slice):
             raise TypeError("RoutingColumns are indexed by a slice of rows")
-        return RoutingColumns(self.values[:, rows], self.nan, self.float32)
+        return RoutingColumns(self.values[:, rows], self.nan, self.float32, self.filled)
 
 
 @dataclass(frozen=True, eq=False)
@@ -143,15 +146,30 @@ class TreeEnsemble:
         """``bool [N]``."""
         return self.left < 0
 
+    @cached_property
+    def used_features(self) -> np.ndarray:
+        """The features some split reads (``int64``, increasing)."""
+        return np.unique(self.feature[~self.is_leaf])
+
     def columns(self, x: np.ndarray) -> RoutingColumns:
-        """Rows ``x`` (``float [R, n_features]``) made ready for :meth:`goes_left`: transposed
-        once, rounded once to ``float32`` where the model compares so, searched once for NaN."""
+        """Rows ``x`` (``float [R, n_features]``) made ready for :meth:`goes_left`: the
+        features some split reads (:attr:`used_features`; the others stay zeros, which cost no
+        memory until written) transposed once, rounded once to ``float32`` where the model
+        compares so, searched once for NaN."""
         x = np.asarray(x)
-        if self.float32_inputs:
-            values = np.ascontiguousarray(x.T, dtype=np.float32).astype(np.float64)
-        else:
-            values = np.ascontiguousarray(x.T, dtype=np.float64)
-        return RoutingColumns(values, np.asarray(np.isnan(values).any(axis=1)), self.float32_inputs)
+        dtype = np.float32 if self.float32_inputs else np.float64
+        used = self.used_features
+        if used.size == x.shape[1]:
+            values = np.ascontiguousarray(x.T, dtype=dtype).astype(np.float64, copy=False)
+            return RoutingColumns(values, np.asarray(np.isnan(values).any(axis=1)),
+                                  self.float32_inputs)  # fmt: skip
+        values = np.zeros((x.shape[1], x.shape[0]))
+        values[used] = np.ascontiguousarray(x[:, used].T, dtype=dtype)
+        nan = np.zeros(x.shape[1], dtype=bool)
+        nan[used] = np.isnan(values[used]).any(axis=1)
+        filled = np.zeros(x.shape[1], dtype=bool)
+        filled[used] = True
+        return RoutingColumns(values, nan, self.float32_inputs, filled)
 
     def goes_left(self, x: np.ndarray | RoutingColumns) -> np.ndarray:
         """Routing of rows ``x`` (``float [R, n_features]``, or :class:`RoutingColumns` from
@@ -166,6 +184,8 @@ class TreeEnsemble:
         cols = x if isinstance(x, RoutingColumns) else self.columns(x)
         if cols.float32 != self.float32_inputs:
             raise ValueError("the rows were made ready for a model of another precision")
+        if cols.filled is not None and not cols.filled[self.used_features].all():
+            raise ValueError("the rows were made ready without some feature this model splits on")
         values = cols.values
         internal = ~self.is_leaf
         feat = np.where(internal, self.feature, 0)

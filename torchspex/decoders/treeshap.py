@@ -899,15 +899,17 @@ def tree_shapley_values(
         key_tables = _KeyTables.build(paths, keyed, n_rows)
     # rows in chunks whose [trees, rows] keys fit _CHUNK, or (ROW_PASSES) in passes of as
     # many rows as the dense row sums hold in _CHUNK, each pass's trees in blocks whose keys fit
-    step = max(1, _CHUNK // max(1, paths.n_trees))
+    # (and the chunk's routing columns, float64 [features split on, R], within it too)
+    n_used = len(paths.router.used_features)
+    step = max(1, _CHUNK // max(1, paths.n_trees, n_used))
     block = paths.n_trees
     if not bool(keyed.all()):
         step = max(1, min(step, _CHUNK // max(1, paths.n_nodes)))
     elif ROW_PASSES and n_rows > step:
         most = max(step, _CHUNK // max(1, n_targets * n_out))
-        if key_tables is not None:  # a pass's ranks [F + 1, R] (and float32 copy [R, n])
-            per_row = len(key_tables.features) + 1
-            most = min(most, _CHUNK // max(per_row, n if paths.router.float32_inputs else 1))
+        if key_tables is not None:  # a pass's ranks [F + 1, R]
+            most = min(most, _CHUNK // (len(key_tables.features) + 1))
+        most = min(most, _CHUNK // max(1, n_used))  # its routing columns
         passes = -(-n_rows // most)
         step = -(-n_rows // passes)  # passes of equal size
         block = max(1, _CHUNK // step)
@@ -1386,9 +1388,10 @@ class _BitPacker:
     slot ``bit % 8`` of its tree's eight rows for byte ``bit // 8`` (slots without a split stay
     0), and each byte of every tree is one weighted sum over its eight rows (``np.einsum``
     with weights ``2^0 .. 2^7`` in ``uint8``: no carry past 255). One thread, 100 trees of 1-6
-    splits, 33,334 rows: 19-31 ms for an OR of each bit position's rows into the trees' bytes
-    (the previous packer), 4-5 ms this way; an ``index_add`` of the shifted ``[V, R]``
-    integers had been 3.5-5x slower than that OR (bitwise equal)."""
+    splits, 33,334 rows, the keys allocated by the packer: 23-25 ms for an OR of each bit
+    position's rows into the trees' bytes (the previous packer), 7-8 ms this way, bitwise
+    equal; an ``index_add`` of the shifted ``[V, R]`` integers had been 3.5-5x slower than
+    that OR."""
 
     _WEIGHTS = (1 << np.arange(8)).astype(np.uint8)
 
@@ -1413,8 +1416,8 @@ class _BitPacker:
     def __call__(self, left: np.ndarray, dtype: torch.dtype, out: np.ndarray | None = None
                  ) -> np.ndarray:  # fmt: skip
         """``[T, R]`` keys (``int32`` or ``int64`` as ``dtype``; 0 for trees without splits),
-        OR-ed into ``out`` where given (zeros of that dtype, any strides: a slice of the
-        caller's keys, so that no copy follows)."""
+        written into ``out`` where given (it must hold zeros of that dtype; any strides: a
+        slice of the caller's keys, so that no copy follows)."""
         n_rows = left.shape[1]
         np_dtype = np.int32 if dtype == torch.int32 else np.int64
         if out is None:
@@ -1492,10 +1495,11 @@ class _RowClasses:
     go the same way at every split of the tree, so they share every leaf's pattern and the
     tree's contribution). The rows of trees too large for a key are classes of their own.
 
-    ``pos [T, R]`` each row's class in its tree; ``key [T, U]`` each class's routing key,
-    increasing (``U`` the most classes of a tree; unused columns hold 0); ``count [T]`` classes
-    per tree; ``patterns`` the rows' decision patterns at every node where some tree is not keyed,
-    else None.
+    ``pos [T, R]`` each row's class in its tree (``int64`` where one sort gives every
+    tree's classes, else the keys' own ``int32`` / ``int64``); ``key [T, U]`` each class's
+    routing key, increasing (``U`` the most classes of a tree; unused columns hold 0); ``count
+    [T]`` classes per tree; ``patterns`` the rows' decision patterns at every node where some
+    tree is not keyed, else None.
     """
 
     pos: Tensor
@@ -1560,9 +1564,10 @@ class _RowClasses:
             pos, key, count = _sorted_classes(keys)
             return _RowClasses(pos, key, count, patterns, lo)
         # direct trees' classes are their keys: every row at once, the keys' own tensor in
-        # their own dtype (the row sums index by it; a boolean mask or an index over [T, R]
-        # costs 3-10x: XGBoost's 100,000 rows 66-76 ms, and an int64 copy of int32 keys ~15 ms
-        # a chunk), the other trees' rows overwritten once their keys are read
+        # their own dtype (a boolean mask or an index over [T, R] costs 3-10x: XGBoost's
+        # 100,000 rows 66-76 ms; no int64 copy of int32 keys either, ~15 ms a chunk there:
+        # the dense row sums index by int32, the entry-by-entry ones convert a tree's row at
+        # a time), the other trees' rows overwritten once their keys are read
         pos = keys
         count = torch.where(direct, 1 << splits.clamp(max=62), n_rows)
         sort = torch.nonzero(keyed & ~direct).squeeze(1)
