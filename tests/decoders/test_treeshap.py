@@ -966,9 +966,9 @@ def test_key_tables_equal_split_by_split_keys(monkeypatch: pytest.MonkeyPatch) -
     used = []
     original = treeshap._KeyTables.keys
 
-    def spy(self, paths, x, below, nan, dtype, lo, hi):
-        used.append(bool(nan.any()))
-        return original(self, paths, x, below, nan, dtype, lo, hi)
+    def spy(self, paths, x, below, dtype, lo, hi):
+        used.append(bool(x.nan.any()))
+        return original(self, paths, x, below, dtype, lo, hi)
 
     monkeypatch.setattr(treeshap._KeyTables, "keys", spy)
     for i, model in enumerate(models):

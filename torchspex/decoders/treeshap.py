@@ -1321,26 +1321,24 @@ class _KeyTables:
                                                                 start, uses)  # fmt: skip
         return tables
 
-    def ranks(self, paths: TreePaths, rows: np.ndarray | RoutingColumns
-              ) -> tuple[RoutingColumns, Tensor, np.ndarray]:  # fmt: skip
-        """``(x, below, nan)``: the rows as the router reads them (:class:`RoutingColumns`),
-        each table feature's ranks ``int64 [F + 1, R]`` (then a row of zeros that padding and
-        the features with missing values read, with the table's last entry, 0) and the features
-        with a missing value in some row (``bool [n]``: their splits take the full rule)."""
+    def ranks(self, paths: TreePaths, x: RoutingColumns) -> Tensor:
+        """Each table feature's ranks among its thresholds for the rows ``x``: ``int64 [F + 1,
+        R]`` (then a row of zeros that padding and the features with missing values read, with
+        the table's last entry, 0; the features with a missing value in some row, ``x.nan``,
+        take the full rule)."""
         router = paths.router
-        x = rows if isinstance(rows, RoutingColumns) else router.columns(rows)
-        nan = x.nan
         below = torch.zeros(len(self.features) + 1, x.shape[0], dtype=torch.int64)
         for i, f in enumerate(self.features.tolist()):
-            if not nan[f]:  # each feature's values contiguous
+            if not x.nan[f]:  # each feature's values contiguous
                 below[i] = torch.from_numpy(router.rank(x.values[f], f))
-        return x, below, nan
+        return below
 
-    def keys(self, paths: TreePaths, x: RoutingColumns, below: Tensor, nan: np.ndarray,
-             dtype: torch.dtype, lo: int, hi: int) -> Tensor:  # fmt: skip
-        """``[hi - lo, R]`` the routing keys of rows ``x`` (ranks ``below``, missing ``nan``,
-        as :meth:`ranks` gives them) in trees ``lo .. hi - 1`` (0 for trees not keyed)."""
+    def keys(self, paths: TreePaths, x: RoutingColumns, below: Tensor, dtype: torch.dtype,
+             lo: int, hi: int) -> Tensor:
+        """``[hi - lo, R]`` the routing keys of rows ``x`` (ranks ``below`` as :meth:`ranks`
+        gives them) in trees ``lo .. hi - 1`` (0 for trees not keyed)."""
         router = paths.router
+        nan = x.nan
         n_rows = x.shape[0]
         if self.columns is not None:
             # key[r, t] = sum over the block's features of columns[start + rank of r, t]
@@ -1517,7 +1515,7 @@ class _RowClasses:
         tables: _KeyTables | None = None,
         lo: int = 0,
         hi: int | None = None,
-        ranks: tuple[RoutingColumns, Tensor, np.ndarray] | None = None,
+        ranks: Tensor | None = None,
     ) -> _RowClasses:
         """The classes of ``rows`` in trees ``lo .. hi - 1`` (a range only where every tree
         is keyed); ``ranks``: ``tables.ranks(paths, rows)`` when already computed."""
@@ -1534,14 +1532,14 @@ class _RowClasses:
         block = (paths.split_tree >= lo) & (paths.split_tree < hi)
         sel = keyed[paths.split_tree] & block
         if tables is not None:  # by feature tables (the same keys)
-            x, below, nan = tables.ranks(paths, rows) if ranks is None else ranks
+            below = tables.ranks(paths, rows) if ranks is None else ranks
             per_row = hi - lo  # lookups per row (by columns: one per tree)
             if tables.columns is None:
                 per_row = tables.lookup_feature[lo:hi].numel()
             step = max(1, _CHUNK // max(1, per_row))
             for a in range(0, n_rows, step):
                 b = min(a + step, n_rows)
-                keys[:, a:b] = tables.keys(paths, x[a:b], below[:, a:b], nan, dtype, lo, hi)
+                keys[:, a:b] = tables.keys(paths, rows[a:b], below[:, a:b], dtype, lo, hi)
         elif bool(sel.any()):
             pack = _BitPacker(paths.split_tree[sel].numpy() - lo, paths.split_bit[sel].numpy(),
                               n_trees)  # fmt: skip
